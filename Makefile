@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. Everything else is a step of theirs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# .python-version selects 3.13.0 through pyenv; fall back to a python3.13 on PATH.
+BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13)
+PROTO_SRC := $(wildcard protos/v2mom/v1/*.proto)
+PROTO_STAMP := protos/v2mom/v1/goals_pb2.py
+
+.PHONY: run test protos bench clean install
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(BASE_PYTHON)" || { echo "Python 3.13 not found: install it with 'pyenv install 3.13.0'"; exit 1; }
+	$(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed $(PROTO_STAMP)
+
+$(PROTO_STAMP): $(PROTO_SRC) $(VENV)/.installed
+	$(PY) -m services.platform.protogen
+
+protos: $(VENV)/.installed
+	$(PY) -m services.platform.protogen
+
+run: install
+	$(PY) -m deploy.devstack
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench.goals_api
+
+clean:
+	rm -rf $(VENV) var .pytest_cache protos/v2mom/v1/*_pb2*.py*

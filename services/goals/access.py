@@ -1,0 +1,64 @@
+"""Who may see and do what with a V2MOM.
+
+Published versions are visible to everyone. Working copies (drafts, pending
+submissions, requested changes) only to the owner, the owner's manager
+chain and admins. Anything a caller may not see does not exist for them.
+"""
+
+from services.platform.auth import Caller
+from services.platform.errors import NotFound, PermissionDenied
+
+from .directory import Directory
+
+
+class Access:
+    def __init__(self, directory: Directory):
+        self.directory = directory
+
+    def sees_working_copy(self, caller: Caller, doc: dict) -> bool:
+        if caller.is_admin or caller.person_id == doc["owner_id"]:
+            return True
+        return caller.person_id in self.directory.manager_chain(doc["owner_id"])
+
+    def is_public(self, doc: dict) -> bool:
+        return doc.get("published") is not None
+
+    def may_see(self, caller: Caller, doc: dict) -> bool:
+        return self.is_public(doc) or self.sees_working_copy(caller, doc)
+
+    def require_visible(self, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
+        if doc is None or not self.may_see(caller, doc):
+            raise NotFound(f"v2mom {v2mom_id!r} not found")
+        return doc
+
+    def require_working_copy(self, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
+        """For actions on the working copy; a published-only viewer is told no, not lied to."""
+        doc = self.require_visible(caller, doc, v2mom_id)
+        if not self.sees_working_copy(caller, doc):
+            raise PermissionDenied(f"only the owner, their managers and admins may work on v2mom {v2mom_id!r}")
+        return doc
+
+    def require_editor(self, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
+        doc = self.require_working_copy(caller, doc, v2mom_id)
+        if not (caller.is_admin or caller.person_id == doc["owner_id"]):
+            raise PermissionDenied(f"only the owner or an admin may change v2mom {v2mom_id!r}")
+        return doc
+
+    def require_approver(self, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
+        doc = self.require_working_copy(caller, doc, v2mom_id)
+        if caller.person_id == doc["owner_id"]:
+            raise PermissionDenied("nobody may approve their own V2MOM")
+        if caller.is_admin or (doc.get("approver_id") and caller.person_id == doc["approver_id"]):
+            return doc
+        raise PermissionDenied(f"v2mom {v2mom_id!r} waits for {doc.get('approver_id') or 'an admin'}, not you")
+
+    def visible_owner_ids(self, caller: Caller) -> list[str]:
+        """Owners whose working copies the caller may see (admins see all: handled by the caller)."""
+        return [caller.person_id, *self.directory.reports_of(caller.person_id)]
+
+    def approver_for(self, doc: dict) -> str:
+        """The owner's manager; company V2MOMs and people without a manager go to admins ('')."""
+        if doc["level"] == "ORG_LEVEL_COMPANY":
+            return ""
+        owner = self.directory.person(doc["owner_id"])
+        return (owner or {}).get("manager_id") or ""

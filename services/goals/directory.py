@@ -1,0 +1,168 @@
+"""The org directory the goals service owns: people, org units and cycles.
+
+Reads go through a short-lived in-process cache: every RPC needs the caller's
+manager chain, and the directory changes rarely (HRIS sync), so a few seconds
+of staleness buys a round-trip per lookup.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pymongo.database import Database
+
+from services.platform.mongo import Index
+from services.platform.outbox import new_document_with_events, outbox_index, with_events
+
+from . import convert
+from .events import org_unit_event, person_event
+from v2mom.v1 import events_pb2
+
+PEOPLE = "people"
+ORG_UNITS = "org_units"
+CYCLES = "cycles"
+
+INDEXES = [
+    Index(PEOPLE, [("org_unit_id", 1), ("_id", 1)], name="people_by_unit"),
+    Index(PEOPLE, [("manager_id", 1), ("_id", 1)], name="people_by_manager"),
+    Index(ORG_UNITS, [("parent_id", 1), ("_id", 1)], name="units_by_parent"),
+    outbox_index(PEOPLE),
+    outbox_index(ORG_UNITS),
+]
+
+MAX_CHAIN = 50  # a manager loop in bad HRIS data must not hang a request
+
+
+class TtlCache:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl_seconds
+        self.clock = clock
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, load):
+        now = self.clock()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            self._entries[key] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class Directory:
+    def __init__(self, db: Database, cache_seconds: float = 5.0):
+        self.db = db
+        self.cache = TtlCache(cache_seconds)
+
+    # --- reads -------------------------------------------------------------
+
+    def person(self, person_id: str) -> dict | None:
+        return self.cache.get(("person", person_id), lambda: self.db[PEOPLE].find_one({"_id": person_id}, {"outbox": 0}))
+
+    def org_unit(self, unit_id: str) -> dict | None:
+        return self.cache.get(("unit", unit_id), lambda: self.db[ORG_UNITS].find_one({"_id": unit_id}, {"outbox": 0}))
+
+    def cycle(self, cycle_id: str) -> dict | None:
+        return self.cache.get(("cycle", cycle_id), lambda: self.db[CYCLES].find_one({"_id": cycle_id}))
+
+    def manager_chain(self, person_id: str) -> list[str]:
+        """The person's managers, nearest first."""
+        chain: list[str] = []
+        person = self.person(person_id)
+        while person and person.get("manager_id") and len(chain) < MAX_CHAIN:
+            manager_id = person["manager_id"]
+            if manager_id in chain or manager_id == person_id:
+                break
+            chain.append(manager_id)
+            person = self.person(manager_id)
+        return chain
+
+    def reports_of(self, manager_id: str) -> list[str]:
+        """Everyone below a manager, direct and indirect."""
+        def load():
+            found: list[str] = []
+            frontier = [manager_id]
+            seen = {manager_id}
+            while frontier and len(found) < 100_000:
+                rows = self.db[PEOPLE].find({"manager_id": {"$in": frontier}}, {"_id": 1})
+                frontier = [row["_id"] for row in rows if row["_id"] not in seen]
+                seen.update(frontier)
+                found.extend(frontier)
+            return found
+
+        return self.cache.get(("reports", manager_id), load)
+
+    def list_people(self, org_unit_id: str, manager_id: str, after: str, limit: int) -> list[dict]:
+        query: dict = {}
+        if org_unit_id:
+            query["org_unit_id"] = org_unit_id
+        if manager_id:
+            query["manager_id"] = manager_id
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db[PEOPLE].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
+
+    def list_org_units(self, parent_id: str, after: str, limit: int) -> list[dict]:
+        query: dict = {}
+        if parent_id:
+            query["parent_id"] = parent_id
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db[ORG_UNITS].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
+
+    def list_cycles(self) -> list[dict]:
+        return list(self.db[CYCLES].find({}).sort("start_date", 1))
+
+    # --- writes (seed now, HRIS sync later) ----------------------------------
+
+    def upsert_org_unit(self, unit: dict) -> bool:
+        """Creates or changes an org unit; returns False when nothing changed."""
+        existing = self.db[ORG_UNITS].find_one({"_id": unit["_id"]}, {"outbox": 0, "outbox_pending": 0})
+        fields = {k: unit.get(k) for k in ("name", "level", "parent_id", "leader_id")}
+        if existing and all(existing.get(k) == v for k, v in fields.items()):
+            return False
+        document = {"_id": unit["_id"], **fields, "updated_at": datetime.now(UTC)}
+        data = events_pb2.OrgUnitEventData(
+            org_unit=convert.org_unit_to_proto(document),
+            previous_parent_id=(existing or {}).get("parent_id") or "",
+        )
+        self._write(ORG_UNITS, existing, document, org_unit_event(data))
+        return True
+
+    def upsert_person(self, person: dict) -> bool:
+        existing = self.db[PEOPLE].find_one({"_id": person["_id"]}, {"outbox": 0, "outbox_pending": 0})
+        keys = ("display_name", "email", "title", "manager_id", "org_unit_id", "roles", "active")
+        fields = {k: person.get(k) for k in keys}
+        fields["active"] = fields["active"] if fields["active"] is not None else True
+        fields["roles"] = list(fields["roles"] or [])
+        if existing and all(existing.get(k) == v for k, v in fields.items()):
+            return False
+        document = {"_id": person["_id"], **fields, "updated_at": datetime.now(UTC)}
+        data = events_pb2.PersonEventData(
+            person=convert.person_to_proto(document),
+            previous_org_unit_id=(existing or {}).get("org_unit_id") or "",
+            previous_manager_id=(existing or {}).get("manager_id") or "",
+        )
+        self._write(PEOPLE, existing, document, person_event(data))
+        return True
+
+    def _write(self, collection: str, existing: dict | None, document: dict, event: dict) -> None:
+        if existing is None:
+            self.db[collection].insert_one(new_document_with_events(document, [event]))
+        else:
+            fields = {k: v for k, v in document.items() if k != "_id"}
+            self.db[collection].update_one({"_id": document["_id"]}, with_events({"$set": fields}, [event]))
+        self.cache.clear()
+
+    def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str) -> None:
+        self.db[CYCLES].update_one(
+            {"_id": cycle_id}, {"$set": {"start_date": start_date, "end_date": end_date}}, upsert=True
+        )

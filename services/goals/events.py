@@ -1,0 +1,48 @@
+"""The events the goals service publishes, and their payloads.
+
+Payloads are the proto3 JSON form of the messages in protos/v2mom/v1/events.proto,
+so every consumer can parse them with generated code or plain JSON.
+docs/events.asyncapi.yaml documents each type.
+"""
+
+from google.protobuf import json_format
+
+from services.platform.events import envelope
+from v2mom.v1 import events_pb2
+
+SERVICE = "goals"
+
+V2MOM_CREATED = "v2mom_created"
+V2MOM_UPDATED = "v2mom_updated"
+V2MOM_SUBMITTED = "v2mom_submitted"
+V2MOM_CHANGES_REQUESTED = "v2mom_changes_requested"
+V2MOM_APPROVED = "v2mom_approved"
+V2MOM_ARCHIVED = "v2mom_archived"
+PERSON_UPSERTED = "person_upserted"
+ORG_UNIT_UPSERTED = "org_unit_upserted"
+
+V2MOM_EVENT_TYPES = (
+    V2MOM_CREATED,
+    V2MOM_UPDATED,
+    V2MOM_SUBMITTED,
+    V2MOM_CHANGES_REQUESTED,
+    V2MOM_APPROVED,
+    V2MOM_ARCHIVED,
+)
+EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED)
+
+
+def _json(message) -> dict:
+    return json_format.MessageToDict(message)
+
+
+def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
+    return envelope(SERVICE, event_type, subject=data.v2mom_id, data=_json(data))
+
+
+def person_event(data: events_pb2.PersonEventData) -> dict:
+    return envelope(SERVICE, PERSON_UPSERTED, subject=data.person.id, data=_json(data))
+
+
+def org_unit_event(data: events_pb2.OrgUnitEventData) -> dict:
+    return envelope(SERVICE, ORG_UNIT_UPSERTED, subject=data.org_unit.id, data=_json(data))

@@ -1,0 +1,168 @@
+"""Guidance on a V2MOM's quality, after the domain guide.
+
+Errors block submission; warnings and info are advice. Works on the stored
+(document) form of the content so it needs no protobuf.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+
+ERROR = "ERROR"
+WARNING = "WARNING"
+INFO = "INFO"
+
+# The guide: "three to five values are easier to remember"; methods 5-8 keep
+# focus without leaving the vision uncovered.
+VALUES_RANGE = (3, 5)
+METHODS_RANGE = (5, 8)
+
+VAGUE_WORDS = (
+    "improve", "improved", "improving", "better", "enhance", "optimize", "optimise",
+    "increase", "reduce", "grow", "more", "less", "faster", "stronger", "boost", "maximize",
+)
+JARGON = (
+    "synergy", "synergies", "leverage", "paradigm", "holistic", "best-in-class", "world-class",
+    "move the needle", "low-hanging fruit", "value-add", "circle back", "deep dive", "bandwidth",
+    "stakeholder-centric", "thought leadership", "game changer", "game-changer", "disrupt",
+    "next-generation", "robust", "seamless", "scalable solution", "empower", "actionable insights",
+)
+_VAGUE = re.compile(r"\b(" + "|".join(VAGUE_WORDS) + r")\b", re.IGNORECASE)
+_JARGON = re.compile(r"(?<![\w-])(" + "|".join(re.escape(j) for j in JARGON) + r")(?![\w-])", re.IGNORECASE)
+# A number or a date anchors a vague verb: "improve NPS to 45", "by Q3", "by March".
+_ANCHOR = re.compile(
+    r"\d|\b(q[1-4]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    field_path: str
+    code: str
+    message: str
+
+
+def lint(content: dict) -> list[Finding]:
+    findings: list[Finding] = []
+    findings += _lint_vision(content)
+    findings += _lint_values(content)
+    findings += _lint_methods(content)
+    findings += _lint_measures(content)
+    findings += _lint_weights(content.get("methods", []), "content.methods", "method")
+    findings += _lint_weights(content.get("measures", []), "content.measures", "measure")
+    return findings
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity == ERROR for f in findings)
+
+
+def _lint_vision(content: dict) -> list[Finding]:
+    if not content.get("vision", "").strip():
+        return [Finding(ERROR, "content.vision", "vision.missing", "Write a vision: the end goal this V2MOM serves.")]
+    return _wording("content.vision", content["vision"])
+
+
+def _lint_values(content: dict) -> list[Finding]:
+    values = content.get("values", [])
+    findings: list[Finding] = []
+    low, high = VALUES_RANGE
+    if not values:
+        findings.append(Finding(ERROR, "content.values", "values.missing", "Name at least one value."))
+    elif not low <= len(values) <= high:
+        findings.append(
+            Finding(WARNING, "content.values", "values.count", f"Keep {low} to {high} values; this has {len(values)}.")
+        )
+    linked = {vid for m in content.get("methods", []) for vid in m.get("value_ids", [])}
+    for i, value in enumerate(values):
+        path = f"content.values[{i}]"
+        if not value.get("description", "").strip():
+            findings.append(
+                Finding(WARNING, f"{path}.description", "value.missing_behaviour", f"Say what behaviour '{value['name']}' means in daily work.")
+            )
+        if value["id"] not in linked:
+            findings.append(
+                Finding(WARNING, path, "value.unlinked", f"Value '{value['name']}' is linked to no method, so nothing puts it into practice.")
+            )
+        findings += _wording(f"{path}.description", value.get("description", ""))
+    return findings
+
+
+def _lint_methods(content: dict) -> list[Finding]:
+    methods = content.get("methods", [])
+    findings: list[Finding] = []
+    low, high = METHODS_RANGE
+    if not methods:
+        findings.append(Finding(ERROR, "content.methods", "methods.missing", "Add the methods that will achieve the vision."))
+    elif not low <= len(methods) <= high:
+        findings.append(
+            Finding(WARNING, "content.methods", "methods.count", f"Aim for {low} to {high} methods; this has {len(methods)}.")
+        )
+    for i, method in enumerate(methods):
+        findings += _lint_method(f"content.methods[{i}]", method)
+    return findings
+
+
+def _lint_method(path: str, method: dict) -> list[Finding]:
+    title = method.get("title") or "(untitled)"
+    findings: list[Finding] = []
+    if not method.get("owner_id"):
+        findings.append(Finding(ERROR, f"{path}.owner_id", "method.missing_owner", f"Method '{title}' needs an owner."))
+    if not method.get("due_date"):
+        findings.append(Finding(ERROR, f"{path}.due_date", "method.missing_due_date", f"Method '{title}' needs a due date."))
+    if not method.get("accountable_id"):
+        findings.append(
+            Finding(ERROR, f"{path}.accountable_id", "method.missing_accountable", f"Method '{title}' needs exactly one Accountable person.")
+        )
+    if not method.get("value_ids"):
+        findings.append(
+            Finding(WARNING, f"{path}.value_ids", "method.unlinked", f"Link method '{title}' to the value it puts into practice.")
+        )
+    findings += _wording(f"{path}.title", method.get("title", ""))
+    return findings
+
+
+def _lint_measures(content: dict) -> list[Finding]:
+    measures = content.get("measures", [])
+    if not measures:
+        return [Finding(WARNING, "content.measures", "measures.missing", "Add measures so progress can be tracked.")]
+    findings: list[Finding] = []
+    for i, measure in enumerate(measures):
+        path = f"content.measures[{i}]"
+        title = measure.get("title") or "(untitled)"
+        for field, label in (("baseline", "a baseline"), ("target", "a target"), ("unit", "a unit"), ("due_date", "a due date")):
+            if measure.get(field) in (None, ""):
+                findings.append(
+                    Finding(ERROR, f"{path}.{field}", f"measure.missing_{field}", f"Measure '{title}' needs {label}.")
+                )
+        if measure.get("baseline") is not None and measure.get("baseline") == measure.get("target"):
+            findings.append(
+                Finding(WARNING, f"{path}.target", "measure.no_change", f"Measure '{title}' has its target equal to its baseline.")
+            )
+        findings += _wording(f"{path}.title", measure.get("title", ""))
+    return findings
+
+
+def _lint_weights(items: list[dict], path: str, noun: str) -> list[Finding]:
+    weights = [item.get("weight") or 0.0 for item in items]
+    if not any(weights):
+        return []
+    total = sum(weights)
+    if not math.isclose(total, 100.0, abs_tol=0.01):
+        return [
+            Finding(ERROR, path, f"{noun}.weights_total", f"{noun.capitalize()} weights total {total:g}; they must total 100.")
+        ]
+    return []
+
+
+def _wording(path: str, text: str) -> list[Finding]:
+    findings: list[Finding] = []
+    vague = _VAGUE.search(text or "")
+    if vague and not _ANCHOR.search(text):
+        findings.append(
+            Finding(WARNING, path, "wording.vague", f"'{vague.group(0)}' without a number or a date is vague: say by how much and by when.")
+        )
+    for match in dict.fromkeys(m.group(0).lower() for m in _JARGON.finditer(text or "")):
+        findings.append(Finding(INFO, path, "wording.jargon", f"'{match}' is jargon: use plain words everyone understands."))
+    return findings

@@ -1,0 +1,100 @@
+"""Storage of V2MOM aggregates: one document each, carrying its history and outbox.
+
+Every change is one conditional update on (_id, revision): the new state, the
+history entry and the events commit together or not at all, and a writer
+holding a stale revision gets nothing (optimistic concurrency).
+"""
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from services.platform.mongo import Index
+from services.platform.outbox import new_document_with_events, outbox_index, with_events
+
+V2MOMS = "v2moms"
+
+INDEXES = [
+    Index(V2MOMS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
+    Index(V2MOMS, [("org_unit_id", 1), ("_id", 1)], name="by_org_unit"),
+    Index(V2MOMS, [("cycle_id", 1), ("state", 1), ("_id", 1)], name="by_cycle_state"),
+    Index(V2MOMS, [("parent_id", 1)], name="by_parent"),
+    Index(V2MOMS, [("approver_id", 1), ("state", 1), ("_id", 1)], name="by_approver"),
+    Index(V2MOMS, [("published_revision", 1), ("_id", 1)], name="by_published"),
+    # One live V2MOM per slot (owner or unit, per level and cycle); archiving frees it.
+    Index(V2MOMS, [("slot", 1)], name="one_per_slot", unique=True, partial={"slot": {"$exists": True}}),
+    Index(V2MOMS, [("create_key", 1)], name="idempotent_create", unique=True, partial={"create_key": {"$exists": True}}),
+    outbox_index(V2MOMS),
+]
+
+# Lists and single reads never need the history or the pending events.
+SUMMARY = {"history": 0, "outbox": 0, "outbox_pending": 0}
+
+
+class SlotTaken(Exception):
+    pass
+
+
+class DuplicateCreate(Exception):
+    pass
+
+
+class V2MOMRepository:
+    def __init__(self, db: Database):
+        self.collection = db[V2MOMS]
+
+    def insert(self, document: dict, events: list[dict]) -> None:
+        try:
+            self.collection.insert_one(new_document_with_events(document, events))
+        except DuplicateKeyError as error:
+            if "create_key" in str(error):
+                raise DuplicateCreate() from None
+            raise SlotTaken() from None
+
+    def get(self, v2mom_id: str) -> dict | None:
+        return self.collection.find_one({"_id": v2mom_id}, SUMMARY)
+
+    def find_by_create_key(self, key: str) -> dict | None:
+        return self.collection.find_one({"create_key": key}, SUMMARY)
+
+    def history(self, v2mom_id: str) -> list[dict]:
+        doc = self.collection.find_one({"_id": v2mom_id}, {"history": 1})
+        return doc["history"] if doc else []
+
+    def apply(
+        self,
+        v2mom_id: str,
+        expected_revision: int,
+        changes: dict,
+        history_entry: dict,
+        events: list[dict],
+        unset: tuple[str, ...] = (),
+    ) -> dict | None:
+        """Commits a change made on top of expected_revision; None if someone got there first."""
+        update: dict = {
+            "$set": {**changes, "revision": expected_revision + 1},
+            "$push": {"history": history_entry},
+        }
+        if unset:
+            update["$unset"] = {field: "" for field in unset}
+        try:
+            return self.collection.find_one_and_update(
+                {"_id": v2mom_id, "revision": expected_revision},
+                with_events(update, events),
+                projection=SUMMARY,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise SlotTaken() from None
+
+    def find(self, query: dict, after: str, limit: int) -> list[dict]:
+        if after:
+            query = {**query, "_id": {"$gt": after}}
+        return list(self.collection.find(query, SUMMARY).sort("_id", 1).limit(limit))
+
+    def children_of(self, parent_ids: list[str]) -> list[dict]:
+        return list(self.collection.find({"parent_id": {"$in": parent_ids}}, SUMMARY).sort("_id", 1))
+
+    def parent_of(self, v2mom_id: str) -> str | None:
+        doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})
+        return doc.get("parent_id") if doc else None

@@ -1,0 +1,189 @@
+"""Structural checks on requests: sizes, formats, links and references.
+
+These are INVALID_ARGUMENT (the request can never succeed as sent); quality
+advice lives in lint.py. Limits are the ones named in goals.proto.
+"""
+
+import math
+import re
+from datetime import date
+
+from google.type import date_pb2
+
+from services.platform.errors import Violations
+from services.platform.ids import new_id
+
+from v2mom.v1 import common_pb2, goals_pb2
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_ID = 64
+MAX_TITLE = 200
+MAX_NAME = 120
+MAX_VISION = 2000
+MAX_VALUE_DESCRIPTION = 2000
+MAX_DESCRIPTION = 4000
+MAX_UNIT = 32
+MAX_REASON = 1000
+MAX_VALUES = 5
+MAX_ITEMS = 20
+MAX_LINKED_VALUES = 5
+MAX_PEOPLE_PER_ROLE = 20
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+def check_id(violations: Violations, field: str, value: str, required: bool = True) -> None:
+    if not value:
+        if required:
+            violations.add(field, "is required")
+        return
+    if not ID_PATTERN.match(value):
+        violations.add(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+
+
+def check_text(violations: Violations, field: str, value: str, limit: int, required: bool = False) -> None:
+    if required and not value.strip():
+        violations.add(field, "is required")
+    violations.max_len(field, value, limit)
+
+
+def check_enum(violations: Violations, field: str, enum_type, value: int, required: bool = False) -> None:
+    if value not in enum_type.values():
+        violations.add(field, f"unknown value {value}")
+    elif required and value == 0:
+        violations.add(field, "is required")
+
+
+def check_date(violations: Violations, field: str, value: date_pb2.Date) -> str | None:
+    if (value.year, value.month, value.day) == (0, 0, 0):
+        return None
+    try:
+        return date(value.year, value.month, value.day).isoformat()
+    except ValueError:
+        violations.add(field, f"is not a valid date ({value.year:04d}-{value.month:02d}-{value.day:02d})")
+        return None
+
+
+def check_number(violations: Violations, field: str, value: float, low=None, high=None) -> None:
+    if not math.isfinite(value):
+        violations.add(field, "must be a finite number")
+    elif (low is not None and value < low) or (high is not None and value > high):
+        violations.add(field, f"must be between {low} and {high}")
+
+
+def page_size(violations: Violations, value: int) -> int:
+    if value < 0 or value > MAX_PAGE_SIZE:
+        violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE
+
+
+def check_content(violations: Violations, content: goals_pb2.V2MOMContent, person_exists) -> None:
+    """Sizes, formats, unique ids, links inside the V2MOM, and people references."""
+    check_text(violations, "content.title", content.title, MAX_TITLE)
+    check_text(violations, "content.vision", content.vision, MAX_VISION)
+    violations.max_items("content.values", content.values, MAX_VALUES)
+    for name in ("methods", "obstacles", "measures"):
+        violations.max_items(f"content.{name}", getattr(content, name), MAX_ITEMS)
+    if violations:
+        return  # item checks on an oversized list would only add noise
+    value_ids = _check_item_ids(violations, "content.values", content.values)
+    method_ids = _check_item_ids(violations, "content.methods", content.methods)
+    _check_item_ids(violations, "content.obstacles", content.obstacles)
+    _check_item_ids(violations, "content.measures", content.measures)
+    for i, value in enumerate(content.values):
+        check_text(violations, f"content.values[{i}].name", value.name, MAX_NAME, required=True)
+        check_text(violations, f"content.values[{i}].description", value.description, MAX_VALUE_DESCRIPTION)
+    for i, method in enumerate(content.methods):
+        _check_method(violations, f"content.methods[{i}]", method, value_ids, person_exists)
+    for i, obstacle in enumerate(content.obstacles):
+        _check_obstacle(violations, f"content.obstacles[{i}]", obstacle, method_ids, person_exists)
+    for i, measure in enumerate(content.measures):
+        _check_measure(violations, f"content.measures[{i}]", measure, method_ids, person_exists)
+
+
+def _check_item_ids(violations: Violations, path: str, items) -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.id:
+            check_id(violations, f"{path}[{i}].id", item.id)
+            if item.id in seen:
+                violations.add(f"{path}[{i}].id", f"duplicate id {item.id!r}")
+            seen.add(item.id)
+    return seen
+
+
+def _check_links(violations: Violations, field: str, ids, known: set[str], noun: str, limit: int) -> None:
+    violations.max_items(field, ids, limit)
+    for link in ids:
+        if link not in known:
+            violations.add(field, f"links to unknown {noun} {link[:64]!r}; use the id of a {noun} in this V2MOM")
+    if len(set(ids)) != len(ids):
+        violations.add(field, "lists the same id twice")
+
+
+def _check_person(violations: Violations, field: str, person_id: str, person_exists) -> None:
+    if not person_id:
+        return
+    check_id(violations, field, person_id)
+    if ID_PATTERN.match(person_id) and not person_exists(person_id):
+        violations.add(field, f"unknown person {person_id!r}")
+
+
+def _check_method(violations, path, method: goals_pb2.Method, value_ids, person_exists) -> None:
+    check_text(violations, f"{path}.title", method.title, MAX_TITLE, required=True)
+    check_text(violations, f"{path}.description", method.description, MAX_DESCRIPTION)
+    _check_links(violations, f"{path}.value_ids", method.value_ids, value_ids, "value", MAX_LINKED_VALUES)
+    _check_person(violations, f"{path}.owner_id", method.owner_id, person_exists)
+    _check_person(violations, f"{path}.accountable_id", method.accountable_id, person_exists)
+    for role in ("responsible_ids", "consulted_ids", "informed_ids"):
+        people = getattr(method, role)
+        violations.max_items(f"{path}.{role}", people, MAX_PEOPLE_PER_ROLE)
+        for j, person_id in enumerate(people[:MAX_PEOPLE_PER_ROLE]):
+            _check_person(violations, f"{path}.{role}[{j}]", person_id, person_exists)
+    start = check_date(violations, f"{path}.start_date", method.start_date)
+    due = check_date(violations, f"{path}.due_date", method.due_date)
+    if start and due and start > due:
+        violations.add(f"{path}.due_date", "must not be before start_date")
+    violations.max_items(f"{path}.milestones", method.milestones, MAX_ITEMS)
+    _check_item_ids(violations, f"{path}.milestones", method.milestones)
+    for j, milestone in enumerate(method.milestones[:MAX_ITEMS]):
+        check_text(violations, f"{path}.milestones[{j}].title", milestone.title, MAX_TITLE, required=True)
+        check_date(violations, f"{path}.milestones[{j}].due_date", milestone.due_date)
+    check_number(violations, f"{path}.weight", method.weight, 0, 100)
+
+
+def _check_obstacle(violations, path, obstacle: goals_pb2.Obstacle, method_ids, person_exists) -> None:
+    check_text(violations, f"{path}.title", obstacle.title, MAX_TITLE, required=True)
+    check_text(violations, f"{path}.description", obstacle.description, MAX_DESCRIPTION)
+    _check_person(violations, f"{path}.owner_id", obstacle.owner_id, person_exists)
+    check_enum(violations, f"{path}.status", goals_pb2.ObstacleStatus, obstacle.status)
+    _check_links(violations, f"{path}.method_ids", obstacle.method_ids, method_ids, "method", MAX_ITEMS)
+
+
+def _check_measure(violations, path, measure: goals_pb2.Measure, method_ids, person_exists) -> None:
+    check_text(violations, f"{path}.title", measure.title, MAX_TITLE, required=True)
+    check_text(violations, f"{path}.unit", measure.unit, MAX_UNIT)
+    check_enum(violations, f"{path}.kind", goals_pb2.MeasureKind, measure.kind)
+    check_enum(violations, f"{path}.direction", goals_pb2.Direction, measure.direction)
+    for field in ("baseline", "target"):
+        if measure.HasField(field):
+            check_number(violations, f"{path}.{field}", getattr(measure, field))
+    check_date(violations, f"{path}.due_date", measure.due_date)
+    _check_links(violations, f"{path}.method_ids", measure.method_ids, method_ids, "method", MAX_ITEMS)
+    _check_person(violations, f"{path}.owner_id", measure.owner_id, person_exists)
+    check_number(violations, f"{path}.weight", measure.weight, 0, 100)
+
+
+def assign_ids(content: dict) -> dict:
+    """Gives every new item a stable id; existing ids are kept so links and check-ins survive edits."""
+    for key, prefix in (("values", "val"), ("methods", "mth"), ("obstacles", "obs"), ("measures", "msr")):
+        for item in content[key]:
+            item["id"] = item["id"] or new_id(prefix)
+    for method in content["methods"]:
+        for milestone in method["milestones"]:
+            milestone["id"] = milestone["id"] or new_id("mil")
+    return content
+
+
+def level_name(level: int) -> str:
+    return common_pb2.OrgLevel.Name(level)

@@ -1,0 +1,40 @@
+"""goals-worker: the nameko side of the goals service (eventlet).
+
+It relays the outbox to the ``goals.events`` exchange. HRIS directory sync
+(a later issue) adds its event handlers here.
+Run it with ``python -m services.goals.worker``.
+"""
+
+import eventlet
+
+eventlet.monkey_patch()  # before anything opens a socket
+
+from nameko.timer import timer  # noqa: E402
+
+from services.platform.config import env_float  # noqa: E402
+from services.platform.nameko_deps import OutboxRelayProvider  # noqa: E402
+from services.platform.worker import run_services  # noqa: E402
+
+from .directory import ORG_UNITS, PEOPLE  # noqa: E402
+from .repository import V2MOMS  # noqa: E402
+
+RELAY_INTERVAL = env_float("RELAY_INTERVAL_SECONDS", 0.2)
+
+
+class GoalsWorker:
+    name = "goals_worker"
+
+    relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS])
+
+    @timer(interval=RELAY_INTERVAL)
+    def relay_outbox(self):
+        # Drain fully each tick so a backlog after an outage clears quickly.
+        self.relay.relay_until_empty(max_passes=50)
+
+
+def main() -> None:
+    run_services("goals", GoalsWorker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""gRPC server bootstrap: auth, error mapping, health checking and reflection.
+
+Plain grpcio with a thread pool - never inside an eventlet-patched process
+(see ARCHITECTURE.md, "Process model").
+"""
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .auth import TokenVerifier, reset_current_caller, set_current_caller
+from .config import AuthSettings
+from .errors import ServiceError, internal_status
+from .ids import new_id
+
+log = logging.getLogger(__name__)
+
+# Infrastructure endpoints that load balancers and grpcurl use without a token.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One servicer and how to register it: (add_XServicer_to_server, servicer, full name)."""
+
+    add_to_server: Callable
+    servicer: object
+    full_name: str
+
+
+class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
+    """Authenticates every call and turns exceptions into clean statuses.
+
+    It wraps the handler's behaviour rather than checking in
+    intercept_service, because intercept_service runs on grpcio's polling
+    thread while the behaviour runs on the pool thread that owns the call.
+    """
+
+    def __init__(self, verifier: TokenVerifier):
+        self.verifier = verifier
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._guard(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _guard(self, method: str, behaviour):
+        verifier = self.verifier
+
+        def guarded(request, context):
+            started = time.perf_counter()
+            token = None
+            try:
+                token = set_current_caller(verifier.caller_from_metadata(context.invocation_metadata()))
+                response = behaviour(request, context)
+                log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
+                return response
+            except ServiceError as error:
+                log.info(
+                    "rpc refused",
+                    extra={"rpc": method, "code": error.code.name, "reason": error.message, "ms": _ms(started)},
+                )
+                context.abort_with_status(error.to_status())
+            except Exception as error:
+                if isinstance(error, grpc.RpcError) or _is_abort(error):
+                    raise
+                incident = new_id("inc")
+                log.exception("rpc failed", extra={"rpc": method, "incident": incident})
+                context.abort_with_status(internal_status(incident))
+            finally:
+                if token is not None:
+                    reset_current_caller(token)
+
+        return guarded
+
+
+def _is_abort(error: Exception) -> bool:
+    # context.abort() raises a bare Exception subclass private to grpcio.
+    return type(error).__module__.startswith("grpc")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def create_server(
+    addr: str,
+    bindings: Iterable[ServiceBinding],
+    auth: AuthSettings,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Builds (but does not start) a server; port 0 in addr picks a free port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[AuthAndErrorsInterceptor(TokenVerifier(auth))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    for binding in bindings:
+        binding.add_to_server(binding.servicer, server)
+        health_servicer.set(binding.full_name, health_pb2.HealthCheckResponse.SERVING)
+        names.append(binding.full_name)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(addr)
+    if port == 0:
+        raise RuntimeError(f"could not bind gRPC server to {addr}")
+    return server, port, health_servicer
+
+
+def serve_until_signalled(server: grpc.Server, health_servicer, name: str, port: int) -> None:
+    """Runs until SIGINT/SIGTERM, then drains in-flight calls for up to 5 s."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    log.info("grpc server started", extra={"grpc_service": name, "port": port})
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=5).wait()
+    log.info("grpc server stopped", extra={"grpc_service": name})

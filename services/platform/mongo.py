@@ -1,0 +1,33 @@
+"""The MongoDB connection each service uses for its own database.
+
+Works against real MongoDB and the mongoeco wire server alike; only features
+both support are used (see ARCHITECTURE.md, "Storage").
+"""
+
+from dataclasses import dataclass
+
+import pymongo
+from pymongo.database import Database
+
+
+def connect(uri: str, app_name: str) -> pymongo.MongoClient:
+    # A short server-selection timeout makes a missing store fail fast and clearly.
+    return pymongo.MongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, tz_aware=True)
+
+
+@dataclass(frozen=True)
+class Index:
+    collection: str
+    keys: list[tuple[str, int]]
+    name: str
+    unique: bool = False
+    partial: dict | None = None
+
+
+def ensure_indexes(db: Database, indexes: list[Index]) -> None:
+    """Creates every index the queries need; safe to run on every start."""
+    for index in indexes:
+        options = {"name": index.name, "unique": index.unique}
+        if index.partial:
+            options["partialFilterExpression"] = index.partial
+        db[index.collection].create_index(index.keys, **options)

@@ -1,0 +1,56 @@
+"""The embedded store for local runs and tests: mongoeco's wire server.
+
+Real pymongo talks to it over a real socket, as it would to MongoDB. With
+``--sqlite PATH`` the data survives restarts; without it, it lives in memory.
+
+    python -m services.platform.mongo_server --port 27017 --sqlite var/mongo.sqlite
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from mongoeco.engines import MemoryEngine, SQLiteEngine
+from mongoeco.wire import AsyncMongoEcoProxyServer
+
+from . import logs
+
+log = logging.getLogger(__name__)
+
+
+async def serve(host: str, port: int, sqlite_path: str | None, ready_file: str | None) -> None:
+    if sqlite_path:
+        Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = SQLiteEngine(sqlite_path)
+    else:
+        engine = MemoryEngine()
+    server = AsyncMongoEcoProxyServer(engine=engine, host=host, port=port)
+    address = await server.start()
+    log.info("mongo wire server listening", extra={"uri": address.uri, "sqlite": sqlite_path or "memory"})
+    if ready_file:
+        # Tests asking for port 0 learn the real port from this file.
+        Path(ready_file).write_text(address.uri)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.close()
+    log.info("mongo wire server stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=27017)
+    parser.add_argument("--sqlite", help="SQLite file to keep data in (default: memory)")
+    parser.add_argument("--ready-file", help="write the connection URI here once listening")
+    args = parser.parse_args()
+    logs.configure("mongo-wire")
+    asyncio.run(serve(args.host, args.port, args.sqlite, args.ready_file))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Starts nameko services from code (ServiceRunner), not through `nameko run`.
+
+nameko 2.14.1's CLI imports pkg_resources, which setuptools >= 81 removed.
+The caller must have run eventlet.monkey_patch() before importing anything
+that opens sockets - see the top of each service's worker module.
+"""
+
+import logging
+import signal
+
+import eventlet
+from nameko.runners import ServiceRunner
+
+from . import logs
+from .config import load
+
+log = logging.getLogger(__name__)
+
+
+def nameko_config(amqp_uri: str) -> dict:
+    return {
+        "AMQP_URI": amqp_uri,
+        # Our envelopes are CloudEvents JSON; accept them alongside nameko's json.
+        "serializer": "json",
+        "ACCEPT": ["json", "cloudevents"],
+        "max_workers": 10,
+    }
+
+
+def run_services(service_name: str, *service_classes) -> None:
+    settings = load(service_name)
+    logs.configure(f"{service_name}-worker", settings.log_level)
+    runner = ServiceRunner(nameko_config(settings.amqp_uri))
+    for cls in service_classes:
+        runner.add_service(cls)
+    stopping = eventlet.event.Event()
+
+    def request_stop(*_):
+        if not stopping.ready():
+            stopping.send(True)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    runner.start()
+    log.info("worker started", extra={"services": [cls.name for cls in service_classes]})
+    stopping.wait()
+    runner.stop()
+    log.info("worker stopped")

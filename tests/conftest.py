@@ -1,0 +1,94 @@
+"""Real parts for the tests: the mongoeco wire server, RabbitMQ, gRPC over sockets.
+
+The wire server runs as its own process (as in `make run`); each test gets
+a fresh database name in it, so tests never see each other's data.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pymongo
+import pytest
+
+from services.platform.auth import bearer_metadata, mint_token
+from services.platform.config import load
+
+ROOT = Path(__file__).resolve().parents[1]
+AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _broker_reachable(host="127.0.0.1", port=5672) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    if os.environ.get("TEST_MONGO_URI"):
+        yield os.environ["TEST_MONGO_URI"]
+        return
+    ready = tmp_path_factory.mktemp("mongo") / "uri"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.platform.mongo_server", "--port", "0", "--ready-file", str(ready)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"mongo wire server did not start: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    yield ready.read_text()
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    assert _broker_reachable(), "RabbitMQ is not reachable on 127.0.0.1:5672: start it with `rabbitmq-server -detached`"
+    return AMQP_URI
+
+
+@pytest.fixture
+def db_name():
+    return f"goals_test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(mongo_uri, amqp_uri, db_name):
+    return replace(load("goals"), mongo_uri=mongo_uri, mongo_db=db_name, amqp_uri=amqp_uri, directory_cache_seconds=0.0)
+
+
+@pytest.fixture
+def db(settings):
+    client = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
+    yield client[settings.database_name]
+    client.drop_database(settings.database_name)
+    client.close()
+
+
+def token(settings, person_id: str, roles=()) -> str:
+    return mint_token(settings.auth, person_id, roles)
+
+
+class Caller:
+    """A real gRPC client acting as one person."""
+
+    def __init__(self, stub, metadata):
+        self.stub = stub
+        self.metadata = metadata
+
+    def __getattr__(self, rpc):
+        method = getattr(self.stub, rpc)
+        return lambda request, **kw: method(request, metadata=self.metadata, timeout=kw.pop("timeout", 10), **kw)
