@@ -92,3 +92,48 @@ class Caller:
     def __getattr__(self, rpc):
         method = getattr(self.stub, rpc)
         return lambda request, **kw: method(request, metadata=self.metadata, timeout=kw.pop("timeout", 10), **kw)
+
+
+@pytest.fixture
+def goals_worker(settings):
+    """A real goals-worker process (nameko, eventlet) on this test's database."""
+    env = {
+        **os.environ,
+        "MONGO_URI": settings.mongo_uri,
+        "MONGO_DB": settings.database_name,
+        "AMQP_URI": settings.amqp_uri,
+        "RELAY_INTERVAL_SECONDS": "0.1",
+        "LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.goals.worker"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def goals_api(settings):
+    """An in-process goals-api on a free port; returns a factory of per-person clients."""
+    from services.goals.api import create_server
+    from v2mom.v1 import goals_pb2_grpc
+
+    server, port = create_server("127.0.0.1:0", settings)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = goals_pb2_grpc.GoalServiceStub(channel)
+
+    def client_for(person_id: str | None, roles=()) -> Caller:
+        metadata = bearer_metadata(token(settings, person_id, roles)) if person_id else ()
+        return Caller(stub, metadata)
+
+    client_for.port = port
+    yield client_for
+    channel.close()
+    server.stop(grace=None)

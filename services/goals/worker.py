@@ -5,7 +5,12 @@ It relays the outbox to the ``goals.events`` exchange. HRIS directory sync
 Run it with ``python -m services.goals.worker``.
 """
 
-import eventlet
+import warnings
+
+# eventlet warns that it is in bugfix-only mode; ARCHITECTURE.md records that choice.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # before anything opens a socket
 

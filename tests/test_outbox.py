@@ -1,0 +1,103 @@
+"""The outbox relay against the real broker and the wire store."""
+
+import pytest
+
+from services.platform.events import envelope
+from services.platform.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
+from tests.events_probe import EventProbe
+
+EXCHANGE_SERVICE = "outboxtest"
+
+
+def event(n: int) -> dict:
+    return envelope(EXCHANGE_SERVICE, "thing_happened", subject=f"agg{n}", data={"n": n})
+
+
+@pytest.fixture
+def probe(amqp_uri):
+    probe = EventProbe(amqp_uri, f"{EXCHANGE_SERVICE}.events")
+    yield probe
+    probe.close()
+
+
+def relay_for(db, amqp_uri, batch_size=200) -> OutboxRelay:
+    return OutboxRelay.for_service(db, EXCHANGE_SERVICE, ["things"], amqp_uri, batch_size=batch_size)
+
+
+def test_relay_publishes_every_pending_event_once_and_clears_the_flag(db, amqp_uri, probe):
+    for n in range(25):
+        db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n), event(n)]))
+    relay = relay_for(db, amqp_uri, batch_size=10)
+    try:
+        assert relay.relay_until_empty() == 50
+    finally:
+        relay.close()
+    received = probe.drain(until_count=50)
+    probe.settle(quiet_seconds=0.3)
+    assert len(probe.received) == 50 and len({e["id"] for e in received}) == 50
+    assert db.things.count_documents({"outbox_pending": True}) == 0
+    assert db.things.count_documents({"outbox": {"$size": 0}}) == 25
+
+
+def test_unreachable_broker_keeps_events_for_later(db, amqp_uri, probe):
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+    dead = OutboxRelay(db, ["things"], ConfirmingPublisher("amqp://guest:guest@127.0.0.1:1/", "outboxtest.events"))
+    assert dead.relay_once() == 0
+    assert dead.stats.failures == 1
+    assert len(db.things.find_one({"_id": "agg1"})["outbox"]) == 1
+
+    live = relay_for(db, amqp_uri)
+    try:
+        assert live.relay_once() == 1
+    finally:
+        live.close()
+    assert [e["data"]["n"] for e in probe.drain(until_count=1)] == [1]
+
+
+class SlowPublisher(ConfirmingPublisher):
+    """Lets the test change the document while a batch is on its way to the broker."""
+
+    def __init__(self, *args, during_publish, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.during_publish = during_publish
+
+    def publish(self, events):
+        super().publish(events)
+        self.during_publish()
+
+
+def test_event_added_while_publishing_is_not_lost(db, amqp_uri, probe):
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+    late = event(2)
+
+    def api_writes_meanwhile():
+        db.things.update_one({"_id": "agg1"}, with_events({"$set": {"x": 1}}, [late]))
+
+    relay = OutboxRelay(db, ["things"], SlowPublisher(amqp_uri, "outboxtest.events", during_publish=api_writes_meanwhile))
+    try:
+        assert relay.relay_once() == 1
+        stored = db.things.find_one({"_id": "agg1"})
+        assert [e["id"] for e in stored["outbox"]] == [late["id"]]
+        assert stored["outbox_pending"] is True, "the flag was cleared with an event still waiting"
+        relay.publisher.during_publish = lambda: None
+        assert relay.relay_once() == 1
+    finally:
+        relay.close()
+    assert [e["data"]["n"] for e in probe.drain(until_count=2)] == [1, 2]
+
+
+def test_nacked_or_unconfirmed_batch_raises(amqp_uri):
+    publisher = ConfirmingPublisher(amqp_uri, "outboxtest.events", confirm_timeout=0.0)
+    with pytest.raises(PublishFailed):
+        publisher.publish([event(1)])
+    publisher.close()
+
+
+def test_leftover_flag_without_events_is_cleared(db, amqp_uri):
+    db.things.insert_one({"_id": "agg1", "outbox": [], "outbox_pending": True})
+    relay = relay_for(db, amqp_uri)
+    try:
+        assert relay.relay_once() == 0
+    finally:
+        relay.close()
+    assert db.things.find_one({"_id": "agg1"})["outbox_pending"] is False
