@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from services.platform.mongo import Index
 from services.platform.outbox import new_document_with_events, outbox_index, with_events
@@ -125,42 +126,62 @@ class Directory:
 
     def upsert_org_unit(self, unit: dict) -> bool:
         """Creates or changes an org unit; returns False when nothing changed."""
-        existing = self.db[ORG_UNITS].find_one({"_id": unit["_id"]}, {"outbox": 0, "outbox_pending": 0})
         fields = {k: unit.get(k) for k in ("name", "level", "parent_id", "leader_id")}
-        if existing and all(existing.get(k) == v for k, v in fields.items()):
-            return False
-        document = {"_id": unit["_id"], **fields, "updated_at": datetime.now(UTC)}
-        data = events_pb2.OrgUnitEventData(
-            org_unit=convert.org_unit_to_proto(document),
-            previous_parent_id=(existing or {}).get("parent_id") or "",
-        )
-        self._write(ORG_UNITS, existing, document, org_unit_event(data))
-        return True
+
+        def event(document, existing):
+            return org_unit_event(
+                events_pb2.OrgUnitEventData(
+                    org_unit=convert.org_unit_to_proto(document),
+                    previous_parent_id=(existing or {}).get("parent_id") or "",
+                    revision=document["revision"],
+                )
+            )
+
+        return self._upsert(ORG_UNITS, unit["_id"], fields, event)
 
     def upsert_person(self, person: dict) -> bool:
-        existing = self.db[PEOPLE].find_one({"_id": person["_id"]}, {"outbox": 0, "outbox_pending": 0})
         keys = ("display_name", "email", "title", "manager_id", "org_unit_id", "roles", "active")
         fields = {k: person.get(k) for k in keys}
         fields["active"] = fields["active"] if fields["active"] is not None else True
         fields["roles"] = list(fields["roles"] or [])
-        if existing and all(existing.get(k) == v for k, v in fields.items()):
-            return False
-        document = {"_id": person["_id"], **fields, "updated_at": datetime.now(UTC)}
-        data = events_pb2.PersonEventData(
-            person=convert.person_to_proto(document),
-            previous_org_unit_id=(existing or {}).get("org_unit_id") or "",
-            previous_manager_id=(existing or {}).get("manager_id") or "",
-        )
-        self._write(PEOPLE, existing, document, person_event(data))
-        return True
 
-    def _write(self, collection: str, existing: dict | None, document: dict, event: dict) -> None:
+        def event(document, existing):
+            return person_event(
+                events_pb2.PersonEventData(
+                    person=convert.person_to_proto(document),
+                    previous_org_unit_id=(existing or {}).get("org_unit_id") or "",
+                    previous_manager_id=(existing or {}).get("manager_id") or "",
+                    revision=document["revision"],
+                )
+            )
+
+        return self._upsert(PEOPLE, person["_id"], fields, event)
+
+    def _upsert(self, collection: str, record_id: str, fields: dict, make_event, attempts: int = 5) -> bool:
+        """Writes a directory record and its event, guarded by its revision so concurrent syncs never lose a change."""
+        for _ in range(attempts):
+            existing = self.db[collection].find_one({"_id": record_id}, {"outbox": 0, "outbox_pending": 0})
+            if existing and all(existing.get(k) == v for k, v in fields.items()):
+                return False
+            revision = (existing or {}).get("revision", 0) + 1
+            document = {"_id": record_id, **fields, "revision": revision, "updated_at": datetime.now(UTC)}
+            if self._write(collection, existing, document, make_event(document, existing)):
+                self.cache.clear()
+                return True
+        raise RuntimeError(f"{collection} {record_id!r} kept changing underneath; gave up after {attempts} attempts")
+
+    def _write(self, collection: str, existing: dict | None, document: dict, event: dict) -> bool:
         if existing is None:
-            self.db[collection].insert_one(new_document_with_events(document, [event]))
-        else:
-            fields = {k: v for k, v in document.items() if k != "_id"}
-            self.db[collection].update_one({"_id": document["_id"]}, with_events({"$set": fields}, [event]))
-        self.cache.clear()
+            try:
+                self.db[collection].insert_one(new_document_with_events(document, [event]))
+            except DuplicateKeyError:
+                return False
+            return True
+        fields = {k: v for k, v in document.items() if k != "_id"}
+        result = self.db[collection].update_one(
+            {"_id": document["_id"], "revision": existing.get("revision")}, with_events({"$set": fields}, [event])
+        )
+        return result.modified_count == 1
 
     def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str) -> None:
         self.db[CYCLES].update_one(

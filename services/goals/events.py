@@ -33,7 +33,8 @@ EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED)
 
 
 def _json(message) -> dict:
-    return json_format.MessageToDict(message)
+    # Defaults are printed: a consumer must see `active: false`, not a missing field.
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
 def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
