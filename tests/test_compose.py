@@ -1,0 +1,356 @@
+"""docker-compose.yml, deploy/Dockerfile and the healthcheck scripts.
+
+No Docker engine runs where these tests run, so the stack cannot be started
+here. What can be checked is checked for real: the compose file with a real
+Compose implementation (Debian's `docker-compose` package, installed by
+.ci/run), the conventions the stack relies on with PyYAML, and the
+healthcheck scripts by running them against real sockets.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+HEALTHCHECK_SCRIPT = ROOT / "deploy" / "grpc_healthcheck.py"
+APP_SERVICES = ("goals-api", "goals-worker")
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
+
+INSTALL_HINT = (
+    "No Compose implementation found to validate docker-compose.yml. "
+    "Install Debian's package: `apt-get update && apt-get install -y docker-compose` "
+    "(.ci/run does this), or the Docker Compose v2 plugin (`docker compose`)."
+)
+
+
+@pytest.fixture(scope="module")
+def compose_cli(tmp_path_factory):
+    """Runs the Compose CLI on a compose file: run(*args, compose_file=..., env=...)."""
+    # Debian's docker-compose (1.29) first: it is what CI installs. The v2
+    # plugin is accepted so developers with Docker Desktop need nothing extra.
+    if shutil.which("docker-compose"):
+        cli = ["docker-compose"]
+    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        cli = ["docker", "compose"]
+    else:
+        cli = None  # each test that needs it fails (not errors, not skips) with INSTALL_HINT
+    # An empty env file, so a developer's own .env cannot change the outcome
+    # (docker-compose 1.29 refuses /dev/null here).
+    empty_env_file = tmp_path_factory.mktemp("compose") / "empty.env"
+    empty_env_file.write_text("", encoding="utf-8")
+
+    def run(*args: str, compose_file: Path = COMPOSE_FILE, env: dict | None = None):
+        if cli is None:
+            pytest.fail(INSTALL_HINT)
+        # Nor may exported JWT_*/LOG_LEVEL/COMPOSE_* variables.
+        clean_env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("COMPOSE_", "JWT_")) and key != "LOG_LEVEL"
+        }
+        clean_env.update(env or {})
+        return subprocess.run(
+            [*cli, "--env-file", str(empty_env_file), "--project-directory", str(ROOT), "-f", str(compose_file), *args],
+            capture_output=True,
+            text=True,
+            env=clean_env,
+            cwd=ROOT,
+            timeout=120,
+        )
+
+    run.name = " ".join(cli or ["(none)"])
+    return run
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    with COMPOSE_FILE.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+# --- the real validator ------------------------------------------------------------
+
+
+def test_compose_file_is_valid(compose_cli):
+    # Full `config`, not `config -q`: docker-compose 1.29 checks durations
+    # such as `interval: 10s` only while printing the resolved file.
+    result = compose_cli("config")
+    assert result.returncode == 0, f"{compose_cli.name} config rejected docker-compose.yml:\n{result.stderr}"
+
+
+def test_validator_rejects_an_invalid_file(compose_cli, tmp_path):
+    # Proves the validator validates: a misspelt key must fail, so a pass above means something.
+    broken = COMPOSE_FILE.read_text(encoding="utf-8").replace("    healthcheck:\n", "    healthchek:\n", 1)
+    assert broken != COMPOSE_FILE.read_text(encoding="utf-8")
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(broken, encoding="utf-8")
+    result = compose_cli("config", compose_file=path)
+    assert result.returncode != 0, "a compose file with an unknown key passed validation"
+    assert "healthchek" in result.stderr
+
+
+def resolved(compose_cli, env: dict | None = None) -> dict:
+    result = compose_cli("config", env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_interpolation_defaults_apply_when_unset(compose_cli):
+    services = resolved(compose_cli)
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["JWT_SECRET"] == DEV_JWT_SECRET
+        assert environment["JWT_ALGORITHM"] == "HS256"
+        assert environment["MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
+        assert environment["AMQP_URI"] == "amqp://guest:guest@rabbitmq:5672/"
+    assert services["goals-api"]["environment"]["GRPC_ADDR"] == "0.0.0.0:50051"
+
+
+def test_interpolation_takes_values_from_the_environment(compose_cli):
+    services = resolved(compose_cli, env={"JWT_SECRET": "from-the-environment", "LOG_LEVEL": "DEBUG"})
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["JWT_SECRET"] == "from-the-environment"
+        assert services[name]["environment"]["LOG_LEVEL"] == "DEBUG"
+
+
+# --- conventions the stack relies on ----------------------------------------------------
+
+
+def test_every_service_has_a_healthcheck(services):
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert check, f"service {name} has no healthcheck"
+        assert not check.get("disable"), f"service {name} disables its healthcheck"
+        assert check.get("test") and check["test"][0] in ("CMD", "CMD-SHELL"), f"service {name}: healthcheck needs a test"
+
+
+def test_every_dependency_waits_for_a_condition(services):
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        # The short (list) form starts a service as soon as its dependency's container exists.
+        assert isinstance(depends_on, dict), f"service {name}: depends_on must be a mapping with conditions"
+        for dependency, rule in depends_on.items():
+            assert dependency in services, f"service {name} depends on unknown service {dependency}"
+            assert isinstance(rule, dict) and rule.get("condition") in (
+                "service_healthy",
+                "service_completed_successfully",
+            ), f"service {name}: depends_on.{dependency} needs condition: service_healthy"
+
+
+def test_app_services_wait_for_healthy_infrastructure(services):
+    for name in APP_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["mongo"]["condition"] == "service_healthy"
+        assert depends_on["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_mongo_runs_as_a_replica_set_that_initiates_itself(services):
+    mongo = services["mongo"]
+    assert mongo["image"].startswith("mongo:7")
+    command = mongo["command"]
+    assert "--replSet" in command and command[command.index("--replSet") + 1] == "rs0"
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate" in check and "_id:'rs0'" in check
+    # The member's host must be the name other containers resolve, or the
+    # driver (replicaSet=rs0) discovers an address it cannot reach.
+    assert "host:'mongo:27017'" in check
+
+
+def test_rabbitmq_healthcheck_uses_diagnostics(services):
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:3.13-management")
+    assert rabbitmq["healthcheck"]["test"][1] == "rabbitmq-diagnostics"
+
+
+def test_app_services_share_one_image_built_from_deploy_dockerfile(services):
+    for name in APP_SERVICES:
+        build = services[name]["build"]
+        assert (ROOT / build["context"]).resolve() == ROOT, f"{name}: build context must be the repo root"
+        assert build["dockerfile"] == "deploy/Dockerfile", f"{name}: must build from deploy/Dockerfile"
+    assert services["goals-api"]["image"] == services["goals-worker"]["image"]
+
+
+@pytest.mark.parametrize(("service", "module"), [("goals-api", "services.goals.api"), ("goals-worker", "services.goals.worker")])
+def test_app_command_runs_an_existing_module(services, service, module):
+    assert services[service]["command"] == ["python", "-m", module]
+    assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), f"{module} does not exist"
+
+
+def test_goals_api_is_reachable_and_checks_grpc_health(services):
+    api = services["goals-api"]
+    assert api["environment"]["GRPC_ADDR"] == "0.0.0.0:50051", "127.0.0.1 inside a container is unreachable"
+    assert "50051:50051" in api["ports"]
+    test = api["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    # The Dockerfile copies the repo to /app, so the script is at this path in the image.
+    script = test[2]
+    assert script.startswith("/app/") and (ROOT / script.removeprefix("/app/")).is_file(), f"{script} not in the repo"
+    assert test[3] == "127.0.0.1:50051"
+
+
+def test_secrets_come_from_the_environment(compose):
+    # Read the raw text: the parsed file cannot tell a literal from a default.
+    raw = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "JWT_SECRET: ${JWT_SECRET:-" in raw, "JWT_SECRET must be taken from the environment"
+    assert raw.count(DEV_JWT_SECRET) == 1, "the dev secret may appear only as the interpolation default"
+
+
+def test_data_lives_in_named_volumes(compose, services):
+    declared = set(compose.get("volumes") or {})
+    for name, target in (("mongo", "/data/db"), ("rabbitmq", "/var/lib/rabbitmq")):
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in services[name]["volumes"]}
+        assert target in mounts, f"{name} must keep {target} in a volume"
+        assert mounts[target] in declared, f"{name}: {mounts[target]} is not a declared named volume"
+
+
+# --- the image (static: nothing can be built here) --------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    joined = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in joined.splitlines()]
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]  # type: ignore[misc]
+
+
+def test_dockerfile_generates_protos_before_installing():
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.13-slim")
+    runs = " && ".join(arg for op, arg in instructions if op == "RUN")
+    protogen = runs.find("python -m services.platform.protogen")
+    install = runs.find("pip install --no-deps .")
+    assert protogen != -1 and install != -1, "the image must run protogen and pip install ."
+    assert protogen < install, "setuptools packages v2mom from protos/: generate the code first"
+
+
+def test_dockerfile_runs_as_non_root():
+    users = [arg for op, arg in dockerfile_instructions() if op == "USER"]
+    assert users, "the image must switch to a non-root user"
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_dockerfile_default_command_is_the_goals_api():
+    commands = [arg for op, arg in dockerfile_instructions() if op == "CMD"]
+    assert commands[-1] == '["python", "-m", "services.goals.api"]'
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    patterns = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    for required in (".git", ".venv", "var", "**/__pycache__"):
+        assert required in patterns, f".dockerignore must exclude {required}"
+
+
+# --- the healthcheck scripts, run for real ------------------------------------------------
+
+
+@pytest.fixture
+def health_server():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("v2mom.v1.GoalService", health_pb2.HealthCheckResponse.SERVING)
+    yield f"127.0.0.1:{port}", servicer, server
+    server.stop(grace=None)
+
+
+def grpc_healthcheck(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK_SCRIPT), *args, "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_grpc_healthcheck_passes_when_serving(health_server):
+    address, _, _ = health_server
+    for args in ((address,), (address, "v2mom.v1.GoalService")):
+        result = grpc_healthcheck(*args)
+        assert result.returncode == 0, result.stderr
+        assert "SERVING" in result.stdout
+
+
+def test_grpc_healthcheck_fails_when_not_serving(health_server):
+    address, servicer, _ = health_server
+    servicer.enter_graceful_shutdown()  # what serve_until_signalled does on SIGTERM
+    result = grpc_healthcheck(address, "v2mom.v1.GoalService")
+    assert result.returncode == 1
+    assert "NOT_SERVING" in result.stderr
+
+
+def test_grpc_healthcheck_fails_for_an_unknown_service(health_server):
+    address, _, _ = health_server
+    result = grpc_healthcheck(address, "v2mom.v1.NoSuchService")
+    assert result.returncode == 1
+    assert "NOT_FOUND" in result.stderr
+
+
+def test_grpc_healthcheck_fails_when_nothing_listens():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    result = grpc_healthcheck(f"127.0.0.1:{free_port}")
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr
+
+
+def worker_healthcheck_script(services, cmdline_file: Path) -> str:
+    test = services["goals-worker"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    script = textwrap.dedent(test[3])
+    assert "/proc/1/cmdline" in script
+    return script.replace("/proc/1/cmdline", str(cmdline_file))
+
+
+@pytest.fixture
+def connection_to_port_27017():
+    """An established TCP connection to 127.0.0.1:27017: our own listener, or the server already there."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", 27017))
+        listener.listen(1)
+    except OSError:
+        listener.close()
+        listener = None  # a local MongoDB (or mongoeco) holds the port: connect to it instead
+    client = socket.create_connection(("127.0.0.1", 27017), timeout=5)
+    accepted = listener.accept()[0] if listener else None
+    yield
+    for sock in (client, accepted, listener):
+        if sock is not None:
+            sock.close()
+
+
+def test_worker_healthcheck_passes_for_a_connected_worker(services, tmp_path, connection_to_port_27017):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes(b"python\0-m\0services.goals.worker\0")
+    script = worker_healthcheck_script(services, cmdline)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_worker_healthcheck_fails_when_pid_1_is_not_the_worker(services, tmp_path, connection_to_port_27017):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes(b"python\0-m\0services.goals.api\0")
+    script = worker_healthcheck_script(services, cmdline)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
