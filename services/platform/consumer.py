@@ -1,0 +1,149 @@
+"""Consuming CloudEvents in nameko workers: dead-lettering, bounded retries, idempotency.
+
+nameko's EventHandler acks a message whose handler raised, and a message it
+cannot decode kills its consumer loop. Both would lose or block events, so:
+
+- every handler queue is declared with a dead-letter exchange
+  (``<consuming service>.dlx``) and a dead-letter queue ``<queue>.dlq``;
+- undecodable bodies, envelopes that are not CloudEvents, and handlers that
+  keep failing are rejected without requeue, so RabbitMQ moves them to the DLQ
+  (with its ``x-death`` header saying why);
+- a store outage is not the message's fault: those are requeued, not dead-lettered;
+- the handler gets a validated envelope, and ``ProcessedEvents`` lets it
+  record the event id in the same write as its effect.
+"""
+
+import logging
+import time
+
+import eventlet
+import kombu
+from kombu import Exchange, Queue
+from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
+from nameko.messaging import QueueConsumer
+from pymongo.errors import ConnectionFailure
+
+from .events import MalformedEvent, parse
+
+log = logging.getLogger(__name__)
+
+HANDLER_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 0.2
+
+
+class PermanentError(Exception):
+    """A handler's verdict that this event can never be processed: dead-letter it."""
+
+
+def dead_letter_exchange(service: str) -> Exchange:
+    return Exchange(f"{service}.dlx", type="direct", durable=True)
+
+
+def dead_letter_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """Rejects what cannot be decoded instead of crashing the consumer loop."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for consumer in consumers:
+            consumer.on_decode_error = self._reject_undecodable
+        return consumers
+
+    @staticmethod
+    def _reject_undecodable(message, error):
+        log.warning(
+            "event dead-lettered: undecodable body",
+            extra={"routing_key": message.delivery_info.get("routing_key"), "reason": str(error)[:300]},
+        )
+        message.reject(requeue=False)
+
+
+class CloudEventHandler(EventHandler):
+    """``@cloud_event_handler("goals", "v2mom_approved")`` - a pooled, reliable handler with a DLQ."""
+
+    queue_consumer = DeadLetteringQueueConsumer()
+
+    def __init__(self, source_service, event_type, **kwargs):
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL, reliable_delivery=True, **kwargs)
+
+    def setup(self):
+        super().setup()
+        service = self.container.service_name
+        dlx = dead_letter_exchange(service)
+        self.queue = Queue(
+            self.queue.name,
+            exchange=get_event_exchange(self.source_service, self.container.config),
+            routing_key=self.event_type,
+            durable=True,
+            queue_arguments={"x-dead-letter-exchange": dlx.name, "x-dead-letter-routing-key": self.queue.name},
+        )
+        self.dead_letter_queue = Queue(
+            dead_letter_queue_name(self.queue.name), exchange=dlx, routing_key=self.queue.name, durable=True
+        )
+        self._declare_dead_letter_queue()
+
+    def _declare_dead_letter_queue(self):
+        with kombu.Connection(self.container.config["AMQP_URI"]) as connection:
+            self.dead_letter_queue(connection.default_channel).declare()
+
+    def handle_message(self, body, message):
+        try:
+            envelope = parse(body)
+        except MalformedEvent as error:
+            log.warning("event dead-lettered: malformed", extra={"queue": self.queue.name, "reason": str(error)})
+            message.reject(requeue=False)
+            return
+        super().handle_message(envelope, message)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+        elif isinstance(exc_info[1], ConnectionFailure):
+            eventlet.sleep(1.0)  # the store is down: try again later rather than dead-letter
+            self.queue_consumer.requeue_message(message)
+        else:
+            log.warning(
+                "event dead-lettered: handler failed",
+                extra={"queue": self.queue.name, "error": f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]},
+            )
+            message.reject(requeue=False)
+
+
+cloud_event_handler = CloudEventHandler.decorator
+
+
+def with_retries(handler, envelope, attempts: int = HANDLER_ATTEMPTS, backoff: float = RETRY_BACKOFF_SECONDS):
+    """Runs a handler body, retrying transient failures a bounded number of times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return handler(envelope)
+        except (PermanentError, MalformedEvent, ConnectionFailure):
+            raise
+        except Exception:
+            if attempt == attempts:
+                raise
+            log.info("event handler retrying", extra={"event_id": envelope.get("id"), "attempt": attempt})
+            time.sleep(backoff * attempt)
+
+
+class ProcessedEvents:
+    """Which event ids a consumer has already applied, kept in its own database.
+
+    Where the effect is a single document, record the id in that same write
+    (``$addToSet`` on a bounded field, or a guard on the update); this
+    collection is for effects that span documents.
+    """
+
+    def __init__(self, db, collection: str = "processed_events"):
+        self.collection = db[collection]
+
+    def seen(self, event_id: str) -> bool:
+        return self.collection.find_one({"_id": event_id}, {"_id": 1}) is not None
+
+    def mark(self, event_id: str, event_type: str) -> None:
+        self.collection.update_one(
+            {"_id": event_id}, {"$setOnInsert": {"type": event_type, "at": time.time()}}, upsert=True
+        )

@@ -1,0 +1,116 @@
+"""Event consumption in a real nameko worker: idempotency, retries and the dead-letter queue."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import kombu
+import pytest
+
+from services.platform.events import envelope
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HANDLER_QUEUE = "evt-testsource-thing_happened--recorder.on_thing"
+
+
+def thing(n, behaviour=None) -> dict:
+    return envelope("testsource", "thing_happened", subject=f"t{n}", data={"n": n, "behaviour": behaviour})
+
+
+@pytest.fixture
+def connection(amqp_uri):
+    with kombu.Connection(amqp_uri) as connection:
+        channel = connection.default_channel
+        for name in (HANDLER_QUEUE, HANDLER_QUEUE + ".dlq"):
+            try:
+                channel.queue_delete(name)
+            except Exception:
+                channel = connection.channel()
+        yield connection
+
+
+@pytest.fixture
+def recorder(settings, connection):
+    env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri}
+    process = subprocess.Popen([sys.executable, "-m", "tests.workers.recorder"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not _queue_exists(connection, HANDLER_QUEUE):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the recorder never declared its queue"
+        time.sleep(0.1)
+    yield process
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def _queue_exists(connection, name) -> bool:
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except Exception:
+        return False
+
+
+def publish_raw(connection, body, content_type="application/cloudevents+json", routing_key="thing_happened"):
+    exchange = kombu.Exchange("testsource.events", type="topic", durable=True)
+    producer = kombu.Producer(connection.default_channel, exchange=exchange)
+    payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    producer.publish(payload, routing_key=routing_key, content_type=content_type, content_encoding="utf-8", declare=[exchange])
+
+
+def wait_for(predicate, timeout=20.0, message="condition never held"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+def dead_letters(connection) -> list:
+    queue = kombu.Queue(HANDLER_QUEUE + ".dlq")(connection.channel())
+    found = []
+    while (message := queue.get(no_ack=True)) is not None:
+        found.append(message)
+    return found
+
+
+def test_bad_events_go_to_the_dead_letter_queue_and_the_worker_keeps_going(db, connection, recorder):
+    publish_raw(connection, b"{not json")
+    publish_raw(connection, {"hello": "not a cloudevent"})
+    publish_raw(connection, b"\x00\x01", content_type="application/x-unknown")
+    publish_raw(connection, thing(1, behaviour="poison"))
+    publish_raw(connection, thing(2, behaviour="broken"))
+    publish_raw(connection, thing(3))
+
+    wait_for(lambda: db.applied.count_documents({}) == 1, message="the good event was not applied")
+    collected = []
+
+    def all_dead_lettered():
+        collected.extend(dead_letters(connection))
+        return len(collected) >= 5
+
+    wait_for(all_dead_lettered, message="not all bad events were dead-lettered")
+    assert len(collected) == 5
+    reasons = {m.headers["x-death"][0]["reason"] for m in collected}
+    assert reasons == {"rejected"}
+    assert recorder.poll() is None, "the worker died on a poison message"
+
+
+def test_transient_failures_are_retried_within_bounds(db, connection, recorder):
+    publish_raw(connection, thing(7, behaviour="flaky"))
+    wait_for(lambda: db.applied.count_documents({"n": 7}) == 1)
+    assert db.attempts.find_one()["n"] == 2
+    assert dead_letters(connection) == []
+
+
+def test_replayed_event_is_applied_once(db, connection, recorder):
+    event = thing(9)
+    for _ in range(3):
+        publish_raw(connection, event)
+    publish_raw(connection, thing(10))
+    wait_for(lambda: db.applied.count_documents({"n": 10}) == 1)
+    time.sleep(0.3)
+    assert db.applied.count_documents({"n": 9}) == 1

@@ -1,0 +1,48 @@
+"""A tiny nameko service for testing the platform's event consumption.
+
+It stores every event it handles in Mongo, fails on purpose for events whose
+data says so, and refuses events marked poison.
+"""
+
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+from services.platform.consumer import PermanentError, ProcessedEvents, cloud_event_handler, with_retries  # noqa: E402
+from services.platform.nameko_deps import MongoDatabase  # noqa: E402
+from services.platform.worker import run_services  # noqa: E402
+
+
+class Recorder:
+    name = "recorder"
+    db = MongoDatabase("recorder")
+
+    @cloud_event_handler("testsource", "thing_happened")
+    def on_thing(self, envelope):
+        with_retries(self._apply, envelope)
+
+    def _apply(self, envelope):
+        processed = ProcessedEvents(self.db)
+        if processed.seen(envelope["id"]):
+            return
+        behaviour = envelope["data"].get("behaviour")
+        if behaviour == "poison":
+            raise PermanentError("this event can never be applied")
+        if behaviour == "flaky":
+            attempts = self.db.attempts.find_one_and_update(
+                {"_id": envelope["id"]}, {"$inc": {"n": 1}}, upsert=True, return_document=True
+            )
+            if attempts["n"] < 2:
+                raise RuntimeError("transient failure")
+        if behaviour == "broken":
+            raise RuntimeError("always fails")
+        self.db.applied.insert_one({"_id": envelope["id"], "n": envelope["data"].get("n")})
+        processed.mark(envelope["id"], envelope["type"])
+
+
+if __name__ == "__main__":
+    run_services("recorder", Recorder)
