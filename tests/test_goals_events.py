@@ -2,7 +2,6 @@
 
 import subprocess
 import time
-from collections import Counter
 
 import pytest
 from google.protobuf import field_mask_pb2
@@ -11,6 +10,7 @@ from google.type import date_pb2
 from services.goals.directory import Directory
 from services.goals.events import EVENT_TYPES
 from services.platform.events import parse
+from tests.catalogue import validate_event
 from tests.events_probe import EventProbe
 from v2mom.v1 import common_pb2, goals_pb2
 
@@ -84,6 +84,8 @@ def test_every_state_change_is_published_once_in_order(db, goals_api, goals_work
 
     assert [e["type"] for e in mine] == EXPECTED_SEQUENCE
     assert len({e["id"] for e in received}) == len(received), "an event was published twice"
+    for event in received:
+        validate_event(event)  # matches docs/events.asyncapi.yaml
     for event in mine:
         parse(event)  # a valid CloudEvents envelope
         assert event["source"] == "/v2mom/goals"
@@ -101,14 +103,27 @@ def test_every_state_change_is_published_once_in_order(db, goals_api, goals_work
 
 
 def test_person_and_org_unit_upserts_are_published(db, goals_worker, probe):
-    build_org(db)
-    Directory(db, 0).upsert_person({"_id": "ann", "display_name": "Ann", "org_unit_id": "acme", "manager_id": "ann2"})
-    received = probe.drain(until_count=5)
-    types = Counter(e["type"] for e in received)
-    assert types["person_upserted"] == 3 and types["org_unit_upserted"] == 1
-    moved = [e for e in received if e["type"] == "person_upserted" and e["subject"] == "ann"][-1]
-    assert moved["data"]["person"]["managerId"] == "ann2"
-    assert moved["data"]["previousManagerId"] == "ceo"
+    # Ids of its own, so events from other runs sharing the broker cannot be mistaken for these.
+    suffix = db.name[-10:]
+    unit, boss, hire = f"unit-{suffix}", f"boss-{suffix}", f"hire-{suffix}"
+    directory = Directory(db, 0)
+    directory.upsert_org_unit({"_id": unit, "name": "Skunkworks", "level": "ORG_LEVEL_TEAM", "leader_id": boss})
+    directory.upsert_person({"_id": boss, "display_name": "Bo", "org_unit_id": unit})
+    directory.upsert_person({"_id": hire, "display_name": "Hal", "org_unit_id": unit, "manager_id": boss})
+    directory.upsert_person({"_id": hire, "display_name": "Hal", "org_unit_id": unit, "manager_id": boss, "active": False})
+
+    probe.drain(until_count=4)
+    received = [e for e in probe.settle(quiet_seconds=0.5) if e["subject"] in (unit, boss, hire)]
+    for event in received:
+        validate_event(event)  # matches docs/events.asyncapi.yaml
+    # Order holds per record, not across collections.
+    assert sorted((e["type"], e["subject"]) for e in received) == sorted([
+        ("org_unit_upserted", unit), ("person_upserted", boss), ("person_upserted", hire), ("person_upserted", hire),
+    ])
+    hired, left = [e["data"] for e in received if e["subject"] == hire]
+    assert left["person"]["active"] is False, "a leaver's active=false must be in the payload"
+    assert (hired["revision"], left["revision"]) == ("1", "2")
+    assert left["previousManagerId"] == boss
 
 
 def test_published_messages_are_persistent_and_typed(db, goals_api, goals_worker, probe):
@@ -120,6 +135,8 @@ def test_published_messages_are_persistent_and_typed(db, goals_api, goals_worker
     assert message.properties["message_id"] == probe.received[0]["id"]
     assert message.delivery_info["routing_key"] == probe.received[0]["type"]
     assert set(e["type"] for e in probe.received) <= set(EVENT_TYPES)
+    for event in probe.received:
+        validate_event(event)  # matches docs/events.asyncapi.yaml
 
 
 def _rabbitmqctl(*args) -> None:
@@ -156,6 +173,8 @@ def test_broker_outage_loses_nothing_and_publishes_once(db, goals_api, goals_wor
     received = probe.settle(quiet_seconds=1.5)
 
     mine = events_for(received, v2mom_id)
+    for event in received:
+        validate_event(event)  # matches docs/events.asyncapi.yaml
     assert [e["type"] for e in mine] == EXPECTED_SEQUENCE
     assert len({e["id"] for e in received}) == len(received), "an event was published twice"
     assert db.v2moms.find_one({"_id": v2mom_id})["outbox"] == []
