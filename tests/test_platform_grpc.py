@@ -131,3 +131,15 @@ def test_config_fails_fast_on_bad_values(monkeypatch):
     monkeypatch.setenv("RELAY_BATCH_SIZE", "lots")
     with pytest.raises(ConfigError, match="RELAY_BATCH_SIZE"):
         load("goals")
+
+
+def test_remembered_tokens_still_expire():
+    verifier = TokenVerifier(AUTH)
+    token = mint_token(AUTH, "ann", ttl_seconds=1)
+    assert verifier.verify_cached(token).person_id == "ann"
+    assert verifier.verify_cached(token).person_id == "ann"  # served from memory
+    import time
+
+    time.sleep(1.2)
+    with pytest.raises(Exception, match="expired"):
+        verifier.verify_cached(token)

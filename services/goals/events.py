@@ -1,11 +1,9 @@
 """The events the goals service publishes, and their payloads.
 
-Payloads are the proto3 JSON form of the messages in protos/v2mom/v1/events.proto,
+Payloads travel as the proto3 JSON form of the messages in protos/v2mom/v1/events.proto,
 so every consumer can parse them with generated code or plain JSON.
 docs/events.asyncapi.yaml documents each type.
 """
-
-from google.protobuf import json_format
 
 from services.platform.events import envelope
 from v2mom.v1 import events_pb2
@@ -32,18 +30,13 @@ V2MOM_EVENT_TYPES = (
 EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED)
 
 
-def _json(message) -> dict:
-    # Defaults are printed: a consumer must see `active: false`, not a missing field.
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
-
-
 def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
-    return envelope(SERVICE, event_type, subject=data.v2mom_id, data=_json(data))
+    return envelope(SERVICE, event_type, subject=data.v2mom_id, data=data)
 
 
 def person_event(data: events_pb2.PersonEventData) -> dict:
-    return envelope(SERVICE, PERSON_UPSERTED, subject=data.person.id, data=_json(data))
+    return envelope(SERVICE, PERSON_UPSERTED, subject=data.person.id, data=data)
 
 
 def org_unit_event(data: events_pb2.OrgUnitEventData) -> dict:
-    return envelope(SERVICE, ORG_UNIT_UPSERTED, subject=data.org_unit.id, data=_json(data))
+    return envelope(SERVICE, ORG_UNIT_UPSERTED, subject=data.org_unit.id, data=data)

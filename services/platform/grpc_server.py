@@ -71,7 +71,8 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
             try:
                 token = set_current_caller(verifier.caller_from_metadata(context.invocation_metadata()))
                 response = behaviour(request, context)
-                log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
                 return response
             except ServiceError as error:
                 log.info(

@@ -18,7 +18,7 @@ import kombu
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from .events import CONTENT_TYPE, exchange_name
+from .events import CONTENT_TYPE, exchange_name, to_wire
 from .mongo import Index
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class ConfirmingPublisher:
         first_tag = self._next_tag
         for event in events:
             message = amqp.Message(
-                json.dumps(event, separators=(",", ":")),
+                json.dumps(to_wire(event), separators=(",", ":")),
                 content_type=CONTENT_TYPE,
                 content_encoding="utf-8",
                 delivery_mode=2,
