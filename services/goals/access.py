@@ -48,9 +48,12 @@ class Access:
         doc = self.require_working_copy(caller, doc, v2mom_id)
         if caller.person_id == doc["owner_id"]:
             raise PermissionDenied("nobody may approve their own V2MOM")
-        if caller.is_admin or (doc.get("approver_id") and caller.person_id == doc["approver_id"]):
+        # Outside a submission the stored approver is stale or unset: ask who would approve it now,
+        # so the would-be approver hears "not submitted" rather than "not you".
+        approver = doc.get("approver_id") if doc["state"] == "V2MOM_STATE_SUBMITTED" else self.approver_for(doc)
+        if caller.is_admin or (approver and caller.person_id == approver):
             return doc
-        raise PermissionDenied(f"v2mom {v2mom_id!r} waits for {doc.get('approver_id') or 'an admin'}, not you")
+        raise PermissionDenied(f"v2mom {v2mom_id!r} is for {approver or 'an admin'} to approve, not you")
 
     def visible_owner_ids(self, caller: Caller) -> list[str]:
         """Owners whose working copies the caller may see (admins see all: handled by the caller)."""

@@ -30,8 +30,11 @@ JARGON = (
 _VAGUE = re.compile(r"\b(" + "|".join(VAGUE_WORDS) + r")\b", re.IGNORECASE)
 _JARGON = re.compile(r"(?<![\w-])(" + "|".join(re.escape(j) for j in JARGON) + r")(?![\w-])", re.IGNORECASE)
 # A number or a date anchors a vague verb: "improve NPS to 45", "by Q3", "by March".
+# Whole month names only: a bare prefix made "marketing", "decrease" or "junior" count as
+# dates. "May" counts only after a preposition, or "we may improve things" would pass.
+_MONTHS = r"jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|june?|july?|aug(ust)?|sept?(ember)?|oct(ober)?|nov(ember)?|dec(ember)?"
 _ANCHOR = re.compile(
-    r"\d|\b(q[1-4]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.IGNORECASE
+    r"\d|\b(q[1-4]|h[12]|" + _MONTHS + r")\b|\b(by|in|before|until|end of)\s+may\b", re.IGNORECASE
 )
 
 

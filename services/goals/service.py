@@ -3,6 +3,8 @@
 import base64
 from datetime import UTC, datetime
 
+from google.protobuf import field_mask_pb2
+
 from services.platform.auth import Caller
 from services.platform.errors import (
     Aborted,
@@ -141,6 +143,11 @@ class GoalsService:
                 raise InvalidArgument([FieldViolation("owner_id", f"unknown person {owner_id!r}")])
             if owner_id != caller.person_id and not caller.is_admin:
                 raise PermissionDenied("only admins may create a V2MOM for someone else")
+            if request.org_unit_id and request.org_unit_id != owner["org_unit_id"]:
+                # Silently filing it elsewhere would surprise the client more than a refusal.
+                raise InvalidArgument(
+                    [FieldViolation("org_unit_id", f"an individual V2MOM sits in its owner's org unit ({owner['org_unit_id']})")]
+                )
             return owner_id, owner["org_unit_id"], owner_id
         if not request.org_unit_id:
             raise InvalidArgument([FieldViolation("org_unit_id", "is required for a company, department or team V2MOM")])
@@ -159,13 +166,15 @@ class GoalsService:
             raise PermissionDenied(f"only the leader of {unit['_id']!r} or an admin may create its V2MOM")
         return unit["leader_id"], unit["_id"], unit["_id"]
 
-    def _check_parent(self, caller: Caller, parent_id: str, cycle_id: str, child_id: str | None) -> None:
+    def _check_parent(
+        self, caller: Caller, parent_id: str, cycle_id: str, child_id: str | None, field: str = "parent_id"
+    ) -> None:
         parent = self.repository.get(parent_id)
         if parent is None or not self.access.may_see(caller, parent):
-            raise InvalidArgument([FieldViolation("parent_id", f"unknown v2mom {parent_id!r}")])
+            raise InvalidArgument([FieldViolation(field, f"unknown v2mom {parent_id!r}")])
         if parent["cycle_id"] != cycle_id:
             raise InvalidArgument(
-                [FieldViolation("parent_id", f"parent is in cycle {parent['cycle_id']}, this V2MOM in {cycle_id}")]
+                [FieldViolation(field, f"parent is in cycle {parent['cycle_id']}, this V2MOM in {cycle_id}")]
             )
         if parent["state"] == ARCHIVED:
             raise FailedPrecondition(f"parent v2mom {parent_id!r} is archived")
@@ -174,7 +183,7 @@ class GoalsService:
         cursor, hops = parent_id, 0
         while cursor and hops <= 64:
             if cursor == child_id:
-                raise InvalidArgument([FieldViolation("parent_id", "would make the alignment tree loop back on itself")])
+                raise InvalidArgument([FieldViolation(field, "would make the alignment tree loop back on itself")])
             cursor, hops = self.repository.parent_of(cursor), hops + 1
 
     def _person_exists(self, person_id: str) -> bool:
@@ -222,18 +231,36 @@ class GoalsService:
         for field in ("owner_id", "org_unit_id", "cycle_id"):
             if getattr(request, field):
                 query[field] = getattr(request, field)
-        if request.state:
-            query["state"] = goals_pb2.V2MOMState.Name(request.state)
-        if not caller.is_admin:
-            query["$or"] = [
-                {"published_revision": {"$gt": 0}},
-                {"owner_id": {"$in": self.access.visible_owner_ids(caller)}},
-            ]
+        state = goals_pb2.V2MOMState.Name(request.state) if request.state else None
+        if caller.is_admin:
+            if state:
+                query["state"] = state
+        else:
+            query["$or"] = self._visible_clauses(caller, state)
         docs = self.repository.find(query, decode_token(request.page_token), limit + 1)
         return goals_pb2.ListV2MOMsResponse(
             v2moms=[self._render_for(caller, d) for d in docs[:limit]],
             next_page_token=encode_token(docs[limit - 1]["_id"]) if len(docs) > limit else "",
         )
+
+    def _visible_clauses(self, caller: Caller, state: str | None) -> list[dict]:
+        """What a non-admin may list, filtered on the state they will be shown.
+
+        Someone who sees only the published version sees PUBLISHED (or ARCHIVED), never
+        the draft behind it, so a state filter must match that, not the stored state.
+        """
+        visible = self.access.visible_owner_ids(caller)
+        working = {"owner_id": {"$in": visible}}
+        public = {"owner_id": {"$nin": visible}, "published_revision": {"$gt": 0}}
+        if state:
+            working["state"] = state
+        if state == PUBLISHED:
+            public["state"] = {"$ne": ARCHIVED}
+        elif state == ARCHIVED:
+            public["state"] = ARCHIVED
+        elif state:
+            return [working]
+        return [working, public]
 
     def pending_approvals(self, caller: Caller, request) -> goals_pb2.ListV2MOMsResponse:
         violations = Violations()
@@ -253,7 +280,7 @@ class GoalsService:
             raise InvalidArgument([FieldViolation("max_depth", f"must be between 1 and {MAX_TREE_DEPTH}")])
         root = self.access.require_visible(caller, self.repository.get(request.id), request.id)
         depth = request.max_depth or MAX_TREE_DEPTH
-        nodes = {root["_id"]: self._node(caller, root)}
+        children_of: dict[str, list[dict]] = {}
         frontier, seen = [root["_id"]], {root["_id"]}
         for _ in range(depth):
             if not frontier:
@@ -264,10 +291,16 @@ class GoalsService:
                 if not self.access.may_see(caller, child):
                     continue  # hidden drafts, and everything aligned below them, stay out
                 seen.add(child["_id"])
-                nodes[child["_id"]] = self._node(caller, child)
-                nodes[child["parent_id"]].children.append(nodes[child["_id"]])
+                children_of.setdefault(child["parent_id"], []).append(child)
                 frontier.append(child["_id"])
-        return nodes[root["_id"]]
+        return self._subtree(caller, root, children_of)
+
+    def _subtree(self, caller: Caller, doc: dict, children_of: dict[str, list[dict]]) -> goals_pb2.AlignmentNode:
+        # Bottom-up: appending a message to a repeated field copies it, so a child must be
+        # complete before it goes in (growing it afterwards lost every grandchild).
+        node = self._node(caller, doc)
+        node.children.extend(self._subtree(caller, child, children_of) for child in children_of.get(doc["_id"], []))
+        return node
 
     def _node(self, caller: Caller, doc: dict) -> goals_pb2.AlignmentNode:
         shown = self._render_for(caller, doc)
@@ -287,7 +320,10 @@ class GoalsService:
         violations.raise_if_any()
         self.access.require_working_copy(caller, self.repository.get(request.v2mom_id), request.v2mom_id)
         after = decode_token(request.page_token)
-        start = int(after) if after.isdigit() else 0
+        if after and not after.isdigit():
+            # Another list's token would silently restart from the first revision.
+            raise InvalidArgument([FieldViolation("page_token", "is not a token this service issued")])
+        start = int(after) if after else 0
         history = [h for h in self.repository.history(request.v2mom_id) if h["revision"] > start]
         page = history[:limit]
         return goals_pb2.ListRevisionsResponse(
@@ -322,13 +358,15 @@ class GoalsService:
         violations = Violations()
         if not paths:
             violations.add("update_mask", "name at least one field to update")
-        for path in paths:
-            if path not in UPDATABLE_PATHS:
-                violations.add("update_mask", f"cannot update {path[:100]!r}; allowed: {', '.join(UPDATABLE_PATHS)}")
+        unknown = [p for p in paths if p not in UPDATABLE_PATHS]
+        if unknown:
+            # One violation, however many paths: a mask of thousands must not overflow the trailers.
+            named = ", ".join(repr(p[:100]) for p in unknown[:3])
+            if len(unknown) > 3:
+                named += f" and {len(unknown) - 3} more"
+            violations.add("update_mask", f"cannot update {named}; allowed: {', '.join(UPDATABLE_PATHS)}")
         validation.check_text(violations, "change_reason", request.change_reason, validation.MAX_REASON)
         validation.check_id(violations, "v2mom.parent_id", request.v2mom.parent_id, required=False)
-        if any(p.startswith("content.") for p in paths):
-            validation.check_content(violations, request.v2mom.content, self._person_exists)
         violations.raise_if_any()
 
         doc = self.access.require_editor(caller, self.repository.get(request.v2mom.id), request.v2mom.id)
@@ -338,18 +376,20 @@ class GoalsService:
         if doc.get("published_revision") and not request.change_reason.strip():
             raise InvalidArgument([FieldViolation("change_reason", "is required once a V2MOM has been published")])
 
+        keys = [UPDATABLE_PATHS[p] for p in dict.fromkeys(paths) if UPDATABLE_PATHS[p]]
+        incoming = self._merged_content(doc, request.v2mom.content, keys)
         new_content = dict(doc["content"])
-        incoming = validation.assign_ids(convert.content_to_doc(request.v2mom.content))
         changed = []
-        for path in paths:
-            key = UPDATABLE_PATHS[path]
-            if key and new_content.get(key) != incoming[key]:
+        for key in keys:
+            if new_content.get(key) != incoming[key]:
                 new_content[key] = incoming[key]
-                changed.append(path)
+                changed.append(f"content.{key}")
         new_parent = doc.get("parent_id")
         if "parent_id" in paths and (request.v2mom.parent_id or None) != doc.get("parent_id"):
             if request.v2mom.parent_id:
-                self._check_parent(caller, request.v2mom.parent_id, doc["cycle_id"], child_id=doc["_id"])
+                self._check_parent(
+                    caller, request.v2mom.parent_id, doc["cycle_id"], child_id=doc["_id"], field="v2mom.parent_id"
+                )
             new_parent = request.v2mom.parent_id or None
             changed.append("parent_id")
         if not changed:
@@ -363,6 +403,22 @@ class GoalsService:
             caller, doc, after, "UPDATE", events.V2MOM_UPDATED, request.change_reason, changed, stamp,
             {"content": new_content, "parent_id": new_parent, "state": new_state, "updated_at": stamp},
         )
+
+    def _merged_content(self, doc: dict, sent: goals_pb2.V2MOMContent, keys: list[str]) -> dict:
+        """The stored content with the masked fields taken from the request, validated as a whole.
+
+        Links are checked against the result, not the request alone: an edit of the methods
+        may link values it did not resend, and an edit of the values must not strand links.
+        """
+        merged = convert.content_from_doc(doc["content"])
+        if keys:
+            field_mask_pb2.FieldMask(paths=keys).MergeMessage(
+                sent, merged, replace_message_field=True, replace_repeated_field=True
+            )
+            violations = Violations()
+            validation.check_content(violations, merged, self._person_exists, prefix="v2mom.content")
+            violations.raise_if_any()
+        return validation.assign_ids(convert.content_to_doc(merged))
 
     def submit(self, caller: Caller, request) -> goals_pb2.V2MOM:
         self._require_id("id", request.id)
@@ -379,7 +435,11 @@ class GoalsService:
         stamp = now()
         approver = self.access.approver_for(doc)
         changes = {"state": SUBMITTED, "approver_id": approver, "submitted_at": stamp, "updated_at": stamp}
-        return self._commit(caller, doc, {**doc, **changes}, "SUBMIT", events.V2MOM_SUBMITTED, "", [], stamp, changes)
+        # The reason answered the previous submission; a new one starts clean.
+        return self._commit(
+            caller, doc, {**doc, **changes}, "SUBMIT", events.V2MOM_SUBMITTED, "", [], stamp, changes,
+            unset=("changes_requested_reason",),
+        )
 
     def approve(self, caller: Caller, request) -> goals_pb2.V2MOM:
         self._require_id("id", request.id)

@@ -15,7 +15,8 @@ from services.platform.ids import new_id
 
 from v2mom.v1 import common_pb2, goals_pb2
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# \Z, not $: "$" also matches before a trailing newline, which let "olive\n" pass as an id.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_ID = 64
 MAX_TITLE = 200
 MAX_NAME = 120
@@ -29,6 +30,9 @@ MAX_ITEMS = 20
 MAX_LINKED_VALUES = 5
 MAX_PEOPLE_PER_ROLE = 20
 MAX_PAGE_SIZE = 200
+# Status details travel in gRPC trailers (hard limit 16 KiB): hundreds of violations
+# would turn a clean INVALID_ARGUMENT into a dropped stream, so report the first ones.
+MAX_VIOLATIONS = 20
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -77,28 +81,40 @@ def page_size(violations: Violations, value: int) -> int:
     return value or DEFAULT_PAGE_SIZE
 
 
-def check_content(violations: Violations, content: goals_pb2.V2MOMContent, person_exists) -> None:
-    """Sizes, formats, unique ids, links inside the V2MOM, and people references."""
-    check_text(violations, "content.title", content.title, MAX_TITLE)
-    check_text(violations, "content.vision", content.vision, MAX_VISION)
-    violations.max_items("content.values", content.values, MAX_VALUES)
+def check_content(violations: Violations, content: goals_pb2.V2MOMContent, person_exists, prefix: str = "content") -> None:
+    """Sizes, formats, unique ids, links inside the V2MOM, and people references.
+
+    prefix is where the content sits in the request ("v2mom.content" in an update),
+    so each violation names the field the client actually sent.
+    """
+    check_text(violations, f"{prefix}.title", content.title, MAX_TITLE)
+    check_text(violations, f"{prefix}.vision", content.vision, MAX_VISION)
+    violations.max_items(f"{prefix}.values", content.values, MAX_VALUES)
     for name in ("methods", "obstacles", "measures"):
-        violations.max_items(f"content.{name}", getattr(content, name), MAX_ITEMS)
+        violations.max_items(f"{prefix}.{name}", getattr(content, name), MAX_ITEMS)
     if violations:
         return  # item checks on an oversized list would only add noise
-    value_ids = _check_item_ids(violations, "content.values", content.values)
-    method_ids = _check_item_ids(violations, "content.methods", content.methods)
-    _check_item_ids(violations, "content.obstacles", content.obstacles)
-    _check_item_ids(violations, "content.measures", content.measures)
+    value_ids = _check_item_ids(violations, f"{prefix}.values", content.values)
+    method_ids = _check_item_ids(violations, f"{prefix}.methods", content.methods)
+    _check_item_ids(violations, f"{prefix}.obstacles", content.obstacles)
+    _check_item_ids(violations, f"{prefix}.measures", content.measures)
     for i, value in enumerate(content.values):
-        check_text(violations, f"content.values[{i}].name", value.name, MAX_NAME, required=True)
-        check_text(violations, f"content.values[{i}].description", value.description, MAX_VALUE_DESCRIPTION)
+        check_text(violations, f"{prefix}.values[{i}].name", value.name, MAX_NAME, required=True)
+        check_text(violations, f"{prefix}.values[{i}].description", value.description, MAX_VALUE_DESCRIPTION)
     for i, method in enumerate(content.methods):
-        _check_method(violations, f"content.methods[{i}]", method, value_ids, person_exists)
+        _check_method(violations, f"{prefix}.methods[{i}]", method, value_ids, person_exists)
     for i, obstacle in enumerate(content.obstacles):
-        _check_obstacle(violations, f"content.obstacles[{i}]", obstacle, method_ids, person_exists)
+        _check_obstacle(violations, f"{prefix}.obstacles[{i}]", obstacle, method_ids, person_exists)
     for i, measure in enumerate(content.measures):
-        _check_measure(violations, f"content.measures[{i}]", measure, method_ids, person_exists)
+        _check_measure(violations, f"{prefix}.measures[{i}]", measure, method_ids, person_exists)
+    _cap(violations, prefix)
+
+
+def _cap(violations: Violations, field: str) -> None:
+    if len(violations.items) > MAX_VIOLATIONS:
+        hidden = len(violations.items) - (MAX_VIOLATIONS - 1)
+        del violations.items[MAX_VIOLATIONS - 1:]
+        violations.add(field, f"... and {hidden} more problems; fix the ones above and send it again")
 
 
 def _check_item_ids(violations: Violations, path: str, items) -> set[str]:

@@ -1,0 +1,343 @@
+"""Builders and fixtures for the goals API tests: a small org, clients per person, error probes.
+
+The org (roles as the permission tests name them):
+
+    acme (company, leader ceo)
+    ├── eng (department, leader dana)          dana  = SKIP-level manager of olive
+    │   ├── platform (team, leader lee)        lee   = MANAGER of olive
+    │   │     olive (OWNER), otto (teammate)
+    │   └── mobile (team, leader mia)
+    │         pete (PEER: same level, another team)
+    └── sales (department, leader sam)
+    ada: admin, reports to the CEO, so not in olive's chain (ADMIN)
+
+Import the fixtures into a test module with
+``from tests.helpers_goals import goals, cycle  # noqa: F401``.
+"""
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+import grpc
+import jwt
+import pymongo
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from google.type import date_pb2
+from grpc_status import rpc_status
+
+from services.goals.api import create_server
+from services.goals.directory import Directory
+from services.platform.auth import bearer_metadata, mint_token
+from services.platform.config import load
+from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
+
+OWNER, MANAGER, SKIP, PEER, ADMIN, ANON = "olive", "lee", "dana", "pete", "ada", None
+TEAMMATE, CEO, OTHER_LEAD = "otto", "ceo", "mia"
+
+INDIVIDUAL = common_pb2.ORG_LEVEL_INDIVIDUAL
+TEAM = common_pb2.ORG_LEVEL_TEAM
+DEPARTMENT = common_pb2.ORG_LEVEL_DEPARTMENT
+COMPANY = common_pb2.ORG_LEVEL_COMPANY
+
+FY2027, FY2028 = "FY2027", "FY2028"
+
+UNITS = [
+    {"_id": "acme", "name": "Acme", "level": "ORG_LEVEL_COMPANY", "parent_id": None, "leader_id": "ceo"},
+    {"_id": "eng", "name": "Engineering", "level": "ORG_LEVEL_DEPARTMENT", "parent_id": "acme", "leader_id": "dana"},
+    {"_id": "sales", "name": "Sales", "level": "ORG_LEVEL_DEPARTMENT", "parent_id": "acme", "leader_id": "sam"},
+    {"_id": "platform", "name": "Platform", "level": "ORG_LEVEL_TEAM", "parent_id": "eng", "leader_id": "lee"},
+    {"_id": "mobile", "name": "Mobile", "level": "ORG_LEVEL_TEAM", "parent_id": "eng", "leader_id": "mia"},
+]
+# id: (display name, org unit, manager, roles)
+PEOPLE = {
+    "ceo": ("Cleo CEO", "acme", None, []),
+    "ada": ("Ada Admin", "acme", "ceo", ["admin"]),
+    "dana": ("Dana Head of Eng", "eng", "ceo", []),
+    "sam": ("Sam Head of Sales", "sales", "ceo", []),
+    "lee": ("Lee Platform Lead", "platform", "dana", []),
+    "mia": ("Mia Mobile Lead", "mobile", "dana", []),
+    "olive": ("Olive Owner", "platform", "lee", []),
+    "otto": ("Otto Teammate", "platform", "lee", []),
+    "pete": ("Pete Peer", "mobile", "mia", []),
+}
+
+
+def build_org(db) -> Directory:
+    directory = Directory(db, cache_seconds=0)
+    directory.upsert_cycle(FY2027, "2026-02-01", "2027-01-31")
+    directory.upsert_cycle(FY2028, "2027-02-01", "2028-01-31")
+    for unit in UNITS:
+        directory.upsert_org_unit(unit)
+    for person_id, (name, unit, manager, roles) in PEOPLE.items():
+        directory.upsert_person(
+            {"_id": person_id, "display_name": name, "email": f"{person_id}@acme.test", "title": name.split(" ", 1)[1],
+             "org_unit_id": unit, "manager_id": manager, "roles": roles}
+        )
+    return directory
+
+
+# --- content builders -----------------------------------------------------------
+
+
+def d(year: int, month: int, day: int) -> date_pb2.Date:
+    return date_pb2.Date(year=year, month=month, day=day)
+
+
+def valid_content(owner: str = OWNER, title: str | None = None, vision: str | None = None) -> goals_pb2.V2MOMContent:
+    """Three values, five methods, an obstacle and two weighted measures: lint finds nothing at all."""
+    values = [
+        goals_pb2.Value(id="val-customers", name="Customers first", description="We talk to 5 customers every week"),
+        goals_pb2.Value(id="val-quality", name="Quality", description="Every change ships with tests and a rollback plan"),
+        goals_pb2.Value(id="val-openness", name="Openness", description="Decisions are written down within 2 days"),
+    ]
+    value_for = ["val-customers", "val-quality", "val-openness", "val-customers", "val-quality"]
+    methods = [
+        goals_pb2.Method(
+            id=f"mth-{i}", title=f"Ship milestone {i} of the billing rewrite by Q{1 + i % 4}",
+            description="Plain, concrete work", value_ids=[value_for[i]], owner_id=owner, accountable_id=owner,
+            responsible_ids=[owner], start_date=d(2026, 2, 1), due_date=d(2026, 3 + i, 28),
+            milestones=[goals_pb2.Milestone(id=f"mil-{i}", title=f"Design review {i} done", due_date=d(2026, 2, 20))],
+        )
+        for i in range(5)
+    ]
+    return goals_pb2.V2MOMContent(
+        title=title or f"{owner} FY2027",
+        vision=vision or "Cut invoice errors from 4% to 1% by December 2026",
+        values=values,
+        methods=methods,
+        obstacles=[
+            goals_pb2.Obstacle(id="obs-1", title="Legacy billing data is inconsistent", owner_id=owner,
+                               status=goals_pb2.OBSTACLE_STATUS_OPEN, method_ids=["mth-0"]),
+        ],
+        measures=[
+            goals_pb2.Measure(id="msr-1", title="Invoice error rate at 1%", kind=goals_pb2.MEASURE_KIND_LAGGING, unit="%",
+                              baseline=4, target=1, direction=goals_pb2.DIRECTION_DECREASE, due_date=d(2026, 12, 31),
+                              method_ids=["mth-0", "mth-1"], owner_id=owner, weight=60),
+            goals_pb2.Measure(id="msr-2", title="Customer calls held: 5 a week", kind=goals_pb2.MEASURE_KIND_LEADING,
+                              unit="calls", baseline=1, target=5, direction=goals_pb2.DIRECTION_INCREASE,
+                              due_date=d(2026, 6, 30), method_ids=["mth-3"], owner_id=owner, weight=40),
+        ],
+    )
+
+
+def mask(*paths: str) -> field_mask_pb2.FieldMask:
+    return field_mask_pb2.FieldMask(paths=list(paths))
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def rpc_error(call, request) -> grpc.RpcError:
+    """Runs a call that must fail and returns its error."""
+    try:
+        response = call(request)
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError(f"expected an error, got {type(response).__name__}: {str(response)[:300]}")
+
+
+def details(error: grpc.RpcError) -> list:
+    """The google.rpc status details, unpacked."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        return []
+    unpacked = []
+    for any_detail in status.details:
+        for kind in (error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure):
+            if any_detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                any_detail.Unpack(message)
+                unpacked.append(message)
+    return unpacked
+
+
+def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    return [(v.field, v.description) for m in details(error) if isinstance(m, error_details_pb2.BadRequest)
+            for v in m.field_violations]
+
+
+def violated_fields(error: grpc.RpcError) -> set[str]:
+    return {field for field, _ in field_violations(error)}
+
+
+def precondition_violations(error: grpc.RpcError) -> list[tuple[str, str, str]]:
+    return [(v.type, v.subject, v.description) for m in details(error)
+            if isinstance(m, error_details_pb2.PreconditionFailure) for v in m.violations]
+
+
+_LEAKS = re.compile(r"Traceback|File \"|\.py\"|line \d+, in|Exception|Error\(|pymongo|bson", re.IGNORECASE)
+
+
+def assert_clean(error: grpc.RpcError) -> None:
+    """Never INTERNAL/UNKNOWN for a client's mistake, and no Python internals in anything the client sees."""
+    assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), error.details()
+    texts = [error.details() or ""] + [f"{a} {b}" for a, b in field_violations(error)]
+    texts += [" ".join(v) for v in precondition_violations(error)]
+    for text in texts:
+        assert not _LEAKS.search(text), f"internal detail leaked to the client: {text[:300]!r}"
+
+
+def expect(call, request, code: grpc.StatusCode, *fields: str) -> grpc.RpcError:
+    """The call fails with `code`, cleanly; with fields, the BadRequest names each of them."""
+    error = rpc_error(call, request)
+    assert error.code() == code, f"expected {code.name}, got {error.code().name}: {error.details()}"
+    assert_clean(error)
+    if fields:
+        named = violated_fields(error)
+        for field in fields:
+            assert field in named, f"no field violation for {field!r}; got {field_violations(error)}"
+    return error
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+class Client:
+    """A real gRPC client acting as one person: client.GetV2MOM(request)."""
+
+    def __init__(self, stub, metadata, person_id: str | None):
+        self.stub = stub
+        self.metadata = metadata
+        self.person_id = person_id
+
+    def __getattr__(self, rpc: str):
+        method = getattr(self.stub, rpc)
+        return lambda request, timeout=15: method(request, metadata=self.metadata, timeout=timeout)
+
+
+@dataclass
+class GoalsEnv:
+    settings: object
+    db: object
+    directory: Directory
+    server: object
+    channel: grpc.Channel
+    stub: goals_pb2_grpc.GoalServiceStub
+
+    def client(self, person_id: str | None, roles=None) -> Client:
+        """A client for a person of the org (roles from the org) or ANON (None: no token at all)."""
+        if person_id is None:
+            return Client(self.stub, (), None)
+        roles = PEOPLE.get(person_id, (None, None, None, []))[3] if roles is None else roles
+        return Client(self.stub, bearer_metadata(mint_token(self.settings.auth, person_id, roles)), person_id)
+
+    def bad_token_clients(self) -> dict[str, Client]:
+        """Callers whose token must be refused, each for a different reason."""
+        auth = self.settings.auth
+        wrong_key = mint_token(replace(auth, secret="not-the-server-secret-but-long-enough-for-hs256"), OWNER, ["admin"])
+        expired = mint_token(auth, OWNER, ["admin"], ttl_seconds=-60)
+        wrong_audience = mint_token(replace(auth, audience="someone-else"), OWNER, ["admin"])
+        unsigned = jwt.encode({"sub": OWNER, "roles": ["admin"], "exp": int(time.time()) + 600,
+                               "iss": auth.issuer, "aud": auth.audience}, key=None, algorithm="none")
+        no_subject = jwt.encode({"roles": ["admin"], "exp": int(time.time()) + 600, "iss": auth.issuer,
+                                 "aud": auth.audience}, auth.secret, algorithm="HS256")
+        cases = {
+            "no_token": (),
+            "wrong_signature": bearer_metadata(wrong_key),
+            "expired": bearer_metadata(expired),
+            "wrong_audience": bearer_metadata(wrong_audience),
+            "alg_none": bearer_metadata(unsigned),
+            "no_subject": bearer_metadata(no_subject),
+            "garbage": bearer_metadata("not.a.jwt"),
+            "basic_scheme": (("authorization", "Basic b2xpdmU6cGFzc3dvcmQ="),),
+        }
+        return {name: Client(self.stub, metadata, None) for name, metadata in cases.items()}
+
+    def new_cycle(self, start: str = "2026-02-01", end: str = "2027-01-31") -> str:
+        """A fresh cycle, so a test gets empty V2MOM slots without a database of its own."""
+        cycle_id = f"T{uuid.uuid4().hex[:12]}"
+        self.directory.upsert_cycle(cycle_id, start, end)
+        return cycle_id
+
+    # --- V2MOM shortcuts (each step through the real API) ---------------------------------
+
+    def create(self, owner: str = OWNER, cycle_id: str = FY2027, level: int = INDIVIDUAL, org_unit_id: str = "",
+               content: goals_pb2.V2MOMContent | None = None, parent_id: str = "", as_person: str | None = None,
+               **extra) -> goals_pb2.V2MOM:
+        request = goals_pb2.CreateV2MOMRequest(
+            level=level, owner_id=owner if level == INDIVIDUAL else "", org_unit_id=org_unit_id, cycle_id=cycle_id,
+            parent_id=parent_id, content=content if content is not None else valid_content(owner), **extra,
+        )
+        return self.client(as_person or owner).CreateV2MOM(request)
+
+    def submit(self, v2mom: goals_pb2.V2MOM, as_person: str | None = None) -> goals_pb2.V2MOM:
+        return self.client(as_person or v2mom.owner_id).SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=v2mom.id))
+
+    def approve(self, v2mom: goals_pb2.V2MOM, approver: str) -> goals_pb2.V2MOM:
+        return self.client(approver).ApproveV2MOM(goals_pb2.ApproveV2MOMRequest(id=v2mom.id))
+
+    def published(self, approver: str = MANAGER, **create_args) -> goals_pb2.V2MOM:
+        v2mom = self.create(**create_args)
+        self.submit(v2mom)
+        return self.approve(v2mom, approver)
+
+    def submitted(self, **create_args) -> goals_pb2.V2MOM:
+        return self.submit(self.create(**create_args))
+
+    def edit(self, v2mom: goals_pb2.V2MOM, as_person: str | None = None, reason: str = "", expected: int = 0,
+             **content_fields) -> goals_pb2.V2MOM:
+        """Sets top-level content fields (title=..., vision=...) through UpdateV2MOM."""
+        content = goals_pb2.V2MOMContent(**content_fields)
+        return self.client(as_person or v2mom.owner_id).UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
+            v2mom=goals_pb2.V2MOM(id=v2mom.id, content=content),
+            update_mask=mask(*(f"content.{k}" for k in content_fields)),
+            change_reason=reason, expected_revision=expected,
+        ))
+
+    # --- the store, read directly -------------------------------------------------------------
+
+    def raw(self, v2mom_id: str) -> dict | None:
+        """The whole stored document, history and outbox included."""
+        return self.db.v2moms.find_one({"_id": v2mom_id})
+
+    def v2mom_count(self, **query) -> int:
+        return self.db.v2moms.count_documents(query)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(grace=None).wait()
+
+
+def start_env(mongo_uri: str) -> GoalsEnv:
+    settings = replace(load("goals"), mongo_uri=mongo_uri, mongo_db=f"goals_test_{uuid.uuid4().hex[:10]}",
+                       directory_cache_seconds=0.0)
+    mongo = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    db = mongo[settings.database_name]
+    directory = build_org(db)
+    server, port = create_server("127.0.0.1:0", settings)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    return GoalsEnv(settings, db, directory, server, channel, goals_pb2_grpc.GoalServiceStub(channel))
+
+
+def stop_env(env: GoalsEnv) -> None:
+    env.close()
+    env.db.client.drop_database(env.db.name)
+    env.db.client.close()
+
+
+@pytest.fixture(scope="module")
+def goals(mongo_uri):
+    """One goals-api per test module, on its own database with the org above."""
+    env = start_env(mongo_uri)
+    yield env
+    stop_env(env)
+
+
+@pytest.fixture
+def isolated_goals(mongo_uri):
+    """A goals-api on a database of the test's own, for tests that look at whole collections."""
+    env = start_env(mongo_uri)
+    yield env
+    stop_env(env)
+
+
+@pytest.fixture
+def cycle(goals) -> str:
+    """A fresh cycle for this test: every V2MOM slot in it is free."""
+    return goals.new_cycle()
