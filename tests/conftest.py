@@ -60,14 +60,34 @@ def amqp_uri():
     return AMQP_URI
 
 
+def _rabbitmqctl(*args) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def broker_uri(amqp_uri):
+    """The broker a test's services use; modules that run workers override it with isolated_broker_uri."""
+    return amqp_uri
+
+
+@pytest.fixture
+def isolated_broker_uri(amqp_uri):
+    """A vhost of the test's own: no leftover or concurrent messages reach its workers' queues."""
+    vhost = f"test_{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield amqp_uri.rstrip("/") + "/" + vhost
+    _rabbitmqctl("delete_vhost", vhost)
+
+
 @pytest.fixture
 def db_name():
     return f"goals_test_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def settings(mongo_uri, amqp_uri, db_name):
-    return replace(load("goals"), mongo_uri=mongo_uri, mongo_db=db_name, amqp_uri=amqp_uri, directory_cache_seconds=0.0)
+def settings(mongo_uri, broker_uri, db_name):
+    return replace(load("goals"), mongo_uri=mongo_uri, mongo_db=db_name, amqp_uri=broker_uri, directory_cache_seconds=0.0)
 
 
 @pytest.fixture

@@ -64,8 +64,13 @@ EXPECTED_SEQUENCE = [
 
 
 @pytest.fixture
-def probe(amqp_uri):
-    probe = EventProbe(amqp_uri, "goals.events")
+def broker_uri(isolated_broker_uri):
+    return isolated_broker_uri
+
+
+@pytest.fixture
+def probe(settings):
+    probe = EventProbe(settings.amqp_uri, "goals.events")
     yield probe
     probe.close()
 

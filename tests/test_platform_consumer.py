@@ -20,14 +20,13 @@ def thing(n, behaviour=None) -> dict:
 
 
 @pytest.fixture
-def connection(amqp_uri):
-    with kombu.Connection(amqp_uri) as connection:
-        channel = connection.default_channel
-        for name in (HANDLER_QUEUE, HANDLER_QUEUE + ".dlq"):
-            try:
-                channel.queue_delete(name)
-            except Exception:
-                channel = connection.channel()
+def broker_uri(isolated_broker_uri):
+    return isolated_broker_uri
+
+
+@pytest.fixture
+def connection(settings):
+    with kombu.Connection(settings.amqp_uri) as connection:
         yield connection
 
 

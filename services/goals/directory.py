@@ -183,7 +183,10 @@ class Directory:
         )
         return result.modified_count == 1
 
-    def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str) -> None:
-        self.db[CYCLES].update_one(
+    def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str) -> bool:
+        """Creates or changes a cycle; returns False when nothing changed."""
+        result = self.db[CYCLES].update_one(
             {"_id": cycle_id}, {"$set": {"start_date": start_date, "end_date": end_date}}, upsert=True
         )
+        self.cache.clear()
+        return bool(result.upserted_id or result.modified_count)

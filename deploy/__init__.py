@@ -1,0 +1,1 @@
+"""Running the services: the local dev stack (devstack.py), the container healthcheck, the image."""

@@ -1,0 +1,502 @@
+"""`make run`: the whole system on this machine, with the demo organisation seeded.
+
+    .venv/bin/python -m deploy.devstack
+
+1. MongoDB: MONGO_URI when set; else whatever listens on 127.0.0.1:27017; else
+   the mongoeco wire server, started here, keeping its data in var/mongo.sqlite.
+2. RabbitMQ at AMQP_URI (default amqp://guest:guest@127.0.0.1:5672/); a local
+   rabbitmq-server is started (detached, left running) if it is installed.
+3. Every process in SERVICES, in order, each ready before the next starts.
+4. The demo organisation (services/goals/seed.py), through the goals API.
+
+Ctrl-C or SIGTERM stops every process this started, last started first. If one
+of them dies, the rest are stopped and the stack exits with its status.
+
+A new service joins by appending a ProcessSpec to SERVICES.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import unquote, urlsplit
+
+import amqp
+import pymongo
+from tqdm import tqdm
+
+from deploy import grpc_healthcheck
+from services.goals.demo import DemoDataError
+from services.goals.seed import SeedError, seed
+from services.platform.config import ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+MONGO_PORT = 27017
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says what to do about it."""
+
+
+class Shutdown(Exception):
+    """SIGINT or SIGTERM arrived: stop everything and exit 0."""
+
+
+# --- what runs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrpcServing:
+    """Ready when the gRPC health service reports SERVING; the address is read from env_var."""
+
+    env_var: str
+    default_addr: str
+    service: str
+
+    @property
+    def address(self) -> str:
+        return os.environ.get(self.env_var) or self.default_addr
+
+    def check(self, child: "Child") -> bool:
+        return grpc_healthcheck.check(self.address, self.service, timeout=1.0)[0]
+
+    def taken(self) -> bool:
+        host, _, port = self.address.rpartition(":")
+        return port_open(host, int(port))
+
+    def where(self) -> str:
+        return f"{self.address} (gRPC)"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """Ready once the process has logged this message (for workers, which serve no port)."""
+
+    message: str
+    about: str
+
+    def check(self, child: "Child") -> bool:
+        return child.has_logged(self.message)
+
+    def where(self) -> str:
+        return self.about
+
+
+@dataclass(frozen=True)
+class PortOpen:
+    host: str
+    port: int
+    about: str
+
+    def check(self, child: "Child") -> bool:
+        return port_open(self.host, self.port)
+
+    def where(self) -> str:
+        return self.about
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str  # the prefix of its log lines
+    module: str  # started as `python -m <module>`
+    ready: GrpcServing | LogLine | PortOpen
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        env = {**base, **self.env, "PYTHONUNBUFFERED": "1"}
+        if isinstance(self.ready, GrpcServing):
+            env["GRPC_ADDR"] = self.ready.address  # each API listens where the stack expects it
+        return env
+
+
+# The v2mom CLI reads V2MOM_GOALS_ADDR too, so one export points both at another port.
+GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService")
+
+# Started in this order, stopped in reverse. Later: checkins-api (after goals-api,
+# which it calls), checkins-worker, metrics-worker, notify-worker.
+SERVICES: list[ProcessSpec] = [
+    ProcessSpec("goals-api", "services.goals.api", GOALS_API),
+    ProcessSpec("goals-worker", "services.goals.worker", LogLine("worker started", "outbox relay to RabbitMQ")),
+]
+
+
+def mongo_spec() -> ProcessSpec:
+    sqlite = ROOT / "var" / "mongo.sqlite"
+    return ProcessSpec(
+        "mongo",
+        "services.platform.mongo_server",
+        PortOpen("127.0.0.1", MONGO_PORT, f"{DEFAULT_MONGO_URI.split('/?')[0]} (mongoeco, {sqlite.relative_to(ROOT)})"),
+        args=("--host", "127.0.0.1", "--port", str(MONGO_PORT), "--sqlite", str(sqlite)),
+    )
+
+
+# --- log output -----------------------------------------------------------------------------
+
+
+class Printer:
+    """One readable line per log record, prefixed with the process that wrote it."""
+
+    COLOURS = ("36", "35", "33", "32", "34", "31")
+    SKIP = ("ts", "level", "msg", "service", "logger")
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.colour = stream.isatty() and not os.environ.get("NO_COLOR")
+        self.names: dict[str, str] = {}
+
+    def line(self, name: str, text: str) -> None:
+        prefix = f"{time.strftime('%H:%M:%S')} {self._paint(name, f'{name:<13}')}|"
+        # tqdm.write keeps the seed's progress bar intact while children log.
+        tqdm.write(f"{prefix} {self._readable(text)}", file=self.stream)
+        self.stream.flush()
+
+    def say(self, text: str) -> None:
+        self.line("devstack", text)
+
+    def _readable(self, text: str) -> str:
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return text
+        if not isinstance(record, dict) or "msg" not in record:
+            return text
+        extras = " ".join(f"{k}={v}" for k, v in record.items() if k not in self.SKIP and k != "exc")
+        readable = f"{record.get('level', 'info'):<7} {record['msg']} {extras}".rstrip()
+        if record.get("exc"):
+            readable += "\n" + record["exc"]
+        return readable
+
+    def _paint(self, name: str, text: str) -> str:
+        if not self.colour:
+            return text
+        colour = self.names.setdefault(name, self.COLOURS[len(self.names) % len(self.COLOURS)])
+        return f"\033[{colour}m{text}\033[0m"
+
+
+# --- the processes ------------------------------------------------------------------------
+
+
+class Child:
+    """A started process and the thread that copies its output, line by line, to the printer."""
+
+    def __init__(self, spec: ProcessSpec, env: dict[str, str], printer: Printer):
+        self.spec = spec
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", spec.module, *spec.args],
+            cwd=ROOT,
+            env=spec.environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # Its own session: Ctrl-C reaches only the devstack, which then stops
+            # the processes in order (workers before the store they write to).
+            start_new_session=True,
+        )
+        self._messages: set[str] = set()
+        self._pump = threading.Thread(target=self._copy_output, args=(printer,), daemon=True)
+        self._pump.start()
+
+    def _copy_output(self, printer: Printer) -> None:
+        for raw in self.process.stdout:
+            text = raw.rstrip("\n")
+            if not text:
+                continue
+            try:
+                self._messages.add(json.loads(text).get("msg", ""))
+            except (ValueError, AttributeError):
+                pass
+            printer.line(self.spec.name, text)
+
+    def has_logged(self, message: str) -> bool:
+        return message in self._messages
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.process.poll()
+
+    def stop(self, hurry: Callable[[], bool]) -> None:
+        """SIGTERM to its process group, then SIGKILL after STOP_TIMEOUT (or at a second Ctrl-C)."""
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while self.process.poll() is None and time.monotonic() < deadline and not hurry():
+                time.sleep(0.05)
+            if self.process.poll() is None:
+                self._signal(signal.SIGKILL)
+        self.process.wait()
+        self._pump.join(timeout=5)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+class Stack:
+    def __init__(self, printer: Printer):
+        self.printer = printer
+        self.children: list[Child] = []
+        self.env = dict(os.environ)
+        self.external: list[tuple[str, str]] = []  # (name, where) of what runs without us
+        self.hurry = False
+
+    def start(self, spec: ProcessSpec) -> Child:
+        if isinstance(spec.ready, GrpcServing) and spec.ready.taken():
+            # Otherwise the health check would find the other server and call ours ready.
+            raise StackError(
+                f"{spec.ready.address} is in use already (another `make run`?): stop it, "
+                f"or set {spec.ready.env_var} to a free host:port"
+            )
+        child = Child(spec, self.env, self.printer)
+        self.children.append(child)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not spec.ready.check(child):
+            if child.exit_status is not None:
+                raise ChildExited(child)
+            if time.monotonic() > deadline:
+                raise StackError(f"{spec.name} was not ready after {READY_TIMEOUT:.0f} s; its log is above")
+            time.sleep(0.1)
+        return child
+
+    def first_exited(self) -> Child | None:
+        return next((c for c in self.children if c.exit_status is not None), None)
+
+    def watch(self) -> NoReturn:
+        """Blocks while everything runs; raises ChildExited for the first process to stop."""
+        while (child := self.first_exited()) is None:
+            time.sleep(0.2)
+        raise ChildExited(child)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.exit_status is None:
+                self.printer.say(f"stopping {child.spec.name}")
+            child.stop(lambda: self.hurry)
+
+
+class ChildExited(Exception):
+    def __init__(self, child: Child):
+        super().__init__(child.spec.name)
+        self.child = child
+
+    @property
+    def how(self) -> str:
+        status = self.child.exit_status or 0
+        return f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+
+    @property
+    def stack_status(self) -> int:
+        status = self.child.exit_status or 0
+        if status < 0:
+            return 128 - status  # killed by a signal: the shell's convention
+        return status or 1  # a service that exits at all, even cleanly, has failed the stack
+
+
+# --- infrastructure ----------------------------------------------------------------------
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_mongo(stack: Stack) -> str:
+    """The MongoDB URI the services use; starts the wire server when nothing else is there."""
+    configured = os.environ.get("MONGO_URI")
+    if configured:
+        _require_mongo(configured, "MONGO_URI")
+        stack.external.append(("mongo", f"{_redact(configured)} (from MONGO_URI)"))
+        return configured
+    if port_open("127.0.0.1", MONGO_PORT):
+        _require_mongo(DEFAULT_MONGO_URI, f"whatever listens on 127.0.0.1:{MONGO_PORT}")
+        stack.printer.say(f"using the MongoDB already listening on 127.0.0.1:{MONGO_PORT}")
+        stack.external.append(("mongo", f"127.0.0.1:{MONGO_PORT} (already running)"))
+        return DEFAULT_MONGO_URI
+    stack.start(mongo_spec())
+    return DEFAULT_MONGO_URI
+
+
+def _require_mongo(uri: str, source: str) -> None:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as error:
+        raise StackError(f"{source} does not answer as MongoDB: {error}") from None
+    finally:
+        client.close()
+
+
+def ensure_rabbitmq(printer: Printer) -> str:
+    uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+    problem = broker_problem(uri)
+    if problem is None:
+        return uri
+    host = urlsplit(uri).hostname or ""
+    if "refused" in problem and host in ("127.0.0.1", "localhost") and shutil.which("rabbitmq-server"):
+        printer.say("RabbitMQ is not running: starting it with `rabbitmq-server -detached` (it keeps running after)")
+        subprocess.run(["rabbitmq-server", "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (problem := broker_problem(uri)) is not None and time.monotonic() < deadline:
+            time.sleep(1)
+        if problem is None:
+            return uri
+    raise StackError(
+        f"RabbitMQ is not usable at {_redact(uri)}: {problem}\n"
+        "  Get one running, then `make run` again:\n"
+        "    sudo apt-get install rabbitmq-server      (Debian/Ubuntu; it starts by itself)\n"
+        "    docker run -d --name rabbitmq -p 5672:5672 rabbitmq:3.13-management\n"
+        "  or point AMQP_URI at a broker you have."
+    )
+
+
+def broker_problem(uri: str) -> str | None:
+    """None when the broker accepts our credentials, else what went wrong."""
+    parts = urlsplit(uri)
+    connection = amqp.Connection(
+        host=f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}",
+        userid=unquote(parts.username or "guest"),
+        password=unquote(parts.password or "guest"),
+        virtual_host=unquote(parts.path[1:]) or "/",
+        connect_timeout=3,
+    )
+    try:
+        connection.connect()
+    except amqp.exceptions.AccessRefused:
+        return "it refused the user name and password"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except (OSError, amqp.exceptions.AMQPError) as error:
+        return str(error) or type(error).__name__
+    else:
+        return None
+    finally:
+        try:
+            connection.close()
+        except Exception:  # a half-open connection may fail to close; it is gone either way
+            pass
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return uri.replace(f":{parts.password}@", ":***@", 1)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run(stack: Stack) -> NoReturn:
+    mongo_uri = ensure_mongo(stack)
+    amqp_uri = ensure_rabbitmq(stack.printer)
+    stack.external.append(("rabbitmq", _redact(amqp_uri)))
+    stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri)
+    for spec in SERVICES:
+        stack.start(spec)
+    summary = seed_demo(mongo_uri)
+    print(banner(stack, summary), flush=True)
+    stack.watch()
+
+
+def seed_demo(mongo_uri: str) -> str:
+    settings = replace(load("goals"), mongo_uri=mongo_uri)
+    try:
+        # A progress bar on a terminal; none in a log file.
+        return seed(settings, goals_api_address=GOALS_API.address, progress=None).summary()
+    except (SeedError, DemoDataError, ConfigError) as error:
+        raise StackError(f"seeding the demo organisation failed: {error}") from None
+
+
+WALKTHROUGH = [
+    ("login hannah.berg", "an engineer on the Platform team"),
+    ("list --unit eng-platform", ""),
+    ("show unit:eng-platform", "her team's V2MOM"),
+    ("tree unit:acme", "company > departments > teams > people"),
+    ("lint -f v2mom_cli/examples/individual.yaml", ""),
+    ("create -f v2mom_cli/examples/individual.yaml", ""),
+    ("submit me", "to her manager"),
+    ("login priya.raman", "her manager"),
+    ("pending", ""),
+    ('approve @hannah.berg --comment "Looks good"', ""),
+]
+
+
+def banner(stack: Stack, seed_summary: str) -> str:
+    rows = [(c.spec.name, c.spec.ready.where(), f"pid {c.process.pid}") for c in stack.children]
+    rows += [(name, where, "(not started by the devstack)") for name, where in stack.external]
+    width = max(len(where) for _, where, _ in rows)
+    processes = "\n".join(f"  {name:<14}{where:<{width}}  {pid}" for name, where, pid in rows)
+    commands = [f".venv/bin/v2mom {command}" for command, _ in WALKTHROUGH]
+    column = max(len(c) for c in commands) + 2
+    tries = "\n".join(
+        f"  {command:<{column}}# {note}" if note else f"  {command}" for command, (_, note) in zip(commands, WALKTHROUGH)
+    )
+    if GOALS_API.address != GOALS_API.default_addr:
+        tries = f"  export V2MOM_GOALS_ADDR={GOALS_API.address}\n{tries}"
+    return (
+        f"\nV2MOM dev stack is ready.\n\n{processes}\n\nSeed: {seed_summary}.\n\n"
+        f"Try the CLI in another terminal:\n{tries}\n\nPress Ctrl-C to stop everything.\n"
+    )
+
+
+def main() -> int:
+    printer = Printer()
+    stack = Stack(printer)
+
+    def request_stop(signum, frame):
+        signal.signal(signal.SIGINT, hurry_stop)
+        signal.signal(signal.SIGTERM, hurry_stop)
+        raise Shutdown()
+
+    def hurry_stop(signum, frame):
+        stack.hurry = True  # a second Ctrl-C: stop waiting for graceful exits
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        return run_and_report(stack)
+    except Shutdown:  # the signal came while a failure was being reported
+        return 0
+    finally:
+        # From here on a signal only hurries the cleanup along.
+        signal.signal(signal.SIGINT, hurry_stop)
+        signal.signal(signal.SIGTERM, hurry_stop)
+        stack.stop()
+
+
+def run_and_report(stack: Stack) -> int:
+    try:
+        run(stack)
+    except Shutdown:
+        stack.printer.say("stopping the stack")
+        return 0
+    except ChildExited as exited:
+        stack.printer.say(f"{exited.child.spec.name} {exited.how}; stopping the stack")
+        return exited.stack_status
+    except StackError as error:
+        stack.printer.say(f"cannot run the stack: {error}")
+        crashed = stack.first_exited()
+        return ChildExited(crashed).stack_status if crashed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`make run`'s devstack as a real process: ready, healthy, idempotent on restart, and leaves nothing behind."""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from deploy import grpc_healthcheck
+from tests.helpers_cli import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = "V2MOM dev stack is ready."
+
+
+class DevStack:
+    """`python -m deploy.devstack` with its output collected line by line."""
+
+    def __init__(self, env: dict[str, str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.devstack"], cwd=ROOT, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._new: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._new.put(line)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None and self._new.empty():
+                pytest.fail(f"devstack exited with {self.process.returncode} before {text!r}:\n{self.output}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} after {timeout:.0f} s:\n{self.output}")
+            try:
+                self._new.get(timeout=0.5)
+            except queue.Empty:
+                pass
+
+    def children(self) -> dict[int, str]:
+        """pid -> command line of the devstack's child processes."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == self.process.pid:
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError, ValueError):
+                continue  # it exited while we looked
+        return found
+
+    def exit_status(self, timeout: float = 60.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def stack_env(mongo_uri, amqp_uri):
+    """Environment for a devstack on the test wire server, a fresh database and a free gRPC port."""
+    database = f"goals_devstack_{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "MONGO_URI": mongo_uri,
+        "MONGO_DB": database,
+        "AMQP_URI": amqp_uri,
+        "V2MOM_GOALS_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    yield env
+    client = pymongo.MongoClient(mongo_uri)
+    client.drop_database(database)
+    client.close()
+
+
+@pytest.fixture
+def start_stack(stack_env):
+    started: list[DevStack] = []
+
+    def start(**overrides) -> DevStack:
+        stack = DevStack({**stack_env, **overrides})
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.kill()
+
+
+def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, stack_env):
+    address = stack_env["V2MOM_GOALS_ADDR"]
+    stack = start_stack()
+    stack.wait_for(READY)
+    assert grpc_healthcheck.check(address, "v2mom.v1.GoalService")[0]
+    assert "Seed: demo organisation seeded: 60 people in 12 org units" in stack.output
+    assert f"export V2MOM_GOALS_ADDR={address}" in stack.output
+    children = stack.children()
+    assert sorted(cmd.split(" -m ")[1].split()[0] for cmd in children.values()) == [
+        "services.goals.api", "services.goals.worker",
+    ]  # MONGO_URI is set, so no wire server of its own
+
+    stack.process.send_signal(signal.SIGINT)
+
+    assert stack.exit_status() == 0
+    assert not [pid for pid in children if alive(pid)]
+    assert not grpc_healthcheck.check(address, timeout=1)[0]
+    assert "stopping goals-worker" in stack.output and "stopping goals-api" in stack.output
+
+    again = start_stack()
+    again.wait_for(READY)
+    assert "Seed: demo organisation already seeded, nothing changed" in again.output
+    again.process.send_signal(signal.SIGTERM)
+    assert again.exit_status() == 0
+
+
+def test_a_crashing_child_stops_the_stack_with_its_status(start_stack):
+    stack = start_stack()
+    stack.wait_for(READY)
+    children = stack.children()
+    worker = next(pid for pid, cmd in children.items() if "services.goals.worker" in cmd)
+
+    os.kill(worker, signal.SIGKILL)
+
+    assert stack.exit_status() == 128 + signal.SIGKILL
+    assert "goals-worker was killed by SIGKILL; stopping the stack" in stack.output
+    assert not [pid for pid in children if alive(pid)]
+
+
+def test_no_broker_is_a_clear_message_not_a_hang(start_stack):
+    # 127.0.0.2 is not where a local rabbitmq-server would come up, so none is started.
+    stack = start_stack(AMQP_URI=f"amqp://guest:guest@127.0.0.2:{free_port()}/")
+    assert stack.exit_status(timeout=30) == 1
+    assert "RabbitMQ is not usable at amqp://guest:***@127.0.0.2:" in stack.output
+    assert "apt-get install rabbitmq-server" in stack.output
+    assert not stack.children()

@@ -1,0 +1,137 @@
+"""v2mom: write, review and approve V2MOMs from a terminal.
+
+Start with `v2mom login <person-id>`; every other command acts as that person.
+"""
+
+import argparse
+import os
+import sys
+import textwrap
+import traceback
+
+import grpc
+
+from . import commands, refs, yaml_content
+from .errors import CliError, describe_rpc_error
+from .session import DEFAULT_ADDR
+
+REFERENCES = textwrap.indent(refs.__doc__.split("\n", 2)[2].strip(), "  ")
+EPILOG = f"""\
+V2MOMs are named by id, or by reference:
+{REFERENCES}
+
+The API address comes from --addr, else V2MOM_GOALS_ADDR, else {DEFAULT_ADDR}.
+The token lives in ~/.config/v2mom/token, or wherever V2MOM_TOKEN_FILE points.
+"""
+
+FILE_FORMAT = "The file is YAML:\n\n" + yaml_content.__doc__.split("\n", 2)[2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --addr works before or after the command; after it, it wins.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--addr", default=argparse.SUPPRESS, help=f"goals API host:port (default {DEFAULT_ADDR})")
+    parser = argparse.ArgumentParser(
+        prog="v2mom", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--addr", default=os.environ.get("V2MOM_GOALS_ADDR") or DEFAULT_ADDR, help="goals API host:port (see below)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    def command(name, handler, help_text, description=None, epilog=None):
+        cmd = sub.add_parser(
+            name, parents=[common], help=help_text, description=description or help_text, epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    command("login", commands.login, "act as a person from the directory (development tokens)").add_argument(
+        "person_id", help="their directory id, for example jonas.weber"
+    )
+    command("whoami", commands.whoami, "show who you are logged in as")
+
+    people = command("people", commands.people, "list people in the directory")
+    people.add_argument("--unit", help="only this org unit")
+    people.add_argument("--manager", help="only the direct reports of this person")
+    command("units", commands.units, "show the org units as a tree")
+
+    listing = command("list", commands.list_v2moms, "list V2MOMs you can see")
+    listing.add_argument("--owner", help="only this owner's (a person id, or me)")
+    listing.add_argument("--unit", help="only this org unit's")
+    listing.add_argument("--cycle", help="only this cycle's, for example FY2027")
+    listing.add_argument("--state", help=f"only in this state: {', '.join(commands.STATES)}")
+    listing.add_argument("--mine", action="store_true", help="only your own")
+
+    show = command("show", commands.show, "show a V2MOM: vision, values, methods, obstacles, measures")
+    show.add_argument("v2mom", help="id or reference (see `v2mom --help`)")
+    show.add_argument("--published", action="store_true", help="the published version, not the working copy")
+    show.add_argument("--yaml", action="store_true", help="print it as a file for `v2mom edit -f`")
+
+    create = command("create", commands.create, "create a V2MOM from a YAML file", epilog=FILE_FORMAT)
+    create.add_argument("-f", "--file", required=True, help="the YAML file ('-' reads standard input)")
+
+    edit = command(
+        "edit", commands.edit, "replace the sections of a V2MOM that a YAML file contains",
+        description="Replaces the sections the file contains (title, vision, values, methods, obstacles, "
+        "measures, parent) and leaves the others as they are. `v2mom show <id> --yaml` gives a file to start from.",
+        epilog=FILE_FORMAT,
+    )
+    edit.add_argument("v2mom", help="id or reference")
+    edit.add_argument("-f", "--file", required=True, help="the YAML file ('-' reads standard input)")
+    edit.add_argument("--reason", help="why: required once the V2MOM has been published")
+
+    lint = command("lint", commands.lint, "check a V2MOM or a file against the V2MOM guidance", epilog=FILE_FORMAT)
+    lint.add_argument("v2mom", nargs="?", help="id or reference")
+    lint.add_argument("-f", "--file", help="lint this YAML file instead of a stored V2MOM")
+
+    command("submit", commands.submit, "send a V2MOM to your manager for approval").add_argument("v2mom")
+    approve = command("approve", commands.approve, "approve and publish a V2MOM waiting for you")
+    approve.add_argument("v2mom")
+    approve.add_argument("--comment", help="a note for the owner")
+    changes = command("request-changes", commands.request_changes, "send a submitted V2MOM back to its owner")
+    changes.add_argument("v2mom")
+    changes.add_argument("--reason", required=True, help="what to change, for the owner")
+    archive = command("archive", commands.archive, "archive a V2MOM (final)")
+    archive.add_argument("v2mom")
+    archive.add_argument("--reason", help="why, for the history")
+
+    command("pending", commands.pending, "list V2MOMs waiting for your approval")
+    command("history", commands.history, "list a V2MOM's revisions: who did what, when and why").add_argument("v2mom")
+    tree = command("tree", commands.tree, "show what aligns to a V2MOM, as a tree")
+    tree.add_argument("v2mom")
+    tree.add_argument("--depth", type=int, default=0, help="levels below it to show (1-10, default all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    context = commands.Context(args.addr)
+    try:
+        return args.handler(context, args)
+    except CliError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except yaml_content.ContentError as error:
+        source = getattr(args, "file", None) or "the file"
+        print(f"error: {source}: {error}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        print("\n".join(describe_rpc_error(error, args.addr)), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug here must still not greet people with a traceback
+        print(f"error: the v2mom CLI failed unexpectedly: {type(error).__name__}: {error}", file=sys.stderr)
+        if os.environ.get("V2MOM_DEBUG"):
+            traceback.print_exc()
+        else:
+            print("  run again with V2MOM_DEBUG=1 to see where", file=sys.stderr)
+        return 1
+    finally:
+        context.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

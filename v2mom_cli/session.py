@@ -1,0 +1,106 @@
+"""Who you are to the goals API: the saved token, and the connection that carries it.
+
+`v2mom login` mints a development token signed with the shared HS256 secret
+(JWT_SECRET, the same one the services verify with). With RS256 the signing
+key lives with an identity provider, so the CLI cannot mint one: put a token
+from there into the token file instead.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import grpc
+import jwt
+
+from services.platform.auth import bearer_metadata, mint_token
+from services.platform.config import AuthSettings, ConfigError, load_auth
+from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
+
+from .errors import CliError
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+TOKEN_TTL_SECONDS = 8 * 3600
+# Just long enough to look the person up; it never leaves this process.
+BOOTSTRAP_TTL_SECONDS = 60
+CALL_TIMEOUT_SECONDS = 10.0
+
+
+def token_path() -> Path:
+    configured = os.environ.get("V2MOM_TOKEN_FILE")
+    return Path(configured) if configured else Path.home() / ".config" / "v2mom" / "token"
+
+
+def save_token(token: str) -> Path:
+    path = token_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Created 0600: the token speaks for its person for hours.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return path
+
+
+def load_token() -> str:
+    path = token_path()
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise CliError("not logged in: run `v2mom login <person-id>`") from None
+    except OSError as error:
+        raise CliError(f"cannot read the token in {path}: {error.strerror}") from None
+    if not token:
+        raise CliError(f"{path} is empty: run `v2mom login <person-id>`")
+    return token
+
+
+def claims_of(token: str) -> dict:
+    """The token's claims, unverified: the server verifies; this is only for display."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        raise CliError(f"{token_path()} does not hold a token: run `v2mom login <person-id>`") from None
+
+
+def dev_auth() -> AuthSettings:
+    if os.environ.get("JWT_ALGORITHM", "HS256") == "RS256":
+        raise CliError(
+            "`v2mom login` mints development tokens with the shared HS256 secret, but JWT_ALGORITHM is RS256 here. "
+            f"Get a token from your identity provider and save it in {token_path()} (or point V2MOM_TOKEN_FILE at it).",
+            exit_code=2,
+        )
+    try:
+        return load_auth()
+    except ConfigError as error:
+        raise CliError(str(error), exit_code=2) from None
+
+
+class Client:
+    """A gRPC connection to GoalService that sends one person's token with every call."""
+
+    def __init__(self, addr: str, token: str):
+        self.addr = addr
+        self.token = token
+        self.channel = grpc.insecure_channel(addr)
+        self.stub = goals_pb2_grpc.GoalServiceStub(self.channel)
+        self._metadata = bearer_metadata(token)
+
+    def call(self, rpc: str, request):
+        return getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=CALL_TIMEOUT_SECONDS)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def login(addr: str, person_id: str) -> tuple[common_pb2.Person, Path, int]:
+    """Looks the person up and saves a token with their roles: (person, token file, expiry)."""
+    auth = dev_auth()
+    bootstrap = Client(addr, mint_token(auth, "v2mom-cli-login", ["admin"], ttl_seconds=BOOTSTRAP_TTL_SECONDS))
+    try:
+        person = bootstrap.call("GetPerson", goals_pb2.GetPersonRequest(id=person_id))
+    finally:
+        bootstrap.close()
+    if not person.active:
+        raise CliError(f"{person.display_name} ({person.id}) is no longer active in the directory")
+    token = mint_token(auth, person.id, list(person.roles), ttl_seconds=TOKEN_TTL_SECONDS)
+    return person, save_token(token), int(time.time()) + TOKEN_TTL_SECONDS
