@@ -63,6 +63,8 @@ class Settings:
     mongo_db: str = ""
     amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/"
     grpc_addr: str = "127.0.0.1:50051"
+    # Where other services reach goals-api.
+    goals_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
     relay_interval_seconds: float = 0.2
     relay_batch_size: int = 200
@@ -99,6 +101,7 @@ def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
         mongo_db=env_str("MONGO_DB", ""),
         amqp_uri=env_str("AMQP_URI", Settings.amqp_uri),
         grpc_addr=env_str("GRPC_ADDR", default_grpc_addr),
+        goals_addr=env_str("GOALS_ADDR", Settings.goals_addr),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
         relay_interval_seconds=env_float("RELAY_INTERVAL_SECONDS", 0.2),
         relay_batch_size=env_int("RELAY_BATCH_SIZE", 200),
