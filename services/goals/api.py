@@ -27,56 +27,59 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     def __init__(self, service: GoalsService):
         self.service = service
 
+    def _caller(self):
+        return self.service.active_caller(current_caller())
+
     def CreateV2MOM(self, request, context):
-        return self.service.create(current_caller(), request)
+        return self.service.create(self._caller(), request)
 
     def GetV2MOM(self, request, context):
-        return self.service.get(current_caller(), request)
+        return self.service.get(self._caller(), request)
 
     def UpdateV2MOM(self, request, context):
-        return self.service.update(current_caller(), request)
+        return self.service.update(self._caller(), request)
 
     def ListV2MOMs(self, request, context):
-        return self.service.list_v2moms(current_caller(), request)
+        return self.service.list_v2moms(self._caller(), request)
 
     def SubmitV2MOM(self, request, context):
-        return self.service.submit(current_caller(), request)
+        return self.service.submit(self._caller(), request)
 
     def ApproveV2MOM(self, request, context):
-        return self.service.approve(current_caller(), request)
+        return self.service.approve(self._caller(), request)
 
     def RequestChanges(self, request, context):
-        return self.service.request_changes(current_caller(), request)
+        return self.service.request_changes(self._caller(), request)
 
     def ArchiveV2MOM(self, request, context):
-        return self.service.archive(current_caller(), request)
+        return self.service.archive(self._caller(), request)
 
     def GetAlignmentTree(self, request, context):
-        return self.service.alignment_tree(current_caller(), request)
+        return self.service.alignment_tree(self._caller(), request)
 
     def ListPendingApprovals(self, request, context):
-        return self.service.pending_approvals(current_caller(), request)
+        return self.service.pending_approvals(self._caller(), request)
 
     def ListRevisions(self, request, context):
-        return self.service.revisions(current_caller(), request)
+        return self.service.revisions(self._caller(), request)
 
     def LintV2MOM(self, request, context):
-        return self.service.lint(current_caller(), request)
+        return self.service.lint(self._caller(), request)
 
     def GetPerson(self, request, context):
-        return self.service.get_person(current_caller(), request)
+        return self.service.get_person(self._caller(), request)
 
     def ListPeople(self, request, context):
-        return self.service.list_people(current_caller(), request)
+        return self.service.list_people(self._caller(), request)
 
     def GetOrgUnit(self, request, context):
-        return self.service.get_org_unit(current_caller(), request)
+        return self.service.get_org_unit(self._caller(), request)
 
     def ListOrgUnits(self, request, context):
-        return self.service.list_org_units(current_caller(), request)
+        return self.service.list_org_units(self._caller(), request)
 
     def ListCycles(self, request, context):
-        return self.service.list_cycles(current_caller(), request)
+        return self.service.list_cycles(self._caller(), request)
 
 
 def build_service(settings: Settings) -> GoalsService:

@@ -73,6 +73,15 @@ class GoalsService:
         self.directory = directory
         self.access = Access(directory)
 
+    def active_caller(self, caller: Caller) -> Caller:
+        """A leaver's token may still be valid for hours; their access ends when HR says so."""
+        if caller.has_role("service"):
+            return caller
+        person = self.directory.person(caller.person_id)
+        if person is not None and not person.get("active", True):
+            raise PermissionDenied(f"{caller.person_id} is no longer active in the directory")
+        return caller
+
     # --- create ----------------------------------------------------------------
 
     def create(self, caller: Caller, request: goals_pb2.CreateV2MOMRequest) -> goals_pb2.V2MOM:

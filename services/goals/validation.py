@@ -32,7 +32,6 @@ MAX_PEOPLE_PER_ROLE = 20
 MAX_PAGE_SIZE = 200
 # Status details travel in gRPC trailers (hard limit 16 KiB): hundreds of violations
 # would turn a clean INVALID_ARGUMENT into a dropped stream, so report the first ones.
-MAX_VIOLATIONS = 20
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -107,14 +106,6 @@ def check_content(violations: Violations, content: goals_pb2.V2MOMContent, perso
         _check_obstacle(violations, f"{prefix}.obstacles[{i}]", obstacle, method_ids, person_exists)
     for i, measure in enumerate(content.measures):
         _check_measure(violations, f"{prefix}.measures[{i}]", measure, method_ids, person_exists)
-    _cap(violations, prefix)
-
-
-def _cap(violations: Violations, field: str) -> None:
-    if len(violations.items) > MAX_VIOLATIONS:
-        hidden = len(violations.items) - (MAX_VIOLATIONS - 1)
-        del violations.items[MAX_VIOLATIONS - 1:]
-        violations.add(field, f"... and {hidden} more problems; fix the ones above and send it again")
 
 
 def _check_item_ids(violations: Violations, path: str, items) -> set[str]:

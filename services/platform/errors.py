@@ -38,11 +38,26 @@ class FieldViolation:
     description: str
 
 
+# gRPC trailers are limited to 16 KiB: hundreds of violations would arrive as a
+# broken stream instead of INVALID_ARGUMENT.
+MAX_VIOLATIONS = 20
+
+
+def _capped(violations: list[FieldViolation]) -> list[FieldViolation]:
+    if len(violations) <= MAX_VIOLATIONS:
+        return list(violations)
+    hidden = len(violations) - (MAX_VIOLATIONS - 1)
+    summary = FieldViolation(
+        violations[MAX_VIOLATIONS - 1].field, f"... and {hidden} more problems; fix the ones above and send it again"
+    )
+    return [*violations[: MAX_VIOLATIONS - 1], summary]
+
+
 class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: list[FieldViolation], message: str = ""):
-        self.violations = list(violations)
+        self.violations = _capped(violations)
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations[:5])
         super().__init__(message or f"invalid argument: {summary}")
 
