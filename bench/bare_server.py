@@ -8,7 +8,7 @@ generated servicer base, and doing only the equivalent raw pymongo call:
   into the message constructors;
 - CreateV2MOM: ``insert_one`` of a document with the same shape, elements and
   storage conventions as the one goals-api stores (content, a history entry
-  carrying the content, and a pending event carrying it again), made from the
+  carrying the content, and a pending event carrying it again as protobuf bytes), made from the
   request by a generic walk over its fields.
 
 The stored documents match goals-api's so the store's own cost, which
@@ -35,7 +35,7 @@ import pymongo
 from google.type import date_pb2
 from ulid import ULID
 
-from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
+from v2mom.v1 import common_pb2, events_pb2, goals_pb2, goals_pb2_grpc
 
 COLLECTION = "v2moms"
 # The same projection goals-api uses for single reads (services/goals/repository.py SUMMARY).
@@ -189,17 +189,21 @@ class BareGoalServicer(goals_pb2_grpc.GoalServiceServicer):
                     "subject": v2mom_id,
                     "time": stamp.isoformat(),
                     "datacontenttype": "application/json",
-                    "data": {
-                        "v2mom_id": v2mom_id,
-                        "revision": 1,
-                        "owner_id": request.owner_id,
-                        "org_unit_id": request.org_unit_id,
-                        "level": level_name,
-                        "cycle_id": request.cycle_id,
-                        "state": state,
-                        "actor_id": request.owner_id,
-                        "content": content,
-                        "create_time": stamp.isoformat(),
+                    # Stored as goals-api stores it: the payload's protobuf bytes,
+                    # rendered to JSON only when the relay publishes it.
+                    "data_proto": {
+                        "type": "v2mom.v1.V2MOMEventData",
+                        "value": events_pb2.V2MOMEventData(
+                            v2mom_id=v2mom_id,
+                            revision=1,
+                            owner_id=request.owner_id,
+                            org_unit_id=request.org_unit_id,
+                            level=request.level,
+                            cycle_id=request.cycle_id,
+                            state=goals_pb2.V2MOM_STATE_DRAFT,
+                            actor_id=request.owner_id,
+                            content=request.content,
+                        ).SerializeToString(),
                     },
                 }
             ],

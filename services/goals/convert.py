@@ -179,7 +179,8 @@ def measure_from_doc(doc: dict) -> goals_pb2.Measure:
 # --- aggregates ----------------------------------------------------------------
 
 
-def v2mom_to_proto(doc: dict, show_published: bool) -> goals_pb2.V2MOM:
+def v2mom_to_proto(doc: dict, show_published: bool, content_message: goals_pb2.V2MOMContent | None = None) -> goals_pb2.V2MOM:
+    """content_message: the working content already converted, to save doing it twice on a write."""
     published = doc.get("published")
     content = published["content"] if show_published else doc["content"]
     message = goals_pb2.V2MOM(
@@ -191,7 +192,7 @@ def v2mom_to_proto(doc: dict, show_published: bool) -> goals_pb2.V2MOM:
         cycle_id=doc["cycle_id"],
         parent_id=doc.get("parent_id") or "",
         state=goals_pb2.V2MOMState.Value(doc["state"]),
-        content=content_from_doc(content),
+        content=content_message if content_message is not None and not show_published else content_from_doc(content),
         published_revision=published["revision"] if published else 0,
         approver_id=doc.get("approver_id") or "",
         changes_requested_reason=doc.get("changes_requested_reason") or "",
@@ -222,7 +223,9 @@ def revision_to_proto(entry: dict) -> goals_pb2.Revision:
     return message
 
 
-def event_data(doc: dict, actor_id: str, previous_state: str, **extra) -> events_pb2.V2MOMEventData:
+def event_data(
+    doc: dict, actor_id: str, previous_state: str, content_message: goals_pb2.V2MOMContent | None = None, **extra
+) -> events_pb2.V2MOMEventData:
     data = events_pb2.V2MOMEventData(
         v2mom_id=doc["_id"],
         revision=doc["revision"],
@@ -235,7 +238,7 @@ def event_data(doc: dict, actor_id: str, previous_state: str, **extra) -> events
         previous_state=goals_pb2.V2MOMState.Value(previous_state) if previous_state else 0,
         actor_id=actor_id,
         approver_id=doc.get("approver_id") or "",
-        content=content_from_doc(doc["content"]),
+        content=content_message if content_message is not None else content_from_doc(doc["content"]),
         **extra,
     )
     for field, key in (

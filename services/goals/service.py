@@ -131,7 +131,8 @@ class GoalsService:
         if request.request_id:
             doc["create_key"] = f"{caller.person_id}:{request.request_id}"
         doc["history"] = [self._history(doc, "CREATE", caller, stamp, "", ["content"])]
-        event = events.v2mom_event(events.V2MOM_CREATED, convert.event_data(doc, caller.person_id, ""))
+        content_message = convert.content_from_doc(content)
+        event = events.v2mom_event(events.V2MOM_CREATED, convert.event_data(doc, caller.person_id, "", content_message))
         try:
             self.repository.insert(doc, [event])
         except DuplicateCreate:
@@ -142,7 +143,7 @@ class GoalsService:
                 f"{slot_holder} already has a {level.removeprefix('ORG_LEVEL_').lower()} V2MOM in {request.cycle_id}; "
                 "edit it, or archive it first"
             ) from None
-        return convert.v2mom_to_proto(doc, show_published=False)
+        return convert.v2mom_to_proto(doc, show_published=False, content_message=content_message)
 
     def _owner_and_unit(self, caller: Caller, request) -> tuple[str, str, str]:
         if request.level == common_pb2.ORG_LEVEL_INDIVIDUAL:
