@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,22 +139,32 @@ def goals_worker(settings):
         process.wait()
 
 
-@pytest.fixture
-def goals_api(settings):
-    """An in-process goals-api on a free port; returns a factory of per-person clients."""
-    from services.goals.api import create_server
-    from v2mom.v1 import goals_pb2_grpc
-
+@contextmanager
+def served_in_process(create_server, stub_class, settings):
+    """Starts a service's gRPC server on a free port; yields a factory of per-person clients."""
     server, port = create_server("127.0.0.1:0", settings)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = goals_pb2_grpc.GoalServiceStub(channel)
+    stub = stub_class(channel)
 
     def client_for(person_id: str | None, roles=()) -> Caller:
         metadata = bearer_metadata(token(settings, person_id, roles)) if person_id else ()
         return Caller(stub, metadata)
 
     client_for.port = port
-    yield client_for
-    channel.close()
-    server.stop(grace=None)
+    client_for.server = server
+    try:
+        yield client_for
+    finally:
+        channel.close()
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def goals_api(settings):
+    """An in-process goals-api on a free port; returns a factory of per-person clients."""
+    from services.goals.api import create_server
+    from v2mom.v1 import goals_pb2_grpc
+
+    with served_in_process(create_server, goals_pb2_grpc.GoalServiceStub, settings) as client_for:
+        yield client_for

@@ -12,14 +12,12 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import grpc
 import pytest
 from google.type import date_pb2
 
 from services.goals.directory import Directory
-from services.platform.auth import bearer_metadata, mint_token
 from services.platform.config import load
-from tests.conftest import Caller
+from tests.conftest import served_in_process
 from v2mom.v1 import common_pb2, goals_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,20 +130,8 @@ def checkins_api(checkins_settings):
     from services.checkins.api import create_server
     from v2mom.v1 import checkins_pb2_grpc
 
-    server, port = create_server("127.0.0.1:0", checkins_settings)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = checkins_pb2_grpc.CheckinServiceStub(channel)
-
-    def client_for(person_id, roles=()):
-        metadata = bearer_metadata(mint_token(checkins_settings.auth, person_id, roles)) if person_id else ()
-        return Caller(stub, metadata)
-
-    client_for.port = port
-    client_for.server = server
-    yield client_for
-    channel.close()
-    server.stop(grace=None)
+    with served_in_process(create_server, checkins_pb2_grpc.CheckinServiceStub, checkins_settings) as client_for:
+        yield client_for
 
 
 def _start(module: str, env: dict) -> subprocess.Popen:
