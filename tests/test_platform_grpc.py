@@ -143,3 +143,12 @@ def test_remembered_tokens_still_expire():
     time.sleep(1.2)
     with pytest.raises(Exception, match="expired"):
         verifier.verify_cached(token)
+
+
+def test_undecodable_request_bodies_are_invalid_argument(channel):
+    raw = channel.unary_unary("/v2mom.v1.GoalService/GetPerson")  # bytes in, bytes out
+    for body in (b"\xff\xff\xff\xff", b"\x0a\x02\xc3\x28"):  # truncated varint; invalid UTF-8 in field 1
+        with pytest.raises(grpc.RpcError) as raised:
+            raw(body, metadata=bearer_metadata(mint_token(AUTH, "ann")), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid message" in raised.value.details()

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .auth import TokenVerifier, reset_current_caller, set_current_caller
 from .config import AuthSettings
-from .errors import ServiceError, internal_status
+from .errors import FieldViolation, InvalidArgument, ServiceError, internal_status
 from .ids import new_id
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,25 @@ log = logging.getLogger(__name__)
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class Undecodable:
+    """A request body that is not a valid message of the RPC's request type."""
+
+
+def _lenient(deserialize):
+    # grpcio answers a body it cannot parse with INTERNAL before our code runs;
+    # it is the client's mistake, so let the guard answer INVALID_ARGUMENT.
+    if deserialize is None:
+        return None
+
+    def decode(raw):
+        try:
+            return deserialize(raw)
+        except Exception:  # DecodeError, invalid UTF-8 in a string field
+            return Undecodable()
+
+    return decode
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,7 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._guard(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -70,6 +89,8 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
             token = None
             try:
                 token = set_current_caller(verifier.caller_from_metadata(context.invocation_metadata()))
+                if isinstance(request, Undecodable):
+                    raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
                 response = behaviour(request, context)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
