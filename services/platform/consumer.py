@@ -8,7 +8,9 @@ cannot decode kills its consumer loop. Both would lose or block events, so:
 - undecodable bodies, envelopes that are not CloudEvents, and handlers that
   keep failing are rejected without requeue, so RabbitMQ moves them to the DLQ
   (with its ``x-death`` header saying why);
-- a store outage is not the message's fault: those are requeued, not dead-lettered;
+- a store outage, or another service being unreachable (``Unavailable``, raised by
+  ServiceClient once its own retries are spent), is not the message's fault:
+  those are requeued, not dead-lettered;
 - the handler gets a validated envelope, and ``ProcessedEvents`` lets it
   record the event id in the same write as its effect.
 """
@@ -23,6 +25,7 @@ from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.messaging import QueueConsumer
 from pymongo.errors import ConnectionFailure
 
+from .errors import Unavailable
 from .events import MalformedEvent, parse
 
 log = logging.getLogger(__name__)
@@ -101,8 +104,8 @@ class CloudEventHandler(EventHandler):
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
-        elif isinstance(exc_info[1], ConnectionFailure):
-            eventlet.sleep(1.0)  # the store is down: try again later rather than dead-letter
+        elif isinstance(exc_info[1], (ConnectionFailure, Unavailable)):
+            eventlet.sleep(1.0)  # the store or a service we call is down: try again later rather than dead-letter
             self.queue_consumer.requeue_message(message)
         else:
             log.warning(
@@ -120,8 +123,8 @@ def with_retries(handler, envelope, attempts: int = HANDLER_ATTEMPTS, backoff: f
     for attempt in range(1, attempts + 1):
         try:
             return handler(envelope)
-        except (PermanentError, MalformedEvent, ConnectionFailure):
-            raise
+        except (PermanentError, MalformedEvent, ConnectionFailure, Unavailable):
+            raise  # Unavailable: ServiceClient already retried with backoff; the consumer requeues it
         except Exception:
             if attempt == attempts:
                 raise

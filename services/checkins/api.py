@@ -1,0 +1,98 @@
+"""checkins-api: the CheckinService gRPC server (plain grpcio, no eventlet).
+
+Run it with ``python -m services.checkins.api``; GRPC_ADDR (default
+127.0.0.1:50052), MONGO_URI, MONGO_DB (default ``checkins``), GOALS_ADDR and
+the JWT_* variables configure it (services/platform/config.py).
+"""
+
+from services.platform import logs
+from services.platform.auth import current_caller
+from services.platform.config import Settings, load
+from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
+from services.platform.mongo import connect, ensure_indexes
+
+from . import progress_store, repository, staleness, structures
+from .goals_client import GoalsClient
+from .progress_store import ProgressReader
+from .repository import CheckinRepository, CycleSettingsRepository
+from .service import CheckinsService
+from .structures import StructureCache
+from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
+
+SERVICE_NAME = "checkins"
+DEFAULT_ADDR = "127.0.0.1:50052"
+
+
+def _authorization(context) -> str:
+    """The caller's own bearer header: goals may be asked as them whether they may see a draft."""
+    return next((value for key, value in context.invocation_metadata() if key == "authorization"), "")
+
+
+class CheckinServicer(checkins_pb2_grpc.CheckinServiceServicer):
+    """Thin: every RPC hands the authenticated caller and request to CheckinsService."""
+
+    def __init__(self, service: CheckinsService):
+        self.service = service
+
+    def RecordMeasureCheckin(self, request, context):
+        return self.service.record_measure(current_caller(), request, _authorization(context))
+
+    def RecordMethodCheckin(self, request, context):
+        return self.service.record_method(current_caller(), request, _authorization(context))
+
+    def CorrectCheckin(self, request, context):
+        return self.service.correct(current_caller(), request, _authorization(context))
+
+    def ListCheckins(self, request, context):
+        return self.service.list_checkins(current_caller(), request)
+
+    def GetProgress(self, request, context):
+        return self.service.progress(current_caller(), request)
+
+    def GetProgressHistory(self, request, context):
+        return self.service.progress_history(current_caller(), request)
+
+    def ListStaleItems(self, request, context):
+        return self.service.stale_items(current_caller(), request)
+
+    def GetCycleSettings(self, request, context):
+        return self.service.get_cycle_settings(current_caller(), request)
+
+    def UpdateCycleSettings(self, request, context):
+        return self.service.update_cycle_settings(current_caller(), request)
+
+
+def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
+    """progress_reader: stands in for the worker's ProgressReader (tests); by default that, over this database."""
+    db = connect(settings.mongo_uri, "checkins-api")[settings.database_name]
+    # The reader's indexes too: the API may start before the worker that also creates them.
+    ensure_indexes(db, repository.INDEXES + structures.INDEXES + progress_store.INDEXES + staleness.INDEXES)
+    goals = GoalsClient(settings.goals_addr, settings.auth)
+    return CheckinsService(
+        CheckinRepository(db), CycleSettingsRepository(db), StructureCache(db, goals), goals,
+        progress_reader or ProgressReader(db),
+    )
+
+
+def create_server(addr: str, settings: Settings | None = None, progress_reader=None):
+    """Returns (server, port); bind to port 0 in tests to get a free one."""
+    settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
+    binding = ServiceBinding(
+        checkins_pb2_grpc.add_CheckinServiceServicer_to_server,
+        CheckinServicer(build_service(settings, progress_reader)),
+        checkins_pb2.DESCRIPTOR.services_by_name["CheckinService"].full_name,
+    )
+    server, port, health = create_grpc_server(addr, [binding], settings.auth)
+    server.health = health
+    return server, port
+
+
+def main() -> None:
+    settings = load(SERVICE_NAME, DEFAULT_ADDR)
+    logs.configure("checkins-api", settings.log_level)
+    server, port = create_server(settings.grpc_addr, settings)
+    serve_until_signalled(server, server.health, "checkins-api", port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Between stored documents (plain dicts, enums by name) and protobuf messages."""
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .structures import ITEM_LISTS, MEASURE, METHOD
+from v2mom.v1 import checkins_pb2, events_pb2
+
+DEFAULT_CADENCE = "CADENCE_BIWEEKLY"
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def checkin_to_proto(doc: dict) -> checkins_pb2.Checkin:
+    message = checkins_pb2.Checkin(
+        id=doc["_id"],
+        v2mom_id=doc["v2mom_id"],
+        item_kind=checkins_pb2.ItemKind.Value(doc["item_kind"]),
+        item_id=doc["item_id"],
+        author_id=doc["author_id"],
+        owner_id=doc["owner_id"],
+        org_unit_id=doc["org_unit_id"],
+        cycle_id=doc["cycle_id"],
+        progress_percent=doc["progress_percent"],
+        status=checkins_pb2.CheckinStatus.Value(doc["status"]),
+        comment=doc["comment"],
+        completed_milestone_ids=doc["completed_milestone_ids"],
+        observe_time=timestamp(doc["observe_time"]),
+        record_time=timestamp(doc["record_time"]),
+        supersedes_id=doc.get("supersedes_id", ""),
+        correction_reason=doc.get("correction_reason", ""),
+        superseded_by_id=doc.get("superseded_by_id", ""),
+    )
+    if doc.get("value") is not None:
+        message.value = doc["value"]
+    if doc.get("confidence") is not None:
+        message.confidence = doc["confidence"]
+    return message
+
+
+def checkin_event_data(
+    doc: dict, item_title: str, parent_v2mom_id: str | None, cadence: str
+) -> events_pb2.CheckinEventData:
+    return events_pb2.CheckinEventData(
+        checkin=checkin_to_proto(doc),
+        item_title=item_title,
+        parent_v2mom_id=parent_v2mom_id or "",
+        cadence=checkins_pb2.Cadence.Value(cadence),
+    )
+
+
+def cycle_settings(cycle_id: str, cadence: str | None) -> checkins_pb2.CycleSettings:
+    return checkins_pb2.CycleSettings(cycle_id=cycle_id, cadence=checkins_pb2.Cadence.Value(cadence or DEFAULT_CADENCE))
+
+
+def progress_before_any_checkin(structure: dict) -> checkins_pb2.Progress:
+    """A published V2MOM nobody has checked in on (or whose projection is not written yet): all at 0."""
+    progress = checkins_pb2.Progress(
+        v2mom_id=structure["_id"],
+        owner_id=structure.get("owner_id", ""),
+        org_unit_id=structure.get("org_unit_id", ""),
+        cycle_id=structure.get("cycle_id", ""),
+    )
+    for kind in (MEASURE, METHOD):
+        for item in structure.get(ITEM_LISTS[kind], []):
+            progress.items.add(
+                kind=checkins_pb2.ItemKind.Value(kind), item_id=item["id"], title=item["title"],
+                owner_id=item["owner_id"], weight=item["weight"],
+            )
+    return progress

@@ -1,0 +1,163 @@
+"""What the check-ins service asks goals-api, and what it remembers of the answers.
+
+Goals is the single owner of V2MOMs, people, org units and cycles. Calls go
+through services.platform.grpc_client.ServiceClient: a service token
+("svc:checkins", role ``service``), a deadline, and retries with backoff on
+UNAVAILABLE. When goals-api stays unreachable, every method here raises
+UNAVAILABLE with a message a client can act on.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+
+import grpc
+
+from services.platform.config import AuthSettings
+from services.platform.errors import Unavailable
+from services.platform.grpc_client import ServiceClient
+
+from v2mom.v1 import goals_pb2, goals_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+GOALS_DOWN = "goals-api is unavailable, so this cannot be checked now; nothing was recorded. Try again in a moment"
+CYCLES_SECONDS = 60.0
+ORG_UNITS_SECONDS = 30.0
+# 200 pages of 200: far beyond any org, and a bound if goals ever returned tokens forever.
+MAX_ORG_UNIT_PAGES = 200
+
+
+class GoalsRefused(RuntimeError):
+    """goals-api answered with an error that is our fault (a bad token, a bad request).
+
+    Not the client's mistake and not transient: it surfaces as INTERNAL with
+    an incident id, and the log says what goals said.
+    """
+
+
+class Expiring:
+    """Remembers one loader's result per key for a few seconds."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._values: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, load: Callable):
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        return self.refresh(key, load)
+
+    def refresh(self, key, load: Callable):
+        value = load()
+        with self._lock:
+            self._values[key] = (value, time.monotonic() + self.seconds)
+        return value
+
+
+class GoalsClient:
+    def __init__(self, addr: str, auth: AuthSettings):
+        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "checkins")
+        self._cycles = Expiring(CYCLES_SECONDS)
+        self._org_units = Expiring(ORG_UNITS_SECONDS)
+
+    def published_v2mom(self, v2mom_id: str) -> goals_pb2.V2MOM | None:
+        """The published version (state PUBLISHED or ARCHIVED); None when unknown or never published.
+
+        The service caller is an ordinary non-owner to goals: it sees
+        published versions only, so a draft and an unknown id look alike here.
+        """
+        request = goals_pb2.GetV2MOMRequest(id=v2mom_id, view=goals_pb2.V2MOM_VIEW_PUBLISHED)
+        return self._call("GetV2MOM", request)
+
+    def v2mom_seen_by(self, authorization: str, v2mom_id: str) -> goals_pb2.V2MOM | None:
+        """The V2MOM as the person behind `authorization` sees it; None when they may not see it.
+
+        Asked with the caller's own token, so goals applies its own visibility
+        rules: a draft is reported only to those who may know it exists.
+        """
+        if not authorization:
+            return None
+        request = goals_pb2.GetV2MOMRequest(id=v2mom_id)
+        try:
+            return self.client.stub.GetV2MOM(
+                request, metadata=(("authorization", authorization),), timeout=self.client.deadline
+            )
+        except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(GOALS_DOWN) from None
+            return None  # NOT_FOUND, or a caller goals no longer lets in: either way, not theirs to see
+
+    def cycle_dates(self, cycle_id: str) -> tuple[date, date] | None:
+        """(start, end) of a cycle, both inclusive; None when goals does not know it."""
+        cycles = self._cycles.get("all", self._load_cycles)
+        if cycle_id not in cycles:
+            cycles = self._cycles.refresh("all", self._load_cycles)  # a cycle created since we last asked
+        return cycles.get(cycle_id)
+
+    def org_subtree(self, org_unit_id: str) -> list[str] | None:
+        """The org unit and every unit below it, breadth first; None when goals does not know it."""
+        children: dict[str, list[str]] = self._org_units.get("all", self._load_org_tree)
+        if org_unit_id not in children:
+            children = self._org_units.refresh("all", self._load_org_tree)  # a unit created since we last asked
+        if org_unit_id not in children:
+            return None
+        subtree, frontier, seen = [], [org_unit_id], {org_unit_id}
+        while frontier:
+            unit = frontier.pop(0)
+            subtree.append(unit)
+            for child in children.get(unit, []):
+                if child not in seen:  # a loop in the directory must not loop us
+                    seen.add(child)
+                    frontier.append(child)
+        return subtree
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def _call(self, rpc: str, request):
+        try:
+            return self.client.call(rpc, request)
+        except Unavailable:
+            raise Unavailable(GOALS_DOWN) from None
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            log.error(
+                "goals-api refused a call", extra={"rpc": rpc, "code": error.code().name, "reason": error.details()}
+            )
+            raise GoalsRefused(f"goals-api refused {rpc}: {error.code().name}") from None
+
+    def _load_cycles(self) -> dict[str, tuple[date, date]]:
+        response = self._call("ListCycles", goals_pb2.ListCyclesRequest())
+        return {
+            cycle.id: (_to_date(cycle.start_date), _to_date(cycle.end_date))
+            for cycle in response.cycles
+        }
+
+    def _load_org_tree(self) -> dict[str, list[str]]:
+        """Every org unit id mapped to its children's ids (read once, all pages)."""
+        parents: dict[str, str] = {}
+        token = ""
+        for _ in range(MAX_ORG_UNIT_PAGES):
+            page = self._call("ListOrgUnits", goals_pb2.ListOrgUnitsRequest(page_size=200, page_token=token))
+            parents.update((unit.id, unit.parent_id) for unit in page.org_units)
+            token = page.next_page_token
+            if not token:
+                break
+        children: dict[str, list[str]] = {unit_id: [] for unit_id in parents}
+        for unit_id, parent_id in parents.items():
+            if parent_id in children:
+                children[parent_id].append(unit_id)
+        return children
+
+
+def _to_date(value) -> date:
+    return date(value.year, value.month, value.day)

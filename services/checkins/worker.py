@@ -1,0 +1,108 @@
+"""checkins-worker: the nameko side of the check-ins service (eventlet).
+
+- relays the outbox of ``checkins``, ``progress`` and ``item_clocks`` to ``checkins.events``;
+- keeps progress and item clocks in step with goals' ``v2mom_approved`` /
+  ``v2mom_archived`` and with ``checkin_recorded`` / ``checkin_corrected``;
+- carries each V2MOM's tree progress one level up on its own ``progress_changed``;
+- moves due item clocks on a timer (``item_became_stale`` / ``item_overdue``).
+
+What each event does lives in handlers.py; this module is wiring.
+Run it with ``python -m services.checkins.worker``.
+"""
+
+import warnings
+
+# eventlet warns that it is in bugfix-only mode; ARCHITECTURE.md records that choice.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # before anything opens a socket
+
+from eventlet import tpool  # noqa: E402
+from nameko.extensions import DependencyProvider  # noqa: E402
+from nameko.timer import timer  # noqa: E402
+
+from services.platform import config as config_module  # noqa: E402
+from services.platform.config import env_float, env_int  # noqa: E402
+from services.platform.consumer import cloud_event_handler, with_retries  # noqa: E402
+from services.platform.mongo import connect, ensure_indexes  # noqa: E402
+from services.platform.nameko_deps import OutboxRelayProvider  # noqa: E402
+from services.platform.outbox import outbox_index  # noqa: E402
+from services.platform.worker import run_services  # noqa: E402
+
+from . import events, progress_store, staleness  # noqa: E402
+from .goals_client import GoalsClient  # noqa: E402
+from .handlers import Projection  # noqa: E402
+from .repository import CHECKINS  # noqa: E402
+from .times import utc_now  # noqa: E402
+
+SERVICE = events.SERVICE
+RELAY_INTERVAL = env_float("RELAY_INTERVAL_SECONDS", 0.2)
+STALENESS_INTERVAL = env_float("STALENESS_INTERVAL_SECONDS", 60.0)
+STALENESS_BATCH = env_int("STALENESS_BATCH", 500)
+
+
+class ProjectionProvider(DependencyProvider):
+    """One Projection per container: the check-ins database, with the indexes it needs, and goals-api."""
+
+    def setup(self):
+        settings = config_module.load(SERVICE)
+        self.client = connect(settings.mongo_uri, f"{SERVICE}-worker")
+        database = self.client[settings.database_name]
+        # The relay reads the API's check-ins too: it needs their outbox index even if the API never ran.
+        ensure_indexes(database, progress_store.INDEXES + staleness.INDEXES + [outbox_index(CHECKINS)])
+        self.goals = GoalsClient(settings.goals_addr, settings.auth)
+        # grpcio's C core would block every green thread during a call: goals is asked from real threads.
+        self.projection = Projection(database, self.goals, call_goals=tpool.execute)
+
+    def stop(self):
+        self.goals.close()
+        self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.projection
+
+
+class CheckinsWorker:
+    name = "checkins_worker"
+
+    projection = ProjectionProvider()
+    relay = OutboxRelayProvider(SERVICE, [CHECKINS, progress_store.PROGRESS, staleness.ITEM_CLOCKS])
+
+    @timer(interval=RELAY_INTERVAL)
+    def relay_outbox(self):
+        # Drain fully each tick so a backlog after an outage clears quickly.
+        self.relay.relay_until_empty(max_passes=50)
+
+    @timer(interval=STALENESS_INTERVAL)
+    def advance_staleness(self):
+        staleness.advance_due(self.projection.db, utc_now(), STALENESS_BATCH)
+
+    @cloud_event_handler("goals", "v2mom_approved")
+    def on_v2mom_approved(self, envelope):
+        with_retries(self.projection.v2mom_approved, envelope)
+
+    @cloud_event_handler("goals", "v2mom_archived")
+    def on_v2mom_archived(self, envelope):
+        with_retries(self.projection.v2mom_archived, envelope)
+
+    @cloud_event_handler(events.SERVICE, events.CHECKIN_RECORDED)
+    def on_checkin_recorded(self, envelope):
+        with_retries(self.projection.checkin_recorded, envelope)
+
+    @cloud_event_handler(events.SERVICE, events.CHECKIN_CORRECTED)
+    def on_checkin_corrected(self, envelope):
+        with_retries(self.projection.checkin_corrected, envelope)
+
+    @cloud_event_handler(events.SERVICE, events.PROGRESS_CHANGED)
+    def on_progress_changed(self, envelope):
+        with_retries(self.projection.progress_changed, envelope)
+
+
+def main() -> None:
+    run_services(SERVICE, CheckinsWorker)
+
+
+if __name__ == "__main__":
+    main()

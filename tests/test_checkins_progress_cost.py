@@ -1,0 +1,113 @@
+"""A check-in costs the projection one progress document and one clock, never a look at the history.
+
+Every command the handler sends to the store is recorded (pymongo command
+monitoring), with the history of check-ins empty and then 500 strong. The
+commands must be the same few, each addressed by _id, and none may touch
+the ``checkins`` collection except the one correction link by _id.
+"""
+
+import uuid
+from datetime import timedelta
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from services.checkins.handlers import Projection
+from tests.helpers_checkins_events import NOW, FakeGoals, approved, checkin_data, corrected, recorded, v2mom_data
+from v2mom.v1 import checkins_pb2
+
+HISTORY = 500
+WEEKLY = checkins_pb2.CADENCE_WEEKLY  # the event names the cadence, so no settings lookup either
+
+
+class Commands(monitoring.CommandListener):
+    """(command, collection, filter) of everything sent while recording."""
+
+    def __init__(self):
+        self.recording = False
+        self.seen: list[tuple[str, str, dict]] = []
+
+    def started(self, event):
+        if not self.recording or event.command_name not in ("find", "update", "insert", "delete", "aggregate", "count"):
+            return
+        command = event.command
+        collection = command[event.command_name]
+        if event.command_name == "update":
+            self.seen.extend(("update", collection, update["q"]) for update in command["updates"])
+        else:
+            self.seen.append((event.command_name, collection, command.get("filter", {})))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+    def during(self, action) -> list[tuple[str, str, dict]]:
+        self.seen, self.recording = [], True
+        try:
+            action()
+        finally:
+            self.recording = False
+        return self.seen
+
+
+@pytest.fixture
+def store(mongo_uri):
+    commands = Commands()
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True, event_listeners=[commands])
+    name = f"checkins_cost_{uuid.uuid4().hex[:10]}"
+    yield client[name], commands
+    client.drop_database(name)
+    client.close()
+
+
+def shape(commands):
+    """What was asked of which collection, by which key; the values of the keys do not matter."""
+    return sorted((command, collection, tuple(sorted(query))) for command, collection, query in commands)
+
+
+def add_history(db, count: int) -> None:
+    db.checkins.insert_many([
+        {"_id": f"chk_hist_{n:05d}", "v2mom_id": "v2m_ann", "item_id": "msr-nps", "author_id": "rob",
+         "observe_time": NOW - timedelta(days=100, minutes=n), "value": float(n % 60)}
+        for n in range(count)
+    ])
+
+
+def test_a_check_in_touches_one_progress_document_and_one_clock_however_long_the_history(store):
+    db, commands = store
+    projection = Projection(db, FakeGoals(), now=lambda: NOW)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
+
+    def one_checkin(hours_ago):
+        data = checkin_data("v2m_ann", value=40.0, observed=NOW - timedelta(hours=hours_ago), cadence=WEEKLY)
+        return commands.during(lambda: projection.checkin_recorded(recorded(data)))
+
+    without_history = one_checkin(5)
+    add_history(db, HISTORY)
+    with_history = one_checkin(4)
+
+    assert shape(with_history) == shape(without_history) == [
+        ("find", "item_clocks", ("_id",)),
+        ("find", "progress", ("_id",)),
+        ("update", "item_clocks", ("_id", "revision")),
+        ("update", "progress", ("_id", "revision")),
+    ]
+    assert not [c for c in with_history if c[1] == "checkins"]
+    assert {query["_id"] for _, collection, query in with_history if collection == "progress"} == {"v2m_ann"}
+
+
+def test_a_correction_adds_only_the_link_to_the_check_in_it_replaces(store):
+    db, commands = store
+    projection = Projection(db, FakeGoals(), now=lambda: NOW)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
+    add_history(db, HISTORY)
+    fix = checkin_data("v2m_ann", value=50.0, supersedes_id="chk_hist_00007", cadence=WEEKLY)
+
+    seen = commands.during(lambda: projection.checkin_corrected(corrected(fix)))
+
+    touching_history = [(command, query) for command, collection, query in seen if collection == "checkins"]
+    assert touching_history == [("update", {"_id": "chk_hist_00007", "superseded_by_id": {"$exists": False}})]
+    assert len(seen) == 5

@@ -1,0 +1,338 @@
+"""Item clocks in-process, on the wire Mongo server: FRESH -> STALE -> OVERDUE, resets, races and the read side."""
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pymongo
+import pytest
+
+from services.checkins import staleness
+from services.checkins.handlers import Projection
+from services.checkins.progress_store import ProgressReader
+from services.checkins.staleness import (
+    FRESH,
+    ITEM_CLOCKS,
+    OVERDUE,
+    STALE,
+    advance,
+    advance_due,
+    cadence_name,
+    next_look,
+    reschedule_cycle,
+)
+from services.checkins.published import PublishedV2MOM
+from services.platform.errors import InvalidArgument, Unavailable
+from tests.helpers_checkins_events import (
+    METHOD,
+    NOW,
+    FakeGoals,
+    approved,
+    archived,
+    checkin_data,
+    content,
+    outbox,
+    recorded,
+    v2mom_data,
+)
+
+PUBLISHED_AT = NOW - timedelta(days=1)
+WEEK = timedelta(days=7)
+NPS = "v2m_ann/measure/msr-nps"
+
+
+@pytest.fixture
+def cdb(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    name = f"checkins_unit_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def projection(cdb):
+    return Projection(cdb, FakeGoals(), now=lambda: NOW)
+
+
+def weekly(cdb, cycle_id="FY2027"):
+    cdb.cycle_settings.insert_one({"_id": cycle_id, "cadence": "CADENCE_WEEKLY"})
+
+
+def clock(cdb, doc_id=NPS):
+    return cdb[ITEM_CLOCKS].find_one({"_id": doc_id})
+
+
+def staleness_events(cdb):
+    return outbox(cdb, ITEM_CLOCKS)
+
+
+# --- starting clocks --------------------------------------------------------------------------
+
+
+def test_an_approval_starts_one_clock_per_item_at_publication(cdb, projection):
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+
+    clocks = {c["_id"]: c for c in cdb[ITEM_CLOCKS].find()}
+    assert set(clocks) == {NPS, "v2m_ann/measure/msr-ttv", "v2m_ann/method/mth-guide"}
+    nps = clocks[NPS]
+    assert nps["active"] and nps["staleness"] == FRESH and "last_checkin_time" not in nps
+    assert nps["started_at"] == PUBLISHED_AT
+    assert nps["next_check_at"] == PUBLISHED_AT + timedelta(days=14)  # biweekly unless the cycle says otherwise
+    assert nps["cycle_end"] == datetime(2027, 2, 1, tzinfo=UTC)  # FY2027's last day, 2027-01-31, has ended
+    assert (nps["owner_id"], nps["v2mom_owner_id"], nps["org_unit_id"], nps["cycle_id"]) == ("rob", "ann", "onboarding", "FY2027")
+
+
+def test_the_cycle_cadence_sets_the_first_look(cdb, projection):
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    assert clock(cdb)["next_check_at"] == PUBLISHED_AT + WEEK
+
+
+@pytest.mark.parametrize("raw, name", [
+    ("CADENCE_WEEKLY", "CADENCE_WEEKLY"), ("monthly", "CADENCE_MONTHLY"), (1, "CADENCE_WEEKLY"),
+    (None, "CADENCE_BIWEEKLY"), ("CADENCE_UNSPECIFIED", "CADENCE_BIWEEKLY"), ("hourly", "CADENCE_BIWEEKLY"),
+])
+def test_cadence_names(raw, name):
+    assert cadence_name(raw) == name
+
+
+# --- stepping -------------------------------------------------------------------------------------
+
+
+def test_a_clock_goes_stale_then_overdue_with_one_event_each(cdb, projection):
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+
+    assert advance_due(cdb, PUBLISHED_AT + WEEK - timedelta(seconds=1)) == 0
+    assert advance_due(cdb, PUBLISHED_AT + WEEK) == 3
+    assert advance_due(cdb, PUBLISHED_AT + WEEK + timedelta(days=3)) == 0
+    nps = clock(cdb)
+    assert nps["staleness"] == STALE and nps["stale_since"] == PUBLISHED_AT + WEEK
+    assert nps["next_check_at"] == PUBLISHED_AT + 2 * WEEK
+    assert advance_due(cdb, PUBLISHED_AT + 2 * WEEK) == 3
+    assert advance_due(cdb, PUBLISHED_AT + 5 * WEEK) == 0
+    assert clock(cdb)["staleness"] == OVERDUE
+
+    nps_events = [e for e in staleness_events(cdb) if e["data"]["item"]["itemId"] == "msr-nps"]
+    assert [e["type"] for e in nps_events] == ["item_became_stale", "item_overdue"]
+    stale = nps_events[0]["data"]
+    assert stale["item"] | {"lastCheckinTime": None} == {
+        "v2momId": "v2m_ann", "kind": "ITEM_KIND_MEASURE", "itemId": "msr-nps", "title": "Measure msr-nps",
+        "ownerId": "rob", "orgUnitId": "onboarding", "cycleId": "FY2027", "staleness": "STALENESS_STALE",
+        "staleSinceTime": "2026-06-16T12:00:00Z", "lastCheckinTime": None,
+    }
+    assert stale["cadence"] == "CADENCE_WEEKLY" and stale["v2momOwnerId"] == "ann"
+    assert nps_events[0]["subject"] == "v2m_ann/msr-nps"
+
+
+def test_a_clock_long_past_both_steps_takes_them_one_tick_at_a_time(cdb, projection):
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    late = PUBLISHED_AT + 6 * WEEK
+    assert advance_due(cdb, late) == 3 and clock(cdb)["staleness"] == STALE
+    assert advance_due(cdb, late) == 3 and clock(cdb)["staleness"] == OVERDUE
+    assert advance_due(cdb, late) == 0
+
+
+def test_racing_timers_announce_each_step_once(cdb, mongo_uri, projection):
+    weekly(cdb)
+    for n in range(6):
+        projection.v2mom_approved(approved(v2mom_data(f"v2m_{n}", 3, publish_time=PUBLISHED_AT)))
+    clients = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in range(4)]
+    announced = []
+    barrier = threading.Barrier(len(clients))
+
+    def timer(client):
+        barrier.wait()
+        announced.append(advance_due(client[cdb.name], PUBLISHED_AT + WEEK))
+
+    threads = [threading.Thread(target=timer, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    assert sum(announced) == 18
+    events = staleness_events(cdb)
+    assert len(events) == 18 and len({e["subject"] for e in events}) == 18
+
+
+# --- check-ins ------------------------------------------------------------------------------------------
+
+
+def test_a_check_in_makes_a_stale_clock_fresh_and_an_older_one_does_not(cdb, projection):
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    advance_due(cdb, PUBLISHED_AT + WEEK)
+    observed = PUBLISHED_AT + WEEK + timedelta(hours=1)
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", observed=observed)))
+
+    nps = clock(cdb)
+    assert nps["staleness"] == FRESH and "stale_since" not in nps
+    assert nps["last_checkin_time"] == observed and nps["next_check_at"] == observed + WEEK
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", observed=observed - timedelta(days=3))))
+    assert clock(cdb)["last_checkin_time"] == observed
+
+
+def test_the_check_in_event_cadence_is_used_for_the_reset(cdb, projection):
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    observed = NOW - timedelta(hours=1)
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", observed=observed, cadence=3)))  # MONTHLY
+    assert clock(cdb)["next_check_at"] == observed + timedelta(days=30)
+
+
+def test_a_check_in_before_the_approval_is_remembered_by_the_clock(cdb):
+    weekly(cdb)
+    # goals does not know it yet (the approval is still on its way): the check-in is kept all the same.
+    projection = Projection(cdb, FakeGoals(), now=lambda: NOW)
+    observed = NOW - timedelta(days=2)
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", observed=observed)))
+    assert clock(cdb)["active"] is False
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=NOW - timedelta(days=20))))
+    nps = clock(cdb)
+    assert nps["active"] and nps["last_checkin_time"] == observed and nps["next_check_at"] == observed + WEEK
+
+
+# --- approvals and archives handled at the same time ------------------------------------------------------
+
+
+def test_clocks_end_idle_when_an_archive_lands_between_an_approvals_two_writes(cdb, projection):
+    # The approval's handler has written progress but not yet synced its clocks...
+    projection.progress.apply_structure(PublishedV2MOM.from_event(v2mom_data("v2m_ann", 3)))
+    projection.v2mom_archived(archived("v2m_ann", 4))  # ...when the archive is handled in full,
+    projection.clocks_follow("v2m_ann")  # ...and then the approval's handler syncs its clocks.
+    assert cdb[ITEM_CLOCKS].count_documents({"v2mom_id": "v2m_ann"}) == 3
+    assert cdb[ITEM_CLOCKS].count_documents({"v2mom_id": "v2m_ann", "active": True}) == 0
+
+
+def test_clocks_follow_the_newest_approval_whichever_sync_runs_last(cdb, projection):
+    newer = v2mom_data("v2m_ann", 5, content(measures=(("msr-ttv", 30, 10, 0),)))
+    projection.progress.apply_structure(PublishedV2MOM.from_event(v2mom_data("v2m_ann", 3)))
+    projection.v2mom_approved(approved(newer))
+    projection.clocks_follow("v2m_ann")  # the older approval's late sync
+    running = {c["item_id"] for c in cdb[ITEM_CLOCKS].find({"v2mom_id": "v2m_ann", "active": True})}
+    assert running == {"msr-ttv", "mth-guide"}
+
+
+def test_goals_down_for_cycle_dates_uses_what_an_earlier_approval_learned(cdb):
+    goals = FakeGoals()
+    projection = Projection(cdb, goals, now=lambda: NOW)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
+    goals.down = True
+    projection.v2mom_approved(approved(v2mom_data("v2m_bob", 3, owner_id="bob")))
+    assert clock(cdb, "v2m_bob/measure/msr-nps")["cycle_end"] == datetime(2027, 2, 1, tzinfo=UTC)
+    with pytest.raises(Unavailable):  # nothing learned about this cycle yet: retried, not guessed
+        projection.v2mom_approved(approved(v2mom_data("v2m_next", 3, cycle_id="FY2028")))
+
+
+# --- stopping and restarting ------------------------------------------------------------------------------
+
+
+def test_a_removed_item_stops_and_a_returning_one_starts_fresh(cdb, projection):
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    advance_due(cdb, PUBLISHED_AT + WEEK)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 5, content(measures=(("msr-ttv", 30, 10, 0),)))))
+    nps = clock(cdb)
+    assert nps["active"] is False and "next_check_at" not in nps
+
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 7)))
+    nps = clock(cdb)
+    assert nps["active"] and nps["staleness"] == FRESH and nps["started_at"] == PUBLISHED_AT
+
+
+def test_archiving_stops_every_clock(cdb, projection):
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    projection.v2mom_archived(archived("v2m_ann", 4))
+    assert cdb[ITEM_CLOCKS].count_documents({"active": True}) == 0
+    assert cdb[ITEM_CLOCKS].count_documents({"next_check_at": {"$exists": True}}) == 0
+    assert advance_due(cdb, PUBLISHED_AT + 10 * WEEK) == 0
+
+
+def test_clocks_stop_quietly_when_the_cycle_ends(cdb):
+    short = FakeGoals(cycles={"FY2027": (NOW.date() - timedelta(days=30), NOW.date() + timedelta(days=2))})
+    Projection(cdb, short, now=lambda: NOW).v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    cycle_end = datetime.combine(NOW.date() + timedelta(days=3), datetime.min.time(), tzinfo=UTC)
+    assert clock(cdb)["next_check_at"] == cycle_end  # before the biweekly step
+    assert advance_due(cdb, cycle_end) == 0
+    assert clock(cdb)["active"] is False and staleness_events(cdb) == []
+
+
+def test_an_approval_after_the_cycle_ended_starts_no_clock(cdb):
+    ended = FakeGoals(cycles={"FY2027": (NOW.date() - timedelta(days=400), NOW.date() - timedelta(days=35))})
+    Projection(cdb, ended, now=lambda: NOW).v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
+    assert cdb[ITEM_CLOCKS].count_documents({"active": True}) == 0
+
+
+def test_a_cadence_change_is_picked_up_after_reschedule(cdb, projection):
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    weekly(cdb)
+    assert advance_due(cdb, PUBLISHED_AT + WEEK + timedelta(days=1)) == 0  # still scheduled biweekly
+    assert reschedule_cycle(cdb, "FY2027", PUBLISHED_AT) == 3
+    assert advance_due(cdb, PUBLISHED_AT + WEEK + timedelta(days=1)) == 3
+
+
+def test_a_longer_cadence_only_moves_the_next_look():
+    started = NOW - timedelta(days=8)
+    clock_ = {"active": True, "staleness": FRESH, "started_at": started, "next_check_at": started + WEEK}
+    moved = advance(clock_, NOW, "CADENCE_MONTHLY")
+    assert moved.event_type is None and moved.clock["staleness"] == FRESH
+    assert moved.clock["next_check_at"] == started + timedelta(days=30)
+    assert next_look({**clock_, "staleness": OVERDUE}, "CADENCE_WEEKLY") is None
+    assert next_look({**clock_, "active": False}, "CADENCE_WEEKLY") is None
+
+
+# --- the read side -------------------------------------------------------------------------------------------
+
+
+def test_stale_items_by_owner_and_by_org_units_paged(cdb, projection):
+    weekly(cdb)
+    for n in range(3):
+        projection.v2mom_approved(approved(v2mom_data(f"v2m_{n}", 3, publish_time=PUBLISHED_AT)))
+    projection.v2mom_approved(approved(v2mom_data("v2m_billing", 3, org_unit_id="billing", owner_id="cat",
+                                                  publish_time=PUBLISHED_AT)))
+    advance_due(cdb, PUBLISHED_AT + WEEK)
+    projection.v2mom_archived(archived("v2m_2", 4))  # its stale items are no one's worry now
+    reader = ProgressReader(cdb)
+
+    first, token = reader.stale_items("rob", [], "", 4)
+    second, last_token = reader.stale_items("rob", [], token, 4)
+    robs = first + second
+    # Rob owns the two measures in each of v2m_0, v2m_1 and v2m_billing; ann owns the methods.
+    assert (len(first), len(second), last_token) == (4, 2, "")
+    assert len({(i.v2mom_id, i.item_id) for i in robs}) == 6
+    assert {(i.v2mom_id, i.item_id) for i in robs} >= {("v2m_0", "msr-nps"), ("v2m_billing", "msr-ttv")}
+    assert all(i.staleness == 1 and i.stale_since_time.seconds for i in robs)
+
+    onboarding, _ = reader.stale_items("", ["onboarding"], "", 50)
+    assert {i.v2mom_id for i in onboarding} == {"v2m_0", "v2m_1"} and len(onboarding) == 6
+    both, _ = reader.stale_items("", ["onboarding", "billing"], "", 50)
+    assert len(both) == 9
+    with pytest.raises(InvalidArgument):
+        reader.stale_items("rob", [], "not-a-token", 3)
+
+
+def test_item_progress_shows_staleness_and_late_methods(cdb):
+    projection = Projection(cdb, FakeGoals(), now=lambda: NOW)
+    weekly(cdb)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    advance_due(cdb, PUBLISHED_AT + 2 * WEEK)
+    advance_due(cdb, PUBLISHED_AT + 2 * WEEK)
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", observed=PUBLISHED_AT + 2 * WEEK)))
+
+    after_due_date = datetime(2027, 1, 5, tzinfo=UTC)  # mth-guide is due 2026-12-31
+    items = {i.item_id: i for i in ProgressReader(cdb, now=lambda: after_due_date).progress("v2m_ann", False).items}
+    assert not items["msr-nps"].stale and not items["msr-nps"].overdue
+    assert items["msr-ttv"].stale and items["msr-ttv"].overdue
+    assert items["mth-guide"].overdue  # late by its due date, and overdue by cadence too
+
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", "mth-guide", kind=METHOD, value=None, progress=100,
+                                                      observed=PUBLISHED_AT + 2 * WEEK)))
+    items = {i.item_id: i for i in ProgressReader(cdb, now=lambda: after_due_date).progress("v2m_ann", False).items}
+    assert not items["mth-guide"].overdue  # done, so not late
+
+
+def test_clock_ids_keep_measures_and_methods_apart():
+    assert staleness.clock_id("v2m_a", "ITEM_KIND_MEASURE", "x") != staleness.clock_id("v2m_a", "ITEM_KIND_METHOD", "x")
