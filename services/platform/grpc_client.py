@@ -26,6 +26,7 @@ class ServiceClient:
         deadline_seconds: float = 2.0,
         attempts: int = 4,
         backoff_seconds: float = 0.1,
+        roles: tuple[str, ...] = ("service",),
     ):
         self.addr = addr
         self.channel = grpc.insecure_channel(addr)
@@ -35,13 +36,15 @@ class ServiceClient:
         self.deadline = deadline_seconds
         self.attempts = attempts
         self.backoff = backoff_seconds
+        # A service acting with more than the 'service' role (a rebuild reading every draft) says so here.
+        self.roles = list(roles)
         self._token = ""
         self._token_expires = 0.0
 
     def _metadata(self):
-        # Services mint their own short-lived token; it carries the 'service' role only.
+        # Services mint their own short-lived token; by default it carries the 'service' role only.
         if time.time() > self._token_expires - 60:
-            self._token = mint_token(self.auth, self.identity, ["service"], ttl_seconds=900)
+            self._token = mint_token(self.auth, self.identity, self.roles, ttl_seconds=900)
             self._token_expires = time.time() + 900
         return bearer_metadata(self._token)
 

@@ -1,0 +1,134 @@
+"""metrics-api: the MetricsService gRPC server and the Prometheus exposition (plain process, no eventlet).
+
+Run it with ``python -m services.metrics.api``. GRPC_ADDR (default
+127.0.0.1:50053) serves MetricsService; METRICS_HTTP_ADDR (default
+127.0.0.1:9100) serves ``/metrics`` from a registry of its own, whose
+collectors read the metrics database on every scrape. GOALS_ADDR and
+CHECKINS_ADDR are where RebuildAggregates reads from; cycle dates come from
+GOALS_ADDR too (cached, see cycles.py).
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+
+from services.platform import logs
+from services.platform.auth import current_caller
+from services.platform.config import Settings, env_str, load
+from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
+from services.platform.mongo import connect, ensure_indexes
+from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
+
+from . import rebuild, store
+from .collector import CycleCollector, EngagementCollector, PipelineCollector
+from .cycles import CycleCalendar
+from .service import MetricsService
+from .sources import CheckinsSource, GoalsSource
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "metrics"
+DEFAULT_ADDR = "127.0.0.1:50053"
+DEFAULT_HTTP_ADDR = "127.0.0.1:9100"
+DEFAULT_CHECKINS_ADDR = "127.0.0.1:50052"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
+    """Thin: every RPC hands the authenticated caller and request to MetricsService."""
+
+    def __init__(self, service: MetricsService):
+        self.service = service
+
+    def GetEngagement(self, request, context):
+        return self.service.get_engagement(current_caller(), request)
+
+    def ListEngagement(self, request, context):
+        return self.service.list_engagement(current_caller(), request)
+
+    def GetEngagementHistory(self, request, context):
+        return self.service.engagement_history(current_caller(), request)
+
+    def RebuildAggregates(self, request, context):
+        return self.service.rebuild_aggregates(current_caller(), request)
+
+
+@dataclass(frozen=True)
+class Sources:
+    goals_addr: str
+    checkins_addr: str
+    grace_seconds: float = 2.0
+
+
+def registry_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> CollectorRegistry:
+    """The exposition's own registry: engagement, pipeline health, cycle dates and this process."""
+    registry = CollectorRegistry()
+    registry.register(EngagementCollector(db, clock))
+    registry.register(PipelineCollector(db))
+    if calendar is not None:
+        registry.register(CycleCollector(calendar))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def _rebuild_from(db, settings: Settings, sources: Sources) -> rebuild.Summary:
+    goals = GoalsSource(sources.goals_addr, settings.auth)
+    checkins = CheckinsSource(sources.checkins_addr, settings.auth)
+    try:
+        return rebuild.rebuild(db, goals, checkins, grace_seconds=sources.grace_seconds)
+    finally:
+        goals.close()
+        checkins.close()
+
+
+def create_server(addr: str, settings: Settings | None = None, http_addr: str | None = None,
+                  sources: Sources | None = None, clock: Callable[[], datetime] = _now):
+    """Returns (server, port); ``server.http_port`` is the exposition's port when ``http_addr`` is given.
+
+    Bind to port 0 (gRPC and HTTP) in tests to get free ones; ``clock`` pins the
+    moment windows and ages are computed at.
+    """
+    settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
+    db = connect(settings.mongo_uri, "metrics-api")[settings.database_name]
+    ensure_indexes(db, store.INDEXES)
+    sources = sources or Sources(settings.goals_addr, env_str("CHECKINS_ADDR", DEFAULT_CHECKINS_ADDR))
+    service = MetricsService(db, partial(_rebuild_from, db, settings, sources), clock)
+    binding = ServiceBinding(
+        metrics_pb2_grpc.add_MetricsServiceServicer_to_server,
+        MetricsServicer(service),
+        metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+    )
+    server, port, health = create_grpc_server(addr, [binding], settings.auth)
+    server.health = health
+    server.http_port = None
+    if http_addr is not None:
+        host, _, http_port = http_addr.rpartition(":")
+        calendar = CycleCalendar.from_goals(sources.goals_addr, settings.auth)
+        registry = registry_for(db, clock, calendar)
+        httpd, _thread = start_http_server(int(http_port), addr=host or "0.0.0.0", registry=registry)
+        server.http_port = httpd.server_address[1]
+        server.http = httpd
+    return server, port
+
+
+def main() -> None:
+    settings = load(SERVICE_NAME, DEFAULT_ADDR)
+    logs.configure("metrics-api", settings.log_level)
+    http_addr = env_str("METRICS_HTTP_ADDR", DEFAULT_HTTP_ADDR)
+    server, port = create_server(settings.grpc_addr, settings, http_addr)
+    log.info("metrics exposition listening", extra={"addr": http_addr, "port": server.http_port})
+    try:
+        serve_until_signalled(server, server.health, "metrics-api", port)
+    finally:
+        server.http.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Engagement as read: stored counters, evaluated at a moment, summed up the org tree.
+
+Everything here is computed from the aggregate documents and the org tree
+alone, so the cost of a read is linear in the number of (unit, cycle)
+aggregates read and independent of how many events built them. Windows
+(trailing check-ins, check-in coverage, pending ages) are evaluated against the
+moment of the read from keys stored by week, day or epoch.
+"""
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+
+from pymongo.database import Database
+
+from . import model, store
+from .org import OrgTree
+
+N_BUCKETS = len(model.TIME_TO_APPROVAL_BUCKETS) + 1
+BUCKET_KEYS = [str(b) for b in model.TIME_TO_APPROVAL_BUCKETS] + ["inf"]
+DIRECT, SUBTREE = "direct", "subtree"
+
+
+@dataclass
+class Counts:
+    """What one unit (or a subtree) has, at one moment. Every field sums, except
+    ``oldest_pending`` (the minimum) and the unit's own tree progress."""
+
+    headcount: int = 0
+    with_v2mom: int = 0
+    v2moms: dict[str, int] = field(default_factory=dict)  # state label -> count
+    submitted: int = 0
+    approved: int = 0
+    pending: int = 0
+    oldest_pending: float | None = None  # epoch seconds of the oldest pending submission
+    tta_buckets: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)  # not cumulative
+    tta_sum: float = 0.0
+    tta_count: int = 0
+    trailing_checkins: int = 0
+    week_checkins: int = 0
+    published: int = 0
+    covered: int = 0
+    items: int = 0
+    stale: int = 0
+    overdue: int = 0
+    measures: int = 0
+    off_track: int = 0
+    progress_sum: float = 0.0
+    unit_tree_sum: float = 0.0
+    unit_v2moms: int = 0
+
+    def __iadd__(self, other: "Counts") -> "Counts":
+        for spec in fields(self):
+            name = spec.name
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "oldest_pending":
+                candidates = [t for t in (mine, theirs) if t is not None]
+                self.oldest_pending = min(candidates) if candidates else None
+            elif name == "v2moms":
+                for state, n in theirs.items():
+                    mine[state] = mine.get(state, 0) + n
+            elif name == "tta_buckets":
+                self.tta_buckets = [a + b for a, b in zip(mine, theirs)]
+            else:
+                setattr(self, name, mine + theirs)
+        return self
+
+    def to_doc(self) -> dict:
+        return {spec.name: getattr(self, spec.name) for spec in fields(self)}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Counts":
+        known = {spec.name for spec in fields(cls)}
+        return cls(**{key: value for key, value in doc.items() if key in known})
+
+
+def _sum(values: dict | None) -> float:
+    return sum((values or {}).values())
+
+
+def counts_at(aggregate: dict | None, headcount: int, now: datetime) -> Counts:
+    """One unit's own counts for one cycle at ``now``, from its aggregate document."""
+    doc = aggregate or {}
+    pending = {int(epoch): n for epoch, n in (doc.get("pending") or {}).items() if n > 0}
+    tta = doc.get("tta") or {}
+    buckets = tta.get("buckets") or {}
+    checkins = doc.get("checkins") or {}
+    current = model.week_key(now)
+    trailing = {model.week_key(now - timedelta(weeks=k)) for k in range(1, model.TRAILING_WEEKS + 1)}
+    return Counts(
+        headcount=headcount,
+        with_v2mom=int(doc.get("with_v2mom", 0)),
+        v2moms={state: int(n) for state, n in (doc.get("v2moms") or {}).items() if n},
+        submitted=int(doc.get("submitted", 0)),
+        approved=int(doc.get("approved", 0)),
+        pending=int(sum(pending.values())),
+        oldest_pending=float(min(pending)) if pending else None,
+        tta_buckets=[int(buckets.get(key, 0)) for key in BUCKET_KEYS],
+        tta_sum=float(tta.get("sum", 0.0)),
+        tta_count=int(tta.get("count", 0)),
+        trailing_checkins=int(sum(n for week, n in checkins.items() if week in trailing)),
+        week_checkins=int(checkins.get(current, 0)),
+        published=int(doc.get("published", 0)),
+        covered=_covered(doc.get("covered") or {}, now),
+        items=int(doc.get("items", 0)),
+        stale=int(doc.get("stale", 0)),
+        overdue=int(doc.get("overdue", 0)),
+        measures=int(doc.get("measures", 0)),
+        off_track=int(doc.get("off_track", 0)),
+        progress_sum=float(doc.get("progress", 0.0)),
+        unit_tree_sum=float(doc.get("unit_tree", 0.0)),
+        unit_v2moms=int(doc.get("unit_v2moms", 0)),
+    )
+
+
+def _covered(by_cadence: dict, now: datetime) -> int:
+    """Published V2MOMs whose latest check-in falls within the last cadence (to the UTC day)."""
+    total = 0
+    for cadence, by_day in by_cadence.items():
+        first_day = model.day_key(now - timedelta(days=int(cadence) - 1))
+        total += sum(n for day, n in by_day.items() if day >= first_day)
+    return int(total)
+
+
+# --- derived rates ------------------------------------------------------------------------------
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+@dataclass(frozen=True)
+class Rates:
+    creation: float | None
+    approval: float | None
+    checkins_per_member_per_week: float | None
+    checkin_coverage: float | None
+    progress: float | None  # 0-1
+    tree_progress: float | None  # 0-1, the unit's own V2MOM
+    off_track: float | None
+
+
+def rates(counts: Counts, own: Counts) -> Rates:
+    return Rates(
+        creation=ratio(counts.with_v2mom, counts.headcount),
+        approval=ratio(counts.approved, counts.submitted),
+        checkins_per_member_per_week=ratio(counts.trailing_checkins, model.TRAILING_WEEKS * counts.headcount),
+        checkin_coverage=ratio(counts.covered, counts.published),
+        progress=ratio(counts.progress_sum / 100.0, counts.published),
+        tree_progress=ratio(own.unit_tree_sum / 100.0, own.unit_v2moms),
+        off_track=ratio(counts.off_track, counts.measures),
+    )
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class View:
+    """One unit, cycle and scope: its counts, and its own (direct) counts beside them."""
+
+    unit_id: str
+    cycle_id: str
+    scope: str
+    counts: Counts
+    own: Counts
+    now: datetime
+
+    @property
+    def rates(self) -> Rates:
+        return rates(self.counts, self.own)
+
+    @property
+    def oldest_pending_age(self) -> float | None:
+        """Seconds the oldest pending submission has waited at ``now``; None when nothing is pending."""
+        if self.counts.oldest_pending is None:
+            return None
+        return max(0.0, self.now.timestamp() - self.counts.oldest_pending)
+
+
+@dataclass
+class Snapshot:
+    now: datetime
+    tree: OrgTree
+    # (unit, cycle) -> counts
+    direct: dict[tuple[str, str], Counts]
+    subtree: dict[tuple[str, str], Counts]
+    cycles: list[str]
+
+    def view(self, unit_id: str, cycle_id: str, scope: str) -> View:
+        own = self.direct[(unit_id, cycle_id)]
+        counts = own if scope == DIRECT else self.subtree[(unit_id, cycle_id)]
+        return View(unit_id, cycle_id, scope, counts, own, self.now)
+
+
+def read(db: Database, now: datetime | None = None, cycle_id: str | None = None, under: str | None = None,
+         tree: OrgTree | None = None) -> Snapshot:
+    """Counts for every unit (or ``under``'s subtree) and every cycle (or one), direct and subtree."""
+    now = now or datetime.now(UTC)
+    tree = tree or OrgTree.load(db)
+    units = tree.subtree(under) if under else tree.everything()
+    query: dict = {}
+    if cycle_id:
+        query["cycle"] = cycle_id
+    if under:
+        query["unit"] = {"$in": units}
+    aggregates = {(row["unit"], row["cycle"]): row for row in db[store.AGGREGATES].find(query, store.WITHOUT_MEMORY)}
+    cycles = sorted({cycle for _, cycle in aggregates} | ({cycle_id} if cycle_id else set()))
+    direct, subtree = {}, {}
+    for cycle in cycles:
+        for unit_id in units:
+            direct[(unit_id, cycle)] = counts_at(aggregates.get((unit_id, cycle)), tree.units[unit_id].members, now)
+        for unit_id in reversed(units):  # children before parents
+            total = Counts()
+            total += direct[(unit_id, cycle)]
+            for child in tree.units[unit_id].children:
+                total += subtree[(child, cycle)]
+            subtree[(unit_id, cycle)] = total
+    return Snapshot(now, tree, direct, subtree, cycles)

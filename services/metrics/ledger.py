@@ -1,0 +1,220 @@
+"""Applies changes to V2MOMs and people, and carries their contributions to the aggregates.
+
+One change to an entity is one conditional write of its document (guarded by
+its version ``v``): the new state, and the message id with the deltas it caused,
+remembered in ``recent``. The deltas are the difference between what the
+entity contributes now and what it contributed before, both computed from its
+state (model.py), so the document need not carry its contribution. Then each
+delta is applied to its target with ``store.bump``, which remembers the delta's
+id in the same write. So:
+
+- a duplicate event finds its id in ``recent`` and only re-sends the deltas it
+  caused, which their targets refuse if they already have them; a worker killed
+  between the two writes is made whole by the redelivery;
+- two handlers changing one entity at once cannot both win: the loser re-reads
+  and recomputes;
+- deltas are increments, so the order they reach a target in does not matter.
+
+A V2MOM's deltas can target its owner (``live|<cycle>``), which changes the
+person's state and hence the person's own contribution: the same mechanism, one
+level down. When a person moves, their individual V2MOMs are re-attributed to
+the new unit by a follow-up change on each (see ``person``).
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from . import model, store
+
+log = logging.getLogger(__name__)
+
+# Entities remember this many recent changes. An event applied but not acked when
+# a worker dies comes back at the head of its queue; meanwhile at most the other
+# messages in flight (nameko's prefetch: 10) and those beside it after the restart
+# can have changed the same entity, far fewer than this.
+ENTITY_MEMORY = 32
+ATTEMPTS = 50
+
+Change = Callable[[dict], dict]
+
+
+class Contention(RuntimeError):
+    """An entity kept changing underneath: the handler's retry starts over."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: dict
+    unit: str = ""
+    previous_unit: str = ""
+    replayed: bool = False
+    inserted: bool = False
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A change worked out against one version of an entity, not yet written."""
+
+    state: dict
+    unit: str
+    previous_unit: str
+    deltas: list  # [[target, [[path, increment], ...]], ...]
+
+
+class Ledger:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- entry points ----------------------------------------------------------------------
+
+    def v2mom(self, v2mom_id: str, message_id: str, change: Change) -> Outcome:
+        outcome = self._apply(_V2MOMS, v2mom_id, message_id, change)
+        if outcome.inserted and _follows_owner(outcome.state):
+            # Inserted after the owner's move looked for their V2MOMs? Then nobody else will fix it.
+            self._reattribute_if_moved(v2mom_id, outcome, message_id)
+        return outcome
+
+    def person(self, person_id: str, message_id: str, change: Change) -> Outcome:
+        outcome = self._apply(_PEOPLE, person_id, message_id, change)
+        if outcome.replayed or outcome.unit != outcome.previous_unit:
+            self._follow_owner(person_id, outcome.state["org_unit_id"], message_id)
+        return outcome
+
+    # --- the engine -------------------------------------------------------------------------
+
+    def _apply(self, kind: "_Kind", entity_id: str, message_id: str, change: Change, refresh: bool = False) -> Outcome:
+        memo = store.short_id(message_id)
+        for attempt in range(ATTEMPTS):
+            doc = self.db[kind.collection].find_one({"_id": entity_id})
+            remembered = next((entry for entry in (doc or {}).get("recent", []) if entry["id"] == memo), None)
+            if remembered is not None:
+                # Applied before, perhaps never acked: its targets refuse what they already have.
+                log.info("change replayed", extra={"entity": kind.source(entity_id), "message_id": message_id})
+                self._flush(kind.source(entity_id), message_id, remembered["d"])
+                unit = doc.get("unit", "")
+                return Outcome(doc["state"], unit, unit, replayed=True)
+            step = self._step(kind, doc, change, refresh)
+            if doc is not None and step.state == doc["state"] and not step.deltas and step.unit == step.previous_unit:
+                return Outcome(step.state, step.unit, step.previous_unit)  # old or repeated news: nothing to record
+            if self._write(kind, entity_id, doc, step, memo):
+                self._flush(kind.source(entity_id), message_id, step.deltas)
+                return Outcome(step.state, step.unit, step.previous_unit, inserted=doc is None)
+            time.sleep(0.001 * min(attempt + 1, 20))  # someone else changed it first; under eventlet this yields
+        raise Contention(f"{kind.collection} {entity_id!r} kept changing; gave up after {ATTEMPTS} attempts")
+
+    def _step(self, kind: "_Kind", doc: dict | None, change: Change, refresh: bool) -> _Step:
+        state = doc["state"] if doc else kind.new()
+        new_state = change(state)
+        unit = self._unit_for(kind, new_state, doc, refresh)
+        previous_unit = doc.get("unit", "") if doc else ""
+        before = kind.contribution(state, previous_unit) if doc else {}
+        deltas = model.diff(before, kind.contribution(new_state, unit))
+        return _Step(new_state, unit, previous_unit, [[target, sorted(values.items())] for target, values in deltas])
+
+    def _write(self, kind: "_Kind", entity_id: str, doc: dict | None, step: _Step, memo: str) -> bool:
+        """The new state and the memory of this change, if the entity is still as it was read."""
+        collection = self.db[kind.collection]
+        fields = _fields(kind, step.state, step.unit)
+        entry = {"id": memo, "d": step.deltas}
+        if doc is None:
+            try:
+                collection.insert_one({"_id": entity_id, "v": 1, **fields, "recent": [entry]})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = collection.update_one(
+            {"_id": entity_id, "v": doc["v"]},
+            {"$set": {**fields, "v": doc["v"] + 1}, "$push": {"recent": {"$each": [entry], "$slice": -ENTITY_MEMORY}}},
+        )
+        return result.modified_count == 1
+
+    def _flush(self, source: str, message_id: str, stored_deltas: list) -> None:
+        applied_id = store.delta_id(message_id, source)
+        for target, pairs in stored_deltas:
+            kind, key = model.parse_target(target)
+            increments = dict(pairs)
+            if kind == "agg":
+                unit, cycle = key.split("|", 1)
+                store.bump(self.db, store.AGGREGATES, key, applied_id, increments, {"unit": unit, "cycle": cycle})
+            elif kind == "unit":
+                # revision 0: a unit heard of through its members before its own event.
+                store.bump(self.db, store.UNITS, key, applied_id, increments, {"revision": 0})
+            elif kind == "person":
+                self.person(key, applied_id, lambda state, inc=increments: model.apply_live_counts(state, inc))
+            else:
+                raise ValueError(f"unknown target {target!r}")
+
+    # --- who a V2MOM counts for ----------------------------------------------------------------
+
+    def _unit_for(self, kind: "_Kind", state: dict, doc: dict | None, refresh: bool) -> str:
+        if kind is _PEOPLE:
+            return state["org_unit_id"]
+        if not _follows_owner(state):
+            return state["org_unit_id"]
+        previous = doc["state"] if doc else None
+        if (not refresh and doc and doc.get("unit") and _follows_owner(previous)
+                and previous["owner_id"] == state["owner_id"]):
+            # Kept in step by the owner's moves (see _follow_owner): no need to look them up again.
+            return doc["unit"]
+        return model.attributed_unit(state, self._owner_unit(state["owner_id"]))
+
+    def _owner_unit(self, person_id: str) -> str | None:
+        if not person_id:
+            return None
+        doc = self.db[store.PEOPLE].find_one({"_id": person_id}, {"state.org_unit_id": 1})
+        return (doc or {}).get("state", {}).get("org_unit_id") or None
+
+    def _follow_owner(self, person_id: str, unit: str, message_id: str) -> None:
+        """Moves the person's individual V2MOMs whose attribution no longer matches."""
+        if not unit:
+            return
+        stray = self.db[store.V2MOMS].find({"owner_id": person_id, "individual": True, "unit": {"$ne": unit}}, {"_id": 1})
+        for row in list(stray):
+            self._apply(_V2MOMS, row["_id"], f"{message_id}/follow", lambda state: state, refresh=True)
+
+    def _reattribute_if_moved(self, v2mom_id: str, outcome: Outcome, message_id: str) -> None:
+        current = model.attributed_unit(outcome.state, self._owner_unit(outcome.state["owner_id"]))
+        if current != outcome.unit:
+            self._apply(_V2MOMS, v2mom_id, f"{message_id}/follow", lambda state: state, refresh=True)
+
+
+def _fields(kind: "_Kind", state: dict, unit: str) -> dict:
+    return {"state": state, "unit": unit, **kind.index_fields(state)}
+
+
+def v2mom_document(v2mom_id: str, state: dict, unit: str, version: int) -> dict:
+    """A whole V2MOM document, as RebuildAggregates writes it (no memory of past messages)."""
+    return {"_id": v2mom_id, "v": version, **_fields(_V2MOMS, state, unit), "recent": []}
+
+
+def person_document(person_id: str, state: dict, version: int) -> dict:
+    return {"_id": person_id, "v": version, **_fields(_PEOPLE, state, state["org_unit_id"]), "recent": []}
+
+
+def _follows_owner(state: dict) -> bool:
+    return state["level"] in (model.INDIVIDUAL, "")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    collection: str
+    new: Callable[[], dict]
+    contribution: Callable[[dict, str], model.Contribution]
+    prefix: str
+
+    def source(self, entity_id: str) -> str:
+        return f"{self.prefix}:{entity_id}"
+
+    def index_fields(self, state: dict) -> dict:
+        if self.collection == store.V2MOMS:
+            return {"owner_id": state["owner_id"], "individual": _follows_owner(state)}
+        return {}
+
+
+_V2MOMS = _Kind(store.V2MOMS, model.new_v2mom, model.v2mom_contribution, "v2mom")
+_PEOPLE = _Kind(store.PEOPLE, model.new_person, lambda state, unit: model.person_contribution(state), "person")

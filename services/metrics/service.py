@@ -1,0 +1,182 @@
+"""The MetricsService use cases: what each RPC means, independent of gRPC plumbing."""
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
+from pymongo.database import Database
+
+from services.platform.auth import Caller
+from services.platform.errors import (
+    FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable, Violations,
+)
+from v2mom.v1 import common_pb2, metrics_pb2
+
+from . import convert, engagement, history, model, rebuild
+from .engagement import DIRECT, SUBTREE, Rates, View
+from .org import OrgTree
+
+UNIT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+CYCLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}\Z")
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
+
+SORT_KEYS: dict[int, Callable[[Rates], float | None]] = {
+    metrics_pb2.ENGAGEMENT_RATE_CREATION: lambda r: r.creation,
+    metrics_pb2.ENGAGEMENT_RATE_APPROVAL: lambda r: r.approval,
+    metrics_pb2.ENGAGEMENT_RATE_CHECKIN_FREQUENCY: lambda r: r.checkins_per_member_per_week,
+    metrics_pb2.ENGAGEMENT_RATE_CHECKIN_COVERAGE: lambda r: r.checkin_coverage,
+    metrics_pb2.ENGAGEMENT_RATE_PROGRESS: lambda r: r.progress,
+    metrics_pb2.ENGAGEMENT_RATE_OFF_TRACK: lambda r: r.off_track,
+}
+LISTABLE_LEVELS = (common_pb2.ORG_LEVEL_UNSPECIFIED, common_pb2.ORG_LEVEL_DEPARTMENT, common_pb2.ORG_LEVEL_TEAM)
+
+
+def _scope(value: int) -> str:
+    return DIRECT if value == metrics_pb2.SCOPE_DIRECT else SUBTREE
+
+
+def _check_ids(violations: Violations, request) -> None:
+    if not request.org_unit_id:
+        violations.add("org_unit_id", "is required")
+    elif not UNIT_ID.match(request.org_unit_id):
+        violations.add("org_unit_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+    if not request.cycle_id:
+        violations.add("cycle_id", "is required")
+    elif not CYCLE_ID.match(request.cycle_id):
+        violations.add("cycle_id", "must be 1-32 characters of letters, digits, '_', '.' or '-'")
+    if request.scope not in metrics_pb2.Scope.values():
+        violations.add("scope", f"unknown value {request.scope}")
+
+
+class MetricsService:
+    def __init__(self, db: Database, rebuilder: Callable[[], rebuild.Summary] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.db = db
+        self.rebuilder = rebuilder
+        self.clock = clock
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get_engagement(self, caller: Caller, request: metrics_pb2.GetEngagementRequest) -> metrics_pb2.Engagement:
+        violations = Violations()
+        _check_ids(violations, request)
+        violations.raise_if_any()
+        snapshot = self._read(request.org_unit_id, request.cycle_id)
+        return self._message(snapshot, request.org_unit_id, request.cycle_id, _scope(request.scope))
+
+    def list_engagement(self, caller: Caller, request: metrics_pb2.ListEngagementRequest) -> metrics_pb2.ListEngagementResponse:
+        violations = Violations()
+        _check_ids(violations, request)
+        if request.level not in LISTABLE_LEVELS:
+            violations.add("level", "must be DEPARTMENT, TEAM or unset")
+        if request.order_by not in metrics_pb2.EngagementRate.values():
+            violations.add("order_by", f"unknown value {request.order_by}")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        violations.raise_if_any()
+        offset = _decode_token(request)
+        snapshot = self._read(request.org_unit_id, request.cycle_id)
+        scope = _scope(request.scope)
+        views = [snapshot.view(unit_id, request.cycle_id, scope) for unit_id in snapshot.tree.subtree(request.org_unit_id)[1:]]
+        if request.level:
+            level = common_pb2.OrgLevel.Name(request.level)
+            views = [view for view in views if snapshot.tree.units[view.unit_id].level == level]
+        views = _sorted(views, request.order_by or metrics_pb2.ENGAGEMENT_RATE_CREATION, request.descending)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        page = views[offset:offset + size]
+        more = offset + size < len(views)
+        return metrics_pb2.ListEngagementResponse(
+            engagements=[convert.engagement(snapshot.tree.units[view.unit_id], view) for view in page],
+            next_page_token=_encode_token(request, offset + size) if more else "",
+            total_size=len(views),
+        )
+
+    def engagement_history(self, caller: Caller, request) -> metrics_pb2.GetEngagementHistoryResponse:
+        violations = Violations()
+        _check_ids(violations, request)
+        violations.raise_if_any()
+        tree = OrgTree.load(self.db)
+        unit = self._unit(tree, request.org_unit_id)
+        scope = _scope(request.scope)
+        snapshots = []
+        for week, counts, own in history.weeks(self.db, tree, unit.id, request.cycle_id, scope):
+            start = model.week_start(week)
+            view = View(unit.id, request.cycle_id, scope, counts, own, datetime(start.year, start.month, start.day, tzinfo=UTC))
+            message = convert.engagement(unit, view)
+            message.ClearField("compute_time")  # a snapshot's moment is its week, not a computation
+            message.ClearField("oldest_pending_age")
+            snapshots.append(metrics_pb2.EngagementSnapshot(week_start=convert.date(start), engagement=message))
+        return metrics_pb2.GetEngagementHistoryResponse(snapshots=snapshots)
+
+    # --- rebuild ---------------------------------------------------------------------------------
+
+    def rebuild_aggregates(self, caller: Caller, request) -> metrics_pb2.RebuildAggregatesResponse:
+        if not caller.is_admin:
+            raise PermissionDenied("only admins may rebuild the metrics aggregates")
+        if self.rebuilder is None:
+            raise FailedPrecondition("this metrics-api has no sources configured to rebuild from")
+        try:
+            summary = self.rebuilder()
+        except rebuild.RebuildBusy as error:
+            raise FailedPrecondition(str(error)) from None
+        except grpc.RpcError as error:
+            # A source said no (UNAVAILABLE is already turned into Unavailable by the client).
+            raise Unavailable(f"a source refused the rebuild's reads: {error.code().name}: {error.details()}") from None
+        return metrics_pb2.RebuildAggregatesResponse(
+            org_units=summary.org_units, people=summary.people, v2moms=summary.v2moms, checkins=summary.checkins,
+            stale_items=summary.stale_items, aggregates=summary.aggregates,
+            as_of=convert.timestamp(summary.as_of), took=convert.duration(summary.seconds),
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _read(self, unit_id: str, cycle_id: str) -> engagement.Snapshot:
+        tree = OrgTree.load(self.db)
+        self._unit(tree, unit_id)
+        return engagement.read(self.db, self.clock(), cycle_id=cycle_id, under=unit_id, tree=tree)
+
+    @staticmethod
+    def _unit(tree: OrgTree, unit_id: str):
+        if unit_id not in tree:
+            raise NotFound(f"org unit {unit_id!r} is unknown to the metrics service")
+        return tree.units[unit_id]
+
+    @staticmethod
+    def _message(snapshot: engagement.Snapshot, unit_id: str, cycle_id: str, scope: str) -> metrics_pb2.Engagement:
+        return convert.engagement(snapshot.tree.units[unit_id], snapshot.view(unit_id, cycle_id, scope))
+
+
+def _sorted(views: list[View], order_by: int, descending: bool) -> list[View]:
+    """By the rate, ascending or descending; units without one last; ties by id."""
+    key = SORT_KEYS[order_by]
+    known = [view for view in views if key(view.rates) is not None]
+    unknown = sorted((view for view in views if key(view.rates) is None), key=lambda v: v.unit_id)
+    known.sort(key=lambda v: v.unit_id)
+    known.sort(key=lambda v: key(v.rates), reverse=descending)  # stable: ids stay ascending within a tie
+    return known + unknown
+
+
+def _fingerprint(request) -> str:
+    fields = [request.org_unit_id, request.cycle_id, request.scope, request.level, request.order_by, request.descending]
+    return hashlib.blake2b(json.dumps(fields).encode(), digest_size=6).hexdigest()
+
+
+def _encode_token(request, offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "q": _fingerprint(request)}).encode()).decode()
+
+
+def _decode_token(request) -> int:
+    if not request.page_token:
+        return 0
+    bad = InvalidArgument([FieldViolation("page_token", "is not a token this service issued for this query")])
+    try:
+        token = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(token, dict) or token.get("q") != _fingerprint(request) or not isinstance(token.get("o"), int) or token["o"] < 0:
+        raise bad
+    return token["o"]

@@ -1,0 +1,439 @@
+"""The aggregation maths and the Prometheus collector, on the wire Mongo server, without a broker.
+
+Events are applied with the worker's own code path (consume.apply) and read
+back through the collector registered in a registry of the test's own.
+"""
+
+import random
+import uuid
+from datetime import timedelta
+
+import pymongo
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics import consume, engagement, history, model, rebuild, store
+from services.metrics.collector import EngagementCollector, PipelineCollector
+from services.metrics.pipeline import PipelineStats
+from services.platform.consumer import PermanentError
+from services.platform.mongo import ensure_indexes
+from tests.helpers_metrics import (
+    CYCLE, NOW, CheckinLog, CheckinStore, FakeGoals, Journey, ago, listed_person, listed_unit, org_unit, person,
+    raw_event,
+)
+from v2mom.v1 import checkins_pb2
+
+
+@pytest.fixture
+def metrics_db(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    db = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
+    ensure_indexes(db, store.INDEXES)
+    yield db
+    client.drop_database(db.name)
+    client.close()
+
+
+# --- a small org ---------------------------------------------------------------------------------
+#
+#   acme (company: ceo)  ── eng (department: vp) ── platform (team: ann, bob, cat who left)
+#                        └─ sales (team: dan, eve)
+
+
+class SmallOrg:
+    def __init__(self):
+        self.units = [
+            org_unit("acme", "Acme", "company"),
+            org_unit("eng", "Engineering", "department", parent="acme"),
+            org_unit("platform", "Platform", "team", parent="eng"),
+            org_unit("sales", "Sales", "team", parent="acme"),
+        ]
+        self.people = [
+            person("ceo", "acme"), person("vp", "eng"), person("ann", "platform"), person("bob", "platform"),
+            person("cat", "platform", active=False), person("dan", "sales"), person("eve", "sales"),
+        ]
+        self.acme = (Journey("v-acme", "ceo", "acme", "company", measures=("m1",), methods=("x1",))
+                     .step("draft", ago(days=12)).step("submitted", ago(days=10)).step("published", ago(days=9)))
+        self.ann = (Journey("v-ann", "ann", "platform", "individual", measures=("ma", "mb"), methods=("xa",))
+                    .step("draft", ago(days=40)).step("submitted", ago(days=39))
+                    .step("published", ago(days=39) + timedelta(hours=2)))
+        self.bob = Journey("v-bob", "bob", "platform", "individual").step("draft", ago(days=4)).step("submitted", ago(days=3))
+        self.dan = Journey("v-dan", "dan", "sales", "individual").step("draft", ago(days=2))
+        self.eve = Journey("v-eve", "eve", "sales", "individual").step("draft", ago(days=7)).step("archived", ago(days=6))
+        self.vp = (Journey("v-vp", "vp", "eng", "department").step("draft", ago(days=4))
+                   .step("submitted", ago(days=2)).step("changes_requested", ago(days=1)))
+        self.journeys = [self.acme, self.ann, self.bob, self.dan, self.eve, self.vp]
+        self.log = CheckinLog()
+        log, ann, acme = self.log, self.ann, self.acme
+        log.record(ann, "ma", ago(days=36))                 # W43: outside the window
+        log.record(ann, "ma", ago(days=29))                 # W44
+        log.record(acme, "m1", ago(days=20))                # W45
+        log.record(ann, "mb", ago(days=20))                 # W45
+        log.set_progress(ann, 1, own=10, tree=10)
+        log.record(ann, "ma", ago(days=15))                 # W46
+        second = log.record(ann, "ma", ago(days=8))         # W47
+        log.record(ann, "ma", ago(days=8), recorded=ago(days=7), corrects=second.id)  # counts no more
+        log.go_stale(acme, "m1", last_checkin=ago(days=20))
+        log.go_stale(acme, "x1", last_checkin=None, overdue=True, kind=checkins_pb2.ITEM_KIND_METHOD)
+        log.go_stale(ann, "mb", last_checkin=ago(days=20))
+        log.go_stale(ann, "xa", last_checkin=None, overdue=True, kind=checkins_pb2.ITEM_KIND_METHOD)
+        log.set_progress(acme, 2, own=20, tree=30)
+        log.record(ann, "ma", ago(days=1))                  # W48: this week
+        log.record(ann, "mb", ago(hours=5))                 # W48, and mb is fresh again
+        log.freshen(ann, "mb")
+        log.set_progress(ann, 3, own=50, tree=50, off_track=1)
+
+    def events(self) -> list[dict]:
+        lifecycle = [event for journey in self.journeys for event in journey.events]
+        return self.units + self.people + lifecycle + self.log.events
+
+    def goals_source(self) -> FakeGoals:
+        return FakeGoals([listed_unit(u) for u in self.units], [listed_person(p) for p in self.people], self.journeys)
+
+
+def apply_all(db, events):
+    for event in events:
+        consume.apply(db, event["source"].rsplit("/", 1)[1], event)
+
+
+def scrape(db, now=NOW) -> dict:
+    """{(name, frozenset(labels)): value} from a registry of the test's own."""
+    registry = CollectorRegistry()
+    registry.register(EngagementCollector(db, clock=lambda: now))
+    samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name, unit, scope="direct", **labels):
+    names = {"acme": "Acme", "eng": "Engineering", "platform": "Platform", "sales": "Sales"}
+    levels = {"acme": "company", "eng": "department", "platform": "team", "sales": "team"}
+    key = {"org_unit": unit, "org_unit_name": names[unit], "level": levels[unit], "cycle": CYCLE, "scope": scope, **labels}
+    return samples.get((name, frozenset(key.items())))
+
+
+@pytest.fixture
+def org():
+    return SmallOrg()
+
+
+# --- every gauge ------------------------------------------------------------------------------------
+
+
+def test_every_gauge_for_a_small_org(metrics_db, org):
+    apply_all(metrics_db, org.events())
+    s = scrape(metrics_db)
+    g = lambda name, unit, scope="direct", **labels: value(s, name, unit, scope, **labels)  # noqa: E731
+
+    # creation: cat has left, eve's V2MOM is archived
+    assert (g("v2mom_headcount", "platform"), g("v2mom_people_with_v2mom", "platform")) == (2, 2)
+    assert g("v2mom_creation_ratio", "platform") == 1.0
+    assert (g("v2mom_headcount", "sales"), g("v2mom_people_with_v2mom", "sales"), g("v2mom_creation_ratio", "sales")) == (2, 1, 0.5)
+    assert g("v2mom_v2moms", "sales", state="draft") == 1 and g("v2mom_v2moms", "sales", state="archived") == 1
+    assert g("v2mom_v2moms", "platform", state="published") == 1 and g("v2mom_v2moms", "platform", state="submitted") == 1
+    assert g("v2mom_v2moms", "eng", state="changes_requested") == 1
+
+    # approval
+    assert (g("v2mom_submitted_v2moms", "platform"), g("v2mom_approved_v2moms", "platform")) == (2, 1)
+    assert g("v2mom_approval_ratio", "platform") == 0.5
+    assert g("v2mom_approval_ratio", "eng") == 0.0  # sent back: submitted, not approved
+    assert g("v2mom_approval_ratio", "sales") is None  # nothing submitted: no ratio at all
+    assert g("v2mom_pending_approvals", "platform") == 1
+    assert g("v2mom_oldest_pending_approval_age_seconds", "platform") == 3 * 86400
+    assert g("v2mom_pending_approvals", "eng") == 0 and g("v2mom_oldest_pending_approval_age_seconds", "eng") == 0
+
+    # time to approval: ann's 2 h falls in the 4 h bucket, the company's 1 d exactly on its bound
+    assert g("v2mom_time_to_approval_seconds_bucket", "platform", le="3600.0") == 0
+    assert g("v2mom_time_to_approval_seconds_bucket", "platform", le="14400.0") == 1
+    assert g("v2mom_time_to_approval_seconds_bucket", "platform", le="+Inf") == 1
+    assert (g("v2mom_time_to_approval_seconds_count", "platform"), g("v2mom_time_to_approval_seconds_sum", "platform")) == (1, 7200)
+    assert g("v2mom_time_to_approval_seconds_bucket", "acme", le="86400.0") == 1
+    assert g("v2mom_time_to_approval_seconds_bucket", "acme", le="14400.0") == 0
+
+    # check-ins: W44-W47 trailing (the correction and W43 do not count), W48 so far
+    assert (g("v2mom_trailing_checkins", "platform"), g("v2mom_checkins_week_to_date", "platform")) == (4, 2)
+    assert g("v2mom_checkins_per_member_per_week", "platform") == 4 / 4 / 2
+    assert g("v2mom_checkins_per_member_per_week", "sales") == 0.0
+    assert (g("v2mom_published_v2moms", "platform"), g("v2mom_checked_in_v2moms", "platform")) == (1, 1)
+    assert g("v2mom_checkin_coverage_ratio", "platform") == 1.0
+    assert g("v2mom_checkin_coverage_ratio", "acme") == 0.0  # last check-in 20 days ago, cadence 14
+    assert g("v2mom_checkin_coverage_ratio", "sales") is None
+
+    # staleness: mb's claim is refuted by a later check-in
+    assert (g("v2mom_tracked_items", "platform"), g("v2mom_stale_items", "platform"), g("v2mom_overdue_items", "platform")) == (3, 0, 1)
+    assert (g("v2mom_tracked_items", "acme"), g("v2mom_stale_items", "acme"), g("v2mom_overdue_items", "acme")) == (2, 1, 1)
+
+    # progress and off-track
+    assert g("v2mom_progress_ratio", "platform") == 0.5
+    assert g("v2mom_progress_ratio", "acme") == 0.2
+    assert g("v2mom_tree_progress_ratio", "acme", "subtree") == 0.3
+    assert g("v2mom_tree_progress_ratio", "acme") is None  # the unit's own tree is a subtree figure
+    assert g("v2mom_tree_progress_ratio", "platform", "subtree") is None  # no team V2MOM
+    assert (g("v2mom_measures", "platform"), g("v2mom_off_track_measures", "platform")) == (2, 1)
+    assert g("v2mom_off_track_measures_ratio", "platform") == 0.5
+
+
+def test_subtree_sums_every_unit_below(metrics_db, org):
+    apply_all(metrics_db, org.events())
+    s = scrape(metrics_db)
+    g = lambda name, unit, **labels: value(s, name, unit, "subtree", **labels)  # noqa: E731
+
+    assert (g("v2mom_headcount", "acme"), g("v2mom_people_with_v2mom", "acme")) == (6, 5)
+    assert g("v2mom_creation_ratio", "acme") == 5 / 6
+    assert (g("v2mom_submitted_v2moms", "acme"), g("v2mom_approved_v2moms", "acme")) == (4, 2)
+    assert g("v2mom_oldest_pending_approval_age_seconds", "acme") == 3 * 86400
+    assert g("v2mom_time_to_approval_seconds_count", "acme") == 2
+    assert g("v2mom_time_to_approval_seconds_sum", "acme") == 86400 + 7200
+    assert (g("v2mom_trailing_checkins", "acme"), g("v2mom_checkins_week_to_date", "acme")) == (5, 2)
+    assert g("v2mom_checkins_per_member_per_week", "acme") == 5 / 4 / 6
+    assert g("v2mom_checkin_coverage_ratio", "acme") == 0.5
+    assert (g("v2mom_stale_items", "acme"), g("v2mom_overdue_items", "acme")) == (1, 2)
+    assert g("v2mom_progress_ratio", "acme") == pytest.approx(0.35)
+    assert g("v2mom_off_track_measures_ratio", "acme") == pytest.approx(1 / 3)
+    # eng: vp, ann, bob
+    assert (g("v2mom_headcount", "eng"), g("v2mom_creation_ratio", "eng")) == (3, 1.0)
+    assert g("v2mom_approval_ratio", "eng") == pytest.approx(1 / 3)
+    # a leaf team: subtree is direct
+    for name in ("v2mom_headcount", "v2mom_trailing_checkins", "v2mom_progress_ratio"):
+        assert g(name, "platform") == value(s, name, "platform", "direct")
+
+
+def test_a_person_moving_takes_their_v2moms_and_checkins_along(metrics_db, org):
+    apply_all(metrics_db, org.events())
+    before = scrape(metrics_db)
+
+    apply_all(metrics_db, [person("ann", "sales", revision=2)])
+    s = scrape(metrics_db)
+    g = lambda name, unit, scope="direct", **labels: value(s, name, unit, scope, **labels)  # noqa: E731
+    assert (g("v2mom_headcount", "platform"), g("v2mom_people_with_v2mom", "platform")) == (1, 1)
+    assert (g("v2mom_headcount", "sales"), g("v2mom_people_with_v2mom", "sales")) == (3, 2)
+    assert g("v2mom_v2moms", "platform", state="published") == 0 and g("v2mom_v2moms", "sales", state="published") == 1
+    # the trailing window moves too: her check-ins count where she is now
+    assert (g("v2mom_trailing_checkins", "platform"), g("v2mom_trailing_checkins", "sales")) == (0, 4)
+    assert g("v2mom_checkins_week_to_date", "sales") == 2
+    assert (g("v2mom_overdue_items", "platform"), g("v2mom_overdue_items", "sales")) == (0, 1)
+    assert g("v2mom_time_to_approval_seconds_count", "sales") == 1
+    assert g("v2mom_progress_ratio", "sales") == 0.5 and g("v2mom_progress_ratio", "platform") is None
+    # the company as a whole did not change
+    for name in ("v2mom_headcount", "v2mom_trailing_checkins", "v2mom_approved_v2moms", "v2mom_overdue_items"):
+        assert g(name, "acme", "subtree") == value(before, name, "acme", "subtree")
+
+    apply_all(metrics_db, [person("ann", "platform", revision=3)])
+    assert scrape(metrics_db) == before
+
+
+def test_a_leaver_leaves_the_headcount_but_not_their_v2mom(metrics_db, org):
+    apply_all(metrics_db, org.events() + [person("bob", "platform", active=False, revision=2)])
+    s = scrape(metrics_db)
+    assert value(s, "v2mom_headcount", "platform") == 1
+    assert value(s, "v2mom_people_with_v2mom", "platform") == 1
+    assert value(s, "v2mom_pending_approvals", "platform") == 1
+
+
+def test_an_out_of_date_person_event_is_dropped(metrics_db, org):
+    apply_all(metrics_db, org.events() + [person("ann", "sales", revision=3), person("ann", "platform", revision=2)])
+    assert value(scrape(metrics_db), "v2mom_headcount", "sales") == 3
+
+
+# --- time to approval and windows --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds, bucket", [
+    (0, "3600"), (3600, "3600"), (3600.5, "14400"), (86400, "86400"), (86401, "172800"),
+    (7 * 86400, "604800"), (30 * 86400, "2592000"), (30 * 86400 + 1, "inf"),
+])
+def test_time_to_approval_bucket_bounds_are_inclusive(seconds, bucket):
+    assert model.tta_bucket(seconds) == bucket
+
+
+def test_time_to_approval_histogram_is_cumulative_and_counts_the_latest_approval(metrics_db):
+    units = [org_unit("t", "T", "team")]
+    people = [person(p, "t") for p in ("a", "b", "c", "d")]
+    fast = Journey("v1", "a", "t", "individual").step("draft", ago(days=3)).step("submitted", ago(days=3))
+    fast.step("published", ago(days=3) + timedelta(minutes=30))
+    slow = Journey("v2", "b", "t", "individual").step("draft", ago(days=20)).step("submitted", ago(days=19))
+    slow.step("published", ago(days=9))
+    # Edited after approval and approved again: only the latest approval counts.
+    again = Journey("v3", "c", "t", "individual").step("draft", ago(days=9)).step("submitted", ago(days=9))
+    again.step("published", ago(days=2)).step("edited", ago(days=1)).step("submitted", ago(hours=5))
+    again.step("published", ago(hours=4))
+    # Resubmitted and waiting: its old approval no longer stands for its latest submission.
+    waiting = Journey("v4", "d", "t", "individual").step("draft", ago(days=9)).step("submitted", ago(days=9))
+    waiting.step("published", ago(days=8)).step("edited", ago(days=2)).step("submitted", ago(days=1))
+    apply_all(metrics_db, units + people + fast.events + slow.events + again.events + waiting.events)
+
+    s = scrape(metrics_db)
+    labels = {"org_unit": "t", "org_unit_name": "T", "level": "team", "cycle": CYCLE, "scope": "direct"}
+    buckets = {dict(k[1])["le"]: v for k, v in s.items()
+               if k[0] == "v2mom_time_to_approval_seconds_bucket" and all(dict(k[1]).get(n) == x for n, x in labels.items())}
+    assert buckets == {"3600.0": 2, "14400.0": 2, "86400.0": 2, "172800.0": 2, "259200.0": 2, "604800.0": 2,
+                       "1209600.0": 3, "2592000.0": 3, "+Inf": 3}
+    count = s[("v2mom_time_to_approval_seconds_count", frozenset(labels.items()))]
+    total = s[("v2mom_time_to_approval_seconds_sum", frozenset(labels.items()))]
+    assert (count, total) == (3, 1800 + 10 * 86400 + 3600)
+    assert s[("v2mom_pending_approvals", frozenset(labels.items()))] == 1
+
+
+def test_trailing_window_is_the_four_whole_weeks_before_this_one():
+    monday = NOW.replace(hour=0) - timedelta(days=3)  # Monday 2026-11-23 00:00, start of W48
+    aggregate = {"checkins": {
+        model.week_key(monday): 1,                                    # this week
+        model.week_key(monday - timedelta(microseconds=1000)): 10,    # last Sunday 23:59:59.999: W47
+        model.week_key(monday - timedelta(weeks=4)): 100,             # W44, the window's first week
+        model.week_key(monday - timedelta(weeks=4, seconds=1)): 1000,  # W43: out
+    }}
+    counts = engagement.counts_at(aggregate, headcount=5, now=NOW)
+    assert (counts.trailing_checkins, counts.week_checkins) == (110, 1)
+    assert engagement.counts_at(aggregate, 5, now=monday).week_checkins == 1
+    # On Monday the window has moved: W44 drops out, W47 is in.
+    next_monday = monday + timedelta(weeks=1)
+    assert engagement.counts_at(aggregate, 5, now=next_monday).trailing_checkins == 11
+
+
+def test_coverage_counts_check_ins_within_the_cadence_to_the_day():
+    aggregate = {"covered": {"14": {model.day_key(ago(days=13)): 1, model.day_key(ago(days=14)): 2},
+                             "7": {model.day_key(ago(days=6)): 4, model.day_key(ago(days=7)): 8}}}
+    assert engagement.counts_at(aggregate, 1, NOW).covered == 1 + 4
+
+
+# --- bad input, duplicates, order ------------------------------------------------------------------
+
+
+def test_duplicates_and_any_arrival_order_give_the_same_gauges(metrics_db, mongo_uri, org):
+    apply_all(metrics_db, org.events())
+    expected = scrape(metrics_db)
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    try:
+        for seed in (1, 2, 3):
+            db = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
+            shuffled = org.events() + random.Random(seed).sample(org.events(), 15)
+            random.Random(seed).shuffle(shuffled)
+            apply_all(db, shuffled)
+            assert scrape(db) == expected, f"arrival order {seed} changed a gauge"
+            client.drop_database(db.name)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("source, event_type, data", [
+    ("goals", "v2mom_approved", {"v2momId": "v1", "revision": "x"}),
+    ("goals", "v2mom_approved", {"v2momId": "", "revision": "1", "cycleId": "FY", "state": "V2MOM_STATE_PUBLISHED"}),
+    ("goals", "v2mom_approved", {"v2momId": "v1", "revision": "1", "cycleId": "FY", "state": "V2MOM_STATE_BOGUS"}),
+    ("goals", "person_upserted", {"person": {"id": "x"}, "revision": "0"}),
+    ("goals", "org_unit_upserted", {"orgUnit": {"id": "u", "parentId": "u"}, "revision": "1"}),
+    ("checkins", "checkin_recorded", {"checkin": {"id": "c", "v2momId": "v", "itemId": "i", "itemKind": "ITEM_KIND_MEASURE"}}),
+    ("checkins", "checkin_recorded", {"checkin": {"id": "c", "v2momId": "v", "itemId": "i", "itemKind": "ITEM_KIND_MEASURE",
+                                                  "observeTime": "2026-11-01T00:00:00Z", "recordTime": "2026-11-01T00:00:00Z",
+                                                  "supersedesId": "d"}}),
+    ("checkins", "progress_changed", {"v2momId": "v", "revision": "1", "progressPercent": "lots"}),
+    ("checkins", "item_overdue", {"item": {"v2momId": "v", "itemId": "i", "kind": "ITEM_KIND_METHOD"}}),
+    ("checkins", "no_such_type", {}),
+])
+def test_malformed_payloads_are_permanent_errors_and_write_nothing(metrics_db, source, event_type, data):
+    with pytest.raises(PermanentError):
+        consume.apply(metrics_db, source, raw_event(source, event_type, data))
+    assert all(metrics_db[name].count_documents({}) == 0 for name in (store.V2MOMS, store.PEOPLE, store.UNITS, store.AGGREGATES))
+
+
+def test_a_checkin_before_its_v2mom_is_known_lands_where_the_v2mom_belongs(metrics_db, org):
+    """Check-ins for a V2MOM of someone who has moved, arriving before anything else about them."""
+    log = CheckinLog()
+    ann = Journey("v-ann", "ann", "platform", "individual", measures=("ma",)).step("draft", ago(days=9))
+    ann.step("submitted", ago(days=9)).step("published", ago(days=8))
+    log.record(ann, "ma", ago(days=8))
+    apply_all(metrics_db, org.units + log.events)
+    assert value(scrape(metrics_db), "v2mom_trailing_checkins", "platform") == 1  # where the check-in says, for now
+    apply_all(metrics_db, [person("ann", "sales", revision=4)] + ann.events)
+    s = scrape(metrics_db)
+    assert (value(s, "v2mom_trailing_checkins", "platform"), value(s, "v2mom_trailing_checkins", "sales")) == (0, 1)
+    assert value(s, "v2mom_people_with_v2mom", "sales") == 1
+
+
+# --- rebuild ----------------------------------------------------------------------------------------
+
+
+def test_rebuild_from_the_sources_equals_the_incremental_result(metrics_db, mongo_uri, org):
+    apply_all(metrics_db, org.events() + [person("ann", "sales", revision=2)])
+    incremental = scrape(metrics_db)
+    org.people.append(person("ann", "sales", revision=2))
+    org.people = [p for p in org.people if not (p["subject"] == "ann" and p["data"]["revision"] == "1")]
+
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    fresh = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
+    try:
+        for db in (fresh, metrics_db):  # a new deployment, and a rebuild over live data
+            rebuild.rebuild(db, org.goals_source(), CheckinStore(org.log), grace_seconds=0, clock=lambda: NOW)
+            assert scrape(db) == incremental
+    finally:
+        client.drop_database(fresh.name)
+        client.close()
+
+
+def test_events_queued_during_a_rebuild_do_not_count_twice(metrics_db, org):
+    rebuild.rebuild(metrics_db, org.goals_source(), CheckinStore(org.log), grace_seconds=0, clock=lambda: NOW)
+    rebuilt = scrape(metrics_db)
+    apply_all(metrics_db, org.events())  # the backlog the paused worker resumes with
+    assert scrape(metrics_db) == rebuilt
+
+
+# --- history, upkeep, pipeline ---------------------------------------------------------------------
+
+
+def test_history_keeps_one_snapshot_per_week(metrics_db, org):
+    apply_all(metrics_db, org.events())
+    assert history.refresh(metrics_db, now=NOW - timedelta(weeks=1)) > 0
+    assert history.refresh(metrics_db, now=NOW) > 0
+    written = {}
+    history.refresh(metrics_db, now=NOW, written=written)
+    assert history.refresh(metrics_db, now=NOW, written=written) == 0, "unchanged numbers were written again"
+    from services.metrics.org import OrgTree
+    weeks = history.weeks(metrics_db, OrgTree.load(metrics_db), "acme", CYCLE, "subtree")
+    assert [week for week, _, _ in weeks] == ["2026-W47", "2026-W48"]
+    assert weeks[-1][1].headcount == 6 and weeks[-1][2].headcount == 1
+
+
+def test_zero_counters_are_tidied_without_changing_a_gauge(metrics_db, org):
+    apply_all(metrics_db, org.events() + [person("ann", "sales", revision=2)])
+    before = scrape(metrics_db)
+    assert history.prune_zeros(metrics_db) > 0
+    assert scrape(metrics_db) == before
+    assert history.prune_zeros(metrics_db) == 0
+
+
+def test_pipeline_tallies_reach_the_exposition(metrics_db):
+    stats = PipelineStats()
+    stats.observe("goals", "v2mom_created", NOW - timedelta(seconds=0.3), now=NOW)
+    stats.observe("goals", "v2mom_created", NOW - timedelta(seconds=20), now=NOW)
+    stats.observe("checkins", "checkin_recorded", NOW - timedelta(seconds=1), now=NOW)
+    stats.flush(metrics_db)
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(metrics_db))
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    assert samples[("v2mom_metrics_events_processed_total", frozenset({("source", "goals"), ("type", "v2mom_created")}))] == 2
+    assert samples[("v2mom_metrics_event_lag_seconds_bucket", frozenset({("source", "goals"), ("le", "0.5")}))] == 1
+    assert samples[("v2mom_metrics_event_lag_seconds_bucket", frozenset({("source", "goals"), ("le", "30.0")}))] == 2
+    assert samples[("v2mom_metrics_last_event_timestamp_seconds", frozenset({("source", "checkins")}))] == pytest.approx(
+        (NOW - timedelta(seconds=1)).timestamp())
+
+
+def test_cycle_calendar_keeps_the_last_dates_while_goals_is_away():
+    from services.metrics.cycles import Cycle, CycleCalendar
+    from services.platform.errors import Unavailable
+
+    known = [Cycle(CYCLE, NOW - timedelta(days=300), NOW + timedelta(days=65))]
+    calls = []
+
+    def fetch():
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise Unavailable("goals-api is down")
+        return known
+
+    calendar = CycleCalendar(fetch, ttl=0, retry=60)
+    assert calendar.cycles() == known
+    assert calendar.cycles() == known  # the refresh failed: the last dates stand
+    assert calendar.cycles() == known and len(calls) == 2, "a scrape waited on goals again within the retry pause"

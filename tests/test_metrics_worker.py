@@ -1,0 +1,277 @@
+"""The real metrics-worker process on a RabbitMQ vhost of its own, fed real CloudEvents envelopes.
+
+The expected gauges come from an oracle: the same events applied in process,
+in order, once, to a database of their own (the unit tests establish that
+this is right). The worker must reach exactly that state whatever the broker
+does to the stream: duplicates, reordering, poison, and a SIGKILL mid-stream.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import kombu
+import pymongo
+import pytest
+
+from services.metrics import consume, pipeline, store
+from services.platform.mongo import ensure_indexes
+from tests.helpers_metrics import CheckinLog, ago, raw_event
+from tests.test_metrics_aggregation import SmallOrg, apply_all, scrape
+from v2mom.v1 import checkins_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+QUEUES = [f"evt-{source}-{event_type}--metrics_worker.on_{source}_event"
+          for source, types in consume.SUBSCRIPTIONS.items() for event_type in types]
+
+
+@pytest.fixture
+def broker_uri(isolated_broker_uri):
+    return isolated_broker_uri
+
+
+@pytest.fixture
+def databases(mongo_uri):
+    """The worker's database, and the oracle's."""
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    names = [f"metrics_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    worker_db, oracle_db = client[names[0]], client[names[1]]
+    ensure_indexes(oracle_db, store.INDEXES)
+    yield worker_db, oracle_db
+    for name in names:
+        client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def connection(settings):
+    with kombu.Connection(settings.amqp_uri) as connection:
+        yield connection
+
+
+class Worker:
+    """Starts, kills and restarts `python -m services.metrics.worker`."""
+
+    def __init__(self, env: dict, connection):
+        self.env = env
+        self.connection = connection
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.env["WORKER_LOG"], "a") if self.env.get("WORKER_LOG") else subprocess.DEVNULL
+        self.process = subprocess.Popen([sys.executable, "-m", "services.metrics.worker"], cwd=ROOT, env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=log, text=True)
+        deadline = time.monotonic() + 30
+        while not all(_queue_exists(self.connection, name) for name in QUEUES):
+            assert self.process.poll() is None, f"the worker exited with {self.process.returncode}"
+            assert time.monotonic() < deadline, "the worker never declared its queues"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def worker(settings, databases, connection):
+    worker_db, _ = databases
+    env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": worker_db.name, "AMQP_URI": settings.amqp_uri,
+           "METRICS_STATS_FLUSH_SECONDS": "0.2", "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
+    worker = Worker(env, connection)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def _queue_exists(connection, name) -> bool:
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except Exception:
+        return False
+
+
+def publish(connection, events, raw: list[tuple[str, str, bytes]] = ()) -> None:
+    channel = connection.channel()
+    exchanges = {source: kombu.Exchange(f"{source}.events", type="topic", durable=True) for source in ("goals", "checkins")}
+    producer = kombu.Producer(channel)
+    for exchange in exchanges.values():
+        exchange(channel).declare()
+    for event in events:
+        source = event["source"].rsplit("/", 1)[1]
+        producer.publish(json.dumps(event), exchange=exchanges[source], routing_key=event["type"], delivery_mode=2,
+                         content_type="application/cloudevents+json", content_encoding="utf-8")
+    for source, routing_key, body in raw:
+        producer.publish(body, exchange=exchanges[source], routing_key=routing_key, delivery_mode=2,
+                         content_type="application/cloudevents+json", content_encoding="utf-8")
+    channel.close()
+
+
+def handled(db) -> int:
+    """Deliveries the worker has finished with: processed or dead-lettered (tallies flush every 0.2 s)."""
+    total = 0
+    for doc in pipeline.read(db):
+        total += sum((doc.get("processed") or {}).values())
+        total += sum(n for reasons in (doc.get("dead_lettered") or {}).values() for n in reasons.values())
+    return total
+
+
+def wait_for(predicate, timeout=90.0, message="condition never held", every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(message)
+
+
+def expected_for(oracle_db, events) -> dict:
+    apply_all(oracle_db, events)
+    return scrape(oracle_db)
+
+
+def dead_letters(connection) -> list:
+    found = []
+    channel = connection.channel()
+    for name in QUEUES:
+        queue = kombu.Queue(name + ".dlq")(channel)
+        while (message := queue.get(no_ack=True)) is not None:
+            found.append(message)
+    channel.close()
+    return found
+
+
+# --- the tests ---------------------------------------------------------------------------------------
+
+
+def test_goals_and_checkins_events_reach_every_gauge(databases, connection, worker):
+    worker_db, oracle_db = databases
+    events = SmallOrg().events()
+    expected = expected_for(oracle_db, events)
+
+    publish(connection, events)
+    wait_for(lambda: handled(worker_db) >= len(events), message="the worker did not handle every event")
+    assert scrape(worker_db) == expected
+    processed = {(doc["_id"], event_type): n for doc in pipeline.read(worker_db)
+                 for event_type, n in (doc.get("processed") or {}).items()}
+    published = {}
+    for event in events:
+        key = (event["source"].rsplit("/", 1)[1], event["type"])
+        published[key] = published.get(key, 0) + 1
+    assert processed == published
+    assert dead_letters(connection) == []
+
+
+def test_duplicates_reordering_and_poison_change_no_gauge_and_poison_is_dead_lettered(databases, connection, worker):
+    worker_db, oracle_db = databases
+    events = SmallOrg().events()
+    expected = expected_for(oracle_db, events)
+    noisy = events + random.Random(7).sample(events, 20)
+    random.Random(7).shuffle(noisy)
+    poison = [
+        raw_event("goals", "v2mom_approved", {"v2momId": "v-ann", "revision": "not a number"}),
+        raw_event("checkins", "checkin_recorded", {"checkin": {"id": "c", "v2momId": "v-ann"}}),
+        {**events[0], "id": "evt_badtime", "time": "yesterday"},
+    ]
+    undecodable = [("goals", "v2mom_created", b"{not json"), ("checkins", "progress_changed", b'{"hello": "not a cloudevent"}')]
+
+    publish(connection, noisy[:40] + poison + noisy[40:], raw=undecodable)
+    wait_for(lambda: handled(worker_db) >= len(noisy) + len(poison) + len(undecodable),
+             message="the worker did not handle every delivery")
+    assert scrape(worker_db) == expected
+
+    letters = dead_letters(connection)
+    assert len(letters) == len(poison) + len(undecodable)
+    assert {m.headers["x-death"][0]["reason"] for m in letters} == {"rejected"}
+    counted = {(doc["_id"], event_type, reason): n for doc in pipeline.read(worker_db)
+               for event_type, reasons in (doc.get("dead_lettered") or {}).items() for reason, n in reasons.items()}
+    assert counted == {
+        ("goals", "v2mom_approved", "invalid"): 1,
+        ("checkins", "checkin_recorded", "invalid"): 1,
+        ("goals", "org_unit_upserted", "invalid"): 1,
+        ("goals", "v2mom_created", "undecodable"): 1,
+        ("checkins", "progress_changed", "malformed"): 1,
+    }
+    assert worker.process.poll() is None, "the worker died on a poison message"
+
+
+def busy_stream() -> list[dict]:
+    """The small org, then a few hundred check-ins and progress changes on two hot V2MOMs."""
+    org = SmallOrg()
+    log = CheckinLog()
+    rng = random.Random(11)
+    for n in range(240):
+        journey = org.ann if n % 3 else org.acme
+        item = rng.choice(journey.measures)
+        log.record(journey, item, ago(days=rng.randint(0, 34), minutes=n), recorded=ago(minutes=240 - n))
+        if n % 40 == 39:
+            log.set_progress(journey, 10 + n, own=n / 3, tree=n / 4, off_track=n % 2)
+    log.go_stale(org.acme, "m1", last_checkin=ago(days=40), overdue=True, kind=checkins_pb2.ITEM_KIND_MEASURE)
+    return org.events() + log.events
+
+
+def test_killing_the_worker_mid_stream_loses_and_double_counts_nothing(databases, connection, worker):
+    worker_db, oracle_db = databases
+    events = busy_stream()
+    expected = expected_for(oracle_db, events)
+
+    publish(connection, events)
+    for kill_after in (len(events) // 6, len(events) // 2, len(events) * 3 // 4):
+        wait_for(lambda: handled(worker_db) >= kill_after, every=0.05,
+                 message=f"fewer than {kill_after} events were handled")
+        worker.kill()  # SIGKILL: no clean stop, unacked messages go back to their queues
+        worker.start()
+
+    def converged():
+        return scrape(worker_db) == expected
+
+    wait_for(converged, timeout=120, every=0.5, message="the gauges never reached the oracle's values")
+    time.sleep(1.0)  # and they stay there: nothing redelivered late counts twice
+    assert scrape(worker_db) == expected
+    assert dead_letters(connection) == []
+
+
+def test_events_wait_in_their_queues_while_a_rebuild_holds_the_lease(databases, connection, worker):
+    from services.metrics import control
+
+    worker_db, oracle_db = databases
+    events = SmallOrg().events()
+    expected = expected_for(oracle_db, events)
+    assert control.take_rebuild_lease(worker_db, "test")
+    time.sleep(1.0)  # the worker's pause switch notices within half a second
+    publish(connection, events)
+    time.sleep(2.0)
+    assert worker_db[store.AGGREGATES].count_documents({}) == 0, "an event was applied during the rebuild"
+    control.release_rebuild_lease(worker_db, "test")
+    wait_for(lambda: scrape(worker_db) == expected, message="the events were not applied after the rebuild")
+    assert dead_letters(connection) == []
+
+
+def test_a_weekly_snapshot_is_written_by_the_timer(settings, databases, connection):
+    worker_db, _ = databases
+    env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": worker_db.name, "AMQP_URI": settings.amqp_uri,
+           "METRICS_SNAPSHOT_INTERVAL_SECONDS": "0.5", "LOG_LEVEL": "WARNING"}
+    worker = Worker(env, connection)
+    worker.start()
+    try:
+        publish(connection, SmallOrg().events()[:12])
+        wait_for(lambda: worker_db[store.HISTORY].count_documents({}) > 0, message="no snapshot was written")
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0
+
