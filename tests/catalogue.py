@@ -1,11 +1,13 @@
 """The event catalogue (docs/events.asyncapi.yaml) as a validator for tests.
 
     from tests.catalogue import validate_event
-    validate_event(json.loads(message.body))   # raises CatalogueMismatch
+    validate_event(json.loads(message.body), exchange="checkins.events")   # raises CatalogueMismatch
 
 Any test that receives a real event (from RabbitMQ or from an outbox) should
 pass it through ``validate_event``: then the catalogue that external consumers
-code against cannot silently drift from what the services publish.
+code against cannot silently drift from what the services publish. Pass the
+exchange it came from when the test knows it: the catalogue says which
+service publishes each type, and each message's schema pins its ``source``.
 
 The schemas are AsyncAPI Schema Objects, a superset of JSON Schema draft 7,
 so they are checked with ``Draft7Validator``. ``$ref``s point into the same
@@ -26,9 +28,11 @@ from referencing.jsonschema import DRAFT7
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_PATH = ROOT / "docs" / "events.asyncapi.yaml"
 # Any absolute URI works; it only anchors the in-document "#/..." references.
-CATALOGUE_URI = "urn:v2mom:asyncapi:goals-events"
+CATALOGUE_URI = "urn:v2mom:asyncapi:events"
 
-__all__ = ["CatalogueMismatch", "validate_event", "load_catalogue", "message_for_type", "payload_validator"]
+__all__ = [
+    "CatalogueMismatch", "validate_event", "load_catalogue", "message_for_type", "exchange_of_type", "payload_validator",
+]
 
 
 class CatalogueMismatch(AssertionError):
@@ -65,6 +69,11 @@ def _follow(node: dict) -> tuple[str | None, dict]:
     return ref, node
 
 
+def _channel_of_type(event_type: str) -> dict:
+    channels = load_catalogue().get("channels", {}).values()
+    return next(channel for channel in channels if channel.get("address") == event_type)
+
+
 @functools.cache
 def _messages_by_type() -> dict[str, tuple[str, dict]]:
     """Event type (= channel address = routing key) -> (message $ref, message)."""
@@ -93,6 +102,13 @@ def message_for_type(event_type: str) -> dict:
         ) from None
 
 
+def exchange_of_type(event_type: str) -> str:
+    """The exchange the catalogue says an event type is published on."""
+    message_for_type(event_type)  # raises for an unknown type
+    _, binding = _follow(_channel_of_type(event_type)["bindings"])
+    return binding["amqp"]["exchange"]["name"]
+
+
 @functools.cache
 def payload_validator(pointer: str) -> Draft7Validator:
     """A validator for the schema at an in-document pointer, e.g. "#/components/schemas/Person"."""
@@ -116,12 +132,14 @@ def schema_errors(instance, pointer: str) -> list[str]:
     return sorted(reasons)
 
 
-def validate_event(envelope: dict) -> None:
+def validate_event(envelope: dict, exchange: str | None = None) -> None:
     """Raises CatalogueMismatch unless ``envelope`` is a catalogued event that matches its schema.
 
     Checks the envelope and its data against the message schema of its
-    ``type``, and that ``subject`` is the aggregate id the message's
-    ``x-subject`` pointer names (JSON Schema cannot compare two fields).
+    ``type`` (which pins ``source`` to the publishing service), that
+    ``subject`` is the aggregate id the message's ``x-subject`` names (JSON
+    Schema cannot compare two fields), and, given the ``exchange`` the event
+    arrived on, that the catalogue has its type published there.
     """
     if not isinstance(envelope, dict):
         raise CatalogueMismatch(f"an event envelope is a JSON object, got {type(envelope).__name__}")
@@ -131,18 +149,29 @@ def validate_event(envelope: dict) -> None:
     ref, _ = _messages_by_type().get(event_type, (None, None))
     if ref is None:
         message_for_type(event_type)  # raises with the list of known types
+    if exchange is not None and exchange_of_type(event_type) != exchange:
+        raise CatalogueMismatch(
+            f"{event_type} event arrived on {exchange!r}, but {CATALOGUE_PATH.name} has it published on "
+            f"{exchange_of_type(event_type)!r}"
+        )
     reasons = schema_errors(envelope, f"{ref}/payload")
     if reasons:
         raise CatalogueMismatch(
             f"{event_type} event {envelope.get('id')!r} does not match {CATALOGUE_PATH.name}:\n  " + "\n  ".join(reasons)
         )
-    subject_pointer = message_for_type(event_type).get("x-subject")
-    if subject_pointer:
-        try:
-            expected = resolve_pointer(envelope, subject_pointer)
-        except (KeyError, IndexError, TypeError):
-            raise CatalogueMismatch(f"{event_type} event lacks {subject_pointer}, which its subject must equal") from None
-        if envelope["subject"] != expected:
-            raise CatalogueMismatch(
-                f"{event_type} event subject {envelope['subject']!r} differs from {subject_pointer} = {expected!r}"
-            )
+    _check_subject(envelope, event_type, message_for_type(event_type).get("x-subject"))
+
+
+def _check_subject(envelope: dict, event_type: str, pointers) -> None:
+    """``x-subject``: one JSON pointer into the envelope, or a list whose values, joined by '/', make the subject."""
+    if not pointers:
+        return
+    pointers = [pointers] if isinstance(pointers, str) else list(pointers)
+    try:
+        expected = "/".join(str(resolve_pointer(envelope, pointer)) for pointer in pointers)
+    except (KeyError, IndexError, TypeError):
+        raise CatalogueMismatch(f"{event_type} event lacks one of {pointers}, which its subject is made of") from None
+    if envelope["subject"] != expected:
+        raise CatalogueMismatch(
+            f"{event_type} event subject {envelope['subject']!r} differs from {' + / + '.join(pointers)} = {expected!r}"
+        )

@@ -18,11 +18,16 @@ import grpc
 import pytest
 
 from services.checkins import api as checkins_api_module
+from services.checkins.goals_client import GoalsClient
+from services.checkins.handlers import Projection
+from services.checkins.staleness import advance_due
+from services.checkins.times import utc_now
 from services.goals.directory import Directory
 from tests.conftest import served_in_process
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
 from tests.helpers_checkins import publish_v2mom, world_content
 from tests.helpers_checkins_api import *  # noqa: F403
+from tests.helpers_checkins_events import approved, v2mom_data
 from tests.helpers_checkins_api import (
     ADMIN, AT_RISK, OFF_TRACK, ON_TRACK, Code, Store, correct_request, days_ago, expect, expect_nothing_written,
     measure_request, method_request, precondition_violations, stamp,
@@ -586,6 +591,27 @@ def test_only_admins_change_cycle_settings(world):
     for person in ("lee", "ceo"):
         expect_nothing_written(world.store, world.as_(person).UpdateCycleSettings, request, Code.PERMISSION_DENIED)
     expect_nothing_written(world.store, world.as_(None).UpdateCycleSettings, request, Code.UNAUTHENTICATED)
+
+
+def test_a_shorter_cadence_takes_effect_at_the_timers_next_tick(world, checkins_settings):
+    # The worker's side, in process: ann's V2MOM was published ten days ago, so on the default
+    # biweekly cadence its clocks are not due for four more days.
+    goals = GoalsClient(checkins_settings.goals_addr, checkins_settings.auth)
+    db = world.store.db
+    try:
+        Projection(db, goals).v2mom_approved(approved(v2mom_data(world.ann, 1, publish_time=days_ago(10))))
+    finally:
+        goals.close()
+    assert advance_due(db, utc_now()) == 0
+
+    world.as_("ada", ADMIN).UpdateCycleSettings(
+        checkins_pb2.UpdateCycleSettingsRequest(cycle_id="FY2027", cadence=checkins_pb2.CADENCE_WEEKLY)
+    )
+
+    assert advance_due(db, utc_now()) == 3  # every item: weekly, ten days without a check-in
+    stale = world.as_("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(owner_id="rob")).items
+    assert {(item.item_id, item.staleness) for item in stale} == {
+        ("msr-nps", checkins_pb2.STALENESS_STALE), ("msr-ttv", checkins_pb2.STALENESS_STALE)}
 
 
 @pytest.mark.parametrize("cycle_id, cadence, code, field", [

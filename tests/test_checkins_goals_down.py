@@ -7,6 +7,10 @@ stored copy can answer is taken: that copy is kept current by goals'
 v2mom_approved / v2mom_archived events, not by asking goals each time, so
 goals being down does not make it any less true. Replays and reads never
 need goals.
+
+Whether the caller has left is goals' to say too (CheckinsService.active_caller):
+while goals is down its last answer about a person stands; about someone it
+was never asked, reads go ahead and writes get UNAVAILABLE.
 """
 
 import time
@@ -16,6 +20,7 @@ import grpc
 import pytest
 
 from services.checkins.api import create_server as create_checkins_server
+from services.goals.directory import Directory
 from services.goals.api import create_server as create_goals_server
 from tests.conftest import served_in_process
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
@@ -84,6 +89,8 @@ def test_with_nothing_stored_a_checkin_is_unavailable_and_nothing_is_written(goa
 def test_a_stored_structure_keeps_taking_checkins_while_goals_is_down(goals_world, goals, checkins, store):
     ann = goals_world.ann_v2mom_id
     first = checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=20))
+    for person in ("rob", "cat"):  # goals tells checkins-api they are active before it goes down
+        checkins(person).ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=ann))
     goals.stop()
 
     again = checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=18))
@@ -142,3 +149,23 @@ def test_checkins_resume_when_goals_comes_back(goals_world, goals, checkins, sto
             assert error.code() == Code.UNAVAILABLE and time.monotonic() < deadline, error.details()
             time.sleep(0.2)
     assert store.count() == 1 and store.checkin(checkin.id)["v2mom_id"] == ann
+
+
+def test_while_goals_is_down_its_last_word_on_who_has_left_stands(goals_world, goals, checkins, store, db):
+    ann = goals_world.ann_v2mom_id
+    checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=20))
+    Directory(db, cache_seconds=0).upsert_person(
+        {"_id": "rob", "display_name": "Rob", "org_unit_id": "onboarding", "manager_id": "lee", "active": False}
+    )
+    expect(checkins("rob").ListCheckins, checkins_pb2.ListCheckinsRequest(v2mom_id=ann), Code.PERMISSION_DENIED)
+    goals.stop()
+
+    # A leaver goals named stays out, reading or writing.
+    expect(checkins("rob").ListCheckins, checkins_pb2.ListCheckinsRequest(v2mom_id=ann), Code.PERMISSION_DENIED)
+    expect_nothing_written(store, checkins("rob").RecordMethodCheckin, method_request(ann, "mth-calls"),
+                           Code.PERMISSION_DENIED)
+    # A colleague goals named active keeps checking in on the stored structure.
+    assert checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=18)).progress_percent == 60
+    # Someone goals was never asked about may read, but nothing is recorded in their name.
+    assert checkins("lee").ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=ann)).checkins
+    _unavailable(store, checkins("lee").RecordMeasureCheckin, measure_request(ann, "msr-ttv"))

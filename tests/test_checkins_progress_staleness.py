@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pymongo
 import pytest
 
-from services.checkins import staleness
+from services.checkins import staleness, structures
 from services.checkins.handlers import Projection
 from services.checkins.progress_store import ProgressReader
 from services.checkins.staleness import (
@@ -35,6 +35,7 @@ from tests.helpers_checkins_events import (
     recorded,
     v2mom_data,
 )
+from v2mom.v1 import goals_pb2
 
 PUBLISHED_AT = NOW - timedelta(days=1)
 WEEK = timedelta(days=7)
@@ -193,6 +194,21 @@ def test_a_check_in_before_the_approval_is_remembered_by_the_clock(cdb):
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=NOW - timedelta(days=20))))
     nps = clock(cdb)
     assert nps["active"] and nps["last_checkin_time"] == observed and nps["next_check_at"] == observed + WEEK
+
+
+def test_a_worker_that_learns_the_structure_from_the_apis_copy_starts_the_clocks_at_publication(cdb, projection):
+    # The approval never reached this worker; checkins-api stored the structure it fetched from goals.
+    published = goals_pb2.V2MOM(id="v2m_ann", revision=3, published_revision=3, owner_id="ann",
+                                org_unit_id="onboarding", cycle_id="FY2027", content=content())
+    published.publish_time.FromDatetime(NOW - timedelta(days=20))
+    structures.store(cdb, structures.structure_from_v2mom(published))
+
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", "msr-nps", observed=NOW - timedelta(hours=1))))
+
+    ttv = clock(cdb, "v2m_ann/measure/msr-ttv")
+    assert ttv["active"] and ttv["started_at"] == NOW - timedelta(days=20)
+    assert advance_due(cdb, NOW) == 2  # nobody checked in on msr-ttv or mth-guide for 20 days: stale now
+    assert clock(cdb)["staleness"] == FRESH
 
 
 # --- approvals and archives handled at the same time ------------------------------------------------------

@@ -7,10 +7,12 @@ very payloads goals-api put in its outbox.
 
 import random
 import threading
+from datetime import UTC
 
 import pytest
 
 from services.checkins import structures
+from services.checkins.times import to_millis
 from services.platform.events import MalformedEvent, to_wire
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
 from tests.helpers_checkins import world_content
@@ -163,6 +165,21 @@ def test_a_structure_learned_from_an_event_gets_its_cycle_dates_from_goals(goals
     assert (stored["cycle_start"], stored["cycle_end"]) == ("2026-02-01", "2027-01-31")
 
 
+def test_the_copy_keeps_when_goals_published_it_from_events_and_from_goals(goals_world, db, checkins_api, store):
+    published = goals_world.client("cat").GetV2MOM(
+        goals_pb2.GetV2MOMRequest(id=goals_world.ann_v2mom_id, view=goals_pb2.V2MOM_VIEW_PUBLISHED)
+    ).publish_time.ToDatetime(tzinfo=UTC)
+    team = goals_world.client("cat").GetV2MOM(
+        goals_pb2.GetV2MOMRequest(id=goals_world.team_v2mom_id, view=goals_pb2.V2MOM_VIEW_PUBLISHED)
+    ).publish_time.ToDatetime(tzinfo=UTC)
+
+    structures.store_from_event(store.db, approved_events(db, goals_world.ann_v2mom_id)[-1])
+    checkins_api("lee").RecordMeasureCheckin(measure_request(goals_world.team_v2mom_id, "msr-ttv"))  # fetched from goals
+
+    assert store.structure(goals_world.ann_v2mom_id)["publish_time"] == to_millis(published)
+    assert store.structure(goals_world.team_v2mom_id)["publish_time"] == to_millis(team)
+
+
 @pytest.mark.parametrize("mangle", [
     lambda data: "not a dict",
     lambda data: {**data, "v2momId": ""},
@@ -177,15 +194,3 @@ def test_malformed_approved_payloads_are_refused_and_store_nothing(goals_world, 
     with pytest.raises(MalformedEvent):
         structures.store_from_event(store.db, data)
     assert store.db.structures.count_documents({}) == 0
-
-
-def test_progress_of_a_measure_follows_the_readme(goals_world):
-    increasing = {"baseline": 20.0, "target": 60.0, "direction": "DIRECTION_INCREASE"}
-    decreasing = {"baseline": 30.0, "target": 10.0, "direction": "DIRECTION_DECREASE"}
-    unspecified_down = {"baseline": 30.0, "target": 10.0, "direction": "DIRECTION_UNSPECIFIED"}
-    assert structures.measure_progress(increasing, 30) == 25.0
-    assert structures.measure_progress(decreasing, 25) == 25.0
-    assert structures.measure_progress(unspecified_down, 25) == 25.0  # read from the numbers
-    assert structures.measure_progress(decreasing, 40) == 0.0
-    assert structures.measure_progress({**increasing, "target": 20.0}, 20) == 100.0
-    assert structures.measure_progress({**decreasing, "target": 30.0}, 31) == 0.0

@@ -3,7 +3,8 @@
 Goals publishes approvals and archives through its own outbox and worker;
 check-ins are written the way checkins-api writes them (the document with
 its event in the outbox) and leave through this worker's relay. Everything
-is asserted on the store and on the wire (``checkins.events``).
+is asserted on the store and on the wire (``checkins.events``), and every
+event seen on the wire must match docs/events.asyncapi.yaml.
 """
 
 import json
@@ -20,10 +21,11 @@ from services.checkins.progress_store import PROGRESS
 from services.checkins.staleness import ITEM_CLOCKS
 from services.platform.events import to_wire
 from services.platform.outbox import new_document_with_events
+from tests.catalogue import validate_event
 from tests.events_probe import EventProbe
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_checkins import world_content
-from tests.helpers_checkins_events import approved, archived, checkin_data, v2mom_data
+from tests.helpers_checkins_events import approved, archived, checkin_data as event_data, v2mom_data
 from v2mom.v1 import checkins_pb2, goals_pb2
 
 HANDLERS = ("on_v2mom_approved", "on_v2mom_archived", "on_checkin_recorded", "on_checkin_corrected", "on_progress_changed")
@@ -35,6 +37,11 @@ QUEUES = {
     "on_progress_changed": "evt-checkins-progress_changed--checkins_worker.on_progress_changed",
 }
 WEEKLY = checkins_pb2.CADENCE_WEEKLY
+
+
+def checkin_data(v2mom_id, item_id="msr-nps", cadence=checkins_pb2.CADENCE_BIWEEKLY, **fields):
+    """A check-in's event data as checkins-api writes it: it always names the cycle's cadence."""
+    return event_data(v2mom_id, item_id, cadence=cadence, **fields)
 
 
 @pytest.fixture
@@ -56,12 +63,18 @@ def cdb(checkins_settings):
     client.close()
 
 
+EXCHANGE = "checkins.events"
+
+
 @pytest.fixture
 def probe(settings):
-    """Bound before anything publishes, so it sees every event of the test."""
-    probe = EventProbe(settings.amqp_uri, "checkins.events")
+    """Bound before anything publishes, so it sees every event of the test; each must match the catalogue."""
+    probe = EventProbe(settings.amqp_uri, EXCHANGE)
     yield probe
+    probe.settle(quiet_seconds=0.3)
     probe.close()
+    for event in probe.received:
+        validate_event(event, exchange=EXCHANGE)
 
 
 @pytest.fixture
@@ -168,6 +181,8 @@ def test_check_ins_move_progress_and_roll_up_the_tree(world, cdb, probe, worker)
         return of_type(seen, "progress_changed", ann) and [e for e in of_type(seen, "progress_changed", team)
                                                            if e["data"]["cause"] == "child"]
     wait_for(announced_roll_up, message="the roll-up was not announced on checkins.events")
+    for event in probe.received:
+        validate_event(event, exchange=EXCHANGE)
     by_ann = next(e["data"] for e in of_type(probe.received, "progress_changed", ann) if e["data"]["cause"] == "checkin")
     assert by_ann["personId"] == "rob" and by_ann["itemId"] == "msr-nps" and by_ann["itemKind"] == "ITEM_KIND_MEASURE"
     assert by_ann["parentV2momId"] == team and by_ann["progressPercent"] == pytest.approx(37.5)
@@ -285,6 +300,7 @@ def test_the_timer_announces_stale_then_overdue_exactly_once(world, cdb, probe, 
     steps = [e for e in probe.received if e["type"] in ("item_became_stale", "item_overdue")]
     assert [e["type"] for e in steps] == ["item_became_stale", "item_overdue"]
     for event in steps:
+        validate_event(event, exchange=EXCHANGE)
         data = event["data"]
         item = data["item"]
         assert (item["v2momId"], item["itemId"], item["kind"]) == (ann, "msr-nps", "ITEM_KIND_MEASURE")

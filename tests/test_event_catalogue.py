@@ -1,8 +1,9 @@
-"""docs/events.asyncapi.yaml against what the goals service really publishes.
+"""docs/events.asyncapi.yaml against what the goals and check-ins services really publish.
 
 External consumers code against the catalogue, so it must cover exactly the
-published types, its examples must be valid, and payloads built by the
-service's own code (services/goals/events.py) must match it. The publisher
+published types, each on its service's exchange, its examples must be valid,
+and payloads built by the services' own code (services/goals/events.py,
+services/checkins/events.py) must match it. The publisher
 prints every field without explicit presence, defaults included, so the
 schemas must require exactly those (plus the message fields the service
 always sets), and admit `*_UNSPECIFIED` enum names exactly where the service
@@ -12,6 +13,7 @@ here, even before anyone populates it.
 """
 
 import copy
+import functools
 import json
 
 import pytest
@@ -20,37 +22,55 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
+from services.checkins import events as checkin_events
 from services.goals import events as goals_events
 from services.platform import events as platform_events
 from tests.catalogue import (
     CatalogueMismatch,
     _follow,
     catalogued_types,
+    exchange_of_type,
     load_catalogue,
     message_for_type,
     resolve_pointer,
     schema_errors,
     validate_event,
 )
-from v2mom.v1 import common_pb2, events_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 CATALOGUE = load_catalogue()
 SCHEMAS = CATALOGUE["components"]["schemas"]
+
+# Who publishes what: each service on its own exchange, "<service>.events".
+SERVICES = {goals_events.SERVICE: goals_events.EVENT_TYPES, checkin_events.SERVICE: checkin_events.EVENT_TYPES}
+SERVICE_OF = {event_type: service for service, types in SERVICES.items() for event_type in types}
+ALL_TYPES = tuple(SERVICE_OF)
+CHECKIN_TYPES = (checkin_events.CHECKIN_RECORDED, checkin_events.CHECKIN_CORRECTED)
+STALENESS_TYPES = (checkin_events.ITEM_BECAME_STALE, checkin_events.ITEM_OVERDUE)
 
 PAYLOAD_MESSAGES = {
     **{event_type: events_pb2.V2MOMEventData for event_type in goals_events.V2MOM_EVENT_TYPES},
     goals_events.PERSON_UPSERTED: events_pb2.PersonEventData,
     goals_events.ORG_UNIT_UPSERTED: events_pb2.OrgUnitEventData,
+    **{event_type: events_pb2.CheckinEventData for event_type in CHECKIN_TYPES},
+    checkin_events.PROGRESS_CHANGED: events_pb2.ProgressEventData,
+    **{event_type: events_pb2.ItemStalenessEventData for event_type in STALENESS_TYPES},
+}
+
+# The services' own envelope builders, one per type: the publishers' own serialisation.
+PUBLISHERS = {
+    **{event_type: functools.partial(goals_events.v2mom_event, event_type) for event_type in goals_events.V2MOM_EVENT_TYPES},
+    goals_events.PERSON_UPSERTED: goals_events.person_event,
+    goals_events.ORG_UNIT_UPSERTED: goals_events.org_unit_event,
+    **{event_type: functools.partial(checkin_events.checkin_event, event_type) for event_type in CHECKIN_TYPES},
+    checkin_events.PROGRESS_CHANGED: checkin_events.progress_event,
+    **{event_type: functools.partial(checkin_events.staleness_event, event_type) for event_type in STALENESS_TYPES},
 }
 
 
 def publish(event_type: str, data) -> dict:
-    """The envelope services/goals/events.py builds for a payload message: the publisher's own serialisation."""
-    if event_type == goals_events.PERSON_UPSERTED:
-        return goals_events.person_event(data)
-    if event_type == goals_events.ORG_UNIT_UPSERTED:
-        return goals_events.org_unit_event(data)
-    return goals_events.v2mom_event(event_type, data)
+    """The envelope the publishing service builds for a payload message."""
+    return PUBLISHERS[event_type](data)
 
 
 EXAMPLES = [
@@ -64,22 +84,28 @@ EXAMPLES = [
 
 
 def test_every_published_type_is_catalogued():
-    missing = set(goals_events.EVENT_TYPES) - catalogued_types()
+    missing = set(ALL_TYPES) - catalogued_types()
     assert not missing, f"published but not in docs/events.asyncapi.yaml: {sorted(missing)}"
 
 
 def test_catalogue_documents_only_published_types():
-    extra = catalogued_types() - set(goals_events.EVENT_TYPES)
-    assert not extra, f"documented but never published by services/goals/events.py: {sorted(extra)}"
+    extra = catalogued_types() - set(ALL_TYPES)
+    assert not extra, f"documented but never published by services/*/events.py: {sorted(extra)}"
+
+
+def test_event_types_are_unique_across_services():
+    # Channels are keyed by type, and consumers filter `#` bindings by type: a type may not mean two things.
+    assert len(ALL_TYPES) == sum(len(types) for types in SERVICES.values())
 
 
 def test_payload_message_table_covers_every_type():
-    # Guards this test module itself: a new type must get its proto here.
-    assert set(PAYLOAD_MESSAGES) == set(goals_events.EVENT_TYPES)
+    # Guards this test module itself: a new type must get its proto and publisher here.
+    assert set(PAYLOAD_MESSAGES) == set(PUBLISHERS) == set(ALL_TYPES)
 
 
-@pytest.mark.parametrize("event_type", goals_events.EVENT_TYPES)
+@pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_channel_routes_like_the_publisher(event_type):
+    service = SERVICE_OF[event_type]
     channel = CATALOGUE["channels"][event_type]
     assert channel["address"] == event_type, "the routing key is the event type"
     _, binding = _follow(channel["bindings"])
@@ -87,10 +113,13 @@ def test_channel_routes_like_the_publisher(event_type):
     assert amqp["is"] == "routingKey"
     exchange = amqp["exchange"]
     # The relay declares exactly this exchange (services/platform/outbox.py).
-    assert exchange["name"] == platform_events.exchange_name(goals_events.SERVICE)
+    assert exchange["name"] == platform_events.exchange_name(service) == exchange_of_type(event_type)
     assert (exchange["type"], exchange["durable"], exchange["autoDelete"]) == ("topic", True, False)
 
     message = message_for_type(event_type)
+    # The message pins `source` to what the service's envelope says, so validate_event tells the services apart.
+    source = next(part["properties"]["source"]["const"] for part in message["payload"]["allOf"] if "properties" in part)
+    assert source == publish(event_type, PAYLOAD_MESSAGES[event_type]())["source"] == f"/v2mom/{service}"
     assert message["name"] == event_type
     assert message["contentType"] == platform_events.CONTENT_TYPE
     assert message["bindings"]["amqp"]["messageType"] == event_type
@@ -109,6 +138,13 @@ def test_info_states_the_delivery_guarantee():
     description = CATALOGUE["info"]["description"]
     for phrase in ("at least once", "publisher confirms", "de-duplicate by the envelope `id`"):
         assert phrase in description, f"info.description should state {phrase!r}"
+
+
+def test_info_names_every_exchange():
+    description = CATALOGUE["info"]["description"]
+    for service in SERVICES:
+        assert f"`{platform_events.exchange_name(service)}`" in description
+        assert f"`/v2mom/{service}`" in description
 
 
 def test_info_states_that_defaults_are_present():
@@ -144,7 +180,7 @@ def test_example_data_is_canonical_proto3_json(event_type, example):
 
 def test_there_is_an_example_for_every_type():
     with_examples = {param.values[0] for param in EXAMPLES}
-    assert with_examples == set(goals_events.EVENT_TYPES)
+    assert with_examples == set(ALL_TYPES)
 
 
 # --- (c) payloads built by the service's own code -------------------------------------
@@ -286,6 +322,93 @@ def full_org_unit_data() -> events_pb2.OrgUnitEventData:
     )
 
 
+def full_checkin_data(**checkin_overrides) -> events_pb2.CheckinEventData:
+    """Every field set, a measure's and a method's alike: real check-ins set one or the other."""
+    fields = dict(
+        id="chk_01jnr5z9y7w5u3s1q9n7l5j3g1",
+        v2mom_id="v2m_01jdxjzq4k7m9p1s3v5x7z9b1d",
+        item_kind=checkins_pb2.ITEM_KIND_MEASURE,
+        item_id="msr_1",
+        author_id="ben.okafor",
+        owner_id="ana.lopez",
+        org_unit_id="fin.payments",
+        cycle_id="FY2027",
+        value=68.25,
+        progress_percent=50.0,
+        status=checkins_pb2.CHECKIN_STATUS_AT_RISK,
+        confidence=6,
+        comment="Checkout redesign ships next sprint.",
+        completed_milestone_ids=["mls_1"],
+        observe_time=_time("2027-03-15T16:20:05.118Z"),
+        record_time=_time("2027-03-16T08:11:59.004123Z"),
+        supersedes_id="chk_01jnp4x7c2v9m3k8q1w5e6r0ty",
+        correction_reason="Counted the test shop's orders.",
+        superseded_by_id="chk_01jnz0later0000000000000000",
+    )
+    fields.update(checkin_overrides)
+    return events_pb2.CheckinEventData(
+        checkin=checkins_pb2.Checkin(**fields),
+        item_title="Checkout conversion",
+        parent_v2mom_id="v2m_01jdw0m2p4r6t8v0x2z4b6d8f0",
+        cadence=checkins_pb2.CADENCE_WEEKLY,
+    )
+
+
+# What each check-in type looks like; every other field stays fully populated.
+CHECKIN_STEPS = {
+    checkin_events.CHECKIN_RECORDED: dict(supersedes_id="", correction_reason="", superseded_by_id=""),
+    # Announced when recorded: nothing has superseded a correction yet.
+    checkin_events.CHECKIN_CORRECTED: dict(superseded_by_id=""),
+}
+
+
+def full_progress_data() -> events_pb2.ProgressEventData:
+    return events_pb2.ProgressEventData(
+        v2mom_id="v2m_01jdxjzq4k7m9p1s3v5x7z9b1d",
+        owner_id="ana.lopez",
+        org_unit_id="fin.payments",
+        cycle_id="FY2027",
+        parent_v2mom_id="v2m_01jdw0m2p4r6t8v0x2z4b6d8f0",
+        progress_percent=50.0,
+        tree_progress_percent=37.5,
+        previous_progress_percent=12.5,
+        previous_tree_progress_percent=100.0,
+        revision=9,
+        cause="correction",
+        person_id="ben.okafor",
+        item_kind=checkins_pb2.ITEM_KIND_MEASURE,
+        item_id="msr_1",
+        off_track_measures=1,
+        measures=2,
+        archived=True,
+    )
+
+
+def full_staleness_data(staleness=checkins_pb2.STALENESS_OVERDUE) -> events_pb2.ItemStalenessEventData:
+    return events_pb2.ItemStalenessEventData(
+        item=checkins_pb2.StaleItem(
+            v2mom_id="v2m_01jdxjzq4k7m9p1s3v5x7z9b1d",
+            kind=checkins_pb2.ITEM_KIND_METHOD,
+            item_id="mth_1",
+            title="One-click checkout",
+            owner_id="ana.lopez",
+            org_unit_id="fin.payments",
+            cycle_id="FY2027",
+            staleness=staleness,
+            last_checkin_time=_time("2027-03-01T10:30:12.250Z"),
+            stale_since_time=_time("2027-03-15T10:30:12.250Z"),
+        ),
+        cadence=checkins_pb2.CADENCE_MONTHLY,
+        v2mom_owner_id="dora.kim",
+    )
+
+
+STALENESS_STEPS = {
+    checkin_events.ITEM_BECAME_STALE: checkins_pb2.STALENESS_STALE,
+    checkin_events.ITEM_OVERDUE: checkins_pb2.STALENESS_OVERDUE,
+}
+
+
 def unset_fields(message, path="") -> list[str]:
     """Every field, at any depth, left at its default: "fully populated" must stay true as protos grow."""
     unset = []
@@ -320,20 +443,29 @@ def built_events() -> list[dict]:
     built = [goals_events.v2mom_event(t, full_v2mom_data(**step)) for t, step in V2MOM_STEPS.items()]
     built.append(goals_events.person_event(full_person_data()))
     built.append(goals_events.org_unit_event(full_org_unit_data()))
+    built += [checkin_events.checkin_event(t, full_checkin_data(**step)) for t, step in CHECKIN_STEPS.items()]
+    built.append(checkin_events.progress_event(full_progress_data()))
+    built += [checkin_events.staleness_event(t, full_staleness_data(step)) for t, step in STALENESS_STEPS.items()]
     return built
 
 
 @pytest.mark.parametrize(
     "data",
-    [full_v2mom_data(), full_person_data(), full_org_unit_data()],
-    ids=["V2MOMEventData", "PersonEventData", "OrgUnitEventData"],
+    [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_checkin_data(), full_progress_data(),
+     full_staleness_data()],
+    ids=lambda data: type(data).__name__,
 )
 def test_payload_fixtures_populate_every_field(data):
     assert unset_fields(data) == [], "populate these so the catalogue check below covers them"
 
 
-def test_v2mom_steps_cover_every_v2mom_type():
+def test_steps_cover_every_type_of_their_payload():
     assert set(V2MOM_STEPS) == set(goals_events.V2MOM_EVENT_TYPES)
+    assert set(CHECKIN_STEPS) == set(CHECKIN_TYPES) and set(STALENESS_STEPS) == set(STALENESS_TYPES)
+
+
+def test_built_events_cover_every_type():
+    assert sorted(envelope["type"] for envelope in built_events()) == sorted(ALL_TYPES)
 
 
 @pytest.mark.parametrize("envelope", built_events(), ids=lambda envelope: envelope["type"])
@@ -403,6 +535,44 @@ def sparse_events() -> list[dict]:
                 revision=1,
             )
         ),
+        *sparse_checkins_events(),
+    ]
+
+
+def sparse_checkins_events() -> list[dict]:
+    """The check-ins service's sparsest: a method check-in at 0 % with no comment, a first progress, a never-checked item."""
+
+    def checkin(**fields) -> checkins_pb2.Checkin:
+        message = checkins_pb2.Checkin(
+            id="chk_1", v2mom_id="v2m_1", item_kind=checkins_pb2.ITEM_KIND_METHOD, item_id="mth_1", author_id="ana.lopez",
+            owner_id="ana.lopez", org_unit_id="fin.payments", cycle_id="FY2027", status=checkins_pb2.CHECKIN_STATUS_ON_TRACK,
+            observe_time=_time("2027-03-15T16:20:05Z"), record_time=_time("2027-03-15T16:20:05Z"), **fields,
+        )
+        return message
+
+    def data(message: checkins_pb2.Checkin) -> events_pb2.CheckinEventData:
+        return events_pb2.CheckinEventData(checkin=message, item_title="Ship it", cadence=checkins_pb2.CADENCE_BIWEEKLY)
+
+    return [
+        checkin_events.checkin_event(checkin_events.CHECKIN_RECORDED, data(checkin())),
+        checkin_events.checkin_event(
+            checkin_events.CHECKIN_CORRECTED, data(checkin(supersedes_id="chk_0", correction_reason="Wrong method"))
+        ),
+        checkin_events.progress_event(events_pb2.ProgressEventData(
+            v2mom_id="v2m_1", owner_id="ana.lopez", org_unit_id="fin.payments", cycle_id="FY2027", revision=1,
+            cause="structure",
+        )),
+        *[
+            checkin_events.staleness_event(event_type, events_pb2.ItemStalenessEventData(
+                item=checkins_pb2.StaleItem(
+                    v2mom_id="v2m_1", kind=checkins_pb2.ITEM_KIND_MEASURE, item_id="msr_1", title="NPS",
+                    owner_id="ana.lopez", org_unit_id="fin.payments", cycle_id="FY2027", staleness=staleness,
+                    stale_since_time=_time("2027-03-15T00:00:00Z"),
+                ),
+                cadence=checkins_pb2.CADENCE_BIWEEKLY, v2mom_owner_id="ana.lopez",
+            ))
+            for event_type, staleness in STALENESS_STEPS.items()
+        ],
     ]
 
 
@@ -584,6 +754,71 @@ def test_validate_event_rejects_non_objects():
         validate_event(b'{"type": "v2mom_created"}')  # type: ignore[arg-type]
 
 
+def _checkins_event(event_type):
+    if event_type in CHECKIN_STEPS:
+        return on_the_wire(publish(event_type, full_checkin_data(**CHECKIN_STEPS[event_type])))
+    if event_type in STALENESS_STEPS:
+        return on_the_wire(publish(event_type, full_staleness_data(STALENESS_STEPS[event_type])))
+    return on_the_wire(publish(event_type, full_progress_data()))
+
+
+RECORDED, CORRECTED = checkin_events.CHECKIN_RECORDED, checkin_events.CHECKIN_CORRECTED
+PROGRESS, STALE, OVERDUE = checkin_events.PROGRESS_CHANGED, checkin_events.ITEM_BECAME_STALE, checkin_events.ITEM_OVERDUE
+
+CHECKINS_DRIFT = [
+    pytest.param(RECORDED, _set("data/checkin/supersedesId", "chk_0"), "supersedesId", id="recorded-supersedes"),
+    pytest.param(RECORDED, _set("data/checkin/correctionReason", "why"), "correctionReason", id="recorded-with-reason"),
+    pytest.param(CORRECTED, _set("data/checkin/supersedesId", ""), "supersedesId", id="corrected-supersedes-nothing"),
+    pytest.param(CORRECTED, _set("data/checkin/correctionReason", " \t"), "correctionReason", id="corrected-blank-reason"),
+    pytest.param(CORRECTED, _set("data/checkin/supersededById", "chk_2"), "supersededById", id="announced-superseded"),
+    pytest.param(RECORDED, _set("data/checkin/confidence", 11), "confidence", id="confidence-above-10"),
+    pytest.param(RECORDED, _set("data/checkin/progressPercent", 100.5), "progressPercent", id="progress-above-100"),
+    pytest.param(RECORDED, _set("data/checkin/value", "68.25"), "value", id="value-as-string"),
+    pytest.param(RECORDED, _set("data/checkin/status", "CHECKIN_STATUS_UNSPECIFIED"), "status", id="unspecified-status"),
+    pytest.param(RECORDED, _set("data/cadence", "CADENCE_UNSPECIFIED"), "cadence", id="unspecified-cadence"),
+    pytest.param(RECORDED, _set("data/checkin/itemKind", "MEASURE"), "itemKind", id="item-kind-short-name"),
+    pytest.param(RECORDED, _delete("data/checkin/observeTime"), "observeTime", id="observe-time-left-out"),
+    pytest.param(RECORDED, _delete("data/checkin/completedMilestoneIds"), "completedMilestoneIds", id="empty-list-left-out"),
+    pytest.param(RECORDED, _delete("data/parentV2momId"), "parentV2momId", id="top-level-parent-left-out"),
+    pytest.param(RECORDED, _set("data/checkin/authorId", "someone else"), "authorId", id="author-not-a-directory-id"),
+    pytest.param(RECORDED, _set("subject", "chk_other"), "subject", id="subject-not-the-checkin"),
+    pytest.param(RECORDED, _set("source", "/v2mom/goals"), "source", id="checkin-from-goals"),
+    pytest.param(PROGRESS, _set("data/revision", 9), "revision", id="progress-revision-as-number"),
+    pytest.param(PROGRESS, _set("data/cause", "magic"), "cause", id="unknown-cause"),
+    pytest.param(PROGRESS, _set("data/treeProgressPercent", -1), "treeProgressPercent", id="tree-progress-negative"),
+    pytest.param(PROGRESS, _delete("data/offTrackMeasures"), "offTrackMeasures", id="zero-count-left-out"),
+    pytest.param(PROGRESS, _delete("data/archived"), "archived", id="false-left-out"),
+    pytest.param(PROGRESS, _set("data/measures", 2.5), "measures", id="count-not-an-integer"),
+    pytest.param(STALE, _set("data/item/staleness", "STALENESS_OVERDUE"), "staleness", id="stale-says-overdue"),
+    pytest.param(OVERDUE, _set("data/item/staleness", "STALENESS_STALE"), "staleness", id="overdue-says-stale"),
+    pytest.param(OVERDUE, _delete("data/item/staleSinceTime"), "staleSinceTime", id="stale-since-left-out"),
+    pytest.param(OVERDUE, _set("data/item/kind", "ITEM_KIND_UNSPECIFIED"), "kind", id="unspecified-item-kind"),
+    pytest.param(OVERDUE, _set("subject", "v2m_01jdxjzq4k7m9p1s3v5x7z9b1d"), "subject", id="subject-without-item"),
+    pytest.param(STALE, _delete("data/item/itemId"), "itemId", id="item-without-id"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "mutate", "named"), CHECKINS_DRIFT)
+def test_validate_event_rejects_checkins_drift(event_type, mutate, named):
+    event = _checkins_event(event_type)
+    validate_event(copy.deepcopy(event), exchange="checkins.events")  # the unmutated event passes
+    mutate(event)
+    with pytest.raises(CatalogueMismatch) as raised:
+        validate_event(event)
+    assert named in str(raised.value), f"the error should point at {named!r}: {raised.value}"
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_validate_event_knows_which_exchange_each_type_comes_from(event_type):
+    event = _checkins_event(event_type) if SERVICE_OF[event_type] == checkin_events.SERVICE else None
+    event = event or on_the_wire(next(e for e in built_events() if e["type"] == event_type))
+    own = platform_events.exchange_name(SERVICE_OF[event_type])
+    validate_event(event, exchange=own)
+    for service in SERVICES.keys() - {SERVICE_OF[event_type]}:
+        with pytest.raises(CatalogueMismatch, match=f"arrived on '{service}.events'"):
+            validate_event(event, exchange=platform_events.exchange_name(service))
+
+
 # --- data schemas mirror the protos, field by field ---------------------------------------
 
 WELL_KNOWN = {"google.protobuf.Timestamp": "Timestamp", "google.type.Date": "Date"}
@@ -634,6 +869,8 @@ UNSPECIFIED_SENT = {
     "v2mom.v1.V2MOMEventData.previous_state",
     "v2mom.v1.Measure.kind",
     "v2mom.v1.Measure.direction",
+    # progress_changed caused by an approval, an archive or a child names no item (progress_store.Cause).
+    "v2mom.v1.ProgressEventData.item_kind",
 }
 
 # Message fields have presence, so they are printed only when set. These the
@@ -644,6 +881,13 @@ ALWAYS_SET = {
     "v2mom.v1.V2MOMEventData.content",
     "v2mom.v1.PersonEventData.person",
     "v2mom.v1.OrgUnitEventData.org_unit",
+    # The check-ins service: convert.checkin_event_data, staleness.staleness_event (a clock only
+    # announces a step to STALE or OVERDUE, and both set stale_since).
+    "v2mom.v1.CheckinEventData.checkin",
+    "v2mom.v1.Checkin.observe_time",
+    "v2mom.v1.Checkin.record_time",
+    "v2mom.v1.ItemStalenessEventData.item",
+    "v2mom.v1.StaleItem.stale_since_time",
 }
 
 
@@ -724,15 +968,13 @@ def mismatches(descriptor, schema_name: str, seen: set[str]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "proto", [events_pb2.V2MOMEventData, events_pb2.PersonEventData, events_pb2.OrgUnitEventData], ids=lambda p: p.__name__
-)
+@pytest.mark.parametrize("proto", sorted(set(PAYLOAD_MESSAGES.values()), key=lambda p: p.__name__), ids=lambda p: p.__name__)
 def test_data_schema_mirrors_proto(proto):
     problems = mismatches(proto.DESCRIPTOR, proto.DESCRIPTOR.name, set())
     assert not problems, "docs/events.asyncapi.yaml differs from the protos:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("event_type", goals_events.EVENT_TYPES)
+@pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_message_data_builds_on_its_proto_schema(event_type):
     payload = message_for_type(event_type)["payload"]
     data_ref = next(part["properties"]["data"]["$ref"] for part in payload["allOf"] if "properties" in part)
@@ -751,6 +993,11 @@ def test_message_data_builds_on_its_proto_schema(event_type):
         ("ObstacleStatus", goals_pb2.ObstacleStatus, False),
         ("MeasureKind", goals_pb2.MeasureKind, True),
         ("Direction", goals_pb2.Direction, True),
+        ("ItemKind", checkins_pb2.ItemKind, False),
+        ("ItemKindOrUnspecified", checkins_pb2.ItemKind, True),
+        ("CheckinStatus", checkins_pb2.CheckinStatus, False),
+        ("Cadence", checkins_pb2.Cadence, False),
+        ("Staleness", checkins_pb2.Staleness, False),
     ],
 )
 def test_enum_schemas_list_every_proto_value(schema_name, enum, with_unspecified):

@@ -5,6 +5,7 @@ prints its result and returns the exit status.
 """
 
 import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -14,24 +15,36 @@ from v2mom.v1 import goals_pb2
 
 from . import refs, render, yaml_content
 from .errors import CliError
-from .session import Client, claims_of, load_token, login as mint_login, token_path
+from .session import CHECKINS_API, DEFAULT_CHECKINS_ADDR, Client, claims_of, load_token, login as mint_login, token_path
 
 STATES = {name.removeprefix("V2MOM_STATE_").lower(): value for name, value in goals_pb2.V2MOMState.items() if value}
 
 
 class Context:
-    """The connection and identity a command works with, opened on first use."""
+    """The connections and identity a command works with, opened on first use."""
 
-    def __init__(self, addr: str):
+    def __init__(self, addr: str, checkins_addr: str = DEFAULT_CHECKINS_ADDR):
         self.addr = addr
+        self.checkins_addr = checkins_addr
         self._client: Client | None = None
+        self._checkins: Client | None = None
         self._names: dict[str, str] = {}
+        # One per invocation: every attempt at this command's write carries it, so it is recorded once.
+        self.idempotency_key = f"cli-{uuid.uuid4().hex}"
 
     @property
     def client(self) -> Client:
+        """The goals API."""
         if self._client is None:
             self._client = Client(self.addr, load_token())
         return self._client
+
+    @property
+    def checkins(self) -> Client:
+        """The check-ins API, as the same person."""
+        if self._checkins is None:
+            self._checkins = Client(self.checkins_addr, self.client.token, CHECKINS_API)
+        return self._checkins
 
     @property
     def me(self) -> str:
@@ -56,8 +69,9 @@ class Context:
         return self._names[person_id]
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, self._checkins):
+            if client is not None:
+                client.close()
 
 
 # --- who you are ------------------------------------------------------------------

@@ -19,6 +19,30 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class ApiCallFailed(grpc.RpcError):
+    """A failed gRPC call, and which API it went to: the CLI talks to two.
+
+    Still a grpc.RpcError with the call's code, details and trailers, so
+    code that handles one status (a NOT_FOUND that is fine) needs no change.
+    """
+
+    def __init__(self, error: grpc.RpcError, api_name: str, setting: str, addr: str):
+        super().__init__(error.details())
+        self.error = error
+        self.api_name = api_name
+        self.setting = setting
+        self.addr = addr
+
+    def code(self):
+        return self.error.code()
+
+    def details(self):
+        return self.error.details()
+
+    def trailing_metadata(self):
+        return self.error.trailing_metadata()
+
+
 HINTS = {
     grpc.StatusCode.UNAUTHENTICATED: "log in again: v2mom login <person-id>",
     grpc.StatusCode.ABORTED: "someone changed it meanwhile: run the command again",
@@ -26,15 +50,19 @@ HINTS = {
 
 
 def describe_rpc_error(error: grpc.RpcError, addr: str) -> list[str]:
-    """The lines to print for a failed call."""
+    """The lines to print for a failed call; `addr` is the goals API's, for an error that does not say."""
+    api, setting = "goals API", "--addr / V2MOM_GOALS_ADDR"
+    if isinstance(error, ApiCallFailed):
+        api, setting, addr = error.api_name, error.setting, error.addr
     code = error.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
+    # An API that answers UNAVAILABLE itself (it cannot reach one it depends on) says why; show that.
+    if code == grpc.StatusCode.UNAVAILABLE and not _answered(error):
         return [
-            f"error: cannot reach the goals API at {addr}",
-            "  start it with `make run`, or point --addr / V2MOM_GOALS_ADDR at a running one",
+            f"error: cannot reach the {api} at {addr}",
+            f"  start it with `make run`, or point {setting} at a running one",
         ]
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return [f"error: the goals API at {addr} did not answer in time"]
+        return [f"error: the {api} at {addr} did not answer in time"]
     violations, details = _detail_lines(error)
     if violations:
         # The message only summarises the field violations listed below it.
@@ -45,6 +73,14 @@ def describe_rpc_error(error: grpc.RpcError, addr: str) -> list[str]:
     if code in HINTS:
         lines.append(f"  hint: {HINTS[code]}")
     return lines
+
+
+def _answered(error: grpc.RpcError) -> bool:
+    """Whether the status came from the service (its errors carry google.rpc details), not from the transport."""
+    try:
+        return rpc_status.from_call(error) is not None
+    except ValueError:
+        return False
 
 
 def _detail_lines(error: grpc.RpcError) -> tuple[bool, list[str]]:

@@ -8,19 +8,23 @@ import os
 import sys
 import textwrap
 import traceback
+from datetime import date
 
 import grpc
 
-from . import commands, refs, yaml_content
+from . import checkins, commands, refs, yaml_content
 from .errors import CliError, describe_rpc_error
-from .session import DEFAULT_ADDR
+from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR
 
 REFERENCES = textwrap.indent(refs.__doc__.split("\n", 2)[2].strip(), "  ")
 EPILOG = f"""\
 V2MOMs are named by id, or by reference:
 {REFERENCES}
 
-The API address comes from --addr, else V2MOM_GOALS_ADDR, else {DEFAULT_ADDR}.
+Measures and methods are named by id, or by the start of their title.
+
+The goals API address comes from --addr, else V2MOM_GOALS_ADDR, else {DEFAULT_ADDR};
+the check-ins API's from --checkins-addr, else V2MOM_CHECKINS_ADDR, else {DEFAULT_CHECKINS_ADDR}.
 The token lives in ~/.config/v2mom/token, or wherever V2MOM_TOKEN_FILE points.
 """
 
@@ -31,11 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     # --addr works before or after the command; after it, it wins.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--addr", default=argparse.SUPPRESS, help=f"goals API host:port (default {DEFAULT_ADDR})")
+    common.add_argument(
+        "--checkins-addr", default=argparse.SUPPRESS, help=f"check-ins API host:port (default {DEFAULT_CHECKINS_ADDR})"
+    )
     parser = argparse.ArgumentParser(
         prog="v2mom", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--addr", default=os.environ.get("V2MOM_GOALS_ADDR") or DEFAULT_ADDR, help="goals API host:port (see below)"
+    )
+    parser.add_argument(
+        "--checkins-addr", default=os.environ.get("V2MOM_CHECKINS_ADDR") or DEFAULT_CHECKINS_ADDR,
+        help="check-ins API host:port (see below)",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
@@ -102,12 +113,64 @@ def build_parser() -> argparse.ArgumentParser:
     tree = command("tree", commands.tree, "show what aligns to a V2MOM, as a tree")
     tree.add_argument("v2mom")
     tree.add_argument("--depth", type=int, default=0, help="levels below it to show (1-10, default all)")
+    add_checkin_commands(command)
     return parser
+
+
+def add_checkin_commands(command) -> None:
+    statuses = list(checkins.STATUSES)
+    record = command(
+        "checkin", checkins.checkin, "record how a measure or a method of a published V2MOM is going",
+        description="A measure takes --value (and --confidence); a method takes --progress (and --milestone).",
+    )
+    record.add_argument("v2mom", help="id or reference (see `v2mom --help`)")
+    record.add_argument("item", help="the measure's or method's id, or the start of its title")
+    record.add_argument("--status", required=True, choices=statuses, help="how it is going")
+    record.add_argument("--value", type=float, help="a measure's current value")
+    record.add_argument("--confidence", type=int, help="a measure: how sure you are it will reach its target, 0-10")
+    record.add_argument("--progress", type=float, help="a method: how far it is, 0-100")
+    record.add_argument("--milestone", action="append", help="a method's milestone now done (id or title); repeatable")
+    record.add_argument("--comment", help="what is behind the number")
+    record.add_argument("--observed", type=_day, help="the day it was so, YYYY-MM-DD (default now)")
+
+    fix = command(
+        "correct", checkins.correct, "correct a check-in: a new one replaces it, and the old one stays in the history",
+        description="Only what you give changes; the rest is taken from the check-in you correct.",
+    )
+    fix.add_argument("checkin_id", help="the check-in's id (see `v2mom checkins`)")
+    fix.add_argument("--reason", required=True, help="why it was wrong, for the history")
+    fix.add_argument("--value", type=float, help="a measure's corrected value")
+    fix.add_argument("--progress", type=float, help="a method's corrected progress, 0-100")
+    fix.add_argument("--status", choices=statuses)
+    fix.add_argument("--confidence", type=int, help="0-10, measures only")
+    fix.add_argument("--comment")
+
+    listing = command("checkins", checkins.list_checkins, "list a V2MOM's check-ins, newest first")
+    listing.add_argument("v2mom", help="id or reference")
+    listing.add_argument("--item", help="only this measure or method (id or start of its title)")
+    listing.add_argument("--all", action="store_true", help="include check-ins that were corrected since")
+
+    progress = command("progress", checkins.progress, "show how far a V2MOM has come, item by item")
+    progress.add_argument("v2mom", help="id or reference")
+    progress.add_argument("--tree", action="store_true", help="also the V2MOMs aligned below it")
+    history = command("progress-history", checkins.progress_history, "show a V2MOM's progress week by week")
+    history.add_argument("v2mom", help="id or reference")
+
+    stale = command("stale", checkins.stale, "list measures and methods that are stale or overdue for a check-in")
+    stale.add_argument("--owner", help="whose items: me (the default), @person or a person id")
+    stale.add_argument("--unit", help="the items of an org unit and every unit below it")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    context = commands.Context(args.addr)
+    context = commands.Context(args.addr, args.checkins_addr)
     try:
         return args.handler(context, args)
     except CliError as error:

@@ -95,17 +95,17 @@ def units_tree(units) -> str:
     def label(unit) -> str:
         return f"{unit.name} ({unit.id}) · {level_name(unit.level)} · led by {unit.leader_id or 'nobody'}"
 
-    return _tree(children.get("", []), lambda u: children.get(u.id, []), label)
+    return tree_text(children.get("", []), lambda u: children.get(u.id, []), label)
 
 
 def alignment_tree(root: goals_pb2.AlignmentNode) -> str:
     def label(node) -> str:
         return f"{node.title} [{state_name(node.state)}] · {level_name(node.level)} · {node.owner_id} · {node.id}"
 
-    return _tree([root], lambda node: node.children, label)
+    return tree_text([root], lambda node: node.children, label)
 
 
-def _tree(roots, children_of, label) -> str:
+def tree_text(roots, children_of, label) -> str:
     lines: list[str] = []
 
     def walk(node, prefix: str, connector: str, child_prefix: str) -> None:

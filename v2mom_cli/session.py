@@ -1,4 +1,4 @@
-"""Who you are to the goals API: the saved token, and the connection that carries it.
+"""Who you are to the APIs: the saved token, and the connections that carry it.
 
 `v2mom login` mints a development token signed with the shared HS256 secret
 (JWT_SECRET, the same one the services verify with). With RS256 the signing
@@ -8,6 +8,7 @@ from there into the token file instead.
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -15,15 +16,32 @@ import jwt
 
 from services.platform.auth import bearer_metadata, mint_token
 from services.platform.config import AuthSettings, ConfigError, load_auth
-from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
+from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
-from .errors import CliError
+from .errors import ApiCallFailed, CliError
 
 DEFAULT_ADDR = "127.0.0.1:50051"
+DEFAULT_CHECKINS_ADDR = "127.0.0.1:50052"
 TOKEN_TTL_SECONDS = 8 * 3600
 # Just long enough to look the person up; it never leaves this process.
 BOOTSTRAP_TTL_SECONDS = 60
 CALL_TIMEOUT_SECONDS = 10.0
+# A call that never arrived, or whose answer was lost, is worth another try.
+RETRIABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRY_PAUSE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Api:
+    """One of the APIs the CLI talks to, and how people point it elsewhere."""
+
+    name: str
+    setting: str
+    stub_class: type
+
+
+GOALS_API = Api("goals API", "--addr / V2MOM_GOALS_ADDR", goals_pb2_grpc.GoalServiceStub)
+CHECKINS_API = Api("check-ins API", "--checkins-addr / V2MOM_CHECKINS_ADDR", checkins_pb2_grpc.CheckinServiceStub)
 
 
 def token_path() -> Path:
@@ -76,17 +94,33 @@ def dev_auth() -> AuthSettings:
 
 
 class Client:
-    """A gRPC connection to GoalService that sends one person's token with every call."""
+    """A gRPC connection to one API that sends one person's token with every call.
 
-    def __init__(self, addr: str, token: str):
+    A failed call raises ApiCallFailed, a grpc.RpcError that also says which
+    API failed, so the message can name the right address to fix.
+    """
+
+    def __init__(self, addr: str, token: str, api: Api = GOALS_API):
         self.addr = addr
+        self.api = api
         self.token = token
         self.channel = grpc.insecure_channel(addr)
-        self.stub = goals_pb2_grpc.GoalServiceStub(self.channel)
+        self.stub = api.stub_class(self.channel)
         self._metadata = bearer_metadata(token)
 
-    def call(self, rpc: str, request):
-        return getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=CALL_TIMEOUT_SECONDS)
+    def call(self, rpc: str, request, attempts: int = 1):
+        """attempts > 1 retries a call that never arrived or whose answer was lost.
+
+        Only for calls that are safe to repeat: reads, and writes carrying an
+        idempotency key, which the API answers with the first result.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=CALL_TIMEOUT_SECONDS)
+            except grpc.RpcError as error:
+                if attempt == attempts or error.code() not in RETRIABLE:
+                    raise ApiCallFailed(error, self.api.name, self.api.setting, self.addr) from None
+                time.sleep(RETRY_PAUSE_SECONDS * attempt)
 
     def close(self) -> None:
         self.channel.close()

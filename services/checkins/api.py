@@ -5,6 +5,8 @@ Run it with ``python -m services.checkins.api``; GRPC_ADDR (default
 the JWT_* variables configure it (services/platform/config.py).
 """
 
+import functools
+
 from services.platform import logs
 from services.platform.auth import current_caller
 from services.platform.config import Settings, load
@@ -29,37 +31,43 @@ def _authorization(context) -> str:
 
 
 class CheckinServicer(checkins_pb2_grpc.CheckinServiceServicer):
-    """Thin: every RPC hands the authenticated caller and request to CheckinsService."""
+    """Thin: every RPC hands the authenticated, still active caller and request to CheckinsService."""
 
     def __init__(self, service: CheckinsService):
         self.service = service
 
+    def _writer(self):
+        return self.service.active_caller(current_caller(), writes=True)
+
+    def _reader(self):
+        return self.service.active_caller(current_caller(), writes=False)
+
     def RecordMeasureCheckin(self, request, context):
-        return self.service.record_measure(current_caller(), request, _authorization(context))
+        return self.service.record_measure(self._writer(), request, _authorization(context))
 
     def RecordMethodCheckin(self, request, context):
-        return self.service.record_method(current_caller(), request, _authorization(context))
+        return self.service.record_method(self._writer(), request, _authorization(context))
 
     def CorrectCheckin(self, request, context):
-        return self.service.correct(current_caller(), request, _authorization(context))
+        return self.service.correct(self._writer(), request, _authorization(context))
 
     def ListCheckins(self, request, context):
-        return self.service.list_checkins(current_caller(), request)
+        return self.service.list_checkins(self._reader(), request)
 
     def GetProgress(self, request, context):
-        return self.service.progress(current_caller(), request)
+        return self.service.progress(self._reader(), request)
 
     def GetProgressHistory(self, request, context):
-        return self.service.progress_history(current_caller(), request)
+        return self.service.progress_history(self._reader(), request)
 
     def ListStaleItems(self, request, context):
-        return self.service.stale_items(current_caller(), request)
+        return self.service.stale_items(self._reader(), request)
 
     def GetCycleSettings(self, request, context):
-        return self.service.get_cycle_settings(current_caller(), request)
+        return self.service.get_cycle_settings(self._reader(), request)
 
     def UpdateCycleSettings(self, request, context):
-        return self.service.update_cycle_settings(current_caller(), request)
+        return self.service.update_cycle_settings(self._writer(), request)
 
 
 def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
@@ -70,7 +78,7 @@ def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
     goals = GoalsClient(settings.goals_addr, settings.auth)
     return CheckinsService(
         CheckinRepository(db), CycleSettingsRepository(db), StructureCache(db, goals), goals,
-        progress_reader or ProgressReader(db),
+        progress_reader or ProgressReader(db), functools.partial(staleness.reschedule_cycle, db),
     )
 
 

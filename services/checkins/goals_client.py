@@ -21,13 +21,20 @@ from services.platform.grpc_client import ServiceClient
 
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
+from .validation import ID_PATTERN
+
 log = logging.getLogger(__name__)
 
 GOALS_DOWN = "goals-api is unavailable, so this cannot be checked now; nothing was recorded. Try again in a moment"
 CYCLES_SECONDS = 60.0
 ORG_UNITS_SECONDS = 30.0
+# How long goals' word that a person is (in)active is trusted: a leaver keeps
+# access to checkins-api for at most this long after HR marks them inactive.
+PERSON_SECONDS = 30.0
 # 200 pages of 200: far beyond any org, and a bound if goals ever returned tokens forever.
 MAX_ORG_UNIT_PAGES = 200
+# "Never asked", told apart from None ("goals does not know them").
+_UNKNOWN = object()
 
 
 class GoalsRefused(RuntimeError):
@@ -53,6 +60,12 @@ class Expiring:
             return hit[0]
         return self.refresh(key, load)
 
+    def last(self, key, default=None):
+        """The last value loaded for key, however old (default when none ever was)."""
+        with self._lock:
+            hit = self._values.get(key)
+        return default if hit is None else hit[0]
+
     def refresh(self, key, load: Callable):
         value = load()
         with self._lock:
@@ -65,6 +78,7 @@ class GoalsClient:
         self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "checkins")
         self._cycles = Expiring(CYCLES_SECONDS)
         self._org_units = Expiring(ORG_UNITS_SECONDS)
+        self._people = Expiring(PERSON_SECONDS)
 
     def published_v2mom(self, v2mom_id: str) -> goals_pb2.V2MOM | None:
         """The published version (state PUBLISHED or ARCHIVED); None when unknown or never published.
@@ -100,6 +114,23 @@ class GoalsClient:
             cycles = self._cycles.refresh("all", self._load_cycles)  # a cycle created since we last asked
         return cycles.get(cycle_id)
 
+    def person_active(self, person_id: str) -> bool | None:
+        """Whether goals' directory has the person as active; None when it does not know them.
+
+        Asked at most once per PERSON_SECONDS per person. While goals-api is
+        unreachable the last answer stands, however old; with none, this
+        raises UNAVAILABLE and the caller decides.
+        """
+        if not ID_PATTERN.match(person_id):
+            return None  # not a directory id: goals cannot know them, and would refuse to look
+        try:
+            return self._people.get(person_id, lambda: self._load_person_active(person_id))
+        except Unavailable:
+            known = self._people.last(person_id, default=_UNKNOWN)
+            if known is _UNKNOWN:
+                raise
+            return known
+
     def org_subtree(self, org_unit_id: str) -> list[str] | None:
         """The org unit and every unit below it, breadth first; None when goals does not know it."""
         children: dict[str, list[str]] = self._org_units.get("all", self._load_org_tree)
@@ -134,6 +165,10 @@ class GoalsClient:
                 "goals-api refused a call", extra={"rpc": rpc, "code": error.code().name, "reason": error.details()}
             )
             raise GoalsRefused(f"goals-api refused {rpc}: {error.code().name}") from None
+
+    def _load_person_active(self, person_id: str) -> bool | None:
+        person = self._call("GetPerson", goals_pb2.GetPersonRequest(id=person_id))
+        return None if person is None else person.active
 
     def _load_cycles(self) -> dict[str, tuple[date, date]]:
         response = self._call("ListCycles", goals_pb2.ListCyclesRequest())

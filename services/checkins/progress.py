@@ -1,8 +1,8 @@
 """How far a V2MOM has come: pure functions over plain values, no I/O.
 
 progress_store.py feeds these from the stored latest check-ins and the
-published structure; the API may use ``measure_progress`` to derive a
-check-in's progress the same way.
+published structure; service.py derives a check-in's progress with the same
+``measure_progress``, so the two never disagree.
 """
 
 from collections.abc import Iterable

@@ -78,7 +78,8 @@ class PublishedV2MOM:
             v2mom_id=stored["_id"], revision=stored["published_revision"], owner_id=owner,
             org_unit_id=stored.get("org_unit_id", ""), cycle_id=stored.get("cycle_id", ""),
             parent_id=stored.get("parent_id") or "", title=stored.get("title", ""),
-            # A copy may not say when it was published: the clocks then start when this worker learns of it.
+            # Copies keep goals' publish_time (structures.py), so clocks started from a copy count from
+            # publication. Only a copy without one (goals did not say) starts them when this worker learns of it.
             publish_time=to_millis(publish_time) if isinstance(publish_time, datetime) else None,
             items=tuple(measures + methods),
         )

@@ -10,6 +10,8 @@ derives progress from that event; this side never touches progress.
 import base64
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from services.platform.auth import Caller
@@ -18,17 +20,22 @@ from services.platform.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     PreconditionViolation,
+    Unavailable,
     Violations,
 )
 from services.platform.ids import new_id
 
 from . import access, convert, events, validation
-from .goals_client import GoalsClient
+from .goals_client import GOALS_DOWN, GoalsClient
+from .progress import measure_progress
 from .progress_store import ProgressReader
 from .repository import AlreadyCorrected, CheckinRepository, CycleSettingsRepository, Replayed, checkin_query
-from .structures import MEASURE, METHOD, StructureCache, find_item, measure_progress
+from .structures import MEASURE, METHOD, StructureCache, find_item
 from v2mom.v1 import checkins_pb2
+
+log = logging.getLogger(__name__)
 
 NOUN = {MEASURE: "measure", METHOD: "method"}
 MAX_TOKEN_LENGTH = 1024
@@ -48,13 +55,44 @@ class CheckinsService:
         structures: StructureCache,
         goals: GoalsClient,
         progress: ProgressReader,
+        reschedule_clocks: Callable[[str, datetime], int],
     ):
         self.checkins = checkins
         self.cycle_settings = cycle_settings
         self.structures = structures
         self.goals = goals
-        # The worker's projection (progress, item_clocks), read-only here.
+        # The worker's projection (progress, item_clocks), read-only here...
         self.progress_store = progress
+        # ...but for this: after a cadence change, the cycle's running clocks must be looked at again
+        # (staleness.reschedule_cycle), or a shorter cadence would wait for each clock's old next look.
+        self.reschedule_clocks = reschedule_clocks
+
+    # --- who is calling ----------------------------------------------------------------------
+
+    def active_caller(self, caller: Caller, writes: bool) -> Caller:
+        """The caller, unless goals' directory says their person has left: PERMISSION_DENIED then.
+
+        A leaver's token may stay valid for hours; their access ends when HR
+        marks them inactive, as in goals-api, within GoalsClient's
+        PERSON_SECONDS (the answer is cached). Services act for no person and
+        pass. When goals-api cannot be reached, the last answer it gave about
+        this person still counts (a known leaver stays out, a known colleague
+        keeps working); with none, reads go ahead, since they show only what
+        every employee may read, but writes get UNAVAILABLE: nothing is
+        recorded in the name of someone who may have left.
+        """
+        if caller.has_role("service"):
+            return caller
+        try:
+            active = self.goals.person_active(caller.person_id)
+        except Unavailable:
+            if writes:
+                raise Unavailable(GOALS_DOWN) from None
+            log.warning("reading without knowing whether the caller is active", extra={"person_id": caller.person_id})
+            return caller
+        if active is False:  # None: goals does not know them, and goals-api lets them in too
+            raise PermissionDenied(f"{caller.person_id} is no longer active in the directory")
+        return caller
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -69,7 +107,7 @@ class CheckinsService:
         checkin = self._new_checkin(
             caller, structure, MEASURE, measure, stamp, observed, request.idempotency_key,
             value=request.value,
-            progress_percent=measure_progress(measure, request.value),
+            progress_percent=_measure_percent(measure, request.value),
             status=checkins_pb2.CheckinStatus.Name(request.status),
             confidence=request.confidence,
             comment=request.comment,
@@ -308,7 +346,11 @@ class CheckinsService:
         access.require_admin(caller, "change a cycle's check-in cadence")
         self._require_cycle(request.cycle_id)
         cadence = checkins_pb2.Cadence.Name(request.cadence)
-        self.cycle_settings.set_cadence(request.cycle_id, cadence, caller.person_id, now())
+        stamp = now()
+        self.cycle_settings.set_cadence(request.cycle_id, cadence, caller.person_id, stamp)
+        # Setting first: the timer reads the cadence when it looks. Should this process die
+        # in between, a shorter cadence waits for each clock's old next look; nothing is lost.
+        self.reschedule_clocks(request.cycle_id, stamp)
         return convert.cycle_settings(request.cycle_id, cadence)
 
     def _require_cycle(self, cycle_id: str) -> None:
@@ -317,6 +359,18 @@ class CheckinsService:
 
 
 # --- rules that need no state -------------------------------------------------------------------
+
+
+def _measure_percent(measure: dict, value: float) -> float:
+    """How far `value` has come on a stored measure's scale, by the formula the worker's roll-up uses.
+
+    A published measure always has a baseline and a target (goals' lint
+    refuses to submit without); a missing one counts as 0 rather than
+    failing the check-in.
+    """
+    return measure_progress(
+        value, measure.get("baseline") or 0.0, measure.get("target") or 0.0, measure.get("direction") or ""
+    )
 
 
 def _require_not_archived(structure: dict) -> None:
@@ -367,7 +421,7 @@ def _corrected_values(kind: str, item: dict, original: dict, request) -> dict:
             **values,
             "value": value,
             # Derived again: the current published version's baseline and target are the ones that count.
-            "progress_percent": measure_progress(item, value),
+            "progress_percent": _measure_percent(item, value),
             "confidence": request.confidence if request.HasField("confidence") else original["confidence"],
             "completed_milestone_ids": [],
         }

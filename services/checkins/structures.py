@@ -18,6 +18,7 @@ true; goals never un-archives.
 A document::
 
     {_id: v2mom id, published_revision, archived, owner_id, org_unit_id, cycle_id, parent_id,
+     publish_time (when goals last approved it; absent if goals did not say),
      measures: [{id, title, owner_id, baseline, target, direction, unit, weight, method_ids}],
      methods: [{id, title, owner_id, accountable_id, responsible_ids, milestone_ids, due_date, weight}],
      cycle_start, cycle_end (YYYY-MM-DD, inclusive; only once fetched from goals), fetched_at}
@@ -36,8 +37,8 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.errors import FailedPrecondition, NotFound, PreconditionViolation
 from services.platform.events import MalformedEvent
 
-from . import progress
 from .goals_client import GoalsClient
+from .times import from_timestamp
 from v2mom.v1 import events_pb2, goals_pb2
 
 STRUCTURES = "structures"
@@ -54,9 +55,9 @@ ITEM_LISTS = {MEASURE: "measures", METHOD: "methods"}
 
 def structure_from_content(
     v2mom_id: str, revision: int, owner_id: str, org_unit_id: str, cycle_id: str, parent_id: str,
-    content: goals_pb2.V2MOMContent,
+    content: goals_pb2.V2MOMContent, publish_time: datetime | None = None,
 ) -> dict:
-    return {
+    structure = {
         "_id": v2mom_id,
         "published_revision": revision,
         "owner_id": owner_id,
@@ -67,14 +68,23 @@ def structure_from_content(
         "measures": [_measure(m) for m in content.measures],
         "methods": [_method(m) for m in content.methods],
     }
+    # Kept so a worker that learns the structure from this copy, late, still starts the
+    # item clocks at publication rather than at the moment it happened to learn of it.
+    if publish_time is not None:
+        structure["publish_time"] = publish_time
+    return structure
 
 
 def structure_from_v2mom(v2mom: goals_pb2.V2MOM) -> dict:
     """From GetV2MOM(view=PUBLISHED): its content and published_revision are the published version's."""
     return structure_from_content(
         v2mom.id, v2mom.published_revision, v2mom.owner_id, v2mom.org_unit_id, v2mom.cycle_id, v2mom.parent_id,
-        v2mom.content,
+        v2mom.content, _publish_time(v2mom),
     )
+
+
+def _publish_time(message: goals_pb2.V2MOM | events_pb2.V2MOMEventData) -> datetime | None:
+    return from_timestamp(message.publish_time) if message.HasField("publish_time") else None
 
 
 def _measure(measure: goals_pb2.Measure) -> dict:
@@ -117,19 +127,6 @@ def is_complete(structure: dict) -> bool:
     return structure.get("published_revision", 0) > 0
 
 
-def measure_progress(measure: dict, value: float) -> float:
-    """How far `value` has come from the stored measure's baseline to its target, 0-100 %.
-
-    The formula is progress.py's, shared with the worker's roll-up, so a
-    check-in's progress and the projection never disagree. A published
-    measure always has a baseline and a target (goals' lint refuses to submit
-    without); a missing one counts as 0 rather than failing the check-in.
-    """
-    return progress.measure_progress(
-        value, measure.get("baseline") or 0.0, measure.get("target") or 0.0, measure.get("direction") or ""
-    )
-
-
 # --- writes: the worker's entry points --------------------------------------------------------------
 
 
@@ -148,7 +145,7 @@ def store_from_event(db: Database, data: dict) -> bool:
         raise MalformedEvent(f"v2mom {event.v2mom_id!r} event has state {state}, not PUBLISHED")
     structure = structure_from_content(
         event.v2mom_id, event.revision, event.owner_id, event.org_unit_id, event.cycle_id, event.parent_id,
-        event.content,
+        event.content, _publish_time(event),
     )
     return store(db, structure)
 
