@@ -7,7 +7,12 @@
 2. RabbitMQ at AMQP_URI (default amqp://guest:guest@127.0.0.1:5672/); a local
    rabbitmq-server is started (detached, left running) if it is installed.
 3. Every process in SERVICES, in order, each ready before the next starts.
-4. The demo organisation (services/goals/seed.py), through the goals API.
+4. The demo organisation (services/goals/seed.py), through the goals API, then
+   its eight weeks of check-in history (services/checkins/seed.py), through the
+   check-ins API.
+
+Each service keeps its own database: goals in MONGO_DB (default "goals"),
+check-ins in CHECKINS_MONGO_DB (default "checkins").
 
 Ctrl-C or SIGTERM stops every process this started, last started first. If one
 of them dies, the rest are stopped and the stack exits with its status.
@@ -35,6 +40,8 @@ import pymongo
 from tqdm import tqdm
 
 from deploy import grpc_healthcheck
+from services.checkins import seed as checkins_seed
+from services.checkins.demo import StoryError
 from services.goals.demo import DemoDataError
 from services.goals.seed import SeedError, seed
 from services.platform.config import ConfigError, load
@@ -109,28 +116,50 @@ class PortOpen:
 
 
 @dataclass(frozen=True)
+class Database:
+    """The service's own database: MONGO_DB for its processes, taken from `env_var` when that is set."""
+
+    env_var: str
+    default: str
+
+    def name(self, env: dict[str, str]) -> str:
+        return env.get(self.env_var) or self.default
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     name: str  # the prefix of its log lines
     module: str  # started as `python -m <module>`
     ready: GrpcServing | LogLine | PortOpen
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    database: Database | None = None
 
     def environment(self, base: dict[str, str]) -> dict[str, str]:
         env = {**base, **self.env, "PYTHONUNBUFFERED": "1"}
         if isinstance(self.ready, GrpcServing):
             env["GRPC_ADDR"] = self.ready.address  # each API listens where the stack expects it
+        if self.database:
+            env["MONGO_DB"] = self.database.name(base)
         return env
 
 
-# The v2mom CLI reads V2MOM_GOALS_ADDR too, so one export points both at another port.
+# The v2mom CLI reads V2MOM_GOALS_ADDR and V2MOM_CHECKINS_ADDR too, so one export
+# points both the stack and the CLI at another port.
 GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService")
+CHECKINS_API = GrpcServing("V2MOM_CHECKINS_ADDR", "127.0.0.1:50052", "v2mom.v1.CheckinService")
+GOALS_DB = Database("MONGO_DB", "goals")
+CHECKINS_DB = Database("CHECKINS_MONGO_DB", "checkins")
 
-# Started in this order, stopped in reverse. Later: checkins-api (after goals-api,
-# which it calls), checkins-worker, metrics-worker, notify-worker.
+# Started in this order, stopped in reverse: checkins-api after goals-api, which it
+# calls (GOALS_ADDR, see run); each worker after its API. Later: metrics-worker, notify-worker.
 SERVICES: list[ProcessSpec] = [
-    ProcessSpec("goals-api", "services.goals.api", GOALS_API),
-    ProcessSpec("goals-worker", "services.goals.worker", LogLine("worker started", "outbox relay to RabbitMQ")),
+    ProcessSpec("goals-api", "services.goals.api", GOALS_API, database=GOALS_DB),
+    ProcessSpec("goals-worker", "services.goals.worker", LogLine("worker started", "outbox relay to RabbitMQ"),
+                database=GOALS_DB),
+    ProcessSpec("checkins-api", "services.checkins.api", CHECKINS_API, database=CHECKINS_DB),
+    ProcessSpec("checkins-worker", "services.checkins.worker",
+                LogLine("worker started", "outbox relay, progress roll-up, staleness timer"), database=CHECKINS_DB),
 ]
 
 
@@ -159,7 +188,7 @@ class Printer:
         self.names: dict[str, str] = {}
 
     def line(self, name: str, text: str) -> None:
-        prefix = f"{time.strftime('%H:%M:%S')} {self._paint(name, f'{name:<13}')}|"
+        prefix = f"{time.strftime('%H:%M:%S')} {self._paint(name, f'{name:<15}')}|"
         # tqdm.write keeps the seed's progress bar intact while children log.
         tqdm.write(f"{prefix} {self._readable(text)}", file=self.stream)
         self.stream.flush()
@@ -409,7 +438,8 @@ def run(stack: Stack) -> NoReturn:
     mongo_uri = ensure_mongo(stack)
     amqp_uri = ensure_rabbitmq(stack.printer)
     stack.external.append(("rabbitmq", _redact(amqp_uri)))
-    stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri)
+    # GOALS_ADDR: where the check-ins processes reach goals-api.
+    stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri, GOALS_ADDR=GOALS_API.address)
     for spec in SERVICES:
         stack.start(spec)
     summary = seed_demo(mongo_uri)
@@ -418,12 +448,18 @@ def run(stack: Stack) -> NoReturn:
 
 
 def seed_demo(mongo_uri: str) -> str:
+    """Seeds the organisation, then its check-in history; returns what each did, a line each."""
     settings = replace(load("goals"), mongo_uri=mongo_uri)
     try:
         # A progress bar on a terminal; none in a log file.
-        return seed(settings, goals_api_address=GOALS_API.address, progress=None).summary()
+        goals = seed(settings, goals_api_address=GOALS_API.address, progress=None).summary()
     except (SeedError, DemoDataError, ConfigError) as error:
         raise StackError(f"seeding the demo organisation failed: {error}") from None
+    try:
+        checkins = checkins_seed.seed(settings.auth, GOALS_API.address, CHECKINS_API.address, progress=None).summary()
+    except (checkins_seed.SeedError, StoryError) as error:
+        raise StackError(f"seeding the demo check-in history failed: {error}") from None
+    return f"{goals}.\n      {checkins}"
 
 
 WALKTHROUGH = [
@@ -439,22 +475,41 @@ WALKTHROUGH = [
     ('approve @hannah.berg --comment "Looks good"', ""),
 ]
 
+# Against checkins-api (V2MOM_CHECKINS_ADDR); the seed left eight weeks of history to look at.
+CHECKIN_WALKTHROUGH = [
+    ("login jonas.weber", "a Platform engineer who checks in every week"),
+    ("progress unit:eng-platform --tree", "his team, and the V2MOMs aligned to it"),
+    ("progress-history unit:eng-platform", "one point a week, rising"),
+    ("checkins me", "his own check-ins, newest first"),
+    ('checkin me msr-robots-reporting-telemetry --value 100 --status on-track --confidence 9 --comment "R1 robots report too"', ""),
+    ("stale --owner me", "nothing: he is up to date"),
+    ("stale --unit eng-autonomy", "a team that stopped checking in five weeks ago"),
+    ("progress unit:sales", "an off-track measure"),
+]
+
 
 def banner(stack: Stack, seed_summary: str) -> str:
     rows = [(c.spec.name, c.spec.ready.where(), f"pid {c.process.pid}") for c in stack.children]
     rows += [(name, where, "(not started by the devstack)") for name, where in stack.external]
     width = max(len(where) for _, where, _ in rows)
-    processes = "\n".join(f"  {name:<14}{where:<{width}}  {pid}" for name, where, pid in rows)
-    commands = [f".venv/bin/v2mom {command}" for command, _ in WALKTHROUGH]
-    column = max(len(c) for c in commands) + 2
-    tries = "\n".join(
-        f"  {command:<{column}}# {note}" if note else f"  {command}" for command, (_, note) in zip(commands, WALKTHROUGH)
+    processes = "\n".join(f"  {name:<16}{where:<{width}}  {pid}" for name, where, pid in rows)
+    exports = "".join(
+        f"  export {api.env_var}={api.address}\n" for api in (GOALS_API, CHECKINS_API) if api.address != api.default_addr
     )
-    if GOALS_API.address != GOALS_API.default_addr:
-        tries = f"  export V2MOM_GOALS_ADDR={GOALS_API.address}\n{tries}"
     return (
         f"\nV2MOM dev stack is ready.\n\n{processes}\n\nSeed: {seed_summary}.\n\n"
-        f"Try the CLI in another terminal:\n{tries}\n\nPress Ctrl-C to stop everything.\n"
+        f"Try the CLI in another terminal:\n{exports}{commands(WALKTHROUGH)}\n\n"
+        f"Check-ins (the staleness timer looks every minute, so stale items show up a minute or two after the seed):\n"
+        f"{commands(CHECKIN_WALKTHROUGH)}\n\nPress Ctrl-C to stop everything.\n"
+    )
+
+
+def commands(walkthrough: list[tuple[str, str]]) -> str:
+    """One CLI command a line, its note aligned after it; a command too long for the column stands alone."""
+    lines = [f".venv/bin/v2mom {command}" for command, _ in walkthrough]
+    column = max(len(line) for line, (_, note) in zip(lines, walkthrough) if note) + 2
+    return "\n".join(
+        f"  {line:<{column}}# {note}" if note else f"  {line}" for line, (_, note) in zip(lines, walkthrough)
     )
 
 

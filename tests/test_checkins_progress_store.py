@@ -402,6 +402,23 @@ def test_one_snapshot_per_week_and_a_late_fact_never_rewrites_an_earlier_week(cd
     assert len(doc(cdb, "v2m_ann")["snapshots"]) == 4
 
 
+def test_history_recorded_after_the_approval_but_observed_before_it_draws_its_own_weeks(cdb, projection, clock):
+    # Approved this week (its point: 0%), then three weeks of earlier observations recorded in order,
+    # as a backfill or the demo seed does: each lands in its own week, and this week's point follows.
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=NOW)))
+    for weeks_ago, value in ((3, 28.0), (2, 32.0), (1, 36.0)):
+        projection.checkin_recorded(recorded(checkin_data("v2m_ann", value=value, observed=NOW - timedelta(weeks=weeks_ago))))
+    # A late fact (observed before what is already held) still only moves the newest point.
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", "msr-ttv", value=20.0, observed=NOW - timedelta(weeks=2))))
+
+    history = ProgressReader(cdb).history("v2m_ann")
+    weeks = [(s.week_start.month, s.week_start.day) for s in history.snapshots]
+    assert weeks == [(5, 18), (5, 25), (6, 1), (6, 8)]
+    nps_only = [0.75 * 100 * (value - 20) / 40 for value in (28.0, 32.0, 36.0)]
+    assert [s.progress_percent for s in history.snapshots[:3]] == pytest.approx(nps_only)
+    assert history.snapshots[-1].progress_percent == pytest.approx(nps_only[-1] + 0.25 * 50.0)
+
+
 def test_the_reader_gives_items_tree_and_nothing_for_unknown_v2moms(cdb, projection):
     projection.v2mom_approved(approved(v2mom_data("v2m_team", 2, owner_id="lee")))
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, parent_id="v2m_team")))

@@ -127,7 +127,7 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
     assert f"export V2MOM_GOALS_ADDR={address}" in stack.output
     children = stack.children()
     assert sorted(cmd.split(" -m ")[1].split()[0] for cmd in children.values()) == [
-        "services.goals.api", "services.goals.worker",
+        "services.checkins.api", "services.checkins.worker", "services.goals.api", "services.goals.worker",
     ]  # MONGO_URI is set, so no wire server of its own
 
     stack.process.send_signal(signal.SIGINT)

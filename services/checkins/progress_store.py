@@ -240,13 +240,25 @@ class ProgressDoc:
         )
 
     def keep_snapshot(self, as_of: datetime) -> None:
-        """This week's point for the trend line; a late fact never rewrites an earlier week."""
+        """The trend line's point for the week `as_of` falls in; a late fact never rewrites an earlier week.
+
+        A fact is late when the document already holds one observed in a
+        later week: only the newest point takes the new progress. Otherwise
+        the progress now is the progress as of the fact's week, so that week
+        gets its point, and any later points (drawn without the fact, say
+        by the approval, before history observed earlier was recorded) take
+        it too.
+        """
         week = week_start(as_of).isoformat()
-        if self.snapshots and self.snapshots[-1]["week_start"] >= week:
+        if self.snapshots and self.snapshots[-1]["week_start"] >= week and self._holds_facts_after(week):
             self.snapshots[-1].update(self._point(self.snapshots[-1]["week_start"]))
             return
-        self.snapshots.append(self._point(week))
-        del self.snapshots[:-SNAPSHOTS_KEPT]
+        earlier = [point for point in self.snapshots if point["week_start"] < week]
+        later = [self._point(point["week_start"]) for point in self.snapshots if point["week_start"] > week]
+        self.snapshots = (earlier + [self._point(week)] + later)[-SNAPSHOTS_KEPT:]
+
+    def _holds_facts_after(self, week: str) -> bool:
+        return any(week_start(entry["observe_time"]).isoformat() > week for entry in self.latest)
 
     def _point(self, week: str) -> dict:
         return {"week_start": week, "progress_percent": self.progress_percent,
