@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 HEALTHCHECK_SCRIPT = ROOT / "deploy" / "grpc_healthcheck.py"
-APP_SERVICES = ("goals-api", "goals-worker")
+APP_SERVICES = ("goals-api", "goals-worker", "checkins-api", "checkins-worker", "metrics-api", "metrics-worker")
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
 INSTALL_HINT = (
@@ -187,7 +187,7 @@ def test_app_services_share_one_image_built_from_deploy_dockerfile(services):
     assert services["goals-api"]["image"] == services["goals-worker"]["image"]
 
 
-@pytest.mark.parametrize(("service", "module"), [("goals-api", "services.goals.api"), ("goals-worker", "services.goals.worker")])
+@pytest.mark.parametrize(("service", "module"), [(name, "services." + name.replace("-", ".")) for name in APP_SERVICES])
 def test_app_command_runs_an_existing_module(services, service, module):
     assert services[service]["command"] == ["python", "-m", module]
     assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), f"{module} does not exist"
