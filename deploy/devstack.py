@@ -148,11 +148,14 @@ class ProcessSpec:
 # points both the stack and the CLI at another port.
 GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService")
 CHECKINS_API = GrpcServing("V2MOM_CHECKINS_ADDR", "127.0.0.1:50052", "v2mom.v1.CheckinService")
+METRICS_API = GrpcServing("V2MOM_METRICS_ADDR", "127.0.0.1:50053", "v2mom.v1.MetricsService")
 GOALS_DB = Database("MONGO_DB", "goals")
 CHECKINS_DB = Database("CHECKINS_MONGO_DB", "checkins")
+METRICS_DB = Database("METRICS_MONGO_DB", "metrics")
 
 # Started in this order, stopped in reverse: checkins-api after goals-api, which it
-# calls (GOALS_ADDR, see run); each worker after its API. Later: metrics-worker, notify-worker.
+# calls (GOALS_ADDR, see run); each worker after its API; metrics-worker before the
+# seed runs, so its queues exist when the first events leave. Later: notify-worker.
 SERVICES: list[ProcessSpec] = [
     ProcessSpec("goals-api", "services.goals.api", GOALS_API, database=GOALS_DB),
     ProcessSpec("goals-worker", "services.goals.worker", LogLine("worker started", "outbox relay to RabbitMQ"),
@@ -160,6 +163,9 @@ SERVICES: list[ProcessSpec] = [
     ProcessSpec("checkins-api", "services.checkins.api", CHECKINS_API, database=CHECKINS_DB),
     ProcessSpec("checkins-worker", "services.checkins.worker",
                 LogLine("worker started", "outbox relay, progress roll-up, staleness timer"), database=CHECKINS_DB),
+    ProcessSpec("metrics-api", "services.metrics.api", METRICS_API, database=METRICS_DB),
+    ProcessSpec("metrics-worker", "services.metrics.worker",
+                LogLine("worker started", "engagement aggregates from goals and check-ins events"), database=METRICS_DB),
 ]
 
 
@@ -439,7 +445,8 @@ def run(stack: Stack) -> NoReturn:
     amqp_uri = ensure_rabbitmq(stack.printer)
     stack.external.append(("rabbitmq", _redact(amqp_uri)))
     # GOALS_ADDR: where the check-ins processes reach goals-api.
-    stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri, GOALS_ADDR=GOALS_API.address)
+    # CHECKINS_ADDR: where metrics-api reads check-ins for RebuildAggregates.
+    stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri, GOALS_ADDR=GOALS_API.address, CHECKINS_ADDR=CHECKINS_API.address)
     for spec in SERVICES:
         stack.start(spec)
     summary = seed_demo(mongo_uri)
@@ -488,6 +495,11 @@ CHECKIN_WALKTHROUGH = [
 ]
 
 
+def metrics_http_addr() -> str:
+    # metrics-api serves /metrics here (services/metrics/api.py reads the same variable).
+    return os.environ.get("METRICS_HTTP_ADDR") or "127.0.0.1:9100"
+
+
 def banner(stack: Stack, seed_summary: str) -> str:
     rows = [(c.spec.name, c.spec.ready.where(), f"pid {c.process.pid}") for c in stack.children]
     rows += [(name, where, "(not started by the devstack)") for name, where in stack.external]
@@ -500,7 +512,9 @@ def banner(stack: Stack, seed_summary: str) -> str:
         f"\nV2MOM dev stack is ready.\n\n{processes}\n\nSeed: {seed_summary}.\n\n"
         f"Try the CLI in another terminal:\n{exports}{commands(WALKTHROUGH)}\n\n"
         f"Check-ins (the staleness timer looks every minute, so stale items show up a minute or two after the seed):\n"
-        f"{commands(CHECKIN_WALKTHROUGH)}\n\nPress Ctrl-C to stop everything.\n"
+        f"{commands(CHECKIN_WALKTHROUGH)}\n\n"
+        f"Engagement gauges for Prometheus: curl -s http://{metrics_http_addr()}/metrics | grep ^v2mom_creation_ratio\n\n"
+        f"Press Ctrl-C to stop everything.\n"
     )
 
 

@@ -41,7 +41,8 @@ class DevStack:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 120.0) -> None:
+    # Generous: the seed records eight weeks of check-ins through the real APIs.
+    def wait_for(self, text: str, timeout: float = 360.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.output:
             if self.process.poll() is not None and self._new.empty():
@@ -97,6 +98,7 @@ def stack_env(mongo_uri, amqp_uri):
         "MONGO_DB": database,
         "AMQP_URI": amqp_uri,
         "V2MOM_GOALS_ADDR": f"127.0.0.1:{free_port()}",
+        "METRICS_HTTP_ADDR": f"127.0.0.1:{free_port()}",
     }
     yield env
     client = pymongo.MongoClient(mongo_uri)
@@ -128,6 +130,7 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
     children = stack.children()
     assert sorted(cmd.split(" -m ")[1].split()[0] for cmd in children.values()) == [
         "services.checkins.api", "services.checkins.worker", "services.goals.api", "services.goals.worker",
+        "services.metrics.api", "services.metrics.worker",
     ]  # MONGO_URI is set, so no wire server of its own
 
     stack.process.send_signal(signal.SIGINT)
