@@ -2,7 +2,7 @@
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pymongo
 import pytest
@@ -209,6 +209,116 @@ def test_a_worker_that_learns_the_structure_from_the_apis_copy_starts_the_clocks
     assert ttv["active"] and ttv["started_at"] == NOW - timedelta(days=20)
     assert advance_due(cdb, NOW) == 2  # nobody checked in on msr-ttv or mth-guide for 20 days: stale now
     assert clock(cdb)["staleness"] == FRESH
+
+
+# --- approvals ahead of the cycle ----------------------------------------------------------------------------
+
+# FY2027 as a cycle that opens three weeks after NOW: check-ins are refused until 2026-06-30 00:00 UTC.
+AHEAD = {"FY2027": (date(2026, 6, 30), date(2027, 6, 29))}
+CYCLE_OPENS = datetime(2026, 6, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def ahead(cdb):
+    return Projection(cdb, FakeGoals(cycles=AHEAD), now=lambda: NOW)
+
+
+def test_an_approval_before_the_cycle_starts_counts_from_the_cycle_start(cdb, ahead):
+    weekly(cdb)
+    ahead.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    nps = clock(cdb)
+    assert nps["active"] and nps["staleness"] == FRESH
+    assert (nps["started_at"], nps["cycle_start"]) == (CYCLE_OPENS, CYCLE_OPENS)
+    assert nps["next_check_at"] == CYCLE_OPENS + WEEK
+
+    # A week after the approval, and until a week into the cycle, nothing is stale: nobody could check in.
+    assert advance_due(cdb, PUBLISHED_AT + WEEK) == 0
+    assert advance_due(cdb, CYCLE_OPENS + WEEK - timedelta(seconds=1)) == 0
+    reader = ProgressReader(cdb, now=lambda: CYCLE_OPENS + WEEK - timedelta(seconds=1))
+    assert reader.stale_items("rob", [], "", 50) == ([], "")
+    assert not any(item.stale for item in reader.progress("v2m_ann", False).items)
+
+    assert advance_due(cdb, CYCLE_OPENS + WEEK) == 3
+    stale, _ = reader.stale_items("rob", [], "", 50)
+    assert {item.item_id for item in stale} == {"msr-nps", "msr-ttv"}
+    assert {item.stale_since_time.ToDatetime(tzinfo=UTC) for item in stale} == {CYCLE_OPENS + WEEK}
+    assert advance_due(cdb, CYCLE_OPENS + 2 * WEEK - timedelta(seconds=1)) == 0
+    assert advance_due(cdb, CYCLE_OPENS + 2 * WEEK) == 3
+    assert clock(cdb)["staleness"] == OVERDUE
+    nps_events = [e for e in staleness_events(cdb) if e["data"]["item"]["itemId"] == "msr-nps"]
+    assert [(e["type"], e["data"]["item"]["staleSinceTime"]) for e in nps_events] == [
+        ("item_became_stale", "2026-07-07T00:00:00Z"), ("item_overdue", "2026-07-07T00:00:00Z")]
+
+
+@pytest.mark.parametrize("first_day, start", [
+    (date(2026, 2, 1), PUBLISHED_AT),                          # approved well into the cycle: from the approval
+    (date(2026, 6, 9), PUBLISHED_AT),                          # approved at noon of the cycle's first day
+    (date(2026, 6, 10), datetime(2026, 6, 10, tzinfo=UTC)),    # approved the day before it opened: from 00:00 UTC
+])
+def test_a_clock_starts_at_publication_or_the_cycle_start_whichever_is_later(cdb, first_day, start):
+    weekly(cdb)
+    goals = FakeGoals(cycles={"FY2027": (first_day, date(2027, 1, 31))})
+    Projection(cdb, goals, now=lambda: NOW).v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    assert clock(cdb)["started_at"] == start and clock(cdb)["next_check_at"] == start + WEEK
+    assert advance_due(cdb, start + WEEK - timedelta(seconds=1)) == 0
+    assert advance_due(cdb, start + WEEK) == 3
+    assert clock(cdb)["stale_since"] == start + WEEK
+
+
+def test_a_re_approval_in_the_cycle_keeps_counting_from_the_cycle_start(cdb):
+    weekly(cdb)
+    moment = {"now": NOW}
+    projection = Projection(cdb, FakeGoals(cycles=AHEAD), now=lambda: moment["now"])
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    moment["now"] = reapproved = CYCLE_OPENS + timedelta(days=3)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 5, publish_time=reapproved)))
+
+    nps = clock(cdb)
+    assert nps["started_at"] == CYCLE_OPENS and nps["next_check_at"] == CYCLE_OPENS + WEEK  # neither approval's time
+    assert advance_due(cdb, CYCLE_OPENS + WEEK) == 3
+
+
+def test_a_cadence_change_before_the_cycle_starts_counts_from_the_cycle_start(cdb, ahead):
+    ahead.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    assert clock(cdb)["next_check_at"] == CYCLE_OPENS + 2 * WEEK  # biweekly
+    weekly(cdb)
+    assert reschedule_cycle(cdb, "FY2027", NOW) == 3
+    assert advance_due(cdb, NOW) == 0  # looked at again at once: three weeks before the cycle, nothing is due
+    nps = clock(cdb)
+    assert (nps["staleness"], nps["cadence"], nps["next_check_at"]) == (FRESH, "CADENCE_WEEKLY", CYCLE_OPENS + WEEK)
+    assert advance_due(cdb, CYCLE_OPENS + WEEK) == 3
+
+
+def test_goals_down_a_clock_counts_from_the_cycle_start_an_earlier_approval_learned(cdb):
+    goals = FakeGoals(cycles=AHEAD)
+    projection = Projection(cdb, goals, now=lambda: NOW)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    goals.down = True
+    projection.v2mom_approved(approved(v2mom_data("v2m_bob", 3, owner_id="bob", publish_time=NOW)))
+    bob = clock(cdb, "v2m_bob/measure/msr-nps")
+    assert (bob["started_at"], bob["cycle_end"]) == (CYCLE_OPENS, datetime(2027, 6, 30, tzinfo=UTC))
+
+    cdb[ITEM_CLOCKS].update_many({}, {"$unset": {"cycle_start": ""}})  # as workers that knew only the end wrote them
+    with pytest.raises(Unavailable):  # the start is not known: retried, not guessed
+        projection.v2mom_approved(approved(v2mom_data("v2m_cat", 3, owner_id="cat", publish_time=NOW)))
+
+
+def test_a_clock_that_counted_from_before_the_cycle_is_put_right_by_the_next_approval(cdb, ahead):
+    weekly(cdb)
+    ahead.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    # As a worker that started clocks at the approval left them: stale a week later, before the cycle opened.
+    cdb[ITEM_CLOCKS].update_many({}, {
+        "$set": {"started_at": PUBLISHED_AT, "staleness": STALE, "stale_since": PUBLISHED_AT + WEEK,
+                 "next_check_at": PUBLISHED_AT + 2 * WEEK},
+        "$unset": {"cycle_start": ""}, "$inc": {"revision": 1},
+    })
+    ahead.v2mom_approved(approved(v2mom_data("v2m_ann", 5, publish_time=NOW)))
+
+    nps = clock(cdb)
+    assert (nps["started_at"], nps["staleness"], nps["next_check_at"]) == (CYCLE_OPENS, FRESH, CYCLE_OPENS + WEEK)
+    assert "stale_since" not in nps
+    assert advance_due(cdb, PUBLISHED_AT + 2 * WEEK) == 0  # no overdue step on the old count
+    assert advance_due(cdb, CYCLE_OPENS + WEEK) == 3
 
 
 # --- approvals and archives handled at the same time ------------------------------------------------------

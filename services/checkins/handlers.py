@@ -45,6 +45,11 @@ def require(condition: bool, what: str, envelope: dict) -> None:
         raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
 
 
+def cycle_start_instant(first_day) -> datetime:
+    """Cycles name their first day: check-ins, and so the clocks, start as that day begins (UTC)."""
+    return datetime.combine(first_day, time(), tzinfo=UTC)
+
+
 def cycle_end_instant(last_day) -> datetime:
     """Cycles name their last day, inclusive: the clock stops as that day ends (UTC)."""
     return datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
@@ -96,7 +101,7 @@ class Projection:
                 return  # nothing published yet: no clock runs without a structure
             self.clocks.apply_structure(
                 doc.as_published(), archived=doc.archived, cadence=cadence_of(self.db, doc.cycle_id),
-                cycle_end=self._cycle_end(doc.cycle_id), now=self.now(),
+                cycle=self._cycle(doc.cycle_id), now=self.now(),
             )
             again = self.progress.load(v2mom_id)
             if (again.structure_revision, again.archived) == (doc.structure_revision, doc.archived):
@@ -163,16 +168,20 @@ class Projection:
         structures.store(self.db, structures.structure_from_v2mom(v2mom), archived=archived)
         return PublishedV2MOM.from_v2mom(v2mom), archived
 
-    def _cycle_end(self, cycle_id: str) -> datetime | None:
-        """When the cycle's clocks stop: goals says, or while goals is down, what an earlier answer said."""
+    def _cycle(self, cycle_id: str) -> tuple[datetime, datetime] | None:
+        """The cycle's [start, end): no clock counts from before the start, and each stops at the end.
+
+        Goals says, or while goals is down, what an earlier answer said; None when goals does not
+        know the cycle.
+        """
         try:
             dates = self.call_goals(self.goals.cycle_dates, cycle_id)
         except Unavailable:
-            known = self.clocks.known_cycle_end(cycle_id)
+            known = self.clocks.known_cycle(cycle_id)
             if known is None:
                 raise  # never guessed: the delivery is retried
             return known
-        return cycle_end_instant(dates[1]) if dates else None
+        return (cycle_start_instant(dates[0]), cycle_end_instant(dates[1])) if dates else None
 
     # --- this service's own progress events ------------------------------------------------------
 

@@ -9,12 +9,14 @@ One ``item_clocks`` document per measure or method of a published V2MOM:
       owner_id,                        # the item's owner: who ListStaleItems(owner_id) is for
       v2mom_owner_id, org_unit_id, cycle_id,
       active: true,                    # false once the item left the V2MOM, the V2MOM was archived or the cycle ended
-      started_at,                      # publication: where the clock starts while there was never a check-in
+      started_at,                      # where the clock counts from while there was never a check-in: the
+                                       # V2MOM's first publication, or its cycle's start if that is later
       last_checkin_time?,              # the latest observation checked in
       cadence: "CADENCE_BIWEEKLY",     # as of the last step
       staleness: FRESH | STALE | OVERDUE,
-      stale_since?,                    # one cadence after the last check-in (or publication)
+      stale_since?,                    # one cadence after the last check-in (or started_at)
       next_check_at?,                  # when the timer must look again (indexed); absent when nothing is due
+      cycle_start?,                    # 00:00 UTC of the cycle's first day: no clock counts from before it
       cycle_end?,                      # the clock stops when the V2MOM's cycle ends
       outbox, outbox_pending           # item_became_stale / item_overdue, written with the step
     }
@@ -23,6 +25,11 @@ A clock moves one step at a time (FRESH -> STALE at one cadence without a
 check-in, STALE -> OVERDUE at two), each step with its event in the same
 guarded write, so two timers racing for a clock announce it once. A
 check-in makes it FRESH again.
+
+Check-ins open when the cycle starts, so a V2MOM approved ahead of its
+cycle has its clocks count from the cycle's start, not from the approval:
+its items go stale one cadence into the cycle, never before anyone could
+check in.
 """
 
 from collections.abc import Callable
@@ -90,8 +97,16 @@ def cadence_length(cadence: str) -> timedelta:
 
 
 def reference_time(clock: dict) -> datetime:
-    """What staleness counts from: the last check-in, or publication when there was none."""
+    """What staleness counts from: the last check-in, or the clock's start when there was none."""
     return clock.get("last_checkin_time") or clock["started_at"]
+
+
+def clock_start(published: datetime, cycle_start: datetime | None) -> datetime:
+    """Where a clock counts from before any check-in: publication, or the cycle's start if that is later.
+
+    Nobody can check in before the cycle opens, so time before it must not count.
+    """
+    return published if cycle_start is None else max(published, cycle_start)
 
 
 def next_look(clock: dict, cadence: str) -> datetime | None:
@@ -158,16 +173,25 @@ def checked_in(clock: dict | None, observe_time: datetime, cadence: str, placeho
 
 
 def published_clock(clock: dict | None, v2mom: PublishedV2MOM, item: PublishedItem, live: bool,
-                    cadence: str, cycle_end: datetime | None, now: datetime) -> dict:
-    """A clock as an approval leaves it: described anew, started at publication, running if live."""
+                    cadence: str, cycle_start: datetime | None, cycle_end: datetime | None, now: datetime) -> dict:
+    """A clock as an approval leaves it: described anew, started at publication (or the cycle's
+    start, if later), running if live.
+
+    The start is the first publication's: a later approval (a new revision) does not restart it.
+    """
     clock = dict(clock or {})
     was_running = clock.get("active", False)
     clock.update(
         v2mom_id=v2mom.v2mom_id, kind=item.kind, item_id=item.item_id, title=item.title, owner_id=item.owner_id,
         v2mom_owner_id=v2mom.owner_id, org_unit_id=v2mom.org_unit_id, cycle_id=v2mom.cycle_id,
-        cycle_end=cycle_end, cadence=cadence, active=live,
+        cycle_start=cycle_start, cycle_end=cycle_end, cadence=cadence, active=live,
     )
-    clock.setdefault("started_at", v2mom.publish_time or now)
+    started = clock_start(clock.get("started_at") or v2mom.publish_time or now, cycle_start)
+    if clock.get("started_at") not in (None, started) and not clock.get("last_checkin_time"):
+        # A clock written before starts were moved to the cycle's start: it counted time nobody could
+        # check in, so whatever staleness that gave it is counted again from the right start.
+        clock.update(staleness=FRESH, stale_since=None)
+    clock["started_at"] = started
     if live and not was_running:
         clock.update(staleness=FRESH, stale_since=None)  # a new or returning item starts fresh
     clock.setdefault("staleness", FRESH)
@@ -220,23 +244,34 @@ class Clocks:
         placeholder = {"v2mom_id": v2mom_id, "kind": kind, "item_id": item_id, "active": False, "staleness": FRESH}
         self._write(clock_id(v2mom_id, kind, item_id), lambda clock: moved(checked_in(clock, observe_time, cadence, placeholder)))
 
-    def apply_structure(self, v2mom: PublishedV2MOM, archived: bool, cadence: str, cycle_end: datetime | None,
-                        now: datetime) -> None:
-        """Starts a clock per item, restarts returning ones, stops the ones the approval removed."""
+    def apply_structure(self, v2mom: PublishedV2MOM, archived: bool, cadence: str,
+                        cycle: tuple[datetime, datetime] | None, now: datetime) -> None:
+        """Starts a clock per item, restarts returning ones, stops the ones the approval removed.
+
+        ``cycle`` is [start, end) of the V2MOM's cycle, None when goals does not know the cycle.
+        """
+        cycle_start, cycle_end = cycle or (None, None)
         live = not archived and (cycle_end is None or now < cycle_end)
         wanted = {clock_id(v2mom.v2mom_id, item.kind, item.item_id): item for item in v2mom.items}
         for doc_id, item in wanted.items():
-            self._write(doc_id, lambda clock, item=item: Move(published_clock(clock, v2mom, item, live, cadence, cycle_end, now)))
+            self._write(doc_id, lambda clock, item=item: Move(
+                published_clock(clock, v2mom, item, live, cadence, cycle_start, cycle_end, now)))
         for doc_id in self._ids_of(v2mom.v2mom_id) - wanted.keys():
             self._write(doc_id, lambda clock: moved(stopped(clock) if clock else None))
 
     def advance(self, doc_id: str, now: datetime, cadence: str) -> Move | None:
         return self._write(doc_id, lambda clock: advance(clock, now, cadence))
 
-    def known_cycle_end(self, cycle_id: str) -> datetime | None:
-        """The cycle's end as an earlier approval learned it from goals."""
-        clock = self.collection.find_one({"cycle_id": cycle_id, "cycle_end": {"$exists": True}}, {"cycle_end": 1})
-        return clock["cycle_end"] if clock else None
+    def known_cycle(self, cycle_id: str) -> tuple[datetime, datetime] | None:
+        """The cycle's [start, end) as an earlier approval learned it from goals.
+
+        Clocks written before they kept the cycle's start do not count: their end alone is not enough.
+        """
+        clock = self.collection.find_one(
+            {"cycle_id": cycle_id, "cycle_start": {"$exists": True}, "cycle_end": {"$exists": True}},
+            {"cycle_start": 1, "cycle_end": 1},
+        )
+        return (clock["cycle_start"], clock["cycle_end"]) if clock else None
 
     def _ids_of(self, v2mom_id: str) -> set[str]:
         return {clock["_id"] for clock in self.collection.find({"v2mom_id": v2mom_id}, {"_id": 1})}
