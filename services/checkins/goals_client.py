@@ -8,7 +8,6 @@ UNAVAILABLE with a message a client can act on.
 """
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -46,30 +45,34 @@ class GoalsRefused(RuntimeError):
 
 
 class Expiring:
-    """Remembers one loader's result per key for a few seconds."""
+    """Remembers one loader's result per key for a few seconds.
+
+    No lock: a single dict read or write is atomic, and two threads loading
+    the same key at once both ask goals, which is harmless. A lock would be
+    worse than useless in checkins-worker, which calls goals from eventlet's
+    real OS threads (tpool): there ``threading.Lock`` is monkey-patched into a
+    green lock, and contending for it from two OS threads kills the hub
+    ("greenlet.error: Cannot switch to a different thread").
+    """
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self._values: dict = {}
-        self._lock = threading.Lock()
 
     def get(self, key, load: Callable):
-        with self._lock:
-            hit = self._values.get(key)
+        hit = self._values.get(key)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
         return self.refresh(key, load)
 
     def last(self, key, default=None):
         """The last value loaded for key, however old (default when none ever was)."""
-        with self._lock:
-            hit = self._values.get(key)
+        hit = self._values.get(key)
         return default if hit is None else hit[0]
 
     def refresh(self, key, load: Callable):
         value = load()
-        with self._lock:
-            self._values[key] = (value, time.monotonic() + self.seconds)
+        self._values[key] = (value, time.monotonic() + self.seconds)
         return value
 
 
