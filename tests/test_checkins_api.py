@@ -12,7 +12,7 @@ mil-draft) and mth-calls (owner rob, A ann). Cycle FY2027 runs 2026-02-01 to
 import functools
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import grpc
 import pytest
@@ -225,6 +225,24 @@ def test_an_archived_v2mom_takes_no_checkins(world):
     error = expect_nothing_written(world.store, world.as_("ann").RecordMeasureCheckin,
                                    measure_request(world.ann, "msr-ttv"), Code.FAILED_PRECONDITION)
     assert "archived" in error.details()
+
+
+@pytest.mark.parametrize("rpc, request_for", [
+    ("RecordMeasureCheckin", lambda v2mom: measure_request(v2mom, "msr-ttv", idempotency_key="before-the-end")),
+    ("RecordMethodCheckin", lambda v2mom: method_request(v2mom, "mth-guide", idempotency_key="before-the-end")),
+])
+def test_a_retry_after_the_cycle_ended_gets_its_first_answer(world, cycle_over, rpc, request_for):
+    """The first call's answer was lost; by the retry the cycle takes no check-ins. It was recorded: say so."""
+    request = request_for(world.ann)
+    first = getattr(world.as_("ann"), rpc)(request)
+    cycle_over()
+
+    assert getattr(world.as_("ann"), rpc)(request) == first
+    assert world.store.count() == 1
+    # A new key is a new call, and refused.
+    request.idempotency_key = "after-the-end"
+    error = expect_nothing_written(world.store, getattr(world.as_("ann"), rpc), request, Code.FAILED_PRECONDITION)
+    assert "ended" in error.details()
 
 
 def test_a_published_v2mom_with_a_draft_open_takes_checkins_on_its_published_version(world):
@@ -534,10 +552,14 @@ def test_list_checkins_pages_with_opaque_tokens(world, history):
         expect(cat.ListCheckins, other, Code.INVALID_ARGUMENT, "page_token")
 
 
-def test_equal_observation_times_list_in_a_stable_order_across_pages(world):
+@pytest.mark.parametrize("keyed", [False, True], ids=["ulid-ids", "ids-from-keys"])
+def test_equal_observation_times_list_in_record_order_across_pages(world, keyed):
+    """Ids from idempotency keys do not sort by time: the record time orders, the id only breaks its ties."""
     observed = stamp(days_ago(1))
-    ids = [world.as_("ann").RecordMeasureCheckin(measure_request(world.ann, "msr-ttv", value=v, observe_time=observed)).id
-           for v in (20, 19, 18)]
+    ids = [world.as_("ann").RecordMeasureCheckin(measure_request(
+        world.ann, "msr-ttv", value=v, observe_time=observed, idempotency_key=f"k{v}" if keyed else "")).id
+        for v in (20, 19, 18, 17, 16)]
+    assert len(set(ids)) == 5
     listed, token = [], ""
     while True:
         page = world.as_("ann").ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=world.ann, page_size=1, page_token=token))
@@ -612,6 +634,37 @@ def test_a_shorter_cadence_takes_effect_at_the_timers_next_tick(world, checkins_
     stale = world.as_("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(owner_id="rob")).items
     assert {(item.item_id, item.staleness) for item in stale} == {
         ("msr-nps", checkins_pb2.STALENESS_STALE), ("msr-ttv", checkins_pb2.STALENESS_STALE)}
+
+
+def test_a_v2mom_approved_before_its_cycle_goes_stale_a_cadence_into_the_cycle(world, db, checkins_settings):
+    # A cycle that opens in ten days, and a V2MOM goals-api publishes in it now: nobody can check in yet.
+    opens = datetime.combine(utc_now().date() + timedelta(days=10), time(), tzinfo=UTC)
+    Directory(db, cache_seconds=0).upsert_cycle(
+        "FY2028", opens.date().isoformat(), (opens.date() + timedelta(days=364)).isoformat())
+    future = publish_v2mom(world.goals.goals_api, "ann", "lee", world_content("Ann FY28"), cycle_id="FY2028")
+    error = expect_nothing_written(world.store, world.as_("rob").RecordMeasureCheckin,
+                                   measure_request(future, "msr-nps"), Code.FAILED_PRECONDITION)
+    assert precondition_violations(error)[0][0] == "CYCLE_NOT_STARTED"
+
+    # The worker's side, in process, learning the cycle's dates from goals-api.
+    goals = GoalsClient(checkins_settings.goals_addr, checkins_settings.auth)
+    try:
+        published = goals.published_v2mom(future)
+        data = v2mom_data(future, published.published_revision, published.content, owner_id="ann",
+                          cycle_id="FY2028", publish_time=published.publish_time.ToDatetime(tzinfo=UTC))
+        Projection(world.store.db, goals).v2mom_approved(approved(data))
+    finally:
+        goals.close()
+
+    clocks_db = world.store.db
+    biweekly = timedelta(days=14)
+    assert advance_due(clocks_db, utc_now() + biweekly + timedelta(days=1)) == 0  # a cadence after approval: not yet
+    assert advance_due(clocks_db, opens + biweekly - timedelta(seconds=1)) == 0
+    assert not world.as_("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(owner_id="rob")).items
+    assert advance_due(clocks_db, opens + biweekly) == 4  # every item, one cadence into the cycle
+    stale = world.as_("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(owner_id="rob")).items
+    assert {(item.v2mom_id, item.item_id) for item in stale} == {(future, "msr-nps"), (future, "mth-calls")}
+    assert {item.stale_since_time.ToDatetime(tzinfo=UTC) for item in stale} == {opens + biweekly}
 
 
 @pytest.mark.parametrize("cycle_id, cadence, code, field", [

@@ -11,7 +11,7 @@ from services.platform import logs
 from services.platform.auth import current_caller
 from services.platform.config import Settings, load
 from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
-from services.platform.mongo import connect, ensure_indexes
+from services.platform.mongo import connect, drop_retired_indexes, ensure_indexes
 
 from . import progress_store, repository, staleness, structures
 from .goals_client import GoalsClient
@@ -73,6 +73,7 @@ class CheckinServicer(checkins_pb2_grpc.CheckinServiceServicer):
 def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
     """progress_reader: stands in for the worker's ProgressReader (tests); by default that, over this database."""
     db = connect(settings.mongo_uri, "checkins-api")[settings.database_name]
+    drop_retired_indexes(db, repository.RETIRED_INDEXES)
     # The reader's indexes too: the API may start before the worker that also creates them.
     ensure_indexes(db, repository.INDEXES + structures.INDEXES + progress_store.INDEXES + staleness.INDEXES)
     goals = GoalsClient(settings.goals_addr, settings.auth)

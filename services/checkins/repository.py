@@ -5,38 +5,41 @@ A check-in is one document, written once with its ``checkin_recorded`` /
 event commit together or not at all). Afterwards only ``superseded_by_id``
 changes, when a correction replaces it (and the relay clears the outbox).
 
-Two unique indexes carry the rules that must hold under concurrency:
+Two rules must hold under concurrency, and unique keys carry them:
 
-- ``idempotent_record`` on (author_id, idempotency_key): a retried call
-  collides with the first one and gets its check-in back;
+- a retried call collides with the first one and gets its check-in back: a
+  check-in sent with an idempotency key takes its ``_id`` from (author, key)
+  (``checkin_id``), so the primary key is the claim. Not a unique index on
+  those fields: the store validates a partial unique index on every write to
+  any document it covers, and this collection only grows;
 - ``one_correction_each`` on supersedes_id: a check-in is corrected at most
-  once, so two racing corrections cannot both win.
+  once, so two racing corrections cannot both win. Partial (corrections are
+  few), and the field is left out, never null, when unused.
 
-Both are partial (only documents that carry the field) and the fields are
-left out, never null, when unused.
+Ids are then not in record order, so lists order equal observation times by
+``record_time`` and only then by id.
 """
 
+import base64
+import hashlib
 from datetime import datetime
 
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from services.platform.ids import new_id
 from services.platform.mongo import Index
 from services.platform.outbox import new_document_with_events, outbox_index
 
 CHECKINS = "checkins"
 CYCLE_SETTINGS = "cycle_settings"
 
+NEWEST_FIRST = [("observe_time", -1), ("record_time", -1), ("_id", -1)]
+
 INDEXES = [
-    Index(
-        CHECKINS, [("v2mom_id", 1), ("item_id", 1), ("observe_time", -1), ("_id", -1)], name="by_v2mom_item_observed"
-    ),
-    Index(CHECKINS, [("v2mom_id", 1), ("observe_time", -1), ("_id", -1)], name="by_v2mom_observed"),
-    Index(CHECKINS, [("author_id", 1), ("observe_time", -1), ("_id", -1)], name="by_author_observed"),
-    Index(
-        CHECKINS, [("author_id", 1), ("idempotency_key", 1)], name="idempotent_record", unique=True,
-        partial={"idempotency_key": {"$exists": True}},
-    ),
+    Index(CHECKINS, [("v2mom_id", 1), ("item_id", 1), *NEWEST_FIRST], name="by_v2mom_item_newest"),
+    Index(CHECKINS, [("v2mom_id", 1), *NEWEST_FIRST], name="by_v2mom_newest"),
+    Index(CHECKINS, [("author_id", 1), *NEWEST_FIRST], name="by_author_newest"),
     Index(
         CHECKINS, [("supersedes_id", 1)], name="one_correction_each", unique=True,
         partial={"supersedes_id": {"$exists": True}},
@@ -44,8 +47,21 @@ INDEXES = [
     outbox_index(CHECKINS),
 ]
 
+# Declared by earlier versions: dropped at start-up (see drop_retired_indexes).
+RETIRED_INDEXES = {
+    CHECKINS: ["idempotent_record", "by_v2mom_item_observed", "by_v2mom_observed", "by_author_observed"],
+}
+
 # Reads never need the pending events.
 WITHOUT_OUTBOX = {"outbox": 0, "outbox_pending": 0}
+
+
+def checkin_id(author_id: str, idempotency_key: str) -> str:
+    """A new check-in's id: the same for every retry of one call (same author and key), else a ULID."""
+    if not idempotency_key:
+        return new_id("chk")
+    digest = hashlib.sha256(f"{author_id}\0{idempotency_key}".encode()).digest()
+    return "chk_" + base64.b32encode(digest).decode()[:26].lower()
 
 
 class Replayed(Exception):
@@ -72,9 +88,8 @@ class CheckinRepository:
         try:
             self.collection.insert_one(new_document_with_events(checkin, events))
         except DuplicateKeyError:
-            # Which unique index the store names first is up to it: look, in order of what wins.
-            key = checkin.get("idempotency_key")
-            existing = self.find_by_key(checkin["author_id"], key) if key else None
+            # Which key the store names first is up to it: look, in order of what wins.
+            existing = self.get(checkin["_id"]) if checkin.get("idempotency_key") else None
             if existing:
                 raise Replayed(existing) from None
             superseder = self.find_correction_of(checkin["supersedes_id"]) if checkin.get("supersedes_id") else None
@@ -86,7 +101,7 @@ class CheckinRepository:
         return self.collection.find_one({"_id": checkin_id}, WITHOUT_OUTBOX)
 
     def find_by_key(self, author_id: str, key: str) -> dict | None:
-        return self.collection.find_one({"author_id": author_id, "idempotency_key": key}, WITHOUT_OUTBOX)
+        return self.get(checkin_id(author_id, key))
 
     def find_correction_of(self, checkin_id: str) -> dict | None:
         return self.collection.find_one({"supersedes_id": checkin_id}, WITHOUT_OUTBOX)
@@ -98,16 +113,19 @@ class CheckinRepository:
         )
         return result.modified_count == 1
 
-    def page(self, query: dict, after: tuple[datetime, str] | None, limit: int) -> list[dict]:
-        """Newest observation first, then newest id (ids are ULIDs: record order)."""
+    def page(self, query: dict, after: tuple[datetime, datetime, str] | None, limit: int) -> list[dict]:
+        """Newest observation first, then latest recorded, then id (only for equal record times)."""
         if after:
-            observed, checkin_id = after
+            observed, recorded, last_id = after
             query = {
                 **query,
-                "$or": [{"observe_time": {"$lt": observed}}, {"observe_time": observed, "_id": {"$lt": checkin_id}}],
+                "$or": [
+                    {"observe_time": {"$lt": observed}},
+                    {"observe_time": observed, "record_time": {"$lt": recorded}},
+                    {"observe_time": observed, "record_time": recorded, "_id": {"$lt": last_id}},
+                ],
             }
-        cursor = self.collection.find(query, WITHOUT_OUTBOX).sort([("observe_time", -1), ("_id", -1)]).limit(limit)
-        return list(cursor)
+        return list(self.collection.find(query, WITHOUT_OUTBOX).sort(NEWEST_FIRST).limit(limit))
 
 
 def checkin_query(

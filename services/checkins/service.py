@@ -1,10 +1,15 @@
 """The check-ins use cases: what each RPC means, independent of gRPC plumbing.
 
 Every write goes the same way: validate the request (nothing stored needed),
-answer a replayed idempotency key with the first result, learn the V2MOM's
-published structure (stored copy or goals-api), authorise against it, check
-the cycle, then insert the check-in with its event in one write. The worker
-derives progress from that event; this side never touches progress.
+learn the V2MOM's published structure (stored copy or goals-api), authorise
+against it, check the cycle, then insert the check-in with its event in one
+write. The worker derives progress from that event; this side never touches
+progress.
+
+A retried call (same author, same idempotency key) collides on the insert and
+gets the first call's check-in back. It is looked up before that only when a
+check refuses the retry, since things may have changed since the first call
+(the V2MOM archived, the cycle over): a first call pays no extra read.
 """
 
 import base64
@@ -22,16 +27,23 @@ from services.platform.errors import (
     NotFound,
     PermissionDenied,
     PreconditionViolation,
+    ServiceError,
     Unavailable,
     Violations,
 )
-from services.platform.ids import new_id
 
 from . import access, convert, events, validation
 from .goals_client import GOALS_DOWN, GoalsClient
 from .progress import measure_progress
 from .progress_store import ProgressReader
-from .repository import AlreadyCorrected, CheckinRepository, CycleSettingsRepository, Replayed, checkin_query
+from .repository import (
+    AlreadyCorrected,
+    CheckinRepository,
+    CycleSettingsRepository,
+    Replayed,
+    checkin_id,
+    checkin_query,
+)
 from .structures import MEASURE, METHOD, StructureCache, find_item
 from v2mom.v1 import checkins_pb2
 
@@ -99,11 +111,11 @@ class CheckinsService:
     def record_measure(self, caller: Caller, request, authorization: str = "") -> checkins_pb2.Checkin:
         stamp = now()
         observed = validation.measure_checkin(request, stamp)
-        replayed = self._replayed(caller, request.idempotency_key)
-        if replayed:
-            return replayed
-        structure, measure = self._recordable(caller, request.v2mom_id, MEASURE, request.measure_id, authorization)
-        observed = self._in_open_cycle(structure, stamp, observed or stamp)
+        try:
+            structure, measure = self._recordable(caller, request.v2mom_id, MEASURE, request.measure_id, authorization)
+            observed = self._in_open_cycle(structure, stamp, observed or stamp)
+        except ServiceError as refusal:
+            return self._replayed_or_raise(caller, request.idempotency_key, refusal)
         checkin = self._new_checkin(
             caller, structure, MEASURE, measure, stamp, observed, request.idempotency_key,
             value=request.value,
@@ -118,12 +130,12 @@ class CheckinsService:
     def record_method(self, caller: Caller, request, authorization: str = "") -> checkins_pb2.Checkin:
         stamp = now()
         observed = validation.method_checkin(request, stamp)
-        replayed = self._replayed(caller, request.idempotency_key)
-        if replayed:
-            return replayed
-        structure, method = self._recordable(caller, request.v2mom_id, METHOD, request.method_id, authorization)
-        _require_milestones_of(method, request.completed_milestone_ids)
-        observed = self._in_open_cycle(structure, stamp, observed or stamp)
+        try:
+            structure, method = self._recordable(caller, request.v2mom_id, METHOD, request.method_id, authorization)
+            _require_milestones_of(method, request.completed_milestone_ids)
+            observed = self._in_open_cycle(structure, stamp, observed or stamp)
+        except ServiceError as refusal:
+            return self._replayed_or_raise(caller, request.idempotency_key, refusal)
         checkin = self._new_checkin(
             caller, structure, METHOD, method, stamp, observed, request.idempotency_key,
             value=None,
@@ -135,12 +147,12 @@ class CheckinsService:
         )
         return convert.checkin_to_proto(self._insert(checkin, events.CHECKIN_RECORDED, structure, method))
 
-    def _replayed(self, caller: Caller, key: str) -> checkins_pb2.Checkin | None:
-        """A key this caller used before answers with what that call recorded, whatever else changed since."""
-        if not key:
-            return None
-        existing = self.checkins.find_by_key(caller.person_id, key)
-        return convert.checkin_to_proto(existing) if existing else None
+    def _replayed_or_raise(self, caller: Caller, key: str, refusal: ServiceError) -> checkins_pb2.Checkin:
+        """A key this caller used before answers with what that call recorded, whatever changed since."""
+        existing = self.checkins.find_by_key(caller.person_id, key) if key else None
+        if existing is None:
+            raise refusal
+        return convert.checkin_to_proto(existing)
 
     def _recordable(
         self, caller: Caller, v2mom_id: str, kind: str, item_id: str, authorization: str
@@ -190,7 +202,7 @@ class CheckinsService:
         *, value, progress_percent, status, confidence, comment, completed_milestone_ids,
     ) -> dict:
         checkin = {
-            "_id": new_id("chk"),
+            "_id": checkin_id(caller.person_id, key),
             "v2mom_id": structure["_id"],
             "item_kind": kind,
             "item_id": item["id"],
@@ -209,7 +221,7 @@ class CheckinsService:
             "observe_time": observed,
             "record_time": stamp,
         }
-        if key:  # absent, not empty: the unique index covers only documents that carry a key
+        if key:  # kept to show what the id was derived from; absent, not empty, without one
             checkin["idempotency_key"] = key
         return checkin
 
@@ -235,9 +247,23 @@ class CheckinsService:
         """
         stamp = now()
         requested_observe_time = validation.correction(request, stamp)
-        replayed = self._replayed(caller, request.idempotency_key)
-        if replayed:
-            return replayed
+        try:
+            original, structure, item, observed = self._correction_target(caller, request, stamp, requested_observe_time,
+                                                                          authorization)
+        except ServiceError as refusal:
+            # Includes "already corrected": by this very call, when it is a retry.
+            return self._replayed_or_raise(caller, request.idempotency_key, refusal)
+        correction = self._new_checkin(
+            caller, structure, original["item_kind"], item, stamp, observed, request.idempotency_key,
+            **_corrected_values(original["item_kind"], item, original, request),
+        )
+        correction.update(supersedes_id=original["_id"], correction_reason=request.reason)
+        return convert.checkin_to_proto(self._insert_correction(correction, original, structure, item))
+
+    def _correction_target(
+        self, caller: Caller, request, stamp: datetime, requested_observe_time: datetime | None, authorization: str
+    ) -> tuple[dict, dict, dict, datetime]:
+        """(the check-in to correct, its V2MOM's published structure, its item, the correction's observe time)."""
         original = self._correctable(request.checkin_id)
         kind = original["item_kind"]
         _require_fields_of_kind(kind, original["_id"], request)
@@ -254,12 +280,7 @@ class CheckinsService:
         if kind == METHOD:
             _require_milestones_of(item, request.completed_milestone_ids)
         observed = self._within_cycle(structure, requested_observe_time or original["observe_time"])
-        correction = self._new_checkin(
-            caller, structure, kind, item, stamp, observed, request.idempotency_key,
-            **_corrected_values(kind, item, original, request),
-        )
-        correction.update(supersedes_id=original["_id"], correction_reason=request.reason)
-        return convert.checkin_to_proto(self._insert_correction(correction, original, structure, item))
+        return original, structure, item, observed
 
     def _correctable(self, checkin_id: str) -> dict:
         original = self.checkins.get(checkin_id)
@@ -296,7 +317,10 @@ class CheckinsService:
         page = rows[:limit]
         next_token = ""
         if len(rows) > limit:
-            next_token = encode_token(filters, [page[-1]["observe_time"].isoformat(), page[-1]["_id"]])
+            last = page[-1]
+            next_token = encode_token(
+                filters, [last["observe_time"].isoformat(), last["record_time"].isoformat(), last["_id"]]
+            )
         return checkins_pb2.ListCheckinsResponse(
             checkins=[convert.checkin_to_proto(doc) for doc in page], next_page_token=next_token
         )
@@ -479,17 +503,17 @@ def decode_token(token: str, filters: list):
     return payload["p"]
 
 
-def _checkin_position(position) -> tuple[datetime, str] | None:
+def _checkin_position(position) -> tuple[datetime, datetime, str] | None:
     if position is None:
         return None
     try:
-        observed, checkin_id = position
-        observed = datetime.fromisoformat(observed)
+        observed, recorded, last_id = position
+        observed, recorded = datetime.fromisoformat(observed), datetime.fromisoformat(recorded)
     except (TypeError, ValueError):
         raise _bad_token() from None
-    if not isinstance(checkin_id, str) or observed.tzinfo is None:
+    if not isinstance(last_id, str) or observed.tzinfo is None or recorded.tzinfo is None:
         raise _bad_token()
-    return observed, checkin_id
+    return observed, recorded, last_id
 
 
 def _fingerprint(filters: list) -> str:

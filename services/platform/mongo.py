@@ -31,3 +31,12 @@ def ensure_indexes(db: Database, indexes: list[Index]) -> None:
         if index.partial:
             options["partialFilterExpression"] = index.partial
         db[index.collection].create_index(index.keys, **options)
+
+
+def drop_retired_indexes(db: Database, retired: dict[str, list[str]]) -> None:
+    """Drops indexes a service no longer declares, by collection: each one still costs every write."""
+    for collection, names in retired.items():
+        present = {index["name"] for index in db[collection].list_indexes()}
+        for name in names:
+            if name in present:
+                db[collection].drop_index(name)
