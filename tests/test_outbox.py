@@ -1,6 +1,8 @@
 """The outbox relay against the real broker and the wire store."""
 
+import pymongo
 import pytest
+from pymongo import monitoring
 
 from services.platform.events import envelope
 from services.platform.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
@@ -37,6 +39,41 @@ def test_relay_publishes_every_pending_event_once_and_clears_the_flag(db, amqp_u
     assert len(probe.received) == 50 and len({e["id"] for e in received}) == 50
     assert db.things.count_documents({"outbox_pending": True}) == 0
     assert db.things.count_documents({"outbox": {"$size": 0}}) == 25
+
+
+class Updates(monitoring.CommandListener):
+    """Counts the update statements the store is sent, per collection."""
+
+    def __init__(self):
+        self.statements: list[dict] = []
+
+    def started(self, event):
+        if event.command_name == "update":
+            self.statements += event.command["updates"]
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_append_once_documents_are_cleared_in_one_write_each(mongo_uri, db, amqp_uri, probe):
+    for n in range(5):
+        db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n)]))
+    updates = Updates()
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[updates])
+    relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri, append_once={"things"})
+    try:
+        assert relay.relay_until_empty() == 5
+    finally:
+        relay.close()
+        client.close()
+    assert len(probe.drain(until_count=5)) == 5
+    assert len(updates.statements) == 5
+    assert all(set(statement["q"]) == {"_id"} for statement in updates.statements), "filters by _id alone"
+    assert db.things.count_documents({"outbox_pending": True}) == 0
+    assert db.things.count_documents({"outbox": {"$size": 0}}) == 5
 
 
 def test_unreachable_broker_keeps_events_for_later(db, amqp_uri, probe):

@@ -68,7 +68,10 @@ class CheckinsWorker:
     name = "checkins_worker"
 
     projection = ProjectionProvider()
-    relay = OutboxRelayProvider(SERVICE, [CHECKINS, progress_store.PROGRESS, staleness.ITEM_CLOCKS])
+    # A check-in's only event is the one it is inserted with (a correction links it, silently).
+    relay = OutboxRelayProvider(
+        SERVICE, [CHECKINS, progress_store.PROGRESS, staleness.ITEM_CLOCKS], append_once=frozenset({CHECKINS})
+    )
 
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):

@@ -32,9 +32,10 @@ class MongoDatabase(DependencyProvider):
 class OutboxRelayProvider(DependencyProvider):
     """One relay per container; nameko's timer never overlaps its own ticks."""
 
-    def __init__(self, service: str, collections: list[str]):
+    def __init__(self, service: str, collections: list[str], append_once: frozenset[str] = frozenset()):
         self.service = service
         self.collections = collections
+        self.append_once = append_once
         self.relay: OutboxRelay | None = None
 
     def setup(self):
@@ -46,6 +47,7 @@ class OutboxRelayProvider(DependencyProvider):
             self.collections,
             settings.amqp_uri,
             batch_size=settings.relay_batch_size,
+            append_once=self.append_once,
         )
 
     def stop(self):

@@ -141,16 +141,22 @@ class RelayStats:
 class OutboxRelay:
     """Moves pending events from a service's collections to its exchange."""
 
-    def __init__(self, db: Database, collections: list[str], publisher: ConfirmingPublisher, batch_size: int = 200):
+    def __init__(self, db: Database, collections: list[str], publisher: ConfirmingPublisher, batch_size: int = 200,
+                 append_once: frozenset[str] = frozenset()):
         self.db = db
         self.collections = collections
         self.publisher = publisher
         self.batch_size = batch_size
+        # Collections whose documents get their events only in the write that creates them (a
+        # check-in, say): the relay clears those in one write instead of two.
+        self.append_once = frozenset(append_once)
         self.stats = RelayStats()
 
     @classmethod
-    def for_service(cls, db, service: str, collections, amqp_uri: str, batch_size: int = 200) -> "OutboxRelay":
-        return cls(db, list(collections), ConfirmingPublisher(amqp_uri, exchange_name(service)), batch_size)
+    def for_service(cls, db, service: str, collections, amqp_uri: str, batch_size: int = 200,
+                    append_once=frozenset()) -> "OutboxRelay":
+        publisher = ConfirmingPublisher(amqp_uri, exchange_name(service))
+        return cls(db, list(collections), publisher, batch_size, frozenset(append_once))
 
     def relay_once(self) -> int:
         """One pass over every collection; returns how many events went out."""
@@ -185,19 +191,23 @@ class OutboxRelay:
             self.stats.failures += 1
             log.warning("outbox relay paused", extra={"collection": name, "pending": len(events), "reason": str(error)})
             return 0
-        collection.bulk_write(
-            [op for doc in documents for op in self._removal(doc)], ordered=True
-        )
+        collection.bulk_write([op for doc in documents for op in self._removal(name, doc)], ordered=True)
         self.stats.published += len(events)
         log.debug("outbox relayed", extra={"collection": name, "events": len(events)})
         return len(events)
 
-    @staticmethod
-    def _removal(doc: dict) -> list[UpdateOne]:
+    def _removal(self, collection: str, doc: dict) -> list[UpdateOne]:
+        """Removes exactly the published events; clears the flag only if no new event arrived in between.
+
+        Every filter names the document by ``_id`` alone where it can: on
+        mongoeco anything more is a scan of the collection.
+        """
+        if collection in self.append_once:
+            # Nothing can have arrived: one write empties the outbox and clears the flag.
+            return [UpdateOne({"_id": doc["_id"]}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}})]
         ids = [event["id"] for event in doc.get(OUTBOX_FIELD, [])]
         return [
             UpdateOne({"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": {"$in": ids}}}}),
-            # Only clears the flag if no new event arrived in between.
             UpdateOne({"_id": doc["_id"], OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: False}}),
         ]
 
