@@ -193,16 +193,39 @@ def test_app_command_runs_an_existing_module(services, service, module):
     assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), f"{module} does not exist"
 
 
-def test_goals_api_is_reachable_and_checks_grpc_health(services):
-    api = services["goals-api"]
-    assert api["environment"]["GRPC_ADDR"] == "0.0.0.0:50051", "127.0.0.1 inside a container is unreachable"
-    assert "50051:50051" in api["ports"]
+@pytest.mark.parametrize(("name", "port", "grpc_service"), [
+    ("goals-api", 50051, "v2mom.v1.GoalService"),
+    ("checkins-api", 50052, "v2mom.v1.CheckinService"),
+])
+def test_grpc_apis_are_reachable_and_check_their_own_health(services, name, port, grpc_service):
+    api = services[name]
+    assert api["environment"]["GRPC_ADDR"] == f"0.0.0.0:{port}", "127.0.0.1 inside a container is unreachable"
+    assert f"{port}:{port}" in api["ports"]
     test = api["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"]
     # The Dockerfile copies the repo to /app, so the script is at this path in the image.
     script = test[2]
     assert script.startswith("/app/") and (ROOT / script.removeprefix("/app/")).is_file(), f"{script} not in the repo"
-    assert test[3] == "127.0.0.1:50051"
+    # Its own service by name: the overall status says SERVING before the servicer is registered.
+    assert test[3:5] == [f"127.0.0.1:{port}", grpc_service]
+
+
+def test_each_service_keeps_its_own_database(services):
+    databases: dict[str, set] = {}
+    for name in APP_SERVICES:
+        databases.setdefault(name.rsplit("-", 1)[0], set()).add(services[name]["environment"]["MONGO_DB"])
+    assert all(len(names) == 1 for names in databases.values()), f"an api and its worker must share one database: {databases}"
+    owned = [next(iter(names)) for names in databases.values()]
+    assert len(set(owned)) == len(owned), f"no two services may share a database: {databases}"
+    assert databases["checkins"] == {"checkins"}
+
+
+@pytest.mark.parametrize("name", ["checkins-api", "checkins-worker"])
+def test_checkins_reach_goals_api_once_it_is_healthy(services, name):
+    service = services[name]
+    # Both ask goals-api for published structures and cycles (the worker when an event arrives before its approval).
+    assert service["environment"]["GOALS_ADDR"] == "goals-api:50051"
+    assert service["depends_on"]["goals-api"]["condition"] == "service_healthy"
 
 
 def test_secrets_come_from_the_environment(compose):
@@ -313,8 +336,8 @@ def test_grpc_healthcheck_fails_when_nothing_listens():
     assert "UNAVAILABLE" in result.stderr
 
 
-def worker_healthcheck_script(services, cmdline_file: Path) -> str:
-    test = services["goals-worker"]["healthcheck"]["test"]
+def worker_healthcheck_script(services, worker: str, cmdline_file: Path) -> str:
+    test = services[worker]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     script = textwrap.dedent(test[3])
     assert "/proc/1/cmdline" in script
@@ -340,17 +363,23 @@ def connection_to_port_27017():
             sock.close()
 
 
-def test_worker_healthcheck_passes_for_a_connected_worker(services, tmp_path, connection_to_port_27017):
+WORKERS = ["goals-worker", "checkins-worker"]
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_healthcheck_passes_for_a_connected_worker(services, worker, tmp_path, connection_to_port_27017):
     cmdline = tmp_path / "cmdline"
-    cmdline.write_bytes(b"python\0-m\0services.goals.worker\0")
-    script = worker_healthcheck_script(services, cmdline)
+    cmdline.write_bytes(b"python\0-m\0" + services[worker]["command"][-1].encode() + b"\0")
+    script = worker_healthcheck_script(services, worker, cmdline)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
 
 
-def test_worker_healthcheck_fails_when_pid_1_is_not_the_worker(services, tmp_path, connection_to_port_27017):
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_healthcheck_fails_when_pid_1_is_not_the_worker(services, worker, tmp_path, connection_to_port_27017):
     cmdline = tmp_path / "cmdline"
-    cmdline.write_bytes(b"python\0-m\0services.goals.api\0")
-    script = worker_healthcheck_script(services, cmdline)
+    api = services[worker]["command"][-1].replace(".worker", ".api")
+    cmdline.write_bytes(b"python\0-m\0" + api.encode() + b"\0")
+    script = worker_healthcheck_script(services, worker, cmdline)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stderr

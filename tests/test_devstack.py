@@ -89,20 +89,29 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def stack_env(mongo_uri, amqp_uri):
-    """Environment for a devstack on the test wire server, a fresh database and a free gRPC port."""
-    database = f"goals_devstack_{uuid.uuid4().hex[:10]}"
+def stack_env(mongo_uri, isolated_broker_uri):
+    """Environment for a devstack on the test wire server: fresh databases, free ports, a vhost of its own.
+
+    Its workers' queues have fixed names, so on a shared vhost another stack's
+    workers (or a test's) would take its events.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    databases = {"MONGO_DB": f"goals_devstack_{suffix}", "CHECKINS_MONGO_DB": f"checkins_devstack_{suffix}",
+                 "METRICS_MONGO_DB": f"metrics_devstack_{suffix}"}
     env = {
         **os.environ,
+        **databases,
         "MONGO_URI": mongo_uri,
-        "MONGO_DB": database,
-        "AMQP_URI": amqp_uri,
+        "AMQP_URI": isolated_broker_uri,
         "V2MOM_GOALS_ADDR": f"127.0.0.1:{free_port()}",
+        "V2MOM_CHECKINS_ADDR": f"127.0.0.1:{free_port()}",
+        "V2MOM_METRICS_ADDR": f"127.0.0.1:{free_port()}",
         "METRICS_HTTP_ADDR": f"127.0.0.1:{free_port()}",
     }
     yield env
     client = pymongo.MongoClient(mongo_uri)
-    client.drop_database(database)
+    for database in databases.values():
+        client.drop_database(database)
     client.close()
 
 
@@ -121,12 +130,18 @@ def start_stack(stack_env):
 
 
 def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, stack_env):
-    address = stack_env["V2MOM_GOALS_ADDR"]
+    address, checkins = stack_env["V2MOM_GOALS_ADDR"], stack_env["V2MOM_CHECKINS_ADDR"]
     stack = start_stack()
     stack.wait_for(READY)
     assert grpc_healthcheck.check(address, "v2mom.v1.GoalService")[0]
+    assert grpc_healthcheck.check(checkins, "v2mom.v1.CheckinService")[0]
     assert "Seed: demo organisation seeded: 60 people in 12 org units" in stack.output
+    assert "check-in history seeded: " in stack.output and "over 8 weeks on 14 published V2MOMs" in stack.output
     assert f"export V2MOM_GOALS_ADDR={address}" in stack.output
+    assert f"export V2MOM_CHECKINS_ADDR={checkins}" in stack.output
+    for command in ("progress unit:eng-platform --tree", "progress-history unit:eng-platform", "checkins me",
+                    "checkin me msr-robots-reporting-telemetry --value", "stale --unit eng-autonomy"):
+        assert f".venv/bin/v2mom {command}" in stack.output, command
     children = stack.children()
     assert sorted(cmd.split(" -m ")[1].split()[0] for cmd in children.values()) == [
         "services.checkins.api", "services.checkins.worker", "services.goals.api", "services.goals.worker",
@@ -138,11 +153,13 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
     assert stack.exit_status() == 0
     assert not [pid for pid in children if alive(pid)]
     assert not grpc_healthcheck.check(address, timeout=1)[0]
-    assert "stopping goals-worker" in stack.output and "stopping goals-api" in stack.output
+    stopped = [line.split("stopping ", 1)[1] for line in stack.lines if "devstack" in line and "| stopping " in line]
+    assert stopped.index("checkins-worker") < stopped.index("checkins-api") < stopped.index("goals-api"), stopped
 
     again = start_stack()
     again.wait_for(READY)
     assert "Seed: demo organisation already seeded, nothing changed" in again.output
+    assert "check-in history already seeded, nothing new" in again.output
     again.process.send_signal(signal.SIGTERM)
     assert again.exit_status() == 0
 
