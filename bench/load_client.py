@@ -6,11 +6,13 @@ on stdout. Requests are built before the clock starts; a warm-up runs first
 and is left out of the numbers; the measured phase stops at a fixed request
 count or a time bound, whichever comes first.
 
-Plan (bench/goals_api.py writes it):
-    {"target": "127.0.0.1:PORT", "op": "get" | "create",
+Plan (bench/goals_api.py and bench/checkins.py write it):
+    {"target": "127.0.0.1:PORT", "op": "get" | "create" | "checkin",
      "concurrency": 4, "warmup": 20, "count": 500, "time_limit": 20.0,
      "items": [[id_or_person_id, bearer_token], ...],       # get: cycled; create: one per request
      "cycle_id": "...", "org_unit_id": "...", "content": "<base64 V2MOMContent>"}   # create only
+    checkin: "items": [[v2mom_id, measure_id, bearer_token, baseline], ...], cycled, and "run": a
+    string that makes this run's idempotency keys unique (each request sends its own key).
 
 Result: completed, errors, throughput (req/s), p50_ms, p99_ms, mean_ms,
 elapsed_s, time_bounded, plus up to five error samples.
@@ -27,7 +29,7 @@ import time
 import grpc
 
 from services.platform.auth import bearer_metadata
-from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
+from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
 
@@ -42,10 +44,26 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
+def checkin_request(item: list, sequence: int, round_on_item: int, run: str) -> checkins_pb2.RecordMeasureCheckinRequest:
+    """A measure check-in whose value differs from the last one on the same measure, so progress moves."""
+    v2mom_id, measure_id, _, baseline = item
+    return checkins_pb2.RecordMeasureCheckinRequest(
+        v2mom_id=v2mom_id, measure_id=measure_id, value=baseline + 1 + round_on_item % 10,
+        status=checkins_pb2.CHECKIN_STATUS_ON_TRACK, confidence=7, comment="Steady week; on plan.",
+        idempotency_key=f"bench.{run}.{sequence}",
+    )
+
+
 def build_calls(plan: dict) -> tuple[str, list[tuple[object, tuple]]]:
     """(rpc name, [(request, metadata)]) for warm-up plus measured requests, in order."""
     total = plan["warmup"] + plan["count"]
     items = plan["items"]
+    if plan["op"] == "checkin":
+        calls = []
+        for i in range(total):
+            item = items[i % len(items)]
+            calls.append((checkin_request(item, i, i // len(items), plan["run"]), bearer_metadata(item[2])))
+        return "RecordMeasureCheckin", calls
     if plan["op"] == "get":
         calls = []
         for i in range(total):
@@ -106,7 +124,8 @@ def run(plan: dict) -> dict:
 
     def _work(channel) -> None:
         grpc.channel_ready_future(channel).result(timeout=10)
-        call = getattr(goals_pb2_grpc.GoalServiceStub(channel), rpc)
+        stub = checkins_pb2_grpc.CheckinServiceStub if rpc == "RecordMeasureCheckin" else goals_pb2_grpc.GoalServiceStub
+        call = getattr(stub(channel), rpc)
 
         def one(request, metadata) -> float | None:
             started = time.perf_counter()
