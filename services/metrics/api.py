@@ -2,8 +2,8 @@
 
 Run it with ``python -m services.metrics.api``. GRPC_ADDR (default
 127.0.0.1:50053) serves MetricsService; METRICS_HTTP_ADDR (default
-127.0.0.1:9100) serves ``/metrics`` from a registry of its own, whose
-collectors read the metrics database on every scrape. GOALS_ADDR and
+127.0.0.1:9100) serves ``/metrics`` (exposition.py), read from the metrics
+database on every scrape. GOALS_ADDR and
 CHECKINS_ADDR are where RebuildAggregates reads from; cycle dates come from
 GOALS_ADDR too (cached, see cycles.py).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from services.platform import logs
 from services.platform.auth import current_caller
@@ -24,8 +24,9 @@ from services.platform.mongo import connect, ensure_indexes
 from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
 
 from . import rebuild, store
-from .collector import CycleCollector, EngagementCollector, PipelineCollector
+from .collector import CycleCollector, PipelineCollector
 from .cycles import CycleCalendar
+from .exposition import Exposition, start_http_server
 from .service import MetricsService
 from .sources import CheckinsSource, GoalsSource
 
@@ -67,15 +68,18 @@ class Sources:
     grace_seconds: float = 2.0
 
 
-def registry_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> CollectorRegistry:
-    """The exposition's own registry: engagement, pipeline health, cycle dates and this process."""
-    registry = CollectorRegistry()
-    registry.register(EngagementCollector(db, clock))
-    registry.register(PipelineCollector(db))
+def exposition_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> Exposition:
+    """What /metrics serves: engagement (rendered by exposition.py), pipeline health, cycle dates and this process."""
+    others = [PipelineCollector(db)]
     if calendar is not None:
-        registry.register(CycleCollector(calendar))
-    ProcessCollector(registry=registry)
-    return registry
+        others.append(CycleCollector(calendar))
+    others.append(ProcessCollector(registry=None))
+    return Exposition(db, clock, others)
+
+
+def registry_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> CollectorRegistry:
+    """The same families in one prometheus_client registry (what /metrics served before exposition.py)."""
+    return exposition_for(db, clock, calendar).full
 
 
 def _rebuild_from(db, settings: Settings, sources: Sources) -> rebuild.Summary:
@@ -111,8 +115,7 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     if http_addr is not None:
         host, _, http_port = http_addr.rpartition(":")
         calendar = CycleCalendar.from_goals(sources.goals_addr, settings.auth)
-        registry = registry_for(db, clock, calendar)
-        httpd, _thread = start_http_server(int(http_port), addr=host or "0.0.0.0", registry=registry)
+        httpd, _thread = start_http_server(int(http_port), host or "0.0.0.0", exposition_for(db, clock, calendar))
         server.http_port = httpd.server_address[1]
         server.http = httpd
     return server, port

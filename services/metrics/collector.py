@@ -1,4 +1,9 @@
-"""The Prometheus exposition: a custom Collector reading the stored aggregates on every scrape.
+"""The Prometheus collectors, reading the stored aggregates on every scrape.
+
+``/metrics`` renders the engagement families with exposition.py, which writes
+the text itself and maps ``GAUGES`` over every View; ``EngagementCollector`` is
+the reference it is held byte-equal to, and what serves the rare requests
+exposition.py leaves to prometheus_client.
 
 Nothing is kept in the exporting process, so every metrics-api replica exports
 the same numbers and a restart loses nothing. Rates are computed here, at scrape
@@ -11,6 +16,7 @@ everything below it). Ratios are left out where their denominator is zero.
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from operator import attrgetter as _of
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,36 +28,36 @@ from .engagement import DIRECT, SUBTREE, View
 
 LABELS = ["org_unit", "org_unit_name", "level", "cycle", "scope"]
 
-# name, help, value of a View (None: leave the sample out)
+# name, help, value of a View (None: leave the sample out); attrgetters, as exposition.py maps them over every View
 GAUGES: list[tuple[str, str, Callable[[View], float | None]]] = [
-    ("v2mom_headcount", "Active members.", lambda v: v.counts.headcount),
+    ("v2mom_headcount", "Active members.", _of("counts.headcount")),
     ("v2mom_people_with_v2mom", "Active members owning a V2MOM in the cycle that is not archived.",
-     lambda v: v.counts.with_v2mom),
-    ("v2mom_creation_ratio", "People with a V2MOM in the cycle divided by headcount.", lambda v: v.rates.creation),
-    ("v2mom_submitted_v2moms", "V2MOMs (not archived) submitted at least once.", lambda v: v.counts.submitted),
-    ("v2mom_approved_v2moms", "V2MOMs (not archived) approved at least once.", lambda v: v.counts.approved),
-    ("v2mom_approval_ratio", "Approved V2MOMs divided by submitted V2MOMs.", lambda v: v.rates.approval),
-    ("v2mom_pending_approvals", "V2MOMs submitted and waiting for a decision.", lambda v: v.counts.pending),
+     _of("counts.with_v2mom")),
+    ("v2mom_creation_ratio", "People with a V2MOM in the cycle divided by headcount.", _of("rates.creation")),
+    ("v2mom_submitted_v2moms", "V2MOMs (not archived) submitted at least once.", _of("counts.submitted")),
+    ("v2mom_approved_v2moms", "V2MOMs (not archived) approved at least once.", _of("counts.approved")),
+    ("v2mom_approval_ratio", "Approved V2MOMs divided by submitted V2MOMs.", _of("rates.approval")),
+    ("v2mom_pending_approvals", "V2MOMs submitted and waiting for a decision.", _of("counts.pending")),
     ("v2mom_oldest_pending_approval_age_seconds", "Age of the oldest pending submission; 0 when none is pending.",
      lambda v: v.oldest_pending_age or 0.0),
     ("v2mom_trailing_checkins", "Check-ins observed in the 4 whole ISO weeks (UTC) before the current one.",
-     lambda v: v.counts.trailing_checkins),
+     _of("counts.trailing_checkins")),
     ("v2mom_checkins_week_to_date", "Check-ins observed so far in the current ISO week (UTC).",
-     lambda v: v.counts.week_checkins),
+     _of("counts.week_checkins")),
     ("v2mom_checkins_per_member_per_week", "Trailing check-ins per active member per week (4-week window).",
-     lambda v: v.rates.checkins_per_member_per_week),
-    ("v2mom_published_v2moms", "Published V2MOMs (not archived).", lambda v: v.counts.published),
+     _of("rates.checkins_per_member_per_week")),
+    ("v2mom_published_v2moms", "Published V2MOMs (not archived).", _of("counts.published")),
     ("v2mom_checked_in_v2moms", "Published V2MOMs with a check-in within the last cadence of their cycle.",
-     lambda v: v.counts.covered),
-    ("v2mom_checkin_coverage_ratio", "Checked-in V2MOMs divided by published V2MOMs.", lambda v: v.rates.checkin_coverage),
-    ("v2mom_tracked_items", "Measures and methods of published V2MOMs.", lambda v: v.counts.items),
+     _of("counts.covered")),
+    ("v2mom_checkin_coverage_ratio", "Checked-in V2MOMs divided by published V2MOMs.", _of("rates.checkin_coverage")),
+    ("v2mom_tracked_items", "Measures and methods of published V2MOMs.", _of("counts.items")),
     ("v2mom_stale_items", "Tracked items without a check-in for one cadence (and not yet overdue).",
-     lambda v: v.counts.stale),
-    ("v2mom_overdue_items", "Tracked items without a check-in for two cadences.", lambda v: v.counts.overdue),
-    ("v2mom_progress_ratio", "Mean own progress of published V2MOMs, 0 to 1.", lambda v: v.rates.progress),
-    ("v2mom_measures", "Measures of published V2MOMs.", lambda v: v.counts.measures),
-    ("v2mom_off_track_measures", "Measures whose latest check-in is OFF_TRACK.", lambda v: v.counts.off_track),
-    ("v2mom_off_track_measures_ratio", "Off-track measures divided by measures.", lambda v: v.rates.off_track),
+     _of("counts.stale")),
+    ("v2mom_overdue_items", "Tracked items without a check-in for two cadences.", _of("counts.overdue")),
+    ("v2mom_progress_ratio", "Mean own progress of published V2MOMs, 0 to 1.", _of("rates.progress")),
+    ("v2mom_measures", "Measures of published V2MOMs.", _of("counts.measures")),
+    ("v2mom_off_track_measures", "Measures whose latest check-in is OFF_TRACK.", _of("counts.off_track")),
+    ("v2mom_off_track_measures_ratio", "Off-track measures divided by measures.", _of("rates.off_track")),
 ]
 TREE_PROGRESS = ("v2mom_tree_progress_ratio",
                  "Tree progress of the unit's own V2MOM (it rolls up what is aligned below it), 0 to 1. scope=subtree only.")

@@ -9,6 +9,8 @@ moment of the read from keys stored by week, day or epoch.
 
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import NamedTuple
 
 from pymongo.database import Database
 
@@ -49,19 +51,34 @@ class Counts:
     unit_v2moms: int = 0
 
     def __iadd__(self, other: "Counts") -> "Counts":
-        for spec in fields(self):
-            name = spec.name
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if name == "oldest_pending":
-                candidates = [t for t in (mine, theirs) if t is not None]
-                self.oldest_pending = min(candidates) if candidates else None
-            elif name == "v2moms":
-                for state, n in theirs.items():
-                    mine[state] = mine.get(state, 0) + n
-            elif name == "tta_buckets":
-                self.tta_buckets = [a + b for a, b in zip(mine, theirs)]
-            else:
-                setattr(self, name, mine + theirs)
+        # Spelled out (a scrape sums one of these per unit and cycle); _SUMMED below checks that it covers every field.
+        self.headcount += other.headcount
+        self.with_v2mom += other.with_v2mom
+        if other.v2moms:
+            mine = self.v2moms
+            for state, n in other.v2moms.items():
+                mine[state] = mine.get(state, 0) + n
+        self.submitted += other.submitted
+        self.approved += other.approved
+        self.pending += other.pending
+        theirs = other.oldest_pending
+        if theirs is not None and (self.oldest_pending is None or theirs < self.oldest_pending):
+            self.oldest_pending = theirs
+        self.tta_buckets = [a + b for a, b in zip(self.tta_buckets, other.tta_buckets)]
+        self.tta_sum += other.tta_sum
+        self.tta_count += other.tta_count
+        self.trailing_checkins += other.trailing_checkins
+        self.week_checkins += other.week_checkins
+        self.published += other.published
+        self.covered += other.covered
+        self.items += other.items
+        self.stale += other.stale
+        self.overdue += other.overdue
+        self.measures += other.measures
+        self.off_track += other.off_track
+        self.progress_sum += other.progress_sum
+        self.unit_tree_sum += other.unit_tree_sum
+        self.unit_v2moms += other.unit_v2moms
         return self
 
     def to_doc(self) -> dict:
@@ -73,50 +90,77 @@ class Counts:
         return cls(**{key: value for key, value in doc.items() if key in known})
 
 
+# Every field __iadd__ handles: adding a field to Counts without summing it there fails here, at import.
+_SUMMED = {"headcount", "with_v2mom", "v2moms", "submitted", "approved", "pending", "oldest_pending", "tta_buckets",
+           "tta_sum", "tta_count", "trailing_checkins", "week_checkins", "published", "covered", "items", "stale",
+           "overdue", "measures", "off_track", "progress_sum", "unit_tree_sum", "unit_v2moms"}
+assert _SUMMED == {spec.name for spec in fields(Counts)}, "Counts.__iadd__ must sum every field"
+
+
 def _sum(values: dict | None) -> float:
     return sum((values or {}).values())
 
 
-def counts_at(aggregate: dict | None, headcount: int, now: datetime) -> Counts:
+class Window:
+    """The keys a moment's windows select, worked out once per read instead of once per aggregate."""
+
+    __slots__ = ("now", "current", "trailing", "_first_day")
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.current = model.week_key(now)
+        self.trailing = tuple(model.week_key(now - timedelta(weeks=k)) for k in range(1, model.TRAILING_WEEKS + 1))
+        self._first_day: dict = {}
+
+    def first_day(self, cadence) -> str:
+        """The first UTC day within the last ``cadence`` days (a stored key, so a string of days)."""
+        day = self._first_day.get(cadence)
+        if day is None:
+            day = self._first_day[cadence] = model.day_key(self.now - timedelta(days=int(cadence) - 1))
+        return day
+
+
+def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Window | None = None) -> Counts:
     """One unit's own counts for one cycle at ``now``, from its aggregate document."""
-    doc = aggregate or {}
-    pending = {int(epoch): n for epoch, n in (doc.get("pending") or {}).items() if n > 0}
-    tta = doc.get("tta") or {}
+    window = window or Window(now)
+    get = (aggregate or {}).get
+    pending = {int(epoch): n for epoch, n in (get("pending") or {}).items() if n > 0}
+    tta = get("tta") or {}
     buckets = tta.get("buckets") or {}
-    checkins = doc.get("checkins") or {}
-    current = model.week_key(now)
-    trailing = {model.week_key(now - timedelta(weeks=k)) for k in range(1, model.TRAILING_WEEKS + 1)}
+    checkins = get("checkins") or {}
     return Counts(
         headcount=headcount,
-        with_v2mom=int(doc.get("with_v2mom", 0)),
-        v2moms={state: int(n) for state, n in (doc.get("v2moms") or {}).items() if n},
-        submitted=int(doc.get("submitted", 0)),
-        approved=int(doc.get("approved", 0)),
+        with_v2mom=int(get("with_v2mom", 0)),
+        v2moms={state: int(n) for state, n in (get("v2moms") or {}).items() if n},
+        submitted=int(get("submitted", 0)),
+        approved=int(get("approved", 0)),
         pending=int(sum(pending.values())),
         oldest_pending=float(min(pending)) if pending else None,
         tta_buckets=[int(buckets.get(key, 0)) for key in BUCKET_KEYS],
         tta_sum=float(tta.get("sum", 0.0)),
         tta_count=int(tta.get("count", 0)),
-        trailing_checkins=int(sum(n for week, n in checkins.items() if week in trailing)),
-        week_checkins=int(checkins.get(current, 0)),
-        published=int(doc.get("published", 0)),
-        covered=_covered(doc.get("covered") or {}, now),
-        items=int(doc.get("items", 0)),
-        stale=int(doc.get("stale", 0)),
-        overdue=int(doc.get("overdue", 0)),
-        measures=int(doc.get("measures", 0)),
-        off_track=int(doc.get("off_track", 0)),
-        progress_sum=float(doc.get("progress", 0.0)),
-        unit_tree_sum=float(doc.get("unit_tree", 0.0)),
-        unit_v2moms=int(doc.get("unit_v2moms", 0)),
+        # the 4 weeks looked up, not the stored weeks scanned: flat with the length of the history
+        trailing_checkins=int(sum(checkins.get(week, 0) for week in window.trailing)) if checkins else 0,
+        week_checkins=int(checkins.get(window.current, 0)),
+        published=int(get("published", 0)),
+        covered=_covered(get("covered") or {}, now, window),
+        items=int(get("items", 0)),
+        stale=int(get("stale", 0)),
+        overdue=int(get("overdue", 0)),
+        measures=int(get("measures", 0)),
+        off_track=int(get("off_track", 0)),
+        progress_sum=float(get("progress", 0.0)),
+        unit_tree_sum=float(get("unit_tree", 0.0)),
+        unit_v2moms=int(get("unit_v2moms", 0)),
     )
 
 
-def _covered(by_cadence: dict, now: datetime) -> int:
+def _covered(by_cadence: dict, now: datetime, window: Window | None = None) -> int:
     """Published V2MOMs whose latest check-in falls within the last cadence (to the UTC day)."""
+    window = window or Window(now)
     total = 0
     for cadence, by_day in by_cadence.items():
-        first_day = model.day_key(now - timedelta(days=int(cadence) - 1))
+        first_day = window.first_day(cadence)
         total += sum(n for day, n in by_day.items() if day >= first_day)
     return int(total)
 
@@ -128,8 +172,9 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-@dataclass(frozen=True)
-class Rates:
+class Rates(NamedTuple):
+    """Immutable; a NamedTuple rather than a frozen dataclass because a scrape builds one per unit, cycle and scope."""
+
     creation: float | None
     approval: float | None
     checkins_per_member_per_week: float | None
@@ -141,13 +186,13 @@ class Rates:
 
 def rates(counts: Counts, own: Counts) -> Rates:
     return Rates(
-        creation=ratio(counts.with_v2mom, counts.headcount),
-        approval=ratio(counts.approved, counts.submitted),
-        checkins_per_member_per_week=ratio(counts.trailing_checkins, model.TRAILING_WEEKS * counts.headcount),
-        checkin_coverage=ratio(counts.covered, counts.published),
-        progress=ratio(counts.progress_sum / 100.0, counts.published),
-        tree_progress=ratio(own.unit_tree_sum / 100.0, own.unit_v2moms),
-        off_track=ratio(counts.off_track, counts.measures),
+        ratio(counts.with_v2mom, counts.headcount),  # creation
+        ratio(counts.approved, counts.submitted),  # approval
+        ratio(counts.trailing_checkins, model.TRAILING_WEEKS * counts.headcount),  # checkins_per_member_per_week
+        ratio(counts.covered, counts.published),  # checkin_coverage
+        ratio(counts.progress_sum / 100.0, counts.published),  # progress
+        ratio(own.unit_tree_sum / 100.0, own.unit_v2moms),  # tree_progress
+        ratio(counts.off_track, counts.measures),  # off_track
     )
 
 
@@ -165,7 +210,7 @@ class View:
     own: Counts
     now: datetime
 
-    @property
+    @cached_property
     def rates(self) -> Rates:
         return rates(self.counts, self.own)
 
@@ -206,9 +251,10 @@ def read(db: Database, now: datetime | None = None, cycle_id: str | None = None,
     aggregates = {(row["unit"], row["cycle"]): row for row in db[store.AGGREGATES].find(query, store.WITHOUT_MEMORY)}
     cycles = sorted({cycle for _, cycle in aggregates} | ({cycle_id} if cycle_id else set()))
     direct, subtree = {}, {}
+    window = Window(now)
     for cycle in cycles:
         for unit_id in units:
-            direct[(unit_id, cycle)] = counts_at(aggregates.get((unit_id, cycle)), tree.units[unit_id].members, now)
+            direct[(unit_id, cycle)] = counts_at(aggregates.get((unit_id, cycle)), tree.units[unit_id].members, now, window)
         for unit_id in reversed(units):  # children before parents
             total = Counts()
             total += direct[(unit_id, cycle)]

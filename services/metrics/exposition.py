@@ -1,0 +1,277 @@
+"""The ``/metrics`` endpoint: the engagement families rendered straight to text, the rest by prometheus_client.
+
+At 10,000 org units the engagement families hold 750,000 samples (75 per unit and
+cycle). Built as prometheus_client ``Sample`` objects and rendered by its
+``generate_latest``, which validates, escapes and formats every label of every
+sample, they cost ~1.8 ms per unit. Here each (unit, cycle, scope) label set is
+escaped once, values are formatted once per distinct value, and each family is
+one ``str.join``: the same text, byte for byte, as ``generate_latest`` gives for
+``collector.EngagementCollector`` (tests/test_metrics_exposition.py holds the
+two equal, in the text format and in OpenMetrics).
+
+The other families (pipeline health, cycle dates, ``process_*``) are few and stay
+with prometheus_client: a registry without the engagement collector renders
+them, and its text follows the engagement families', as it did when one registry
+held all of them (OpenMetrics' ``# EOF`` stays last). The HTTP side mirrors
+``prometheus_client.make_wsgi_app``: any path, ``OPTIONS``, 405 for other
+methods, content negotiation (text 0.0.4, text 1.0.0, OpenMetrics) and gzip when
+accepted. Two rare requests take the old path over the whole registry, which
+gives the same text slowly: ``name[]`` filters, and the ``dots`` name escaping
+(it rewrites every metric and label name).
+"""
+
+import gzip
+import io
+import socket
+import threading
+from itertools import accumulate, chain, compress, repeat
+from math import copysign, isnan
+from operator import attrgetter as _of, is_not, methodcaller
+from collections.abc import Callable
+from datetime import datetime
+from socketserver import ThreadingMixIn
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.utils import floatToGoString
+from pymongo.database import Database
+
+from . import engagement, model
+from .collector import GAUGES, STATES, TIME_TO_APPROVAL, TREE_PROGRESS, EngagementCollector
+from .engagement import DIRECT, SUBTREE, Snapshot
+
+# Name escapings that leave legacy-valid names (all of ours) as they are; "dots" doubles their underscores.
+_FAST_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8, openmetrics.VALUES)
+_BUCKET_BOUNDS = [str(float(bound)) for bound in model.TIME_TO_APPROVAL_BUCKETS] + ["+Inf"]
+_SCOPES = (DIRECT, SUBTREE)
+
+
+def _label_value(text: str) -> str:
+    """As prometheus_client escapes a label value, in both formats."""
+    return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _header(name: str, documentation: str, kind: str, openmetrics_format: bool) -> str:
+    if openmetrics_format:
+        text = _label_value(documentation)
+    else:
+        text = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
+
+
+class _IntTexts(dict):
+    """``floatToGoString`` of ints and a newline, each worked out once (most values are small counts shared by
+    many units)."""
+
+    def __missing__(self, value: int) -> str:
+        text = self[value] = floatToGoString(value) + "\n"
+        return text
+
+
+class _FloatTexts(dict):
+    """``repr`` of floats and a newline, each worked out once; only for values known finite, below 1e6 and
+    without a sign bit (0.0 and -0.0 are one key but print differently)."""
+
+    def __missing__(self, value: float) -> str:
+        text = self[value] = repr(value) + "\n"
+        return text
+
+
+def _float_text(value) -> str:
+    """``floatToGoString`` of a value that is not an int: ``repr`` unless large, infinite or NaN (or not a float)."""
+    if type(value) is float and -1e6 < value < 1e6:
+        return repr(value) + "\n"  # what floatToGoString gives for these, signed zeros included
+    return floatToGoString(value) + "\n"
+
+
+def _texts(values: list, ints: _IntTexts, floats: _FloatTexts) -> list[str]:
+    """``floatToGoString`` of every value (None excluded) with a newline, at C speed for the usual all-int or
+    all-float columns."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(ints.__getitem__, values))
+    if (kinds == {float} and not any(map(isnan, values)) and max(values) < 1e6
+            and -1.0 not in map(copysign, repeat(1.0), values)):  # none negative, -0.0 included
+        return list(map(floats.__getitem__, values))
+    return [ints[v] if type(v) is int else _float_text(v) for v in values]
+
+
+def _lines(*columns) -> str:
+    """Lines from pieces: each column holds one piece of every line (a ``repeat`` for the fixed pieces), in order."""
+    return "".join(chain.from_iterable(zip(*columns)))
+
+
+def render_engagement(snapshot: Snapshot, openmetrics_format: bool = False) -> str:
+    """The engagement families exactly as ``generate_latest`` renders ``EngagementCollector``'s for ``snapshot``."""
+    return "".join(engagement_chunks(snapshot, openmetrics_format))
+
+
+def engagement_chunks(snapshot: Snapshot, openmetrics_format: bool = False) -> list[str]:
+    """``render_engagement``'s text in pieces (a few per family), so that nothing joins all 90 MB at 10k units.
+
+    Same families in the same order, samples in the same order (cycle, unit in
+    tree order, scope), the same values left out. Every line is joined from its
+    pieces (name, label set, value) by one C-level ``str.join`` per family, so
+    no Python runs per sample beyond picking the value.
+    """
+    ints, floats = _IntTexts(), _FloatTexts()
+    tree = snapshot.tree
+    views: list[engagement.View] = []
+    cycle_labels: list[str] = []  # 'cycle="…"': sorts before "le", which histogram buckets put after it
+    rest_labels: list[str] = []  # 'level="…",org_unit="…",org_unit_name="…",scope="…"} '
+    for cycle in snapshot.cycles:  # the collector's order: cycle, unit in tree order, scope
+        cycle_label = f'cycle="{_label_value(cycle)}"'
+        for unit_id in tree.everything():
+            unit = tree.units[unit_id]
+            unit_labels = (f'level="{_label_value(unit.level_label)}",org_unit="{_label_value(unit_id)}",'
+                           f'org_unit_name="{_label_value(unit.name)}",scope="')
+            for scope in _SCOPES:
+                views.append(snapshot.view(unit_id, cycle, scope))
+                cycle_labels.append(cycle_label)
+                rest_labels.append(f'{unit_labels}{scope}"}} ')
+    closed = list(map("%s,%s".__mod__, zip(cycle_labels, rest_labels)))  # the whole label set and "} "
+    labels = [label[:-2] for label in closed]  # without "} ", for v2mom_v2moms to add its state
+    out: list[str] = []
+
+    def gauge(name: str, documentation: str, values: list) -> None:
+        out.append(_header(name, documentation, "gauge", openmetrics_format))
+        chosen = closed
+        if None in values:  # left out, as the collector leaves them out
+            present = list(map(is_not, values, repeat(None)))
+            chosen, values = list(compress(closed, present)), list(compress(values, present))
+        out.append(_lines(repeat(name + "{"), chosen, _texts(values, ints, floats)))
+
+    for name, documentation, value_of in GAUGES:
+        gauge(name, documentation, list(map(value_of, views)))
+    gauge(*TREE_PROGRESS, [view.rates.tree_progress if view.scope == SUBTREE else None for view in views])
+
+    # v2mom_v2moms: a label set's states one after another, as the collector adds them.
+    name = STATES[0]
+    out.append(_header(*STATES, "gauge", openmetrics_format))
+    by_state = list(map(_of("counts.v2moms"), views))
+    columns = []
+    for state in model.STATE_LABELS.values():
+        values = _texts(list(map(methodcaller("get", state, 0), by_state)), ints, floats)
+        columns += [repeat(name + "{"), labels, repeat(f',state="{state}"}} '), values]
+    out.append(_lines(*columns))
+
+    # The histogram: per label set the cumulative buckets, then _count (the +Inf bucket's), then _sum.
+    name = TIME_TO_APPROVAL[0]
+    out.append(_header(*TIME_TO_APPROVAL, "histogram", openmetrics_format))
+    cumulative = list(map(list, map(accumulate, map(_of("counts.tta_buckets"), views))))
+    buckets = [_texts(list(column), ints, floats) for column in zip(*cumulative)] or [[] for _ in _BUCKET_BOUNDS]
+    columns = []
+    for bound, values in zip(_BUCKET_BOUNDS, buckets):
+        columns += [repeat(f"{name}_bucket{{"), cycle_labels, repeat(f',le="{bound}",'), rest_labels, values]
+    sums = _texts(list(map(_of("counts.tta_sum"), views)), ints, floats)
+    columns += [repeat(f"{name}_count{{"), closed, buckets[-1], repeat(f"{name}_sum{{"), closed, sums]
+    out.append(_lines(*columns))
+    return out
+
+
+class Exposition:
+    """What ``/metrics`` serves: the engagement families (rendered here), then those of ``others``.
+
+    ``full`` is one prometheus_client registry of all of them (engagement first),
+    as metrics-api served before: the path for the rare requests above, and the
+    reference the tests compare with. ``fast`` holds only ``others``, so no family
+    appears twice.
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], datetime], others: list[Collector]):
+        self.db = db
+        self.clock = clock
+        self.full = _registry([EngagementCollector(db, clock), *others])
+        self.others = _registry(others)
+
+    def render(self, accept: str | None, params: dict | None = None) -> tuple[list[bytes], str]:
+        """(body in chunks, Content-Type) for a request's Accept header and query parameters, as prometheus_client
+        answers them."""
+        encoder, content_type = choose_encoder(accept or "")
+        escaping = getattr(encoder, "keywords", {}).get("escaping", openmetrics.UNDERSCORES)
+        names = (params or {}).get("name[]")
+        if names:
+            return [encoder(self.full.restricted_registry(names))], content_type
+        if escaping not in _FAST_ESCAPINGS:
+            return [encoder(self.full)], content_type
+        is_openmetrics = getattr(encoder, "func", encoder) is openmetrics.generate_latest
+        snapshot = engagement.read(self.db, self.clock())
+        chunks = [chunk.encode("utf-8") for chunk in engagement_chunks(snapshot, is_openmetrics)]
+        chunks.append(encoder(self.others))
+        return chunks, content_type
+
+    def body(self, accept: str | None = None, params: dict | None = None) -> bytes:
+        """The whole body, uncompressed (for tests)."""
+        return b"".join(self.render(accept, params)[0])
+
+
+def _registry(collectors: list[Collector]) -> CollectorRegistry:
+    registry = CollectorRegistry()  # as before: no describe, so registering reads nothing
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+def make_wsgi_app(exposition: Exposition, disable_compression: bool = False) -> Callable:
+    """prometheus_client's ``make_wsgi_app``, serving ``exposition``."""
+
+    def app(environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            status, headers, output = "200 OK", [("Allow", "OPTIONS,GET")], b""
+        elif method != "GET":
+            status = "405 Method Not Allowed"
+            headers = [("Allow", "OPTIONS,GET")]
+            output = f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()
+        elif environ["PATH_INFO"] == "/favicon.ico":
+            status, headers, output = "200 OK", [], b""
+        else:  # like prometheus_client, any other path serves the metrics
+            params = parse_qs(environ.get("QUERY_STRING", ""))
+            chunks, content_type = exposition.render(environ.get("HTTP_ACCEPT"), params)
+            status, headers = "200 OK", [("Content-Type", content_type)]
+            if not disable_compression and gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):
+                chunks = [_gzip(chunks)]
+                headers.append(("Content-Encoding", "gzip"))
+            headers.append(("Content-Length", str(sum(map(len, chunks)))))
+            start_response(status, headers)
+            return chunks
+        start_response(status, headers)
+        return [output]
+
+    return app
+
+
+def _gzip(chunks: list[bytes]) -> bytes:
+    """One gzip member of all chunks. Level 1: the text is so repetitive that level 9 (prometheus_client's) shrinks
+    it little more, and at 90 MB costs seconds more; what the client decompresses is the same."""
+    sink = io.BytesIO()
+    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as packer:
+        for chunk in chunks:
+            packer.write(chunk)
+    return sink.getvalue()
+
+
+class _SilentHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        """Nothing: a scrape every few seconds is not news."""
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def start_http_server(port: int, addr: str, exposition: Exposition) -> tuple[WSGIServer, threading.Thread]:
+    """Serves ``exposition`` on a daemon thread, as prometheus_client's ``start_http_server`` does a registry."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+    class Server(_ThreadingWSGIServer):
+        address_family = family
+
+    httpd = make_server(sockaddr[0], port, make_wsgi_app(exposition), Server, handler_class=_SilentHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    return httpd, thread

@@ -1,0 +1,213 @@
+"""/metrics renders the engagement families itself (services/metrics/exposition.py): the same scrape as before.
+
+Before exposition.py, one prometheus_client registry rendered everything
+(``generate_latest`` of ``EngagementCollector``, the pipeline and cycle-date
+collectors and the process collector). Here that registry is the reference
+(``Exposition.full``): for the small organisation of the aggregation tests, plus
+org unit names that need escaping, a second cycle and an organisation shaped as
+the benchmark loads it, the new text must be byte for byte the registry's, in
+every format a client can negotiate, parse to the same families and samples,
+and pass ``promtool check metrics``.
+"""
+
+import gzip
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from datetime import timedelta
+
+import pymongo
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics import engagement, store
+from services.metrics.api import exposition_for
+from services.metrics.collector import CycleCollector, EngagementCollector, PipelineCollector
+from services.metrics.cycles import Cycle
+from services.metrics.exposition import Exposition, render_engagement, start_http_server
+from services.metrics.pipeline import PipelineStats
+from services.platform.mongo import ensure_indexes
+from tests.helpers_metrics import NOW, Journey, ago, org_unit, person
+from tests.test_metrics_aggregation import SmallOrg, apply_all
+
+PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
+WEIRD = 'Back\\slash "quoted"\nnew line, and a trailing backslash \\'
+# What clients send: none (curl), Prometheus 2 and 3 defaults, OpenMetrics asked for alone, text 1.0.0 in each
+# escaping (dots rewrites every name: the old path serves it).
+ACCEPTS = [
+    None,
+    "text/plain;version=0.0.4",
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;"
+    "version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+    "application/openmetrics-text",
+    "application/openmetrics-text;version=0.0.1,text/plain;version=0.0.4",
+    "text/plain;version=1.0.0;escaping=underscores",
+    "text/plain;version=1.0.0;escaping=values",
+    "text/plain;version=1.0.0;escaping=dots",
+]
+
+
+@pytest.fixture
+def metrics_db(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    db = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
+    ensure_indexes(db, store.INDEXES)
+    yield db
+    client.drop_database(db.name)
+    client.close()
+
+
+class FixedCalendar:
+    def cycles(self):
+        return [Cycle("FY2027", NOW - timedelta(days=200), NOW + timedelta(days=165))]
+
+
+def small_org_with_oddities(db) -> None:
+    """The aggregation tests' organisation, a unit whose name needs every escape, and a second cycle."""
+    org = SmallOrg()
+    weird = [org_unit("odd", WEIRD, "team", parent="eng"), person("zed", "odd")]
+    next_cycle = (Journey("v-zed-28", "zed", "odd", "individual", cycle="FY2028")
+                  .step("draft", ago(days=3)).step("submitted", ago(days=2)).step("published", ago(days=1)))
+    apply_all(db, org.events() + weird + next_cycle.events)
+    stats = PipelineStats()
+    stats.observe("goals", "v2mom_created", NOW - timedelta(seconds=2), now=NOW)
+    stats.flush(db)
+
+
+def bench_shaped_org(db, n_units: int = 120) -> None:
+    """Units and aggregates as bench/metrics.py loads them: departments of teams, every counter set."""
+    from bench.metrics import aggregate_document, org, unit_document
+
+    units = org(n_units)
+    db[store.UNITS].insert_many([unit_document(unit, False) for unit in units])
+    db[store.AGGREGATES].insert_many([aggregate_document(unit[0], NOW, False) for unit in units])
+
+
+def exposition(db) -> Exposition:
+    # No process collector: its CPU seconds move between two renderings.
+    return Exposition(db, lambda: NOW, [PipelineCollector(db), CycleCollector(FixedCalendar())])
+
+
+def reference(db) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(EngagementCollector(db, lambda: NOW))
+    return registry
+
+
+def parsed(text: str) -> dict:
+    """{family: (type, help, sorted samples)} with samples as (name, sorted labels, value)."""
+    return {
+        family.name: (family.type, family.documentation,
+                      sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in family.samples))
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def promtool_check(text: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail(PROMTOOL_HINT)
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("build", [small_org_with_oddities, bench_shaped_org, lambda db: None],
+                         ids=["small-org-with-oddities", "bench-shaped", "empty"])
+def test_engagement_text_is_the_collectors_byte_for_byte(metrics_db, build):
+    build(metrics_db)
+    snapshot = engagement.read(metrics_db, NOW)
+    old = generate_latest(reference(metrics_db)).decode()
+    new = render_engagement(snapshot)
+    assert new == old
+    assert parsed(new) == parsed(old)
+    assert render_engagement(snapshot, openmetrics_format=True) + "# EOF\n" == openmetrics_latest(reference(metrics_db)).decode()
+
+
+def test_the_oddities_are_really_there(metrics_db):
+    """The equivalence above covers escaped names, left-out ratios, both cycles and the histogram."""
+    small_org_with_oddities(metrics_db)
+    text = render_engagement(engagement.read(metrics_db, NOW))
+    assert 'org_unit_name="Back\\\\slash \\"quoted\\"\\nnew line, and a trailing backslash \\\\"' in text
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    odd = {("org_unit", "odd"), ("org_unit_name", WEIRD), ("level", "team"), ("cycle", "FY2028"), ("scope", "direct")}
+    assert samples[("v2mom_published_v2moms", frozenset(odd))] == 1
+    assert samples[("v2mom_time_to_approval_seconds_bucket", frozenset(odd | {("le", "+Inf")}))] == 1
+    sales = {("org_unit", "sales"), ("org_unit_name", "Sales"), ("level", "team"), ("cycle", "FY2027"),
+             ("scope", "direct")}
+    assert ("v2mom_approval_ratio", frozenset(sales)) not in samples  # nothing submitted: left out
+    assert samples[("v2mom_headcount", frozenset(sales))] == 2
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_every_negotiated_format_is_the_old_registrys_byte_for_byte(metrics_db, accept):
+    small_org_with_oddities(metrics_db)
+    served = exposition(metrics_db)
+    encoder, content_type = choose_encoder(accept)
+    chunks, served_type = served.render(accept)
+    assert served_type == content_type
+    assert b"".join(chunks) == encoder(served.full)
+
+
+def test_the_whole_scrape_parses_the_same_has_each_family_once_and_passes_promtool(metrics_db):
+    small_org_with_oddities(metrics_db)
+    served = exposition(metrics_db)
+    text = served.body().decode()
+    assert parsed(text) == parsed(generate_latest(served.full).decode())
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(families) == len(set(families))
+    assert {"v2mom_headcount", "v2mom_time_to_approval_seconds", "v2mom_metrics_events_processed_total",
+            "v2mom_cycle_start_timestamp_seconds"} <= set(families)
+    assert len([line for line in text.splitlines() if line.startswith("# HELP ")]) == len(families)
+    promtool_check(text)
+
+
+def test_name_filters_take_the_old_path(metrics_db):
+    small_org_with_oddities(metrics_db)
+    served = exposition(metrics_db)
+    params = {"name[]": ["v2mom_metrics_events_processed_total"]}
+    assert served.body(None, params) == generate_latest(served.full.restricted_registry(params["name[]"]))
+
+
+def test_the_http_endpoint_serves_plain_and_gzip_and_answers_like_prometheus_client(metrics_db):
+    small_org_with_oddities(metrics_db)
+    served = exposition_for(metrics_db, lambda: NOW)
+    httpd, _thread = start_http_server(0, "127.0.0.1", served)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert response.headers.get("Content-Encoding") is None
+            plain = response.read()
+            assert int(response.headers["Content-Length"]) == len(plain)
+        promtool_check(plain.decode())
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip", "Accept": ACCEPTS[3]})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+            unpacked = gzip.decompress(response.read()).decode()
+        assert unpacked.endswith("# EOF\n") and unpacked.count("# EOF") == 1
+        assert "process_cpu_seconds_total" in unpacked and "v2mom_headcount{" in unpacked
+        assert _engagement(unpacked) == _engagement(plain.decode())
+        options = urllib.request.Request(url, method="OPTIONS")
+        with urllib.request.urlopen(options, timeout=30) as response:
+            assert response.headers["Allow"] == "OPTIONS,GET"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30)
+        assert refused.value.code == 405
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _engagement(text: str) -> dict:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) if not family.name.startswith(("process_", "python_"))
+            for s in family.samples}
