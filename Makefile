@@ -32,6 +32,8 @@ test: install
 
 bench: install
 	$(PY) -m bench.goals_api
+	$(PY) -m bench.checkins
+	$(PY) -m bench.metrics
 
 clean:
 	rm -rf $(VENV) var .pytest_cache protos/v2mom/v1/*_pb2*.py*
