@@ -1,10 +1,12 @@
 """The outbox relay against the real broker and the wire store."""
 
+import eventlet
 import pymongo
 import pytest
 from pymongo import monitoring
 
 from services.platform.events import envelope
+from services.platform.nameko_deps import SerialRelay
 from services.platform.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
 from tests.events_probe import EventProbe
 
@@ -138,3 +140,46 @@ def test_leftover_flag_without_events_is_cleared(db, amqp_uri):
     finally:
         relay.close()
     assert db.things.find_one({"_id": "agg1"})["outbox_pending"] is False
+
+
+# --- SerialRelay: the worker's relay, run by its timer and kicked by its handlers -------------------------------
+
+
+def test_a_drain_requested_during_a_pass_is_folded_into_it(db, amqp_uri, probe):
+    """A kick while the timer's pass runs makes that pass go round again; no second relay runs alongside."""
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+    db.others.insert_one(new_document_with_events({"_id": "agg9"}, [event(9)]))
+    answers_meanwhile = []
+
+    def handler_writes_and_kicks():
+        serial.relay.publisher.during_publish = lambda: None
+        db.things.insert_one(new_document_with_events({"_id": "agg2"}, [event(2)]))
+        answers_meanwhile.append(serial.drain(["things"]))
+
+    publisher = SlowPublisher(amqp_uri, f"{EXCHANGE_SERVICE}.events", during_publish=handler_writes_and_kicks)
+    serial = SerialRelay(OutboxRelay(db, ["things", "others"], publisher))
+    try:
+        assert serial.drain(["things"]) == 2
+        assert answers_meanwhile == [0], "the request during the pass did not start a relay of its own"
+        assert db.others.count_documents({"outbox_pending": True}) == 1, "a drain of one collection leaves the others"
+        assert serial.drain() == 1
+    finally:
+        publisher.close()
+    assert sorted(e["data"]["n"] for e in probe.drain(until_count=3)) == [1, 2, 9]
+    assert db.things.count_documents({"outbox_pending": True}) == 0
+
+
+def test_a_kick_relays_in_a_green_thread_of_its_own(db, amqp_uri, probe):
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+    serial = SerialRelay(OutboxRelay.for_service(db, EXCHANGE_SERVICE, ["things"], amqp_uri))
+    try:
+        serial.kick(["things"])
+        assert serial.stats.published == 0, "kick returns before relaying"
+        for _ in range(200):
+            eventlet.sleep(0.02)
+            if serial.stats.published:
+                break
+        assert serial.stats.published == 1
+    finally:
+        serial.relay.close()
+    assert [e["data"]["n"] for e in probe.drain(until_count=1)] == [1]

@@ -34,7 +34,7 @@ class GoalsWorker:
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):
         # Drain fully each tick so a backlog after an outage clears quickly.
-        self.relay.relay_until_empty(max_passes=50)
+        self.relay.drain()
 
 
 def main() -> None:

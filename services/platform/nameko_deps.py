@@ -1,5 +1,7 @@
 """nameko dependency providers shared by every service's worker."""
 
+import logging
+
 import eventlet
 import pymongo
 from nameko.extensions import DependencyProvider
@@ -7,6 +9,8 @@ from nameko.extensions import DependencyProvider
 from . import config as config_module
 from .mongo import connect
 from .outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
 
 
 class MongoDatabase(DependencyProvider):
@@ -29,30 +33,78 @@ class MongoDatabase(DependencyProvider):
         return self.database
 
 
+class SerialRelay:
+    """The container's outbox relay, one pass at a time, run by the timer and kicked by handlers.
+
+    A handler that has just stored an event kicks the relay for the
+    collections it wrote, so the event leaves now rather than at the next
+    tick: a check-in's progress_changed would otherwise wait up to a whole
+    relay interval on top of the check-in's own hop. A request that arrives
+    during a pass is folded into it (the pass goes round again) rather than
+    starting a second relay over the same documents. Green threads switch
+    only at I/O, so the busy flag needs no lock.
+    """
+
+    def __init__(self, relay: OutboxRelay, max_passes: int = 50):
+        self.relay = relay
+        self.max_passes = max_passes
+        self._wanted: set[str] = set()
+        self._busy = False
+
+    def drain(self, collections=None) -> int:
+        """Relays until nothing is pending in `collections` (default: all); 0 if a pass already runs."""
+        self._wanted |= set(collections or self.relay.collections)
+        if self._busy:
+            return 0
+        self._busy = True
+        total = 0
+        try:
+            while self._wanted:
+                wanted, self._wanted = self._wanted, set()
+                total += self.relay.relay_until_empty(self.max_passes, only=wanted)
+        finally:
+            self._busy = False
+        return total
+
+    def kick(self, collections) -> None:
+        """Drains `collections` in a green thread of its own: the handler does not wait for the broker."""
+        eventlet.spawn_n(self._drain_logged, tuple(collections))
+
+    def _drain_logged(self, collections) -> None:
+        try:
+            self.drain(collections)
+        except Exception:  # the timer's next tick retries; a kick must not die silently
+            log.exception("outbox relay kick failed", extra={"collections": list(collections)})
+
+    @property
+    def stats(self):
+        return self.relay.stats
+
+
 class OutboxRelayProvider(DependencyProvider):
-    """One relay per container; nameko's timer never overlaps its own ticks."""
+    """One SerialRelay per container."""
 
     def __init__(self, service: str, collections: list[str], append_once: frozenset[str] = frozenset()):
         self.service = service
         self.collections = collections
         self.append_once = append_once
-        self.relay: OutboxRelay | None = None
+        self.relay: SerialRelay | None = None
 
     def setup(self):
         settings = config_module.load(self.service)
         self.client = connect(settings.mongo_uri, f"{self.service}-relay")
-        self.relay = OutboxRelay.for_service(
+        self.relay = SerialRelay(OutboxRelay.for_service(
             self.client[settings.database_name],
             self.service,
             self.collections,
             settings.amqp_uri,
             batch_size=settings.relay_batch_size,
             append_once=self.append_once,
-        )
+        ))
 
     def stop(self):
         if self.relay is not None:
-            self.relay.close()
+            self.relay.relay.close()
         self.client.close()
 
     def get_dependency(self, worker_ctx):

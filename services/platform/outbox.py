@@ -158,17 +158,18 @@ class OutboxRelay:
         publisher = ConfirmingPublisher(amqp_uri, exchange_name(service))
         return cls(db, list(collections), publisher, batch_size, frozenset(append_once))
 
-    def relay_once(self) -> int:
-        """One pass over every collection; returns how many events went out."""
+    def relay_once(self, only: set[str] | None = None) -> int:
+        """One pass over every collection (or those in `only`); returns how many events went out."""
         sent = 0
         for name in self.collections:
-            sent += self._relay_collection(name)
+            if only is None or name in only:
+                sent += self._relay_collection(name)
         return sent
 
-    def relay_until_empty(self, max_passes: int = 1000) -> int:
+    def relay_until_empty(self, max_passes: int = 1000, only: set[str] | None = None) -> int:
         total = 0
         for _ in range(max_passes):
-            sent = self.relay_once()
+            sent = self.relay_once(only)
             total += sent
             if sent == 0:
                 break
