@@ -20,24 +20,19 @@ It uses its own database in the same store, with the same indexes as ours
     python -m bench.bare_checkins_server --mongo-uri URI --db NAME --structures FILE --ready-file F
 """
 
-import argparse
 import json
-import signal
-import threading
-from concurrent import futures
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pymongo
 
+from bench.harness import bare_arguments, bare_grpc_server, serve_until_signalled
 from services.platform.events import envelope
 from services.platform.ids import new_id
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, events_pb2
 
 COLLECTION = "checkins"
-# The same pool size as services/platform/grpc_server.py, so neither side gets more threads.
-MAX_WORKERS = 16
 
 
 def _now() -> datetime:
@@ -100,32 +95,16 @@ class BareCheckinServicer(checkins_pb2_grpc.CheckinServiceServicer):
 
 def create_server(addr: str, mongo_uri: str, db_name: str, structures: dict) -> tuple[grpc.Server, int]:
     client = pymongo.MongoClient(mongo_uri, appname="bench-bare-checkins", serverSelectionTimeoutMS=5000, tz_aware=True)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS), options=[("grpc.so_reuseport", 0)])
     servicer = BareCheckinServicer(client[db_name][COLLECTION], structures)
-    checkins_pb2_grpc.add_CheckinServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port(addr)
-    if port == 0:
-        raise RuntimeError(f"could not bind {addr}")
-    return server, port
+    return bare_grpc_server(addr, lambda server: checkins_pb2_grpc.add_CheckinServiceServicer_to_server(servicer, server))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--addr", default="127.0.0.1:0")
-    parser.add_argument("--mongo-uri", required=True)
-    parser.add_argument("--db", required=True)
+    parser = bare_arguments(__doc__.splitlines()[0])
     parser.add_argument("--structures", required=True, type=Path, help="JSON: v2mom id -> owner, unit, cycle, measures")
-    parser.add_argument("--ready-file", help="write the bound port here once serving")
     args = parser.parse_args()
     server, port = create_server(args.addr, args.mongo_uri, args.db, json.loads(args.structures.read_text()))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    if args.ready_file:
-        Path(args.ready_file).write_text(str(port))
-    stop.wait()
-    server.stop(grace=2).wait()
+    serve_until_signalled(server, port, args.ready_file)
 
 
 if __name__ == "__main__":

@@ -23,26 +23,20 @@ It uses its own database in the same store, with the same indexes as ours
     python -m bench.bare_server --mongo-uri URI --db NAME --addr 127.0.0.1:0 --ready-file F
 """
 
-import argparse
-import signal
-import threading
-from concurrent import futures
 from datetime import UTC, datetime
-from pathlib import Path
 
 import grpc
 import pymongo
 from google.type import date_pb2
 from ulid import ULID
 
+from bench.harness import bare_arguments, bare_grpc_server, serve_until_signalled
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2, goals_pb2_grpc
 
 COLLECTION = "v2moms"
 # The same projection goals-api uses for single reads (services/goals/repository.py SUMMARY).
 SUMMARY = {"history": 0, "outbox": 0, "outbox_pending": 0}
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# The same pool size as services/platform/grpc_server.py, so neither side gets more threads.
-MAX_WORKERS = 16
 
 _CONTENT = goals_pb2.V2MOMContent.DESCRIPTOR
 _DATE = date_pb2.Date.DESCRIPTOR
@@ -228,37 +222,14 @@ class BareGoalServicer(goals_pb2_grpc.GoalServiceServicer):
 
 def create_server(addr: str, mongo_uri: str, db_name: str) -> tuple[grpc.Server, int]:
     client = pymongo.MongoClient(mongo_uri, appname="bench-bare", serverSelectionTimeoutMS=5000, tz_aware=True)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    goals_pb2_grpc.add_GoalServiceServicer_to_server(BareGoalServicer(client[db_name][COLLECTION]), server)
-    port = server.add_insecure_port(addr)
-    if port == 0:
-        raise RuntimeError(f"could not bind {addr}")
-    return server, port
+    servicer = BareGoalServicer(client[db_name][COLLECTION])
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    return bare_grpc_server(addr, lambda server: goals_pb2_grpc.add_GoalServiceServicer_to_server(servicer, server), options)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--addr", default="127.0.0.1:0")
-    parser.add_argument("--mongo-uri", required=True)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--ready-file", help="write the bound port here once serving")
-    args = parser.parse_args()
-    server, port = create_server(args.addr, args.mongo_uri, args.db)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    if args.ready_file:
-        Path(args.ready_file).write_text(str(port))
-    stop.wait()
-    server.stop(grace=2).wait()
+    args = bare_arguments(__doc__.splitlines()[0]).parse_args()
+    serve_until_signalled(*create_server(args.addr, args.mongo_uri, args.db), args.ready_file)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ idempotency keys (as a client that sends none leaves it).
 
 import argparse
 import json
-import math
 import os
 import random
 import subprocess
@@ -44,36 +43,17 @@ from pathlib import Path
 import bson
 import grpc
 import kombu
-import pymongo
 from tqdm import tqdm
 
-from bench import checkins_report
-from bench.goals_api import (
-    MANAGER,
-    Process,
-    _loadavg,
-    author_ids,
-    content_template,
-    create_request,
-    elements,
-    machine_info,
-    measure,
-    median,
-    ratio,
-    run_client,
-    seed_directory,
-    spawn,
-    start_store,
-    wait_until,
-)
+from bench import checkins_report, harness
+from bench.goals_api import MANAGER, author_ids, content_template, create_request, seed_directory
+from bench.harness import BARE, OURS, Process
 from services.checkins import repository
 from services.platform.auth import bearer_metadata, mint_token
 from services.platform.config import load
 from services.platform.mongo import ensure_indexes
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 RESULT_NAME = "checkins"
 
 TARGET_RATIO = 0.6  # ours >= 0.6 x bare, throughput and p50
@@ -83,7 +63,6 @@ FLAT_SLACK_MS, FLAT_SLACK_SHARE = 10.0, 0.10
 # What checkins-worker ships with (services/checkins/worker.py, RELAY_INTERVAL_SECONDS).
 SHIPPED_RELAY_INTERVAL = 0.2
 
-OURS, BARE = "ours", "bare"
 GOALS_DB, OURS_DB, BARE_DB = "bench_goals", "bench_checkins", "bench_checkins_bare"
 MEASURES = ("msr1", "msr2", "msr3")  # bench.goals_api.content_template's, each 30 -> 45
 BASELINE = 30.0
@@ -133,11 +112,10 @@ class Stack:
 
     @property
     def sqlite_path(self) -> Path:
-        return self.tmp / "store.sqlite"  # where bench.goals_api.start_store keeps it
+        return self.tmp / harness.STORE_FILE  # where harness.start_store keeps it
 
     def start_store(self) -> None:
-        (self.tmp / "mongo.uri").unlink(missing_ok=True)  # a restart must not read the last run's address
-        self.processes["store"], self.uri = start_store("sqlite", self.tmp)
+        self.processes["store"], self.uri = harness.start_store("sqlite", self.tmp)
 
     def start_goals(self) -> None:
         self._start_api("goals", "services.goals.api", {"MONGO_DB": GOALS_DB})
@@ -146,20 +124,16 @@ class Stack:
         self._start_api(OURS, "services.checkins.api", {"MONGO_DB": OURS_DB, "GOALS_ADDR": self.address("goals")})
 
     def start_bare(self, structures: Path) -> None:
-        ready = self.tmp / "bare.port"
-        ready.unlink(missing_ok=True)
-        args = ["-m", "bench.bare_checkins_server", "--mongo-uri", self.uri, "--db", BARE_DB,
-                "--structures", str(structures), "--ready-file", str(ready)]
-        process = spawn("bare-checkins", args, self.tmp)
-        self.processes[BARE] = process
-        self.ports[BARE] = int(wait_until(process, lambda: ready.exists() and ready.read_text().strip(), "ready file"))
+        args = ["-m", "bench.bare_checkins_server", "--mongo-uri", self.uri, "--db", BARE_DB, "--structures", str(structures)]
+        self.processes[BARE], port = harness.start_with_ready_file("bare-checkins", args, self.tmp, self.tmp / "bare.port")
+        self.ports[BARE] = int(port)
 
     def start_worker(self, amqp_uri: str) -> None:
         env = {"MONGO_URI": self.uri, "MONGO_DB": OURS_DB, "AMQP_URI": amqp_uri, "GOALS_ADDR": self.address("goals"),
                "RELAY_INTERVAL_SECONDS": str(self.relay_interval), "LOG_LEVEL": "INFO"}
-        process = spawn("checkins-worker", ["-m", "services.checkins.worker"], self.tmp, env)
+        process = harness.spawn("checkins-worker", ["-m", "services.checkins.worker"], self.tmp, env)
         self.processes["worker"] = process
-        wait_until(process, lambda: "worker started" in process.log_tail(1_000_000), "'worker started' log line")
+        harness.wait_until(process, lambda: "worker started" in process.log_tail(1_000_000), "'worker started' log line")
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
@@ -174,9 +148,7 @@ class Stack:
         self.stop(*reversed(list(self.processes)))
 
     def require_alive(self) -> None:
-        for process in self.processes.values():
-            if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
+        harness.require_alive(self.processes.values())
 
     def restart_servers(self, structures: Path) -> None:
         """Everything on a restarted store, whose address changed: goals-api first (ours reads it at start)."""
@@ -189,32 +161,11 @@ class Stack:
         self._wait_for_api(name, self._spawn_api(name, module, env))
 
     def _spawn_api(self, name: str, module: str, env: dict) -> Process:
-        env = {"MONGO_URI": self.uri, "GRPC_ADDR": "127.0.0.1:0", "LOG_LEVEL": "INFO", **env}
-        self.processes[name] = spawn(name, ["-m", module], self.tmp, env)
+        self.processes[name] = harness.spawn_service(name, module, self.tmp, {"MONGO_URI": self.uri, **env})
         return self.processes[name]
 
     def _wait_for_api(self, name: str, process: Process) -> None:
-        self.ports[name] = wait_until(process, lambda: _logged_port(process), "'grpc server started' log line")
-
-
-def _logged_port(process: Process) -> int | None:
-    for line in process.log_tail(1_000_000).splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("msg") == "grpc server started":
-            return int(entry["port"])
-    return None
-
-
-def run_module(module: str, plan: dict, timeout: float) -> dict:
-    """A client process (plan as JSON on stdin, result as JSON on its last stdout line)."""
-    completed = subprocess.run([sys.executable, "-m", module], cwd=ROOT, input=json.dumps(plan),
-                               capture_output=True, text=True, timeout=timeout)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{module} failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+        self.ports[name] = harness.wait_for_port(process)
 
 
 # --- the V2MOMs checked in on ------------------------------------------------------------
@@ -267,7 +218,7 @@ def prime(stack: Stack, world: World, names=(OURS, BARE)) -> None:
     for name in names:
         plan = {"target": stack.address(name), "op": "checkin", "concurrency": 4, "warmup": 0, "count": len(firsts),
                 "time_limit": 120.0, "items": firsts, "run": f"prime-{uuid.uuid4().hex[:6]}"}
-        result = run_client(plan)
+        result = harness.run_client(plan)
         if result["errors"]:
             raise RuntimeError(f"priming {name} failed: {result['error_samples']}")
 
@@ -285,7 +236,7 @@ def doc_sizes(client) -> dict:
     found = {}
     for name, db in ((OURS, OURS_DB), (BARE, BARE_DB)):
         doc = client[db][repository.CHECKINS].find_one({"outbox_pending": True})
-        found[name] = {"bytes": len(bson.encode(doc)), "elements": elements(doc), "fields": sorted(doc)}
+        found[name] = {"bytes": len(bson.encode(doc)), "elements": harness.elements(doc), "fields": sorted(doc)}
     if found[OURS]["fields"] != found[BARE]["fields"]:
         raise RuntimeError(f"bare stores other fields than ours: {found}")
     return found
@@ -308,15 +259,10 @@ def part_throughput(stack: Stack, client, world: World, opts, bar: tqdm) -> dict
             plan = {"target": stack.address(name), "op": "checkin", "concurrency": opts.concurrency,
                     "warmup": opts.warmup, "count": opts.count, "time_limit": opts.time_limit,
                     "items": world.items_of(list(world.facts)[: opts.v2moms]), "run": f"a{index}-{name}-{uuid.uuid4().hex[:6]}"}
-            record[name] = measure(plan, stack.processes[name], stack.processes["store"])
+            record[name] = harness.measure(plan, stack.processes[name], stack.processes["store"])
             stack.require_alive()
             bar.update(1)
-        record["ratios"] = {
-            "throughput": ratio(record[OURS]["throughput"], record[BARE]["throughput"]),
-            "p50": ratio(record[BARE]["p50_ms"], record[OURS]["p50_ms"]),
-            "p99": ratio(record[BARE]["p99_ms"], record[OURS]["p99_ms"]),
-            "server_cpu": ratio(record[OURS]["server_cpu_ms_per_req"], record[BARE]["server_cpu_ms_per_req"]),
-        }
+        record["ratios"] = harness.round_ratios(record[OURS], record[BARE])
         if index == opts.rounds - 1:
             stored = doc_sizes(client)
         rounds.append(record)
@@ -326,16 +272,7 @@ def part_throughput(stack: Stack, client, world: World, opts, bar: tqdm) -> dict
 
 
 def summarize_throughput(rounds: list[dict]) -> dict:
-    row = {}
-    for name in (OURS, BARE):
-        for metric in ("throughput", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "store_cpu_ms_per_req"):
-            row[f"{name}_{metric}"] = round(median(r[name][metric] for r in rounds), 3)
-    for metric in ("throughput", "p50", "p99", "server_cpu"):
-        row[f"ratio_{metric}"] = round(median(r["ratios"][metric] for r in rounds), 3)
-        seen = [r["ratios"][metric] for r in rounds if not math.isnan(r["ratios"][metric])]
-        row[f"ratio_{metric}_range"] = [round(min(seen), 3), round(max(seen), 3)] if seen else [math.nan, math.nan]
-    row["errors"] = sum(r[name]["errors"] for r in rounds for name in (OURS, BARE))
-    row["time_bounded"] = any(r[name]["time_bounded"] for r in rounds for name in (OURS, BARE))
+    row = harness.summarize_rounds(rounds)
     row["pass"] = bool(row["errors"] == 0 and row["ratio_throughput"] >= TARGET_RATIO and row["ratio_p50"] >= TARGET_RATIO)
     return row
 
@@ -343,33 +280,10 @@ def summarize_throughput(rounds: list[dict]) -> dict:
 # --- B: event lag at half the maximum throughput -------------------------------------------
 
 
-class Vhost:
-    """A RabbitMQ vhost of the benchmark's own: no other checkins-worker shares its queues."""
-
-    def __init__(self, amqp_uri: str):
-        self.name = f"bench_checkins_{uuid.uuid4().hex[:8]}"
-        self.uri = amqp_uri.rstrip("/") + "/" + self.name
-
-    def __enter__(self) -> "Vhost":
-        self._ctl("add_vhost", self.name)
-        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._ctl("delete_vhost", self.name)
-
-    @staticmethod
-    def _ctl(*args: str) -> None:
-        try:
-            subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as error:
-            raise RuntimeError(f"rabbitmqctl {args[0]} failed ({error}): the lag phase needs a vhost of its own") from None
-
-
 def part_lag(stack: Stack, client, world: World, opts, bar: tqdm) -> dict:
     closed_loop = world.items_of(list(world.facts)[: opts.v2moms])
     probed = world.items_of(list(world.facts)[opts.v2moms :])
-    with Vhost(opts.amqp_uri) as vhost:
+    with harness.Vhost(opts.amqp_uri, "bench_checkins", "the lag phase") as vhost:
         bar.set_description("B: starting checkins-worker")
         stack.start_worker(vhost.uri)
         try:
@@ -381,7 +295,7 @@ def part_lag(stack: Stack, client, world: World, opts, bar: tqdm) -> dict:
             bar.set_description("B: maximum throughput, worker running")
             plan = {"target": stack.address(OURS), "op": "checkin", "concurrency": opts.concurrency, "warmup": opts.warmup,
                     "count": opts.max_count, "time_limit": opts.time_limit, "items": closed_loop, "run": f"max-{uuid.uuid4().hex[:6]}"}
-            maximum = run_client(plan)
+            maximum = harness.run_client(plan)
             _wait_until_drained(client, vhost.uri)
             bar.update(1)
             bar.set_description("B: event lag at half of it")
@@ -400,7 +314,7 @@ def part_lag(stack: Stack, client, world: World, opts, bar: tqdm) -> dict:
 
 
 def _lag_run(plan: dict, seconds: float) -> dict:
-    lag = run_module("bench.checkins_lag_client", plan, timeout=seconds + 120)
+    lag = harness.run_module("bench.checkins_lag_client", plan, timeout=seconds + 120)
     lag["pass"] = bool(lag["matched"] and not lag["missing"] and not lag["errors"] and lag["lag_p99_ms"] < TARGET_LAG_P99_MS)
     return lag
 
@@ -447,17 +361,10 @@ class Profiler:
 def _wait_for_queues(amqp_uri: str, timeout: float = 30.0) -> None:
     with kombu.Connection(amqp_uri) as connection:
         deadline = time.monotonic() + timeout
-        while not all(_queue_depth(connection, name) is not None for name in WORKER_QUEUES):
+        while not all(harness.queue_depth(connection, name) is not None for name in WORKER_QUEUES):
             if time.monotonic() > deadline:
                 raise RuntimeError("checkins-worker never declared its queues")
             time.sleep(0.1)
-
-
-def _queue_depth(connection, name: str) -> int | None:
-    try:
-        return connection.channel().queue_declare(name, passive=True).message_count
-    except Exception:  # noqa: BLE001 - not declared yet
-        return None
 
 
 def _wait_until_projected(stack: Stack, client, v2mom_ids: list[str], timeout: float = 60.0) -> None:
@@ -477,7 +384,7 @@ def _wait_until_drained(client, amqp_uri: str, timeout: float = 120.0) -> None:
         while calm < 2:
             pending = sum(client[OURS_DB][name].count_documents({"outbox_pending": True})
                           for name in ("checkins", "progress", "item_clocks"))
-            queued = sum(_queue_depth(connection, name) or 0 for name in WORKER_QUEUES)
+            queued = sum(harness.queue_depth(connection, name) or 0 for name in WORKER_QUEUES)
             calm = calm + 1 if pending == queued == 0 else 0
             if time.monotonic() > deadline:
                 raise RuntimeError(f"checkins-worker did not catch up ({pending} pending, {queued} queued)")
@@ -504,14 +411,14 @@ def part_history(stack: Stack, client_factory, world: World, structures: Path, o
         bar.set_description(f"C: {size:,} stored, ours and bare in turn")
         plan = {"targets": {OURS: stack.address(OURS), BARE: stack.address(BARE)}, "warmup": 1,
                 "count": opts.history_samples, "items": items, "run": f"c{size}-{uuid.uuid4().hex[:6]}"}
-        paired = run_module("bench.paired_client", plan, timeout=1200)
+        paired = harness.run_module("bench.paired_client", plan, timeout=1200)
         stack.require_alive()
         errors = paired[OURS]["errors"] + paired[BARE]["errors"]
         if errors:
             raise RuntimeError(f"history phase at {size}: {paired[OURS]['error_samples'] + paired[BARE]['error_samples']}")
         # The median of per-pair differences: each pair ran back to back, so the machine's drift cancels.
         points.append({"stored": stored, OURS: paired[OURS], BARE: paired[BARE], "extra_ms": paired["diff_p50_ms"],
-                       "ratio": round(ratio(paired[BARE]["p50_ms"], paired[OURS]["p50_ms"]), 3)})
+                       "ratio": round(harness.ratio(paired[BARE]["p50_ms"], paired[OURS]["p50_ms"]), 3)})
         bar.update(1)
     return {"points": points, **flatness(points)}
 
@@ -538,11 +445,7 @@ def _api_document_fields(client_factory) -> list[str]:
 def prefill(sqlite_path: Path, size: int, world: World, shape: list[str]) -> None:
     """Fills both check-ins collections to `size` documents (or to the larger's, if more) through mongoeco's
     embedded client, which bulk-loads without a scan per document; the store must be stopped."""
-    from mongoeco import MongoClient
-    from mongoeco.engines import SQLiteEngine
-
-    client = MongoClient(engine=SQLiteEngine(str(sqlite_path)))
-    try:
+    with harness.embedded_store(sqlite_path) as client:
         rng = random.Random(size)
         collections = [client[db_name][repository.CHECKINS] for db_name in (OURS_DB, BARE_DB)]
         size = max(size, *(collection.count_documents({}) for collection in collections))
@@ -554,8 +457,6 @@ def prefill(sqlite_path: Path, size: int, world: World, shape: list[str]) -> Non
                     raise RuntimeError(f"history documents {sorted(batch[0])} are not shaped as the API's {shape}")
                 collection.insert_many(batch, ordered=False)
                 missing -= len(batch)
-    finally:
-        client.close()
 
 
 def history_document(world: World, rng: random.Random) -> dict:
@@ -594,7 +495,7 @@ def _bench(stack: Stack, opts, bar: tqdm) -> dict:
     clock = time.monotonic()
     bar.set_description("setup: store, goals-api, V2MOMs")
     stack.start_store()
-    client_factory = lambda: pymongo.MongoClient(stack.uri, tz_aware=True, serverSelectionTimeoutMS=5000)  # noqa: E731
+    client_factory = lambda: harness.mongo_client(stack.uri)  # noqa: E731 - read late: a restarted store moves
     client = client_factory()
     stack.start_goals()
     world = publish_world(stack, client[GOALS_DB], opts.v2moms + opts.lag_v2moms)
@@ -619,60 +520,42 @@ def _bench(stack: Stack, opts, bar: tqdm) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.checkins", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    harness.add_quick(parser, QUICK)
     for key, default in DEFAULTS.items():
         kind = float if isinstance(default, float) else int if isinstance(default, int) else str
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"(default {default})")
     parser.add_argument("--relay-interval", type=float, default=SHIPPED_RELAY_INTERVAL,
                         help="checkins-worker's RELAY_INTERVAL_SECONDS (default: what it ships with, %(default)s)")
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where checkins.md and checkins.json go")
+    parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR, help="where checkins.md and checkins.json go")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile store, checkins-api and worker during B")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/bench-checkins-profile"),
                         help="where --py-spy writes one raw profile per process (default %(default)s)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar (default: when stderr is a terminal)")
+    harness.add_strict_and_progress(parser)
     args = parser.parse_args(argv)
-    base = {**DEFAULTS, **(QUICK if args.quick else {})}
-    for key, default in base.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
+    harness.apply_defaults(args, DEFAULTS, QUICK)
     args.history = sorted({int(size) for size in str(args.history).split(",") if size.strip()})
-    for key in ("v2moms", "lag_v2moms", "rounds", "concurrency", "count", "max_count", "history_samples"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key.replace('_', '-')} must be at least 1")
+    harness.require_positive(parser, args, ("v2moms", "lag_v2moms", "rounds", "concurrency", "count", "max_count", "history_samples"))
     if not args.history:
         parser.error("--history needs at least one size")
-    if args.progress is None:
-        args.progress = sys.stderr.isatty()
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started, load_before = time.monotonic(), _loadavg()
-    steps = 1 + 2 * args.rounds + 3 + len(args.history)
-    with tqdm(total=steps, unit="step", file=sys.stderr, disable=not args.progress, dynamic_ncols=True) as bar:
+    clock = harness.RunClock.start()
+    with harness.progress_bar(1 + 2 * args.rounds + 3 + len(args.history), args.progress) as bar:
         parts = bench(args, bar)
     options = {key: getattr(args, key) for key in (*DEFAULTS, "quick", "relay_interval")}
     result = {
-        "benchmark": RESULT_NAME,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "duration_s": round(time.monotonic() - started, 1),
-        "command": " ".join(["python -m bench.checkins", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {**machine_info(), "load_average_1m": {"start": load_before, "end": _loadavg()}},
+        **clock.record(RESULT_NAME, argv),
         "options": options,
         "targets": {"ratio": TARGET_RATIO, "lag_p99_ms": TARGET_LAG_P99_MS,
                     "flat": {"slack_ms": FLAT_SLACK_MS, "slack_share_of_store_growth": FLAT_SLACK_SHARE}},
         **parts,
     }
     result["pass"] = all(part["pass"] for part in (parts["throughput"]["summary"], parts["lag"]["lag"], parts["history"]))
-    json_path, md_path = checkins_report.write(result, args.out_dir, RESULT_NAME)
-    print(checkins_report.console_summary(result))
-    shown = md_path.relative_to(ROOT) if md_path.is_relative_to(ROOT) else md_path
-    print(f"results: {shown}, {json_path.name}")
-    return 1 if args.strict and not result["pass"] else 0
+    return harness.finish(result, args, checkins_report.render(result), checkins_report.console_summary(result))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import uuid
 import grpc
 import kombu
 
-from bench.load_client import percentile
+from bench.harness import percentile
 from services.platform.auth import bearer_metadata
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
 

@@ -1,28 +1,6 @@
-"""bench/checkins.py's results as Markdown (results/checkins.md) and JSON (results/checkins.json)."""
+"""bench/checkins.py's report: the Markdown of results/checkins.md and the console summary (bench.harness writes the files)."""
 
-import json
-from pathlib import Path
-
-from bench.goals_api import fmt, json_safe
-
-OURS, BARE = "ours", "bare"
-
-
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
-def write(result: dict, out_dir: Path, name: str) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    as_json = json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n"
-    for suffix, text in (("json", as_json), ("md", render(result))):
-        path = out_dir / f"{name}.{suffix}"
-        partial = path.with_suffix(f".{suffix}.tmp")
-        partial.write_text(text)
-        partial.replace(path)
-        outputs.append(path)
-    return outputs[0], outputs[1]
+from bench.harness import BARE, OURS, fmt, machine_lines, options_line, verdict
 
 
 def console_summary(result: dict) -> str:
@@ -51,22 +29,17 @@ def render(result: dict) -> str:
 
 
 def _header(result: dict) -> list[str]:
-    m, o, t = result["machine"], result["options"], result["targets"]
+    t = result["targets"]
     return [
         "# checkins-api benchmark: RecordMeasureCheckin against a bare grpcio server, event lag, history growth",
         "",
-        f"- **Date:** {result['date']} · **duration:** {result['duration_s']:.0f} s · **command:** `{result['command']}`",
-        f"- **Machine:** {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB · {m['platform']} · Python {m['python']}",
-        "- **Packages:** " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
-        f"- **Other load:** 1-minute load average {m['load_average_1m']['start']} at the start, "
-        f"{m['load_average_1m']['end']} at the end (on {m['cpus']} CPUs; anything else running adds noise)",
-        f"- **Code:** commit `{m['commit']}`{' plus uncommitted changes' if m['dirty'] else ''}",
+        *machine_lines(result),
         "- **Store:** the mongoeco wire server, SQLite engine (as `make run`), its own process.",
         f"- **Targets:** A: ours ≥ {t['ratio']} × bare in throughput and p50 latency; "
         f"B: p99 event lag < {t['lag_p99_ms']:.0f} ms at half the maximum throughput; "
         f"C: our cost beyond the bare insert grows by at most {t['flat']['slack_ms']:.0f} ms + "
         f"{t['flat']['slack_share_of_store_growth']:.0%} of the store's own growth from the smallest to the largest history.",
-        f"- **Options:** {', '.join(f'{k}={v}' for k, v in o.items())}",
+        options_line(result["options"]),
         "",
         f"## Verdict: **{verdict(result['pass'])}**",
         "",

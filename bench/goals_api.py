@@ -26,18 +26,9 @@ ratio, compares like with like.
 
 import argparse
 import base64
-import json
-import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import bson
@@ -46,6 +37,8 @@ import pymongo
 from google.type import date_pb2
 from tqdm import tqdm
 
+from bench import harness
+from bench.harness import BARE, OURS, Process, fmt, verdict
 from services.goals import repository
 from services.goals.directory import Directory
 from services.platform.auth import bearer_metadata, mint_token
@@ -53,12 +46,9 @@ from services.platform.config import load
 from services.platform.mongo import ensure_indexes
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 RESULT_NAME = "goals_api"
 
 TARGET = 0.7  # our stack at >= 0.7 of the bare path, for both RPCs
-OURS, BARE = "ours", "bare"
 OURS_DB, BARE_DB = "bench_goals", "bench_bare"
 CYCLE = "FY2027"
 ORG_UNIT = "acme"
@@ -91,85 +81,15 @@ QUICK = {
 # --- processes -------------------------------------------------------------------
 
 
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
-
-
-def spawn(name: str, args: list[str], tmp: Path, env: dict | None = None) -> Process:
-    log_path = tmp / f"{name}.log"
-    with open(log_path, "wb") as log_file:
-        popen = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    return Process(name, popen, log_path)
-
-
-def wait_until(process: Process, ready, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = ready()
-        if value:
-            return value
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{process.name} did not become ready ({what}):\n{process.log_tail()}")
-        time.sleep(0.05)
-
-
-def start_store(engine: str, tmp: Path) -> tuple[Process, str]:
-    ready = tmp / "mongo.uri"
-    args = ["-m", "services.platform.mongo_server", "--port", "0", "--ready-file", str(ready)]
-    if engine == "sqlite":
-        args += ["--sqlite", str(tmp / "store.sqlite")]
-    process = spawn(f"mongo-{engine}", args, tmp)
-    uri = wait_until(process, lambda: ready.exists() and ready.read_text().strip(), "ready file")
-    return process, uri
-
-
 def start_ours(uri: str, tmp: Path) -> tuple[Process, int]:
-    env = {"MONGO_URI": uri, "MONGO_DB": OURS_DB, "GRPC_ADDR": "127.0.0.1:0", "LOG_LEVEL": "INFO"}
-    process = spawn("goals-api", ["-m", "services.goals.api"], tmp, env)
-
-    def port():
-        for line in process.log_tail(1_000_000).splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("msg") == "grpc server started":
-                return int(entry["port"])
-        return None
-
-    return process, wait_until(process, port, "'grpc server started' log line")
+    process = harness.spawn_service("goals-api", "services.goals.api", tmp, {"MONGO_URI": uri, "MONGO_DB": OURS_DB})
+    return process, harness.wait_for_port(process)
 
 
 def start_bare(uri: str, tmp: Path) -> tuple[Process, int]:
-    ready = tmp / "bare.port"
-    args = ["-m", "bench.bare_server", "--mongo-uri", uri, "--db", BARE_DB, "--ready-file", str(ready)]
-    process = spawn("bare-server", args, tmp)
-    return process, int(wait_until(process, lambda: ready.exists() and ready.read_text().strip(), "ready file"))
+    args = ["-m", "bench.bare_server", "--mongo-uri", uri, "--db", BARE_DB]
+    process, port = harness.start_with_ready_file("bare-server", args, tmp, tmp / "bare.port")
+    return process, int(port)
 
 
 # --- data --------------------------------------------------------------------------
@@ -274,15 +194,6 @@ def reset_collections(client: pymongo.MongoClient, keep: dict[str, list[str]]) -
         client[db][repository.V2MOMS].delete_many({"_id": {"$nin": keep[stack]}})
 
 
-def elements(value) -> int:
-    """BSON elements in a document, nested ones included: what a decoder walks."""
-    if isinstance(value, dict):
-        return sum(1 + elements(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(1 + elements(v) for v in value)
-    return 0
-
-
 def doc_sizes(client: pymongo.MongoClient) -> dict:
     """Mean BSON size of stored documents, whole and as read back by GetV2MOM."""
     sizes = {}
@@ -291,9 +202,9 @@ def doc_sizes(client: pymongo.MongoClient) -> dict:
         read = [{k: v for k, v in d.items() if k not in repository.SUMMARY} for d in docs]
         sizes[stack] = {
             "stored_bytes": round(statistics.mean(len(bson.encode(d)) for d in docs)),
-            "stored_elements": round(statistics.mean(elements(d) for d in docs)),
+            "stored_elements": round(statistics.mean(harness.elements(d) for d in docs)),
             "read_bytes": round(statistics.mean(len(bson.encode(d)) for d in read)),
-            "read_elements": round(statistics.mean(elements(d) for d in read)),
+            "read_elements": round(statistics.mean(harness.elements(d) for d in read)),
         }
     return sizes
 
@@ -301,104 +212,12 @@ def doc_sizes(client: pymongo.MongoClient) -> dict:
 # --- measuring ---------------------------------------------------------------------
 
 
-def run_client(plan: dict) -> dict:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.load_client"],
-        cwd=ROOT,
-        input=json.dumps(plan),
-        capture_output=True,
-        text=True,
-        timeout=plan["time_limit"] + 120,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"load client failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def _stat_cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU of the whole process, exited threads included, in clock ticks (10 ms)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _schedstat_cpu_seconds(pid: int) -> float | None:
-    """Nanosecond CPU time summed over the live threads (exited threads drop out)."""
-    try:
-        total = 0
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except FileNotFoundError:
-                continue  # the thread ended meanwhile
-        return total / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cpu_seconds(pid: int) -> tuple[float | None, float | None]:
-    """(precise, coarse) CPU time a process has used so far; Linux /proc, None elsewhere."""
-    return _schedstat_cpu_seconds(pid), _stat_cpu_seconds(pid)
-
-
-def cpu_spent(before: tuple, after: tuple) -> float | None:
-    """The precise delta, unless threads that ended in between make it disagree with the coarse one."""
-    precise = None if before[0] is None or after[0] is None else after[0] - before[0]
-    coarse = None if before[1] is None or after[1] is None else after[1] - before[1]
-    if precise is not None and (coarse is None or abs(precise - coarse) <= 0.03 + 0.05 * coarse):
-        return precise
-    return coarse
-
-
-def measure(plan: dict, server: Process, store: Process) -> dict:
-    """Runs one load-client phase and adds the CPU the server and the store spent per request."""
-    before = {"server": cpu_seconds(server.popen.pid), "store": cpu_seconds(store.popen.pid)}
-    result = run_client(plan)
-    served = plan["warmup"] + result["completed"] + result["errors"]
-    for name, process in (("server", server), ("store", store)):
-        spent = cpu_spent(before[name], cpu_seconds(process.popen.pid))
-        result[f"{name}_cpu_ms_per_req"] = round(spent * 1000 / served, 3) if spent is not None and served else math.nan
-    return result
-
-
-def ratio(numerator: float, denominator: float) -> float:
-    if not denominator or math.isnan(numerator) or math.isnan(denominator):
-        return math.nan
-    return numerator / denominator
-
-
-def round_ratios(ours: dict, bare: dict) -> dict:
-    return {
-        "throughput": ratio(ours["throughput"], bare["throughput"]),
-        "p50": ratio(bare["p50_ms"], ours["p50_ms"]),
-        "p99": ratio(bare["p99_ms"], ours["p99_ms"]),
-        "server_cpu": ratio(ours["server_cpu_ms_per_req"], bare["server_cpu_ms_per_req"]),
-    }
-
-
-def median(values) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.median(values) if values else math.nan
-
-
 def summarize(rounds: list[dict]) -> dict:
+    """Per RPC: the shared medians and ratios, gated at "runs at >= 0.7 of bare" on throughput and median
+    latency both; p99 is reported, not gated (too few samples)."""
     summary = {}
     for op, rpc in RPCS:
-        per_round = [r[op] for r in rounds]
-        row = {"rpc": rpc}
-        for stack in (OURS, BARE):
-            for metric in ("throughput", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "store_cpu_ms_per_req"):
-                row[f"{stack}_{metric}"] = round(median(p[stack][metric] for p in per_round), 3)
-        for metric in ("throughput", "p50", "p99", "server_cpu"):
-            row[f"ratio_{metric}"] = round(median(p["ratios"][metric] for p in per_round), 3)
-            seen = [p["ratios"][metric] for p in per_round if not math.isnan(p["ratios"][metric])]
-            row[f"ratio_{metric}_range"] = [round(min(seen), 3), round(max(seen), 3)] if seen else [math.nan, math.nan]
-        row["errors"] = sum(p[s]["errors"] for p in per_round for s in (OURS, BARE))
-        row["time_bounded"] = any(p[s]["time_bounded"] for p in per_round for s in (OURS, BARE))
-        row["target"] = TARGET
-        # "Runs at >= 0.7 of bare": throughput and median latency both; p99 is reported, not gated (too few samples).
+        row = {"rpc": rpc, **harness.summarize_rounds([r[op] for r in rounds]), "target": TARGET}
         row["pass"] = bool(row["errors"] == 0 and row["ratio_throughput"] >= TARGET and row["ratio_p50"] >= TARGET)
         summary[op] = row
     return summary
@@ -416,9 +235,9 @@ def bench_engine(engine: str, opts: argparse.Namespace, bar: tqdm) -> dict:
         tmp = Path(tmp_name)
         try:
             bar.set_description(f"{engine}: starting store and servers")
-            store, uri = start_store(engine, tmp)
+            store, uri = harness.start_store(engine, tmp)
             processes.append(store)
-            client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+            client = harness.mongo_client(uri)
             seed_directory(client[OURS_DB], authors)
             ensure_indexes(client[BARE_DB], repository.INDEXES)  # the same indexes as ours: same store work
             ours, ours_port = start_ours(uri, tmp)
@@ -462,12 +281,10 @@ def bench_engine(engine: str, opts: argparse.Namespace, bar: tqdm) -> dict:
                                 "org_unit_id": ORG_UNIT,
                                 "content": content_b64,
                             }
-                        record.setdefault(op, {})[stack] = measure(plan, servers[stack], store)
-                        for process in processes:
-                            if process.popen.poll() is not None:
-                                raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
+                        record.setdefault(op, {})[stack] = harness.measure(plan, servers[stack], store)
+                        harness.require_alive(processes)
                         bar.update(1)
-                    record[op]["ratios"] = round_ratios(record[op][OURS], record[op][BARE])
+                    record[op]["ratios"] = harness.round_ratios(record[op][OURS], record[op][BARE])
                 bar.set_postfix(
                     get=f"{record['get']['ratios']['throughput']:.2f}", create=f"{record['create']['ratios']['throughput']:.2f}"
                 )
@@ -493,69 +310,12 @@ def bench_engine(engine: str, opts: argparse.Namespace, bar: tqdm) -> dict:
 # --- reporting -----------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    versions = {}
-    for package in ("grpcio", "protobuf", "pymongo", "mongoeco"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "memory_gib": memory_gib,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-    }
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
-
-
 def render_markdown(result: dict) -> str:
-    m, o = result["machine"], result["options"]
+    o = result["options"]
     lines = [
         "# goals-api benchmark: GetV2MOM and CreateV2MOM against a bare grpcio server",
         "",
-        f"- **Date:** {result['date']} · **duration:** {result['duration_s']:.0f} s · **command:** `{result['command']}`",
-        f"- **Machine:** {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB · {m['platform']} · Python {m['python']}",
-        "- **Packages:** " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
-        f"- **Other load:** 1-minute load average {m['load_average_1m']['start']} at the start, "
-        f"{m['load_average_1m']['end']} at the end (on {m['cpus']} CPUs; anything else running adds noise to both stacks)",
-        f"- **Code:** commit `{m['commit']}`{' plus uncommitted changes' if m['dirty'] else ''}",
+        *harness.machine_lines(result, "anything else running adds noise to both stacks"),
         f"- **Load:** a separate client process, {o['concurrency']} threads with one gRPC channel each; "
         f"{o['rounds']} rounds, stacks alternating (ours/bare, then bare/ours); "
         f"GetV2MOM {o['get_count']} requests per stack per round after {o['get_warmup']} warm-up; "
@@ -564,7 +324,7 @@ def render_markdown(result: dict) -> str:
         "(ratios are medians of per-round ratios; latency ratios are bare/ours, so above 1.0 means faster than bare). "
         "p99 is shown, not gated: a few hundred samples per round make it noisy.",
         "",
-        f"## Verdict: **{'PASS' if result['pass'] else 'FAIL'}**",
+        f"## Verdict: **{verdict(result['pass'])}**",
         "",
     ]
     for engine in result["engines"]:
@@ -584,7 +344,7 @@ def render_markdown(result: dict) -> str:
                 f"({fmt(r['ratio_throughput_range'][0])}–{fmt(r['ratio_throughput_range'][1])}) "
                 f"| {fmt(r['ours_p50_ms'])} | {fmt(r['bare_p50_ms'])} | **{fmt(r['ratio_p50'])}** "
                 f"| {fmt(r['ours_p99_ms'])} | {fmt(r['bare_p99_ms'])} | {fmt(r['ratio_p99'])} "
-                f"| {r['errors']} | ≥ {TARGET} | {'PASS' if r['pass'] else 'FAIL'} |"
+                f"| {r['errors']} | ≥ {TARGET} | {verdict(r['pass'])} |"
             )
         lines += [
             "",
@@ -651,35 +411,11 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def json_safe(value):
-    """NaN (a ratio that could not be computed) as null: strict JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_results(result: dict, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    as_json = json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n"
-    for suffix, text in (("json", as_json), ("md", render_markdown(result))):
-        path = out_dir / f"{RESULT_NAME}.{suffix}"
-        partial = path.with_suffix(f".{suffix}.tmp")
-        partial.write_text(text)
-        partial.replace(path)
-        outputs.append(path)
-    return outputs[0], outputs[1]
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.goals_api", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    harness.add_quick(parser, QUICK, "a ~30 s smoke run")
     parser.add_argument("--rounds", type=int, help=f"A/B rounds (default {DEFAULTS['rounds']})")
     parser.add_argument("--concurrency", type=int, help=f"client threads (default {DEFAULTS['concurrency']})")
     parser.add_argument("--seed-docs", type=int, help=f"V2MOMs per stack for GetV2MOM to read (default {DEFAULTS['seed_docs']})")
@@ -689,43 +425,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--create-count", type=int, help=f"measured CreateV2MOM calls per stack per round (default {DEFAULTS['create_count']})")
     parser.add_argument("--time-limit", type=float, help=f"seconds per measured phase (default {DEFAULTS['time_limit']})")
     parser.add_argument("--engines", help=f"comma-separated: sqlite, memory (default {DEFAULTS['engines']})")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where goals_api.md and goals_api.json go")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when the target is missed")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: when stderr is a terminal)")
+    parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR, help="where goals_api.md and goals_api.json go")
+    harness.add_strict_and_progress(parser, "the target is missed")
     args = parser.parse_args(argv)
-    base = {**DEFAULTS, **(QUICK if args.quick else {})}
-    for key, default in base.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
+    harness.apply_defaults(args, DEFAULTS, QUICK)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(args.engines) - {"sqlite", "memory"}
     if unknown or not args.engines:
         parser.error(f"--engines takes sqlite and/or memory, not {', '.join(sorted(unknown)) or 'nothing'}")
-    for key in ("rounds", "concurrency", "seed_docs", "get_count", "create_count"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key.replace('_', '-')} must be at least 1")
-    if args.progress is None:
-        args.progress = sys.stderr.isatty()
+    harness.require_positive(parser, args, ("rounds", "concurrency", "seed_docs", "get_count", "create_count"))
     return args
+
+
+def console_summary(engines: list[dict]) -> str:
+    return "\n".join(
+        f"{engine['engine']:>6} {rpc:<11} ours {r['ours_throughput']:8.1f} req/s  bare {r['bare_throughput']:8.1f} req/s  "
+        f"ratio {fmt(r['ratio_throughput'])}  p50 ratio {fmt(r['ratio_p50'])}  p99 ratio {fmt(r['ratio_p99'])}  "
+        f"{verdict(r['pass'])}"
+        for engine in engines
+        for op, rpc in RPCS
+        for r in (engine["summary"][op],)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
-    load_before = _loadavg()
+    clock = harness.RunClock.start()
     steps = len(args.engines) * (1 + args.rounds * 2 * len(RPCS))
     engines = []
-    with tqdm(total=steps, unit="step", file=sys.stderr, disable=not args.progress, dynamic_ncols=True) as bar:
+    with harness.progress_bar(steps, args.progress) as bar:
         for engine in args.engines:
             engines.append(bench_engine(engine, args, bar))
     options = {k: getattr(args, k) for k in ("quick", "rounds", "concurrency", "seed_docs", "get_warmup", "get_count",
                                                "create_warmup", "create_count", "time_limit", "engines")}
     result = {
-        "benchmark": RESULT_NAME,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "duration_s": round(time.monotonic() - started, 1),
-        "command": " ".join(["python -m bench.goals_api", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {**machine_info(), "load_average_1m": {"start": load_before, "end": _loadavg()}},
+        **clock.record(RESULT_NAME, argv),
         "options": options,
         "target": TARGET,
         "engines": engines,
@@ -737,18 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in engine["summary"].values()
         ),
     }
-    json_path, md_path = write_results(result, args.out_dir)
-    for engine in engines:
-        for op, rpc in RPCS:
-            r = engine["summary"][op]
-            print(
-                f"{engine['engine']:>6} {rpc:<11} ours {r['ours_throughput']:8.1f} req/s  bare {r['bare_throughput']:8.1f} req/s  "
-                f"ratio {fmt(r['ratio_throughput'])}  p50 ratio {fmt(r['ratio_p50'])}  p99 ratio {fmt(r['ratio_p99'])}  "
-                f"{'PASS' if r['pass'] else 'FAIL'}"
-            )
-    shown = md_path.relative_to(ROOT) if md_path.is_relative_to(ROOT) else md_path
-    print(f"{'PASS' if result['pass'] else 'FAIL'} (target {TARGET}); results: {shown}, {json_path.name}")
-    return 1 if args.strict and not result["pass"] else 0
+    return harness.finish(result, args, render_markdown(result), console_summary(engines), f"{verdict(result['pass'])} (target {TARGET}); ")
 
 
 if __name__ == "__main__":

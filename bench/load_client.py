@@ -28,20 +28,11 @@ import time
 
 import grpc
 
+from bench.harness import percentile
 from services.platform.auth import bearer_metadata
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_values:
-        return math.nan
-    position = (len(sorted_values) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
 def checkin_request(item: list, sequence: int, round_on_item: int, run: str) -> checkins_pb2.RecordMeasureCheckinRequest:

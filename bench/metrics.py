@@ -34,12 +34,10 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,24 +45,12 @@ from pathlib import Path
 import pymongo
 from tqdm import tqdm
 
-from bench.goals_api import (
-    Process,
-    _loadavg,
-    cpu_seconds,
-    cpu_spent,
-    fmt,
-    json_safe,
-    machine_info,
-    spawn,
-    start_store,
-    wait_until,
-)
+from bench import harness
+from bench.harness import Process, fmt, verdict
 
 # consume.py imports the platform consumer, which imports eventlet (unpatched here, and unused).
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 RESULT_NAME = "metrics"
 
 SCRAPE_TARGET_S = 1.0  # a scrape at 10,000 units
@@ -164,15 +150,11 @@ def entity_documents(unit_id: str, now: datetime) -> tuple[list, list, dict]:
 
 def load_database(sqlite_path: Path, name: str, n_units: int, long: bool) -> dict[str, int]:
     """Bulk-loads one metrics database through mongoeco's embedded client; the store must be stopped."""
-    from mongoeco import MongoClient
-    from mongoeco.engines import SQLiteEngine
-
     from services.metrics import store
     from services.platform.mongo import ensure_indexes
 
     now = datetime.now(UTC)
-    client = MongoClient(engine=SQLiteEngine(str(sqlite_path)))
-    try:
+    with harness.embedded_store(sqlite_path) as client:
         db = client[name]
         counts = {}
         batches: dict[str, list] = {"units": [], "aggregates": [], "people": [], "v2moms": [], "history": []}
@@ -198,29 +180,19 @@ def load_database(sqlite_path: Path, name: str, n_units: int, long: bool) -> dic
             flush(collection, final=True)
         ensure_indexes(db, store.INDEXES)
         return counts
-    finally:
-        client.close()
 
 
 # --- A. scrape cost -----------------------------------------------------------------------------------------
 
 
-def _logged_http_port(process: Process) -> int | None:
-    for line in process.log_tail(1_000_000).splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("msg") == "metrics exposition listening":
-            return int(entry["port"])
-    return None
+EXPOSITION_STARTED = "metrics exposition listening"  # metrics-api's log line with its HTTP port
 
 
 def start_api(uri: str, db_name: str, tmp: Path) -> tuple[Process, int]:
-    env = {"MONGO_URI": uri, "MONGO_DB": db_name, "GRPC_ADDR": "127.0.0.1:0", "METRICS_HTTP_ADDR": "127.0.0.1:0",
-           "GOALS_ADDR": UNREACHABLE, "CHECKINS_ADDR": UNREACHABLE, "LOG_LEVEL": "INFO"}
-    process = spawn(f"metrics-api-{db_name}", ["-m", "services.metrics.api"], tmp, env)
-    return process, wait_until(process, lambda: _logged_http_port(process), "the metrics exposition")
+    env = {"MONGO_URI": uri, "MONGO_DB": db_name, "METRICS_HTTP_ADDR": "127.0.0.1:0",
+           "GOALS_ADDR": UNREACHABLE, "CHECKINS_ADDR": UNREACHABLE}
+    process = harness.spawn_service(f"metrics-api-{db_name}", "services.metrics.api", tmp, env)
+    return process, harness.wait_for_port(process, EXPOSITION_STARTED)
 
 
 def scrape(port: int) -> tuple[float, bytes]:
@@ -249,11 +221,10 @@ def scrape_point(store_proc: Process, uri: str, tmp: Path, n_units: int, long: b
     bar.set_description(f"A: loading {n_units:,} units ({'long' if long else 'short'} history)")
     store_proc.stop()
     started = time.monotonic()
-    loaded = load_database(tmp / "store.sqlite", name, n_units, long)
+    loaded = load_database(tmp / harness.STORE_FILE, name, n_units, long)
     load_seconds = time.monotonic() - started
-    (tmp / "mongo.uri").unlink(missing_ok=True)  # a restart must not read the last address
-    store_proc, uri = start_store("sqlite", tmp)
-    client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    store_proc, uri = harness.start_store("sqlite", tmp)  # a restart: the store's address changes
+    client = harness.mongo_client(uri)
     db = client[name]
     api, port = start_api(uri, name, tmp)
     bar.set_description(f"A: scraping {n_units:,} units ({'long' if long else 'short'} history)")
@@ -264,12 +235,12 @@ def scrape_point(store_proc: Process, uri: str, tmp: Path, n_units: int, long: b
         for i in range(opts.scrapes):
             for which in (("scrape", "raw") if i % 2 == 0 else ("raw", "scrape")):  # A/B, alternating
                 if which == "scrape":
-                    before = cpu_seconds(api.popen.pid), cpu_seconds(store_proc.popen.pid)
+                    before = harness.cpu_seconds(api.popen.pid), harness.cpu_seconds(store_proc.popen.pid)
                     seconds, body = scrape(port)
-                    after = cpu_seconds(api.popen.pid), cpu_seconds(store_proc.popen.pid)
+                    after = harness.cpu_seconds(api.popen.pid), harness.cpu_seconds(store_proc.popen.pid)
                     scraped.append(seconds)
-                    api_cpu.append(cpu_spent(before[0], after[0]))
-                    store_cpu.append(cpu_spent(before[1], after[1]))
+                    api_cpu.append(harness.cpu_spent(before[0], after[0]))
+                    store_cpu.append(harness.cpu_spent(before[1], after[1]))
                 else:
                     seconds, docs = raw_find(db)
                     raw.append(seconds)
@@ -463,27 +434,6 @@ def bare(argv: list[str]) -> None:
                     done.get().ack()
 
 
-class Vhost:
-    """A RabbitMQ vhost of the benchmark's own: the worker's queue names are fixed, and another
-    metrics-worker on the default vhost would share its events."""
-
-    def __init__(self, amqp_uri: str):
-        self.name = f"bench_metrics_{uuid.uuid4().hex[:8]}"
-        self.uri = amqp_uri.rstrip("/") + "/" + self.name
-
-    def __enter__(self) -> "Vhost":
-        self._ctl("add_vhost", self.name)
-        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._ctl("delete_vhost", self.name)
-
-    @staticmethod
-    def _ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 def publish(uri: str, events: list[dict]) -> None:
     import kombu
     with kombu.Connection(uri) as connection:
@@ -499,25 +449,18 @@ def _start_consumer(which: str, uri: str, db_name: str, amqp: str, tmp: Path) ->
     import kombu
     if which == WORKER:
         env = {"MONGO_URI": uri, "MONGO_DB": db_name, "AMQP_URI": amqp, "LOG_LEVEL": "WARNING"}
-        process = spawn(f"metrics-worker-{db_name}", ["-m", "services.metrics.worker"], tmp, env)
+        process = harness.spawn(f"metrics-worker-{db_name}", ["-m", "services.metrics.worker"], tmp, env)
 
-        def declared():
+        def declared() -> bool:
             with kombu.Connection(amqp) as connection:
-                try:
-                    connection.channel().queue_declare(WORKER_QUEUE, passive=True)
-                    return True
-                except Exception:  # noqa: BLE001 - not there yet
-                    return False
-        wait_until(process, declared, "metrics-worker's queues")
+                return harness.queue_depth(connection, WORKER_QUEUE) is not None
+        harness.wait_until(process, declared, "metrics-worker's queues")
         return process
-    ready = tmp / f"{db_name}.ready"
-    process = spawn(f"bare-{db_name}", ["-m", "bench.metrics", "bare", "--mongo-uri", uri, "--db", db_name,
-                                        "--amqp-uri", amqp, "--ready-file", str(ready)], tmp)
-    wait_until(process, lambda: ready.exists(), "the bare consumer")
-    return process
+    args = ["-m", "bench.metrics", "bare", "--mongo-uri", uri, "--db", db_name, "--amqp-uri", amqp]
+    return harness.start_with_ready_file(f"bare-{db_name}", args, tmp, tmp / f"{db_name}.ready", "the bare consumer")[0]
 
 
-def _run_stack(which: str, client, uri: str, vhost: Vhost, tmp: Path, opts, round_index: int) -> dict:
+def _run_stack(which: str, client, uri: str, vhost: harness.Vhost, tmp: Path, opts, round_index: int) -> dict:
     import kombu
     name = f"bench_metrics_{which}_{round_index}"
     db = client[name]
@@ -539,10 +482,10 @@ def _run_stack(which: str, client, uri: str, vhost: Vhost, tmp: Path, opts, roun
 
 
 def part_throughput(uri: str, tmp: Path, opts, bar: tqdm) -> dict:
-    client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    client = harness.mongo_client(uri)
     rounds = []
     try:
-        with Vhost(opts.amqp_uri) as vhost:
+        with harness.Vhost(opts.amqp_uri, "bench_metrics", "the throughput phase") as vhost:
             for r in range(opts.rounds):
                 order = (WORKER, BARE) if r % 2 == 0 else (BARE, WORKER)
                 found = {}
@@ -567,21 +510,12 @@ def part_throughput(uri: str, tmp: Path, opts, bar: tqdm) -> dict:
 # --- the report ---------------------------------------------------------------------------------------------
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def render(result: dict) -> str:
-    m, o, a, b = result["machine"], result["options"], result["scrape"], result["throughput"]
+    o, a, b = result["options"], result["scrape"], result["throughput"]
     only = f" ({o['only']} phase only)" if o.get("only") else ""
     lines = [
         "# metrics benchmark: scrape cost by org size and history, worker throughput against a bare consumer", "",
-        f"- **Date:** {result['date']} · **duration:** {result['duration_s']:.0f} s · **command:** `{result['command']}`",
-        f"- **Machine:** {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB · {m['platform']} · Python {m['python']}",
-        "- **Packages:** " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
-        f"- **Other load:** 1-minute load average {m['load_average_1m']['start']} at the start, "
-        f"{m['load_average_1m']['end']} at the end (on {m['cpus']} CPUs; anything else running adds noise)",
-        f"- **Code:** commit `{m['commit']}`{' plus uncommitted changes' if m['dirty'] else ''}",
+        *harness.machine_lines(result),
         "- **Store:** the mongoeco wire server, SQLite engine (as `make run`), its own process. Scrape databases "
         "bulk-loaded with mongoeco's embedded client into the stopped store's file (a wire insert scans the "
         "collection, so 10k units over the wire is quadratic).",
@@ -589,7 +523,7 @@ def render(result: dict) -> str:
         f"units (per-unit cost at the largest size ≤ {LINEAR_SLACK}× the next size's); not growing with event history "
         f"(our part, scrape − raw find, with the long history ≤ {HISTORY_SLACK}× the short one's). "
         f"B: metrics-worker ≥ {THROUGHPUT_TARGET} × the bare kombu consumer doing the same Mongo writes.",
-        f"- **Options:** {', '.join(f'{k}={v}' for k, v in o.items())}",
+        harness.options_line(o),
         "",
         f"## Verdict: **{verdict(result['pass'])}**{only}", "",
     ]
@@ -675,18 +609,6 @@ def _work(work: dict) -> str:
     return f"{work['counted']} counted, +{work['v2mom_versions']} versions, +{work['aggregate_memory']} memory"
 
 
-def write(result: dict, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for suffix, text in (("json", json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n"), ("md", render(result))):
-        path = out_dir / f"{RESULT_NAME}.{suffix}"
-        partial = path.with_suffix(f".{suffix}.tmp")
-        partial.write_text(text)
-        partial.replace(path)
-        outputs.append(path)
-    return outputs[0], outputs[1]
-
-
 def console_summary(result: dict) -> str:
     a, b = result["scrape"], result["throughput"]
     lines = [] if a is None else [f"A {p['units']:>6,} units {p['history']:>5} history  scrape {fmt(p['scrape_s'], 3)} s  raw find "
@@ -708,31 +630,43 @@ def console_summary(result: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.metrics", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    harness.add_quick(parser, QUICK)
     parser.add_argument("--units", help=f"comma-separated org sizes (default {DEFAULTS['units']})")
     for key in ("history_units", "scrapes", "rounds", "events", "v2moms"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"(default {DEFAULTS[key]})")
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where metrics.md and metrics.json go")
+    parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR, help="where metrics.md and metrics.json go")
     parser.add_argument("--only", choices=("scrape", "throughput"),
                         help="run one phase only (A: scrape, B: throughput); the report leaves the other out")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar (default: when stderr is a terminal)")
+    harness.add_strict_and_progress(parser)
     args = parser.parse_args(argv)
-    base = {**DEFAULTS, **(QUICK if args.quick else {})}
-    for key, default in base.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
+    harness.apply_defaults(args, DEFAULTS, QUICK)
     args.units = sorted({int(n) for n in str(args.units).split(",") if n.strip()})
-    for key in ("history_units", "scrapes", "rounds", "events", "v2moms"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key.replace('_', '-')} must be at least 1")
+    harness.require_positive(parser, args, ("history_units", "scrapes", "rounds", "events", "v2moms"))
     if len(args.units) < 2 or args.units[0] < 2:
         parser.error("--units needs at least two sizes of 2 or more")
-    if args.progress is None:
-        args.progress = sys.stderr.isatty()
     return args
+
+
+def run_phases(args: argparse.Namespace, bar: tqdm) -> tuple[dict | None, dict | None, dict]:
+    """A and/or B on one store in a temp dir: (scrape part, throughput part, seconds per phase)."""
+    run_scrape, run_throughput = args.only in (None, "scrape"), args.only in (None, "throughput")
+    seconds, scrape_part, throughput = {}, None, None
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp_name:
+        tmp = Path(tmp_name)
+        store_proc, uri = harness.start_store("sqlite", tmp)
+        try:
+            if run_scrape:
+                clock = time.monotonic()
+                scrape_part, store_proc, uri = part_scrape(store_proc, uri, tmp, args, bar)
+                seconds["scrape"] = round(time.monotonic() - clock, 1)
+            if run_throughput:
+                clock = time.monotonic()
+                throughput = part_throughput(uri, tmp, args, bar)
+                seconds["throughput"] = round(time.monotonic() - clock, 1)
+        finally:
+            store_proc.stop()
+    return scrape_part, throughput, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -741,33 +675,15 @@ def main(argv: list[str] | None = None) -> int:
         bare(argv[1:])
         return 0
     args = parse_args(argv)
-    started, load_before = time.monotonic(), _loadavg()
+    clock = harness.RunClock.start()
     extra = 0 if args.history_units in args.units else 1
     run_scrape, run_throughput = args.only in (None, "scrape"), args.only in (None, "throughput")
     steps = run_scrape * (len(args.units) + 1 + extra) * args.scrapes + run_throughput * 2 * args.rounds
-    seconds, scrape_part, throughput = {}, None, None
-    with tqdm(total=steps, unit="step", file=sys.stderr, disable=not args.progress, dynamic_ncols=True) as bar:
-        with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp_name:
-            tmp = Path(tmp_name)
-            store_proc, uri = start_store("sqlite", tmp)
-            try:
-                if run_scrape:
-                    clock = time.monotonic()
-                    scrape_part, store_proc, uri = part_scrape(store_proc, uri, tmp, args, bar)
-                    seconds["scrape"] = round(time.monotonic() - clock, 1)
-                if run_throughput:
-                    clock = time.monotonic()
-                    throughput = part_throughput(uri, tmp, args, bar)
-                    seconds["throughput"] = round(time.monotonic() - clock, 1)
-            finally:
-                store_proc.stop()
+    with harness.progress_bar(steps, args.progress) as bar:
+        scrape_part, throughput, seconds = run_phases(args, bar)
     options = {key: getattr(args, key) for key in (*DEFAULTS, "quick", "only")}
     result = {
-        "benchmark": RESULT_NAME,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "duration_s": round(time.monotonic() - started, 1),
-        "command": " ".join(["python -m bench.metrics", *argv]),
-        "machine": {**machine_info(), "load_average_1m": {"start": load_before, "end": _loadavg()}},
+        **clock.record(RESULT_NAME, argv),
         "engine": "sqlite",
         "options": options,
         "targets": {"scrape_s": SCRAPE_TARGET_S, "scrape_units": SCRAPE_TARGET_UNITS, "linear_slack": LINEAR_SLACK,
@@ -775,11 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         "scrape": scrape_part, "throughput": throughput, "phase_seconds": seconds,
     }
     result["pass"] = all(part["pass"] for part in (scrape_part, throughput) if part is not None)
-    json_path, md_path = write(result, args.out_dir)
-    print(console_summary(result))
-    shown = md_path.relative_to(ROOT) if md_path.is_relative_to(ROOT) else md_path
-    print(f"results: {shown}, {json_path.name}")
-    return 1 if args.strict and not result["pass"] else 0
+    return harness.finish(result, args, render(result), console_summary(result))
 
 
 if __name__ == "__main__":

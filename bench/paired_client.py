@@ -20,7 +20,8 @@ import time
 
 import grpc
 
-from bench.load_client import CALL_TIMEOUT_S, build_calls, percentile
+from bench.harness import percentile
+from bench.load_client import CALL_TIMEOUT_S, build_calls
 from v2mom.v1 import checkins_pb2_grpc
 
 
