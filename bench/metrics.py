@@ -286,15 +286,18 @@ def part_scrape(store_proc: Process, uri: str, tmp: Path, opts, bar: tqdm) -> tu
     ours_growth = largest["ours_ms_per_unit"] / middle["ours_ms_per_unit"] if middle["ours_ms_per_unit"] > 0 else math.nan
     history_growth = long["scrape_s"] / short["scrape_s"]
     ours_history_growth = long["ours_s"] / short["ours_s"] if short["ours_s"] > 0 else math.nan
+    # Our own work is metrics-api's CPU: scrape − raw find is two noisy wall clocks ~0.1 s apart at 1k units.
+    cpu_history_growth = long["api_cpu_s"] / short["api_cpu_s"] if long["api_cpu_s"] and short["api_cpu_s"] else math.nan
     verdicts = {
         "target": target_point is not None and target_point["scrape_s"] < SCRAPE_TARGET_S,
         "linear": linear_growth <= LINEAR_SLACK,
-        "history": long["ours_s"] <= HISTORY_SLACK * short["ours_s"],
+        "history": cpu_history_growth <= HISTORY_SLACK,
     }
     return {
         "points": points, "long_history": long, "short_history": short,
         "per_unit_growth": linear_growth, "ours_per_unit_growth": ours_growth,
         "history_growth": history_growth, "ours_history_growth": ours_history_growth,
+        "cpu_history_growth": cpu_history_growth,
         "target_measured": target_point is not None, **{f"{k}_pass": v for k, v in verdicts.items()},
         "pass": all(verdicts.values()),
     }, store_proc, uri
@@ -521,7 +524,7 @@ def render(result: dict) -> str:
         "collection, so 10k units over the wire is quadratic).",
         f"- **Targets:** A: a scrape at {SCRAPE_TARGET_UNITS:,} units under {SCRAPE_TARGET_S:.0f} s; cost linear in "
         f"units (per-unit cost at the largest size ≤ {LINEAR_SLACK}× the next size's); not growing with event history "
-        f"(our part, scrape − raw find, with the long history ≤ {HISTORY_SLACK}× the short one's). "
+        f"(metrics-api's CPU per scrape with the long history ≤ {HISTORY_SLACK}× the short one's). "
         f"B: metrics-worker ≥ {THROUGHPUT_TARGET} × the bare kombu consumer doing the same Mongo writes.",
         harness.options_line(o),
         "",
@@ -568,7 +571,9 @@ def _render_scrape(a: dict, o: dict) -> list[str]:
         f"- **History:** at {long['units']:,} units the long history ({_loaded(long)}) scrapes in "
         f"{fmt(long['scrape_s'], 3)} s against {fmt(short['scrape_s'], 3)} s for the short one ({_loaded(short)}): "
         f"{fmt(a['history_growth'])}×; ours {fmt(long['ours_s'], 3)} s against {fmt(short['ours_s'], 3)} s "
-        f"({fmt(a['ours_history_growth'])}×). The long history's aggregates are larger (52 weekly check-in keys "
+        f"({fmt(a['ours_history_growth'])}×); metrics-api's CPU {fmt(long['api_cpu_s'], 3)} s against "
+        f"{fmt(short['api_cpu_s'], 3)} s (**{fmt(a['cpu_history_growth'])}×**, the verdict: the wall-clock difference "
+        "is noisy at this size). The long history's aggregates are larger (52 weekly check-in keys "
         "instead of 8, a full 128-entry memory), which the store pays to read; the people, V2MOMs and history "
         "snapshots beside them are never read.",
         "",
@@ -616,7 +621,7 @@ def console_summary(result: dict) -> str:
              for p in [*a["points"], a["long_history"]]]
     if a is not None:
         lines.append(f"A target {verdict(a['target_pass'])}  linear {verdict(a['linear_pass'])} ({fmt(a['per_unit_growth'])}x)  "
-                     f"history {verdict(a['history_pass'])} (ours {fmt(a['ours_history_growth'])}x)")
+                     f"history {verdict(a['history_pass'])} (metrics-api CPU {fmt(a['cpu_history_growth'])}x)")
     if b is not None:
         lines.append(f"B worker {fmt(b['worker_events_per_s'], 1)}/s  bare {fmt(b['bare_events_per_s'], 1)}/s  ratio "
                      f"{fmt(b['ratio'])}  same work {b['same_work']}  {verdict(b['pass'])}")
