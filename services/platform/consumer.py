@@ -125,10 +125,11 @@ def with_retries(handler, envelope, attempts: int = HANDLER_ATTEMPTS, backoff: f
             return handler(envelope)
         except (PermanentError, MalformedEvent, ConnectionFailure, Unavailable):
             raise  # Unavailable: ServiceClient already retried with backoff; the consumer requeues it
-        except Exception:
+        except Exception as error:
             if attempt == attempts:
                 raise
-            log.info("event handler retrying", extra={"event_id": envelope.get("id"), "attempt": attempt})
+            log.info("event handler retrying",
+                     extra={"event_id": envelope.get("id"), "attempt": attempt, "error": f"{type(error).__name__}: {error}"})
             time.sleep(backoff * attempt)
 
 
