@@ -11,46 +11,14 @@ from datetime import timedelta
 
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from services.checkins.handlers import Projection
+from tests.helpers_platform import Commands
 from tests.helpers_checkins_events import NOW, FakeGoals, approved, checkin_data, corrected, recorded, v2mom_data
 from v2mom.v1 import checkins_pb2
 
 HISTORY = 500
 WEEKLY = checkins_pb2.CADENCE_WEEKLY  # the event names the cadence, so no settings lookup either
-
-
-class Commands(monitoring.CommandListener):
-    """(command, collection, filter) of everything sent while recording."""
-
-    def __init__(self):
-        self.recording = False
-        self.seen: list[tuple[str, str, dict]] = []
-
-    def started(self, event):
-        if not self.recording or event.command_name not in ("find", "update", "insert", "delete", "aggregate", "count"):
-            return
-        command = event.command
-        collection = command[event.command_name]
-        if event.command_name == "update":
-            self.seen.extend(("update", collection, update["q"]) for update in command["updates"])
-        else:
-            self.seen.append((event.command_name, collection, command.get("filter", {})))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-    def during(self, action) -> list[tuple[str, str, dict]]:
-        self.seen, self.recording = [], True
-        try:
-            action()
-        finally:
-            self.recording = False
-        return self.seen
 
 
 @pytest.fixture

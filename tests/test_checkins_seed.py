@@ -7,6 +7,7 @@ teams have stale and overdue items, some measures are off track, corrections
 carry their reasons, and a diligent team's progress rises week by week.
 """
 
+import functools
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,8 @@ from services.goals.seed import seed as seed_goals
 from services.platform.auth import bearer_metadata, mint_token
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_checkins_api import checkins_db  # noqa: F401
+from tests import helpers_platform
+from tests.helpers_platform import queue_exists
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2
 
 WORKER_QUEUES = (
@@ -146,19 +149,11 @@ def stack(settings, goals_api, checkins_settings, checkins_api, goals_worker_for
     """Everything `make run` starts, with checkins-worker listening before goals publishes anything."""
     with kombu.Connection(settings.amqp_uri) as connection:
         deadline = time.monotonic() + 30
-        while not all(_queue_exists(connection, name) for name in WORKER_QUEUES):
+        while not all(queue_exists(connection, name) for name in WORKER_QUEUES):
             assert checkins_worker.poll() is None, checkins_worker.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "checkins-worker never declared its queues"
             time.sleep(0.1)
     return {"goals": f"127.0.0.1:{goals_api.port}", "checkins": f"127.0.0.1:{checkins_api.port}"}
-
-
-def _queue_exists(connection, name) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
 
 
 class Reader:
@@ -194,14 +189,7 @@ class Reader:
         return list(self.call("ListCheckins", request).checkins)
 
 
-def wait_for(predicate, timeout=30.0, message="condition never held"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(message)
+wait_for = functools.partial(helpers_platform.wait_for, every=0.2)
 
 
 @pytest.mark.timeout(600)

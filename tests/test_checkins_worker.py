@@ -25,6 +25,7 @@ from tests.catalogue import validate_event
 from tests.events_probe import EventProbe
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_checkins import world_content
+from tests.helpers_platform import queue_exists, wait_for
 from tests.helpers_checkins_events import approved, archived, checkin_data as event_data, v2mom_data
 from v2mom.v1 import checkins_pb2, goals_pb2
 
@@ -81,7 +82,7 @@ def probe(settings):
 def worker(cdb, probe, connection, checkins_worker):
     """checkins-worker, once its queues exist: goals' events published after this reach it."""
     deadline = time.monotonic() + 30
-    while not all(_queue_exists(connection, name) for name in QUEUES.values()):
+    while not all(queue_exists(connection, name) for name in QUEUES.values()):
         assert checkins_worker.poll() is None, checkins_worker.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "checkins-worker never declared its queues"
         time.sleep(0.1)
@@ -92,24 +93,6 @@ def worker(cdb, probe, connection, checkins_worker):
 def world(worker, goals_world, goals_worker_for_checkins):
     """The goals world, published after the check-ins worker listens (goals' outbox holds the events until then)."""
     return goals_world
-
-
-def _queue_exists(connection, name) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
-
-
-def wait_for(predicate, timeout=30.0, message="condition never held"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(message)
 
 
 def progress_of(cdb, v2mom_id) -> dict:

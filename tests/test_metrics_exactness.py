@@ -35,8 +35,9 @@ from services.checkins.seed import seed as seed_checkins
 from services.goals.directory import Directory
 from services.goals.seed import seed as seed_goals
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
+from tests.helpers_platform import queue_exists
 from tests.test_metrics_api import scrape, start_metrics_api
-from tests.test_metrics_worker import QUEUES, Worker
+from tests.test_metrics_worker import Worker
 from v2mom.v1 import checkins_pb2, common_pb2, goals_pb2
 
 CHECKINS_WORKER_QUEUES = (
@@ -88,14 +89,6 @@ def mongo(settings):
 def amqp(settings):
     with kombu.Connection(settings.amqp_uri) as connection:
         yield connection
-
-
-def _queue_exists(connection, name) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
 
 
 # --- reading the sources ----------------------------------------------------------------------------------
@@ -412,7 +405,7 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
     metrics_worker = Worker(env, amqp)
     metrics_worker.start()  # its queues exist before anything is published
     deadline = time.monotonic() + 30
-    while not all(_queue_exists(amqp, name) for name in CHECKINS_WORKER_QUEUES):
+    while not all(queue_exists(amqp, name) for name in CHECKINS_WORKER_QUEUES):
         assert checkins_worker.poll() is None, checkins_worker.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "checkins-worker never declared its queues"
         time.sleep(0.1)

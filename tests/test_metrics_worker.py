@@ -6,6 +6,7 @@ this is right). The worker must reach exactly that state whatever the broker
 does to the stream: duplicates, reordering, poison, and a SIGKILL mid-stream.
 """
 
+import functools
 import json
 import os
 import random
@@ -22,6 +23,8 @@ import pytest
 
 from services.metrics import consume, pipeline, store
 from services.platform.mongo import ensure_indexes
+from tests import helpers_platform
+from tests.helpers_platform import queue_exists
 from tests.helpers_metrics import CheckinLog, ago, raw_event
 from tests.test_metrics_aggregation import SmallOrg, apply_all, scrape
 from v2mom.v1 import checkins_pb2
@@ -68,7 +71,7 @@ class Worker:
         self.process = subprocess.Popen([sys.executable, "-m", "services.metrics.worker"], cwd=ROOT, env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=log, text=True)
         deadline = time.monotonic() + 30
-        while not all(_queue_exists(self.connection, name) for name in QUEUES):
+        while not all(queue_exists(self.connection, name) for name in QUEUES):
             assert self.process.poll() is None, f"the worker exited with {self.process.returncode}"
             assert time.monotonic() < deadline, "the worker never declared its queues"
             time.sleep(0.1)
@@ -98,14 +101,6 @@ def worker(settings, databases, connection):
     worker.stop()
 
 
-def _queue_exists(connection, name) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
-
-
 def publish(connection, events, raw: list[tuple[str, str, bytes]] = ()) -> None:
     channel = connection.channel()
     exchanges = {source: kombu.Exchange(f"{source}.events", type="topic", durable=True) for source in ("goals", "checkins")}
@@ -131,13 +126,7 @@ def handled(db) -> int:
     return total
 
 
-def wait_for(predicate, timeout=90.0, message="condition never held", every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError(message)
+wait_for = functools.partial(helpers_platform.wait_for, timeout=90.0, every=0.2)
 
 
 def expected_for(oracle_db, events) -> dict:

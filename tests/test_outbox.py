@@ -3,12 +3,12 @@
 import eventlet
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from services.platform.events import envelope
 from services.platform.nameko_deps import SerialRelay
 from services.platform.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
 from tests.events_probe import EventProbe
+from tests.helpers_platform import Commands
 
 EXCHANGE_SERVICE = "outboxtest"
 
@@ -43,37 +43,23 @@ def test_relay_publishes_every_pending_event_once_and_clears_the_flag(db, amqp_u
     assert db.things.count_documents({"outbox": {"$size": 0}}) == 25
 
 
-class Updates(monitoring.CommandListener):
-    """Counts the update statements the store is sent, per collection."""
-
-    def __init__(self):
-        self.statements: list[dict] = []
-
-    def started(self, event):
-        if event.command_name == "update":
-            self.statements += event.command["updates"]
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
 def test_append_once_documents_are_cleared_in_one_write_each(mongo_uri, db, amqp_uri, probe):
     for n in range(5):
         db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n)]))
-    updates = Updates()
-    client = pymongo.MongoClient(mongo_uri, event_listeners=[updates])
+    commands = Commands()
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[commands])
     relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri, append_once={"things"})
     try:
-        assert relay.relay_until_empty() == 5
+        relayed = []
+        sent = commands.during(lambda: relayed.append(relay.relay_until_empty()))
+        updates = [filter_ for command, _, filter_ in sent if command == "update"]
     finally:
         relay.close()
         client.close()
+    assert relayed == [5]
     assert len(probe.drain(until_count=5)) == 5
-    assert len(updates.statements) == 5
-    assert all(set(statement["q"]) == {"_id"} for statement in updates.statements), "filters by _id alone"
+    assert len(updates) == 5
+    assert all(set(filter_) == {"_id"} for filter_ in updates), "filters by _id alone"
     assert db.things.count_documents({"outbox_pending": True}) == 0
     assert db.things.count_documents({"outbox": {"$size": 0}}) == 5
 

@@ -1,5 +1,6 @@
 """Event consumption in a real nameko worker: idempotency, retries and the dead-letter queue."""
 
+import functools
 import json
 import os
 import subprocess
@@ -10,6 +11,8 @@ import kombu
 import pytest
 
 from services.platform.events import envelope
+from tests import helpers_platform
+from tests.helpers_platform import queue_exists
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDLER_QUEUE = "evt-testsource-thing_happened--recorder.on_thing"
@@ -35,21 +38,13 @@ def recorder(settings, connection):
     env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri}
     process = subprocess.Popen([sys.executable, "-m", "tests.workers.recorder"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
-    while not _queue_exists(connection, HANDLER_QUEUE):
+    while not queue_exists(connection, HANDLER_QUEUE):
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline, "the recorder never declared its queue"
         time.sleep(0.1)
     yield process
     process.terminate()
     process.wait(timeout=15)
-
-
-def _queue_exists(connection, name) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
 
 
 def publish_raw(connection, body, content_type="application/cloudevents+json", routing_key="thing_happened"):
@@ -59,13 +54,7 @@ def publish_raw(connection, body, content_type="application/cloudevents+json", r
     producer.publish(payload, routing_key=routing_key, content_type=content_type, content_encoding="utf-8", declare=[exchange])
 
 
-def wait_for(predicate, timeout=20.0, message="condition never held"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(message)
+wait_for = functools.partial(helpers_platform.wait_for, timeout=20.0)
 
 
 def dead_letters(connection) -> list:
