@@ -2,31 +2,35 @@
 
 Run it with ``python -m services.metrics.api``. GRPC_ADDR (default
 127.0.0.1:50053) serves MetricsService; METRICS_HTTP_ADDR (default
-127.0.0.1:9100) serves ``/metrics`` (exposition.py), read from the metrics
-database on every scrape. GOALS_ADDR and
+127.0.0.1:9100) serves ``/metrics`` (exposition.py), from a copy of the
+engagement text that follows the metrics database (rendered.py:
+METRICS_FOLLOW_SECONDS, METRICS_RECONCILE_SECONDS, METRICS_CHANGE_OVERLAP_SECONDS).
+GOALS_ADDR and
 CHECKINS_ADDR are where RebuildAggregates reads from; cycle dates come from
 GOALS_ADDR too (cached, see cycles.py).
 """
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from services.platform import logs
 from services.platform.auth import current_caller
-from services.platform.config import Settings, env_str, load
+from services.platform.config import Settings, env_float, env_str, load
 from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
 from services.platform.mongo import connect, ensure_indexes
 from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
 
 from . import rebuild, store
-from .collector import CycleCollector, PipelineCollector
+from .collector import CycleCollector, EngagementCopyCollector, PipelineCollector
 from .cycles import CycleCalendar
 from .exposition import Exposition, start_http_server
+from .rendered import RenderedEngagement
 from .service import MetricsService
 from .sources import CheckinsSource, GoalsSource
 
@@ -68,13 +72,31 @@ class Sources:
     grace_seconds: float = 2.0
 
 
-def exposition_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> Exposition:
-    """What /metrics serves: engagement (rendered by exposition.py), pipeline health, cycle dates and this process."""
+@dataclass(frozen=True)
+class Following:
+    """How metrics-api keeps its copy of the engagement text current (rendered.py)."""
+
+    every: float = 5.0  # catch up in the background this often, so scrapes find little to do
+    reconcile_every: float = 600.0  # read everything again this often, in case a write escaped the overlap
+    overlap: float = 5.0  # re-read changes this much older than the newest seen: writes commit out of order
+
+    @classmethod
+    def from_env(cls) -> "Following":
+        return cls(env_float("METRICS_FOLLOW_SECONDS", cls.every),
+                   env_float("METRICS_RECONCILE_SECONDS", cls.reconcile_every),
+                   env_float("METRICS_CHANGE_OVERLAP_SECONDS", cls.overlap))
+
+
+def exposition_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None,
+                   following: Following = Following()) -> Exposition:
+    """What /metrics serves: engagement (kept rendered, rendered.py), pipeline health, cycle dates and this
+    process."""
+    rendered = RenderedEngagement(db, timedelta(seconds=following.overlap))
     others = [PipelineCollector(db)]
     if calendar is not None:
         others.append(CycleCollector(calendar))
-    others.append(ProcessCollector(registry=None))
-    return Exposition(db, clock, others)
+    others += [EngagementCopyCollector(rendered), ProcessCollector(registry=None)]
+    return Exposition(db, clock, others, rendered)
 
 
 def registry_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> CollectorRegistry:
@@ -115,10 +137,26 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     if http_addr is not None:
         host, _, http_port = http_addr.rpartition(":")
         calendar = CycleCalendar.from_goals(sources.goals_addr, settings.auth)
-        httpd, _thread = start_http_server(int(http_port), host or "0.0.0.0", exposition_for(db, clock, calendar))
+        following = Following.from_env()
+        exposition = exposition_for(db, clock, calendar, following)
+        stop_following = threading.Event()
+        exposition.rendered.follow(clock, following.every, following.reconcile_every, stop_following)
+        httpd, _thread = start_http_server(int(http_port), host or "0.0.0.0", exposition)
         server.http_port = httpd.server_address[1]
-        server.http = httpd
+        server.http = HttpExposition(httpd, stop_following)
     return server, port
+
+
+@dataclass(frozen=True)
+class HttpExposition:
+    """The /metrics server and the thread keeping its copy current: they stop together."""
+
+    httpd: object
+    stop_following: threading.Event
+
+    def shutdown(self) -> None:
+        self.stop_following.set()
+        self.httpd.shutdown()
 
 
 def main() -> None:

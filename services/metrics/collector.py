@@ -169,3 +169,29 @@ class CycleCollector(Collector):
             end.add_metric([cycle.id], cycle.end.timestamp())
         yield start
         yield end
+
+
+class EngagementCopyCollector(Collector):
+    """How metrics-api's copy of the engagement text keeps up (rendered.py): per replica, like ``process_*``."""
+
+    def __init__(self, rendered):
+        self.rendered = rendered
+
+    def collect(self) -> Iterator[Metric]:
+        kinds = ["kind"]
+        reads = CounterMetricFamily("v2mom_metrics_engagement_copy_reads_total",
+                                    "Reads of the store for this replica's engagement copy: changes (before a scrape "
+                                    "or in the background), everything (at start, after a rebuild), reconcile.",
+                                    labels=kinds)
+        documents = CounterMetricFamily("v2mom_metrics_engagement_copy_documents_read_total",
+                                        "Unit and aggregate documents those reads returned.", labels=kinds)
+        cpu = CounterMetricFamily("v2mom_metrics_engagement_copy_cpu_seconds_total",
+                                  "CPU seconds this replica spent on those reads: decoding, recounting, rendering.",
+                                  labels=kinds)
+        for kind, stats in self.rendered.reads.items():
+            reads.add_metric([kind], stats.reads)
+            documents.add_metric([kind], stats.documents)
+            cpu.add_metric([kind], stats.cpu_seconds)
+        yield reads
+        yield documents
+        yield cpu

@@ -27,6 +27,7 @@ import threading
 from itertools import accumulate, chain, compress, repeat
 from math import copysign, isnan
 from operator import attrgetter as _of, is_not, methodcaller
+from typing import NamedTuple
 from collections.abc import Callable
 from datetime import datetime
 from socketserver import ThreadingMixIn
@@ -105,71 +106,117 @@ def _lines(*columns) -> str:
     return "".join(chain.from_iterable(zip(*columns)))
 
 
+def _per_view(*columns) -> list[str]:
+    """As ``_lines``, but one string per view: the columns give each view one piece, or a run of lines as pieces."""
+    return list(map("".join, zip(*columns)))
+
+
+def family_headers(openmetrics_format: bool = False) -> list[str]:
+    """``# HELP`` and ``# TYPE`` of every engagement family, in the order they are served."""
+    gauges = [(name, documentation, "gauge") for name, documentation, _ in GAUGES]
+    return [_header(name, documentation, kind, openmetrics_format)
+            for name, documentation, kind in gauges + [(*TREE_PROGRESS, "gauge"), (*STATES, "gauge"),
+                                                        (*TIME_TO_APPROVAL, "histogram")]]
+
+
+class LabelSets(NamedTuple):
+    """Each view's label set, in three cuts: whole and closed (``…scope="direct"} ``), and split around where a
+    histogram bucket's ``le`` goes (``cycle`` sorts before it, the rest after)."""
+
+    closed: list[str]
+    cycle: list[str]
+    rest: list[str]
+
+    @classmethod
+    def of(cls, tree, keys: list[tuple[str, str]]) -> "LabelSets":
+        """For the views of ``keys`` ((unit, cycle) pairs), direct then subtree for each."""
+        cycle_labels, rest_labels = [], []
+        for unit_id, cycle in keys:
+            unit = tree.units[unit_id]
+            cycle_label = f'cycle="{_label_value(cycle)}"'
+            unit_labels = (f'level="{_label_value(unit.level_label)}",org_unit="{_label_value(unit_id)}",'
+                           f'org_unit_name="{_label_value(unit.name)}",scope="')
+            for scope in _SCOPES:
+                cycle_labels.append(cycle_label)
+                rest_labels.append(f'{unit_labels}{scope}"}} ')
+        return cls(list(map("%s,%s".__mod__, zip(cycle_labels, rest_labels))), cycle_labels, rest_labels)
+
+
+class Texts:
+    """Value texts, each distinct value formatted once."""
+
+    def __init__(self):
+        self.ints, self.floats = _IntTexts(), _FloatTexts()
+
+    def __call__(self, values: list) -> list[str]:
+        return _texts(values, self.ints, self.floats)
+
+
+def gauge_lines(name: str, labels: list[str], values: list, texts: Texts) -> list[str]:
+    """One line per view, or "" where the value is None (left out, as the collector leaves it out)."""
+    if None not in values:
+        return _per_view(repeat(name + "{"), labels, texts(values))
+    present = list(map(is_not, values, repeat(None)))
+    lines = iter(_per_view(repeat(name + "{"), compress(labels, present), texts(list(compress(values, present)))))
+    return [next(lines) if kept else "" for kept in present]
+
+
+def family_lines(views: list[engagement.View], labels: LabelSets, texts: Texts) -> list[list[str]]:
+    """Per engagement family (``family_headers``' order), each view's lines, as ``EngagementCollector`` has them."""
+    families = [gauge_lines(name, labels.closed, list(map(value_of, views)), texts) for name, _, value_of in GAUGES]
+    families.append(gauge_lines(TREE_PROGRESS[0], labels.closed,
+                                [view.rates.tree_progress if view.scope == SUBTREE else None for view in views], texts))
+
+    # v2mom_v2moms: a label set's states one after another, as the collector adds them.
+    name, label_sets = STATES[0], [label[:-2] for label in labels.closed]  # without "} ", to add the state
+    by_state = list(map(_of("counts.v2moms"), views))
+    columns = []
+    for state in model.STATE_LABELS.values():
+        columns += [repeat(name + "{"), label_sets, repeat(f',state="{state}"}} '),
+                    texts(list(map(methodcaller("get", state, 0), by_state)))]
+    families.append(_per_view(*columns))
+
+    # The histogram: per label set the cumulative buckets, then _count (the +Inf bucket's), then _sum.
+    name = TIME_TO_APPROVAL[0]
+    cumulative = list(map(list, map(accumulate, map(_of("counts.tta_buckets"), views))))
+    buckets = [texts(list(column)) for column in zip(*cumulative)] or [[] for _ in _BUCKET_BOUNDS]
+    columns = []
+    for bound, values in zip(_BUCKET_BOUNDS, buckets):
+        columns += [repeat(f"{name}_bucket{{"), labels.cycle, repeat(f',le="{bound}",'), labels.rest, values]
+    sums = texts(list(map(_of("counts.tta_sum"), views)))
+    columns += [repeat(f"{name}_count{{"), labels.closed, buckets[-1], repeat(f"{name}_sum{{"), labels.closed, sums]
+    families.append(_per_view(*columns))
+    return families
+
+
+def snapshot_keys(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(unit, cycle) in the collector's order: cycle, then unit in tree order."""
+    units = snapshot.tree.everything()
+    return [(unit_id, cycle) for cycle in snapshot.cycles for unit_id in units]
+
+
+def snapshot_views(snapshot: Snapshot, keys: list[tuple[str, str]]) -> list[engagement.View]:
+    return [snapshot.view(unit_id, cycle, scope) for unit_id, cycle in keys for scope in _SCOPES]
+
+
 def render_engagement(snapshot: Snapshot, openmetrics_format: bool = False) -> str:
     """The engagement families exactly as ``generate_latest`` renders ``EngagementCollector``'s for ``snapshot``."""
     return "".join(engagement_chunks(snapshot, openmetrics_format))
 
 
 def engagement_chunks(snapshot: Snapshot, openmetrics_format: bool = False) -> list[str]:
-    """``render_engagement``'s text in pieces (a few per family), so that nothing joins all 90 MB at 10k units.
+    """``render_engagement``'s text in pieces (two per family), so that nothing joins all 90 MB at 10k units.
 
     Same families in the same order, samples in the same order (cycle, unit in
-    tree order, scope), the same values left out. Every line is joined from its
-    pieces (name, label set, value) by one C-level ``str.join`` per family, so
-    no Python runs per sample beyond picking the value.
+    tree order, scope), the same values left out. Lines are joined from their
+    pieces (name, label set, value) at C level, so no Python runs per sample
+    beyond picking the value.
     """
-    ints, floats = _IntTexts(), _FloatTexts()
-    tree = snapshot.tree
-    views: list[engagement.View] = []
-    cycle_labels: list[str] = []  # 'cycle="…"': sorts before "le", which histogram buckets put after it
-    rest_labels: list[str] = []  # 'level="…",org_unit="…",org_unit_name="…",scope="…"} '
-    for cycle in snapshot.cycles:  # the collector's order: cycle, unit in tree order, scope
-        cycle_label = f'cycle="{_label_value(cycle)}"'
-        for unit_id in tree.everything():
-            unit = tree.units[unit_id]
-            unit_labels = (f'level="{_label_value(unit.level_label)}",org_unit="{_label_value(unit_id)}",'
-                           f'org_unit_name="{_label_value(unit.name)}",scope="')
-            for scope in _SCOPES:
-                views.append(snapshot.view(unit_id, cycle, scope))
-                cycle_labels.append(cycle_label)
-                rest_labels.append(f'{unit_labels}{scope}"}} ')
-    closed = list(map("%s,%s".__mod__, zip(cycle_labels, rest_labels)))  # the whole label set and "} "
-    labels = [label[:-2] for label in closed]  # without "} ", for v2mom_v2moms to add its state
+    keys = snapshot_keys(snapshot)
+    lines = family_lines(snapshot_views(snapshot, keys), LabelSets.of(snapshot.tree, keys), Texts())
     out: list[str] = []
-
-    def gauge(name: str, documentation: str, values: list) -> None:
-        out.append(_header(name, documentation, "gauge", openmetrics_format))
-        chosen = closed
-        if None in values:  # left out, as the collector leaves them out
-            present = list(map(is_not, values, repeat(None)))
-            chosen, values = list(compress(closed, present)), list(compress(values, present))
-        out.append(_lines(repeat(name + "{"), chosen, _texts(values, ints, floats)))
-
-    for name, documentation, value_of in GAUGES:
-        gauge(name, documentation, list(map(value_of, views)))
-    gauge(*TREE_PROGRESS, [view.rates.tree_progress if view.scope == SUBTREE else None for view in views])
-
-    # v2mom_v2moms: a label set's states one after another, as the collector adds them.
-    name = STATES[0]
-    out.append(_header(*STATES, "gauge", openmetrics_format))
-    by_state = list(map(_of("counts.v2moms"), views))
-    columns = []
-    for state in model.STATE_LABELS.values():
-        values = _texts(list(map(methodcaller("get", state, 0), by_state)), ints, floats)
-        columns += [repeat(name + "{"), labels, repeat(f',state="{state}"}} '), values]
-    out.append(_lines(*columns))
-
-    # The histogram: per label set the cumulative buckets, then _count (the +Inf bucket's), then _sum.
-    name = TIME_TO_APPROVAL[0]
-    out.append(_header(*TIME_TO_APPROVAL, "histogram", openmetrics_format))
-    cumulative = list(map(list, map(accumulate, map(_of("counts.tta_buckets"), views))))
-    buckets = [_texts(list(column), ints, floats) for column in zip(*cumulative)] or [[] for _ in _BUCKET_BOUNDS]
-    columns = []
-    for bound, values in zip(_BUCKET_BOUNDS, buckets):
-        columns += [repeat(f"{name}_bucket{{"), cycle_labels, repeat(f',le="{bound}",'), rest_labels, values]
-    sums = _texts(list(map(_of("counts.tta_sum"), views)), ints, floats)
-    columns += [repeat(f"{name}_count{{"), closed, buckets[-1], repeat(f"{name}_sum{{"), closed, sums]
-    out.append(_lines(*columns))
+    for header, family in zip(family_headers(openmetrics_format), lines):
+        out += [header, "".join(family)]
     return out
 
 
@@ -182,9 +229,12 @@ class Exposition:
     appears twice.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], datetime], others: list[Collector]):
+    def __init__(self, db: Database, clock: Callable[[], datetime], others: list[Collector], rendered):
+        """``rendered`` serves the engagement text (rendered.RenderedEngagement, which renders with this
+        module's functions)."""
         self.db = db
         self.clock = clock
+        self.rendered = rendered
         self.full = _registry([EngagementCollector(db, clock), *others])
         self.others = _registry(others)
 
@@ -199,8 +249,7 @@ class Exposition:
         if escaping not in _FAST_ESCAPINGS:
             return [encoder(self.full)], content_type
         is_openmetrics = getattr(encoder, "func", encoder) is openmetrics.generate_latest
-        snapshot = engagement.read(self.db, self.clock())
-        chunks = [chunk.encode("utf-8") for chunk in engagement_chunks(snapshot, is_openmetrics)]
+        chunks = [chunk.encode("utf-8") for chunk in self.rendered.chunks(self.clock(), is_openmetrics)]
         chunks.append(encoder(self.others))
         return chunks, content_type
 

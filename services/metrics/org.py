@@ -26,7 +26,8 @@ LEVEL_LABELS = {
 def upsert_unit(db: Database, fact: dict) -> bool:
     """Applies an org unit's newest revision; an older or repeated one changes nothing."""
     guard = {"_id": fact["unit_id"], "revision": {"$lt": fact["revision"]}}
-    update = {"$set": {key: fact[key] for key in ("revision", "name", "level", "parent_id")}}
+    update = {"$set": {key: fact[key] for key in ("revision", "name", "level", "parent_id")},
+              "$currentDate": store.CHANGED_NOW}
     try:
         result = db[store.UNITS].update_one(guard, update, upsert=True)
     except DuplicateKeyError:
@@ -34,6 +35,9 @@ def upsert_unit(db: Database, fact: dict) -> bool:
         result = db[store.UNITS].update_one(guard, update)
         return result.modified_count == 1
     return result.modified_count == 1 or result.upserted_id is not None
+
+
+TREE_FIELDS = {"name": 1, "level": 1, "parent_id": 1, "members": 1}
 
 
 @dataclass
@@ -60,13 +64,16 @@ class OrgTree:
 
     @classmethod
     def load(cls, db: Database) -> "OrgTree":
-        rows = db[store.UNITS].find(
-            {"revision": {"$gt": 0}}, {"name": 1, "level": 1, "parent_id": 1, "members": 1}
-        )
+        return cls.of(db[store.UNITS].find({"revision": {"$gt": 0}}, TREE_FIELDS))
+
+    @classmethod
+    def of(cls, rows) -> "OrgTree":
+        """From unit documents (at least ``TREE_FIELDS``); those only heard of through members (revision 0) are
+        not units yet."""
         return cls({
             row["_id"]: Unit(row["_id"], row.get("name", ""), row.get("level", ""), row.get("parent_id") or "",
                              int(row.get("members", 0)))
-            for row in rows
+            for row in rows if row.get("revision", 1) > 0
         })
 
     def _link(self) -> None:

@@ -1,10 +1,10 @@
 """The metrics database: what each collection holds, its indexes, and the guarded increment.
 
     units       {_id: unit id, revision, name, level, parent_id,       org projection (revision guard)
-                 members, recent}                                      headcount, from person deltas
+                 members, recent, changed}                             headcount, from person deltas
     people      {_id, v, state, unit, recent: [{id, d: deltas}]}       see model.py and ledger.py
     v2moms      {_id, v, state, unit, recent, owner_id, individual}    unit: the one it counts for
-    aggregates  {_id: "<unit>|<cycle>", unit, cycle, <counters>, recent}
+    aggregates  {_id: "<unit>|<cycle>", unit, cycle, <counters>, recent, changed}
                 counters: with_v2mom, v2moms.<state>, submitted, approved, pending.<epoch s>,
                 tta.buckets.<le>, tta.sum, tta.count, checkins.<ISO week>, published,
                 covered.<cadence days>.<day>, items, stale, overdue, measures, off_track,
@@ -15,7 +15,9 @@
     control     {_id: "rebuild", running, started_at}
 
 Every document an event touches is found by _id; the only other queries are
-the owner lookup on a person's move and whole-collection reads on a scrape.
+the owner lookup on a person's move, metrics-api's reads of what changed since
+its last (by ``changed``, the store's time of the write), and its whole-collection
+reads when it starts or reconciles.
 """
 
 import hashlib
@@ -38,12 +40,20 @@ CONTROL = "control"
 # comes within seconds: far fewer deltas than this reach one target meanwhile.
 TARGET_MEMORY = 128
 
+# Aggregates and units carry the store's time of their last change, so metrics-api re-reads only what changed
+# (rendered.py). The store's clock, not the writer's: worker replicas' clocks may disagree.
+CHANGED = "changed"
+CHANGED_NOW = {CHANGED: True}
+
 INDEXES = [
     # A person's move re-attributes their individual V2MOMs.
     Index(V2MOMS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
     # Scrapes and history read one cycle's aggregates; lists read a subtree's.
     Index(AGGREGATES, [("cycle", 1), ("unit", 1)], name="by_cycle_unit"),
     Index(HISTORY, [("cycle", 1), ("unit", 1)], name="by_cycle_unit"),
+    # metrics-api follows what changed since its last read.
+    Index(AGGREGATES, [(CHANGED, 1)], name="by_changed"),
+    Index(UNITS, [(CHANGED, 1)], name="by_changed"),
 ]
 
 # A scrape never needs the idempotency memory.
@@ -72,6 +82,7 @@ def bump(db: Database, collection: str, doc_id: str, applied_id: str, increments
     guard = {"_id": doc_id, "recent": {"$ne": applied_id}}
     update = {
         "$inc": increments,
+        "$currentDate": CHANGED_NOW,
         "$push": {"recent": {"$each": [applied_id], "$slice": -TARGET_MEMORY}},
         "$setOnInsert": on_insert,
     }
