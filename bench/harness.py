@@ -281,6 +281,18 @@ def cpu_seconds(pid: int) -> tuple[float | None, float | None]:
     return _schedstat_cpu_seconds(pid), _stat_cpu_seconds(pid)
 
 
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MB; Linux /proc, None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def cpu_spent(before: tuple, after: tuple) -> float | None:
     """The precise delta, unless threads that ended in between make it disagree with the coarse one."""
     precise = None if before[0] is None or after[0] is None else after[0] - before[0]

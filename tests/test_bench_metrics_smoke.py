@@ -48,10 +48,13 @@ def test_metrics_benchmark_quick_run_measures_every_phase(tmp_path):
         assert len(point["scrapes"]) == len(point["raw"]) == SCRAPES
         assert all(finite(x) for x in point["scrapes"] + point["raw"])
         assert finite(point["ratio"]) and point["bytes"] > 0
+        assert finite(point["cold_s"]) and finite(point["catch_up_cpu_s"])
+        assert point["changes_shown"] is True, "a scrape missed changes written before it"
     assert long["loaded"]["people"] == long["loaded"]["v2moms"] == 8 * 30 and long["loaded"]["history"] == 30
     assert "people" not in scrape["short_history"]["loaded"]
-    for key in ("per_unit_growth", "history_growth"):
+    for key in ("per_unit_growth", "history_growth", "cpu_history_growth"):
         assert finite(scrape[key])
+    assert scrape["current_pass"] is True
 
     throughput = result["throughput"]
     assert len(throughput["rounds"]) == ROUNDS and throughput["same_work"] is True
