@@ -25,7 +25,7 @@ client (``insert_many``) straight into the SQLite file while the store is stoppe
 is started again on it: the documents are the same, only the loading path differs. (The memory
 engine was tried: its finds cost the same as SQLite's, and it can only be loaded through the wire.)
 
-    .venv/bin/python -m bench.metrics            # about 7.5 minutes; bench/results/metrics.{md,json}
+    .venv/bin/python -m bench.metrics            # about 4 minutes; bench/results/metrics.{md,json}
     .venv/bin/python -m bench.metrics --quick    # a smoke run, under a minute
 """
 
