@@ -12,7 +12,6 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import grpc
 import pymongo
@@ -20,8 +19,8 @@ import pytest
 
 from services.platform.auth import bearer_metadata, mint_token
 from services.platform.config import load
+from tests.helpers_platform import log_tail, spawn
 
-ROOT = Path(__file__).resolve().parents[1]
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -39,16 +38,11 @@ def mongo_uri(tmp_path_factory):
         yield os.environ["TEST_MONGO_URI"]
         return
     ready = tmp_path_factory.mktemp("mongo") / "uri"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.platform.mongo_server", "--port", "0", "--ready-file", str(ready)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = spawn([sys.executable, "-m", "services.platform.mongo_server", "--port", "0", "--ready-file", str(ready)])
     deadline = time.monotonic() + 30
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"mongo wire server did not start: {process.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
         time.sleep(0.05)
     yield ready.read_text()
     process.terminate()
@@ -126,10 +120,7 @@ def goals_worker(settings):
         "RELAY_INTERVAL_SECONDS": "0.1",
         "LOG_LEVEL": "INFO",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.goals.worker"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    process = spawn([sys.executable, "-m", "services.goals.worker"], env)
     yield process
     process.terminate()
     try:

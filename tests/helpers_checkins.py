@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 from google.type import date_pb2
@@ -18,9 +17,9 @@ from google.type import date_pb2
 from services.goals.directory import Directory
 from services.platform.config import load
 from tests.conftest import served_in_process
+from tests.helpers_platform import spawn
 from v2mom.v1 import common_pb2, goals_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "checkins_settings", "goals_world", "checkins_api", "checkins_worker", "goals_worker_for_checkins",
@@ -135,10 +134,7 @@ def checkins_api(checkins_settings):
 
 
 def _start(module: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    return spawn([sys.executable, "-m", module], {**os.environ, **env})
 
 
 def _stop(process: subprocess.Popen) -> None:

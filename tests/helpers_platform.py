@@ -1,6 +1,10 @@
-"""Test helpers shared across services: waiting for a condition, broker queues, the commands a client sends."""
+"""Test helpers shared across services: waiting for a condition, processes the tests start, broker queues, the
+commands a client sends."""
 
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from pymongo import monitoring
 
@@ -14,6 +18,28 @@ def wait_for(predicate, timeout: float = 30.0, message: str = "condition never h
             return result
         time.sleep(every)
     raise AssertionError(message)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    """A process of the system under test, its stderr (where our services log) kept in a temporary file.
+
+    Not a pipe: nobody reads a pipe while the test runs, and once 64 KB of log lines fill it the process
+    blocks on its next write and looks stuck. ``log_tail`` reads the file.
+    """
+    log = tempfile.TemporaryFile(mode="w+", prefix="v2mom-test-", suffix=".log")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    process.log = log
+    return process
+
+
+def log_tail(process: subprocess.Popen, size: int = 3000) -> str:
+    """The end of what a process ``spawn`` started has logged so far."""
+    process.log.flush()
+    process.log.seek(0)
+    return process.log.read()[-size:]
 
 
 def queue_exists(connection, name: str) -> bool:

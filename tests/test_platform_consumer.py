@@ -3,7 +3,6 @@
 import functools
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -12,9 +11,8 @@ import pytest
 
 from services.platform.events import envelope
 from tests import helpers_platform
-from tests.helpers_platform import queue_exists
+from tests.helpers_platform import log_tail, queue_exists, spawn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDLER_QUEUE = "evt-testsource-thing_happened--recorder.on_thing"
 
 
@@ -36,10 +34,10 @@ def connection(settings):
 @pytest.fixture
 def recorder(settings, connection):
     env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri}
-    process = subprocess.Popen([sys.executable, "-m", "tests.workers.recorder"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = spawn([sys.executable, "-m", "tests.workers.recorder"], env)
     deadline = time.monotonic() + 20
     while not queue_exists(connection, HANDLER_QUEUE):
-        assert process.poll() is None, process.stderr.read()
+        assert process.poll() is None, log_tail(process)
         assert time.monotonic() < deadline, "the recorder never declared its queue"
         time.sleep(0.1)
     yield process
@@ -91,6 +89,13 @@ def test_transient_failures_are_retried_within_bounds(db, connection, recorder):
     publish_raw(connection, thing(7, behaviour="flaky"))
     wait_for(lambda: db.applied.count_documents({"n": 7}) == 1)
     assert db.attempts.find_one()["n"] == 2
+    assert dead_letters(connection) == []
+
+
+def test_an_event_that_keeps_losing_races_is_requeued_not_dead_lettered(db, connection, recorder):
+    publish_raw(connection, thing(8, behaviour="contended"))
+    wait_for(lambda: db.applied.count_documents({"n": 8}) == 1, message="the contended event was never applied")
+    assert db.attempts.find_one()["n"] == 5  # three tries in the first delivery, two in the next
     assert dead_letters(connection) == []
 
 

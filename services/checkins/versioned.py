@@ -12,20 +12,29 @@ so a null ``next_check_at`` would look due. A field that becomes ``None`` is
 unset instead.
 """
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from services.platform.errors import Aborted
 from services.platform.outbox import OUTBOX_FIELD, PENDING_FIELD, new_document_with_events, with_events
 
 REVISION = "revision"
 ATTEMPTS = 10
+# Losers of a race wait a random while before reading again: retrying at once, the same green threads meet
+# again in the same order, and under load one of them loses every round (a handler used to exhaust its
+# attempts on a parent V2MOM's progress that its children's events were all updating).
+BACKOFF_SECONDS = 0.005
+BACKOFF_CAP_SECONDS = 0.2
 
 
-class WriteConflict(RuntimeError):
-    """Other writers kept winning the race; the handler's bounded retry will try again."""
+class WriteConflict(Aborted):
+    """Other writers kept winning the race. Transient by nature: the handler's bounded retry tries again,
+    and after that the consumer puts the event back in its queue rather than dead-lettering it."""
 
 
 @dataclass
@@ -45,7 +54,9 @@ def update_versioned(collection: Collection, doc_id: str, decide: Decide, attemp
     decide must be a pure function of the document it is given: it may run
     more than once when another writer gets in first.
     """
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2 ** attempt)))
         current = collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 0, PENDING_FIELD: 0})
         change = decide(current)
         if change is None:

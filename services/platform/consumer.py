@@ -8,9 +8,10 @@ cannot decode kills its consumer loop. Both would lose or block events, so:
 - undecodable bodies, envelopes that are not CloudEvents, and handlers that
   keep failing are rejected without requeue, so RabbitMQ moves them to the DLQ
   (with its ``x-death`` header saying why);
-- a store outage, or another service being unreachable (``Unavailable``, raised by
-  ServiceClient once its own retries are spent), is not the message's fault:
-  those are requeued, not dead-lettered;
+- a store outage, another service being unreachable (``Unavailable``, raised by
+  ServiceClient once its own retries are spent), or other writers winning every
+  race for a document (``Aborted``) is not the message's fault: those are
+  requeued, not dead-lettered;
 - the handler gets a validated envelope, and ``ProcessedEvents`` lets it
   record the event id in the same write as its effect.
 """
@@ -25,7 +26,7 @@ from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.messaging import QueueConsumer
 from pymongo.errors import ConnectionFailure
 
-from .errors import Unavailable
+from .errors import Aborted, Unavailable
 from .events import MalformedEvent, parse
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,10 @@ class CloudEventHandler(EventHandler):
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
-        elif isinstance(exc_info[1], (ConnectionFailure, Unavailable)):
-            eventlet.sleep(1.0)  # the store or a service we call is down: try again later rather than dead-letter
+        elif isinstance(exc_info[1], (ConnectionFailure, Unavailable, Aborted)):
+            # The store or a service we call is down, or other writers kept winning a race: nothing is wrong
+            # with the event, so try it again later rather than dead-letter it.
+            eventlet.sleep(1.0)
             self.queue_consumer.requeue_message(message)
         else:
             log.warning(

@@ -5,10 +5,14 @@ The caller must have run eventlet.monkey_patch() before importing anything
 that opens sockets - see the top of each service's worker module.
 """
 
+import gc
 import logging
 import signal
+import sys
+import traceback
 
 import eventlet
+import greenlet
 from nameko.runners import ServiceRunner
 
 from . import logs
@@ -41,8 +45,20 @@ def run_services(service_name: str, *service_classes) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGUSR1, dump_stacks)
     runner.start()
     log.info("worker started", extra={"services": [cls.name for cls in service_classes]})
     stopping.wait()
     runner.stop()
     log.info("worker stopped")
+
+
+def dump_stacks(*_) -> None:
+    """On SIGUSR1: where every OS thread and every green thread is, to stderr. A stuck worker says why."""
+    lines = ["--- stacks (SIGUSR1) ---"]
+    for thread_id, frame in sys._current_frames().items():
+        lines += [f"thread {thread_id}:", *traceback.format_stack(frame)]
+    for green in (obj for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet)):
+        if green.gr_frame is not None:
+            lines += [f"green thread {green!r}:", *traceback.format_stack(green.gr_frame)]
+    print("\n".join(lines), file=sys.stderr, flush=True)

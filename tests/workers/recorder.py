@@ -1,7 +1,8 @@
 """A tiny nameko service for testing the platform's event consumption.
 
 It stores every event it handles in Mongo, fails on purpose for events whose
-data says so, and refuses events marked poison.
+data says so (once, always, or losing races for longer than one delivery's
+retries), and refuses events marked poison.
 """
 
 import warnings
@@ -12,6 +13,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+from services.platform.errors import Aborted  # noqa: E402
 from services.platform.consumer import PermanentError, ProcessedEvents, cloud_event_handler, with_retries  # noqa: E402
 from services.platform.nameko_deps import MongoDatabase  # noqa: E402
 from services.platform.worker import run_services  # noqa: E402
@@ -38,6 +40,12 @@ class Recorder:
             )
             if attempts["n"] < 2:
                 raise RuntimeError("transient failure")
+        if behaviour == "contended":  # loses more races than one delivery's retries cover
+            attempts = self.db.attempts.find_one_and_update(
+                {"_id": envelope["id"]}, {"$inc": {"n": 1}}, upsert=True, return_document=True
+            )
+            if attempts["n"] <= 4:
+                raise Aborted("other writers kept winning")
         if behaviour == "broken":
             raise RuntimeError("always fails")
         self.db.applied.insert_one({"_id": envelope["id"], "n": envelope["data"].get("n")})
