@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from google.type import date_pb2
@@ -20,6 +21,13 @@ from tests.conftest import served_in_process
 from tests.helpers_platform import spawn
 from v2mom.v1 import common_pb2, goals_pb2
 
+
+# The world's cycle FY2027 opened on 2026-02-01 and is still running: the API tests record check-ins at the
+# real clock, which checkins-api refuses once a cycle has ended. So its last day is half a year after the day
+# the suite runs, never a fixed date the calendar will pass.
+FY2027_FIRST_DAY = date(2026, 2, 1)
+FY2027_LAST_DAY = datetime.now(UTC).date() + timedelta(days=183)
+FY2027_DATES = (FY2027_FIRST_DAY.isoformat(), FY2027_LAST_DAY.isoformat())
 
 __all__ = [
     "checkins_settings", "goals_world", "checkins_api", "checkins_worker", "goals_worker_for_checkins",
@@ -102,10 +110,10 @@ def goals_world(db, goals_api) -> GoalsWorld:
     """Team 'onboarding' led by lee; ann and rob in it, cat a peer elsewhere, ada an admin.
 
     Published: the team V2MOM (lee) and ann's V2MOM aligned to it. Draft: rob's.
-    The cycle FY2027 started 2026-02-01 and ends 2027-01-31.
+    The cycle FY2027 started 2026-02-01 and ends on FY2027_LAST_DAY, half a year from today.
     """
     directory = Directory(db, cache_seconds=0)
-    directory.upsert_cycle("FY2027", "2026-02-01", "2027-01-31")
+    directory.upsert_cycle("FY2027", *FY2027_DATES)
     directory.upsert_cycle("FY2025", "2024-02-01", "2025-01-31")
     directory.upsert_org_unit({"_id": "acme", "name": "Acme", "level": "ORG_LEVEL_COMPANY", "leader_id": "ceo"})
     directory.upsert_org_unit({"_id": "onboarding", "name": "Onboarding", "level": "ORG_LEVEL_TEAM", "parent_id": "acme", "leader_id": "lee"})

@@ -5,8 +5,8 @@ and rob; cat leads billing; ada is an admin. Published: lee's team V2MOM and
 ann's V2MOM aligned to it; rob's is a draft. Each V2MOM has measures msr-nps
 (owner rob; 20 -> 60, increasing) and msr-ttv (owner ann; 30 -> 10,
 decreasing), and methods mth-guide (owner and A ann, R rob, C cat; milestone
-mil-draft) and mth-calls (owner rob, A ann). Cycle FY2027 runs 2026-02-01 to
-2027-01-31; FY2025 has ended.
+mil-draft) and mth-calls (owner rob, A ann). Cycle FY2027 runs from 2026-02-01
+to half a year from today (FY2027_LAST_DAY); FY2025 has ended.
 """
 
 import functools
@@ -25,7 +25,7 @@ from services.checkins.times import utc_now
 from services.goals.directory import Directory
 from tests.conftest import served_in_process
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins import publish_v2mom, world_content
+from tests.helpers_checkins import FY2027_LAST_DAY, publish_v2mom, world_content
 from tests.helpers_checkins_api import *  # noqa: F403
 from tests.helpers_checkins_events import approved, v2mom_data
 from tests.helpers_checkins_api import (
@@ -34,7 +34,7 @@ from tests.helpers_checkins_api import (
 )
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2
 
-AFTER_FY2027 = datetime(2027, 2, 10, 9, 0, tzinfo=UTC)
+AFTER_FY2027 = datetime.combine(FY2027_LAST_DAY + timedelta(days=10), time(9), tzinfo=UTC)
 
 
 @dataclass
@@ -315,11 +315,12 @@ def test_an_ended_cycle_takes_no_new_checkins(world):
 
 
 def test_a_cycle_that_has_not_started_takes_no_checkins(world, db):
-    Directory(db, cache_seconds=0).upsert_cycle("FY2028", "2027-02-01", "2028-01-31")
+    opens = FY2027_LAST_DAY + timedelta(days=1)
+    Directory(db, cache_seconds=0).upsert_cycle("FY2028", opens.isoformat(), (opens + timedelta(days=364)).isoformat())
     future = publish_v2mom(world.goals.goals_api, "ann", "lee", world_content("Ann FY28"), cycle_id="FY2028")
     error = expect_nothing_written(world.store, world.as_("ann").RecordMeasureCheckin,
                                    measure_request(future, "msr-ttv"), Code.FAILED_PRECONDITION)
-    assert precondition_violations(error)[0][0] == "CYCLE_NOT_STARTED"
+    assert precondition_violations(error)[0] == ("CYCLE_NOT_STARTED", "FY2028", f"starts {opens}")
 
 
 def test_after_the_cycle_no_new_checkin_even_on_a_cached_structure(world, cycle_over):

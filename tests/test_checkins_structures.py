@@ -15,7 +15,7 @@ from services.checkins import structures
 from services.checkins.times import to_millis
 from services.platform.events import MalformedEvent, to_wire
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins import world_content
+from tests.helpers_checkins import FY2027_DATES, world_content
 from tests.helpers_checkins_api import *  # noqa: F403
 from tests.helpers_checkins_api import Code, Store, correct_request, expect_nothing_written, measure_request
 from v2mom.v1 import goals_pb2
@@ -162,7 +162,7 @@ def test_a_structure_learned_from_an_event_gets_its_cycle_dates_from_goals(goals
 
     checkins_api("ann").RecordMeasureCheckin(measure_request(ann_v2mom, "msr-ttv"))
     stored = store.structure(ann_v2mom)
-    assert (stored["cycle_start"], stored["cycle_end"]) == ("2026-02-01", "2027-01-31")
+    assert (stored["cycle_start"], stored["cycle_end"]) == FY2027_DATES
 
 
 def test_the_copy_keeps_when_goals_published_it_from_events_and_from_goals(goals_world, db, checkins_api, store):
