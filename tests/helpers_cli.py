@@ -3,7 +3,9 @@
 `seeded_goals` is a real goals-api on a free port over a fresh database with
 the demo organisation seeded through it, once per test module. `Cli` runs
 the installed `v2mom` command as a subprocess, as a person at a terminal
-would, with its own HOME and token file.
+would, with its own HOME and token file. `demo_name` turns a name from the
+demo files into the one the seeded demo shows (the demo's dates move on week
+by week, and its fiscal-year names with them once FY2027 ends in a later year).
 
 Import them with ``from tests.helpers_cli import seeded_goals  # noqa: F401``.
 """
@@ -21,6 +23,7 @@ import pytest
 
 from services.goals.api import create_server
 from services.goals.seed import SeedReport, seed
+from services.platform import demo_calendar
 from services.platform.config import Settings, load
 
 V2MOM = Path(sys.executable).with_name("v2mom")  # the console script of this venv
@@ -50,6 +53,11 @@ def seeded_goals(mongo_uri):
         server.stop(grace=None)
         client.drop_database(settings.database_name)
         client.close()
+
+
+def demo_name(text: str) -> str:
+    """"Engineering FY2027", "fy27-li.wei" as the demo files write them, as the demo seeded today names them."""
+    return demo_calendar.rename_labels(text, demo_calendar.label_years(demo_calendar.days_ahead()))
 
 
 @dataclass(frozen=True)

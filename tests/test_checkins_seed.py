@@ -20,8 +20,10 @@ from services.checkins.demo import Correction, ItemStory, Story, V2MOMStory, loa
 from services.checkins.demo.plan import MEASURE, METHOD, plan
 from services.checkins.progress import week_start
 from services.checkins.seed import seed as seed_checkins
+from services.goals.demo import load_org
 from services.goals.seed import seed as seed_goals
 from services.platform.auth import bearer_metadata, mint_token
+from services.platform.demo_calendar import current_cycle
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_checkins_api import checkins_db  # noqa: F401
 from tests import helpers_platform
@@ -131,7 +133,8 @@ def test_pace_sets_the_status_and_a_correction_rides_on_its_week():
 
 def test_the_demo_story_names_only_what_the_goals_demo_publishes():
     story = load_story()
-    assert story.cycle == "FY2027" and story.weeks == 8
+    assert story.cycle == current_cycle() and story.weeks == 8
+    assert story.cycle in {cycle["id"] for cycle in load_org().cycles}
     assert {"eng-platform", "eng-autonomy", "sales-success"} <= {v.unit for v in story.v2moms}
     assert sum(1 for v in story.v2moms for item in v.items.values() if item.correction) >= 2
 
@@ -167,10 +170,10 @@ class Reader:
         self.goals_db = db
 
     def v2mom_of_unit(self, unit: str) -> str:
-        return self.goals_db.v2moms.find_one({"org_unit_id": unit, "cycle_id": "FY2027", "level": {"$ne": "ORG_LEVEL_INDIVIDUAL"}})["_id"]
+        return self.goals_db.v2moms.find_one({"org_unit_id": unit, "cycle_id": current_cycle(), "level": {"$ne": "ORG_LEVEL_INDIVIDUAL"}})["_id"]
 
     def v2mom_of(self, person: str) -> str:
-        return self.goals_db.v2moms.find_one({"owner_id": person, "cycle_id": "FY2027", "level": "ORG_LEVEL_INDIVIDUAL"})["_id"]
+        return self.goals_db.v2moms.find_one({"owner_id": person, "cycle_id": current_cycle(), "level": "ORG_LEVEL_INDIVIDUAL"})["_id"]
 
     def call(self, rpc, request):
         return getattr(self.stub, rpc)(request, metadata=self.metadata, timeout=10)
@@ -198,7 +201,7 @@ def test_the_demo_history_is_seeded_once_and_tells_a_true_story(settings, db, ch
 
     first = seed_checkins(settings.auth, stack["goals"], stack["checkins"], progress=False)
 
-    assert first.v2moms == 14, "every published FY2027 V2MOM of the demo has a history"
+    assert first.v2moms == 14, "every published V2MOM of the demo's running cycle has a history"
     assert first.recorded == first.planned > 300 and first.corrected == 3, first.summary()
     assert first.caught_up, "checkins-worker never showed every item's latest check-in"
     stored = checkins_db.checkins.count_documents({})
@@ -224,7 +227,8 @@ def _history_lies_in_the_past_week_by_week(read: Reader, checkins_db) -> None:
     observed = [doc["observe_time"] for doc in checkins_db.checkins.find({}, {"observe_time": 1})]
     assert max(observed) < this_monday, "nothing is observed in the current week, let alone the future"
     assert min(observed) >= this_monday - timedelta(weeks=8)
-    assert min(observed) >= datetime(2026, 2, 1, tzinfo=UTC), "never before FY2027 starts"
+    start = next(date.fromisoformat(c["start"]) for c in load_org().cycles if c["id"] == current_cycle())
+    assert min(observed) >= datetime.combine(start, datetime.min.time(), tzinfo=UTC), "never before the cycle starts"
     weeks = {week_start(moment) for moment in observed}
     assert len(weeks) == 8
 

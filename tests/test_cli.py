@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_cli import Cli, free_port, seeded_goals  # noqa: F401
+from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "v2mom_cli" / "examples" / "individual.yaml"
 V2MOM_ID = re.compile(r"v2m_[0-9a-z]+")
@@ -35,7 +35,7 @@ def test_a_team_member_writes_a_v2mom_and_her_manager_approves_it(cli):
 
     shown = cli.ok("show", v2mom_id)
     assert "State: SUBMITTED" in shown
-    assert "Aligned to: Platform FY2027" in shown
+    assert f"Aligned to: {demo_name('Platform FY2027')}" in shown
     # Methods in priority order, each with its RACI and dates.
     first, second = shown.index("1. Write a runbook"), shown.index("2. Turn the five most common fixes")
     assert first < second
@@ -50,7 +50,7 @@ def test_a_team_member_writes_a_v2mom_and_her_manager_approves_it(cli):
     assert "State: PUBLISHED" in cli.ok("show", v2mom_id)
 
     tree = cli.ok("tree", "unit:eng-platform")
-    assert tree.splitlines()[0].startswith("Platform FY2027 [PUBLISHED] · team · priya.raman")
+    assert tree.splitlines()[0].startswith(f"{demo_name('Platform FY2027')} [PUBLISHED] · team · priya.raman")
     hers = next(line for line in tree.splitlines() if line.endswith(v2mom_id))
     assert hers.startswith(("├── ", "└── ")), "aligned directly under the team's V2MOM"
     assert "[PUBLISHED] · individual · hannah.berg" in hers

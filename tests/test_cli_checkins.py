@@ -26,9 +26,11 @@ from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
 from services.checkins.staleness import advance_due
 from services.checkins.times import utc_now
+from services.goals.demo import load_org
 from services.platform.config import load
+from services.platform.demo_calendar import current_cycle
 from services.platform.events import to_wire
-from tests.helpers_cli import Cli, free_port, seeded_goals  # noqa: F401
+from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
 from v2mom.v1 import checkins_pb2, goals_pb2
 from v2mom_cli import items
 from v2mom_cli.errors import CliError
@@ -147,13 +149,14 @@ def test_check_ins_on_a_measure_and_a_method_show_up_in_progress_and_the_tree(cl
     assert "Own progress     20.0%" in progress and "With its tree    20.0%" in progress
     assert "on track" in row(progress, "measure", "Robots reporting telemetry", "40.0%", TODAY)
     assert "never" in row(progress, "measure", "Telemetry delay")
-    # Due on 2026-05-31 and not at 100 %: overdue, however fresh the check-in.
+    # Due on 2026-05-31 as written, half a year before the demo's moment however far its dates have moved, and
+    # not at 100 %: overdue, however fresh the check-in.
     assert row(progress, "method", "Ship the telemetry agent", "at risk", "80.0%", TODAY).endswith("overdue")
 
     team = cli.ok("progress", "unit:eng-platform", "--tree")
     tree = team[team.index("TREE"):]
-    assert tree.splitlines()[1].startswith("Platform FY2027 · priya.raman · ")
-    jonas = row(tree, "Jonas Weber FY2027")
+    assert tree.splitlines()[1].startswith(f"{demo_name('Platform FY2027')} · priya.raman · ")
+    jonas = row(tree, demo_name("Jonas Weber FY2027"))
     assert jonas.startswith(("├── ", "└── ")) and jonas.endswith("· jonas.weber · 20.0% · 20.0%")
 
     listed = cli.ok("checkins", "me")
@@ -200,10 +203,12 @@ def test_field_violations_and_refusals_are_clear_lines_and_a_failure(cli, stack)
         "  - comment: must be at most 2000 characters (got 2001)",
     ]
 
+    cycle = next(c for c in load_org().cycles if c["id"] == current_cycle())  # the demo's running cycle
+    before = (date.fromisoformat(cycle["start"]) - timedelta(days=17)).isoformat()
     before_cycle = cli("checkin", "me", "Engineers able", "--value", "2", "--status", "at-risk", "--confidence", "5",
-                       "--observed", "2026-01-15")
+                       "--observed", before)
     assert before_cycle.returncode == 1
-    assert "  - observe_time: is before cycle FY2027 starts (2026-02-01)" in before_cycle.stderr
+    assert f"  - observe_time: is before cycle {cycle['id']} starts ({cycle['start']})" in before_cycle.stderr
 
     # Wrong flags for the kind of item, an unknown item, a V2MOM not published: said before anything is sent.
     assert "is a measure: --progress is not for measures" in cli(

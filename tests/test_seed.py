@@ -4,9 +4,11 @@ from collections import Counter
 
 import grpc
 
+from services.goals.demo import load_org
 from services.goals.seed import seed
 from services.platform.auth import bearer_metadata, mint_token
-from tests.helpers_cli import seeded_goals  # noqa: F401
+from services.platform.demo_calendar import current_cycle, utc_today
+from tests.helpers_cli import demo_name, seeded_goals  # noqa: F401
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 ALL_STATES = {"V2MOM_STATE_DRAFT", "V2MOM_STATE_SUBMITTED", "V2MOM_STATE_CHANGES_REQUESTED",
@@ -47,7 +49,7 @@ def test_a_v2mom_changed_by_hand_is_left_as_it_is(settings, db, goals_api):
 
     report = seed(settings, goals_api_address=address, progress=False)
 
-    assert report.left_alone == ["fy27-li.wei"]
+    assert report.left_alone == [demo_name("fy27-li.wei")]
     assert not report.changed
     assert db.v2moms.find_one({"_id": li_wei["_id"]})["state"] == "V2MOM_STATE_CHANGES_REQUESTED"
 
@@ -72,28 +74,29 @@ def test_the_org_has_a_ceo_three_departments_eight_teams_and_sixty_people(seeded
     admins = [p for p in people.values() if "admin" in p["roles"]]
     assert admins and ceo not in {a["_id"] for a in admins}
     assert any("hr" in p["roles"] for p in people.values())
-    assert {c["_id"]: (c["start_date"], c["end_date"]) for c in db.cycles.find()} == {
-        "FY2026": ("2025-02-01", "2026-01-31"),
-        "FY2027": ("2026-02-01", "2027-01-31"),
-    }
+    # Last year's cycle and the running one, which holds today (tests/test_demo_calendar.py pins their dates).
+    cycles = {c["_id"]: (c["start_date"], c["end_date"]) for c in db.cycles.find()}
+    assert cycles == {c["id"]: (c["start"], c["end"]) for c in load_org().cycles} and len(cycles) == 2
+    start, end = cycles[current_cycle()]
+    assert start <= utc_today().isoformat() <= end
 
 
 def test_every_state_is_there_with_a_true_history(seeded_goals):
     docs = {d["content"]["title"]: d for d in seeded_goals.db.v2moms.find()}
     assert {d["state"] for d in docs.values()} == ALL_STATES
-    reopened = docs["Engineering FY2027"]
+    reopened = docs[demo_name("Engineering FY2027")]
     assert reopened["state"] == "V2MOM_STATE_DRAFT" and reopened["published_revision"] == 3
 
-    sales = [(h["action"], h["actor_id"]) for h in docs["Sales FY2027"]["history"]]
+    sales = [(h["action"], h["actor_id"]) for h in docs[demo_name("Sales FY2027")]["history"]]
     assert sales == [
         ("CREATE", "marcus.bell"), ("SUBMIT", "marcus.bell"), ("REQUEST_CHANGES", "helena.vasquez"),
         ("UPDATE", "marcus.bell"), ("SUBMIT", "marcus.bell"), ("APPROVE", "helena.vasquez"),
     ]
-    company = docs["Acme Robotics FY2027"]
+    company = docs[demo_name("Acme Robotics FY2027")]
     approver = company["history"][-1]["actor_id"]
     assert approver != company["owner_id"] and "admin" in seeded_goals.db.people.find_one({"_id": approver})["roles"]
-    assert docs["Acme Robotics FY2026"]["state"] == "V2MOM_STATE_ARCHIVED"
-    assert docs["Li Wei FY2027"]["approver_id"] == "priya.raman"
+    assert docs[demo_name("Acme Robotics FY2026")]["state"] == "V2MOM_STATE_ARCHIVED"
+    assert docs[demo_name("Li Wei FY2027")]["approver_id"] == "priya.raman"
 
 
 def test_published_v2moms_follow_the_guidance(seeded_goals):
@@ -112,7 +115,7 @@ def test_the_company_v2mom_aligns_down_to_individuals(seeded_goals):
     channel = grpc.insecure_channel(seeded_goals.address)
     stub = goals_pb2_grpc.GoalServiceStub(channel)
     ceo = bearer_metadata(mint_token(seeded_goals.settings.auth, "helena.vasquez"))
-    company = seeded_goals.db.v2moms.find_one({"level": "ORG_LEVEL_COMPANY", "cycle_id": "FY2027"})
+    company = seeded_goals.db.v2moms.find_one({"level": "ORG_LEVEL_COMPANY", "cycle_id": current_cycle()})
 
     tree = stub.GetAlignmentTree(goals_pb2.GetAlignmentTreeRequest(id=company["_id"]), metadata=ceo, timeout=10)
     channel.close()

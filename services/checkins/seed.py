@@ -1,4 +1,4 @@
-"""Eight weeks of check-in history on the demo organisation's published FY2027 V2MOMs.
+"""Eight weeks of check-in history on the demo organisation's published V2MOMs of its running cycle.
 
     python -m services.checkins.seed [--api HOST:PORT] [--goals HOST:PORT]
 
@@ -13,6 +13,9 @@ snapshot per week of observation and the trend lines must come out in the
 order things happened.
 
 Who checks in how often, and what goes wrong, is in services/checkins/demo/.
+The running cycle is FY2027 as the files name it; like the goals demo, the
+story is read moved forward by the whole weeks since 2026-11-27 (and renamed
+FY2028 and so on once that cycle ends in a later year), so both agree.
 
 Running it again records nothing new: each check-in carries an idempotency
 key made of its item and ISO week, so a repeat returns the first one. (A
@@ -306,8 +309,8 @@ def seed(
 
     catch_up_wait=0 returns as soon as everything is recorded, without waiting for checkins-worker.
     """
-    story = load_story()
     now = now or utc_now()
+    story = load_story(today=now.date())  # the story's cycle is the one running at `now`
     actors = Actors(auth, story.admin)
     report = SeedReport(weeks=story.weeks)
     disable = None if progress is None else not progress  # tqdm: None means "unless not a terminal"

@@ -17,6 +17,9 @@ revision history. A V2MOM whose history no longer follows its journey
 (someone changed it by hand) is left as it is.
 
 The data, and how a V2MOM's journey is written down, is in services/goals/demo/.
+It was written on 2026-11-27 for FY2027 (with FY2026 archived before it) and
+is read moved forward by the whole weeks since (services/platform/demo_calendar.py),
+so the demo always looks as it did on that day and its running cycle contains today.
 """
 
 import argparse

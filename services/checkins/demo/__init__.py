@@ -30,12 +30,20 @@ services/checkins/seed.py records them through checkins-api.
               factor: 0.1    # what was typed: the true value times this
               by: someone    # who corrects it (default: who typed it)
               reason: Typed {typed} instead of {value}.
+
+history.yaml names FY2027, the cycle the goals demo files are written for.
+It is read moved forward like those files (services/platform/demo_calendar.py),
+by the whole weeks since 2026-11-27, so the story is always told on the demo's
+running cycle, under the name the goals demo gives it.
 """
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
+
+from services.platform import demo_calendar
 
 DEMO_DIR = Path(__file__).parent
 HABITS = {
@@ -97,8 +105,9 @@ class Story:
     v2moms: list[V2MOMStory]
 
 
-def load_story(path: Path = DEMO_DIR / "history.yaml") -> Story:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def load_story(path: Path = DEMO_DIR / "history.yaml", today: date | None = None) -> Story:
+    """The story, on the demo cycle running `today` (default: the UTC date)."""
+    data = demo_calendar.shift(yaml.safe_load(path.read_text(encoding="utf-8")), demo_calendar.days_ahead(today))
     remarks = {key: list(data["remarks"][key]) for key in (*STATUSES, "done")}
     story = Story(
         cycle=data["cycle"], weeks=int(data["weeks"]), random_seed=int(data["random_seed"]), admin=data["admin"],

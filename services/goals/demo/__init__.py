@@ -15,13 +15,23 @@ journey, the lifecycle steps services/goals/seed.py takes through the API:
         - submit
         - approve: Clear numbers now.          # by the approver (an admin for the company)
         - archive: Superseded.                 # by the owner; only ever the last step
+
+The files were written on 2026-11-27 for the fiscal year FY2027
+(2026-02-01..2027-01-31), with FY2026 as the archived year before it. They are
+read moved forward by the whole weeks since then
+(services/platform/demo_calendar.py), so the demo always looks as it did on
+that day: every date moves on by the same days, and once FY2027's last day
+has moved into 2028, FY2026/FY2027, fy26/fy27 in ids, keys and titles read a
+year later, and so on.
 """
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
 
+from services.platform import demo_calendar
 from v2mom_cli import yaml_content
 
 DEMO_DIR = Path(__file__).parent
@@ -49,6 +59,8 @@ class Org:
     cycles: list[dict]
     units: list[dict]
     people: list[dict]
+    # How many days demo_calendar moved the files on; the V2MOMs are read the same way, to match.
+    days_ahead: int = 0
 
     def roles(self, person_id: str) -> list[str]:
         return next((p["roles"] for p in self.people if p["_id"] == person_id), [])
@@ -60,9 +72,14 @@ class Org:
         return [p["_id"] for p in self.people if "admin" in p["roles"]]
 
 
-def load_org(path: Path = DEMO_DIR / "org.yaml") -> Org:
-    """Reads the org tree; reporting lines follow it (see the comment in org.yaml)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def load_org(path: Path = DEMO_DIR / "org.yaml", today: date | None = None) -> Org:
+    """Reads the org tree; reporting lines follow it (see the comment in org.yaml).
+
+    The dates are moved on by the whole weeks from 2026-11-27 to `today` (default: the UTC date), so the last
+    cycle runs and the demo is where its files left it.
+    """
+    days = demo_calendar.days_ahead(today)
+    data = demo_calendar.shift(yaml.safe_load(path.read_text(encoding="utf-8")), days)
     domain = data["email_domain"]
     units: list[dict] = []
     people: list[dict] = []
@@ -81,7 +98,7 @@ def load_org(path: Path = DEMO_DIR / "org.yaml") -> Org:
             lead = add_unit(team, "ORG_LEVEL_TEAM", department["id"], head)
             people.extend(_person(member, team["id"], lead, domain) for member in team["members"])
     cycles = [{"id": c["id"], "start": str(c["start"]), "end": str(c["end"])} for c in data["cycles"]]
-    return Org(cycles=cycles, units=units, people=people)
+    return Org(cycles=cycles, units=units, people=people, days_ahead=days)
 
 
 def _person(entry: dict, unit_id: str, manager_id: str | None, domain: str) -> dict:
@@ -131,7 +148,7 @@ class Plan:
 
 
 def load_plans(org: Org, folder: Path = DEMO_DIR / "v2moms") -> list[Plan]:
-    """Every demo V2MOM, parents before the V2MOMs aligned to them."""
+    """Every demo V2MOM, parents before the V2MOMs aligned to them, moved on as far as `org` was."""
     plans = {plan.key: plan for plan in (_load_plan(path, org) for path in sorted(folder.glob("*.yaml")))}
     for plan in plans.values():
         if plan.parent_key and plan.parent_key not in plans:
@@ -144,7 +161,8 @@ def load_plans(org: Org, folder: Path = DEMO_DIR / "v2moms") -> list[Plan]:
 
 
 def _load_plan(path: Path, org: Org) -> Plan:
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # Shifted by the org's days, not today's: plans read a moment later still fit the org's cycles.
+    document = demo_calendar.shift(yaml.safe_load(path.read_text(encoding="utf-8")), org.days_ahead)
     script = document.pop("seed")
     is_individual = yaml_content.level_of(document) == yaml_content.LEVELS["individual"]
     owner = document["owner"] if is_individual else org.leader(document["org_unit"])
