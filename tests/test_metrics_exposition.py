@@ -152,9 +152,9 @@ def test_every_negotiated_format_is_the_old_registrys_byte_for_byte(metrics_db, 
     small_org_with_oddities(metrics_db)
     served = exposition(metrics_db)
     encoder, content_type = choose_encoder(accept)
-    chunks, served_type = served.render(accept)
+    pieces, served_type = served.render(accept)
     assert served_type == content_type
-    assert b"".join(chunks) == encoder(served.full)
+    assert b"".join(piece.raw for piece in pieces) == encoder(served.full)
 
 
 def test_the_whole_scrape_parses_the_same_has_each_family_once_and_passes_promtool(metrics_db):

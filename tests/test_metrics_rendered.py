@@ -7,15 +7,18 @@ after reshaping the tree, a new cycle, a new day and a rebuild, the kept text
 must be the reference's byte for byte, while reading only what changed.
 """
 
+import gzip
+import subprocess
 import threading
+import zlib
 from datetime import timedelta
 
 import pymongo
 import pytest
 
-from services.metrics import control, engagement, store
-from services.metrics.exposition import engagement_chunks
-from services.metrics.rendered import RenderedEngagement
+from services.metrics import control, engagement, model, store
+from services.metrics.exposition import engagement_chunks, gzip_member
+from services.metrics.rendered import AGE_FAMILY, RenderedEngagement
 from tests.helpers_metrics import NOW, Journey, ago, org_unit, person
 from tests.helpers_platform import Commands, wait_for
 from tests.test_metrics_aggregation import SmallOrg, apply_all, metrics_db  # noqa: F401 - a fixture
@@ -27,7 +30,7 @@ def fresh(db, now=NOW) -> str:
 
 
 def kept(rendered: RenderedEngagement, now=NOW) -> str:
-    return "".join(rendered.chunks(now))
+    return b"".join(rendered.chunks(now)).decode()
 
 
 def assert_same(rendered, db, now=NOW) -> None:
@@ -159,7 +162,7 @@ def test_both_formats_share_the_kept_lines(db):
     apply_all(db, SmallOrg().events())
     rendered = RenderedEngagement(db)
     snapshot = engagement.read(db, NOW)
-    assert "".join(rendered.chunks(NOW, openmetrics_format=True)) == "".join(engagement_chunks(snapshot, True))
+    assert b"".join(rendered.chunks(NOW, openmetrics_format=True)).decode() == "".join(engagement_chunks(snapshot, True))
     assert kept(rendered) == "".join(engagement_chunks(snapshot))
 
 
@@ -186,3 +189,33 @@ def test_what_the_copy_reads_is_counted_and_exported(db):
     assert 'v2mom_metrics_engagement_copy_reads_total{kind="changes"} 1.0' in text
     assert f'v2mom_metrics_engagement_copy_documents_read_total{{kind="everything"}} {float(n_docs)}' in text
     assert 'v2mom_metrics_engagement_copy_cpu_seconds_total{kind="reconcile"}' in text
+
+
+def test_a_family_is_served_from_what_was_kept_until_one_of_its_units_changes(db):
+    apply_all(db, SmallOrg().events())
+    rendered = RenderedEngagement(db)
+    before = rendered.pieces(NOW)
+    week = model.week_key(NOW)
+    store.bump(db, store.AGGREGATES, "sales|FY2027", "applied-y", {f"checkins.{week}": 1},
+               {"unit": "sales", "cycle": "FY2027"})
+    after = rendered.pieces(NOW)
+    assert kept(rendered) == fresh(db)
+    names = [piece.raw.split(b" ", 3)[2].decode() for piece in after]  # "# HELP <name> ..."
+    rebuilt = {name for name, old, new in zip(names, before, after) if old is not new}
+    assert rebuilt == {"v2mom_checkins_week_to_date", "v2mom_oldest_pending_approval_age_seconds"}  # the age: always
+
+
+def test_gzip_compresses_only_what_changed_and_any_reader_reads_it(db, tmp_path):
+    apply_all(db, SmallOrg().events())
+    rendered = RenderedEngagement(db)
+    pieces = rendered.pieces(NOW)
+    kept_segments = [piece.deflated() for piece in pieces]
+    body = b"".join(gzip_member(pieces))
+    assert gzip.decompress(body) == b"".join(piece.raw for piece in pieces)
+    assert zlib.decompressobj(wbits=31).decompress(body) == b"".join(piece.raw for piece in pieces)
+    (tmp_path / "scrape.gz").write_bytes(body)
+    assert subprocess.run(["gzip", "-t", str(tmp_path / "scrape.gz")]).returncode == 0
+    again = rendered.pieces(NOW)  # nothing changed: only the pending ages are compressed again
+    recompressed = {index for index, (piece, segment) in enumerate(zip(again, kept_segments))
+                    if piece.deflated() is not segment}
+    assert recompressed == {AGE_FAMILY}

@@ -15,15 +15,16 @@ them, and its text follows the engagement families', as it did when one registry
 held all of them (OpenMetrics' ``# EOF`` stays last). The HTTP side mirrors
 ``prometheus_client.make_wsgi_app``: any path, ``OPTIONS``, 405 for other
 methods, content negotiation (text 0.0.4, text 1.0.0, OpenMetrics) and gzip when
-accepted. Two rare requests take the old path over the whole registry, which
+accepted. The gzip answer is one member built from each piece's deflate segment
+(``Piece``, ``gzip_member``), so the families rendered.py kept since the last
+scrape are not compressed again. Two rare requests take the old path over the whole registry, which
 gives the same text slowly: ``name[]`` filters, and the ``dots`` name escaping
 (it rewrites every metric and label name).
 """
 
-import gzip
-import io
 import socket
 import threading
+import zlib
 from itertools import accumulate, chain, compress, repeat
 from math import copysign, isnan
 from operator import attrgetter as _of, is_not, methodcaller
@@ -49,6 +50,9 @@ from .engagement import DIRECT, SUBTREE, Snapshot
 _FAST_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8, openmetrics.VALUES)
 _BUCKET_BOUNDS = [str(float(bound)) for bound in model.TIME_TO_APPROVAL_BUCKETS] + ["+Inf"]
 _SCOPES = (DIRECT, SUBTREE)
+# The text is so repetitive that level 9 (prometheus_client's) shrinks it little more, at seconds more at 10k units.
+GZIP_LEVEL = 1
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time, unknown OS
 
 
 def _label_value(text: str) -> str:
@@ -220,6 +224,37 @@ def engagement_chunks(snapshot: Snapshot, openmetrics_format: bool = False) -> l
     return out
 
 
+class Piece:
+    """Part of a scrape's body: its bytes, and their deflate segment, made when first asked for.
+
+    Segments end in a full flush, so any run of them is one deflate stream: a gzip answer compresses only
+    the families that changed since the last scrape (``gzip_member``).
+    """
+
+    __slots__ = ("raw", "_deflated")
+
+    def __init__(self, text: str | bytes):
+        self.raw = text.encode("utf-8") if isinstance(text, str) else text
+        self._deflated: bytes | None = None
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:  # two threads may both make it: the same bytes, so either may win
+            packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+            self._deflated = packer.compress(self.raw) + packer.flush(zlib.Z_FULL_FLUSH)
+        return self._deflated
+
+
+def gzip_member(pieces: list[Piece]) -> list[bytes]:
+    """One gzip member (RFC 1952) of the pieces in order: their deflate segments, a final empty block, and the
+    CRC-32 and size of everything. Any gzip reader reads it as if compressed in one go."""
+    crc, size = 0, 0
+    for piece in pieces:
+        crc, size = zlib.crc32(piece.raw, crc), size + len(piece.raw)
+    finish = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+    trailer = crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+    return [_GZIP_HEADER, *(piece.deflated() for piece in pieces), finish, trailer]
+
+
 class Exposition:
     """What ``/metrics`` serves: the engagement families (rendered here), then those of ``others``.
 
@@ -238,24 +273,22 @@ class Exposition:
         self.full = _registry([EngagementCollector(db, clock), *others])
         self.others = _registry(others)
 
-    def render(self, accept: str | None, params: dict | None = None) -> tuple[list[bytes], str]:
-        """(body in chunks, Content-Type) for a request's Accept header and query parameters, as prometheus_client
+    def render(self, accept: str | None, params: dict | None = None) -> tuple[list[Piece], str]:
+        """(body in pieces, Content-Type) for a request's Accept header and query parameters, as prometheus_client
         answers them."""
         encoder, content_type = choose_encoder(accept or "")
         escaping = getattr(encoder, "keywords", {}).get("escaping", openmetrics.UNDERSCORES)
         names = (params or {}).get("name[]")
         if names:
-            return [encoder(self.full.restricted_registry(names))], content_type
+            return [Piece(encoder(self.full.restricted_registry(names)))], content_type
         if escaping not in _FAST_ESCAPINGS:
-            return [encoder(self.full)], content_type
+            return [Piece(encoder(self.full))], content_type
         is_openmetrics = getattr(encoder, "func", encoder) is openmetrics.generate_latest
-        chunks = [chunk.encode("utf-8") for chunk in self.rendered.chunks(self.clock(), is_openmetrics)]
-        chunks.append(encoder(self.others))
-        return chunks, content_type
+        return [*self.rendered.pieces(self.clock(), is_openmetrics), Piece(encoder(self.others))], content_type
 
     def body(self, accept: str | None = None, params: dict | None = None) -> bytes:
         """The whole body, uncompressed (for tests)."""
-        return b"".join(self.render(accept, params)[0])
+        return b"".join(piece.raw for piece in self.render(accept, params)[0])
 
 
 def _registry(collectors: list[Collector]) -> CollectorRegistry:
@@ -280,11 +313,13 @@ def make_wsgi_app(exposition: Exposition, disable_compression: bool = False) -> 
             status, headers, output = "200 OK", [], b""
         else:  # like prometheus_client, any other path serves the metrics
             params = parse_qs(environ.get("QUERY_STRING", ""))
-            chunks, content_type = exposition.render(environ.get("HTTP_ACCEPT"), params)
+            pieces, content_type = exposition.render(environ.get("HTTP_ACCEPT"), params)
             status, headers = "200 OK", [("Content-Type", content_type)]
             if not disable_compression and gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):
-                chunks = [_gzip(chunks)]
+                chunks = gzip_member(pieces)
                 headers.append(("Content-Encoding", "gzip"))
+            else:
+                chunks = [piece.raw for piece in pieces]
             headers.append(("Content-Length", str(sum(map(len, chunks)))))
             start_response(status, headers)
             return chunks
@@ -292,16 +327,6 @@ def make_wsgi_app(exposition: Exposition, disable_compression: bool = False) -> 
         return [output]
 
     return app
-
-
-def _gzip(chunks: list[bytes]) -> bytes:
-    """One gzip member of all chunks. Level 1: the text is so repetitive that level 9 (prometheus_client's) shrinks
-    it little more, and at 90 MB costs seconds more; what the client decompresses is the same."""
-    sink = io.BytesIO()
-    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as packer:
-        for chunk in chunks:
-            packer.write(chunk)
-    return sink.getvalue()
 
 
 class _SilentHandler(WSGIRequestHandler):

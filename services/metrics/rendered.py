@@ -7,7 +7,8 @@ the aggregate it last read, its counts and its rendered lines. Each scrape first
 reads only what changed: aggregates and units whose ``changed`` (the store's
 time of their last write, store.py) is at or after the newest it has seen, less
 ``overlap`` for writes that commit out of the order of their times. The changed
-units and their ancestors are recounted and re-rendered; nothing else is.
+units and their ancestors are recounted and re-rendered; nothing else is. Each
+family's text, and its compressed form, is kept until one of its units changes.
 
 So a scrape still shows every write committed before it began, and replicas
 reading one store serve the same text. What depends on the moment is worked out
@@ -32,7 +33,7 @@ from pymongo.database import Database
 from . import control, store
 from .collector import GAUGES
 from .engagement import DIRECT, SUBTREE, Counts, Snapshot, View, Window, counts_at
-from .exposition import LabelSets, Texts, family_headers, family_lines, gauge_lines
+from .exposition import LabelSets, Piece, Texts, family_headers, family_lines, gauge_lines
 from .org import TREE_FIELDS, OrgTree
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ Key = tuple[str, str]  # (unit, cycle)
 
 UNIT_FIELDS = {**TREE_FIELDS, "revision": 1, store.CHANGED: 1}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 # The one family that moves with the clock between changes: rendered on every scrape, never kept.
 AGE_FAMILY = next(i for i, (name, _, _) in enumerate(GAUGES) if name == "v2mom_oldest_pending_approval_age_seconds")
 
@@ -102,7 +104,7 @@ class Copy:
 
 
 class RenderedEngagement:
-    """The engagement text for ``/metrics``, current as of each call to ``chunks``. Thread-safe."""
+    """The engagement text for ``/metrics``, current as of each call to ``pieces``. Thread-safe."""
 
     def __init__(self, db: Database, overlap: timedelta = timedelta(seconds=5)):
         self.db = db
@@ -117,22 +119,30 @@ class RenderedEngagement:
         self._subtree: dict[Key, Counts] = {}
         self._labels: dict[Key, LabelSets] = {}
         self._blocks: list[dict[Key, str]] = []
+        # Each family served whole (header and samples), per format, until one of its units changes.
+        self._served: dict[bool, list[Piece | None]] = {False: [], True: []}
         self.reads = {kind: ReadStats() for kind in READ_KINDS}
 
     # --- what a scrape asks for --------------------------------------------------------------------
 
-    def chunks(self, now: datetime, openmetrics_format: bool = False) -> list[str]:
-        """Every engagement family, header then samples, as exposition.engagement_chunks renders a fresh read."""
+    def pieces(self, now: datetime, openmetrics_format: bool = False) -> list[Piece]:
+        """Every engagement family, header then samples, as exposition.engagement_chunks renders a fresh read:
+        one piece per family, kept until a unit in it changes (a check-in touches a few families, not all)."""
         with self._lock:
             self._catch_up(now)
-            out = []
+            served = self._served[openmetrics_format]
+            pieces = []
             for index, header in enumerate(family_headers(openmetrics_format)):
                 if index == AGE_FAMILY:
-                    body = "".join(self._ages(now))
-                else:
-                    body = "".join(map(self._blocks[index].__getitem__, self._keys))
-                out += [header, body]
-            return out
+                    pieces.append(Piece(header + "".join(self._ages(now))))
+                    continue
+                if served[index] is None:
+                    served[index] = Piece(header + "".join(map(self._blocks[index].__getitem__, self._keys)))
+                pieces.append(served[index])
+            return pieces
+
+    def chunks(self, now: datetime, openmetrics_format: bool = False) -> list[bytes]:
+        return [piece.raw for piece in self.pieces(now, openmetrics_format)]
 
     def _ages(self, now: datetime) -> list[str]:
         stamp = now.timestamp()
@@ -251,6 +261,7 @@ class RenderedEngagement:
         self._labels = {key: LabelSets.of(self._tree, [key]) for key in self._keys}
         self._direct, self._subtree = {}, {}
         self._blocks = [{} for _ in family_headers()]
+        self._served = {False: [None] * len(self._blocks), True: [None] * len(self._blocks)}
         self._recount(set(self._keys), now)
 
     def _recount(self, keys: set[Key], now: datetime) -> None:
@@ -280,5 +291,8 @@ class RenderedEngagement:
         for key in keys:
             for mine, theirs in zip(labels, self._labels[key]):
                 mine += theirs
-        for blocks, lines in zip(self._blocks, family_lines(views, labels, Texts())):
-            blocks.update(zip(keys, map(str.__add__, lines[0::2], lines[1::2])))
+        for index, lines in enumerate(family_lines(views, labels, Texts())):
+            blocks, fresh = self._blocks[index], dict(zip(keys, map(str.__add__, lines[0::2], lines[1::2])))
+            if any(blocks.get(key) != block for key, block in fresh.items()):
+                blocks.update(fresh)
+                self._served[False][index] = self._served[True][index] = None
