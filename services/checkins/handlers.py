@@ -62,7 +62,7 @@ class Projection:
                  now: Callable[[], datetime] = utc_now):
         self.db = db
         self.goals = goals
-        # checkins-worker passes eventlet's tpool.execute: grpcio must not block the green threads.
+        # checkins-worker passes services.platform.blocking.call_blocking: grpcio must not block the green threads.
         self.call_goals = call_goals
         self.now = now
         self.progress = ProgressStore(db, now)

@@ -19,11 +19,11 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # before anything opens a socket
 
-from eventlet import tpool  # noqa: E402
 from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 
 from services.platform import config as config_module  # noqa: E402
+from services.platform.blocking import call_blocking  # noqa: E402
 from services.platform.config import env_float, env_int  # noqa: E402
 from services.platform.consumer import cloud_event_handler, with_retries  # noqa: E402
 from services.platform.mongo import connect, ensure_indexes  # noqa: E402
@@ -55,8 +55,8 @@ class ProjectionProvider(DependencyProvider):
         # The relay reads the API's check-ins too: it needs their outbox index even if the API never ran.
         ensure_indexes(database, progress_store.INDEXES + staleness.INDEXES + [outbox_index(CHECKINS)])
         self.goals = GoalsClient(settings.goals_addr, settings.auth)
-        # grpcio's C core would block every green thread during a call: goals is asked from real threads.
-        self.projection = Projection(database, self.goals, call_goals=tpool.execute)
+        # grpcio's C core would block every green thread during a call: goals is asked from a real thread.
+        self.projection = Projection(database, self.goals, call_goals=call_blocking)
 
     def stop(self):
         self.goals.close()

@@ -32,8 +32,18 @@ class JsonFormatter(logging.Formatter):
 def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    _real_lock_under_eventlet(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # kombu and nameko are chatty at INFO about reconnects we already log.
     logging.getLogger("kombu").setLevel(max(logging.WARNING, root.level))
+
+
+def _real_lock_under_eventlet(handler: logging.Handler) -> None:
+    """In an eventlet worker the handler's lock would be green, yet real threads log too (tpool threads: a
+    client's retries), and a green lock contended from two OS threads kills the hub. A real lock is held only
+    for one write."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread"):
+        handler.lock = patcher.original("threading").RLock()
