@@ -356,17 +356,30 @@ def test_goals_down_for_cycle_dates_uses_what_an_earlier_approval_learned(cdb):
 # --- stopping and restarting ------------------------------------------------------------------------------
 
 
-def test_a_removed_item_stops_and_a_returning_one_starts_fresh(cdb, projection):
+@pytest.mark.parametrize("checked_in_before_leaving", [False, True], ids=["never-checked-in", "checked-in"])
+def test_a_removed_item_stops_and_a_returning_one_starts_fresh_from_its_return(cdb, projection,
+                                                                                 checked_in_before_leaving):
     weekly(cdb)
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
-    advance_due(cdb, PUBLISHED_AT + WEEK)
-    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 5, content(measures=(("msr-ttv", 30, 10, 0),)))))
+    if checked_in_before_leaving:
+        projection.checkin_recorded(recorded(checkin_data("v2m_ann", "msr-nps", observed=PUBLISHED_AT + timedelta(days=1))))
+    advance_due(cdb, PUBLISHED_AT + 2 * WEEK)
+    assert clock(cdb)["staleness"] == STALE
+    removed_at, returned_at = PUBLISHED_AT + 2 * WEEK, PUBLISHED_AT + 5 * WEEK
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 5, content(measures=(("msr-ttv", 30, 10, 0),)),
+                                                  publish_time=removed_at)))
     nps = clock(cdb)
     assert nps["active"] is False and "next_check_at" not in nps
 
-    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 7)))
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 7, publish_time=returned_at)))
     nps = clock(cdb)
-    assert nps["active"] and nps["staleness"] == FRESH and nps["started_at"] == PUBLISHED_AT
+    assert nps["active"] and nps["staleness"] == FRESH and nps["returned_at"] == returned_at
+    assert nps["started_at"] == PUBLISHED_AT  # a start is still the first publication's
+    assert nps["next_check_at"] == returned_at + WEEK  # a cadence from its return, not from before it left
+    advance_due(cdb, returned_at + WEEK - timedelta(seconds=1))  # the items that never left move on
+    assert clock(cdb)["staleness"] == FRESH
+    advance_due(cdb, returned_at + WEEK)
+    assert clock(cdb)["staleness"] == STALE and clock(cdb)["stale_since"] == returned_at + WEEK
 
 
 def test_archiving_stops_every_clock(cdb, projection):

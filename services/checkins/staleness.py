@@ -12,6 +12,7 @@ One ``item_clocks`` document per measure or method of a published V2MOM:
       started_at,                      # where the clock counts from while there was never a check-in: the
                                        # V2MOM's first publication, or its cycle's start if that is later
       last_checkin_time?,              # the latest observation checked in
+      returned_at?,                    # when the item came back after leaving the V2MOM: nothing counts from before
       cadence: "CADENCE_BIWEEKLY",     # as of the last step
       staleness: FRESH | STALE | OVERDUE,
       stale_since?,                    # one cadence after the last check-in (or started_at)
@@ -97,8 +98,11 @@ def cadence_length(cadence: str) -> timedelta:
 
 
 def reference_time(clock: dict) -> datetime:
-    """What staleness counts from: the last check-in, or the clock's start when there was none."""
-    return clock.get("last_checkin_time") or clock["started_at"]
+    """What staleness counts from: the last check-in, or the clock's start when there was none; for an item
+    that left its V2MOM and came back, never from before its return."""
+    base = clock.get("last_checkin_time") or clock["started_at"]
+    returned = clock.get("returned_at")
+    return returned if returned is not None and returned > base else base
 
 
 def clock_start(published: datetime, cycle_start: datetime | None) -> datetime:
@@ -177,10 +181,14 @@ def published_clock(clock: dict | None, v2mom: PublishedV2MOM, item: PublishedIt
     """A clock as an approval leaves it: described anew, started at publication (or the cycle's
     start, if later), running if live.
 
-    The start is the first publication's: a later approval (a new revision) does not restart it.
+    The start is the first publication's: a later approval (a new revision) does not restart it. An item
+    that had left the V2MOM and comes back with this approval counts from its return (``returned_at``), not
+    from a start or a check-in from before it left.
     """
     clock = dict(clock or {})
     was_running = clock.get("active", False)
+    if live and not was_running and clock.get("started_at") is not None:  # not a placeholder: it was here
+        clock["returned_at"] = clock_start(v2mom.publish_time or now, cycle_start)
     clock.update(
         v2mom_id=v2mom.v2mom_id, kind=item.kind, item_id=item.item_id, title=item.title, owner_id=item.owner_id,
         v2mom_owner_id=v2mom.owner_id, org_unit_id=v2mom.org_unit_id, cycle_id=v2mom.cycle_id,
