@@ -134,13 +134,17 @@ def test_config_fails_fast_on_bad_values(monkeypatch):
 
 
 def test_remembered_tokens_still_expire():
-    verifier = TokenVerifier(AUTH)
-    token = mint_token(AUTH, "ann", ttl_seconds=1)
-    assert verifier.verify_cached(token).person_id == "ann"
-    assert verifier.verify_cached(token).person_id == "ann"  # served from memory
     import time
 
-    time.sleep(1.2)
+    import jwt
+
+    verifier = TokenVerifier(AUTH)
+    # exp is whole seconds from a truncated now: a 1 s token minted late in a second lives a few ms, so 2 s.
+    token = mint_token(AUTH, "ann", ttl_seconds=2)
+    assert verifier.verify_cached(token).person_id == "ann"
+    assert verifier.verify_cached(token).person_id == "ann"  # served from memory
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.2)
     with pytest.raises(Exception, match="expired"):
         verifier.verify_cached(token)
 
