@@ -196,6 +196,11 @@ def rates(counts: Counts, own: Counts) -> Rates:
     )
 
 
+def pending_age(oldest_pending: float | None, now: float) -> float | None:
+    """Seconds the oldest pending submission (epoch seconds) has waited at ``now``; None when nothing is pending."""
+    return None if oldest_pending is None else max(0.0, now - oldest_pending)
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 
@@ -217,9 +222,7 @@ class View:
     @property
     def oldest_pending_age(self) -> float | None:
         """Seconds the oldest pending submission has waited at ``now``; None when nothing is pending."""
-        if self.counts.oldest_pending is None:
-            return None
-        return max(0.0, self.now.timestamp() - self.counts.oldest_pending)
+        return pending_age(self.counts.oldest_pending, self.now.timestamp())
 
 
 @dataclass

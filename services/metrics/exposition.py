@@ -25,7 +25,7 @@ gives the same text slowly: ``name[]`` filters, and the ``dots`` name escaping
 import socket
 import threading
 import zlib
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, compress, repeat
 from math import copysign, isnan
 from operator import attrgetter as _of, is_not, methodcaller
 from typing import NamedTuple
@@ -105,13 +105,9 @@ def _texts(values: list, ints: _IntTexts, floats: _FloatTexts) -> list[str]:
     return [ints[v] if type(v) is int else _float_text(v) for v in values]
 
 
-def _lines(*columns) -> str:
-    """Lines from pieces: each column holds one piece of every line (a ``repeat`` for the fixed pieces), in order."""
-    return "".join(chain.from_iterable(zip(*columns)))
-
-
 def _per_view(*columns) -> list[str]:
-    """As ``_lines``, but one string per view: the columns give each view one piece, or a run of lines as pieces."""
+    """Each view's lines from pieces: every column holds one piece per view (a ``repeat`` for the fixed pieces),
+    and a view's run of lines is its pieces of several columns in order."""
     return list(map("".join, zip(*columns)))
 
 

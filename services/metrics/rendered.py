@@ -32,7 +32,7 @@ from pymongo.database import Database
 
 from . import control, store
 from .collector import GAUGES
-from .engagement import DIRECT, SUBTREE, Counts, Snapshot, View, Window, counts_at
+from .engagement import DIRECT, SUBTREE, Counts, Snapshot, View, Window, counts_at, pending_age
 from .exposition import LabelSets, Piece, Texts, family_headers, family_lines, gauge_lines
 from .org import TREE_FIELDS, OrgTree
 
@@ -115,6 +115,7 @@ class RenderedEngagement:
         self._tree = OrgTree({})
         self._cycles: list[str] = []
         self._keys: list[Key] = []
+        self._position: dict[str, int] = {}  # a unit's place in tree order: parents before children
         self._direct: dict[Key, Counts] = {}
         self._subtree: dict[Key, Counts] = {}
         self._labels: dict[Key, LabelSets] = {}
@@ -149,7 +150,7 @@ class RenderedEngagement:
         values, labels = [], []
         for key in self._keys:
             for counts in (self._direct[key], self._subtree[key]):
-                values.append(max(0.0, stamp - counts.oldest_pending) if counts.oldest_pending is not None else 0.0)
+                values.append(pending_age(counts.oldest_pending, stamp) or 0.0)  # as collector.GAUGES has it
             labels += self._labels[key].closed
         name = GAUGES[AGE_FAMILY][0]
         return gauge_lines(name, labels, values, Texts())
@@ -257,6 +258,7 @@ class RenderedEngagement:
         self._tree = OrgTree.of(self._copy.units.values())
         self._cycles = sorted({row["cycle"] for row in self._copy.aggregates.values()})
         order = self._tree.everything()
+        self._position = {unit_id: index for index, unit_id in enumerate(order)}
         self._keys = [(unit_id, cycle) for cycle in self._cycles for unit_id in order]
         self._labels = {key: LabelSets.of(self._tree, [key]) for key in self._keys}
         self._direct, self._subtree = {}, {}
@@ -274,8 +276,7 @@ class RenderedEngagement:
             aggregate = self._copy.aggregates.get(store.aggregate_id(unit_id, cycle))
             self._direct[(unit_id, cycle)] = counts_at(aggregate, self._tree.units[unit_id].members, now, window)
         summed = keys | {(above, cycle) for unit_id, cycle in keys for above in self._tree.ancestors(unit_id)}
-        depth = {unit_id: len(self._tree.ancestors(unit_id)) for unit_id, _ in summed}
-        for unit_id, cycle in sorted(summed, key=lambda key: -depth[key[0]]):
+        for unit_id, cycle in sorted(summed, key=lambda key: -self._position[key[0]]):  # children first
             total = Counts()
             total += self._direct[(unit_id, cycle)]
             for child in self._tree.units[unit_id].children:
