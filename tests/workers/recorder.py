@@ -34,22 +34,21 @@ class Recorder:
         behaviour = envelope["data"].get("behaviour")
         if behaviour == "poison":
             raise PermanentError("this event can never be applied")
-        if behaviour == "flaky":
-            attempts = self.db.attempts.find_one_and_update(
-                {"_id": envelope["id"]}, {"$inc": {"n": 1}}, upsert=True, return_document=True
-            )
-            if attempts["n"] < 2:
-                raise RuntimeError("transient failure")
-        if behaviour == "contended":  # loses more races than one delivery's retries cover
-            attempts = self.db.attempts.find_one_and_update(
-                {"_id": envelope["id"]}, {"$inc": {"n": 1}}, upsert=True, return_document=True
-            )
-            if attempts["n"] <= 4:
-                raise Aborted("other writers kept winning")
+        if behaviour == "flaky" and self._attempt(envelope) < 2:
+            raise RuntimeError("transient failure")
+        if behaviour == "contended" and self._attempt(envelope) <= 4:  # more tries than one delivery's retries
+            raise Aborted("other writers kept winning")
         if behaviour == "broken":
             raise RuntimeError("always fails")
         self.db.applied.insert_one({"_id": envelope["id"], "n": envelope["data"].get("n")})
         processed.mark(envelope["id"], envelope["type"])
+
+    def _attempt(self, envelope) -> int:
+        """Counts this try of the event, and says which one it is (1 for the first)."""
+        attempts = self.db.attempts.find_one_and_update(
+            {"_id": envelope["id"]}, {"$inc": {"n": 1}}, upsert=True, return_document=True
+        )
+        return attempts["n"]
 
 
 if __name__ == "__main__":
