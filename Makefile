@@ -19,10 +19,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed $(PROTO_STAMP)
 
 $(PROTO_STAMP): $(PROTO_SRC) $(VENV)/.installed
-	$(PY) -m services.platform.protogen
+	$(PY) -m deploy.dev.protogen
 
 protos: $(VENV)/.installed
-	$(PY) -m services.platform.protogen
+	$(PY) -m deploy.dev.protogen
 
 run: install
 	$(PY) -m deploy.devstack

@@ -28,8 +28,8 @@ import grpc
 import pymongo
 
 from bench.harness import bare_arguments, bare_grpc_server, serve_until_signalled
-from services.platform.events import envelope
-from services.platform.ids import new_id
+from services.platform.bus.events import envelope
+from services.platform.core.ids import new_id
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, events_pb2
 
 COLLECTION = "checkins"

@@ -49,9 +49,9 @@ from bench import checkins_report, harness
 from bench.goals_api import MANAGER, author_ids, content_template, create_request, seed_directory
 from bench.harness import BARE, OURS, Process
 from services.checkins import repository
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import load
-from services.platform.mongo import ensure_indexes
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
+from services.platform.store.mongo import ensure_indexes
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 RESULT_NAME = "checkins"

@@ -35,7 +35,7 @@ import grpc
 import kombu
 
 from bench.harness import percentile
-from services.platform.auth import bearer_metadata
+from services.platform.api.auth import bearer_metadata
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0

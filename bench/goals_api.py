@@ -15,7 +15,7 @@ rounds, so slow drifts of the machine hit both; each round gives a ratio
 bare" either way) and the report gives the median ratio over the rounds.
 
 Creates grow the collection, and mongoeco's insert cost grows with collection
-size (ARCHITECTURE.md, "Storage"). So in every round both stacks insert exactly
+size (docs/architecture.md, "Storage"). So in every round both stacks insert exactly
 the same number of documents into collections of the same starting size, and
 the round's documents are deleted afterwards: every round, and every per-round
 ratio, compares like with like.
@@ -41,9 +41,9 @@ from bench import harness
 from bench.harness import BARE, OURS, Process, fmt, verdict
 from services.goals import repository
 from services.goals.directory import Directory
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import load
-from services.platform.mongo import ensure_indexes
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
+from services.platform.store.mongo import ensure_indexes
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 RESULT_NAME = "goals_api"
@@ -402,7 +402,7 @@ def render_markdown(result: dict) -> str:
         "same store, with the same indexes.",
         "- GetV2MOM reads V2MOMs that each stack created through its own CreateV2MOM; each request is made by the "
         "V2MOM's owner. Each CreateV2MOM comes from a different author (one individual V2MOM per person and cycle).",
-        "- Ratios factor out the store (mongoeco is far slower than MongoDB; see ARCHITECTURE.md, \"Storage\"): "
+        "- Ratios factor out the store (mongoeco is far slower than MongoDB; see docs/architecture.md, \"Storage\"): "
         "absolute numbers only compare runs on the same machine.",
         "",
         "Regenerate with `make bench` (or `.venv/bin/python -m bench.goals_api`; `--help` lists the knobs).",

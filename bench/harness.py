@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 
 OURS, BARE = "ours", "bare"
-# The same pool size as services/platform/grpc_server.py, so no bare server gets more threads than ours.
+# The same pool size as services/platform/api/server.py, so no bare server gets more threads than ours.
 MAX_WORKERS = 16
 STORE_FILE = "store.sqlite"  # the SQLite engine's file, in the run's temp dir
 GRPC_STARTED = "grpc server started"  # the log line a gRPC service prints with its bound port
@@ -122,7 +122,7 @@ def start_with_ready_file(name: str, args: list[str], tmp: Path, ready: Path, wh
 
 def start_store(engine: str, tmp: Path) -> tuple[Process, str]:
     """The mongoeco wire server on a free port (SQLite in TMP/store.sqlite, or memory); returns its URI."""
-    args = ["-m", "services.platform.mongo_server", "--port", "0"]
+    args = ["-m", "deploy.dev.mongo_server", "--port", "0"]
     if engine == "sqlite":
         args += ["--sqlite", str(tmp / STORE_FILE)]
     return start_with_ready_file(f"mongo-{engine}", args, tmp, tmp / "mongo.uri")
@@ -157,7 +157,7 @@ def mongo_client(uri: str) -> pymongo.MongoClient:
 @contextmanager
 def embedded_store(sqlite_path: Path):
     """mongoeco's embedded client on the stopped store's SQLite file: bulk loads without the wire's
-    scan per insert, which makes large histories quadratic (ARCHITECTURE.md, "Storage")."""
+    scan per insert, which makes large histories quadratic (docs/architecture.md, "Storage")."""
     from mongoeco import MongoClient
     from mongoeco.engines import SQLiteEngine
 

@@ -29,7 +29,7 @@ import time
 import grpc
 
 from bench.harness import percentile
-from services.platform.auth import bearer_metadata
+from services.platform.api.auth import bearer_metadata
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0

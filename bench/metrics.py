@@ -157,7 +157,7 @@ def entity_documents(unit_id: str, now: datetime) -> tuple[list, list, dict]:
 def load_database(sqlite_path: Path, name: str, n_units: int, long: bool) -> dict[str, int]:
     """Bulk-loads one metrics database through mongoeco's embedded client; the store must be stopped."""
     from services.metrics import store
-    from services.platform.mongo import ensure_indexes
+    from services.platform.store.mongo import ensure_indexes
 
     now = datetime.now(UTC)
     with harness.embedded_store(sqlite_path) as client:
@@ -359,7 +359,7 @@ def part_scrape(store_proc: Process, uri: str, tmp: Path, opts, bar: tqdm) -> tu
 def checkin_events(n: int, v2moms: int, start: int = 0) -> list[dict]:
     """``checkin_recorded`` events as checkins-api publishes them, round-robin over the V2MOMs."""
     from services.checkins import events as checkin_events_module
-    from services.platform.events import to_wire
+    from services.platform.bus.events import to_wire
     from v2mom.v1 import checkins_pb2, events_pb2
     now = datetime.now(UTC)
     found = []
@@ -379,7 +379,7 @@ def checkin_events(n: int, v2moms: int, start: int = 0) -> list[dict]:
 def prepare_store(db, v2moms: int) -> None:
     """Every V2MOM known, as the ledger leaves it after a first check-in, so every measured event is an update."""
     from services.metrics import consume, store
-    from services.platform.mongo import ensure_indexes
+    from services.platform.store.mongo import ensure_indexes
     ensure_indexes(db, store.INDEXES)
     for event in checkin_events(v2moms, v2moms, start=10_000_000):
         consume.apply(db, consume.CHECKINS, event)

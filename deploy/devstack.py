@@ -7,8 +7,8 @@
 2. RabbitMQ at AMQP_URI (default amqp://guest:guest@127.0.0.1:5672/); a local
    rabbitmq-server is started (detached, left running) if it is installed.
 3. Every process in SERVICES, in order, each ready before the next starts.
-4. The demo organisation (services/goals/seed.py), through the goals API, then
-   its eight weeks of check-in history (services/checkins/seed.py), through the
+4. The demo organisation (deploy/demo/goals_seed.py), through the goals API, then
+   its eight weeks of check-in history (deploy/demo/checkins_seed.py), through the
    check-ins API.
 
 Each service keeps its own database: goals in MONGO_DB (default "goals"),
@@ -40,11 +40,11 @@ import pymongo
 from tqdm import tqdm
 
 from deploy import grpc_healthcheck
-from services.checkins import seed as checkins_seed
-from services.checkins.demo import StoryError
-from services.goals.demo import DemoDataError
-from services.goals.seed import SeedError, seed
-from services.platform.config import ConfigError, load
+from deploy.demo import checkins_seed
+from deploy.demo.checkins import StoryError
+from deploy.demo.goals import DemoDataError
+from deploy.demo.goals_seed import SeedError, seed
+from services.platform.core.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
@@ -173,7 +173,7 @@ def mongo_spec() -> ProcessSpec:
     sqlite = ROOT / "var" / "mongo.sqlite"
     return ProcessSpec(
         "mongo",
-        "services.platform.mongo_server",
+        "deploy.dev.mongo_server",
         PortOpen("127.0.0.1", MONGO_PORT, f"{DEFAULT_MONGO_URI.split('/?')[0]} (mongoeco, {sqlite.relative_to(ROOT)})"),
         args=("--host", "127.0.0.1", "--port", str(MONGO_PORT), "--sqlite", str(sqlite)),
     )

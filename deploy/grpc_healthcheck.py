@@ -3,7 +3,7 @@
     python deploy/grpc_healthcheck.py 127.0.0.1:50051 [v2mom.v1.GoalService]
 
 Uses the standard grpc.health.v1 service, which every server here registers
-and which needs no token (services/platform/grpc_server.py). Without a
+and which needs no token (services/platform/api/server.py). Without a
 service name it asks about the server as a whole (""). During graceful
 shutdown the server flips to NOT_SERVING, so the container turns unhealthy
 before it stops accepting calls.

@@ -17,8 +17,8 @@ import grpc
 import pymongo
 import pytest
 
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import load
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
 from tests.helpers_platform import log_tail, spawn
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
@@ -38,7 +38,7 @@ def mongo_uri(tmp_path_factory):
         yield os.environ["TEST_MONGO_URI"]
         return
     ready = tmp_path_factory.mktemp("mongo") / "uri"
-    process = spawn([sys.executable, "-m", "services.platform.mongo_server", "--port", "0", "--ready-file", str(ready)])
+    process = spawn([sys.executable, "-m", "deploy.dev.mongo_server", "--port", "0", "--ready-file", str(ready)])
     deadline = time.monotonic() + 30
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:

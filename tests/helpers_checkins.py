@@ -16,7 +16,7 @@ import pytest
 from google.type import date_pb2
 
 from services.goals.directory import Directory
-from services.platform.config import load
+from services.platform.core.config import load
 from tests.conftest import served_in_process
 from tests.helpers_platform import spawn
 from v2mom.v1 import common_pb2, goals_pb2

@@ -10,7 +10,7 @@ import pymongo
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.platform.events import to_wire
+from services.platform.bus.events import to_wire
 from tests.helpers_goals import assert_clean, expect, field_violations, precondition_violations, rpc_error
 from v2mom.v1 import checkins_pb2
 

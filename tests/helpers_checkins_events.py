@@ -11,8 +11,8 @@ from google.type import date_pb2
 
 from services.checkins import events as checkin_events
 from services.goals import events as goals_events
-from services.platform.errors import Unavailable
-from services.platform.events import to_wire
+from services.platform.core.errors import Unavailable
+from services.platform.bus.events import to_wire
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 PUBLISHED = goals_pb2.V2MOM_STATE_PUBLISHED

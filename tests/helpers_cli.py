@@ -22,9 +22,9 @@ import pymongo
 import pytest
 
 from services.goals.api import create_server
-from services.goals.seed import SeedReport, seed
-from services.platform import demo_calendar
-from services.platform.config import Settings, load
+from deploy.demo.goals_seed import SeedReport, seed
+from deploy.demo import calendar as demo_calendar
+from services.platform.core.config import Settings, load
 
 V2MOM = Path(sys.executable).with_name("v2mom")  # the console script of this venv
 

@@ -31,8 +31,8 @@ from grpc_status import rpc_status
 
 from services.goals.api import create_server
 from services.goals.directory import Directory
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import load
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 OWNER, MANAGER, SKIP, PEER, ADMIN, ANON = "olive", "lee", "dana", "pete", "ada", None

@@ -3,7 +3,7 @@ V2MOM journeys that give both their events and their final listed record, and a
 CheckinService stand-in serving the same check-ins the events announce.
 
 Events are made with the producers' own modules (services.goals.events,
-services.checkins.events) and rendered with services.platform.events.to_wire,
+services.checkins.events) and rendered with services.platform.bus.events.to_wire,
 so the metrics service is tested on the bytes it will really receive.
 """
 
@@ -15,7 +15,7 @@ import grpc
 
 from services.checkins import events as checkin_events
 from services.goals import events as goal_events
-from services.platform.events import envelope, to_wire
+from services.platform.bus.events import envelope, to_wire
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, events_pb2, goals_pb2
 
 # A Thursday, in ISO week 2026-W48: the trailing window is W44-W47.

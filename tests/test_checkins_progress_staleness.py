@@ -22,7 +22,7 @@ from services.checkins.staleness import (
     reschedule_cycle,
 )
 from services.checkins.published import PublishedV2MOM
-from services.platform.errors import InvalidArgument, Unavailable
+from services.platform.core.errors import InvalidArgument, Unavailable
 from tests.helpers_checkins_events import (
     METHOD,
     NOW,

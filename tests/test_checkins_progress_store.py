@@ -14,9 +14,9 @@ from services.checkins import structures
 from services.checkins.handlers import Projection
 from services.checkins.progress_store import PROGRESS, ProgressReader
 from services.checkins.staleness import ITEM_CLOCKS
-from services.platform.consumer import PermanentError
-from services.platform.errors import Unavailable
-from services.platform.events import MalformedEvent
+from services.platform.worker.consumer import PermanentError
+from services.platform.core.errors import Unavailable
+from services.platform.bus.events import MalformedEvent
 from tests.helpers_checkins_events import (
     METHOD,
     NOW,

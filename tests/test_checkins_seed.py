@@ -16,14 +16,14 @@ import kombu
 import pytest
 from google.type import date_pb2
 
-from services.checkins.demo import Correction, ItemStory, Story, V2MOMStory, load_story
-from services.checkins.demo.plan import MEASURE, METHOD, plan
+from deploy.demo.checkins import Correction, ItemStory, Story, V2MOMStory, load_story
+from deploy.demo.checkins.plan import MEASURE, METHOD, plan
 from services.checkins.progress import week_start
-from services.checkins.seed import seed as seed_checkins
-from services.goals.demo import load_org
-from services.goals.seed import seed as seed_goals
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.demo_calendar import current_cycle
+from deploy.demo.checkins_seed import seed as seed_checkins
+from deploy.demo.goals import load_org
+from deploy.demo.goals_seed import seed as seed_goals
+from services.platform.api.auth import bearer_metadata, mint_token
+from deploy.demo.calendar import current_cycle
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_checkins_api import checkins_db  # noqa: F401
 from tests import helpers_platform

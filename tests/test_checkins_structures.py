@@ -13,7 +13,7 @@ import pytest
 
 from services.checkins import structures
 from services.checkins.times import to_millis
-from services.platform.events import MalformedEvent, to_wire
+from services.platform.bus.events import MalformedEvent, to_wire
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
 from tests.helpers_checkins import FY2027_DATES, world_content
 from tests.helpers_checkins_api import *  # noqa: F403

@@ -6,7 +6,7 @@ import pytest
 
 from services.checkins import versioned
 from services.checkins.versioned import Change, WriteConflict, update_versioned
-from services.platform.errors import Aborted
+from services.platform.core.errors import Aborted
 
 
 def counted(current):

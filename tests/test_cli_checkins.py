@@ -26,10 +26,10 @@ from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
 from services.checkins.staleness import advance_due
 from services.checkins.times import utc_now
-from services.goals.demo import load_org
-from services.platform.config import load
-from services.platform.demo_calendar import current_cycle
-from services.platform.events import to_wire
+from deploy.demo.goals import load_org
+from services.platform.core.config import load
+from deploy.demo.calendar import current_cycle
+from services.platform.bus.events import to_wire
 from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
 from v2mom.v1 import checkins_pb2, goals_pb2
 from v2mom_cli import items

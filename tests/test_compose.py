@@ -256,7 +256,7 @@ def test_dockerfile_generates_protos_before_installing():
     instructions = dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.13-slim")
     runs = " && ".join(arg for op, arg in instructions if op == "RUN")
-    protogen = runs.find("python -m services.platform.protogen")
+    protogen = runs.find("python -m deploy.dev.protogen")
     install = runs.find("pip install --no-deps .")
     assert protogen != -1 and install != -1, "the image must run protogen and pip install ."
     assert protogen < install, "setuptools packages v2mom from protos/: generate the code first"

@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 import yaml
 
-from services.checkins.demo import load_story
-from services.goals.demo import load_org, load_plans
-from services.platform import demo_calendar
-from services.platform.demo_calendar import current_cycle, days_ahead, label_years, rename_labels, shift
+from deploy.demo.checkins import load_story
+from deploy.demo.goals import load_org, load_plans
+from deploy.demo import calendar as demo_calendar
+from deploy.demo.calendar import current_cycle, days_ahead, label_years, rename_labels, shift
 
 AS_WRITTEN = date(2026, 11, 27)  # a Friday: the demo exactly as its files say
 FY2027_END = date(2027, 1, 31)

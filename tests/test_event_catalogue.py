@@ -24,7 +24,7 @@ from google.type import date_pb2
 
 from services.checkins import events as checkin_events
 from services.goals import events as goals_events
-from services.platform import events as platform_events
+from services.platform.bus import events as platform_events
 from tests.catalogue import (
     CatalogueMismatch,
     _follow,
@@ -112,7 +112,7 @@ def test_channel_routes_like_the_publisher(event_type):
     amqp = binding["amqp"]
     assert amqp["is"] == "routingKey"
     exchange = amqp["exchange"]
-    # The relay declares exactly this exchange (services/platform/outbox.py).
+    # The relay declares exactly this exchange (services/platform/bus/outbox.py).
     assert exchange["name"] == platform_events.exchange_name(service) == exchange_of_type(event_type)
     assert (exchange["type"], exchange["durable"], exchange["autoDelete"]) == ("topic", True, False)
 

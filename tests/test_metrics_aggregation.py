@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.metrics import consume, engagement, history, model, rebuild, store
 from services.metrics.collector import EngagementCollector, PipelineCollector
 from services.metrics.pipeline import PipelineStats
-from services.platform.consumer import PermanentError
-from services.platform.mongo import ensure_indexes
+from services.platform.worker.consumer import PermanentError
+from services.platform.store.mongo import ensure_indexes
 from tests.helpers_metrics import (
     CYCLE, NOW, CheckinLog, CheckinStore, FakeGoals, Journey, ago, listed_person, listed_unit, org_unit, person,
     raw_event,
@@ -422,7 +422,7 @@ def test_pipeline_tallies_reach_the_exposition(metrics_db):
 
 def test_cycle_calendar_keeps_the_last_dates_while_goals_is_away():
     from services.metrics.cycles import Cycle, CycleCalendar
-    from services.platform.errors import Unavailable
+    from services.platform.core.errors import Unavailable
 
     known = [Cycle(CYCLE, NOW - timedelta(days=300), NOW + timedelta(days=65))]
     calls = []

@@ -25,12 +25,12 @@ from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.goals.directory import Directory
-from services.goals.seed import seed
+from deploy.demo.goals_seed import seed
 from services.metrics import control, history, store
 from services.metrics.api import Sources, create_server
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.demo_calendar import current_cycle
-from services.platform.mongo import ensure_indexes
+from services.platform.api.auth import bearer_metadata, mint_token
+from deploy.demo.calendar import current_cycle
+from services.platform.store.mongo import ensure_indexes
 from tests.conftest import Caller
 from tests.helpers_metrics import NOW, CheckinLog, CheckinStore, FakeCheckinService, Journey
 from tests.test_metrics_aggregation import SmallOrg, apply_all

@@ -4,7 +4,7 @@ The whole pipeline runs for real on a RabbitMQ vhost of its own: goals-api (in
 process) with goals-worker relaying its outbox, checkins-api (in process) with
 checkins-worker, the metrics-worker process consuming both, and metrics-api
 serving /metrics over HTTP. The organisation is the goals demo seed, the
-check-ins demo history (services/checkins/seed.py), and a scripted week on top:
+check-ins demo history (deploy/demo/checkins_seed.py), and a scripted week on top:
 a submission, an approval, a request for changes, a move and a leaver.
 
 The expected values are computed in this file, plainly, from GoalService
@@ -31,10 +31,10 @@ import pymongo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.checkins.seed import seed as seed_checkins
+from deploy.demo.checkins_seed import seed as seed_checkins
 from services.goals.directory import Directory
-from services.goals.seed import seed as seed_goals
-from services.platform.demo_calendar import current_cycle
+from deploy.demo.goals_seed import seed as seed_goals
+from deploy.demo.calendar import current_cycle
 from tests.helpers_checkins import *  # noqa: F403 - the fixtures
 from tests.helpers_platform import queue_exists
 from tests.test_metrics_api import scrape, start_metrics_api

@@ -32,7 +32,7 @@ from services.metrics.cycles import Cycle
 from services.metrics.exposition import Exposition, render_engagement, start_http_server
 from services.metrics.pipeline import PipelineStats
 from services.metrics.rendered import RenderedEngagement
-from services.platform.mongo import ensure_indexes
+from services.platform.store.mongo import ensure_indexes
 from tests.helpers_metrics import NOW, Journey, ago, org_unit, person
 from tests.test_metrics_aggregation import SmallOrg, apply_all
 

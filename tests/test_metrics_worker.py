@@ -22,7 +22,7 @@ import pymongo
 import pytest
 
 from services.metrics import consume, pipeline, store
-from services.platform.mongo import ensure_indexes
+from services.platform.store.mongo import ensure_indexes
 from tests import helpers_platform
 from tests.helpers_platform import queue_exists
 from tests.helpers_metrics import CheckinLog, ago, raw_event

@@ -4,9 +4,9 @@ import eventlet
 import pymongo
 import pytest
 
-from services.platform.events import envelope
-from services.platform.nameko_deps import SerialRelay
-from services.platform.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
+from services.platform.bus.events import envelope
+from services.platform.worker.deps import SerialRelay
+from services.platform.bus.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
 from tests.events_probe import EventProbe
 from tests.helpers_platform import Commands
 

@@ -1,4 +1,4 @@
-"""Blocking calls from an eventlet worker (services/platform/blocking.py), in a real worker-like process."""
+"""Blocking calls from an eventlet worker (services/platform/worker/blocking.py), in a real worker-like process."""
 
 import subprocess
 import sys

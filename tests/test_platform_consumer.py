@@ -9,7 +9,7 @@ import time
 import kombu
 import pytest
 
-from services.platform.events import envelope
+from services.platform.bus.events import envelope
 from tests import helpers_platform
 from tests.helpers_platform import log_tail, queue_exists, spawn
 

@@ -12,10 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from services.platform.auth import TokenVerifier, bearer_metadata, mint_token
-from services.platform.config import AuthSettings, ConfigError, load
-from services.platform.errors import InvalidArgument, FieldViolation
-from services.platform.grpc_server import ServiceBinding, create_server
+from services.platform.api.auth import TokenVerifier, bearer_metadata, mint_token
+from services.platform.core.config import AuthSettings, ConfigError, load
+from services.platform.core.errors import InvalidArgument, FieldViolation
+from services.platform.api.server import ServiceBinding, create_server
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 AUTH = AuthSettings()
@@ -31,7 +31,7 @@ class ExplodingServicer(goals_pb2_grpc.GoalServiceServicer):
         raise KeyError("secret internal detail /srv/app/x.py line 12")
 
     def ListCycles(self, request, context):
-        from services.platform.auth import current_caller
+        from services.platform.api.auth import current_caller
 
         caller = current_caller()
         return goals_pb2.ListCyclesResponse(cycles=[{"id": caller.person_id + ("-admin" if caller.is_admin else "")}])

@@ -1,7 +1,7 @@
 """Index upkeep against the wire Mongo server."""
 
 from services.checkins import repository
-from services.platform.mongo import Index, drop_retired_indexes, ensure_indexes
+from services.platform.store.mongo import Index, drop_retired_indexes, ensure_indexes
 
 
 def index_names(db, collection: str) -> set[str]:

@@ -43,7 +43,7 @@ import pymongo
 import pytest
 import yaml
 
-from services.goals.seed import seed as seed_goals
+from deploy.demo.goals_seed import seed as seed_goals
 from tests.helpers_checkins import *  # noqa: F403 - checkins_settings, checkins_api, checkins_worker
 from tests.helpers_metrics import raw_event
 from tests.helpers_promql import (

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
-from services.platform import protogen
+from deploy.dev import protogen
 from v2mom.v1 import goals_pb2
 
 

@@ -4,10 +4,10 @@ from collections import Counter
 
 import grpc
 
-from services.goals.demo import load_org
-from services.goals.seed import seed
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.demo_calendar import current_cycle, utc_today
+from deploy.demo.goals import load_org
+from deploy.demo.goals_seed import seed
+from services.platform.api.auth import bearer_metadata, mint_token
+from deploy.demo.calendar import current_cycle, utc_today
 from tests.helpers_cli import demo_name, seeded_goals  # noqa: F401
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 

@@ -13,7 +13,9 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from v2mom.v1 import goals_pb2
 
-from . import refs, render, yaml_content
+from v2mom_format import yaml_content
+
+from . import refs, render
 from .errors import CliError
 from .session import CHECKINS_API, DEFAULT_CHECKINS_ADDR, Client, claims_of, load_token, login as mint_login, token_path
 

@@ -12,7 +12,9 @@ from datetime import date
 
 import grpc
 
-from . import checkins, commands, refs, yaml_content
+from v2mom_format import yaml_content
+
+from . import checkins, commands, refs
 from .errors import CliError, describe_rpc_error
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import jwt
 
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import AuthSettings, ConfigError, load_auth
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import AuthSettings, ConfigError, load_auth
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 from .errors import ApiCallFailed, CliError

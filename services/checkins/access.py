@@ -13,8 +13,8 @@ cycle has ended the books are closing: only the V2MOM's owner, the item's
 owner or an admin.
 """
 
-from services.platform.auth import Caller
-from services.platform.errors import PermissionDenied
+from services.platform.api.auth import Caller
+from services.platform.core.errors import PermissionDenied
 
 from .structures import METHOD
 

@@ -2,16 +2,16 @@
 
 Run it with ``python -m services.checkins.api``; GRPC_ADDR (default
 127.0.0.1:50052), MONGO_URI, MONGO_DB (default ``checkins``), GOALS_ADDR and
-the JWT_* variables configure it (services/platform/config.py).
+the JWT_* variables configure it (services/platform/core/config.py).
 """
 
 import functools
 
-from services.platform import logs
-from services.platform.auth import current_caller
-from services.platform.config import Settings, load
-from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
-from services.platform.mongo import connect, drop_retired_indexes, ensure_indexes
+from services.platform.core import logs
+from services.platform.api.auth import current_caller
+from services.platform.core.config import Settings, load
+from services.platform.api.server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
+from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
 
 from . import progress_store, repository, staleness, structures
 from .goals_client import GoalsClient

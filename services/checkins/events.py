@@ -4,7 +4,7 @@ Payloads are the messages in protos/v2mom/v1/events.proto, rendered to
 proto3 JSON by the relay. docs/events.asyncapi.yaml documents each type.
 """
 
-from services.platform.events import envelope
+from services.platform.bus.events import envelope
 from v2mom.v1 import events_pb2
 
 SERVICE = "checkins"

@@ -1,7 +1,7 @@
 """What the check-ins service asks goals-api, and what it remembers of the answers.
 
 Goals is the single owner of V2MOMs, people, org units and cycles. Calls go
-through services.platform.grpc_client.ServiceClient: a service token
+through services.platform.api.client.ServiceClient: a service token
 ("svc:checkins", role ``service``), a deadline, and retries with backoff on
 UNAVAILABLE. When goals-api stays unreachable, every method here raises
 UNAVAILABLE with a message a client can act on.
@@ -14,9 +14,9 @@ from datetime import date
 
 import grpc
 
-from services.platform.config import AuthSettings
-from services.platform.errors import Unavailable
-from services.platform.grpc_client import ServiceClient
+from services.platform.core.config import AuthSettings
+from services.platform.core.errors import Unavailable
+from services.platform.api.client import ServiceClient
 
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, time, timedelta
 
 from google.protobuf import json_format
 
-from services.platform.consumer import PermanentError
-from services.platform.errors import Unavailable
+from services.platform.worker.consumer import PermanentError
+from services.platform.core.errors import Unavailable
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
@@ -62,7 +62,7 @@ class Projection:
                  now: Callable[[], datetime] = utc_now):
         self.db = db
         self.goals = goals
-        # checkins-worker passes services.platform.blocking.call_blocking: grpcio must not block the green threads.
+        # checkins-worker passes services.platform.worker.blocking.call_blocking: grpcio must not block the green threads.
         self.call_goals = call_goals
         self.now = now
         self.progress = ProgressStore(db, now)

@@ -37,8 +37,8 @@ from datetime import date, datetime
 
 from google.type import date_pb2
 
-from services.platform.errors import FieldViolation, InvalidArgument
-from services.platform.outbox import outbox_index
+from services.platform.core.errors import FieldViolation, InvalidArgument
+from services.platform.bus.outbox import outbox_index
 from v2mom.v1 import checkins_pb2, events_pb2
 
 from . import events

@@ -27,9 +27,9 @@ from datetime import datetime
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.ids import new_id
-from services.platform.mongo import Index
-from services.platform.outbox import new_document_with_events, outbox_index
+from services.platform.core.ids import new_id
+from services.platform.store.mongo import Index
+from services.platform.bus.outbox import new_document_with_events, outbox_index
 
 CHECKINS = "checkins"
 CYCLE_SETTINGS = "cycle_settings"

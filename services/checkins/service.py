@@ -19,8 +19,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
-from services.platform.auth import Caller
-from services.platform.errors import (
+from services.platform.api.auth import Caller
+from services.platform.core.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,

@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.platform.mongo import Index
-from services.platform.outbox import outbox_index
+from services.platform.store.mongo import Index
+from services.platform.bus.outbox import outbox_index
 from v2mom.v1 import checkins_pb2, events_pb2
 
 from . import events

@@ -34,8 +34,8 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.errors import FailedPrecondition, NotFound, PreconditionViolation
-from services.platform.events import MalformedEvent
+from services.platform.core.errors import FailedPrecondition, NotFound, PreconditionViolation
+from services.platform.bus.events import MalformedEvent
 
 from .goals_client import GoalsClient
 from .times import from_timestamp

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.platform.errors import Violations
+from services.platform.core.errors import Violations
 
 from v2mom.v1 import checkins_pb2
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.errors import Aborted
-from services.platform.outbox import OUTBOX_FIELD, PENDING_FIELD, new_document_with_events, with_events
+from services.platform.core.errors import Aborted
+from services.platform.bus.outbox import OUTBOX_FIELD, PENDING_FIELD, new_document_with_events, with_events
 
 REVISION = "revision"
 ATTEMPTS = 10

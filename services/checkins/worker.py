@@ -12,7 +12,7 @@ Run it with ``python -m services.checkins.worker``.
 
 import warnings
 
-# eventlet warns that it is in bugfix-only mode; ARCHITECTURE.md records that choice.
+# eventlet warns that it is in bugfix-only mode; docs/architecture.md records that choice.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
@@ -22,14 +22,14 @@ eventlet.monkey_patch()  # before anything opens a socket
 from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 
-from services.platform import config as config_module  # noqa: E402
-from services.platform.blocking import call_blocking  # noqa: E402
-from services.platform.config import env_float, env_int  # noqa: E402
-from services.platform.consumer import cloud_event_handler, with_retries  # noqa: E402
-from services.platform.mongo import connect, ensure_indexes  # noqa: E402
-from services.platform.nameko_deps import OutboxRelayProvider  # noqa: E402
-from services.platform.outbox import outbox_index  # noqa: E402
-from services.platform.worker import run_services  # noqa: E402
+from services.platform.core import config as config_module  # noqa: E402
+from services.platform.worker.blocking import call_blocking  # noqa: E402
+from services.platform.core.config import env_float, env_int, load as load_settings  # noqa: E402
+from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
+from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
+from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
+from services.platform.bus.outbox import outbox_index  # noqa: E402
+from services.platform.worker.runner import run_services  # noqa: E402
 
 from . import events, progress_store, staleness  # noqa: E402
 from .goals_client import GoalsClient  # noqa: E402
@@ -40,7 +40,7 @@ from .times import utc_now  # noqa: E402
 SERVICE = events.SERVICE
 # What this worker's own writes put events in (the check-ins' outbox is filled by checkins-api).
 WRITTEN_HERE = (progress_store.PROGRESS, staleness.ITEM_CLOCKS)
-RELAY_INTERVAL = env_float("RELAY_INTERVAL_SECONDS", 0.2)
+RELAY_INTERVAL = load_settings(SERVICE).relay_interval_seconds
 STALENESS_INTERVAL = env_float("STALENESS_INTERVAL_SECONDS", 60.0)
 STALENESS_BATCH = env_int("STALENESS_BATCH", 500)
 

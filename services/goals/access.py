@@ -5,8 +5,8 @@ submissions, requested changes) only to the owner, the owner's manager
 chain and admins. Anything a caller may not see does not exist for them.
 """
 
-from services.platform.auth import Caller
-from services.platform.errors import NotFound, PermissionDenied
+from services.platform.api.auth import Caller
+from services.platform.core.errors import NotFound, PermissionDenied
 
 from .directory import Directory
 

@@ -1,14 +1,14 @@
 """goals-api: the GoalService gRPC server (plain grpcio, no eventlet).
 
 Run it with ``python -m services.goals.api``; GRPC_ADDR, MONGO_URI and the
-JWT_* variables configure it (services/platform/config.py).
+JWT_* variables configure it (services/platform/core/config.py).
 """
 
-from services.platform import logs
-from services.platform.auth import current_caller
-from services.platform.config import Settings, load
-from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
-from services.platform.mongo import connect, ensure_indexes
+from services.platform.core import logs
+from services.platform.api.auth import current_caller
+from services.platform.core.config import Settings, load
+from services.platform.api.server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
+from services.platform.store.mongo import connect, ensure_indexes
 
 from . import directory as directory_module
 from . import repository as repository_module

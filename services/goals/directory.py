@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.mongo import Index
-from services.platform.outbox import new_document_with_events, outbox_index, with_events
+from services.platform.store.mongo import Index
+from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
 
 from . import convert
 from .events import org_unit_event, person_event

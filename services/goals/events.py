@@ -5,7 +5,7 @@ so every consumer can parse them with generated code or plain JSON.
 docs/events.asyncapi.yaml documents each type.
 """
 
-from services.platform.events import envelope
+from services.platform.bus.events import envelope
 from v2mom.v1 import events_pb2
 
 SERVICE = "goals"

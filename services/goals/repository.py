@@ -9,8 +9,8 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.mongo import Index
-from services.platform.outbox import new_document_with_events, outbox_index, with_events
+from services.platform.store.mongo import Index
+from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
 
 V2MOMS = "v2moms"
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 from google.protobuf import field_mask_pb2
 
-from services.platform.auth import Caller
-from services.platform.errors import (
+from services.platform.api.auth import Caller
+from services.platform.core.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -17,7 +17,7 @@ from services.platform.errors import (
     PreconditionViolation,
     Violations,
 )
-from services.platform.ids import new_id
+from services.platform.core.ids import new_id
 
 from . import convert, events, lint, validation
 from .access import Access

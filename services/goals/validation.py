@@ -10,8 +10,8 @@ from datetime import date
 
 from google.type import date_pb2
 
-from services.platform.errors import Violations
-from services.platform.ids import new_id
+from services.platform.core.errors import Violations
+from services.platform.core.ids import new_id
 
 from v2mom.v1 import common_pb2, goals_pb2
 

@@ -7,7 +7,7 @@ Run it with ``python -m services.goals.worker``.
 
 import warnings
 
-# eventlet warns that it is in bugfix-only mode; ARCHITECTURE.md records that choice.
+# eventlet warns that it is in bugfix-only mode; docs/architecture.md records that choice.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
@@ -16,14 +16,14 @@ eventlet.monkey_patch()  # before anything opens a socket
 
 from nameko.timer import timer  # noqa: E402
 
-from services.platform.config import env_float  # noqa: E402
-from services.platform.nameko_deps import OutboxRelayProvider  # noqa: E402
-from services.platform.worker import run_services  # noqa: E402
+from services.platform.core.config import load as load_settings  # noqa: E402
+from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
+from services.platform.worker.runner import run_services  # noqa: E402
 
 from .directory import ORG_UNITS, PEOPLE  # noqa: E402
 from .repository import V2MOMS  # noqa: E402
 
-RELAY_INTERVAL = env_float("RELAY_INTERVAL_SECONDS", 0.2)
+RELAY_INTERVAL = load_settings("goals").relay_interval_seconds
 
 
 class GoalsWorker:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import ProcessCollector
 
-from services.platform import logs
-from services.platform.auth import current_caller
-from services.platform.config import Settings, env_float, env_str, load
-from services.platform.grpc_server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
-from services.platform.mongo import connect, ensure_indexes
+from services.platform.core import logs
+from services.platform.api.auth import current_caller
+from services.platform.core.config import Settings, env_float, env_str, load
+from services.platform.api.server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
+from services.platform.store.mongo import connect, ensure_indexes
 from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
 
 from . import rebuild, store
@@ -97,11 +97,6 @@ def exposition_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCale
         others.append(CycleCollector(calendar))
     others += [EngagementCopyCollector(rendered), ProcessCollector(registry=None)]
     return Exposition(db, clock, others, rendered)
-
-
-def registry_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None) -> CollectorRegistry:
-    """The same families in one prometheus_client registry (what /metrics served before exposition.py)."""
-    return exposition_for(db, clock, calendar).full
 
 
 def _rebuild_from(db, settings: Settings, sources: Sources) -> rebuild.Summary:

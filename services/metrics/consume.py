@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pymongo.database import Database
 
-from services.platform.consumer import PermanentError
+from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import events_pb2
 
 from . import facts, model, org

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services.platform.config import AuthSettings
-from services.platform.grpc_client import ServiceClient
+from services.platform.core.config import AuthSettings
+from services.platform.api.client import ServiceClient
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ import logging
 
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from services.platform import config
-from services.platform.consumer import CloudEventHandler, DeadLetteringQueueConsumer, PermanentError
-from services.platform.events import MalformedEvent, parse
-from services.platform.mongo import connect
+from services.platform.core import config
+from services.platform.worker.consumer import CloudEventHandler, DeadLetteringQueueConsumer, PermanentError
+from services.platform.bus.events import MalformedEvent, parse
+from services.platform.store.mongo import connect
 
 from . import pipeline
 

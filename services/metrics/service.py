@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import grpc
 from pymongo.database import Database
 
-from services.platform.auth import Caller
-from services.platform.errors import (
+from services.platform.api.auth import Caller
+from services.platform.core.errors import (
     FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable, Violations,
 )
 from v2mom.v1 import common_pb2, metrics_pb2

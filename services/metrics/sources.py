@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from services.platform.config import AuthSettings
-from services.platform.grpc_client import ServiceClient
+from services.platform.core.config import AuthSettings
+from services.platform.api.client import ServiceClient
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2, goals_pb2_grpc
 
 PAGE = 200

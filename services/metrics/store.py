@@ -25,7 +25,7 @@ import hashlib
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.mongo import Index
+from services.platform.store.mongo import Index
 
 UNITS = "units"
 PEOPLE = "people"

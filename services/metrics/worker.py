@@ -8,7 +8,7 @@ Run it with ``python -m services.metrics.worker``.
 
 import warnings
 
-# eventlet warns that it is in bugfix-only mode; ARCHITECTURE.md records that choice.
+# eventlet warns that it is in bugfix-only mode; docs/architecture.md records that choice.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
@@ -21,10 +21,10 @@ from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 from pymongo.errors import ConnectionFailure  # noqa: E402
 
-from services.platform import config  # noqa: E402
-from services.platform.consumer import with_retries  # noqa: E402
-from services.platform.mongo import connect, ensure_indexes  # noqa: E402
-from services.platform.worker import run_services  # noqa: E402
+from services.platform.core import config  # noqa: E402
+from services.platform.worker.consumer import with_retries  # noqa: E402
+from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
+from services.platform.worker.runner import run_services  # noqa: E402
 
 from . import consume, control, history, store  # noqa: E402
 from .handlers import SERVICE, metrics_event_handler  # noqa: E402

@@ -1,5 +1,5 @@
 """Many green threads making blocking calls that take a lock from ``threading`` (green here, as grpcio's
-channel locks are in a worker) and log, through services.platform.blocking.call_blocking.
+channel locks are in a worker) and log, through services.platform.worker.blocking.call_blocking.
 
 Prints "done <n>" when every call came back; eventlet's "Cannot switch to a different thread" would kill
 the hub first.
@@ -17,8 +17,8 @@ import logging  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from services.platform import logs  # noqa: E402
-from services.platform.blocking import call_blocking  # noqa: E402
+from services.platform.core import logs  # noqa: E402
+from services.platform.worker.blocking import call_blocking  # noqa: E402
 
 CALLS = 400
 channel_lock = threading.Lock()  # green after monkey_patch, like grpcio's

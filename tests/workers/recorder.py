@@ -13,10 +13,10 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-from services.platform.errors import Aborted  # noqa: E402
-from services.platform.consumer import PermanentError, ProcessedEvents, cloud_event_handler, with_retries  # noqa: E402
-from services.platform.nameko_deps import MongoDatabase  # noqa: E402
-from services.platform.worker import run_services  # noqa: E402
+from services.platform.core.errors import Aborted  # noqa: E402
+from services.platform.worker.consumer import PermanentError, ProcessedEvents, cloud_event_handler, with_retries  # noqa: E402
+from services.platform.worker.deps import MongoDatabase  # noqa: E402
+from services.platform.worker.runner import run_services  # noqa: E402
 
 
 class Recorder:

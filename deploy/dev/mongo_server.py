@@ -3,7 +3,7 @@
 Real pymongo talks to it over a real socket, as it would to MongoDB. With
 ``--sqlite PATH`` the data survives restarts; without it, it lives in memory.
 
-    python -m services.platform.mongo_server --port 27017 --sqlite var/mongo.sqlite
+    python -m deploy.dev.mongo_server --port 27017 --sqlite var/mongo.sqlite
 """
 
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 from mongoeco.engines import MemoryEngine, SQLiteEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
-from . import logs
+from services.platform.core import logs
 
 log = logging.getLogger(__name__)
 

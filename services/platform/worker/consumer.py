@@ -26,8 +26,8 @@ from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.messaging import QueueConsumer
 from pymongo.errors import ConnectionFailure
 
-from .errors import Aborted, Unavailable
-from .events import MalformedEvent, parse
+from ..core.errors import Aborted, Unavailable
+from ..bus.events import MalformedEvent, parse
 
 log = logging.getLogger(__name__)
 

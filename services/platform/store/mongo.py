@@ -1,7 +1,7 @@
 """The MongoDB connection each service uses for its own database.
 
 Works against real MongoDB and the mongoeco wire server alike; only features
-both support are used (see ARCHITECTURE.md, "Storage").
+both support are used (see docs/architecture.md, "Storage").
 """
 
 from dataclasses import dataclass

@@ -19,7 +19,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from .events import CONTENT_TYPE, exchange_name, to_wire
-from .mongo import Index
+from ..store.mongo import Index
 
 log = logging.getLogger(__name__)
 

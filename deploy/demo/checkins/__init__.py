@@ -2,7 +2,7 @@
 
 history.yaml says how each published V2MOM of the goals demo organisation has
 been checked in on; plan.py turns that into dated check-ins, and
-services/checkins/seed.py records them through checkins-api.
+deploy/demo/checkins_seed.py records them through checkins-api.
 
     cycle: FY2027            # the cycle whose V2MOMs get a history
     weeks: 8                 # how far back it goes, in whole weeks before this one
@@ -32,7 +32,7 @@ services/checkins/seed.py records them through checkins-api.
               reason: Typed {typed} instead of {value}.
 
 history.yaml names FY2027, the cycle the goals demo files are written for.
-It is read moved forward like those files (services/platform/demo_calendar.py),
+It is read moved forward like those files (deploy/demo/calendar.py),
 by the whole weeks since 2026-11-27, so the story is always told on the demo's
 running cycle, under the name the goals demo gives it.
 """
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from services.platform import demo_calendar
+from deploy.demo import calendar as demo_calendar
 
 DEMO_DIR = Path(__file__).parent
 HABITS = {

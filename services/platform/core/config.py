@@ -39,7 +39,7 @@ def env_float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class AuthSettings:
     # HS256 with a shared secret in development; RS256 with a public key in
-    # production (JWT_PUBLIC_KEY, PEM text) - see ARCHITECTURE.md.
+    # production (JWT_PUBLIC_KEY, PEM text) - see docs/architecture.md.
     algorithm: str = "HS256"
     secret: str = "dev-only-secret-change-me-in-production"
     public_key: str = ""

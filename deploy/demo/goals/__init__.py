@@ -3,7 +3,7 @@
 org.yaml holds the org tree, the people and the cycles. v2moms/ holds one file
 per V2MOM, in the format `v2mom create -f` reads, plus a `seed:` section: the
 V2MOM's key (stable across runs), the key of the V2MOM it aligns to, and its
-journey, the lifecycle steps services/goals/seed.py takes through the API:
+journey, the lifecycle steps deploy/demo/goals_seed.py takes through the API:
 
     seed:
       key: fy27-sales
@@ -19,7 +19,7 @@ journey, the lifecycle steps services/goals/seed.py takes through the API:
 The files were written on 2026-11-27 for the fiscal year FY2027
 (2026-02-01..2027-01-31), with FY2026 as the archived year before it. They are
 read moved forward by the whole weeks since then
-(services/platform/demo_calendar.py), so the demo always looks as it did on
+(deploy/demo/calendar.py), so the demo always looks as it did on
 that day: every date moves on by the same days, and once FY2027's last day
 has moved into 2028, FY2026/FY2027, fy26/fy27 in ids, keys and titles read a
 year later, and so on.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from services.platform import demo_calendar
-from v2mom_cli import yaml_content
+from deploy.demo import calendar as demo_calendar
+from v2mom_format import yaml_content
 
 DEMO_DIR = Path(__file__).parent
 

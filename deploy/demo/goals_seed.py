@@ -1,6 +1,6 @@
 """The demo organisation: Acme Robotics, its people, and V2MOMs in every state.
 
-    python -m services.goals.seed [--api HOST:PORT]
+    python -m deploy.demo.goals_seed [--api HOST:PORT]
 
 The org directory (cycles, org units, people) is written straight into the
 goals database with Directory, as an HRIS sync would. The V2MOMs go through
@@ -16,9 +16,9 @@ creates carry a stable request_id, and each V2MOM's journey resumes from its
 revision history. A V2MOM whose history no longer follows its journey
 (someone changed it by hand) is left as it is.
 
-The data, and how a V2MOM's journey is written down, is in services/goals/demo/.
+The data, and how a V2MOM's journey is written down, is in deploy/demo/goals/.
 It was written on 2026-11-27 for FY2027 (with FY2026 archived before it) and
-is read moved forward by the whole weeks since (services/platform/demo_calendar.py),
+is read moved forward by the whole weeks since (deploy/demo/calendar.py),
 so the demo always looks as it did on that day and its running cycle contains today.
 """
 
@@ -33,19 +33,19 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from pymongo.database import Database
 from tqdm import tqdm
 
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import AuthSettings, ConfigError, Settings, load, load_auth
-from services.platform.grpc_server import ServiceBinding, create_server
-from services.platform.mongo import connect, ensure_indexes
-from v2mom_cli import yaml_content
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import AuthSettings, ConfigError, Settings, load, load_auth
+from services.platform.api.server import ServiceBinding, create_server
+from services.platform.store.mongo import connect, ensure_indexes
+from v2mom_format import yaml_content
 
-from . import directory as directory_module
-from . import repository as repository_module
-from .api import GoalServicer
-from .demo import DemoDataError, Org, Plan, Step, load_org, load_plans
-from .directory import Directory
-from .repository import V2MOMRepository
-from .service import GoalsService
+from services.goals import directory as directory_module
+from services.goals import repository as repository_module
+from services.goals.api import GoalServicer
+from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans
+from services.goals.directory import Directory
+from services.goals.repository import V2MOMRepository
+from services.goals.service import GoalsService
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0

@@ -1,6 +1,6 @@
 """The demo organisation's calendar: its files, moved forward so that the demo always looks as it did when written.
 
-The demo data (services/goals/demo, services/checkins/demo) was written on
+The demo data (deploy/demo/goals, deploy/demo/checkins) was written on
 2026-11-27, for the fiscal year FY2027 (2026-02-01..2027-01-31) with FY2026
 before it: ten months into the year, with weeks of check-ins behind it,
 methods just past due and the year-end close ahead. The demo keeps that

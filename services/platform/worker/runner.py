@@ -15,8 +15,8 @@ import eventlet
 import greenlet
 from nameko.runners import ServiceRunner
 
-from . import logs
-from .config import load
+from ..core import logs
+from ..core.config import load
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from kombu.serialization import register
 
-from .ids import new_id
+from ..core.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
 SERIALIZER = "cloudevents"

@@ -1,8 +1,8 @@
 """Eight weeks of check-in history on the demo organisation's published V2MOMs of its running cycle.
 
-    python -m services.checkins.seed [--api HOST:PORT] [--goals HOST:PORT]
+    python -m deploy.demo.checkins_seed [--api HOST:PORT] [--goals HOST:PORT]
 
-Run it after the goals demo seed (services/goals/seed.py), with goals-api,
+Run it after the goals demo seed (deploy/demo/goals_seed.py), with goals-api,
 checkins-api and checkins-worker running. It reads the published V2MOMs from
 goals-api and records each planned check-in through checkins-api, as the
 person who would record it (the item's owner, a Responsible or Accountable
@@ -12,7 +12,7 @@ check-ins first, then the next week's, because the worker keeps one progress
 snapshot per week of observation and the trend lines must come out in the
 order things happened.
 
-Who checks in how often, and what goes wrong, is in services/checkins/demo/.
+Who checks in how often, and what goes wrong, is in deploy/demo/checkins/.
 The running cycle is FY2027 as the files name it; like the goals demo, the
 story is read moved forward by the whole weeks since 2026-11-27 (and renamed
 FY2028 and so on once that cycle ends in a later year), so both agree.
@@ -39,13 +39,13 @@ from datetime import UTC, date, datetime
 import grpc
 from tqdm import tqdm
 
-from services.platform.auth import bearer_metadata, mint_token
-from services.platform.config import AuthSettings, ConfigError, load
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import AuthSettings, ConfigError, load
 
-from .api import DEFAULT_ADDR
-from .demo import Story, StoryError, V2MOMStory, load_story
-from .demo.plan import MEASURE, Planned, plan
-from .times import utc_now
+from services.checkins.api import DEFAULT_ADDR
+from .checkins import Story, StoryError, V2MOMStory, load_story
+from .checkins.plan import MEASURE, Planned, plan
+from services.checkins.times import utc_now
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0

@@ -1,7 +1,7 @@
 """gRPC server bootstrap: auth, error mapping, health checking and reflection.
 
 Plain grpcio with a thread pool - never inside an eventlet-patched process
-(see ARCHITECTURE.md, "Process model").
+(docs/architecture.md, "Process model").
 """
 
 import logging
@@ -17,9 +17,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .auth import TokenVerifier, reset_current_caller, set_current_caller
-from .config import AuthSettings
-from .errors import FieldViolation, InvalidArgument, ServiceError, internal_status
-from .ids import new_id
+from ..core import logs
+from ..core.config import AuthSettings, load
+from ..core.errors import FieldViolation, InvalidArgument, ServiceError, internal_status
+from ..core.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +166,25 @@ def serve_until_signalled(server: grpc.Server, health_servicer, name: str, port:
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=5).wait()
     log.info("grpc server stopped", extra={"grpc_service": name})
+
+
+def create_service_server(addr: str, auth: AuthSettings, servicer, add_to_server: Callable,
+                          service_descriptor) -> tuple[grpc.Server, int]:
+    """One service's server, as every api module builds it: returns (server, port), with ``server.health`` kept."""
+    binding = ServiceBinding(add_to_server, servicer, service_descriptor.full_name)
+    server, port, health_servicer = create_server(addr, [binding], auth)
+    server.health = health_servicer
+    return server, port
+
+
+def run_api(process_name: str, service: str, default_addr: str, create: Callable,
+            on_stop: Callable[[grpc.Server], None] | None = None) -> None:
+    """The main of every ``<service>-api``: settings, logs, serve until signalled, then ``on_stop``."""
+    settings = load(service, default_addr)
+    logs.configure(process_name, settings.log_level)
+    server, port = create(settings.grpc_addr, settings)
+    try:
+        serve_until_signalled(server, server.health, process_name, port)
+    finally:
+        if on_stop is not None:
+            on_stop(server)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from .config import AuthSettings
-from .errors import Unauthenticated
+from ..core.config import AuthSettings
+from ..core.errors import Unauthenticated
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import time
 import grpc
 
 from .auth import bearer_metadata, mint_token
-from .config import AuthSettings
-from .errors import Unavailable
+from ..core.config import AuthSettings
+from ..core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import eventlet
 import pymongo
 from nameko.extensions import DependencyProvider
 
-from . import config as config_module
-from .mongo import connect
-from .outbox import OutboxRelay
+from ..core import config as config_module
+from ..store.mongo import connect
+from ..bus.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,3 @@ class OutboxRelayProvider(DependencyProvider):
     def get_dependency(self, worker_ctx):
         return self.relay
 
-
-def green_sleep(seconds: float) -> None:
-    eventlet.sleep(seconds)

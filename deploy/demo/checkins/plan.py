@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from v2mom.v1 import goals_pb2
 
-from ..progress import week_start
+from services.checkins.progress import week_start
 from . import HABITS, Story, V2MOMStory
 
 MEASURE, METHOD = "measure", "method"

@@ -1,0 +1,1 @@
+"""The event bus: CloudEvents envelopes, and the outbox that stores events with state and relays them with confirms."""

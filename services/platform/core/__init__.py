@@ -1,0 +1,1 @@
+"""Shared by every process: config, errors, ids, clock, logs, validation shapes, page tokens, caches."""
