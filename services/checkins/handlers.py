@@ -10,21 +10,23 @@ PermanentError, which dead-letters it.
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 
 from google.protobuf import json_format
 
-from services.platform.worker.consumer import PermanentError
+from services.platform.core.clock import utc_now
 from services.platform.core.errors import Unavailable
+from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
+from .cycles import cadence_name, cycle_window
 from .goals_client import GoalsClient
-from .progress_store import CheckinFacts, ProgressStore, child_report
+from .progress_doc import CheckinFacts, child_report
+from .progress_store import ProgressStore
 from .published import PublishedV2MOM
-from .repository import CheckinRepository
-from .staleness import Clocks, cadence_name, cadence_of
-from .times import utc_now
+from .repository import CheckinRepository, CycleSettingsRepository
+from .staleness import Clocks
 from .versioned import WriteConflict
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,6 @@ def require(condition: bool, what: str, envelope: dict) -> None:
         raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
 
 
-def cycle_start_instant(first_day) -> datetime:
-    """Cycles name their first day: check-ins, and so the clocks, start as that day begins (UTC)."""
-    return datetime.combine(first_day, time(), tzinfo=UTC)
-
-
-def cycle_end_instant(last_day) -> datetime:
-    """Cycles name their last day, inclusive: the clock stops as that day ends (UTC)."""
-    return datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
-
-
 class Projection:
     """Keeps ``progress`` and ``item_clocks`` in step with goals' approvals and the check-ins."""
 
@@ -67,6 +59,7 @@ class Projection:
         self.now = now
         self.progress = ProgressStore(db, now)
         self.clocks = Clocks(db)
+        self.cycle_settings = CycleSettingsRepository(db)
 
     # --- goals events ---------------------------------------------------------------------
 
@@ -100,7 +93,7 @@ class Projection:
             if doc is None or not doc.structure_known:
                 return  # nothing published yet: no clock runs without a structure
             self.clocks.apply_structure(
-                doc.as_published(), archived=doc.archived, cadence=cadence_of(self.db, doc.cycle_id),
+                doc.as_published(), archived=doc.archived, cadence=self.cycle_settings.cadence_or_default(doc.cycle_id),
                 cycle=self._cycle(doc.cycle_id), now=self.now(),
             )
             again = self.progress.load(v2mom_id)
@@ -128,7 +121,7 @@ class Projection:
             # This worker never saw the approval (it may have started after it): learn the structure now.
             # The check-in is already kept, and counts once the structure is there.
             self._learn_structure(facts.v2mom_id)
-        cadence = cadence_name(data.cadence) if data.cadence else cadence_of(self.db, data.checkin.cycle_id)
+        cadence = cadence_name(data.cadence) if data.cadence else self.cycle_settings.cadence_or_default(data.checkin.cycle_id)
         self.clocks.record_checkin(facts.v2mom_id, facts.kind, facts.item_id, facts.observe_time, cadence)
 
     def _checkin_data(self, envelope: dict) -> events_pb2.CheckinEventData:
@@ -181,7 +174,7 @@ class Projection:
             if known is None:
                 raise  # never guessed: the delivery is retried
             return known
-        return (cycle_start_instant(dates[0]), cycle_end_instant(dates[1])) if dates else None
+        return cycle_window(*dates) if dates else None
 
     # --- this service's own progress events ------------------------------------------------------
 

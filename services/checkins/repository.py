@@ -27,9 +27,11 @@ from datetime import datetime
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from services.platform.bus.outbox import new_document_with_events, outbox_index
 from services.platform.core.ids import new_id
 from services.platform.store.mongo import Index
-from services.platform.bus.outbox import new_document_with_events, outbox_index
+
+from .cycles import cadence_name
 
 CHECKINS = "checkins"
 CYCLE_SETTINGS = "cycle_settings"
@@ -152,8 +154,13 @@ class CycleSettingsRepository:
         self.collection = db[CYCLE_SETTINGS]
 
     def cadence(self, cycle_id: str) -> str | None:
-        doc = self.collection.find_one({"_id": cycle_id}, {"cadence": 1})
+        """The cadence an admin set for the cycle; None when none was."""
+        doc = self.collection.find_one({"_id": cycle_id}, {"cadence": 1}) if cycle_id else None
         return doc["cadence"] if doc else None
+
+    def cadence_or_default(self, cycle_id: str) -> str:
+        """The cadence the cycle's items are judged by."""
+        return cadence_name(self.cadence(cycle_id))
 
     def set_cadence(self, cycle_id: str, cadence: str, actor_id: str, at: datetime) -> None:
         update = {"$set": {"cadence": cadence, "updated_by": actor_id, "updated_at": at}}

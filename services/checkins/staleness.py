@@ -37,24 +37,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.platform.store.mongo import Index
 from services.platform.bus.outbox import outbox_index
+from services.platform.store.mongo import Index
 from v2mom.v1 import checkins_pb2, events_pb2
 
+from services.platform.core.clock import to_timestamp
+
 from . import events
+from .cycles import cadence_length, cadence_name
 from .progress import MEASURE
 from .published import PublishedItem, PublishedV2MOM
-from .times import to_timestamp
+from .repository import CycleSettingsRepository
 from .versioned import Change, update_versioned
 
 ITEM_CLOCKS = "item_clocks"
-CYCLE_SETTINGS = "cycle_settings"
 
 FRESH, STALE, OVERDUE = "FRESH", "STALE", "OVERDUE"
+STALE_STATES = [STALE, OVERDUE]
 STALENESS_NAMES = {STALE: "STALENESS_STALE", OVERDUE: "STALENESS_OVERDUE"}
-
-DEFAULT_CADENCE = "CADENCE_BIWEEKLY"
-CADENCE_DAYS = {"CADENCE_WEEKLY": 7, "CADENCE_BIWEEKLY": 14, "CADENCE_MONTHLY": 30}
 
 INDEXES = [
     outbox_index(ITEM_CLOCKS),
@@ -68,30 +68,6 @@ INDEXES = [
 def clock_id(v2mom_id: str, kind: str, item_id: str) -> str:
     # Measure and method ids are unique per list only, so the kind is part of the key.
     return f"{v2mom_id}/{'measure' if kind == MEASURE else 'method'}/{item_id}"
-
-
-# --- cadence ---------------------------------------------------------------------------
-
-
-def cadence_name(raw) -> str:
-    """A cadence as stored or sent (enum name, number, or 'weekly'); the default when unset."""
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw in checkins_pb2.Cadence.values():
-        raw = checkins_pb2.Cadence.Name(raw)
-    if isinstance(raw, str):
-        name = raw.upper() if raw.upper().startswith("CADENCE_") else f"CADENCE_{raw.upper()}"
-        if name in CADENCE_DAYS:
-            return name
-    return DEFAULT_CADENCE
-
-
-def cadence_of(db, cycle_id: str) -> str:
-    """The cycle's check-in cadence from ``cycle_settings`` ({_id: cycle id, cadence}), biweekly by default."""
-    settings = db[CYCLE_SETTINGS].find_one({"_id": cycle_id}, {"cadence": 1}) if cycle_id else None
-    return cadence_name((settings or {}).get("cadence"))
-
-
-def cadence_length(cadence: str) -> timedelta:
-    return timedelta(days=CADENCE_DAYS[cadence_name(cadence)])
 
 
 # --- one clock's arithmetic -------------------------------------------------------------
@@ -281,6 +257,22 @@ class Clocks:
         )
         return (clock["cycle_start"], clock["cycle_end"]) if clock else None
 
+    def of_v2moms(self, v2mom_ids: list[str]) -> dict[tuple[str, str, str], dict]:
+        """The clocks of those V2MOMs, by (v2mom id, kind, item id)."""
+        found = self.collection.find({"v2mom_id": {"$in": v2mom_ids}}, {"outbox": 0})
+        return {(clock["v2mom_id"], clock["kind"], clock["item_id"]): clock for clock in found}
+
+    def running_stale(self, owner_id: str, org_unit_ids: list[str], after: str, limit: int) -> list[dict]:
+        """Up to ``limit`` running STALE and OVERDUE clocks of one owner (or else in those org units), by id after ``after``."""
+        query: dict = {"active": True, "staleness": {"$in": STALE_STATES}}
+        if owner_id:
+            query["owner_id"] = owner_id
+        else:
+            query["org_unit_id"] = {"$in": list(org_unit_ids)}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.collection.find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
+
     def _ids_of(self, v2mom_id: str) -> set[str]:
         return {clock["_id"] for clock in self.collection.find({"v2mom_id": v2mom_id}, {"_id": 1})}
 
@@ -302,13 +294,14 @@ class Clocks:
 def advance_due(db, now: datetime, limit: int = 500) -> int:
     """Moves up to ``limit`` clocks due by ``now`` one step each; returns how many events that made."""
     clocks = Clocks(db)
+    settings = CycleSettingsRepository(db)
     cadences: dict[str, str] = {}  # read once per cycle per pass
     announced = 0
     due = clocks.collection.find({"next_check_at": {"$lte": now}}, {"_id": 1, "cycle_id": 1})
     for found in list(due.sort("next_check_at", 1).limit(limit)):
         cycle_id = found.get("cycle_id", "")
         if cycle_id not in cadences:
-            cadences[cycle_id] = cadence_of(db, cycle_id)
+            cadences[cycle_id] = settings.cadence_or_default(cycle_id)
         move = clocks.advance(found["_id"], now, cadences[cycle_id])
         announced += bool(move and move.event_type)
     return announced

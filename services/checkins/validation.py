@@ -8,16 +8,17 @@ service.py, after the structure is known.
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.platform.core.clock import from_timestamp
 from services.platform.core.errors import Violations
+from services.platform.core.paging import page_size
+from services.platform.core.validation import check_enum, check_finite, check_id, check_text
 
 from v2mom.v1 import checkins_pb2
 
-# \Z, not $: "$" also matches before a trailing newline.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 CYCLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}\Z")
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 
@@ -25,25 +26,13 @@ MAX_COMMENT = 2000
 MAX_REASON = 1000
 MAX_MILESTONES = 20
 MAX_CONFIDENCE = 10
-MAX_PAGE_SIZE = 200
-DEFAULT_PAGE_SIZE = 50
 # Clients' clocks run a little ahead of ours; an observation a few seconds
 # "in the future" is a clock, not a lie.
 CLOCK_SKEW = timedelta(minutes=1)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
 _MIN_SECONDS = -62135596800
 _MAX_SECONDS = 253402300799
-
-
-def check_id(violations: Violations, field: str, value: str, required: bool = True) -> None:
-    if not value:
-        if required:
-            violations.add(field, "is required")
-        return
-    if not ID_PATTERN.match(value):
-        violations.add(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
 
 
 def check_cycle_id(violations: Violations, field: str, value: str) -> None:
@@ -53,26 +42,8 @@ def check_cycle_id(violations: Violations, field: str, value: str) -> None:
         violations.add(field, "must be 1-32 characters of letters, digits, '_', '.' or '-'")
 
 
-def check_text(violations: Violations, field: str, value: str, limit: int, required: bool = False) -> None:
-    if required and not value.strip():
-        violations.add(field, "is required")
-    violations.max_len(field, value, limit)
-
-
-def check_enum(violations: Violations, field: str, enum_type, value: int, required: bool) -> None:
-    if value not in enum_type.values():
-        violations.add(field, f"unknown value {value}")
-    elif required and value == 0:
-        violations.add(field, "is required")
-
-
 def check_status(violations: Violations, value: int, required: bool = True) -> None:
-    check_enum(violations, "status", checkins_pb2.CheckinStatus, value, required)
-
-
-def check_value(violations: Violations, field: str, value: float) -> None:
-    if not math.isfinite(value):
-        violations.add(field, "must be a finite number")
+    check_enum(violations, "status", checkins_pb2.CheckinStatus, value, required=required)
 
 
 def check_percent(violations: Violations, field: str, value: float) -> None:
@@ -104,18 +75,12 @@ def check_idempotency_key(violations: Violations, key: str) -> None:
         violations.add("idempotency_key", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
 
 
-def check_page_size(violations: Violations, value: int) -> int:
-    if not 0 <= value <= MAX_PAGE_SIZE:
-        violations.add("page_size", f"must be from 1 to {MAX_PAGE_SIZE} (0 for the default, {DEFAULT_PAGE_SIZE})")
-    return value or DEFAULT_PAGE_SIZE
-
-
 def to_datetime(violations: Violations, field: str, stamp: Timestamp) -> datetime | None:
     """A valid Timestamp as an aware UTC datetime, truncated to what Mongo keeps (milliseconds)."""
     if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
         violations.add(field, "is not a valid timestamp")
         return None
-    return _EPOCH + timedelta(seconds=stamp.seconds, milliseconds=stamp.nanos // 1_000_000)
+    return from_timestamp(stamp)
 
 
 def observe_time(violations: Violations, request, now: datetime) -> datetime | None:
@@ -151,7 +116,7 @@ def measure_checkin(request: checkins_pb2.RecordMeasureCheckinRequest, now: date
     violations = Violations()
     check_id(violations, "v2mom_id", request.v2mom_id)
     check_id(violations, "measure_id", request.measure_id)
-    check_value(violations, "value", request.value)
+    check_finite(violations, "value", request.value)
     check_status(violations, request.status)
     check_confidence(violations, request.HasField("confidence"), request.confidence, required=True)
     check_text(violations, "comment", request.comment, MAX_COMMENT)
@@ -180,7 +145,7 @@ def correction(request: checkins_pb2.CorrectCheckinRequest, now: datetime) -> da
     check_id(violations, "checkin_id", request.checkin_id)
     check_text(violations, "reason", request.reason, MAX_REASON, required=True)
     if request.HasField("value"):
-        check_value(violations, "value", request.value)
+        check_finite(violations, "value", request.value)
     if request.HasField("progress_percent"):
         check_percent(violations, "progress_percent", request.progress_percent)
     check_status(violations, request.status, required=False)
@@ -204,7 +169,7 @@ def list_checkins(request: checkins_pb2.ListCheckinsRequest) -> tuple[int, datet
     if request.item_id and not request.v2mom_id:
         violations.add("item_id", "needs v2mom_id: item ids are unique only within a V2MOM")
     start, end = time_range(violations, request)
-    limit = check_page_size(violations, request.page_size)
+    limit = page_size(violations, request.page_size)
     violations.raise_if_any()
     return limit, start, end
 
@@ -221,7 +186,7 @@ def stale_items(request: checkins_pb2.ListStaleItemsRequest) -> int:
     check_id(violations, "org_unit_id", request.org_unit_id, required=False)
     if bool(request.owner_id) == bool(request.org_unit_id):
         violations.add("owner_id", "set exactly one of owner_id and org_unit_id")
-    limit = check_page_size(violations, request.page_size)
+    limit = page_size(violations, request.page_size)
     violations.raise_if_any()
     return limit
 
