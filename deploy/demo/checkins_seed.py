@@ -45,7 +45,7 @@ from services.platform.core.config import AuthSettings, ConfigError, load
 from services.checkins.api import DEFAULT_ADDR
 from .checkins import Story, StoryError, V2MOMStory, load_story
 from .checkins.plan import MEASURE, Planned, plan
-from services.checkins.times import utc_now
+from services.platform.core.clock import utc_now
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0
