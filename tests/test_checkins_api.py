@@ -21,7 +21,7 @@ from services.checkins import api as checkins_api_module
 from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
 from services.checkins.staleness import advance_due
-from services.checkins.times import utc_now
+from services.platform.core.clock import utc_now
 from services.goals.directory import Directory
 from tests.conftest import served_in_process
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
@@ -60,7 +60,7 @@ def world(goals_world, checkins_api, checkins_db) -> World:
 def cycle_over(monkeypatch):
     """Moves the check-ins service's clock past the end of FY2027."""
     def move():
-        monkeypatch.setattr("services.checkins.service.now", lambda: AFTER_FY2027)
+        monkeypatch.setattr("services.checkins.service.utc_now", lambda: AFTER_FY2027)
     return move
 
 
@@ -747,6 +747,8 @@ def test_stale_items_of_an_org_unit_cover_its_subtree_and_page_with_wrapped_toke
     calls = len(reader.calls)
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(org_unit_id="nowhere"), Code.NOT_FOUND)
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(owner_id="rob", page_token=first.next_page_token),
+           Code.INVALID_ARGUMENT, "page_token")
+    expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(owner_id="rob", page_token="%%%"),
            Code.INVALID_ARGUMENT, "page_token")
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(), Code.INVALID_ARGUMENT, "owner_id")
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(owner_id="rob", org_unit_id="acme"), Code.INVALID_ARGUMENT, "owner_id")

@@ -12,7 +12,8 @@ import pytest
 
 from services.checkins import structures
 from services.checkins.handlers import Projection
-from services.checkins.progress_store import PROGRESS, ProgressReader
+from services.checkins.progress_reader import ProgressReader
+from services.checkins.progress_store import PROGRESS
 from services.checkins.staleness import ITEM_CLOCKS
 from services.platform.worker.consumer import PermanentError
 from services.platform.core.errors import Unavailable

@@ -12,7 +12,7 @@ from datetime import UTC
 import pytest
 
 from services.checkins import structures
-from services.checkins.times import to_millis
+from services.platform.core.clock import to_millis
 from services.platform.bus.events import MalformedEvent, to_wire
 from tests.helpers_checkins import *  # noqa: F403  (fixtures)
 from tests.helpers_checkins import FY2027_DATES, world_content

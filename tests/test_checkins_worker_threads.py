@@ -16,22 +16,22 @@ SCRIPT = """
 import eventlet
 eventlet.monkey_patch()
 from eventlet import tpool
-from services.checkins.goals_client import Expiring
+from services.platform.core.cache import ExpiringCache
 
-cache = Expiring(60.0)
+cache = ExpiringCache(60.0)
 
 def load():
     return "answer"
 
 def ask(n):
     # Mostly misses (an expired entry each time), so the threads keep writing over one another.
-    cache.seconds = 0.0
+    cache.ttl = 0.0
     return [cache.get(("cycle", (n + i) % 7), load) for i in range(20_000)]
 
 pool = eventlet.GreenPool(16)
 answers = [a for batch in pool.imap(lambda n: tpool.execute(ask, n), range(16)) for a in batch]
 assert answers == ["answer"] * 16 * 20_000, answers[:5]
-cache._values.clear()
+cache.clear()
 print("ok", len(answers))
 """
 

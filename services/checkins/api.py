@@ -7,15 +7,14 @@ the JWT_* variables configure it (services/platform/core/config.py).
 
 import functools
 
-from services.platform.core import logs
 from services.platform.api.auth import current_caller
+from services.platform.api.server import create_service_server, run_api
 from services.platform.core.config import Settings, load
-from services.platform.api.server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
 from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
 
 from . import progress_store, repository, staleness, structures
 from .goals_client import GoalsClient
-from .progress_store import ProgressReader
+from .progress_reader import ProgressReader
 from .repository import CheckinRepository, CycleSettingsRepository
 from .service import CheckinsService
 from .structures import StructureCache
@@ -86,21 +85,14 @@ def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
 def create_server(addr: str, settings: Settings | None = None, progress_reader=None):
     """Returns (server, port); bind to port 0 in tests to get a free one."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
-    binding = ServiceBinding(
-        checkins_pb2_grpc.add_CheckinServiceServicer_to_server,
-        CheckinServicer(build_service(settings, progress_reader)),
-        checkins_pb2.DESCRIPTOR.services_by_name["CheckinService"].full_name,
+    return create_service_server(
+        addr, settings.auth, CheckinServicer(build_service(settings, progress_reader)),
+        checkins_pb2_grpc.add_CheckinServiceServicer_to_server, checkins_pb2.DESCRIPTOR.services_by_name["CheckinService"],
     )
-    server, port, health = create_grpc_server(addr, [binding], settings.auth)
-    server.health = health
-    return server, port
 
 
 def main() -> None:
-    settings = load(SERVICE_NAME, DEFAULT_ADDR)
-    logs.configure("checkins-api", settings.log_level)
-    server, port = create_server(settings.grpc_addr, settings)
-    serve_until_signalled(server, server.health, "checkins-api", port)
+    run_api("checkins-api", SERVICE_NAME, DEFAULT_ADDR, create_server)
 
 
 if __name__ == "__main__":

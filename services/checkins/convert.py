@@ -1,19 +1,10 @@
 """Between stored documents (plain dicts, enums by name) and protobuf messages."""
 
-from datetime import datetime
+from services.platform.core.clock import to_timestamp
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from .cycles import DEFAULT_CADENCE
 from .structures import ITEM_LISTS, MEASURE, METHOD
 from v2mom.v1 import checkins_pb2, events_pb2
-
-DEFAULT_CADENCE = "CADENCE_BIWEEKLY"
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def checkin_to_proto(doc: dict) -> checkins_pb2.Checkin:
@@ -30,8 +21,8 @@ def checkin_to_proto(doc: dict) -> checkins_pb2.Checkin:
         status=checkins_pb2.CheckinStatus.Value(doc["status"]),
         comment=doc["comment"],
         completed_milestone_ids=doc["completed_milestone_ids"],
-        observe_time=timestamp(doc["observe_time"]),
-        record_time=timestamp(doc["record_time"]),
+        observe_time=to_timestamp(doc["observe_time"]),
+        record_time=to_timestamp(doc["record_time"]),
         supersedes_id=doc.get("supersedes_id", ""),
         correction_reason=doc.get("correction_reason", ""),
         superseded_by_id=doc.get("superseded_by_id", ""),

@@ -8,19 +8,18 @@ UNAVAILABLE with a message a client can act on.
 """
 
 import logging
-import time
-from collections.abc import Callable
 from datetime import date
 
 import grpc
 
+from services.platform.api.client import ServiceClient
+from services.platform.core.cache import ExpiringCache
+from services.platform.core.clock import from_date_proto
 from services.platform.core.config import AuthSettings
 from services.platform.core.errors import Unavailable
-from services.platform.api.client import ServiceClient
+from services.platform.core.validation import is_id
 
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
-
-from .validation import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -44,44 +43,13 @@ class GoalsRefused(RuntimeError):
     """
 
 
-class Expiring:
-    """Remembers one loader's result per key for a few seconds.
-
-    No lock: a single dict read or write is atomic, and two threads loading
-    the same key at once both ask goals, which is harmless. A lock would be
-    worse than useless in checkins-worker, which calls goals from eventlet's
-    real OS threads (tpool): there ``threading.Lock`` is monkey-patched into a
-    green lock, and contending for it from two OS threads kills the hub
-    ("greenlet.error: Cannot switch to a different thread").
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._values: dict = {}
-
-    def get(self, key, load: Callable):
-        hit = self._values.get(key)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
-        return self.refresh(key, load)
-
-    def last(self, key, default=None):
-        """The last value loaded for key, however old (default when none ever was)."""
-        hit = self._values.get(key)
-        return default if hit is None else hit[0]
-
-    def refresh(self, key, load: Callable):
-        value = load()
-        self._values[key] = (value, time.monotonic() + self.seconds)
-        return value
-
-
 class GoalsClient:
     def __init__(self, addr: str, auth: AuthSettings):
         self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "checkins")
-        self._cycles = Expiring(CYCLES_SECONDS)
-        self._org_units = Expiring(ORG_UNITS_SECONDS)
-        self._people = Expiring(PERSON_SECONDS)
+        # ExpiringCache is lock-free: checkins-worker calls goals from eventlet's real OS threads (tpool).
+        self._cycles = ExpiringCache(CYCLES_SECONDS)
+        self._org_units = ExpiringCache(ORG_UNITS_SECONDS)
+        self._people = ExpiringCache(PERSON_SECONDS)
 
     def published_v2mom(self, v2mom_id: str) -> goals_pb2.V2MOM | None:
         """The published version (state PUBLISHED or ARCHIVED); None when unknown or never published.
@@ -124,7 +92,7 @@ class GoalsClient:
         unreachable the last answer stands, however old; with none, this
         raises UNAVAILABLE and the caller decides.
         """
-        if not ID_PATTERN.match(person_id):
+        if not is_id(person_id):
             return None  # not a directory id: goals cannot know them, and would refuse to look
         try:
             return self._people.get(person_id, lambda: self._load_person_active(person_id))
@@ -176,7 +144,7 @@ class GoalsClient:
     def _load_cycles(self) -> dict[str, tuple[date, date]]:
         response = self._call("ListCycles", goals_pb2.ListCyclesRequest())
         return {
-            cycle.id: (_to_date(cycle.start_date), _to_date(cycle.end_date))
+            cycle.id: (from_date_proto(cycle.start_date), from_date_proto(cycle.end_date))
             for cycle in response.cycles
         }
 
@@ -195,7 +163,3 @@ class GoalsClient:
             if parent_id in children:
                 children[parent_id].append(unit_id)
         return children
-
-
-def _to_date(value) -> date:
-    return date(value.year, value.month, value.day)

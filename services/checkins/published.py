@@ -7,10 +7,10 @@ so both roads lead to the same value.
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.platform.core.clock import from_timestamp, to_millis
 from v2mom.v1 import events_pb2, goals_pb2
 
 from .progress import MEASURE, METHOD
-from .times import from_timestamp, to_millis
 
 
 @dataclass(frozen=True)

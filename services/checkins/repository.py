@@ -29,6 +29,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, outbox_index
 from services.platform.core.ids import new_id
+from services.platform.core.paging import bad_token
 from services.platform.store.mongo import Index
 
 from .cycles import cadence_name
@@ -128,6 +129,25 @@ class CheckinRepository:
                 ],
             }
         return list(self.collection.find(query, WITHOUT_OUTBOX).sort(NEWEST_FIRST).limit(limit))
+
+
+def page_position(checkin: dict) -> list:
+    """Where a list resumes after this check-in, as a page token carries it (JSON)."""
+    return [checkin["observe_time"].isoformat(), checkin["record_time"].isoformat(), checkin["_id"]]
+
+
+def parse_page_position(position) -> tuple[datetime, datetime, str] | None:
+    """A page token's position back as (observe time, record time, id); INVALID_ARGUMENT unless page_position made it."""
+    if position is None:
+        return None
+    try:
+        observed, recorded, last_id = position
+        observed, recorded = datetime.fromisoformat(observed), datetime.fromisoformat(recorded)
+    except (TypeError, ValueError):
+        raise bad_token() from None
+    if not isinstance(last_id, str) or observed.tzinfo is None or recorded.tzinfo is None:
+        raise bad_token()
+    return observed, recorded, last_id
 
 
 def checkin_query(

@@ -35,7 +35,7 @@ check in.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
 from services.platform.store.mongo import Index

@@ -36,9 +36,9 @@ from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.errors import FailedPrecondition, NotFound, PreconditionViolation
 from services.platform.bus.events import MalformedEvent
+from services.platform.core.clock import from_timestamp
 
 from .goals_client import GoalsClient
-from .times import from_timestamp
 from v2mom.v1 import events_pb2, goals_pb2
 
 STRUCTURES = "structures"

@@ -23,6 +23,7 @@ from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 
 from services.platform.core import config as config_module  # noqa: E402
+from services.platform.core.clock import utc_now  # noqa: E402
 from services.platform.worker.blocking import call_blocking  # noqa: E402
 from services.platform.core.config import env_float, env_int, load as load_settings  # noqa: E402
 from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
@@ -35,7 +36,6 @@ from . import events, progress_store, staleness  # noqa: E402
 from .goals_client import GoalsClient  # noqa: E402
 from .handlers import Projection  # noqa: E402
 from .repository import CHECKINS  # noqa: E402
-from .times import utc_now  # noqa: E402
 
 SERVICE = events.SERVICE
 # What this worker's own writes put events in (the check-ins' outbox is filled by checkins-api).
