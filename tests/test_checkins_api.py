@@ -20,7 +20,7 @@ import pytest
 from services.checkins import api as checkins_api_module
 from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
-from services.checkins.staleness import advance_due
+from services.checkins.clock_store import advance_due
 from services.platform.core.clock import utc_now
 from services.goals.directory import Directory
 from tests.conftest import served_in_process

@@ -8,19 +8,11 @@ import pymongo
 import pytest
 
 from services.checkins import staleness, structures
-from services.checkins.handlers import Projection
+from services.checkins.clock_store import ITEM_CLOCKS, advance_due, reschedule_cycle
 from services.checkins.cycles import cadence_name
+from services.checkins.handlers import Projection
 from services.checkins.progress_reader import ProgressReader
-from services.checkins.staleness import (
-    FRESH,
-    ITEM_CLOCKS,
-    OVERDUE,
-    STALE,
-    advance,
-    advance_due,
-    next_look,
-    reschedule_cycle,
-)
+from services.checkins.staleness import FRESH, OVERDUE, STALE, advance, next_look
 from services.checkins.published import PublishedV2MOM
 from services.platform.core.errors import Unavailable
 from tests.helpers_checkins_events import (

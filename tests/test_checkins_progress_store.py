@@ -14,7 +14,7 @@ from services.checkins import structures
 from services.checkins.handlers import Projection
 from services.checkins.progress_reader import ProgressReader
 from services.checkins.progress_store import PROGRESS
-from services.checkins.staleness import ITEM_CLOCKS
+from services.checkins.clock_store import ITEM_CLOCKS
 from services.platform.worker.consumer import PermanentError
 from services.platform.core.errors import Unavailable
 from services.platform.bus.events import MalformedEvent

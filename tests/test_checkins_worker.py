@@ -18,7 +18,7 @@ from google.protobuf import field_mask_pb2
 
 from services.checkins import events as checkin_events
 from services.checkins.progress_store import PROGRESS
-from services.checkins.staleness import ITEM_CLOCKS
+from services.checkins.clock_store import ITEM_CLOCKS
 from services.platform.bus.events import to_wire
 from services.platform.bus.outbox import new_document_with_events
 from tests.catalogue import validate_event

@@ -24,7 +24,7 @@ import pytest
 from services.checkins.api import create_server as create_checkins_server
 from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
-from services.checkins.staleness import advance_due
+from services.checkins.clock_store import advance_due
 from services.platform.core.clock import utc_now
 from deploy.demo.goals import load_org
 from services.platform.core.config import load

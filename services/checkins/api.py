@@ -12,7 +12,7 @@ from services.platform.api.server import create_service_server, run_api
 from services.platform.core.config import Settings, load
 from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
 
-from . import progress_store, repository, staleness, structures
+from . import clock_store, progress_store, repository, structures
 from .goals_client import GoalsClient
 from .progress_reader import ProgressReader
 from .repository import CheckinRepository, CycleSettingsRepository
@@ -74,11 +74,11 @@ def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
     db = connect(settings.mongo_uri, "checkins-api")[settings.database_name]
     drop_retired_indexes(db, repository.RETIRED_INDEXES)
     # The reader's indexes too: the API may start before the worker that also creates them.
-    ensure_indexes(db, repository.INDEXES + structures.INDEXES + progress_store.INDEXES + staleness.INDEXES)
+    ensure_indexes(db, repository.INDEXES + structures.INDEXES + progress_store.INDEXES + clock_store.INDEXES)
     goals = GoalsClient(settings.goals_addr, settings.auth)
     return CheckinsService(
         CheckinRepository(db), CycleSettingsRepository(db), StructureCache(db, goals), goals,
-        progress_reader or ProgressReader(db), functools.partial(staleness.reschedule_cycle, db),
+        progress_reader or ProgressReader(db), functools.partial(clock_store.reschedule_cycle, db),
     )
 
 

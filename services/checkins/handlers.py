@@ -20,13 +20,13 @@ from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
+from .clock_store import Clocks
 from .cycles import cadence_name, cycle_window
 from .goals_client import GoalsClient
 from .progress_doc import CheckinFacts, child_report
 from .progress_store import ProgressStore
 from .published import PublishedV2MOM
 from .repository import CheckinRepository, CycleSettingsRepository
-from .staleness import Clocks
 from .versioned import WriteConflict
 
 log = logging.getLogger(__name__)

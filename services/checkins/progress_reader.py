@@ -11,9 +11,10 @@ from datetime import datetime
 from services.platform.core.clock import to_date_proto, to_timestamp, utc_now
 from v2mom.v1 import checkins_pb2
 
+from .clock_store import Clocks
 from .progress_doc import ProgressDoc, past_due
 from .progress_store import ProgressStore
-from .staleness import OVERDUE, STALE_STATES, Clocks, stale_item
+from .staleness import OVERDUE, STALE_STATES, stale_item
 
 MAX_TREE_DEPTH = 10
 

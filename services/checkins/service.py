@@ -75,7 +75,7 @@ class CheckinsService:
         # The worker's projection (progress, item_clocks), read-only here...
         self.progress_reader = progress
         # ...but for this: after a cadence change, the cycle's running clocks must be looked at again
-        # (staleness.reschedule_cycle), or a shorter cadence would wait for each clock's old next look.
+        # (clock_store.reschedule_cycle), or a shorter cadence would wait for each clock's old next look.
         self.reschedule_clocks = reschedule_clocks
 
     # --- who is calling ----------------------------------------------------------------------

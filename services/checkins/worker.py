@@ -32,14 +32,14 @@ from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.bus.outbox import outbox_index  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
-from . import events, progress_store, staleness  # noqa: E402
+from . import clock_store, events, progress_store  # noqa: E402
 from .goals_client import GoalsClient  # noqa: E402
 from .handlers import Projection  # noqa: E402
 from .repository import CHECKINS  # noqa: E402
 
 SERVICE = events.SERVICE
 # What this worker's own writes put events in (the check-ins' outbox is filled by checkins-api).
-WRITTEN_HERE = (progress_store.PROGRESS, staleness.ITEM_CLOCKS)
+WRITTEN_HERE = (progress_store.PROGRESS, clock_store.ITEM_CLOCKS)
 RELAY_INTERVAL = load_settings(SERVICE).relay_interval_seconds
 STALENESS_INTERVAL = env_float("STALENESS_INTERVAL_SECONDS", 60.0)
 STALENESS_BATCH = env_int("STALENESS_BATCH", 500)
@@ -53,7 +53,7 @@ class ProjectionProvider(DependencyProvider):
         self.client = connect(settings.mongo_uri, f"{SERVICE}-worker")
         database = self.client[settings.database_name]
         # The relay reads the API's check-ins too: it needs their outbox index even if the API never ran.
-        ensure_indexes(database, progress_store.INDEXES + staleness.INDEXES + [outbox_index(CHECKINS)])
+        ensure_indexes(database, progress_store.INDEXES + clock_store.INDEXES + [outbox_index(CHECKINS)])
         self.goals = GoalsClient(settings.goals_addr, settings.auth)
         # grpcio's C core would block every green thread during a call: goals is asked from a real thread.
         self.projection = Projection(database, self.goals, call_goals=call_blocking)
@@ -72,7 +72,7 @@ class CheckinsWorker:
     projection = ProjectionProvider()
     # A check-in's only event is the one it is inserted with (a correction links it, silently).
     relay = OutboxRelayProvider(
-        SERVICE, [CHECKINS, progress_store.PROGRESS, staleness.ITEM_CLOCKS], append_once=frozenset({CHECKINS})
+        SERVICE, [CHECKINS, progress_store.PROGRESS, clock_store.ITEM_CLOCKS], append_once=frozenset({CHECKINS})
     )
 
     @timer(interval=RELAY_INTERVAL)
@@ -82,7 +82,7 @@ class CheckinsWorker:
 
     @timer(interval=STALENESS_INTERVAL)
     def advance_staleness(self):
-        staleness.advance_due(self.projection.db, utc_now(), STALENESS_BATCH)
+        clock_store.advance_due(self.projection.db, utc_now(), STALENESS_BATCH)
         self.relay.kick(WRITTEN_HERE)
 
     # Each handler kicks the relay for what it wrote: its events leave now, not at the next tick.
