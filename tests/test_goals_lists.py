@@ -1,10 +1,11 @@
 """ListV2MOMs filters, paging and visibility; the directory RPCs (people, org units, cycles)."""
 
 import pytest
+from grpc import StatusCode as Code
 
 from tests.helpers_goals import (  # noqa: F401  (fixtures)
     ADMIN, CEO, DEPARTMENT, FY2027, FY2028, MANAGER, OWNER, PEER, PEOPLE, SKIP, TEAM, TEAMMATE, UNITS,
-    goals, isolated_goals, valid_content,
+    expect, goals, isolated_goals, valid_content,
 )
 from v2mom.v1 import common_pb2, goals_pb2
 
@@ -126,6 +127,24 @@ def test_paging_keeps_the_filters(isolated_goals):
     goals.create(cycle_id=goals.new_cycle())  # another cycle: never listed
     seen, _ = page_through(goals.client(ADMIN), S.ListV2MOMsRequest(cycle_id=cycle_id, page_size=1))
     assert sorted(seen) == sorted(wanted)
+
+
+def test_a_token_works_only_for_the_list_and_filters_it_came_from(isolated_goals):
+    goals = isolated_goals
+    cycle_id = goals.new_cycle()
+    for person in (OWNER, TEAMMATE):
+        goals.create(owner=person, cycle_id=cycle_id, content=valid_content(person))
+    client = goals.client(ADMIN)
+    token = client.ListV2MOMs(S.ListV2MOMsRequest(cycle_id=cycle_id, page_size=1)).next_page_token
+    assert token
+    for call, request in (
+        (client.ListV2MOMs, S.ListV2MOMsRequest(cycle_id=goals.new_cycle(), page_token=token)),
+        (client.ListV2MOMs, S.ListV2MOMsRequest(page_token=token)),
+        (client.ListPeople, S.ListPeopleRequest(page_token=token)),
+        (client.ListOrgUnits, S.ListOrgUnitsRequest(page_token=token)),
+        (client.ListPendingApprovals, S.ListPendingApprovalsRequest(page_token=token)),
+    ):
+        expect(call, request, Code.INVALID_ARGUMENT, "page_token")
 
 
 def test_default_page_size_is_50(isolated_goals):

@@ -245,8 +245,9 @@ def token_of(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
+# "wrI=" is "²": str.isdigit() took it for a revision number that int() then refused (INTERNAL).
 BAD_TOKENS = {"not_base64": "%%%", "bad_padding": "abc", "not_utf8": token_of(b"\xff\xfe\xfd"),
-              "operator": token_of(b'{"$gt": ""}'), "newline": token_of(b"v2m\n")}
+              "operator": token_of(b'{"$gt": ""}'), "newline": token_of(b"v2m\n"), "superscript_two": "wrI="}
 PAGED = {
     "ListV2MOMs": lambda **kw: goals_pb2.ListV2MOMsRequest(**kw),
     "ListPendingApprovals": lambda **kw: goals_pb2.ListPendingApprovalsRequest(**kw),

@@ -35,17 +35,14 @@ from tqdm import tqdm
 
 from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import AuthSettings, ConfigError, Settings, load, load_auth
-from services.platform.api.server import ServiceBinding, create_server
 from services.platform.store.mongo import connect, ensure_indexes
 from v2mom_format import yaml_content
 
 from services.goals import directory as directory_module
 from services.goals import repository as repository_module
-from services.goals.api import GoalServicer
+from services.goals.api import create_server_on
 from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans
 from services.goals.directory import Directory
-from services.goals.repository import V2MOMRepository
-from services.goals.service import GoalsService
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0
@@ -301,13 +298,7 @@ def _goals_api(db: Database, auth: AuthSettings, address: str | None) -> Iterato
     if address:
         yield address
         return
-    service = GoalsService(V2MOMRepository(db), Directory(db, cache_seconds=0))
-    binding = ServiceBinding(
-        goals_pb2_grpc.add_GoalServiceServicer_to_server,
-        GoalServicer(service),
-        goals_pb2.DESCRIPTOR.services_by_name["GoalService"].full_name,
-    )
-    server, port, _ = create_server("127.0.0.1:0", [binding], auth)
+    server, port = create_server_on(db, "127.0.0.1:0", auth, directory_cache_seconds=0)
     server.start()
     try:
         yield f"127.0.0.1:{port}"

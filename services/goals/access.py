@@ -9,11 +9,21 @@ from services.platform.api.auth import Caller
 from services.platform.core.errors import NotFound, PermissionDenied
 
 from .directory import Directory
+from .lifecycle import APPROVER, EDITOR, SUBMITTED
 
 
 class Access:
     def __init__(self, directory: Directory):
         self.directory = directory
+
+    def require_active(self, caller: Caller) -> Caller:
+        """A leaver's token may still be valid for hours; their access ends when HR says so."""
+        if caller.has_role("service"):
+            return caller
+        person = self.directory.person(caller.person_id)
+        if person is not None and not person.get("active", True):
+            raise PermissionDenied(f"{caller.person_id} is no longer active in the directory")
+        return caller
 
     def sees_working_copy(self, caller: Caller, doc: dict) -> bool:
         if caller.is_admin or caller.person_id == doc["owner_id"]:
@@ -44,13 +54,21 @@ class Access:
             raise PermissionDenied(f"only the owner or an admin may change v2mom {v2mom_id!r}")
         return doc
 
+    def require_actor(self, taken_by: str, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
+        """The V2MOM, if the caller is who may take a lifecycle action (lifecycle.EDITOR or APPROVER) on it."""
+        if taken_by == EDITOR:
+            return self.require_editor(caller, doc, v2mom_id)
+        if taken_by == APPROVER:
+            return self.require_approver(caller, doc, v2mom_id)
+        raise ValueError(f"no such actor {taken_by!r}")
+
     def require_approver(self, caller: Caller, doc: dict | None, v2mom_id: str) -> dict:
         doc = self.require_working_copy(caller, doc, v2mom_id)
         if caller.person_id == doc["owner_id"]:
             raise PermissionDenied("nobody may approve their own V2MOM")
         # Outside a submission the stored approver is stale or unset: ask who would approve it now,
         # so the would-be approver hears "not submitted" rather than "not you".
-        approver = doc.get("approver_id") if doc["state"] == "V2MOM_STATE_SUBMITTED" else self.approver_for(doc)
+        approver = doc.get("approver_id") if doc["state"] == SUBMITTED else self.approver_for(doc)
         if caller.is_admin or (approver and caller.person_id == approver):
             return doc
         raise PermissionDenied(f"v2mom {v2mom_id!r} is for {approver or 'an admin'} to approve, not you")

@@ -1,45 +1,30 @@
 """Between stored documents (plain dicts, dates as 'YYYY-MM-DD') and protobuf messages."""
 
-from datetime import date, datetime
+from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
+from services.platform.core.clock import from_date_proto, to_date_proto, to_timestamp
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
 # --- scalars -----------------------------------------------------------------
 
 
-def date_to_str(value: date_pb2.Date) -> str | None:
-    if value.year == 0 and value.month == 0 and value.day == 0:
-        return None
-    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-
-
-def str_to_date(value: str | None) -> date_pb2.Date | None:
-    if not value:
-        return None
-    parsed = date.fromisoformat(value)
-    return date_pb2.Date(year=parsed.year, month=parsed.month, day=parsed.day)
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+def stored_date(value: date_pb2.Date) -> str | None:
+    """Dates are stored as 'YYYY-MM-DD'; None when unset. Only for validated requests."""
+    day = from_date_proto(value)
+    return day.isoformat() if day else None
 
 
 def _set_date(message, field: str, value: str | None) -> None:
-    converted = str_to_date(value)
-    if converted is not None:
-        getattr(message, field).CopyFrom(converted)
+    # Left unset rather than set to an empty Date: clients test presence with HasField.
+    if value:
+        getattr(message, field).CopyFrom(to_date_proto(value))
 
 
 def _set_time(message, field: str, value: datetime | None) -> None:
     if value is not None:
-        getattr(message, field).CopyFrom(timestamp(value))
+        getattr(message, field).CopyFrom(to_timestamp(value))
 
 
 def enum_name(enum_type, number: int) -> str:
@@ -75,10 +60,10 @@ def method_to_doc(method: goals_pb2.Method) -> dict:
         "responsible_ids": list(method.responsible_ids),
         "consulted_ids": list(method.consulted_ids),
         "informed_ids": list(method.informed_ids),
-        "start_date": date_to_str(method.start_date),
-        "due_date": date_to_str(method.due_date),
+        "start_date": stored_date(method.start_date),
+        "due_date": stored_date(method.due_date),
         "milestones": [
-            {"id": m.id, "title": m.title, "due_date": date_to_str(m.due_date), "done": m.done}
+            {"id": m.id, "title": m.title, "due_date": stored_date(m.due_date), "done": m.done}
             for m in method.milestones
         ],
         "weight": method.weight,
@@ -106,7 +91,7 @@ def measure_to_doc(measure: goals_pb2.Measure) -> dict:
         "baseline": measure.baseline if measure.HasField("baseline") else None,
         "target": measure.target if measure.HasField("target") else None,
         "direction": enum_name(goals_pb2.Direction, measure.direction),
-        "due_date": date_to_str(measure.due_date),
+        "due_date": stored_date(measure.due_date),
         "method_ids": list(measure.method_ids),
         "owner_id": measure.owner_id,
         "weight": measure.weight,

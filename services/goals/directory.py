@@ -5,16 +5,13 @@ manager chain, and the directory changes rarely (HRIS sync), so a few seconds
 of staleness buys a round-trip per lookup.
 """
 
-import threading
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.store.mongo import Index
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
+from services.platform.core.cache import ExpiringCache
+from services.platform.core.clock import utc_now
+from services.platform.store.mongo import Index
 
 from . import convert
 from .events import org_unit_event, person_event
@@ -35,33 +32,11 @@ INDEXES = [
 MAX_CHAIN = 50  # a manager loop in bad HRIS data must not hang a request
 
 
-class TtlCache:
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl_seconds
-        self.clock = clock
-        self._entries: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, key, load):
-        now = self.clock()
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
-        with self._lock:
-            self._entries[key] = (now + self.ttl, value)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
 class Directory:
     def __init__(self, db: Database, cache_seconds: float = 5.0):
         self.db = db
-        self.cache = TtlCache(cache_seconds)
+        # 0 caches nothing: an answer expires the moment it is loaded.
+        self.cache = ExpiringCache(cache_seconds)
 
     # --- reads -------------------------------------------------------------
 
@@ -101,7 +76,7 @@ class Directory:
 
         return self.cache.get(("reports", manager_id), load)
 
-    def list_people(self, org_unit_id: str, manager_id: str, after: str, limit: int) -> list[dict]:
+    def list_people(self, org_unit_id: str, manager_id: str, after: str | None, limit: int) -> list[dict]:
         query: dict = {}
         if org_unit_id:
             query["org_unit_id"] = org_unit_id
@@ -111,7 +86,7 @@ class Directory:
             query["_id"] = {"$gt": after}
         return list(self.db[PEOPLE].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
 
-    def list_org_units(self, parent_id: str, after: str, limit: int) -> list[dict]:
+    def list_org_units(self, parent_id: str, after: str | None, limit: int) -> list[dict]:
         query: dict = {}
         if parent_id:
             query["parent_id"] = parent_id
@@ -164,7 +139,7 @@ class Directory:
             if existing and all(existing.get(k) == v for k, v in fields.items()):
                 return False
             revision = (existing or {}).get("revision", 0) + 1
-            document = {"_id": record_id, **fields, "revision": revision, "updated_at": datetime.now(UTC)}
+            document = {"_id": record_id, **fields, "revision": revision, "updated_at": utc_now()}
             if self._write(collection, existing, document, make_event(document, existing)):
                 self.cache.clear()
                 return True

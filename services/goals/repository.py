@@ -2,15 +2,18 @@
 
 Every change is one conditional update on (_id, revision): the new state, the
 history entry and the events commit together or not at all, and a writer
-holding a stale revision gets nothing (optimistic concurrency).
+holding a stale revision gets nothing (optimistic concurrency). Every query
+on the ``v2moms`` collection is built here.
 """
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.store.mongo import Index
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
+from services.platform.store.mongo import Index
+
+from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 
 V2MOMS = "v2moms"
 
@@ -89,7 +92,24 @@ class V2MOMRepository:
         except DuplicateKeyError:
             raise SlotTaken() from None
 
-    def find(self, query: dict, after: str, limit: int) -> list[dict]:
+    def list_page(
+        self, filters: dict, state: str | None, working_owner_ids: list[str] | None, after: str | None, limit: int
+    ) -> list[dict]:
+        """ListV2MOMs: filters are field -> value ("" matches all); working_owner_ids None means an admin, who sees all."""
+        query: dict = {field: value for field, value in filters.items() if value}
+        if working_owner_ids is None:
+            if state:
+                query["state"] = state
+        else:
+            query["$or"] = _visible_clauses(working_owner_ids, state)
+        return self._page(query, after, limit)
+
+    def pending_approval_page(self, approver_ids: list[str], caller_id: str, after: str | None, limit: int) -> list[dict]:
+        """Submitted V2MOMs waiting for one of approver_ids ("" is any admin), except the caller's own."""
+        query = {"state": SUBMITTED, "approver_id": {"$in": approver_ids}, "owner_id": {"$ne": caller_id}}
+        return self._page(query, after, limit)
+
+    def _page(self, query: dict, after: str | None, limit: int) -> list[dict]:
         if after:
             query = {**query, "_id": {"$gt": after}}
         return list(self.collection.find(query, SUMMARY).sort("_id", 1).limit(limit))
@@ -100,3 +120,22 @@ class V2MOMRepository:
     def parent_of(self, v2mom_id: str) -> str | None:
         doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})
         return doc.get("parent_id") if doc else None
+
+
+def _visible_clauses(working_owner_ids: list[str], state: str | None) -> list[dict]:
+    """What a non-admin may list, filtered on the state they will be shown.
+
+    Someone who sees only the published version sees PUBLISHED (or ARCHIVED), never
+    the draft behind it, so a state filter must match that, not the stored state.
+    """
+    working = {"owner_id": {"$in": working_owner_ids}}
+    public = {"owner_id": {"$nin": working_owner_ids}, "published_revision": {"$gt": 0}}
+    if state:
+        working["state"] = state
+    if state == PUBLISHED:
+        public["state"] = {"$ne": ARCHIVED}
+    elif state == ARCHIVED:
+        public["state"] = ARCHIVED
+    elif state:
+        return [working]
+    return [working, public]

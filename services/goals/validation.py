@@ -1,23 +1,17 @@
-"""Structural checks on requests: sizes, formats, links and references.
+"""Structural checks on V2MOM content: sizes, links inside it, and people references.
 
 These are INVALID_ARGUMENT (the request can never succeed as sent); quality
-advice lives in lint.py. Limits are the ones named in goals.proto.
+advice lives in lint.py. The shapes (ids, text, enums, numbers, dates) are the
+kernel's (services/platform/core/validation.py); the limits here are the ones
+named in goals.proto.
 """
-
-import math
-import re
-from datetime import date
-
-from google.type import date_pb2
 
 from services.platform.core.errors import Violations
 from services.platform.core.ids import new_id
+from services.platform.core.validation import check_date, check_enum, check_id, check_number, check_text, is_id
 
-from v2mom.v1 import common_pb2, goals_pb2
+from v2mom.v1 import goals_pb2
 
-# \Z, not $: "$" also matches before a trailing newline, which let "olive\n" pass as an id.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
-MAX_ID = 64
 MAX_TITLE = 200
 MAX_NAME = 120
 MAX_VISION = 2000
@@ -29,55 +23,20 @@ MAX_VALUES = 5
 MAX_ITEMS = 20
 MAX_LINKED_VALUES = 5
 MAX_PEOPLE_PER_ROLE = 20
-MAX_PAGE_SIZE = 200
-# Status details travel in gRPC trailers (hard limit 16 KiB): hundreds of violations
-# would turn a clean INVALID_ARGUMENT into a dropped stream, so report the first ones.
-DEFAULT_PAGE_SIZE = 50
 
 
-def check_id(violations: Violations, field: str, value: str, required: bool = True) -> None:
-    if not value:
-        if required:
-            violations.add(field, "is required")
-        return
-    if not ID_PATTERN.match(value):
-        violations.add(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+def require_id(field: str, value: str) -> None:
+    """INVALID_ARGUMENT now unless value is a well-formed id."""
+    violations = Violations()
+    check_id(violations, field, value)
+    violations.raise_if_any()
 
 
-def check_text(violations: Violations, field: str, value: str, limit: int, required: bool = False) -> None:
-    if required and not value.strip():
-        violations.add(field, "is required")
-    violations.max_len(field, value, limit)
-
-
-def check_enum(violations: Violations, field: str, enum_type, value: int, required: bool = False) -> None:
-    if value not in enum_type.values():
-        violations.add(field, f"unknown value {value}")
-    elif required and value == 0:
-        violations.add(field, "is required")
-
-
-def check_date(violations: Violations, field: str, value: date_pb2.Date) -> str | None:
-    if (value.year, value.month, value.day) == (0, 0, 0):
-        return None
-    try:
-        return date(value.year, value.month, value.day).isoformat()
-    except ValueError:
-        violations.add(field, f"is not a valid date ({value.year:04d}-{value.month:02d}-{value.day:02d})")
-        return None
-
-
-def check_number(violations: Violations, field: str, value: float, low=None, high=None) -> None:
-    if not math.isfinite(value):
-        violations.add(field, "must be a finite number")
-    elif (low is not None and value < low) or (high is not None and value > high):
-        violations.add(field, f"must be between {low} and {high}")
-
-
-def page_size(violations: Violations, value: int) -> int:
-    if value < 0 or value > MAX_PAGE_SIZE:
-        violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-    return value or DEFAULT_PAGE_SIZE
+def require_reason(field: str, text: str, required: bool) -> None:
+    """INVALID_ARGUMENT now for a missing (when required) or oversized reason."""
+    violations = Violations()
+    check_text(violations, field, text, MAX_REASON, required=required)
+    violations.raise_if_any()
 
 
 def check_content(violations: Violations, content: goals_pb2.V2MOMContent, person_exists, prefix: str = "content") -> None:
@@ -132,7 +91,7 @@ def _check_person(violations: Violations, field: str, person_id: str, person_exi
     if not person_id:
         return
     check_id(violations, field, person_id)
-    if ID_PATTERN.match(person_id) and not person_exists(person_id):
+    if is_id(person_id) and not person_exists(person_id):
         violations.add(field, f"unknown person {person_id!r}")
 
 
@@ -191,6 +150,3 @@ def assign_ids(content: dict) -> dict:
             milestone["id"] = milestone["id"] or new_id("mil")
     return content
 
-
-def level_name(level: int) -> str:
-    return common_pb2.OrgLevel.Name(level)

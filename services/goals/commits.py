@@ -1,0 +1,61 @@
+"""Committing one change to a V2MOM: the new state, its history entry and its event, in one write.
+
+Shared by the use cases that change a V2MOM (authoring.py, workflow.py).
+"""
+
+from datetime import datetime
+
+from services.platform.api.auth import Caller
+from services.platform.core.errors import Aborted
+
+from . import convert, events, lifecycle
+from .repository import V2MOMRepository
+
+EVENT_OF = {
+    lifecycle.UPDATE.name: events.V2MOM_UPDATED,
+    lifecycle.SUBMIT.name: events.V2MOM_SUBMITTED,
+    lifecycle.APPROVE.name: events.V2MOM_APPROVED,
+    lifecycle.REQUEST_CHANGES.name: events.V2MOM_CHANGES_REQUESTED,
+    lifecycle.ARCHIVE.name: events.V2MOM_ARCHIVED,
+}
+
+
+def history_entry(doc: dict, action: str, caller: Caller, stamp: datetime, reason: str, changed: list[str]) -> dict:
+    """The revision as it stands after ``action``: who, when, why, and the content then."""
+    return {
+        "revision": doc["revision"],
+        "action": action,
+        "actor_id": caller.person_id,
+        "at": stamp,
+        "reason": reason,
+        "changed_paths": changed,
+        "state": doc["state"],
+        "content": doc["content"],
+    }
+
+
+def commit(
+    repository: V2MOMRepository,
+    caller: Caller,
+    doc: dict,
+    action: lifecycle.Action,
+    changes: dict,
+    stamp: datetime,
+    reason: str = "",
+    changed: list[str] | None = None,
+    unset: tuple[str, ...] = (),
+) -> dict:
+    """Applies ``changes`` and the state ``action`` leads to on top of the revision in ``doc``.
+
+    ABORTED if someone else changed the V2MOM meanwhile.
+    """
+    changed = changed or []
+    changes = {**changes, "state": lifecycle.state_after(action, doc["state"])}
+    after = {**doc, **changes, "revision": doc["revision"] + 1}
+    entry = history_entry(after, action.name, caller, stamp, reason, changed)
+    data = convert.event_data(after, caller.person_id, doc["state"], reason=reason, changed_paths=changed)
+    event = events.v2mom_event(EVENT_OF[action.name], data)
+    saved = repository.apply(doc["_id"], doc["revision"], changes, entry, [event], unset)
+    if saved is None:
+        raise Aborted(f"v2mom {doc['_id']!r} changed while you were working on it; read it again and retry")
+    return saved
