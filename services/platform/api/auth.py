@@ -1,7 +1,7 @@
 """JWT authentication for gRPC servers and clients.
 
 Every call carries ``authorization: Bearer <JWT>`` with claims ``sub`` (the
-person id) and ``roles``. The interceptor in grpc_server.py verifies it and
+person id) and ``roles``. The interceptor in server.py verifies it and
 makes the caller available to handlers through ``current_caller()``.
 """
 
