@@ -218,7 +218,7 @@ def scrape(port: int) -> tuple[float, bytes]:
 
 
 def raw_find(db) -> tuple[float, int]:
-    """The collector's two reads (org.OrgTree.load, engagement.read), driver only."""
+    """The collector's two reads (store.org_tree, store.aggregates), driver only."""
     started = time.perf_counter()
     units = list(db.units.find({"revision": {"$gt": 0}}, {"name": 1, "level": 1, "parent_id": 1, "members": 1}))
     aggregates = list(db.aggregates.find({}, {"recent": 0}))

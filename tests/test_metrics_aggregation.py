@@ -389,8 +389,7 @@ def test_history_keeps_one_snapshot_per_week(metrics_db, org):
     written = {}
     history.refresh(metrics_db, now=NOW, written=written)
     assert history.refresh(metrics_db, now=NOW, written=written) == 0, "unchanged numbers were written again"
-    from services.metrics.org import OrgTree
-    weeks = history.weeks(metrics_db, OrgTree.load(metrics_db), "acme", CYCLE, "subtree")
+    weeks = history.weeks(metrics_db, store.org_tree(metrics_db), "acme", CYCLE, "subtree")
     assert [week for week, _, _ in weeks] == ["2026-W47", "2026-W48"]
     assert weeks[-1][1].headcount == 6 and weeks[-1][2].headcount == 1
 

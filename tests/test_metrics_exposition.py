@@ -123,7 +123,7 @@ def promtool_check(text: str) -> None:
                          ids=["small-org-with-oddities", "bench-shaped", "empty"])
 def test_engagement_text_is_the_collectors_byte_for_byte(metrics_db, build):
     build(metrics_db)
-    snapshot = engagement.read(metrics_db, NOW)
+    snapshot = engagement.snapshot(NOW, store.org_tree(metrics_db), store.aggregates(metrics_db))
     old = generate_latest(reference(metrics_db)).decode()
     new = render_engagement(snapshot)
     assert new == old
@@ -134,7 +134,7 @@ def test_engagement_text_is_the_collectors_byte_for_byte(metrics_db, build):
 def test_the_oddities_are_really_there(metrics_db):
     """The equivalence above covers escaped names, left-out ratios, both cycles and the histogram."""
     small_org_with_oddities(metrics_db)
-    text = render_engagement(engagement.read(metrics_db, NOW))
+    text = render_engagement(engagement.snapshot(NOW, store.org_tree(metrics_db), store.aggregates(metrics_db)))
     assert 'org_unit_name="Back\\\\slash \\"quoted\\"\\nnew line, and a trailing backslash \\\\"' in text
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}

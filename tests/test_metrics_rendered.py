@@ -2,7 +2,7 @@
 
 The reference is what a scrape rendered before the copy existed: every unit
 and aggregate read and rendered anew (exposition.engagement_chunks of
-engagement.read). After every event of the aggregation tests' organisation,
+engagement.snapshot). After every event of the aggregation tests' organisation,
 after reshaping the tree, a new cycle, a new day and a rebuild, the kept text
 must be the reference's byte for byte, while reading only what changed.
 """
@@ -26,7 +26,7 @@ from tests.test_metrics_exposition import bench_shaped_org
 
 
 def fresh(db, now=NOW) -> str:
-    return "".join(engagement_chunks(engagement.read(db, now)))
+    return "".join(engagement_chunks(engagement.snapshot(now, store.org_tree(db), store.aggregates(db))))
 
 
 def kept(rendered: RenderedEngagement, now=NOW) -> str:
@@ -161,7 +161,7 @@ def test_a_rebuild_starts_the_copy_afresh(db):
 def test_both_formats_share_the_kept_lines(db):
     apply_all(db, SmallOrg().events())
     rendered = RenderedEngagement(db)
-    snapshot = engagement.read(db, NOW)
+    snapshot = engagement.snapshot(NOW, store.org_tree(db), store.aggregates(db))
     assert b"".join(rendered.chunks(NOW, openmetrics_format=True)).decode() == "".join(engagement_chunks(snapshot, True))
     assert kept(rendered) == "".join(engagement_chunks(snapshot))
 

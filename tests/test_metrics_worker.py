@@ -21,7 +21,7 @@ import kombu
 import pymongo
 import pytest
 
-from services.metrics import consume, pipeline, store
+from services.metrics import consume, store
 from services.platform.store.mongo import ensure_indexes
 from tests import helpers_platform
 from tests.helpers_platform import queue_exists
@@ -120,7 +120,7 @@ def publish(connection, events, raw: list[tuple[str, str, bytes]] = ()) -> None:
 def handled(db) -> int:
     """Deliveries the worker has finished with: processed or dead-lettered (tallies flush every 0.2 s)."""
     total = 0
-    for doc in pipeline.read(db):
+    for doc in store.pipeline(db):
         total += sum((doc.get("processed") or {}).values())
         total += sum(n for reasons in (doc.get("dead_lettered") or {}).values() for n in reasons.values())
     return total
@@ -156,7 +156,7 @@ def test_goals_and_checkins_events_reach_every_gauge(databases, connection, work
     publish(connection, events)
     wait_for(lambda: handled(worker_db) >= len(events), message="the worker did not handle every event")
     assert scrape(worker_db) == expected
-    processed = {(doc["_id"], event_type): n for doc in pipeline.read(worker_db)
+    processed = {(doc["_id"], event_type): n for doc in store.pipeline(worker_db)
                  for event_type, n in (doc.get("processed") or {}).items()}
     published = {}
     for event in events:
@@ -187,7 +187,7 @@ def test_duplicates_reordering_and_poison_change_no_gauge_and_poison_is_dead_let
     letters = dead_letters(connection)
     assert len(letters) == len(poison) + len(undecodable)
     assert {m.headers["x-death"][0]["reason"] for m in letters} == {"rejected"}
-    counted = {(doc["_id"], event_type, reason): n for doc in pipeline.read(worker_db)
+    counted = {(doc["_id"], event_type, reason): n for doc in store.pipeline(worker_db)
                for event_type, reasons in (doc.get("dead_lettered") or {}).items() for reason, n in reasons.items()}
     assert counted == {
         ("goals", "v2mom_approved", "invalid"): 1,

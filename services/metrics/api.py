@@ -14,15 +14,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from prometheus_client import ProcessCollector
 
-from services.platform.core import logs
 from services.platform.api.auth import current_caller
+from services.platform.api.server import create_service_server, run_api
+from services.platform.core.clock import utc_now
 from services.platform.core.config import Settings, env_float, env_str, load
-from services.platform.api.server import ServiceBinding, create_server as create_grpc_server, serve_until_signalled
 from services.platform.store.mongo import connect, ensure_indexes
 from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
 
@@ -40,10 +40,6 @@ SERVICE_NAME = "metrics"
 DEFAULT_ADDR = "127.0.0.1:50053"
 DEFAULT_HTTP_ADDR = "127.0.0.1:9100"
 DEFAULT_CHECKINS_ADDR = "127.0.0.1:50052"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
@@ -87,7 +83,7 @@ class Following:
                    env_float("METRICS_CHANGE_OVERLAP_SECONDS", cls.overlap))
 
 
-def exposition_for(db, clock: Callable[[], datetime] = _now, calendar: CycleCalendar | None = None,
+def exposition_for(db, clock: Callable[[], datetime] = utc_now, calendar: CycleCalendar | None = None,
                    following: Following = Following()) -> Exposition:
     """What /metrics serves: engagement (kept rendered, rendered.py), pipeline health, cycle dates and this
     process."""
@@ -110,7 +106,7 @@ def _rebuild_from(db, settings: Settings, sources: Sources) -> rebuild.Summary:
 
 
 def create_server(addr: str, settings: Settings | None = None, http_addr: str | None = None,
-                  sources: Sources | None = None, clock: Callable[[], datetime] = _now):
+                  sources: Sources | None = None, clock: Callable[[], datetime] = utc_now):
     """Returns (server, port); ``server.http_port`` is the exposition's port when ``http_addr`` is given.
 
     Bind to port 0 (gRPC and HTTP) in tests to get free ones; ``clock`` pins the
@@ -121,13 +117,9 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     ensure_indexes(db, store.INDEXES)
     sources = sources or Sources(settings.goals_addr, env_str("CHECKINS_ADDR", DEFAULT_CHECKINS_ADDR))
     service = MetricsService(db, partial(_rebuild_from, db, settings, sources), clock)
-    binding = ServiceBinding(
-        metrics_pb2_grpc.add_MetricsServiceServicer_to_server,
-        MetricsServicer(service),
-        metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
-    )
-    server, port, health = create_grpc_server(addr, [binding], settings.auth)
-    server.health = health
+    server, port = create_service_server(addr, settings.auth, MetricsServicer(service),
+                                         metrics_pb2_grpc.add_MetricsServiceServicer_to_server,
+                                         metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"])
     server.http_port = None
     if http_addr is not None:
         host, _, http_port = http_addr.rpartition(":")
@@ -139,6 +131,7 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
         httpd, _thread = start_http_server(int(http_port), host or "0.0.0.0", exposition)
         server.http_port = httpd.server_address[1]
         server.http = HttpExposition(httpd, stop_following)
+        log.info("metrics exposition listening", extra={"addr": http_addr, "port": server.http_port})
     return server, port
 
 
@@ -155,15 +148,9 @@ class HttpExposition:
 
 
 def main() -> None:
-    settings = load(SERVICE_NAME, DEFAULT_ADDR)
-    logs.configure("metrics-api", settings.log_level)
     http_addr = env_str("METRICS_HTTP_ADDR", DEFAULT_HTTP_ADDR)
-    server, port = create_server(settings.grpc_addr, settings, http_addr)
-    log.info("metrics exposition listening", extra={"addr": http_addr, "port": server.http_port})
-    try:
-        serve_until_signalled(server, server.health, "metrics-api", port)
-    finally:
-        server.http.shutdown()
+    run_api("metrics-api", SERVICE_NAME, DEFAULT_ADDR, partial(create_server, http_addr=http_addr),
+            on_stop=lambda server: server.http.shutdown())
 
 
 if __name__ == "__main__":

@@ -15,14 +15,16 @@ everything below it). Ratios are left out where their denominator is zero.
 """
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter as _of
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pymongo.database import Database
 
-from . import engagement, model, pipeline
+from services.platform.core.clock import utc_now
+
+from . import engagement, model, pipeline, store
 from .cycles import CycleCalendar
 from .engagement import DIRECT, SUBTREE, View
 
@@ -68,12 +70,14 @@ TIME_TO_APPROVAL = ("v2mom_time_to_approval_seconds",
 
 
 class EngagementCollector(Collector):
-    def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now):
         self.db = db
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = engagement.read(self.db, self.clock())
+        now = self.clock()
+        tree = store.org_tree(self.db)
+        snapshot = engagement.snapshot(now, tree, store.aggregates(self.db))
         gauges = [GaugeMetricFamily(name, text, labels=LABELS) for name, text, _ in GAUGES]
         tree = GaugeMetricFamily(*TREE_PROGRESS, labels=LABELS)
         states = GaugeMetricFamily(*STATES, labels=LABELS + ["state"])
@@ -127,7 +131,7 @@ class PipelineCollector(Collector):
         last = GaugeMetricFamily("v2mom_metrics_last_event_timestamp_seconds",
                                  "Time of the newest event processed from each source (Unix seconds).",
                                  labels=["source"])
-        for doc in pipeline.read(self.db):
+        for doc in store.pipeline(self.db):
             source = doc["_id"]
             for event_type, n in sorted((doc.get("processed") or {}).items()):
                 processed.add_metric([source, event_type], n)

@@ -12,7 +12,7 @@ from pymongo.database import Database
 from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import events_pb2
 
-from . import facts, model, org
+from . import facts, model, store
 from .ledger import Ledger
 
 GOALS, CHECKINS = "goals", "checkins"
@@ -59,7 +59,7 @@ def _apply(db: Database, source: str, envelope: dict) -> None:
         fact = facts.person_from_event(facts.parse_payload(data, events_pb2.PersonEventData))
         ledger.person(fact["person_id"], event_id, lambda state: model.apply_person(state, fact))
     elif event_type == ORG_UNIT_UPSERTED:
-        org.upsert_unit(db, facts.unit_from_event(facts.parse_payload(data, events_pb2.OrgUnitEventData)))
+        store.upsert_unit(db, facts.unit_from_event(facts.parse_payload(data, events_pb2.OrgUnitEventData)))
     elif event_type in (CHECKIN_RECORDED, CHECKIN_CORRECTED):
         fact = facts.checkin_from_event(facts.parse_payload(data, events_pb2.CheckinEventData))
         if fact["original"] != (event_type == CHECKIN_RECORDED):

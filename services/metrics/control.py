@@ -6,10 +6,11 @@ consumption for longer than ``LEASE_SECONDS``.
 """
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+
+from services.platform.core.clock import utc_now
 
 from . import store
 
@@ -17,36 +18,29 @@ REBUILD = "rebuild"
 LEASE_SECONDS = 600
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def take_rebuild_lease(db: Database, holder: str) -> bool:
     """True if this holder now holds the lease (nobody else did, or theirs expired)."""
-    stamp = now()
-    claim = {"$set": {"holder": holder, "expires_at": stamp + timedelta(seconds=LEASE_SECONDS), "started_at": stamp}}
-    try:
-        result = db[store.CONTROL].update_one(
-            {"_id": REBUILD, "$or": [{"expires_at": {"$lte": stamp}}, {"holder": None}]}, claim, upsert=True
-        )
-    except DuplicateKeyError:
-        return False  # held by someone else
-    return result.modified_count == 1 or result.upserted_id is not None
+    now = utc_now()
+    return store.claim_lease(db, REBUILD, holder, now, now + timedelta(seconds=LEASE_SECONDS))
 
 
 def extend_rebuild_lease(db: Database, holder: str) -> None:
-    db[store.CONTROL].update_one(
-        {"_id": REBUILD, "holder": holder}, {"$set": {"expires_at": now() + timedelta(seconds=LEASE_SECONDS)}}
-    )
+    store.extend_lease(db, REBUILD, holder, utc_now() + timedelta(seconds=LEASE_SECONDS))
 
 
 def release_rebuild_lease(db: Database, holder: str) -> None:
-    db[store.CONTROL].update_one({"_id": REBUILD, "holder": holder}, {"$set": {"holder": None, "expires_at": now()}})
+    store.release_lease(db, REBUILD, holder, utc_now())
 
 
 def rebuild_running(db: Database) -> bool:
-    doc = db[store.CONTROL].find_one({"_id": REBUILD})
-    return bool(doc and doc.get("holder") and doc["expires_at"] > now())
+    doc = store.lease(db, REBUILD)
+    return bool(doc and doc.get("holder") and doc["expires_at"] > utc_now())
+
+
+def rebuild_marker(db: Database) -> tuple:
+    """Who holds the lease and since when: it changes when a rebuild starts or ends."""
+    doc = store.lease(db, REBUILD) or {}
+    return doc.get("holder"), doc.get("started_at")
 
 
 class PauseSwitch:

@@ -1,11 +1,8 @@
 """From engagement views (engagement.py) to MetricsService messages."""
 
-from datetime import datetime
-
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
-from google.type import date_pb2
 
+from services.platform.core.clock import to_timestamp
 from v2mom.v1 import common_pb2, metrics_pb2
 
 from . import model
@@ -16,20 +13,10 @@ SCOPES = {DIRECT: metrics_pb2.SCOPE_DIRECT, "subtree": metrics_pb2.SCOPE_SUBTREE
 STATES_BY_LABEL = {label: state for state, label in model.STATE_LABELS.items()}
 
 
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def duration(seconds: float) -> Duration:
     value = Duration()
     value.FromNanoseconds(int(round(seconds * 1e9)))
     return value
-
-
-def date(day) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def _level(unit: Unit) -> int:
@@ -40,7 +27,7 @@ def engagement(unit: Unit, view: View) -> metrics_pb2.Engagement:
     counts, rates = view.counts, view.rates
     message = metrics_pb2.Engagement(
         org_unit_id=unit.id, org_unit_name=unit.name, level=_level(unit), cycle_id=view.cycle_id,
-        scope=SCOPES[view.scope], compute_time=timestamp(view.now),
+        scope=SCOPES[view.scope], compute_time=to_timestamp(view.now),
         headcount=counts.headcount, people_with_v2mom=counts.with_v2mom,
         v2moms_by_state=[
             metrics_pb2.V2MOMStateCount(state=STATES_BY_LABEL[label], count=n)

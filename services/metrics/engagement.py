@@ -7,14 +7,13 @@ aggregates read and independent of how many events built them. Windows
 moment of the read from keys stored by week, day or epoch.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import NamedTuple
 
-from pymongo.database import Database
-
-from . import model, store
+from . import model
 from .org import OrgTree
 
 N_BUCKETS = len(model.TIME_TO_APPROVAL_BUCKETS) + 1
@@ -240,24 +239,18 @@ class Snapshot:
         return View(unit_id, cycle_id, scope, counts, own, self.now)
 
 
-def read(db: Database, now: datetime | None = None, cycle_id: str | None = None, under: str | None = None,
-         tree: OrgTree | None = None) -> Snapshot:
-    """Counts for every unit (or ``under``'s subtree) and every cycle (or one), direct and subtree."""
-    now = now or datetime.now(UTC)
-    tree = tree or OrgTree.load(db)
-    units = tree.subtree(under) if under else tree.everything()
-    query: dict = {}
-    if cycle_id:
-        query["cycle"] = cycle_id
-    if under:
-        query["unit"] = {"$in": units}
-    aggregates = {(row["unit"], row["cycle"]): row for row in db[store.AGGREGATES].find(query, store.WITHOUT_MEMORY)}
-    cycles = sorted({cycle for _, cycle in aggregates} | ({cycle_id} if cycle_id else set()))
+def snapshot(now: datetime, tree: OrgTree, aggregates: Iterable[dict], units: list[str] | None = None,
+             cycle_id: str | None = None) -> Snapshot:
+    """Counts of ``units`` (tree order, parents first; default every unit) for every cycle in ``aggregates``
+    (and ``cycle_id`` even without any), direct and subtree."""
+    units = tree.everything() if units is None else units
+    by_key = {(row["unit"], row["cycle"]): row for row in aggregates}
+    cycles = sorted({cycle for _, cycle in by_key} | ({cycle_id} if cycle_id else set()))
     direct, subtree = {}, {}
     window = Window(now)
     for cycle in cycles:
         for unit_id in units:
-            direct[(unit_id, cycle)] = counts_at(aggregates.get((unit_id, cycle)), tree.units[unit_id].members, now, window)
+            direct[(unit_id, cycle)] = counts_at(by_key.get((unit_id, cycle)), tree.units[unit_id].members, now, window)
         for unit_id in reversed(units):  # children before parents
             total = Counts()
             total += direct[(unit_id, cycle)]

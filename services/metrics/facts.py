@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from services.platform.core.clock import from_timestamp
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 from . import model
-
 
 
 class InvalidFact(ValueError):
@@ -49,7 +49,7 @@ def event_time(raw: str) -> datetime:
 def _time(message: Message, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
-    return model.millis(getattr(message, field).ToDatetime(tzinfo=UTC))
+    return from_timestamp(getattr(message, field))
 
 
 def _items(content: goals_pb2.V2MOMContent) -> list[tuple[str, str]]:

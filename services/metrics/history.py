@@ -9,10 +9,11 @@ the units below, as the tree stands when read, the same way a scrape does.
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
-from pymongo import UpdateOne
 from pymongo.database import Database
+
+from services.platform.core.clock import utc_now
 
 from . import engagement, model, store
 from .engagement import Counts
@@ -29,32 +30,28 @@ def refresh(db: Database, now: datetime | None = None, written: dict | None = No
 
     ``written`` (kept by the caller between ticks) skips documents whose numbers did not move.
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     written = {} if written is None else written
     week = model.week_key(now)
-    snapshot = engagement.read(db, now)
-    existing = {row["_id"] for row in db[store.HISTORY].find({}, {"_id": 1})}
+    snapshot = engagement.snapshot(now, store.org_tree(db), store.aggregates(db))
+    existing = store.history_ids(db)
     empty = Counts().to_doc()
-    writes = []
+    changed = []
     for (unit_id, cycle_id), counts in snapshot.direct.items():
         doc = counts.to_doc()
         key = (store.aggregate_id(unit_id, cycle_id), week)
         if written.get(key) == doc or (doc == empty and key[0] not in existing):
             continue  # unchanged since the last tick, or nothing to remember
-        writes.append(UpdateOne(
-            {"_id": key[0]}, {"$set": {f"weeks.{week}": doc}, "$setOnInsert": {"unit": unit_id, "cycle": cycle_id}},
-            upsert=True,
-        ))
+        changed.append((unit_id, cycle_id, doc))
         written[key] = doc
-    for start in range(0, len(writes), 500):
-        db[store.HISTORY].bulk_write(writes[start:start + 500], ordered=False)
-    return len(writes)
+    store.write_history_week(db, week, changed)
+    return len(changed)
 
 
 def weeks(db: Database, tree: OrgTree, unit_id: str, cycle_id: str, scope: str) -> list[tuple[str, Counts, Counts]]:
     """(week, counts in scope, the unit's own counts), oldest first."""
     units = tree.subtree(unit_id) if scope == engagement.SUBTREE else [unit_id]
-    rows = db[store.HISTORY].find({"cycle": cycle_id, "unit": {"$in": units}}, {"unit": 1, "weeks": 1})
+    rows = store.history(db, cycle_id, units)
     totals: dict[str, Counts] = {}
     own: dict[str, Counts] = {}
     for row in rows:
@@ -75,11 +72,10 @@ def prune_zeros(db: Database) -> int:
     increment wins. Returns how many documents were tidied.
     """
     tidied = 0
-    for doc in db[store.AGGREGATES].find({}, store.WITHOUT_MEMORY):
-        zeros = [path for path in _zero_paths(doc)]
+    for doc in store.aggregates(db):
+        zeros = _zero_paths(doc)
         if zeros:
-            guard = {"_id": doc["_id"], **{path: 0 for path in zeros}}
-            tidied += db[store.AGGREGATES].update_one(guard, {"$unset": {path: "" for path in zeros}}).modified_count
+            tidied += store.unset_zeros(db, doc["_id"], zeros)
     return tidied
 
 

@@ -27,17 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
 from . import model, store
 
 log = logging.getLogger(__name__)
 
-# Entities remember this many recent changes. An event applied but not acked when
-# a worker dies comes back at the head of its queue; meanwhile at most the other
-# messages in flight (nameko's prefetch: 10) and those beside it after the restart
-# can have changed the same entity, far fewer than this.
-ENTITY_MEMORY = 32
 ATTEMPTS = 50
 
 Change = Callable[[dict], dict]
@@ -90,7 +84,7 @@ class Ledger:
     def _apply(self, kind: "_Kind", entity_id: str, message_id: str, change: Change, refresh: bool = False) -> Outcome:
         memo = store.short_id(message_id)
         for attempt in range(ATTEMPTS):
-            doc = self.db[kind.collection].find_one({"_id": entity_id})
+            doc = store.entity(self.db, kind.collection, entity_id)
             remembered = next((entry for entry in (doc or {}).get("recent", []) if entry["id"] == memo), None)
             if remembered is not None:
                 # Applied before, perhaps never acked: its targets refuse what they already have.
@@ -118,20 +112,11 @@ class Ledger:
 
     def _write(self, kind: "_Kind", entity_id: str, doc: dict | None, step: _Step, memo: str) -> bool:
         """The new state and the memory of this change, if the entity is still as it was read."""
-        collection = self.db[kind.collection]
         fields = _fields(kind, step.state, step.unit)
-        entry = {"id": memo, "d": step.deltas}
+        change = {"id": memo, "d": step.deltas}
         if doc is None:
-            try:
-                collection.insert_one({"_id": entity_id, "v": 1, **fields, "recent": [entry]})
-            except DuplicateKeyError:
-                return False
-            return True
-        result = collection.update_one(
-            {"_id": entity_id, "v": doc["v"]},
-            {"$set": {**fields, "v": doc["v"] + 1}, "$push": {"recent": {"$each": [entry], "$slice": -ENTITY_MEMORY}}},
-        )
-        return result.modified_count == 1
+            return store.insert_entity(self.db, kind.collection, entity_id, fields, change)
+        return store.update_entity(self.db, kind.collection, entity_id, doc["v"], fields, change)
 
     def _flush(self, source: str, message_id: str, stored_deltas: list) -> None:
         applied_id = store.delta_id(message_id, source)
@@ -166,16 +151,14 @@ class Ledger:
     def _owner_unit(self, person_id: str) -> str | None:
         if not person_id:
             return None
-        doc = self.db[store.PEOPLE].find_one({"_id": person_id}, {"state.org_unit_id": 1})
-        return (doc or {}).get("state", {}).get("org_unit_id") or None
+        return store.person_unit(self.db, person_id)
 
     def _follow_owner(self, person_id: str, unit: str, message_id: str) -> None:
         """Moves the person's individual V2MOMs whose attribution no longer matches."""
         if not unit:
             return
-        stray = self.db[store.V2MOMS].find({"owner_id": person_id, "individual": True, "unit": {"$ne": unit}}, {"_id": 1})
-        for row in list(stray):
-            self._apply(_V2MOMS, row["_id"], f"{message_id}/follow", lambda state: state, refresh=True)
+        for v2mom_id in store.individual_v2moms_elsewhere(self.db, person_id, unit):
+            self._apply(_V2MOMS, v2mom_id, f"{message_id}/follow", lambda state: state, refresh=True)
 
     def _reattribute_if_moved(self, v2mom_id: str, outcome: Outcome, message_id: str) -> None:
         current = model.attributed_unit(outcome.state, self._owner_unit(outcome.state["owner_id"]))

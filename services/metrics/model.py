@@ -46,14 +46,6 @@ DEFAULT_CADENCE_DAYS = 14
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def millis(value: datetime | None) -> datetime | None:
-    """Mongo keeps milliseconds: truncate on the way in so stored and fresh values compare equal."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
 def week_key(moment: datetime) -> str:
     year, week, _ = moment.astimezone(UTC).isocalendar()
     return f"{year}-W{week:02d}"

@@ -1,4 +1,4 @@
-"""The org projection: units from ``org_unit_upserted``, and the tree they form.
+"""The org tree: units as heard of from ``org_unit_upserted`` (store.upsert_unit), and the tree they form.
 
 Only parent pointers are stored. The tree (children, ancestors, subtree
 order) is built in memory when read: units arrive in any order and concurrently
@@ -9,11 +9,6 @@ in the number of units, which a scrape pays anyway.
 
 from dataclasses import dataclass, field
 
-from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
-
-from . import store
-
 LEVEL_LABELS = {
     "ORG_LEVEL_COMPANY": "company",
     "ORG_LEVEL_DEPARTMENT": "department",
@@ -21,23 +16,6 @@ LEVEL_LABELS = {
     "ORG_LEVEL_INDIVIDUAL": "individual",
     "ORG_LEVEL_UNSPECIFIED": "unspecified",
 }
-
-
-def upsert_unit(db: Database, fact: dict) -> bool:
-    """Applies an org unit's newest revision; an older or repeated one changes nothing."""
-    guard = {"_id": fact["unit_id"], "revision": {"$lt": fact["revision"]}}
-    update = {"$set": {key: fact[key] for key in ("revision", "name", "level", "parent_id")},
-              "$currentDate": store.CHANGED_NOW}
-    try:
-        result = db[store.UNITS].update_one(guard, update, upsert=True)
-    except DuplicateKeyError:
-        # It exists (maybe created concurrently by a headcount bump): apply only if newer.
-        result = db[store.UNITS].update_one(guard, update)
-        return result.modified_count == 1
-    return result.modified_count == 1 or result.upserted_id is not None
-
-
-TREE_FIELDS = {"name": 1, "level": 1, "parent_id": 1, "members": 1}
 
 
 @dataclass
@@ -63,13 +41,9 @@ class OrgTree:
         self._link()
 
     @classmethod
-    def load(cls, db: Database) -> "OrgTree":
-        return cls.of(db[store.UNITS].find({"revision": {"$gt": 0}}, TREE_FIELDS))
-
-    @classmethod
     def of(cls, rows) -> "OrgTree":
-        """From unit documents (at least ``TREE_FIELDS``); those only heard of through members (revision 0) are
-        not units yet."""
+        """From unit documents (name, level, parent_id, members); those only heard of through members
+        (revision 0) are not units yet."""
         return cls({
             row["_id"]: Unit(row["_id"], row.get("name", ""), row.get("level", ""), row.get("parent_id") or "",
                              int(row.get("members", 0)))

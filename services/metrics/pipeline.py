@@ -11,9 +11,11 @@ message is rejected (at least once: a crash in between counts one twice).
 import re
 import threading
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pymongo.database import Database
+
+from services.platform.core.clock import utc_now
 
 from . import store
 
@@ -43,7 +45,7 @@ class PipelineStats:
         self._tally: dict[str, dict] = {}
 
     def observe(self, source: str, event_type: str, event_time: datetime, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         lag = max(0.0, (now - event_time).total_seconds())
         with self._lock:
             tally = self._tally.setdefault(source, {"inc": defaultdict(int), "last": event_time})
@@ -58,18 +60,8 @@ class PipelineStats:
         with self._lock:
             tally, self._tally = self._tally, {}
         for source, pending in tally.items():
-            db[store.PIPELINE].update_one(
-                {"_id": safe_key(source)},
-                {"$inc": dict(pending["inc"]), "$max": {"last_event_time": pending["last"]}},
-                upsert=True,
-            )
+            store.add_to_pipeline(db, safe_key(source), dict(pending["inc"]), pending["last"])
 
 
 def record_dead_letter(db: Database, source: str, event_type: str, reason: str) -> None:
-    db[store.PIPELINE].update_one(
-        {"_id": safe_key(source)}, {"$inc": {f"dead_lettered.{safe_key(event_type)}.{safe_key(reason)}": 1}}, upsert=True
-    )
-
-
-def read(db: Database) -> list[dict]:
-    return list(db[store.PIPELINE].find({}).sort("_id", 1))
+    store.add_to_pipeline(db, safe_key(source), {f"dead_lettered.{safe_key(event_type)}.{safe_key(reason)}": 1})

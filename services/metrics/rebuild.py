@@ -21,17 +21,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from pymongo import DeleteMany, ReplaceOne
 from pymongo.database import Database
+
+from services.platform.core.clock import to_millis, utc_now
 
 from . import control, facts, ledger, model, store
 from .sources import CheckinsSource, GoalsSource
 
 log = logging.getLogger(__name__)
-
-BATCH = 500
 
 
 class RebuildBusy(RuntimeError):
@@ -60,13 +59,13 @@ class World:
 
 
 def rebuild(db: Database, goals: GoalsSource, checkins: CheckinsSource, holder: str = "metrics-api",
-            grace_seconds: float = 2.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Summary:
+            grace_seconds: float = 2.0, clock: Callable[[], datetime] = utc_now) -> Summary:
     started = time.monotonic()
     if not control.take_rebuild_lease(db, holder):
         raise RebuildBusy("a rebuild is already running")
     try:
         time.sleep(grace_seconds)  # events already being handled finish; new ones wait in their queues
-        summary = Summary(as_of=model.millis(clock()))
+        summary = Summary(as_of=to_millis(clock()))
         world = gather(db, goals, checkins, summary)
         control.extend_rebuild_lease(db, holder)
         summary.aggregates = write(db, world)
@@ -82,6 +81,7 @@ def rebuild(db: Database, goals: GoalsSource, checkins: CheckinsSource, holder: 
 
 def gather(db: Database, goals: GoalsSource, checkins: CheckinsSource, summary: Summary) -> World:
     world = World()
+    # The lists carry no revisions: those the projection holds are kept, so queued events still lose to newer data.
     _units(db, goals, world, summary)
     _people(db, goals, world, summary)
     published = _v2moms(goals, world, summary)
@@ -94,20 +94,8 @@ def gather(db: Database, goals: GoalsSource, checkins: CheckinsSource, summary: 
     return world
 
 
-def _known_revisions(db: Database, collection: str, path: str) -> dict[str, int]:
-    """Revisions the projection already holds: the lists carry none, and queued events must still lose to newer data."""
-    rows = db[collection].find({}, {path: 1})
-    revisions = {}
-    for row in rows:
-        value = row
-        for part in path.split("."):
-            value = (value or {}).get(part)
-        revisions[row["_id"]] = int(value or 0)
-    return revisions
-
-
 def _units(db, goals, world, summary):
-    known = _known_revisions(db, store.UNITS, "revision")
+    known = store.known_revisions(db, store.UNITS, "revision")
     for unit in goals.org_units():
         # A unit must sort above the "heard of through members only" placeholder (revision 0).
         world.units[unit.id] = facts.unit_from_listing(unit, max(known.get(unit.id, 0), 1))
@@ -115,7 +103,7 @@ def _units(db, goals, world, summary):
 
 
 def _people(db, goals, world, summary):
-    known = _known_revisions(db, store.PEOPLE, "state.revision")
+    known = store.known_revisions(db, store.PEOPLE, "state.revision")
     for person in goals.people():
         fact = facts.person_from_listing(person, known.get(person.id, 0))
         world.people[person.id] = {**model.new_person(), **{k: fact[k] for k in ("revision", "org_unit_id", "active")}}
@@ -146,7 +134,7 @@ def _checkins(checkins, world, published, summary):
 
 
 def _progress(db, checkins, world, published):
-    known = _known_revisions(db, store.V2MOMS, "state.progress.revision")
+    known = store.known_revisions(db, store.V2MOMS, "state.progress.revision")
     for v2mom_id, _ in published:
         progress = checkins.progress(v2mom_id)
         if progress is not None:
@@ -208,7 +196,7 @@ def nested(values: dict[str, float]) -> dict:
 
 def write(db: Database, world: World) -> int:
     units, contributed, total = contributions(world)
-    versions = {row["_id"]: row.get("v", 0) for name in (store.PEOPLE, store.V2MOMS) for row in db[name].find({}, {"v": 1})}
+    versions = store.entity_versions(db)
     people = [ledger.person_document(pid, state, versions.get(pid, 0) + 1) for pid, state in world.people.items()]
     v2moms = [ledger.v2mom_document(vid, state, units[vid], versions.get(vid, 0) + 1) for vid, state in world.v2moms.items()]
     members = {model.parse_target(t)[1]: int(v.get("members", 0)) for t, v in total.items() if t.startswith("unit:")}
@@ -222,14 +210,6 @@ def write(db: Database, world: World) -> int:
             aggregates.append({"_id": key, "unit": unit_id, "cycle": cycle_id, **nested(values), "recent": []})
     for collection, docs in ((store.UNITS, unit_docs), (store.PEOPLE, people), (store.V2MOMS, v2moms),
                              (store.AGGREGATES, aggregates)):
-        _replace_all(db, collection, docs)
+        store.replace_all(db, collection, docs)
     return len(aggregates)
-
-
-def _replace_all(db: Database, collection: str, docs: list[dict]) -> None:
-    keep = [doc["_id"] for doc in docs]
-    operations = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs]
-    operations.append(DeleteMany({"_id": {"$nin": keep}}))
-    for start in range(0, len(operations), BATCH):
-        db[collection].bulk_write(operations[start:start + BATCH], ordered=True)
 

@@ -34,13 +34,12 @@ from . import control, store
 from .collector import GAUGES
 from .engagement import DIRECT, SUBTREE, Counts, Snapshot, View, Window, counts_at, pending_age
 from .exposition import LabelSets, Piece, Texts, family_headers, family_lines, gauge_lines
-from .org import TREE_FIELDS, OrgTree
+from .org import OrgTree
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (unit, cycle)
 
-UNIT_FIELDS = {**TREE_FIELDS, "revision": 1, store.CHANGED: 1}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The one family that moves with the clock between changes: rendered on every scrape, never kept.
@@ -186,37 +185,32 @@ class RenderedEngagement:
         started = time.thread_time()
         units, aggregates = self._read_all()
         with self._lock:
-            if self._copy is None or self._rebuild_marker() != self._copy.rebuild_marker:
+            if self._copy is None or control.rebuild_marker(self.db) != self._copy.rebuild_marker:
                 self._catch_up(now)  # a first read, or a rebuild since: read afresh anyway
                 return
             self._apply(units, aggregates, now)
             self.reads[RECONCILE].add(len(units) + len(aggregates), time.thread_time() - started)
 
     def _catch_up(self, now: datetime) -> None:
-        started, marker = time.thread_time(), self._rebuild_marker()
+        started, marker = time.thread_time(), control.rebuild_marker(self.db)
         if self._copy is None or marker != self._copy.rebuild_marker:
             self._copy = Copy(marker)
             self._day = None
             kind, (units, aggregates) = EVERYTHING, self._read_all()
         else:
             kind = CHANGES
-            units = self._read_changed(store.UNITS, UNIT_FIELDS)
-            aggregates = self._read_changed(store.AGGREGATES, store.WITHOUT_MEMORY)
+            units = store.units_changed_since(self.db, self._since(store.UNITS))
+            aggregates = store.aggregates_changed_since(self.db, self._since(store.AGGREGATES))
         self._apply(units, aggregates, now)
         self.reads[kind].add(len(units) + len(aggregates), time.thread_time() - started)
 
-    def _rebuild_marker(self) -> tuple:
-        doc = self.db[store.CONTROL].find_one({"_id": control.REBUILD}) or {}
-        return doc.get("holder"), doc.get("started_at")
-
     def _read_all(self) -> tuple[list[dict], list[dict]]:
-        return (list(self.db[store.UNITS].find({}, UNIT_FIELDS)),
-                list(self.db[store.AGGREGATES].find({}, store.WITHOUT_MEMORY)))
+        return store.units(self.db), store.aggregates(self.db)
 
-    def _read_changed(self, collection: str, projection: dict) -> list[dict]:
+    def _since(self, collection: str) -> datetime:
+        """The newest change seen in ``collection``, less the overlap for writes committed out of order."""
         newest = self._copy.newest[collection]
-        since = newest - self.overlap if newest is not None else EPOCH
-        return list(self.db[collection].find({store.CHANGED: {"$gte": since}}, projection))
+        return newest - self.overlap if newest is not None else EPOCH
 
     # --- recounting ----------------------------------------------------------------------------------
 

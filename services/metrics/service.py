@@ -1,8 +1,5 @@
 """The MetricsService use cases: what each RPC means, independent of gRPC plumbing."""
 
-import base64
-import hashlib
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,18 +8,18 @@ import grpc
 from pymongo.database import Database
 
 from services.platform.api.auth import Caller
-from services.platform.core.errors import (
-    FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable, Violations,
-)
+from services.platform.core import paging
+from services.platform.core.clock import to_date_proto, to_timestamp, utc_now
+from services.platform.core.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, Violations
+from services.platform.core.validation import check_enum, check_id
 from v2mom.v1 import common_pb2, metrics_pb2
 
-from . import convert, engagement, history, model, rebuild
+from . import convert, engagement, history, model, rebuild, store
 from .engagement import DIRECT, SUBTREE, Rates, View
 from .org import OrgTree
 
-UNIT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 CYCLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}\Z")
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
+LIST_ENGAGEMENT = "ListEngagement"
 
 SORT_KEYS: dict[int, Callable[[Rates], float | None]] = {
     metrics_pb2.ENGAGEMENT_RATE_CREATION: lambda r: r.creation,
@@ -40,21 +37,18 @@ def _scope(value: int) -> str:
 
 
 def _check_ids(violations: Violations, request) -> None:
-    if not request.org_unit_id:
-        violations.add("org_unit_id", "is required")
-    elif not UNIT_ID.match(request.org_unit_id):
-        violations.add("org_unit_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+    check_id(violations, "org_unit_id", request.org_unit_id)
+    # Cycle ids are shorter than other ids: the kernel's check_id allows 64 characters.
     if not request.cycle_id:
         violations.add("cycle_id", "is required")
     elif not CYCLE_ID.match(request.cycle_id):
         violations.add("cycle_id", "must be 1-32 characters of letters, digits, '_', '.' or '-'")
-    if request.scope not in metrics_pb2.Scope.values():
-        violations.add("scope", f"unknown value {request.scope}")
+    check_enum(violations, "scope", metrics_pb2.Scope, request.scope)
 
 
 class MetricsService:
     def __init__(self, db: Database, rebuilder: Callable[[], rebuild.Summary] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = utc_now):
         self.db = db
         self.rebuilder = rebuilder
         self.clock = clock
@@ -73,12 +67,10 @@ class MetricsService:
         _check_ids(violations, request)
         if request.level not in LISTABLE_LEVELS:
             violations.add("level", "must be DEPARTMENT, TEAM or unset")
-        if request.order_by not in metrics_pb2.EngagementRate.values():
-            violations.add("order_by", f"unknown value {request.order_by}")
-        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        check_enum(violations, "order_by", metrics_pb2.EngagementRate, request.order_by)
+        size = paging.page_size(violations, request.page_size)
         violations.raise_if_any()
-        offset = _decode_token(request)
+        offset = _offset(request)
         snapshot = self._read(request.org_unit_id, request.cycle_id)
         scope = _scope(request.scope)
         views = [snapshot.view(unit_id, request.cycle_id, scope) for unit_id in snapshot.tree.subtree(request.org_unit_id)[1:]]
@@ -86,12 +78,11 @@ class MetricsService:
             level = common_pb2.OrgLevel.Name(request.level)
             views = [view for view in views if snapshot.tree.units[view.unit_id].level == level]
         views = _sorted(views, request.order_by or metrics_pb2.ENGAGEMENT_RATE_CREATION, request.descending)
-        size = request.page_size or DEFAULT_PAGE_SIZE
         page = views[offset:offset + size]
         more = offset + size < len(views)
         return metrics_pb2.ListEngagementResponse(
             engagements=[convert.engagement(snapshot.tree.units[view.unit_id], view) for view in page],
-            next_page_token=_encode_token(request, offset + size) if more else "",
+            next_page_token=paging.encode_token(LIST_ENGAGEMENT, _filters(request), offset + size) if more else "",
             total_size=len(views),
         )
 
@@ -99,7 +90,7 @@ class MetricsService:
         violations = Violations()
         _check_ids(violations, request)
         violations.raise_if_any()
-        tree = OrgTree.load(self.db)
+        tree = store.org_tree(self.db)
         unit = self._unit(tree, request.org_unit_id)
         scope = _scope(request.scope)
         snapshots = []
@@ -109,7 +100,7 @@ class MetricsService:
             message = convert.engagement(unit, view)
             message.ClearField("compute_time")  # a snapshot's moment is its week, not a computation
             message.ClearField("oldest_pending_age")
-            snapshots.append(metrics_pb2.EngagementSnapshot(week_start=convert.date(start), engagement=message))
+            snapshots.append(metrics_pb2.EngagementSnapshot(week_start=to_date_proto(start), engagement=message))
         return metrics_pb2.GetEngagementHistoryResponse(snapshots=snapshots)
 
     # --- rebuild ---------------------------------------------------------------------------------
@@ -129,15 +120,16 @@ class MetricsService:
         return metrics_pb2.RebuildAggregatesResponse(
             org_units=summary.org_units, people=summary.people, v2moms=summary.v2moms, checkins=summary.checkins,
             stale_items=summary.stale_items, aggregates=summary.aggregates,
-            as_of=convert.timestamp(summary.as_of), took=convert.duration(summary.seconds),
+            as_of=to_timestamp(summary.as_of), took=convert.duration(summary.seconds),
         )
 
     # --- helpers ---------------------------------------------------------------------------------
 
     def _read(self, unit_id: str, cycle_id: str) -> engagement.Snapshot:
-        tree = OrgTree.load(self.db)
+        tree = store.org_tree(self.db)
         self._unit(tree, unit_id)
-        return engagement.read(self.db, self.clock(), cycle_id=cycle_id, under=unit_id, tree=tree)
+        units = tree.subtree(unit_id)
+        return engagement.snapshot(self.clock(), tree, store.aggregates(self.db, cycle_id, units), units, cycle_id)
 
     @staticmethod
     def _unit(tree: OrgTree, unit_id: str):
@@ -160,23 +152,16 @@ def _sorted(views: list[View], order_by: int, descending: bool) -> list[View]:
     return known + unknown
 
 
-def _fingerprint(request) -> str:
-    fields = [request.org_unit_id, request.cycle_id, request.scope, request.level, request.order_by, request.descending]
-    return hashlib.blake2b(json.dumps(fields).encode(), digest_size=6).hexdigest()
+def _filters(request) -> list:
+    """What a page token is bound to: the same list with other filters or order must not resume from it."""
+    return [request.org_unit_id, request.cycle_id, request.scope, request.level, request.order_by, request.descending]
 
 
-def _encode_token(request, offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset, "q": _fingerprint(request)}).encode()).decode()
-
-
-def _decode_token(request) -> int:
-    if not request.page_token:
+def _offset(request) -> int:
+    """Where the page starts: 0 without a token; INVALID_ARGUMENT on page_token for one this list did not issue."""
+    offset = paging.decode_token(request.page_token, LIST_ENGAGEMENT, _filters(request), int)
+    if offset is None:
         return 0
-    bad = InvalidArgument([FieldViolation("page_token", "is not a token this service issued for this query")])
-    try:
-        token = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(token, dict) or token.get("q") != _fingerprint(request) or not isinstance(token.get("o"), int) or token["o"] < 0:
-        raise bad
-    return token["o"]
+    if offset < 0:
+        raise paging.bad_token()
+    return offset
