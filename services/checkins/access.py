@@ -16,7 +16,7 @@ owner or an admin.
 from services.platform.api.auth import Caller
 from services.platform.core.errors import PermissionDenied
 
-from .structures import METHOD
+from .progress import METHOD
 
 
 def _is(caller: Caller, person_id: str | None) -> bool:

@@ -17,9 +17,8 @@ from services.platform.core.errors import (
 from v2mom.v1 import checkins_pb2
 
 from .cycles import last_day
-from .progress import measure_progress
+from .progress import MEASURE, METHOD, measure_progress
 from .repository import checkin_id
-from .structures import MEASURE, METHOD
 
 NOUN = {MEASURE: "measure", METHOD: "method"}
 

@@ -3,7 +3,8 @@
 from services.platform.core.clock import to_timestamp
 
 from .cycles import DEFAULT_CADENCE
-from .structures import ITEM_LISTS, MEASURE, METHOD
+from .progress import MEASURE, METHOD
+from .structures import ITEM_LISTS
 from v2mom.v1 import checkins_pb2, events_pb2
 
 

@@ -38,6 +38,7 @@ from .checkin_rules import (
 )
 from .cycles import cycle_window
 from .goals_client import GOALS_DOWN, GoalsClient
+from .progress import MEASURE, METHOD
 from .progress_reader import ProgressReader
 from .repository import (
     AlreadyCorrected,
@@ -48,7 +49,7 @@ from .repository import (
     page_position,
     parse_page_position,
 )
-from .structures import MEASURE, METHOD, StructureCache, find_item
+from .structures import StructureCache, find_item
 from v2mom.v1 import checkins_pb2
 
 log = logging.getLogger(__name__)

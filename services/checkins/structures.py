@@ -39,14 +39,13 @@ from services.platform.bus.events import MalformedEvent
 from services.platform.core.clock import from_timestamp
 
 from .goals_client import GoalsClient
+from .progress import MEASURE, METHOD
 from v2mom.v1 import events_pb2, goals_pb2
 
 STRUCTURES = "structures"
 # Looked up by _id only.
 INDEXES: list = []
 
-MEASURE = "ITEM_KIND_MEASURE"
-METHOD = "ITEM_KIND_METHOD"
 ITEM_LISTS = {MEASURE: "measures", METHOD: "methods"}
 
 
