@@ -460,7 +460,7 @@ def prefill(sqlite_path: Path, size: int, world: World, shape: list[str]) -> Non
 
 
 def history_document(world: World, rng: random.Random) -> dict:
-    """An old check-in as checkins-api stored it, its event long relayed (services/checkins/service.py)."""
+    """An old check-in as checkins-api stored it, its event long relayed (services/checkins/checkin_rules.py, new_checkin)."""
     v2mom_id = rng.choice(list(world.facts))
     facts = world.facts[v2mom_id]
     measure_id = rng.choice(MEASURES)

@@ -1,9 +1,10 @@
 """Checks on requests that need nothing stored: sizes, formats, ranges, enums.
 
 Each problem is a field violation (INVALID_ARGUMENT) and a client hears about
-all of them at once. Limits are the ones named in checkins.proto. Checks that
-need the V2MOM (milestones of the method, the cycle's dates) live in
-service.py, after the structure is known.
+all of them at once. Limits are the ones named in checkins.proto; the shapes
+(ids, text, enums, page sizes) are the kernel's. Checks that need the V2MOM
+(milestones of the method, the cycle's dates) are in checkin_rules.py, asked
+once the structure is known.
 """
 
 import math
