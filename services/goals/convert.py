@@ -10,7 +10,7 @@ from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 # --- scalars -----------------------------------------------------------------
 
 
-def stored_date(value: date_pb2.Date) -> str | None:
+def _stored_date(value: date_pb2.Date) -> str | None:
     """Dates are stored as 'YYYY-MM-DD'; None when unset. Only for validated requests."""
     day = from_date_proto(value)
     return day.isoformat() if day else None
@@ -60,10 +60,10 @@ def method_to_doc(method: goals_pb2.Method) -> dict:
         "responsible_ids": list(method.responsible_ids),
         "consulted_ids": list(method.consulted_ids),
         "informed_ids": list(method.informed_ids),
-        "start_date": stored_date(method.start_date),
-        "due_date": stored_date(method.due_date),
+        "start_date": _stored_date(method.start_date),
+        "due_date": _stored_date(method.due_date),
         "milestones": [
-            {"id": m.id, "title": m.title, "due_date": stored_date(m.due_date), "done": m.done}
+            {"id": m.id, "title": m.title, "due_date": _stored_date(m.due_date), "done": m.done}
             for m in method.milestones
         ],
         "weight": method.weight,
@@ -91,7 +91,7 @@ def measure_to_doc(measure: goals_pb2.Measure) -> dict:
         "baseline": measure.baseline if measure.HasField("baseline") else None,
         "target": measure.target if measure.HasField("target") else None,
         "direction": enum_name(goals_pb2.Direction, measure.direction),
-        "due_date": stored_date(measure.due_date),
+        "due_date": _stored_date(measure.due_date),
         "method_ids": list(measure.method_ids),
         "owner_id": measure.owner_id,
         "weight": measure.weight,
