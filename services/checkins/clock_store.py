@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
-from services.platform.store.mongo import Index
+from services.platform.store.mongo import Index, after_id
 
 from .published import PublishedV2MOM
 from .repository import CycleSettingsRepository
@@ -118,9 +118,7 @@ class Clocks:
             query["owner_id"] = owner_id
         else:
             query["org_unit_id"] = {"$in": list(org_unit_ids)}
-        if after:
-            query["_id"] = {"$gt": after}
-        return list(self.collection.find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
+        return list(self.collection.find(after_id(query, after), {"outbox": 0}).sort("_id", 1).limit(limit))
 
     def _ids_of(self, v2mom_id: str) -> set[str]:
         return {clock["_id"] for clock in self.collection.find({"v2mom_id": v2mom_id}, {"_id": 1})}

@@ -30,7 +30,7 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.bus.outbox import new_document_with_events, outbox_index
 from services.platform.core.ids import new_id
 from services.platform.core.paging import bad_token
-from services.platform.store.mongo import Index
+from services.platform.store.mongo import Index, matching
 
 from .cycles import cadence_name
 
@@ -153,13 +153,7 @@ def parse_page_position(position) -> tuple[datetime, datetime, str] | None:
 def checkin_query(
     v2mom_id: str, item_id: str, author_id: str, start: datetime | None, end: datetime | None, include_superseded: bool
 ) -> dict:
-    query: dict = {}
-    if v2mom_id:
-        query["v2mom_id"] = v2mom_id
-    if item_id:
-        query["item_id"] = item_id
-    if author_id:
-        query["author_id"] = author_id
+    query = matching(v2mom_id=v2mom_id, item_id=item_id, author_id=author_id)
     if start or end:
         query["observe_time"] = {**({"$gte": start} if start else {}), **({"$lt": end} if end else {})}
     if not include_superseded:

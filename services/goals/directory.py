@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
-from services.platform.store.mongo import Index
+from services.platform.store.mongo import Index, after_id, matching
 
 from . import convert
 from .events import org_unit_event, person_event
@@ -77,21 +77,11 @@ class Directory:
         return self.cache.get(("reports", manager_id), load)
 
     def list_people(self, org_unit_id: str, manager_id: str, after: str | None, limit: int) -> list[dict]:
-        query: dict = {}
-        if org_unit_id:
-            query["org_unit_id"] = org_unit_id
-        if manager_id:
-            query["manager_id"] = manager_id
-        if after:
-            query["_id"] = {"$gt": after}
+        query = after_id(matching(org_unit_id=org_unit_id, manager_id=manager_id), after)
         return list(self.db[PEOPLE].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
 
     def list_org_units(self, parent_id: str, after: str | None, limit: int) -> list[dict]:
-        query: dict = {}
-        if parent_id:
-            query["parent_id"] = parent_id
-        if after:
-            query["_id"] = {"$gt": after}
+        query = after_id(matching(parent_id=parent_id), after)
         return list(self.db[ORG_UNITS].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
 
     def list_cycles(self) -> list[dict]:

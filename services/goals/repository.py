@@ -11,7 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
-from services.platform.store.mongo import Index
+from services.platform.store.mongo import Index, after_id
 
 from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 
@@ -110,9 +110,7 @@ class V2MOMRepository:
         return self._page(query, after, limit)
 
     def _page(self, query: dict, after: str | None, limit: int) -> list[dict]:
-        if after:
-            query = {**query, "_id": {"$gt": after}}
-        return list(self.collection.find(query, SUMMARY).sort("_id", 1).limit(limit))
+        return list(self.collection.find(after_id(query, after), SUMMARY).sort("_id", 1).limit(limit))
 
     def children_of(self, parent_ids: list[str]) -> list[dict]:
         return list(self.collection.find({"parent_id": {"$in": parent_ids}}, SUMMARY).sort("_id", 1))

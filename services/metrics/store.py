@@ -29,7 +29,7 @@ from pymongo import DeleteMany, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.store.mongo import Index
+from services.platform.store.mongo import Index, matching
 
 from .org import OrgTree
 
@@ -186,9 +186,7 @@ def units_changed_since(db: Database, since: datetime) -> list[dict]:
 
 def aggregates(db: Database, cycle_id: str | None = None, unit_ids: list[str] | None = None) -> list[dict]:
     """Aggregate documents without their memory: all, or one cycle's, or those of some units."""
-    query: dict = {}
-    if cycle_id:
-        query["cycle"] = cycle_id
+    query = matching(cycle=cycle_id)
     if unit_ids is not None:
         query["unit"] = {"$in": unit_ids}
     return list(db[AGGREGATES].find(query, WITHOUT_MEMORY))

@@ -40,3 +40,13 @@ def drop_retired_indexes(db: Database, retired: dict[str, list[str]]) -> None:
         for name in names:
             if name in present:
                 db[collection].drop_index(name)
+
+
+def matching(**fields) -> dict:
+    """An equality filter on the fields given a value; an empty value ("", None) means any, as list RPCs read it."""
+    return {field: value for field, value in fields.items() if value not in ("", None)}
+
+
+def after_id(query: dict, after: str | None) -> dict:
+    """The query limited to ids after ``after`` (keyset paging on ``_id``); unchanged without one."""
+    return {**query, "_id": {"$gt": after}} if after else query
