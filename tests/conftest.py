@@ -1,7 +1,10 @@
-"""Real parts for the tests: the mongoeco wire server, RabbitMQ, gRPC over sockets.
+"""The real parts every folder of tests shares: the mongoeco wire server, RabbitMQ, per-test databases, and the
+one way to start each service in a test.
 
-The wire server runs as its own process (as in `make run`); each test gets
-a fresh database name in it, so tests never see each other's data.
+The wire server runs as its own process (as in `make run`); each test gets fresh database names in it, so
+tests never see each other's data. APIs run in process (tests.support.services.served_in_process), workers
+as processes (tests.support.processes.start_module). Plain helpers live in tests/support; the fixtures of
+one service's tests in that folder's conftest.py.
 """
 
 import os
@@ -10,16 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import replace
 
-import grpc
 import pymongo
 import pytest
 
-from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import load
-from tests.helpers_platform import log_tail, spawn
+from tests.support.processes import log_tail, spawn, start_module, stop
+from tests.support.services import served, served_in_process
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -30,6 +31,9 @@ def _broker_reachable(host="127.0.0.1", port=5672) -> bool:
             return True
     except OSError:
         return False
+
+
+# --- Mongo ---------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +49,25 @@ def mongo_uri(tmp_path_factory):
             raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
         time.sleep(0.05)
     yield ready.read_text()
-    process.terminate()
-    process.wait(timeout=10)
+    stop(process, timeout=10)
+
+
+@pytest.fixture
+def db_name():
+    return f"goals_test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def metrics_db_name(mongo_uri):
+    """A database name of the test's own for the metrics service, dropped afterwards."""
+    name = f"metrics_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    client = pymongo.MongoClient(mongo_uri)
+    client.drop_database(name)
+    client.close()
+
+
+# --- RabbitMQ -----------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +81,6 @@ def _rabbitmqctl(*args) -> None:
 
 
 @pytest.fixture
-def broker_uri(amqp_uri):
-    """The broker a test's services use; modules that run workers override it with isolated_broker_uri."""
-    return amqp_uri
-
-
-@pytest.fixture
 def isolated_broker_uri(amqp_uri):
     """A vhost of the test's own: no leftover or concurrent messages reach its workers' queues."""
     vhost = f"test_{uuid.uuid4().hex[:10]}"
@@ -76,12 +91,17 @@ def isolated_broker_uri(amqp_uri):
 
 
 @pytest.fixture
-def db_name():
-    return f"goals_test_{uuid.uuid4().hex[:10]}"
+def broker_uri(amqp_uri):
+    """The broker a test's services use; modules that run workers override it with isolated_broker_uri."""
+    return amqp_uri
+
+
+# --- settings and databases of each service -----------------------------------------------------------
 
 
 @pytest.fixture
 def settings(mongo_uri, broker_uri, db_name):
+    """goals' settings on the test's database and broker."""
     return replace(load("goals"), mongo_uri=mongo_uri, mongo_db=db_name, amqp_uri=broker_uri, directory_cache_seconds=0.0)
 
 
@@ -93,62 +113,34 @@ def db(settings):
     client.close()
 
 
-def token(settings, person_id: str, roles=()) -> str:
-    return mint_token(settings.auth, person_id, roles)
-
-
-class Caller:
-    """A real gRPC client acting as one person."""
-
-    def __init__(self, stub, metadata):
-        self.stub = stub
-        self.metadata = metadata
-
-    def __getattr__(self, rpc):
-        method = getattr(self.stub, rpc)
-        return lambda request, **kw: method(request, metadata=self.metadata, timeout=kw.pop("timeout", 10), **kw)
+@pytest.fixture
+def checkins_settings(settings, goals_api):
+    """Settings of the check-ins service: its own database, goals-api at the test's goals server."""
+    return replace(
+        load("checkins", "127.0.0.1:0"),
+        mongo_uri=settings.mongo_uri,
+        mongo_db=f"checkins_test_{uuid.uuid4().hex[:10]}",
+        amqp_uri=settings.amqp_uri,
+        goals_addr=f"127.0.0.1:{goals_api.port}",
+    )
 
 
 @pytest.fixture
-def goals_worker(settings):
-    """A real goals-worker process (nameko, eventlet) on this test's database."""
-    env = {
-        **os.environ,
-        "MONGO_URI": settings.mongo_uri,
-        "MONGO_DB": settings.database_name,
-        "AMQP_URI": settings.amqp_uri,
-        "RELAY_INTERVAL_SECONDS": "0.1",
-        "LOG_LEVEL": "INFO",
-    }
-    process = spawn([sys.executable, "-m", "services.goals.worker"], env)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def checkins_db(checkins_settings):
+    """The check-ins service's database, read directly."""
+    client = pymongo.MongoClient(checkins_settings.mongo_uri, tz_aware=True)
+    yield client[checkins_settings.database_name]
+    client.drop_database(checkins_settings.database_name)
+    client.close()
 
 
-@contextmanager
-def served_in_process(create_server, stub_class, settings):
-    """Starts a service's gRPC server on a free port; yields a factory of per-person clients."""
-    server, port = create_server("127.0.0.1:0", settings)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = stub_class(channel)
+@pytest.fixture
+def metrics_settings(settings, metrics_db_name):
+    """Settings of the metrics service: the test's broker, a database of its own."""
+    return replace(settings, service="metrics", mongo_db=metrics_db_name)
 
-    def client_for(person_id: str | None, roles=()) -> Caller:
-        metadata = bearer_metadata(token(settings, person_id, roles)) if person_id else ()
-        return Caller(stub, metadata)
 
-    client_for.port = port
-    client_for.server = server
-    try:
-        yield client_for
-    finally:
-        channel.close()
-        server.stop(grace=None)
+# --- the services: APIs in process ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -159,3 +151,77 @@ def goals_api(settings):
 
     with served_in_process(create_server, goals_pb2_grpc.GoalServiceStub, settings) as client_for:
         yield client_for
+
+
+@pytest.fixture
+def checkins_api(checkins_settings):
+    """An in-process checkins-api on a free port; returns a factory of per-person clients."""
+    from services.checkins.api import create_server
+    from v2mom.v1 import checkins_pb2_grpc
+
+    with served_in_process(create_server, checkins_pb2_grpc.CheckinServiceStub, checkins_settings) as client_for:
+        yield client_for
+
+
+@pytest.fixture(scope="module")
+def seeded_goals(mongo_uri):
+    """A goals-api on a fresh database, the demo organisation seeded through it, once per test module."""
+    from deploy.demo.goals_seed import seed
+    from services.goals.api import create_server
+    from tests.support.cli import SeededGoals
+
+    settings = replace(
+        load("goals"), mongo_uri=mongo_uri, mongo_db=f"goals_demo_{uuid.uuid4().hex[:10]}", directory_cache_seconds=0.0
+    )
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    try:
+        with served(create_server, settings) as (_, port):
+            address = f"127.0.0.1:{port}"
+            report = seed(settings, goals_api_address=address, progress=False)
+            yield SeededGoals(address, settings, client[settings.database_name], report)
+    finally:
+        client.drop_database(settings.database_name)
+        client.close()
+
+
+# --- the services: workers as processes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def goals_worker(settings):
+    """A real goals-worker process (nameko, eventlet) on this test's database."""
+    process = start_module("services.goals.worker", {
+        "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri,
+        "RELAY_INTERVAL_SECONDS": "0.05", "LOG_LEVEL": "INFO",
+    })
+    yield process
+    stop(process)
+
+
+@pytest.fixture
+def checkins_worker(checkins_settings):
+    """A real checkins-worker process (nameko) on the test's check-ins database."""
+    process = start_module("services.checkins.worker", {
+        "MONGO_URI": checkins_settings.mongo_uri, "MONGO_DB": checkins_settings.database_name,
+        "AMQP_URI": checkins_settings.amqp_uri, "GOALS_ADDR": checkins_settings.goals_addr,
+        "RELAY_INTERVAL_SECONDS": "0.05", "STALENESS_INTERVAL_SECONDS": "0.5",
+    })
+    yield process
+    stop(process)
+
+
+@pytest.fixture
+def metrics_worker(metrics_settings, tmp_path):
+    """A real metrics-worker process on the test's metrics database; its queues exist once this returns.
+
+    ``stop()``, ``kill()`` and ``start()`` again; its log is ``.log`` (a file in tmp_path)."""
+    from tests.support.metrics_service import Worker
+
+    worker = Worker({
+        **os.environ, "MONGO_URI": metrics_settings.mongo_uri, "MONGO_DB": metrics_settings.database_name,
+        "AMQP_URI": metrics_settings.amqp_uri, "METRICS_STATS_FLUSH_SECONDS": "0.2",
+        "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING"),
+    }, log=tmp_path / "metrics-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "v2mom_cli" / "examples" / "individual.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "v2mom_cli" / "examples" / "individual.yaml"
 V2MOM_ID = re.compile(r"v2m_[0-9a-z]+")
 
 

@@ -16,7 +16,7 @@ import pytest
 from deploy import grpc_healthcheck
 from tests.helpers_cli import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 READY = "V2MOM dev stack is ready."
 
 

@@ -53,7 +53,7 @@ from tests.helpers_promql import (
 from tests.test_metrics_worker import QUEUES as METRICS_WORKER_QUEUES
 from v2mom.v1 import checkins_pb2, goals_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_HINT = ("prometheus or promtool is missing: install Debian's prometheus package "
                    "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
 CHECKINS_WORKER_QUEUES = (

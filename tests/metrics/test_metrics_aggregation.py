@@ -25,87 +25,10 @@ from tests.helpers_metrics import (
 from v2mom.v1 import checkins_pb2
 
 
-@pytest.fixture
-def metrics_db(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    db = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
-    ensure_indexes(db, store.INDEXES)
-    yield db
-    client.drop_database(db.name)
-    client.close()
-
-
 # --- a small org ---------------------------------------------------------------------------------
 #
 #   acme (company: ceo)  ── eng (department: vp) ── platform (team: ann, bob, cat who left)
 #                        └─ sales (team: dan, eve)
-
-
-class SmallOrg:
-    def __init__(self):
-        self.units = [
-            org_unit("acme", "Acme", "company"),
-            org_unit("eng", "Engineering", "department", parent="acme"),
-            org_unit("platform", "Platform", "team", parent="eng"),
-            org_unit("sales", "Sales", "team", parent="acme"),
-        ]
-        self.people = [
-            person("ceo", "acme"), person("vp", "eng"), person("ann", "platform"), person("bob", "platform"),
-            person("cat", "platform", active=False), person("dan", "sales"), person("eve", "sales"),
-        ]
-        self.acme = (Journey("v-acme", "ceo", "acme", "company", measures=("m1",), methods=("x1",))
-                     .step("draft", ago(days=12)).step("submitted", ago(days=10)).step("published", ago(days=9)))
-        self.ann = (Journey("v-ann", "ann", "platform", "individual", measures=("ma", "mb"), methods=("xa",))
-                    .step("draft", ago(days=40)).step("submitted", ago(days=39))
-                    .step("published", ago(days=39) + timedelta(hours=2)))
-        self.bob = Journey("v-bob", "bob", "platform", "individual").step("draft", ago(days=4)).step("submitted", ago(days=3))
-        self.dan = Journey("v-dan", "dan", "sales", "individual").step("draft", ago(days=2))
-        self.eve = Journey("v-eve", "eve", "sales", "individual").step("draft", ago(days=7)).step("archived", ago(days=6))
-        self.vp = (Journey("v-vp", "vp", "eng", "department").step("draft", ago(days=4))
-                   .step("submitted", ago(days=2)).step("changes_requested", ago(days=1)))
-        self.journeys = [self.acme, self.ann, self.bob, self.dan, self.eve, self.vp]
-        self.log = CheckinLog()
-        log, ann, acme = self.log, self.ann, self.acme
-        log.record(ann, "ma", ago(days=36))                 # W43: outside the window
-        log.record(ann, "ma", ago(days=29))                 # W44
-        log.record(acme, "m1", ago(days=20))                # W45
-        log.record(ann, "mb", ago(days=20))                 # W45
-        log.set_progress(ann, 1, own=10, tree=10)
-        log.record(ann, "ma", ago(days=15))                 # W46
-        second = log.record(ann, "ma", ago(days=8))         # W47
-        log.record(ann, "ma", ago(days=8), recorded=ago(days=7), corrects=second.id)  # counts no more
-        log.go_stale(acme, "m1", last_checkin=ago(days=20))
-        log.go_stale(acme, "x1", last_checkin=None, overdue=True, kind=checkins_pb2.ITEM_KIND_METHOD)
-        log.go_stale(ann, "mb", last_checkin=ago(days=20))
-        log.go_stale(ann, "xa", last_checkin=None, overdue=True, kind=checkins_pb2.ITEM_KIND_METHOD)
-        log.set_progress(acme, 2, own=20, tree=30)
-        log.record(ann, "ma", ago(days=1))                  # W48: this week
-        log.record(ann, "mb", ago(hours=5))                 # W48, and mb is fresh again
-        log.freshen(ann, "mb")
-        log.set_progress(ann, 3, own=50, tree=50, off_track=1)
-
-    def events(self) -> list[dict]:
-        lifecycle = [event for journey in self.journeys for event in journey.events]
-        return self.units + self.people + lifecycle + self.log.events
-
-    def goals_source(self) -> FakeGoals:
-        return FakeGoals([listed_unit(u) for u in self.units], [listed_person(p) for p in self.people], self.journeys)
-
-
-def apply_all(db, events):
-    for event in events:
-        consume.apply(db, event["source"].rsplit("/", 1)[1], event)
-
-
-def scrape(db, now=NOW) -> dict:
-    """{(name, frozenset(labels)): value} from a registry of the test's own."""
-    registry = CollectorRegistry()
-    registry.register(EngagementCollector(db, clock=lambda: now))
-    samples = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
 
 
 def value(samples, name, unit, scope="direct", **labels):

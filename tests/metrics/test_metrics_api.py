@@ -41,21 +41,6 @@ PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-g
 
 
 @pytest.fixture
-def metrics_settings(settings):
-    return replace(settings, service="metrics", mongo_db=f"metrics_test_{uuid.uuid4().hex[:10]}")
-
-
-@pytest.fixture
-def metrics_db(metrics_settings):
-    client = pymongo.MongoClient(metrics_settings.mongo_uri, tz_aware=True)
-    db = client[metrics_settings.database_name]
-    ensure_indexes(db, store.INDEXES)
-    yield db
-    client.drop_database(db.name)
-    client.close()
-
-
-@pytest.fixture
 def checkin_log():
     return CheckinLog()
 
@@ -69,27 +54,6 @@ def checkins_server(checkin_log):
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(grace=None)
-
-
-def start_metrics_api(metrics_settings, goals_addr, checkins_addr, clock):
-    server, port = create_server("127.0.0.1:0", metrics_settings, "127.0.0.1:0",
-                                 Sources(goals_addr, checkins_addr, grace_seconds=1.0), clock)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = metrics_pb2_grpc.MetricsServiceStub(channel)
-
-    def client_for(person_id, roles=()):
-        metadata = bearer_metadata(mint_token(metrics_settings.auth, person_id, roles)) if person_id else ()
-        return Caller(stub, metadata)
-
-    client_for.http_port = server.http_port
-
-    def stop():
-        channel.close()
-        server.stop(grace=None)
-        server.http.shutdown()
-
-    return client_for, stop
 
 
 @pytest.fixture
@@ -115,12 +79,6 @@ def details(error: grpc.RpcError) -> list:
         if detail.Unpack(bad):
             found.extend(v.field for v in bad.field_violations)
     return found
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return response.read().decode()
 
 
 def engagement_samples(text: str) -> dict:

@@ -55,16 +55,6 @@ ACCEPTS = [
 ]
 
 
-@pytest.fixture
-def metrics_db(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    db = client[f"metrics_test_{uuid.uuid4().hex[:10]}"]
-    ensure_indexes(db, store.INDEXES)
-    yield db
-    client.drop_database(db.name)
-    client.close()
-
-
 class FixedCalendar:
     def cycles(self):
         return [Cycle("FY2027", NOW - timedelta(days=200), NOW + timedelta(days=165))]
@@ -80,15 +70,6 @@ def small_org_with_oddities(db) -> None:
     stats = PipelineStats()
     stats.observe("goals", "v2mom_created", NOW - timedelta(seconds=2), now=NOW)
     stats.flush(db)
-
-
-def bench_shaped_org(db, n_units: int = 120) -> None:
-    """Units and aggregates as bench/metrics.py loads them: departments of teams, every counter set."""
-    from bench.metrics import aggregate_document, org, unit_document
-
-    units = org(n_units)
-    db[store.UNITS].insert_many([unit_document(unit, False) for unit in units])
-    db[store.AGGREGATES].insert_many([aggregate_document(unit[0], NOW, False) for unit in units])
 
 
 def exposition(db) -> Exposition:

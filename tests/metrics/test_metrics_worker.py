@@ -29,9 +29,7 @@ from tests.helpers_metrics import CheckinLog, ago, raw_event
 from tests.test_metrics_aggregation import SmallOrg, apply_all, scrape
 from v2mom.v1 import checkins_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
-QUEUES = [f"evt-{source}-{event_type}--metrics_worker.on_{source}_event"
-          for source, types in consume.SUBSCRIPTIONS.items() for event_type in types]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -58,38 +56,6 @@ def connection(settings):
         yield connection
 
 
-class Worker:
-    """Starts, kills and restarts `python -m services.metrics.worker`."""
-
-    def __init__(self, env: dict, connection):
-        self.env = env
-        self.connection = connection
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.env["WORKER_LOG"], "a") if self.env.get("WORKER_LOG") else subprocess.DEVNULL
-        self.process = subprocess.Popen([sys.executable, "-m", "services.metrics.worker"], cwd=ROOT, env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=log, text=True)
-        deadline = time.monotonic() + 30
-        while not all(queue_exists(self.connection, name) for name in QUEUES):
-            assert self.process.poll() is None, f"the worker exited with {self.process.returncode}"
-            assert time.monotonic() < deadline, "the worker never declared its queues"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
 def worker(settings, databases, connection):
     worker_db, _ = databases
@@ -99,31 +65,6 @@ def worker(settings, databases, connection):
     worker.start()
     yield worker
     worker.stop()
-
-
-def publish(connection, events, raw: list[tuple[str, str, bytes]] = ()) -> None:
-    channel = connection.channel()
-    exchanges = {source: kombu.Exchange(f"{source}.events", type="topic", durable=True) for source in ("goals", "checkins")}
-    producer = kombu.Producer(channel)
-    for exchange in exchanges.values():
-        exchange(channel).declare()
-    for event in events:
-        source = event["source"].rsplit("/", 1)[1]
-        producer.publish(json.dumps(event), exchange=exchanges[source], routing_key=event["type"], delivery_mode=2,
-                         content_type="application/cloudevents+json", content_encoding="utf-8")
-    for source, routing_key, body in raw:
-        producer.publish(body, exchange=exchanges[source], routing_key=routing_key, delivery_mode=2,
-                         content_type="application/cloudevents+json", content_encoding="utf-8")
-    channel.close()
-
-
-def handled(db) -> int:
-    """Deliveries the worker has finished with: processed or dead-lettered (tallies flush every 0.2 s)."""
-    total = 0
-    for doc in store.pipeline(db):
-        total += sum((doc.get("processed") or {}).values())
-        total += sum(n for reasons in (doc.get("dead_lettered") or {}).values() for n in reasons.values())
-    return total
 
 
 wait_for = functools.partial(helpers_platform.wait_for, timeout=90.0, every=0.2)

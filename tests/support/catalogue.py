@@ -25,7 +25,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE_PATH = ROOT / "docs" / "events.asyncapi.yaml"
 # Any absolute URI works; it only anchors the in-document "#/..." references.
 CATALOGUE_URI = "urn:v2mom:asyncapi:events"

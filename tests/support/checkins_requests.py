@@ -1,39 +1,21 @@
-"""Shared by the check-ins API tests: request builders, the check-ins store read directly, error probes.
-
-Use with ``from tests.helpers_checkins import *`` and ``from tests.helpers_checkins_api import *``.
-"""
+"""Shared by the check-ins API tests: request builders, the check-ins store read directly, a probe that a
+refused call wrote nothing (the error probes themselves are in tests.support.grpc_errors)."""
 
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import pymongo
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.platform.bus.events import to_wire
-from tests.helpers_goals import assert_clean, expect, field_violations, precondition_violations, rpc_error
+from tests.support.grpc_errors import expect
 from v2mom.v1 import checkins_pb2
 
-__all__ = [
-    "checkins_db", "Code", "ON_TRACK", "AT_RISK", "OFF_TRACK", "ADMIN", "measure_request", "method_request",
-    "correct_request", "stamp", "days_ago", "Store", "expect", "rpc_error", "assert_clean", "field_violations",
-    "precondition_violations", "expect_nothing_written",
-]
 
 Code = grpc.StatusCode
 ON_TRACK = checkins_pb2.CHECKIN_STATUS_ON_TRACK
 AT_RISK = checkins_pb2.CHECKIN_STATUS_AT_RISK
 OFF_TRACK = checkins_pb2.CHECKIN_STATUS_OFF_TRACK
 ADMIN = ("admin",)
-
-
-@pytest.fixture
-def checkins_db(checkins_settings):
-    """The check-ins service's database, read directly."""
-    client = pymongo.MongoClient(checkins_settings.mongo_uri, tz_aware=True)
-    yield client[checkins_settings.database_name]
-    client.drop_database(checkins_settings.database_name)
-    client.close()
 
 
 def measure_request(v2mom_id: str, measure_id: str = "msr-nps", value: float = 40.0, status=ON_TRACK, confidence=7,

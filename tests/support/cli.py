@@ -1,30 +1,25 @@
-"""Fixtures for the CLI, seed and devstack tests.
+"""Helpers of the CLI, seed and devstack tests.
 
-`seeded_goals` is a real goals-api on a free port over a fresh database with
-the demo organisation seeded through it, once per test module. `Cli` runs
+`SeededGoals` is what the root conftest's fixture `seeded_goals` gives: a real
+goals-api on a free port over a fresh database with the demo organisation
+seeded through it, once per test module. `Cli` runs
 the installed `v2mom` command as a subprocess, as a person at a terminal
 would, with its own HOME and token file. `demo_name` turns a name from the
 demo files into the one the seeded demo shows (the demo's dates move on week
 by week, and its fiscal-year names with them once FY2027 ends in a later year).
-
-Import them with ``from tests.helpers_cli import seeded_goals  # noqa: F401``.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymongo
-import pytest
 
-from services.goals.api import create_server
-from deploy.demo.goals_seed import SeedReport, seed
+from deploy.demo.goals_seed import SeedReport
 from deploy.demo import calendar as demo_calendar
-from services.platform.core.config import Settings, load
+from services.platform.core.config import Settings
 
 V2MOM = Path(sys.executable).with_name("v2mom")  # the console script of this venv
 
@@ -35,24 +30,6 @@ class SeededGoals:
     settings: Settings
     db: pymongo.database.Database
     report: SeedReport
-
-
-@pytest.fixture(scope="module")
-def seeded_goals(mongo_uri):
-    settings = replace(
-        load("goals"), mongo_uri=mongo_uri, mongo_db=f"goals_demo_{uuid.uuid4().hex[:10]}", directory_cache_seconds=0.0
-    )
-    server, port = create_server("127.0.0.1:0", settings)
-    server.start()
-    address = f"127.0.0.1:{port}"
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    try:
-        report = seed(settings, goals_api_address=address, progress=False)
-        yield SeededGoals(address, settings, client[settings.database_name], report)
-    finally:
-        server.stop(grace=None)
-        client.drop_database(settings.database_name)
-        client.close()
 
 
 def demo_name(text: str) -> str:
@@ -95,9 +72,3 @@ class Cli:
         assert result.returncode == 0, f"v2mom {' '.join(args)} failed:\n{result.stderr}{result.stdout}"
         assert "Traceback" not in result.stderr
         return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

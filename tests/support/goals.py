@@ -11,28 +11,25 @@ The org (roles as the permission tests name them):
     └── sales (department, leader sam)
     ada: admin, reports to the CEO, so not in olive's chain (ADMIN)
 
-Import the fixtures into a test module with
-``from tests.helpers_goals import goals, cycle  # noqa: F401``.
+The fixtures ``goals``, ``isolated_goals`` and ``cycle`` (tests/goals/conftest.py) start a ``GoalsEnv``.
 """
 
-import re
 import time
 import uuid
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 
 import grpc
 import jwt
 import pymongo
-import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2
 from google.type import date_pb2
-from grpc_status import rpc_status
 
 from services.goals.api import create_server
 from services.goals.directory import Directory
 from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import load
+from tests.support.services import served
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 OWNER, MANAGER, SKIP, PEER, ADMIN, ANON = "olive", "lee", "dana", "pete", "ada", None
@@ -128,71 +125,6 @@ def mask(*paths: str) -> field_mask_pb2.FieldMask:
     return field_mask_pb2.FieldMask(paths=list(paths))
 
 
-# --- errors -----------------------------------------------------------------------------
-
-
-def rpc_error(call, request) -> grpc.RpcError:
-    """Runs a call that must fail and returns its error."""
-    try:
-        response = call(request)
-    except grpc.RpcError as error:
-        return error
-    raise AssertionError(f"expected an error, got {type(response).__name__}: {str(response)[:300]}")
-
-
-def details(error: grpc.RpcError) -> list:
-    """The google.rpc status details, unpacked."""
-    status = rpc_status.from_call(error)
-    if status is None:
-        return []
-    unpacked = []
-    for any_detail in status.details:
-        for kind in (error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure):
-            if any_detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                any_detail.Unpack(message)
-                unpacked.append(message)
-    return unpacked
-
-
-def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    return [(v.field, v.description) for m in details(error) if isinstance(m, error_details_pb2.BadRequest)
-            for v in m.field_violations]
-
-
-def violated_fields(error: grpc.RpcError) -> set[str]:
-    return {field for field, _ in field_violations(error)}
-
-
-def precondition_violations(error: grpc.RpcError) -> list[tuple[str, str, str]]:
-    return [(v.type, v.subject, v.description) for m in details(error)
-            if isinstance(m, error_details_pb2.PreconditionFailure) for v in m.violations]
-
-
-_LEAKS = re.compile(r"Traceback|File \"|\.py\"|line \d+, in|Exception|Error\(|pymongo|bson", re.IGNORECASE)
-
-
-def assert_clean(error: grpc.RpcError) -> None:
-    """Never INTERNAL/UNKNOWN for a client's mistake, and no Python internals in anything the client sees."""
-    assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), error.details()
-    texts = [error.details() or ""] + [f"{a} {b}" for a, b in field_violations(error)]
-    texts += [" ".join(v) for v in precondition_violations(error)]
-    for text in texts:
-        assert not _LEAKS.search(text), f"internal detail leaked to the client: {text[:300]!r}"
-
-
-def expect(call, request, code: grpc.StatusCode, *fields: str) -> grpc.RpcError:
-    """The call fails with `code`, cleanly; with fields, the BadRequest names each of them."""
-    error = rpc_error(call, request)
-    assert error.code() == code, f"expected {code.name}, got {error.code().name}: {error.details()}"
-    assert_clean(error)
-    if fields:
-        named = violated_fields(error)
-        for field in fields:
-            assert field in named, f"no field violation for {field!r}; got {field_violations(error)}"
-    return error
-
-
 # --- clients ----------------------------------------------------------------------------------
 
 
@@ -217,6 +149,7 @@ class GoalsEnv:
     server: object
     channel: grpc.Channel
     stub: goals_pb2_grpc.GoalServiceStub
+    running: ExitStack = field(default_factory=ExitStack)
 
     def client(self, person_id: str | None, roles=None) -> Client:
         """A client for a person of the org (roles from the org) or ANON (None: no token at all)."""
@@ -299,7 +232,7 @@ class GoalsEnv:
 
     def close(self) -> None:
         self.channel.close()
-        self.server.stop(grace=None).wait()
+        self.running.close()
 
 
 def start_env(mongo_uri: str) -> GoalsEnv:
@@ -308,36 +241,14 @@ def start_env(mongo_uri: str) -> GoalsEnv:
     mongo = pymongo.MongoClient(mongo_uri, tz_aware=True)
     db = mongo[settings.database_name]
     directory = build_org(db)
-    server, port = create_server("127.0.0.1:0", settings)
-    server.start()
+    running = ExitStack()
+    server, port = running.enter_context(served(create_server, settings))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=10)
-    return GoalsEnv(settings, db, directory, server, channel, goals_pb2_grpc.GoalServiceStub(channel))
+    return GoalsEnv(settings, db, directory, server, channel, goals_pb2_grpc.GoalServiceStub(channel), running)
 
 
 def stop_env(env: GoalsEnv) -> None:
     env.close()
     env.db.client.drop_database(env.db.name)
     env.db.client.close()
-
-
-@pytest.fixture(scope="module")
-def goals(mongo_uri):
-    """One goals-api per test module, on its own database with the org above."""
-    env = start_env(mongo_uri)
-    yield env
-    stop_env(env)
-
-
-@pytest.fixture
-def isolated_goals(mongo_uri):
-    """A goals-api on a database of the test's own, for tests that look at whole collections."""
-    env = start_env(mongo_uri)
-    yield env
-    stop_env(env)
-
-
-@pytest.fixture
-def cycle(goals) -> str:
-    """A fresh cycle for this test: every V2MOM slot in it is free."""
-    return goals.new_cycle()

@@ -1,12 +1,13 @@
-"""Test helpers shared across services: waiting for a condition, processes the tests start, broker queues, the
-commands a client sends."""
+"""The one process wrapper of the tests: the system's processes (``spawn``), their logs (``log_tail``),
+stopping them (``stop``), waiting for a condition (``wait_for``) and free ports."""
 
+import os
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-from pymongo import monitoring
 
 
 def wait_for(predicate, timeout: float = 30.0, message: str = "condition never held", every: float = 0.1):
@@ -20,19 +21,29 @@ def wait_for(predicate, timeout: float = 30.0, message: str = "condition never h
     raise AssertionError(message)
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
-    """A process of the system under test, its stderr (where our services log) kept in a temporary file.
+def spawn(args: list[str], env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """A process of the system under test, its stderr (where our services log) kept in a file.
 
     Not a pipe: nobody reads a pipe while the test runs, and once 64 KB of log lines fill it the process
-    blocks on its next write and looks stuck. ``log_tail`` reads the file.
+    blocks on its next write and looks stuck. ``log_tail`` reads the file: a temporary one, or ``log`` when
+    given (appended to, so a restarted process keeps one log).
     """
-    log = tempfile.TemporaryFile(mode="w+", prefix="v2mom-test-", suffix=".log")
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    process.log = log
+    if log is None:
+        stream = tempfile.TemporaryFile(mode="w+", prefix="v2mom-test-", suffix=".log")
+    else:
+        stream = open(log, "a+")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stream, text=True)
+    process.log = stream
+    process.log_path = log
     return process
+
+
+def start_module(module: str, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``python -m module`` as ``make run`` starts it, with ``env`` added to this process's environment."""
+    return spawn([sys.executable, "-m", module], {**os.environ, **(env or {})}, log)
 
 
 def log_tail(process: subprocess.Popen, size: int = 3000) -> str:
@@ -42,42 +53,18 @@ def log_tail(process: subprocess.Popen, size: int = 3000) -> str:
     return process.log.read()[-size:]
 
 
-def queue_exists(connection, name: str) -> bool:
-    """Whether a queue is declared on the broker (a passive declare fails, and closes its channel, if not)."""
-    try:
-        connection.channel().queue_declare(name, passive=True)
-        return True
-    except Exception:
-        return False
-
-
-class Commands(monitoring.CommandListener):
-    """(command, collection, filter) of everything sent while recording."""
-
-    def __init__(self):
-        self.recording = False
-        self.seen: list[tuple[str, str, dict]] = []
-
-    def started(self, event):
-        if not self.recording or event.command_name not in ("find", "update", "insert", "delete", "aggregate", "count"):
-            return
-        command = event.command
-        collection = command[event.command_name]
-        if event.command_name == "update":
-            self.seen.extend(("update", collection, update["q"]) for update in command["updates"])
-        else:
-            self.seen.append((event.command_name, collection, command.get("filter", {})))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-    def during(self, action) -> list[tuple[str, str, dict]]:
-        self.seen, self.recording = [], True
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            action()
-        finally:
-            self.recording = False
-        return self.seen
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 ALERTS_FILE = PROMETHEUS_DIR / "alerts.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
