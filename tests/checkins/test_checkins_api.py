@@ -23,15 +23,14 @@ from services.checkins.handlers import Projection
 from services.checkins.clock_store import advance_due
 from services.platform.core.clock import utc_now
 from services.goals.directory import Directory
-from tests.conftest import served_in_process
-from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins import FY2027_LAST_DAY, publish_v2mom, world_content
-from tests.helpers_checkins_api import *  # noqa: F403
-from tests.helpers_checkins_events import approved, v2mom_data
-from tests.helpers_checkins_api import (
-    ADMIN, AT_RISK, OFF_TRACK, ON_TRACK, Code, Store, correct_request, days_ago, expect, expect_nothing_written,
-    measure_request, method_request, precondition_violations, stamp,
+from tests.support.checkin_events import approved, v2mom_data
+from tests.support.checkins import FY2027_LAST_DAY, publish_v2mom, world_content
+from tests.support.checkins_requests import (
+    ADMIN, AT_RISK, Code, correct_request, days_ago, expect_nothing_written, measure_request, method_request,
+    OFF_TRACK, ON_TRACK, stamp, Store,
 )
+from tests.support.grpc_errors import expect, precondition_violations
+from tests.support.services import served_in_process
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2
 
 AFTER_FY2027 = datetime.combine(FY2027_LAST_DAY + timedelta(days=10), time(9), tzinfo=UTC)

@@ -22,12 +22,11 @@ import pytest
 from services.checkins.api import create_server as create_checkins_server
 from services.goals.directory import Directory
 from services.goals.api import create_server as create_goals_server
-from tests.conftest import served_in_process
-from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins_api import *  # noqa: F403
-from tests.helpers_checkins_api import (
-    ADMIN, Code, Store, correct_request, expect, expect_nothing_written, measure_request, method_request,
+from tests.support.checkins_requests import (
+    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, Store,
 )
+from tests.support.grpc_errors import expect
+from tests.support.services import served_in_process
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
 
 

@@ -13,8 +13,8 @@ import pymongo
 import pytest
 
 from services.checkins.handlers import Projection
-from tests.helpers_platform import Commands
-from tests.helpers_checkins_events import NOW, FakeGoals, approved, checkin_data, corrected, recorded, v2mom_data
+from tests.support.checkin_events import approved, checkin_data, corrected, FakeGoals, NOW, recorded, v2mom_data
+from tests.support.mongo import Commands
 from v2mom.v1 import checkins_pb2
 
 HISTORY = 500

@@ -15,17 +15,8 @@ from services.checkins.progress_reader import ProgressReader
 from services.checkins.staleness import FRESH, OVERDUE, STALE, advance, next_look
 from services.checkins.published import PublishedV2MOM
 from services.platform.core.errors import Unavailable
-from tests.helpers_checkins_events import (
-    METHOD,
-    NOW,
-    FakeGoals,
-    approved,
-    archived,
-    checkin_data,
-    content,
-    outbox,
-    recorded,
-    v2mom_data,
+from tests.support.checkin_events import (
+    approved, archived, checkin_data, content, FakeGoals, METHOD, NOW, outbox, recorded, v2mom_data,
 )
 from v2mom.v1 import goals_pb2
 

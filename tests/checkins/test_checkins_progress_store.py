@@ -18,20 +18,9 @@ from services.checkins.clock_store import ITEM_CLOCKS
 from services.platform.worker.consumer import PermanentError
 from services.platform.core.errors import Unavailable
 from services.platform.bus.events import MalformedEvent
-from tests.helpers_checkins_events import (
-    METHOD,
-    NOW,
-    OFF_TRACK,
-    FakeGoals,
-    approved,
-    archived,
-    checkin_data,
-    content,
-    corrected,
-    outbox,
-    progress_changed,
-    recorded,
-    v2mom_data,
+from tests.support.checkin_events import (
+    approved, archived, checkin_data, content, corrected, FakeGoals, METHOD, NOW, OFF_TRACK, outbox,
+    progress_changed, recorded, v2mom_data,
 )
 from v2mom.v1 import events_pb2, goals_pb2
 

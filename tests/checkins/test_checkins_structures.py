@@ -14,10 +14,8 @@ import pytest
 from services.checkins import structures
 from services.platform.core.clock import to_millis
 from services.platform.bus.events import MalformedEvent, to_wire
-from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins import FY2027_DATES, world_content
-from tests.helpers_checkins_api import *  # noqa: F403
-from tests.helpers_checkins_api import Code, Store, correct_request, expect_nothing_written, measure_request
+from tests.support.checkins import FY2027_DATES, world_content
+from tests.support.checkins_requests import Code, correct_request, expect_nothing_written, measure_request, Store
 from v2mom.v1 import goals_pb2
 
 

@@ -11,12 +11,10 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.helpers_checkins import *  # noqa: F403  (fixtures)
-from tests.helpers_checkins_api import *  # noqa: F403
-from tests.helpers_checkins_api import (
-    ADMIN, ON_TRACK, Code, Store, assert_clean, correct_request, expect_nothing_written, field_violations,
-    measure_request, method_request, rpc_error,
+from tests.support.checkins_requests import (
+    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, ON_TRACK, Store,
 )
+from tests.support.grpc_errors import assert_clean, field_violations, rpc_error
 from v2mom.v1 import checkins_pb2
 
 THREE_MB = "x" * (3 * 1024 * 1024)

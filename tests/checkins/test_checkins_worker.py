@@ -21,12 +21,12 @@ from services.checkins.progress_store import PROGRESS
 from services.checkins.clock_store import ITEM_CLOCKS
 from services.platform.bus.events import to_wire
 from services.platform.bus.outbox import new_document_with_events
-from tests.catalogue import validate_event
-from tests.events_probe import EventProbe
-from tests.helpers_checkins import *  # noqa: F403 - the fixtures
-from tests.helpers_checkins import world_content
-from tests.helpers_platform import log_tail, queue_exists, wait_for
-from tests.helpers_checkins_events import approved, archived, checkin_data as event_data, v2mom_data
+from tests.support.broker import queue_exists
+from tests.support.catalogue import validate_event
+from tests.support.checkin_events import approved, archived, checkin_data as event_data, v2mom_data
+from tests.support.checkins import world_content
+from tests.support.events_probe import EventProbe
+from tests.support.processes import log_tail, wait_for
 from v2mom.v1 import checkins_pb2, goals_pb2
 
 HANDLERS = ("on_v2mom_approved", "on_v2mom_archived", "on_checkin_recorded", "on_checkin_corrected", "on_progress_changed")
@@ -90,7 +90,7 @@ def worker(cdb, probe, connection, checkins_worker):
 
 
 @pytest.fixture
-def world(worker, goals_world, goals_worker_for_checkins):
+def world(worker, goals_world, goals_worker):
     """The goals world, published after the check-ins worker listens (goals' outbox holds the events until then)."""
     return goals_world
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
+from tests.support.cli import Cli, demo_name
+from tests.support.processes import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "v2mom_cli" / "examples" / "individual.yaml"
 V2MOM_ID = re.compile(r"v2m_[0-9a-z]+")

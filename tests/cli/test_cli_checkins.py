@@ -14,6 +14,7 @@ depend on each other's check-ins.
 import re
 import uuid
 from concurrent import futures
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -30,7 +31,9 @@ from deploy.demo.goals import load_org
 from services.platform.core.config import load
 from deploy.demo.calendar import current_cycle
 from services.platform.bus.events import to_wire
-from tests.helpers_cli import Cli, demo_name, free_port, seeded_goals  # noqa: F401
+from tests.support.cli import Cli, demo_name
+from tests.support.processes import free_port
+from tests.support.services import served
 from v2mom.v1 import checkins_pb2, goals_pb2
 from v2mom_cli import items
 from v2mom_cli.errors import CliError
@@ -92,8 +95,8 @@ def stack(seeded_goals, mongo_uri):
         load("checkins", "127.0.0.1:0"), mongo_uri=mongo_uri, mongo_db=f"checkins_cli_{uuid.uuid4().hex[:10]}",
         goals_addr=seeded_goals.address,
     )
-    server, port = create_checkins_server("127.0.0.1:0", settings)
-    server.start()
+    running = ExitStack()
+    _, port = running.enter_context(served(create_checkins_server, settings))
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     db = client[settings.database_name]
     goals = GoalsClient(seeded_goals.address, settings.auth)
@@ -103,7 +106,7 @@ def stack(seeded_goals, mongo_uri):
         yield Stack(seeded_goals.address, f"127.0.0.1:{port}", db, worker)
     finally:
         goals.close()
-        server.stop(grace=None)
+        running.close()
         client.drop_database(settings.database_name)
         client.close()
 

@@ -25,16 +25,9 @@ from google.type import date_pb2
 from services.checkins import events as checkin_events
 from services.goals import events as goals_events
 from services.platform.bus import events as platform_events
-from tests.catalogue import (
-    CatalogueMismatch,
-    _follow,
-    catalogued_types,
-    exchange_of_type,
-    load_catalogue,
-    message_for_type,
-    resolve_pointer,
-    schema_errors,
-    validate_event,
+from tests.support.catalogue import (
+    _follow, catalogued_types, CatalogueMismatch, exchange_of_type, load_catalogue, message_for_type,
+    resolve_pointer, schema_errors, validate_event,
 )
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 

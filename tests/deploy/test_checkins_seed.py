@@ -24,10 +24,8 @@ from deploy.demo.goals import load_org
 from deploy.demo.goals_seed import seed as seed_goals
 from services.platform.api.auth import bearer_metadata, mint_token
 from deploy.demo.calendar import current_cycle
-from tests.helpers_checkins import *  # noqa: F403 - the fixtures
-from tests.helpers_checkins_api import checkins_db  # noqa: F401
-from tests import helpers_platform
-from tests.helpers_platform import queue_exists
+from tests.support.broker import queue_exists
+from tests.support import processes
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2
 
 WORKER_QUEUES = (
@@ -148,7 +146,7 @@ def broker_uri(isolated_broker_uri):
 
 
 @pytest.fixture
-def stack(settings, goals_api, checkins_settings, checkins_api, goals_worker_for_checkins, checkins_worker):
+def stack(settings, goals_api, checkins_settings, checkins_api, goals_worker, checkins_worker):
     """Everything `make run` starts, with checkins-worker listening before goals publishes anything."""
     with kombu.Connection(settings.amqp_uri) as connection:
         deadline = time.monotonic() + 30
@@ -192,7 +190,7 @@ class Reader:
         return list(self.call("ListCheckins", request).checkins)
 
 
-wait_for = functools.partial(helpers_platform.wait_for, every=0.2)
+wait_for = functools.partial(processes.wait_for, every=0.2)
 
 
 @pytest.mark.timeout(600)

@@ -14,7 +14,7 @@ import pymongo
 import pytest
 
 from deploy import grpc_healthcheck
-from tests.helpers_cli import free_port
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "V2MOM dev stack is ready."

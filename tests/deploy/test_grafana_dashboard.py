@@ -14,8 +14,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.helpers_promql import (
-    DASHBOARDS_DIR, GRAFANA_BUILTINS, GRAFANA_DIR, all_panels, dashboard_queries, dashboards, metric_names,
+from tests.support.promql import (
+    all_panels, dashboard_queries, dashboards, DASHBOARDS_DIR, GRAFANA_BUILTINS, GRAFANA_DIR, metric_names,
     parse_label_values, referenced_variables, rules, substitute, variable_query, variables,
 )
 

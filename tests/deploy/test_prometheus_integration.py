@@ -24,36 +24,30 @@ A query added to a dashboard or a rule added to alerts.yml is covered without to
 """
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import kombu
-import pymongo
 import pytest
 import yaml
 
 from deploy.demo.goals_seed import seed as seed_goals
-from tests.helpers_checkins import *  # noqa: F403 - checkins_settings, checkins_api, checkins_worker
-from tests.helpers_metrics import raw_event
-from tests.helpers_promql import (
-    ALERTS_FILE, GRAFANA_BUILTINS, dashboard_queries, dashboards, metric_names, parse_label_values, rule_queries,
+from tests.support.metrics import raw_event
+from tests.support.processes import free_port, log_tail, spawn, start_module, stop
+from tests.support.metrics_service import QUEUES as METRICS_WORKER_QUEUES
+from tests.support.promql import (
+    ALERTS_FILE, dashboard_queries, dashboards, metric_names, parse_label_values, rule_queries,
     rules, substitute, variable_query, variables,
 )
-from tests.test_metrics_worker import QUEUES as METRICS_WORKER_QUEUES
 from v2mom.v1 import checkins_pb2, goals_pb2
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_HINT = ("prometheus or promtool is missing: install Debian's prometheus package "
                    "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
 CHECKINS_WORKER_QUEUES = (
@@ -70,22 +64,6 @@ SERIES_TIMEOUT = 60.0  # after the seeds: until Prometheus shows them and every 
 @pytest.fixture
 def broker_uri(isolated_broker_uri):
     return isolated_broker_uri
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -122,11 +100,10 @@ class Service:
 
     def __init__(self, module: str, env: dict, log: Path):
         self.log = log
-        self.process = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **env},
-                                        stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        self.process = start_module(module, env, log)
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
 
 class Prometheus:
@@ -152,11 +129,10 @@ class Prometheus:
         check = subprocess.run(["promtool", "check", "config", str(self.config)], capture_output=True, text=True)
         assert check.returncode == 0, f"promtool check config (test config):\n{check.stdout}{check.stderr}"
         self.log = workdir / "prometheus.log"
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [binary, f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-             ],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("w"),
+             ], log=self.log,
         )
         _wait_for("prometheus", lambda: _http_ok(f"{self.url}/-/ready"), self.process, self.log)
 
@@ -177,7 +153,7 @@ class Prometheus:
         return data["result"] if data["resultType"] in ("vector", "matrix") else [data["result"]]
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
 
 class QueryError(RuntimeError):
@@ -248,25 +224,6 @@ def empty_queries(prometheus: Prometheus, queries) -> list[str]:
 
 
 @pytest.fixture
-def metrics_db_name(mongo_uri):
-    name = f"metrics_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    client = pymongo.MongoClient(mongo_uri)
-    client.drop_database(name)
-    client.close()
-
-
-@pytest.fixture
-def metrics_worker(settings, metrics_db_name, tmp_path):
-    worker = Service("services.metrics.worker", {
-        "MONGO_URI": settings.mongo_uri, "MONGO_DB": metrics_db_name, "AMQP_URI": settings.amqp_uri,
-        "METRICS_STATS_FLUSH_SECONDS": "0.2", "LOG_LEVEL": "WARNING",
-    }, tmp_path / "metrics-worker.log")
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
 def workers_listening(settings, goals_worker, checkins_worker, metrics_worker):
     """Both consuming workers have their queues before goals publishes anything."""
     with kombu.Connection(settings.amqp_uri) as connection:
@@ -274,7 +231,7 @@ def workers_listening(settings, goals_worker, checkins_worker, metrics_worker):
                   metrics_worker.process, metrics_worker.log)
         deadline = time.monotonic() + READY_TIMEOUT
         while not _queues_exist(connection, CHECKINS_WORKER_QUEUES):
-            assert checkins_worker.poll() is None, checkins_worker.stderr.read()[-3000:]
+            assert checkins_worker.poll() is None, log_tail(checkins_worker)
             assert time.monotonic() < deadline, "checkins-worker never declared its queues"
             time.sleep(0.1)
 

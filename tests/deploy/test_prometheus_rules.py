@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.helpers_promql import ALERTS_FILE, PROMETHEUS_DIR, alert_signal, metric_names, rules
+from tests.support.promql import alert_signal, ALERTS_FILE, metric_names, PROMETHEUS_DIR, rules
 
 CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml"))

@@ -8,7 +8,7 @@ from deploy.demo.goals import load_org
 from deploy.demo.goals_seed import seed
 from services.platform.api.auth import bearer_metadata, mint_token
 from deploy.demo.calendar import current_cycle, utc_today
-from tests.helpers_cli import demo_name, seeded_goals  # noqa: F401
+from tests.support.cli import demo_name
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 ALL_STATES = {"V2MOM_STATE_DRAFT", "V2MOM_STATE_SUBMITTED", "V2MOM_STATE_CHANGES_REQUESTED",

@@ -3,10 +3,10 @@
 import grpc
 import pytest
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    ADMIN, CEO, COMPANY, DEPARTMENT, INDIVIDUAL, MANAGER, OWNER, PEER, SKIP, TEAM, TEAMMATE,
-    expect, goals, mask, valid_content,
+from tests.support.goals import (
+    ADMIN, CEO, COMPANY, DEPARTMENT, INDIVIDUAL, MANAGER, mask, OWNER, PEER, SKIP, TEAM, TEAMMATE, valid_content,
 )
+from tests.support.grpc_errors import expect
 from v2mom.v1 import goals_pb2
 
 PUBLISHED, DRAFT = goals_pb2.V2MOM_STATE_PUBLISHED, goals_pb2.V2MOM_STATE_DRAFT

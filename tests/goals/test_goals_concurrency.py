@@ -5,9 +5,8 @@ import threading
 import grpc
 import pytest
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    ADMIN, INDIVIDUAL, MANAGER, OWNER, cycle, expect, goals, mask, valid_content,
-)
+from tests.support.goals import ADMIN, INDIVIDUAL, MANAGER, mask, OWNER, valid_content
+from tests.support.grpc_errors import expect
 from v2mom.v1 import goals_pb2
 
 Code = grpc.StatusCode

@@ -10,8 +10,8 @@ from google.type import date_pb2
 from services.goals.directory import Directory
 from services.goals.events import EVENT_TYPES
 from services.platform.bus.events import parse
-from tests.catalogue import validate_event
-from tests.events_probe import EventProbe
+from tests.support.catalogue import validate_event
+from tests.support.events_probe import EventProbe
 from v2mom.v1 import common_pb2, goals_pb2
 
 

@@ -6,10 +6,11 @@ import threading
 import grpc
 import pytest
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    ADMIN, CEO, COMPANY, DEPARTMENT, FY2027, INDIVIDUAL, FY2028, MANAGER, OWNER, PEER, SKIP, TEAM, TEAMMATE,
-    cycle, expect, goals, isolated_goals, mask, precondition_violations, valid_content,
+from tests.support.goals import (
+    ADMIN, CEO, COMPANY, DEPARTMENT, FY2027, FY2028, INDIVIDUAL, MANAGER, mask, OWNER, PEER, SKIP, TEAM, TEAMMATE,
+    valid_content,
 )
+from tests.support.grpc_errors import expect, precondition_violations
 from v2mom.v1 import goals_pb2
 
 Code = grpc.StatusCode

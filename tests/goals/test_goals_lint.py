@@ -8,9 +8,8 @@ import grpc
 import pytest
 
 from services.goals import convert, lint
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    MANAGER, OWNER, cycle, expect, goals, precondition_violations, valid_content,
-)
+from tests.support.goals import MANAGER, OWNER, valid_content
+from tests.support.grpc_errors import expect, precondition_violations
 from v2mom.v1 import goals_pb2
 
 E, W, I = lint.ERROR, lint.WARNING, lint.INFO

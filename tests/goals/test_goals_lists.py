@@ -3,10 +3,11 @@
 import pytest
 from grpc import StatusCode as Code
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
+from tests.support.goals import (
     ADMIN, CEO, DEPARTMENT, FY2027, FY2028, MANAGER, OWNER, PEER, PEOPLE, SKIP, TEAM, TEAMMATE, UNITS,
-    expect, goals, isolated_goals, valid_content,
+    valid_content,
 )
+from tests.support.grpc_errors import expect
 from v2mom.v1 import common_pb2, goals_pb2
 
 S = goals_pb2

@@ -17,9 +17,8 @@ import re
 import grpc
 import pytest
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    ADMIN, ANON, INDIVIDUAL, MANAGER, OWNER, PEER, SKIP, expect, goals, mask, valid_content,
-)
+from tests.support.goals import ADMIN, ANON, INDIVIDUAL, MANAGER, mask, OWNER, PEER, SKIP, valid_content
+from tests.support.grpc_errors import expect
 from v2mom.v1 import goals_pb2
 
 CALLERS = {"owner": OWNER, "manager": MANAGER, "skip": SKIP, "peer": PEER, "admin": ADMIN, "anonymous": ANON}

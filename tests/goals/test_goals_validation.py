@@ -14,10 +14,10 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 
-from tests.helpers_goals import (  # noqa: F401  (fixtures)
-    ADMIN, CEO, COMPANY, DEPARTMENT, INDIVIDUAL, MANAGER, OWNER, SKIP, TEAM,
-    assert_clean, d, expect, field_violations, goals, mask, rpc_error, valid_content,
+from tests.support.goals import (
+    ADMIN, CEO, COMPANY, d, DEPARTMENT, INDIVIDUAL, MANAGER, mask, OWNER, SKIP, TEAM, valid_content,
 )
+from tests.support.grpc_errors import assert_clean, expect, field_violations, rpc_error
 from v2mom.v1 import goals_pb2
 
 Code = grpc.StatusCode

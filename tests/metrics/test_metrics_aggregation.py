@@ -14,15 +14,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.metrics import consume, engagement, history, model, rebuild, store
-from services.metrics.collector import EngagementCollector, PipelineCollector
+from services.metrics.collector import PipelineCollector
 from services.metrics.pipeline import PipelineStats
 from services.platform.worker.consumer import PermanentError
-from services.platform.store.mongo import ensure_indexes
-from tests.helpers_metrics import (
-    CYCLE, NOW, CheckinLog, CheckinStore, FakeGoals, Journey, ago, listed_person, listed_unit, org_unit, person,
-    raw_event,
+from tests.support.metrics import (
+    ago, apply_all, CheckinLog, CheckinStore, CYCLE, Journey, NOW, org_unit, person, raw_event, scrape, SmallOrg,
 )
-from v2mom.v1 import checkins_pb2
 
 
 # --- a small org ---------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 import uuid
 from concurrent import futures
 from dataclasses import replace
@@ -26,16 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.goals.directory import Directory
 from deploy.demo.goals_seed import seed
-from services.metrics import control, history, store
-from services.metrics.api import Sources, create_server
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.metrics import control, history
 from deploy.demo.calendar import current_cycle
-from services.platform.store.mongo import ensure_indexes
-from tests.conftest import Caller
-from tests.helpers_metrics import NOW, CheckinLog, CheckinStore, FakeCheckinService, Journey
-from tests.test_metrics_aggregation import SmallOrg, apply_all
-from tests.test_metrics_worker import QUEUES, Worker, handled, publish
-from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, metrics_pb2, metrics_pb2_grpc
+from tests.support.metrics import apply_all, CheckinLog, CheckinStore, FakeCheckinService, Journey, NOW, SmallOrg
+from tests.support.metrics_service import handled, publish, QUEUES, scrape, start_metrics_api, Worker
+from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, metrics_pb2
 
 PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
 

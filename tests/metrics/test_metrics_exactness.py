@@ -35,10 +35,8 @@ from deploy.demo.checkins_seed import seed as seed_checkins
 from services.goals.directory import Directory
 from deploy.demo.goals_seed import seed as seed_goals
 from deploy.demo.calendar import current_cycle
-from tests.helpers_checkins import *  # noqa: F403 - the fixtures
-from tests.helpers_platform import queue_exists
-from tests.test_metrics_api import scrape, start_metrics_api
-from tests.test_metrics_worker import Worker
+from tests.support.broker import queue_exists
+from tests.support.metrics_service import scrape, start_metrics_api, Worker
 from v2mom.v1 import checkins_pb2, common_pb2, goals_pb2
 
 CHECKINS_WORKER_QUEUES = (
@@ -397,7 +395,7 @@ def scripted_week(goals_db, goals_api) -> dict:
 
 def test_every_gauge_equals_a_recomputation_from_the_sources(
         settings, db, mongo, amqp, metrics_settings, goals_api, checkins_settings, checkins_api,
-        goals_worker_for_checkins, checkins_worker):
+        goals_worker, checkins_worker):
     started = time.monotonic()
     metrics_db = mongo[metrics_settings.database_name]
     checkins_db = mongo[checkins_settings.database_name]

@@ -15,26 +15,22 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-import uuid
 from datetime import timedelta
 
-import pymongo
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics import engagement, store
+from services.metrics import engagement
 from services.metrics.api import exposition_for
 from services.metrics.collector import CycleCollector, EngagementCollector, PipelineCollector
 from services.metrics.cycles import Cycle
 from services.metrics.exposition import Exposition, render_engagement, start_http_server
 from services.metrics.pipeline import PipelineStats
 from services.metrics.rendered import RenderedEngagement
-from services.platform.store.mongo import ensure_indexes
-from tests.helpers_metrics import NOW, Journey, ago, org_unit, person
-from tests.test_metrics_aggregation import SmallOrg, apply_all
+from tests.support.metrics import ago, apply_all, bench_shaped_org, Journey, NOW, org_unit, person, SmallOrg
 
 PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
 WEIRD = 'Back\\slash "quoted"\nnew line, and a trailing backslash \\'

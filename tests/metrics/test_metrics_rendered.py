@@ -19,10 +19,9 @@ import pytest
 from services.metrics import control, engagement, model, store
 from services.metrics.exposition import engagement_chunks, gzip_member
 from services.metrics.rendered import AGE_FAMILY, RenderedEngagement
-from tests.helpers_metrics import NOW, Journey, ago, org_unit, person
-from tests.helpers_platform import Commands, wait_for
-from tests.test_metrics_aggregation import SmallOrg, apply_all, metrics_db  # noqa: F401 - a fixture
-from tests.test_metrics_exposition import bench_shaped_org
+from tests.support.metrics import ago, apply_all, bench_shaped_org, Journey, NOW, org_unit, person, SmallOrg
+from tests.support.mongo import Commands
+from tests.support.processes import wait_for
 
 
 def fresh(db, now=NOW) -> str:

@@ -7,30 +7,21 @@ does to the stream: duplicates, reordering, poison, and a SIGKILL mid-stream.
 """
 
 import functools
-import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import kombu
 import pymongo
 import pytest
 
-from services.metrics import consume, store
+from services.metrics import store
 from services.platform.store.mongo import ensure_indexes
-from tests import helpers_platform
-from tests.helpers_platform import queue_exists
-from tests.helpers_metrics import CheckinLog, ago, raw_event
-from tests.test_metrics_aggregation import SmallOrg, apply_all, scrape
+from tests.support.metrics import ago, apply_all, CheckinLog, raw_event, scrape, SmallOrg
+from tests.support import processes
+from tests.support.metrics_service import handled, publish, QUEUES, Worker
 from v2mom.v1 import checkins_pb2
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 def broker_uri(isolated_broker_uri):
@@ -38,10 +29,10 @@ def broker_uri(isolated_broker_uri):
 
 
 @pytest.fixture
-def databases(mongo_uri):
-    """The worker's database, and the oracle's."""
+def databases(mongo_uri, metrics_db_name):
+    """The worker's database (metrics_worker's), and the oracle's."""
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    names = [f"metrics_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    names = [metrics_db_name, f"metrics_test_{uuid.uuid4().hex[:10]}"]
     worker_db, oracle_db = client[names[0]], client[names[1]]
     ensure_indexes(oracle_db, store.INDEXES)
     yield worker_db, oracle_db
@@ -57,17 +48,12 @@ def connection(settings):
 
 
 @pytest.fixture
-def worker(settings, databases, connection):
-    worker_db, _ = databases
-    env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": worker_db.name, "AMQP_URI": settings.amqp_uri,
-           "METRICS_STATS_FLUSH_SECONDS": "0.2", "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
-    worker = Worker(env, connection)
-    worker.start()
-    yield worker
-    worker.stop()
+def worker(databases, metrics_worker):
+    """The root's metrics_worker, on the first of ``databases``."""
+    return metrics_worker
 
 
-wait_for = functools.partial(helpers_platform.wait_for, timeout=90.0, every=0.2)
+wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.2)
 
 
 def expected_for(oracle_db, events) -> dict:

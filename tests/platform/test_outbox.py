@@ -7,8 +7,8 @@ import pytest
 from services.platform.bus.events import envelope
 from services.platform.worker.deps import SerialRelay
 from services.platform.bus.outbox import ConfirmingPublisher, OutboxRelay, PublishFailed, new_document_with_events, with_events
-from tests.events_probe import EventProbe
-from tests.helpers_platform import Commands
+from tests.support.events_probe import EventProbe
+from tests.support.mongo import Commands
 
 EXCHANGE_SERVICE = "outboxtest"
 

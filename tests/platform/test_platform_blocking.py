@@ -3,13 +3,13 @@
 import subprocess
 import sys
 
-from tests.helpers_platform import ROOT
+from tests.support.processes import ROOT
 
 
 def test_concurrent_blocking_calls_and_their_logging_never_kill_the_hub():
     # Before call_blocking serialized them, plain tpool.execute calls contending for a green lock killed
     # the hub ("greenlet.error: Cannot switch to a different thread") and checkins-worker stopped consuming.
-    completed = subprocess.run([sys.executable, "-m", "tests.workers.blocking_race"], cwd=ROOT,
+    completed = subprocess.run([sys.executable, "-m", "tests.support.workers.blocking_race"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip() == "done 400"

@@ -10,8 +10,9 @@ import kombu
 import pytest
 
 from services.platform.bus.events import envelope
-from tests import helpers_platform
-from tests.helpers_platform import log_tail, queue_exists, spawn
+from tests.support.broker import queue_exists
+from tests.support.processes import log_tail, spawn
+from tests.support import processes
 
 HANDLER_QUEUE = "evt-testsource-thing_happened--recorder.on_thing"
 
@@ -34,7 +35,7 @@ def connection(settings):
 @pytest.fixture
 def recorder(settings, connection):
     env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri}
-    process = spawn([sys.executable, "-m", "tests.workers.recorder"], env)
+    process = spawn([sys.executable, "-m", "tests.support.workers.recorder"], env)
     deadline = time.monotonic() + 20
     while not queue_exists(connection, HANDLER_QUEUE):
         assert process.poll() is None, log_tail(process)
@@ -52,7 +53,7 @@ def publish_raw(connection, body, content_type="application/cloudevents+json", r
     producer.publish(payload, routing_key=routing_key, content_type=content_type, content_encoding="utf-8", declare=[exchange])
 
 
-wait_for = functools.partial(helpers_platform.wait_for, timeout=20.0)
+wait_for = functools.partial(processes.wait_for, timeout=20.0)
 
 
 def dead_letters(connection) -> list:

@@ -1,6 +1,6 @@
 """The event catalogue (docs/events.asyncapi.yaml) as a validator for tests.
 
-    from tests.catalogue import validate_event
+    from tests.support.catalogue import validate_event
     validate_event(json.loads(message.body), exchange="checkins.events")   # raises CatalogueMismatch
 
 Any test that receives a real event (from RabbitMQ or from an outbox) should
