@@ -96,6 +96,15 @@ def broker_uri(amqp_uri):
     return amqp_uri
 
 
+@pytest.fixture
+def connection(settings):
+    """A kombu connection to the test's broker (settings.amqp_uri: broker_uri's vhost)."""
+    import kombu
+
+    with kombu.Connection(settings.amqp_uri) as connection:
+        yield connection
+
+
 # --- settings and databases of each service -----------------------------------------------------------
 
 

@@ -1,10 +1,16 @@
 """Fixtures of the check-ins tests: the goals side of their world (tests.support.checkins), on the test's
-goals database, through the test's goals-api. checkins_api, checkins_worker and checkins_db are the root's."""
+goals database, through the test's goals-api; the check-ins store read directly (``store``), and a check-ins
+database for the in-process tests that need no API (``cdb``). checkins_api, checkins_worker and checkins_db are
+the root's."""
 
+import uuid
+
+import pymongo
 import pytest
 
 from services.goals.directory import Directory
 from tests.support.checkins import FY2027_DATES, GoalsWorld, publish_v2mom, world_content
+from tests.support.checkins_requests import Store
 from v2mom.v1 import common_pb2, goals_pb2
 
 
@@ -32,3 +38,18 @@ def goals_world(db, goals_api) -> GoalsWorld:
         goals_pb2.CreateV2MOMRequest(level=common_pb2.ORG_LEVEL_INDIVIDUAL, cycle_id="FY2027", content=world_content("Rob FY27"))
     ).id
     return GoalsWorld(goals_api, team, ann, draft)
+
+
+@pytest.fixture
+def store(checkins_db):
+    return Store(checkins_db)
+
+
+@pytest.fixture
+def cdb(mongo_uri):
+    """A check-ins database of the test's own, for projections run in process (no API, no goals-api)."""
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    name = f"checkins_unit_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()

@@ -23,7 +23,7 @@ from services.checkins.api import create_server as create_checkins_server
 from services.goals.directory import Directory
 from services.goals.api import create_server as create_goals_server
 from tests.support.checkins_requests import (
-    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, Store,
+    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request,
 )
 from tests.support.grpc_errors import expect
 from tests.support.services import served_in_process
@@ -61,11 +61,6 @@ def checkins(goals, checkins_settings):
     settings = replace(checkins_settings, goals_addr=f"127.0.0.1:{goals.port}")
     with served_in_process(create_checkins_server, checkins_pb2_grpc.CheckinServiceStub, settings) as client_for:
         yield client_for
-
-
-@pytest.fixture
-def store(checkins_db):
-    return Store(checkins_db)
 
 
 def _unavailable(store, call, request):

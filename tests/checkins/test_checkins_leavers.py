@@ -13,7 +13,7 @@ from services.checkins import goals_client
 from services.checkins.api import create_server
 from services.goals.directory import Directory
 from tests.support.checkins_requests import (
-    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, Store,
+    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request,
 )
 from tests.support.grpc_errors import expect
 from tests.support.services import served_in_process
@@ -29,11 +29,6 @@ def api_asking_every_time(monkeypatch, goals_world, checkins_settings):
     monkeypatch.setattr(goals_client, "PERSON_SECONDS", 0.0)
     with serve(checkins_settings) as client_for:
         yield client_for
-
-
-@pytest.fixture
-def store(checkins_db):
-    return Store(checkins_db)
 
 
 def leaves(db, person_id: str, unit: str, manager: str, roles=()) -> None:

@@ -1,7 +1,6 @@
 """Item clocks in-process, on the wire Mongo server: FRESH -> STALE -> OVERDUE, resets, races and the read side."""
 
 import threading
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pymongo
@@ -23,15 +22,6 @@ from v2mom.v1 import goals_pb2
 PUBLISHED_AT = NOW - timedelta(days=1)
 WEEK = timedelta(days=7)
 NPS = "v2m_ann/measure/msr-nps"
-
-
-@pytest.fixture
-def cdb(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    name = f"checkins_unit_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 @pytest.fixture

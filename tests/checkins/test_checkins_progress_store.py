@@ -7,7 +7,6 @@ test_checkins_worker.py proves the wiring with RabbitMQ and real goals.
 import uuid
 from datetime import timedelta
 
-import pymongo
 import pytest
 
 from services.checkins import structures
@@ -31,15 +30,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture
-def cdb(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    name = f"checkins_unit_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 @pytest.fixture

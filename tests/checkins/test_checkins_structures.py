@@ -15,13 +15,8 @@ from services.checkins import structures
 from services.platform.core.clock import to_millis
 from services.platform.bus.events import MalformedEvent, to_wire
 from tests.support.checkins import FY2027_DATES, world_content
-from tests.support.checkins_requests import Code, correct_request, expect_nothing_written, measure_request, Store
+from tests.support.checkins_requests import Code, correct_request, expect_nothing_written, measure_request
 from v2mom.v1 import goals_pb2
-
-
-@pytest.fixture
-def store(checkins_db):
-    return Store(checkins_db)
 
 
 def approved_events(goals_db, v2mom_id: str) -> list[dict]:

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.support.checkins_requests import (
-    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, ON_TRACK, Store,
+    ADMIN, Code, correct_request, expect_nothing_written, measure_request, method_request, ON_TRACK,
 )
 from tests.support.grpc_errors import assert_clean, field_violations, rpc_error
 from v2mom.v1 import checkins_pb2
@@ -23,11 +23,6 @@ THREE_MB = "x" * (3 * 1024 * 1024)
 @pytest.fixture
 def ann_v2mom(goals_world):
     return goals_world.ann_v2mom_id
-
-
-@pytest.fixture
-def store(checkins_db):
-    return Store(checkins_db)
 
 
 def _measure(**changes):

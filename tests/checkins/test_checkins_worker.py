@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import kombu
-import pymongo
 import pytest
 from google.protobuf import field_mask_pb2
 
@@ -51,17 +50,9 @@ def broker_uri(isolated_broker_uri):
 
 
 @pytest.fixture
-def connection(settings):
-    with kombu.Connection(settings.amqp_uri) as connection:
-        yield connection
-
-
-@pytest.fixture
-def cdb(checkins_settings):
-    client = pymongo.MongoClient(checkins_settings.mongo_uri, tz_aware=True)
-    yield client[checkins_settings.database_name]
-    client.drop_database(checkins_settings.database_name)
-    client.close()
+def cdb(checkins_db):
+    """Here the worker's database: the one checkins_settings names."""
+    return checkins_db
 
 
 EXCHANGE = "checkins.events"

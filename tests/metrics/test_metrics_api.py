@@ -6,7 +6,6 @@ check-in events published to checkins.events beside a CheckinService that
 answers the rebuild's list calls from the same check-ins.
 """
 
-import os
 import shutil
 import subprocess
 import time
@@ -16,7 +15,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import kombu
 import pymongo
 import pytest
 from google.rpc import error_details_pb2
@@ -28,7 +26,7 @@ from deploy.demo.goals_seed import seed
 from services.metrics import control, history
 from deploy.demo.calendar import current_cycle
 from tests.support.metrics import apply_all, CheckinLog, CheckinStore, FakeCheckinService, Journey, NOW, SmallOrg
-from tests.support.metrics_service import handled, publish, QUEUES, scrape, start_metrics_api, Worker
+from tests.support.metrics_service import handled, publish, QUEUES, scrape, start_metrics_api
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, metrics_pb2
 
 PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
@@ -302,20 +300,16 @@ def wait_idle(metrics_db, goals_db, connection, timeout=180.0) -> None:
 
 def test_rebuild_equals_incremental_on_the_demo_organisation(
         settings, db, metrics_settings, metrics_db, checkins_server, checkin_log, goals_api, goals_worker,
-        connection_for_test):
+        connection, metrics_worker):
     # Nothing is published before the seed below, so the metrics worker's queues are in place in time.
-    env = {**os.environ, "MONGO_URI": metrics_settings.mongo_uri, "MONGO_DB": metrics_db.name,
-           "AMQP_URI": settings.amqp_uri, "METRICS_STATS_FLUSH_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
-    metrics_worker = Worker(env, connection_for_test)
-    metrics_worker.start()
     frozen = datetime.now(UTC).replace(microsecond=0)
     client_for, stop_api = start_metrics_api(metrics_settings, f"127.0.0.1:{goals_api.port}", checkins_server,
                                              lambda: frozen)
     try:
         seed(settings, goals_api_address=f"127.0.0.1:{goals_api.port}", progress=False)
         demo_checkins(goals_api, checkin_log, frozen)
-        publish(connection_for_test, checkin_log.events)
-        wait_idle(metrics_db, db, connection_for_test)
+        publish(connection, checkin_log.events)
+        wait_idle(metrics_db, db, connection)
         incremental = engagement_samples(scrape(client_for.http_port))
         company = frozenset({("org_unit", "acme"), ("org_unit_name", "Acme Robotics"), ("level", "company"),
                              ("cycle", current_cycle()), ("scope", "subtree")})
@@ -345,9 +339,4 @@ def test_rebuild_equals_incremental_on_the_demo_organisation(
         stop_api()
         metrics_worker.stop()
 
-
-@pytest.fixture
-def connection_for_test(settings):
-    with kombu.Connection(settings.amqp_uri) as connection:
-        yield connection
 

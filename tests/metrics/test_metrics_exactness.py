@@ -16,7 +16,6 @@ to the moment of comparison, so windows and ages are evaluated at the same
 instant on both sides.
 """
 
-import os
 import subprocess
 import time
 import urllib.parse
@@ -26,7 +25,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import kombu
 import pymongo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,7 +34,8 @@ from services.goals.directory import Directory
 from deploy.demo.goals_seed import seed as seed_goals
 from deploy.demo.calendar import current_cycle
 from tests.support.broker import queue_exists
-from tests.support.metrics_service import scrape, start_metrics_api, Worker
+from tests.support.processes import log_tail
+from tests.support.metrics_service import scrape, start_metrics_api
 from v2mom.v1 import checkins_pb2, common_pb2, goals_pb2
 
 CHECKINS_WORKER_QUEUES = (
@@ -82,12 +81,6 @@ def mongo(settings):
     client = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
     yield client
     client.close()
-
-
-@pytest.fixture
-def amqp(settings):
-    with kombu.Connection(settings.amqp_uri) as connection:
-        yield connection
 
 
 # --- reading the sources ----------------------------------------------------------------------------------
@@ -394,18 +387,14 @@ def scripted_week(goals_db, goals_api) -> dict:
 
 
 def test_every_gauge_equals_a_recomputation_from_the_sources(
-        settings, db, mongo, amqp, metrics_settings, goals_api, checkins_settings, checkins_api,
-        goals_worker, checkins_worker):
+        settings, db, mongo, connection, metrics_settings, goals_api, checkins_settings, checkins_api,
+        goals_worker, checkins_worker, metrics_worker):
     started = time.monotonic()
-    metrics_db = mongo[metrics_settings.database_name]
     checkins_db = mongo[checkins_settings.database_name]
-    env = {**os.environ, "MONGO_URI": metrics_settings.mongo_uri, "MONGO_DB": metrics_db.name,
-           "AMQP_URI": settings.amqp_uri, "METRICS_STATS_FLUSH_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
-    metrics_worker = Worker(env, amqp)
-    metrics_worker.start()  # its queues exist before anything is published
+    # metrics_worker's queues exist before anything is published
     deadline = time.monotonic() + 30
-    while not all(queue_exists(amqp, name) for name in CHECKINS_WORKER_QUEUES):
-        assert checkins_worker.poll() is None, checkins_worker.stderr.read()[-3000:]
+    while not all(queue_exists(connection, name) for name in CHECKINS_WORKER_QUEUES):
+        assert checkins_worker.poll() is None, log_tail(checkins_worker)
         assert time.monotonic() < deadline, "checkins-worker never declared its queues"
         time.sleep(0.1)
     clock = [datetime.now(UTC)]
@@ -431,7 +420,6 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
         assert outbox_pending(db) + outbox_pending(checkins_db) + queued(settings.amqp_uri) == 0
     finally:
         stop_api()
-        metrics_worker.stop()
         mongo.drop_database(metrics_settings.database_name)
         mongo.drop_database(checkins_settings.database_name)
 

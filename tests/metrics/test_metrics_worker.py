@@ -42,12 +42,6 @@ def databases(mongo_uri, metrics_db_name):
 
 
 @pytest.fixture
-def connection(settings):
-    with kombu.Connection(settings.amqp_uri) as connection:
-        yield connection
-
-
-@pytest.fixture
 def worker(databases, metrics_worker):
     """The root's metrics_worker, on the first of ``databases``."""
     return metrics_worker

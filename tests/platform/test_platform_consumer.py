@@ -27,12 +27,6 @@ def broker_uri(isolated_broker_uri):
 
 
 @pytest.fixture
-def connection(settings):
-    with kombu.Connection(settings.amqp_uri) as connection:
-        yield connection
-
-
-@pytest.fixture
 def recorder(settings, connection):
     env = {**os.environ, "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri}
     process = spawn([sys.executable, "-m", "tests.support.workers.recorder"], env)
