@@ -2,7 +2,7 @@
 
 The generated modules sit beside their .proto files so that the Python
 package ``v2mom.v1`` mirrors the proto package. They are not tracked;
-``tests/test_protos.py`` fails when they are older than the .proto files.
+``tests/contracts/test_protos.py`` fails when they are older than the .proto files.
 """
 
 import os

@@ -6,7 +6,7 @@ cycle). Built as prometheus_client ``Sample`` objects and rendered by its
 sample, they cost ~1.8 ms per unit. Here each (unit, cycle, scope) label set is
 escaped once, values are formatted once per distinct value, and each family is
 one ``str.join``: the same text, byte for byte, as ``generate_latest`` gives for
-``collector.EngagementCollector`` (tests/test_metrics_exposition.py holds the
+``collector.EngagementCollector`` (tests/metrics/test_metrics_exposition.py holds the
 two equal, in the text format and in OpenMetrics).
 
 The other families (pipeline health, cycle dates, ``process_*``) are few and stay

@@ -1,6 +1,6 @@
 """checkins-api against a real goals-api: recording, who may record, cycles, corrections, lists, settings.
 
-The world (tests/helpers_checkins.py): team 'onboarding' (lead lee) with ann
+The world (tests/checkins/conftest.py): team 'onboarding' (lead lee) with ann
 and rob; cat leads billing; ada is an admin. Published: lee's team V2MOM and
 ann's V2MOM aligned to it; rob's is a draft. Each V2MOM has measures msr-nps
 (owner rob; 20 -> 60, increasing) and msr-ttv (owner ann; 30 -> 10,
@@ -684,7 +684,7 @@ def test_cycle_settings_refuse_unknown_cycles_and_cadences(world, cycle_id, cade
 
 # --- progress and staleness: the servicer's side, with a stand-in for the worker's ProgressReader ----------------
 # The real ProgressReader (services/checkins/progress_store.py) is the worker side's and its tests
-# (tests/test_checkins_progress*.py) cover what it answers; here only what the servicer adds.
+# (tests/checkins/test_checkins_progress*.py) cover what it answers; here only what the servicer adds.
 
 
 class FakeProgressReader:

@@ -1,6 +1,6 @@
 """deploy/grafana/: the provisioning files and the Engagement dashboard's structure.
 
-No Grafana runs here; tests/test_prometheus_integration.py runs every query of
+No Grafana runs here; tests/deploy/test_prometheus_integration.py runs every query of
 the dashboard against a real Prometheus. What this checks: the provisioning
 points at Prometheus, every panel can be drawn (a data source, targets with
 PromQL that Prometheus's own parser accepts, unique ids, a place on the grid),

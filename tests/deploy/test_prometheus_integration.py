@@ -17,7 +17,7 @@ Then, through Prometheus's HTTP API:
 - every template variable of every dashboard resolves, in its chain, to real label values;
 - every panel query, with those values put in, returns at least one series;
 - every recording rule's expression, and every alert's expression without its
-  threshold and gates (tests/helpers_promql.py: alert_signal), returns at least one series;
+  threshold and gates (tests/support/promql.py: alert_signal), returns at least one series;
 - every metric a query reads exists, every rule evaluates without error and every target is up.
 A query added to a dashboard or a rule added to alerts.yml is covered without touching this file.
 `promtool check metrics` also checks a live scrape of metrics-api.

@@ -74,7 +74,7 @@ def test_the_org_has_a_ceo_three_departments_eight_teams_and_sixty_people(seeded
     admins = [p for p in people.values() if "admin" in p["roles"]]
     assert admins and ceo not in {a["_id"] for a in admins}
     assert any("hr" in p["roles"] for p in people.values())
-    # Last year's cycle and the running one, which holds today (tests/test_demo_calendar.py pins their dates).
+    # Last year's cycle and the running one, which holds today (tests/deploy/test_demo_calendar.py pins their dates).
     cycles = {c["_id"]: (c["start_date"], c["end_date"]) for c in db.cycles.find()}
     assert cycles == {c["id"]: (c["start"], c["end"]) for c in load_org().cycles} and len(cycles) == 2
     start, end = cycles[current_cycle()]
