@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics import engagement
+from services.metrics import engagement, store
 from services.metrics.api import exposition_for
 from services.metrics.collector import CycleCollector, EngagementCollector, PipelineCollector
 from services.metrics.cycles import Cycle
