@@ -1,4 +1,4 @@
-"""Builders and fixtures for the goals API tests: a small org, clients per person, error probes.
+"""Builders for the goals API tests: a small org, V2MOM content, clients per person, a goals-api over the org.
 
 The org (roles as the permission tests name them):
 
