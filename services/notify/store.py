@@ -22,8 +22,26 @@ the document it wrote before instead of writing a second one.
   events and filled from goals-api on a miss.
 - ``v2moms``: the published structure notify needs (owner, approver, RACI,
   items), kept from goals' v2mom_* events.
-- ``stats``: counters the collectors export, ``$inc``-ed in the same write as
-  the change they count.
+- ``stats``: counters the collectors export (collector.py), ``$inc``-ed with
+  upsert by notify-worker as it makes the change they count. Enums by their
+  proto names (kinds.py), times in UTC. Exactly these shapes:
+
+  - ``{_id: "sent|<KIND>|<CHANNEL>", n}``: deliveries sent (``sent_id``);
+  - ``{_id: "failed|<KIND>|<CHANNEL>", n}``: deliveries that failed for good,
+    status FAILED, once per delivery, not per try (``failed_id``);
+  - ``{_id: "latency|<CHANNEL>", sum, count, buckets: {<key>: n}}``: seconds
+    from a delivery's ``created_at`` to its ``sent_at``, once per sent delivery:
+    ``sum`` += seconds, ``count`` += 1, and exactly one bucket += 1, the one
+    ``latency_key(seconds)`` names (not cumulative; the collector adds them up);
+  - ``{_id: "reminders|YYYY-MM-DD", reminded, converted}``: per UTC day a
+    check-in reminder was sent (``reminders_id``), ``reminded`` += 1 per item
+    reminded, and ``converted`` += 1 on that same day's document when the
+    item gets a ``checkin_recorded`` within 48 hours of its reminder (once per
+    reminder).
+
+  Delivery statuses are stored as ``PENDING``, ``SENT``, ``FAILED``, ``SKIPPED``
+  (the ``DeliveryStatus`` names without their prefix); channels and kinds by
+  their full proto names.
 - ``processed_events``: consumed event ids, for idempotency.
 """
 
@@ -50,3 +68,35 @@ INDEXES = [
     Index(SUBSCRIPTIONS, [("org_unit_id", 1)], name="subscriptions_by_unit"),
     outbox_index(DELIVERIES),
 ]
+
+# Delivery statuses as stored (DeliveryStatus names without "DELIVERY_STATUS_").
+PENDING, SENT, FAILED, SKIPPED = "PENDING", "SENT", "FAILED", "SKIPPED"
+
+# Delivery latency histogram bounds, seconds; the stored bucket keys have no dots (Mongo paths).
+LATENCY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+LATENCY_KEYS = [repr(bound).replace(".", "_") for bound in LATENCY_BUCKETS] + ["inf"]
+
+
+def latency_key(seconds: float) -> str:
+    """The one bucket of ``latency|<CHANNEL>`` a delivery that took ``seconds`` increments."""
+    for bound, key in zip(LATENCY_BUCKETS, LATENCY_KEYS):
+        if seconds <= bound:
+            return key
+    return "inf"
+
+
+def sent_id(kind: str, channel: str) -> str:
+    return f"sent|{kind}|{channel}"
+
+
+def failed_id(kind: str, channel: str) -> str:
+    return f"failed|{kind}|{channel}"
+
+
+def latency_id(channel: str) -> str:
+    return f"latency|{channel}"
+
+
+def reminders_id(day) -> str:
+    """``day``: a date (UTC) or its ISO text."""
+    return f"reminders|{day if isinstance(day, str) else day.isoformat()}"
