@@ -10,7 +10,17 @@ import hashlib
 import hmac
 import time
 
+from services.platform.core.config import env_str
+
 from .kinds import KINDS
+
+# For development only; every deployment sets NOTIFY_UNSUBSCRIBE_SECRET (notify-api and notify-worker the same).
+DEFAULT_SECRET = "dev-only-unsubscribe-secret-change-me"
+
+
+def secret_from_env() -> str:
+    """NOTIFY_UNSUBSCRIBE_SECRET, or the development default: the one secret both notify processes sign with."""
+    return env_str("NOTIFY_UNSUBSCRIBE_SECRET", DEFAULT_SECRET)
 
 
 class BadToken(ValueError):
