@@ -39,10 +39,12 @@ from datetime import UTC, date, datetime
 import grpc
 from tqdm import tqdm
 
-from services.platform.api.auth import bearer_metadata, mint_token
-from services.platform.core.config import AuthSettings, ConfigError, load
+from services.platform.api.auth import Caller, bearer_metadata, mint_token
+from services.platform.core.config import AuthSettings, ConfigError, Settings, load
+from services.platform.core.errors import ServiceError
 
-from services.checkins.api import DEFAULT_ADDR
+from services.checkins.api import DEFAULT_ADDR, build_service
+from services.checkins.service import CheckinsService
 from .checkins import Story, StoryError, V2MOMStory, load_story
 from .checkins.plan import MEASURE, Planned, plan
 from services.platform.core.clock import utc_now
@@ -77,6 +79,7 @@ class SeedReport:
     left_alone: list[str] = field(default_factory=list)
     caught_up: bool | None = None  # None: not waited for
     cycle_ended: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def changed(self) -> bool:
@@ -100,11 +103,67 @@ class Actors:
         self.admin = admin
         self._metadata: dict[str, tuple] = {}
 
+    def roles(self, person_id: str) -> tuple[str, ...]:
+        return ("admin",) if person_id == self.admin else ()
+
     def metadata(self, person_id: str) -> tuple:
         if person_id not in self._metadata:
-            roles = ("admin",) if person_id == self.admin else ()
-            self._metadata[person_id] = bearer_metadata(mint_token(self.auth, person_id, roles, ttl_seconds=3600))
+            token = mint_token(self.auth, person_id, self.roles(person_id), ttl_seconds=3600)
+            self._metadata[person_id] = bearer_metadata(token)
         return self._metadata[person_id]
+
+
+class Refused(Exception):
+    """checkins refused a call: the status code's name and its message."""
+
+    def __init__(self, code: str, details: str):
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+class ThroughApi:
+    """checkins-api over gRPC: each call as its author, with a token minted for them."""
+
+    def __init__(self, stub: checkins_pb2_grpc.CheckinServiceStub, actors: Actors):
+        self.stub = stub
+        self.actors = actors
+
+    def call(self, person_id: str, rpc: str, request):
+        try:
+            return getattr(self.stub, rpc)(request, metadata=self.actors.metadata(person_id), timeout=CALL_TIMEOUT)
+        except grpc.RpcError as error:
+            raise Refused(error.code().name, error.details()) from None
+
+
+class InProcess:
+    """The check-ins use cases themselves (CheckinsService, wired as checkins-api wires it, on the
+    check-ins database), called in this process: the same validation, authorisation, documents and
+    outbox events as through checkins-api, without a gRPC round trip and a token per call.
+
+    The servicer's part is kept too: the caller must still be active in goals' directory.
+    """
+
+    RPCS = {
+        "RecordMeasureCheckin": CheckinsService.record_measure,
+        "RecordMethodCheckin": CheckinsService.record_method,
+        "CorrectCheckin": CheckinsService.correct,
+    }
+
+    def __init__(self, service: CheckinsService, actors: Actors):
+        self.service = service
+        self.actors = actors
+
+    def call(self, person_id: str, rpc: str, request):
+        caller = Caller(person_id, frozenset(self.actors.roles(person_id)))
+        try:
+            if rpc in self.RPCS:
+                return self.RPCS[rpc](self.service, self.service.active_caller(caller, writes=True), request)
+            if rpc == "GetProgress":
+                return self.service.progress(self.service.active_caller(caller, writes=False), request)
+        except ServiceError as error:
+            raise Refused(error.code.name, error.message) from None
+        raise ValueError(f"no in-process call for {rpc}")
 
 
 def call(stub, rpc: str, request, metadata, what: str):
@@ -168,11 +227,10 @@ def _day(value) -> date:
 
 
 class Recorder:
-    """Records planned check-ins through checkins-api and remembers each item's latest answer."""
+    """Records planned check-ins (through checkins-api, or in process) and remembers each item's latest answer."""
 
-    def __init__(self, stub: checkins_pb2_grpc.CheckinServiceStub, actors: Actors, report: SeedReport):
-        self.stub = stub
-        self.actors = actors
+    def __init__(self, checkins: ThroughApi | InProcess, report: SeedReport):
+        self.checkins = checkins
         self.report = report
         self.latest: dict[tuple[str, str, str], checkins_pb2.Checkin] = {}
 
@@ -203,13 +261,12 @@ class Recorder:
         """The check-in, and whether this call recorded it (False: an earlier run's, replayed by its key)."""
         started = utc_now()
         try:
-            checkin = getattr(self.stub, rpc)(request, metadata=self.actors.metadata(person_id), timeout=CALL_TIMEOUT)
-        except grpc.RpcError as error:
-            if rpc == "CorrectCheckin" and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            checkin = self.checkins.call(person_id, rpc, request)
+        except Refused as refusal:
+            if rpc == "CorrectCheckin" and refusal.code == "FAILED_PRECONDITION":
                 raise _AlreadyCorrected() from None
             raise SeedError(
-                f"{rpc} on {planned.v2mom_id}/{planned.item_id}, {planned.weeks_ago} weeks ago, as {person_id}: "
-                f"{error.code().name}: {error.details()}"
+                f"{rpc} on {planned.v2mom_id}/{planned.item_id}, {planned.weeks_ago} weeks ago, as {person_id}: {refusal}"
             ) from None
         # The API stamps record_time when the call arrives, so a replay carries an earlier one.
         return checkin, checkin.record_time.ToDatetime(tzinfo=UTC) >= started
@@ -252,13 +309,16 @@ def _request(planned: Planned):
 class Projection:
     """What checkins-api answers from the worker's projection, polled until it shows what we expect."""
 
-    def __init__(self, stub: checkins_pb2_grpc.CheckinServiceStub, metadata: tuple):
-        self.stub = stub
-        self.metadata = metadata
+    def __init__(self, checkins: ThroughApi | InProcess, reader: str):
+        self.checkins = checkins
+        self.reader = reader
 
     def progress(self, v2mom_id: str) -> checkins_pb2.Progress:
         request = checkins_pb2.GetProgressRequest(v2mom_id=v2mom_id)
-        return call(self.stub, "GetProgress", request, self.metadata, f"read the progress of {v2mom_id}")
+        try:
+            return self.checkins.call(self.reader, "GetProgress", request)
+        except Refused as refusal:
+            raise SeedError(f"read the progress of {v2mom_id}: {refusal}") from None
 
     def wait_for_structures(self, v2mom_ids: list[str], timeout: float) -> list[str]:
         """Every V2MOM must be readable (the API fetches and keeps a structure it lacks); returns those
@@ -302,11 +362,13 @@ def _shows(item: checkins_pb2.ItemProgress, checkin: checkins_pb2.Checkin) -> bo
 
 
 def seed(
-    auth: AuthSettings, goals_address: str, checkins_address: str, progress: bool | None = True,
+    auth: AuthSettings, goals_address: str, checkins: str | Settings, progress: bool | None = True,
     now: datetime | None = None, catch_up_wait: float = CATCH_UP_WAIT,
 ) -> SeedReport:
     """Records the demo's check-in history; progress=None shows the bars only on a terminal.
 
+    checkins: checkins-api's address, to record through it; or check-ins Settings (MongoDB,
+    database, goals-api, JWT), to call its use cases in this process on that database.
     catch_up_wait=0 returns as soon as everything is recorded, without waiting for checkins-worker.
     """
     now = now or utc_now()
@@ -314,7 +376,8 @@ def seed(
     actors = Actors(auth, story.admin)
     report = SeedReport(weeks=story.weeks)
     disable = None if progress is None else not progress  # tqdm: None means "unless not a terminal"
-    with connected(goals_address, "goals-api") as goals_channel, connected(checkins_address, "checkins-api") as channel:
+    clock = Stopwatch(report.timings)
+    with connected(goals_address, "goals-api") as goals_channel, _checkins(checkins, actors) as recording:
         goals = PublishedV2MOMs(goals_pb2_grpc.GoalServiceStub(goals_channel), actors)
         v2moms = goals.matching(story)
         cycle = goals.cycle_dates(story.cycle)
@@ -323,19 +386,48 @@ def seed(
         if now.date() > cycle[1]:
             report.cycle_ended = True  # checkins-api takes no new check-ins then
             return report
-        stub = checkins_pb2_grpc.CheckinServiceStub(channel)
-        projection = Projection(stub, actors.metadata(story.admin))
+        projection = Projection(recording, story.admin)
         _wait_for_structures(projection, [v2mom.id for _, v2mom in v2moms])
-        recorder = Recorder(stub, actors, report)
+        clock.lap("read published V2MOMs")
+        recorder = Recorder(recording, report)
         with tqdm(total=len(planned), desc="Seeding check-ins", unit="check-in", disable=disable, file=sys.stderr) as bar:
             for entry in planned:
                 recorder.record(entry)
                 bar.update(1)
+        clock.lap("record check-ins")
         if catch_up_wait > 0 and recorder.latest:
             with tqdm(total=len(recorder.latest), desc="Waiting for checkins-worker", unit="item", disable=disable,
                       file=sys.stderr) as bar:
                 report.caught_up = projection.wait_until_shown(recorder.latest, catch_up_wait, bar)
+            clock.lap("wait for checkins-worker")
     return report
+
+
+class Stopwatch:
+    """Seconds per phase, into `timings`, in the order the phases ran."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+        self.last = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.timings[phase] = now - self.last
+        self.last = now
+
+
+@contextmanager
+def _checkins(checkins: str | Settings, actors: Actors) -> Iterator[ThroughApi | InProcess]:
+    if isinstance(checkins, str):
+        with connected(checkins, "checkins-api") as channel:
+            yield ThroughApi(checkins_pb2_grpc.CheckinServiceStub(channel), actors)
+        return
+    service = build_service(checkins)
+    try:
+        yield InProcess(service, actors)
+    finally:
+        service.goals.close()
+        service.checkins.collection.database.client.close()
 
 
 def _wait_for_structures(projection: Projection, v2mom_ids: list[str]) -> None:
