@@ -1,0 +1,234 @@
+"""Email over SMTP: one delivery as one message with a plain-text and an HTML part.
+
+The message is built with the standard library's EmailMessage under
+``policy.default``: every header goes through the header registry, the title
+and names are flattened to one line first, and the envelope recipient is the
+delivery's address alone (never read back from headers). So a title or a name
+like ``"x\\r\\nBcc: evil@example.com"`` stays text inside its header.
+
+The Message-ID comes from the delivery id, so a retry of a delivery the relay
+had in fact accepted is recognisable as the same message. Kinds that recur
+(kinds.UNSUBSCRIBABLE) carry RFC 8058 one-click unsubscribe headers; the link
+turns off that one kind for that one person (unsubscribe.py).
+
+SMTP answers map onto the channel contract: a 5xx refusal of the recipient
+or of the message is permanent; 4xx replies, lost connections and timeouts
+are temporary. Refusals that are about our own configuration (wrong
+credentials, no STARTTLS, the sender refused) are temporary too: the
+operator can fix them while the retry schedule runs, and the mail still goes.
+"""
+
+import logging
+import re
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime, parseaddr
+
+from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+
+from services.platform.core.config import ConfigError, env_float, env_int, env_str
+
+from .. import kinds
+from . import Message, PermanentFailure, TemporaryFailure, email_templates
+from .deadline import Deadline
+
+log = logging.getLogger(__name__)
+
+# What the link in each kind of mail invites the reader to do.
+ACTIONS = {
+    kinds.APPROVAL_REQUESTED: "Review the V2MOM",
+    kinds.APPROVAL_DECIDED: "Open your V2MOM",
+    kinds.APPROVAL_OVERDUE: "Review the V2MOM",
+    kinds.CHECKIN_REMINDER: "Check in",
+    kinds.ITEM_ESCALATION: "Open the item",
+    kinds.ATTENTION: "Open the V2MOM",
+    kinds.DIGEST: "Open V2MOM",
+}
+# Why the reader gets the kinds they can unsubscribe from, said in the footer beside the link.
+REASONS = {
+    kinds.CHECKIN_REMINDER: "you own items that are due for a check-in",
+    kinds.DIGEST: "you get the weekly digest of your team",
+    kinds.ITEM_ESCALATION: "items you are responsible for have had no check-in",
+    kinds.ATTENTION: "items you are responsible for need attention",
+}
+# The facts a mail shows, in this order, under these labels; other facts (ids) are for machines.
+FACT_LABELS = {
+    "v2mom_title": "V2MOM",
+    "item_title": "Item",
+    "decision": "Decision",
+    "comment": "Comment",
+    "lint_summary": "Guidance",
+    "due_date": "Due",
+    "progress": "Progress",
+    "status": "Status",
+}
+
+_templates = Environment(
+    loader=DictLoader({"mail.txt": email_templates.TEXT, "mail.html": email_templates.HTML}),
+    autoescape=select_autoescape(enabled_extensions=("html",), disabled_extensions=("txt",), default=True),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    raw = env_str(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    starttls: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    mail_from: str = "V2MOM <v2mom@localhost>"
+    timeout: float = 10.0
+    ca_file: str = ""  # a private relay's CA for STARTTLS; the system's CAs when empty
+
+    @classmethod
+    def from_env(cls) -> "SmtpSettings":
+        settings = cls(
+            host=env_str("NOTIFY_SMTP_HOST", cls.host),
+            port=env_int("NOTIFY_SMTP_PORT", cls.port),
+            starttls=_env_flag("NOTIFY_SMTP_STARTTLS", cls.starttls),
+            username=env_str("NOTIFY_SMTP_USERNAME", ""),
+            password=env_str("NOTIFY_SMTP_PASSWORD", ""),
+            mail_from=env_str("NOTIFY_MAIL_FROM", cls.mail_from),
+            timeout=env_float("NOTIFY_SEND_TIMEOUT_SECONDS", cls.timeout),
+            ca_file=env_str("NOTIFY_SMTP_CA_FILE", ""),
+        )
+        if not parseaddr(settings.mail_from)[1]:
+            raise ConfigError(f"NOTIFY_MAIL_FROM must be an address, got {settings.mail_from!r}")
+        if settings.timeout <= 0:
+            raise ConfigError("NOTIFY_SEND_TIMEOUT_SECONDS must be positive")
+        return settings
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file or None)
+
+
+def build_email(message: Message, settings: SmtpSettings, now: datetime | None = None) -> EmailMessage:
+    """The message as it goes out; ValueError when the recipient's address is not one address."""
+    mail = EmailMessage(policy=default_policy)
+    mail["From"] = settings.mail_from
+    mail["To"] = Address(display_name=one_line(message.recipient_name), addr_spec=message.recipient_email)
+    mail["Subject"] = one_line(message.title)
+    mail["Date"] = format_datetime(now or datetime.now(UTC))
+    mail["Message-ID"] = message_id(message.delivery_id, settings.sender_address)
+    # Out-of-office replies to a robot only add noise (RFC 3834; X-Auto-Response-Suppress for Exchange).
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Auto-Response-Suppress"] = "All"
+    if message.unsubscribe_url:
+        mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    context = template_context(message)
+    mail.set_content(_templates.get_template("mail.txt").render(context))
+    mail.add_alternative(_templates.get_template("mail.html").render(context), subtype="html")
+    return mail
+
+
+def template_context(message: Message) -> dict:
+    body = message.body.replace("\r\n", "\n").strip()
+    return {
+        "recipient_name": one_line(message.recipient_name) or "there",
+        "title": one_line(message.title),
+        "body": body,
+        "paragraphs": [paragraph.split("\n") for paragraph in re.split(r"\n\s*\n", body) if paragraph.strip()],
+        "facts": [(label, str(message.facts[key])) for key, label in FACT_LABELS.items()
+                  if message.facts.get(key) not in (None, "")],
+        # Only web links: a javascript: or data: link in an href would run in some mail clients.
+        "link": message.link if message.link.startswith(("https://", "http://")) else "",
+        "action": ACTIONS.get(message.kind, "Open V2MOM"),
+        "unsubscribe_url": message.unsubscribe_url,
+        "reason": REASONS.get(message.kind, "of your notification settings"),
+    }
+
+
+def send_email(message: Message, settings: SmtpSettings) -> None:
+    """Hands the message to the relay; returns once the relay has accepted it, else raises a channel failure."""
+    try:
+        mail = build_email(message, settings)
+    except ValueError as error:  # the recipient address does not parse as one address
+        raise PermanentFailure(f"cannot address the mail: {error}") from None
+    started = time.monotonic()
+    smtp = smtplib.SMTP(timeout=settings.timeout)
+    with Deadline(settings.timeout, lambda: smtp.sock) as deadline:
+        try:
+            _converse(smtp, mail, message.recipient_email, settings)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = next(iter(error.recipients.values()), (0, b""))
+            raise _by_code(code, f"recipient refused: {code} {_text(reply)}") from None
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPHeloError,
+                smtplib.SMTPNotSupportedError) as error:
+            log.error("the mail relay refused us: check the NOTIFY_SMTP_* settings", extra={"error": str(error)})
+            raise TemporaryFailure(f"relay refused the session: {_describe(error)}") from None
+        except smtplib.SMTPResponseException as error:  # DATA refused, or a reply we did not expect
+            raise _by_code(error.smtp_code, f"relay refused: {error.smtp_code} {_text(error.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as error:  # disconnected, timed out, TLS failed
+            if deadline.expired or isinstance(error, TimeoutError):
+                raise TemporaryFailure(f"no answer from {settings.host}:{settings.port} within {settings.timeout:g}s") from None
+            raise TemporaryFailure(f"{settings.host}:{settings.port}: {_describe(error)}") from None
+        finally:
+            smtp.close()
+    log.info("email accepted by the relay", extra={
+        "delivery_id": message.delivery_id, "kind": message.kind,
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+    })
+
+
+def _converse(smtp: smtplib.SMTP, mail: EmailMessage, recipient: str, settings: SmtpSettings) -> None:
+    smtp.connect(settings.host, settings.port)
+    smtp.ehlo_or_helo_if_needed()
+    if settings.starttls:
+        smtp.starttls(context=settings.tls_context())
+        smtp.ehlo()
+    if settings.username:
+        smtp.login(settings.username, settings.password)
+    smtp.send_message(mail, from_addr=settings.sender_address, to_addrs=[recipient])
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass  # the relay has the message already; a lost QUIT changes nothing
+
+
+def message_id(delivery_id: str, sender_address: str) -> str:
+    """``<delivery-id@sender's domain>``: the same for every try of one delivery."""
+    local = re.sub(r"[^A-Za-z0-9._-]", "-", delivery_id) or "delivery"
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    return f"<{local}@{domain}>"
+
+
+def one_line(text: str) -> str:
+    """Text with every line break and control character turned into a space: one header line's worth."""
+    flattened = " ".join(text.splitlines())
+    return re.sub(r"[\x00-\x1f\x7f]", " ", flattened).strip()
+
+
+def _by_code(code: int, error: str) -> TemporaryFailure | PermanentFailure:
+    return PermanentFailure(error) if 500 <= code < 600 else TemporaryFailure(error)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
