@@ -1,0 +1,204 @@
+"""notify-api's HTTP side (NOTIFY_HTTP_ADDR, default 127.0.0.1:9101): ``/metrics`` and one-click ``/unsubscribe``.
+
+- ``GET /metrics``: the Prometheus exposition of notify's collectors
+  (collector.py), content negotiated as prometheus_client does.
+- ``GET /unsubscribe?token=...``: a small confirmation page with a form. It
+  changes nothing: mail scanners and link previews follow links.
+- ``POST /unsubscribe?token=...`` with ``List-Unsubscribe=One-Click`` (RFC
+  8058; the page's form sends the same): turns off email for exactly the kind
+  and person the signed token names (unsubscribe.py), idempotently.
+
+A bad token is 400 with a plain message; other paths 404, other methods 405.
+Requests are served by a bounded pool of threads: when every one is busy the
+accept loop waits and the kernel's backlog holds new connections, so a flood
+cannot start unbounded threads.
+"""
+
+import html
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from . import unsubscribe
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4096
+MAX_TOKEN = 512
+HTTP_THREADS = 8
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+# A multipart/form-data body (RFC 8058 allows it) carries the pair as a part named List-Unsubscribe.
+_MULTIPART_ONE_CLICK = re.compile(rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n')
+
+
+def make_app(registry: CollectorRegistry, secret: str, unsubscribe_kind: Callable[[str, str], bool]):
+    """The WSGI app; ``unsubscribe_kind(person_id, kind)`` turns email off for one kind (service.py)."""
+
+    def app(environ, start_response):
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        try:
+            if path == "/metrics":
+                return _metrics(registry, environ, method, start_response)
+            if path == "/unsubscribe":
+                return _unsubscribe(environ, method, secret, unsubscribe_kind, start_response)
+            return _plain(start_response, "404 Not Found", "not found\n")
+        except Exception:  # a bug or the store down: no traceback to the client
+            log.exception("http request failed", extra={"path": path, "method": method})
+            return _plain(start_response, "500 Internal Server Error", "internal error; it has been logged\n")
+
+    return app
+
+
+def _metrics(registry, environ, method, start_response):
+    if method not in ("GET", "HEAD"):
+        return _plain(start_response, "405 Method Not Allowed", "use GET\n", [("Allow", "GET, HEAD")])
+    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+    body = encoder(registry)
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [b"" if method == "HEAD" else body]
+
+
+def _unsubscribe(environ, method, secret, unsubscribe_kind, start_response):
+    if method not in ("GET", "POST"):
+        return _plain(start_response, "405 Method Not Allowed", "use GET or POST\n", [("Allow", "GET, POST")])
+    token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [""])[0]
+    try:
+        if not token or len(token) > MAX_TOKEN:
+            raise unsubscribe.BadToken("missing or too long")
+        person_id, kind = unsubscribe.read_token(secret, token)
+    except unsubscribe.BadToken:
+        return _plain(start_response, "400 Bad Request", "This unsubscribe link is not valid. Change what you get in "
+                                                         "your notification preferences instead.\n")
+    what = _kind_text(kind)
+    if method == "GET":
+        return _html(start_response, "200 OK", _confirmation_page(token, what))
+    if not _is_one_click(environ):
+        return _plain(start_response, "400 Bad Request", "expected the form field List-Unsubscribe=One-Click\n")
+    unsubscribe_kind(person_id, kind)
+    return _html(start_response, "200 OK", _page("Unsubscribed", f"<p>You will no longer get {what} by email.</p>"))
+
+
+def _is_one_click(environ) -> bool:
+    body = _read_body(environ)
+    if body is None:
+        return False
+    if "multipart/form-data" in environ.get("CONTENT_TYPE", ""):
+        return bool(_MULTIPART_ONE_CLICK.search(body))
+    fields = parse_qs(body.decode("utf-8", "replace"))
+    return fields.get(ONE_CLICK[0]) == [ONE_CLICK[1]]
+
+
+def _read_body(environ) -> bytes | None:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= MAX_BODY:
+        return None
+    return environ["wsgi.input"].read(length)
+
+
+def _kind_text(kind: str) -> str:
+    return kind.removeprefix("NOTIFICATION_KIND_").replace("_", " ").lower() + " notifications"
+
+
+def _confirmation_page(token: str, what: str) -> str:
+    action = html.escape(f"/unsubscribe?token={token}", quote=True)
+    return _page("Unsubscribe", (
+        f"<p>Stop getting {html.escape(what)} by email? Other notifications and your inbox are not affected.</p>"
+        f'<form method="post" action="{action}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Unsubscribe</button></form>'
+    ))
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">'
+            f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
+
+
+def _html(start_response, status: str, text: str):
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
+    return [body]
+
+
+def _plain(start_response, status: str, text: str, headers=()):
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            *headers])
+    return [body]
+
+
+# --- the server --------------------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        """Nothing: a scrape every few seconds is not news; failures are logged by the app."""
+
+
+class BoundedWSGIServer(WSGIServer):
+    """Serves each request on a fixed pool of threads; the accept loop waits while all are busy."""
+
+    threads = HTTP_THREADS
+
+    def server_activate(self):
+        super().server_activate()
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="notify-http")
+        self._free = threading.BoundedSemaphore(self.threads)
+
+    def process_request(self, request, client_address):
+        self._free.acquire()
+        self._pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._free.release()
+
+    def server_close(self):
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class HttpServer:
+    """The running HTTP side: ``port``, and ``shutdown()`` (run_api's on_stop) to stop it."""
+
+    def __init__(self, httpd: WSGIServer, thread: threading.Thread):
+        self.httpd = httpd
+        self.thread = thread
+        self.port = httpd.server_address[1]
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def start(addr: str, app) -> HttpServer:
+    """Serves ``app`` on ``addr`` ("host:port"; port 0 picks a free one) from a daemon thread."""
+    host, _, port = addr.rpartition(":")
+    family, _, _, _, sockaddr = socket.getaddrinfo(host or "0.0.0.0", int(port), type=socket.SOCK_STREAM,
+                                                   flags=socket.AI_PASSIVE)[0]
+
+    class Server(BoundedWSGIServer):
+        address_family = family
+
+    httpd = make_server(sockaddr[0], int(port), app, Server, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="notify-http", daemon=True)
+    thread.start()
+    return HttpServer(httpd, thread)
