@@ -1,0 +1,167 @@
+"""Sending one claimed delivery over its channel, and deciding what happens next.
+
+The dispatcher timer (worker.py) claims due PENDING deliveries one at a time
+under a lease (deliveries.Deliveries.claim_due) and hands each to
+``Dispatcher.dispatch``, which:
+
+- skips it when its notification is gone, the person turned that mail off
+  since it was created, or its webhook subscription was disabled;
+- defers it to the end of the recipient's quiet hours (email only; not a try);
+- sends it (channels/email.py, channels/webhooks.py; the senders are passed
+  in, so tests can use their own);
+- then, in one guarded write each: SENT (``notification_sent`` in the
+  outbox), a retry at ``channels.retry.next_try_delay`` (honouring
+  Retry-After), or FAILED after the last try or a permanent refusal
+  (``notification_failed``). A 410 Gone also disables the subscription.
+
+Exactly once, as far as a receiver can tell: the send comes before the
+write that marks it SENT, so a worker that dies between the two leaves the
+delivery PENDING with a lease that expires, and the next claim sends it
+again, with the same Message-ID (email) or webhook-id (webhooks), both
+derived from the delivery id. Receivers de-duplicate on those ids; the
+delivery is marked SENT, counted and announced once.
+"""
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from services.platform.core.clock import utc_now
+
+from . import kinds, unsubscribe
+from .channels import Message, PermanentFailure, TemporaryFailure
+from .channels.retry import next_try_delay
+from .deliveries import Deliveries
+from .directory import People
+from .store import PREFERENCES, SUBSCRIPTIONS
+
+log = logging.getLogger(__name__)
+
+# Tests only: seconds to stall right after a send and before it is marked, so a test can kill the worker there.
+PAUSE_AFTER_SEND_ENV = "NOTIFY_TEST_PAUSE_AFTER_SEND_SECONDS"
+
+
+class Dispatcher:
+    def __init__(self, db, people: People, send_email: Callable[[Message], None],
+                 send_webhook: Callable[[dict, Message], object], settings, now: Callable[[], datetime] = utc_now,
+                 sleep: Callable[[float], None] | None = None):
+        self.db = db
+        self.people = people
+        self.send_email = send_email
+        self.send_webhook = send_webhook
+        self.settings = settings
+        self.now = now
+        self.deliveries = Deliveries(db)
+        self.pause_after_send = float(os.environ.get(PAUSE_AFTER_SEND_ENV) or 0)
+        self.sleep = sleep
+
+    def run_once(self, limit: int) -> int:
+        """Claims and dispatches up to ``limit`` due deliveries, one after another; how many were handled."""
+        handled = 0
+        while handled < limit:
+            delivery = self.deliveries.claim_due(self.now(), self.settings.lease_seconds)
+            if delivery is None:
+                break
+            handled += 1
+            try:
+                self.dispatch(delivery)
+            except Exception:  # one broken delivery must not stop the others; its lease expires and it is retried
+                log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
+        return handled
+
+    def dispatch(self, delivery: dict) -> None:
+        now = self.now()
+        notification = self.deliveries.notification(delivery["notification_id"])
+        if notification is None:
+            self.deliveries.skip(delivery, "the notification no longer exists", now)
+            return
+        if delivery["channel"] == kinds.EMAIL:
+            self._email(delivery, notification, now)
+        elif delivery["channel"] == kinds.WEBHOOK:
+            self._webhook(delivery, notification, now)
+        else:
+            self.deliveries.skip(delivery, f"no sender for {delivery['channel']}", now)
+
+    # --- channels ------------------------------------------------------------------------------------------
+
+    def _email(self, delivery: dict, notification: dict, now: datetime) -> None:
+        preferences = self.db[PREFERENCES].find_one({"_id": delivery["recipient_id"]}) or {}
+        if delivery["kind"] in set(preferences.get("unsubscribed") or ()):
+            self.deliveries.skip(delivery, "the recipient unsubscribed from this kind of mail", now)
+            return
+        stored = (preferences.get("kinds") or {}).get(delivery["kind"])
+        if stored is not None and kinds.EMAIL not in (stored.get("channels") or ()) and delivery["kind"] != kinds.ITEM_ESCALATION:
+            self.deliveries.skip(delivery, "the recipient turned email off for this kind", now)
+            return
+        person = self.people.get(delivery["recipient_id"])
+        quiet = kinds.QuietHours.of(preferences)
+        if quiet is not None:
+            allowed = quiet.next_allowed(now, kinds.zone(person.time_zone if person else None))
+            if allowed > now:
+                self.deliveries.defer(delivery, allowed, "quiet hours", now)
+                return
+        message = self._message(delivery, notification, person)
+        self._send(delivery, now, lambda: self.send_email(message))
+
+    def _webhook(self, delivery: dict, notification: dict, now: datetime) -> None:
+        subscription = self.db[SUBSCRIPTIONS].find_one({"_id": delivery["target"]})
+        if subscription is None or subscription.get("disabled_at"):
+            self.deliveries.skip(delivery, "the subscription was deleted or disabled", now)
+            return
+        message = self._message(delivery, notification, self.people.get(delivery["recipient_id"]))
+        self._send(delivery, now, lambda: self.send_webhook(subscription, message), subscription)
+
+    def _message(self, delivery: dict, notification: dict, person) -> Message:
+        unsubscribe_url = ""
+        if delivery["channel"] == kinds.EMAIL and delivery["kind"] in kinds.UNSUBSCRIBABLE:
+            token = unsubscribe.make_token(self.settings.unsubscribe_secret, delivery["recipient_id"], delivery["kind"])
+            unsubscribe_url = unsubscribe.unsubscribe_url(self.settings.public_url, token)
+        created = notification.get("created_at")
+        return Message(
+            delivery_id=delivery["_id"], notification_id=notification["_id"], kind=delivery["kind"],
+            recipient_id=delivery["recipient_id"], recipient_name=(person.name if person else "") or delivery["recipient_id"],
+            recipient_email=delivery["target"] if delivery["channel"] == kinds.EMAIL else (person.email if person else ""),
+            title=notification.get("title") or "", body=notification.get("body") or "", link=notification.get("link") or "",
+            unsubscribe_url=unsubscribe_url, facts=dict(notification.get("facts") or {}),
+            created_at=created.isoformat().replace("+00:00", "Z") if created else "",
+        )
+
+    # --- the outcome ------------------------------------------------------------------------------------------
+
+    def _send(self, delivery: dict, started: datetime, send: Callable[[], object], subscription: dict | None = None) -> None:
+        tries = delivery.get("tries", 0) + 1
+        try:
+            try:
+                send()
+            except (TemporaryFailure, PermanentFailure):
+                raise
+            except Exception as error:  # a sender's bug must cost a retry, not the delivery
+                log.exception("sender raised unexpectedly", extra={"delivery_id": delivery["_id"]})
+                raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
+        except TemporaryFailure as failure:
+            delay = next_try_delay(tries, failure.retry_after)
+            now = self.now()
+            if delay is None:
+                self.deliveries.mark_failed(delivery, f"gave up after {tries} tries: {failure}", now)
+            else:
+                self.deliveries.mark_retry(delivery, str(failure), now + timedelta(seconds=delay), now)
+            return
+        except PermanentFailure as failure:
+            self.deliveries.mark_failed(delivery, str(failure), self.now())
+            if failure.gone and subscription is not None:
+                self._disable(subscription, str(failure))
+            return
+        self._pause_for_tests(delivery)
+        self.deliveries.mark_sent(delivery, self.now())
+
+    def _disable(self, subscription: dict, reason: str) -> None:
+        self.db[SUBSCRIPTIONS].update_one(
+            {"_id": subscription["_id"], "disabled_at": None},
+            {"$set": {"disabled_at": self.now(), "disabled_reason": f"the receiver answered 410 Gone: {reason}"[:500]}})
+        log.warning("webhook subscription disabled: 410 Gone", extra={"subscription_id": subscription["_id"]})
+
+    def _pause_for_tests(self, delivery: dict) -> None:
+        if self.pause_after_send > 0:
+            log.warning("pausing after a send before marking it (test hook)", extra={"delivery_id": delivery["_id"]})
+            (self.sleep or __import__("time").sleep)(self.pause_after_send)

@@ -1,0 +1,265 @@
+"""Who gets what, said how (pure rules: no I/O).
+
+An event (or a schedule coming due) becomes ``Planned`` notifications: a
+recipient, a kind, a title and body, a link, and the facts a channel may
+show. Ids are derived from what caused them (``notification_id``,
+``delivery_id``), so a redelivered event or a re-fired schedule names the
+documents it wrote before and writes nothing new.
+
+The handlers (handlers.py) look people and V2MOMs up and store what these
+functions plan; the schedules' due times are computed in schedules.py.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+
+from . import kinds
+
+TITLE_MAX = 200
+BODY_MAX = 4000
+
+# The states of a V2MOM, as goals stores them (events carry them as proto enum names).
+PUBLISHED = "V2MOM_STATE_PUBLISHED"
+CHANGES_REQUESTED = "V2MOM_STATE_CHANGES_REQUESTED"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def notification_id(cause_id: str, recipient_id: str, kind: str) -> str:
+    """Stable per (cause, recipient, kind): the cause is an event id or a schedule id."""
+    return f"ntf_{_digest(cause_id, recipient_id, kind)}"
+
+
+def delivery_id(notification_id_: str, channel: str, target: str) -> str:
+    """Stable per (notification, channel, target): retries keep it, and Message-ID / webhook-id come from it."""
+    return f"dlv_{_digest(notification_id_, channel, target)}"
+
+
+def link(template: str, v2mom_id: str, item_id: str = "") -> str:
+    if not v2mom_id:
+        return ""
+    try:
+        return template.format(v2mom_id=v2mom_id, item_id=item_id)
+    except (KeyError, IndexError, ValueError):
+        return template  # a template with other placeholders: better an unfilled link than none
+
+
+@dataclass(frozen=True)
+class Person:
+    """What notify knows of someone: from the people copy (directory.py)."""
+
+    id: str
+    name: str = ""
+    email: str = ""
+    manager_id: str = ""
+    org_unit_id: str = ""
+    time_zone: str = "UTC"
+    active: bool = True
+
+    @property
+    def called(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A notification to create: its id is derived from the cause, the recipient and the kind."""
+
+    cause_id: str
+    recipient_id: str
+    kind: str
+    title: str
+    body: str
+    link: str = ""
+    v2mom_id: str = ""
+    item_id: str = ""
+    org_unit_id: str = ""
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return notification_id(self.cause_id, self.recipient_id, self.kind)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def planned(cause_id: str, recipient: str, kind: str, title: str, body: str, **rest) -> Planned:
+    return Planned(cause_id, recipient, kind, _clip(title, TITLE_MAX), _clip(body, BODY_MAX), **rest)
+
+
+# --- the V2MOM as the events carry it (proto3 JSON: lowerCamelCase) ------------------------------------
+
+
+def content_title(content: dict) -> str:
+    return (content or {}).get("title") or "a V2MOM"
+
+
+def lint_summary(content: dict) -> dict:
+    """Counts the approver sees at a glance: what the V2MOM holds, and what obviously lacks an owner or a date.
+
+    Computed from the content the event carries, so asking goals-api (LintV2MOM) is not needed on the
+    event's path; the portal link shows goals' full guidance.
+    """
+    content = content or {}
+    methods = content.get("methods") or []
+    measures = content.get("measures") or []
+    return {
+        "values": len(content.get("values") or []),
+        "methods": len(methods),
+        "measures": len(measures),
+        "obstacles": len(content.get("obstacles") or []),
+        "methods_without_accountable": sum(1 for m in methods if not m.get("accountableId")),
+        "measures_without_due_date": sum(1 for m in measures if not _has_date(m.get("dueDate"))),
+    }
+
+
+def _has_date(value) -> bool:
+    return bool(value) and any((value or {}).get(part) for part in ("year", "month", "day"))
+
+
+def summary_text(summary: dict) -> str:
+    text = (f"{summary['values']} values, {summary['methods']} methods, {summary['measures']} measures, "
+            f"{summary['obstacles']} obstacles")
+    gaps = []
+    if summary["methods_without_accountable"]:
+        gaps.append(f"{summary['methods_without_accountable']} methods without an Accountable")
+    if summary["measures_without_due_date"]:
+        gaps.append(f"{summary['measures_without_due_date']} measures without a due date")
+    return text + (f"; {', '.join(gaps)}" if gaps else "")
+
+
+def accountable_for(content: dict, item_kind: str, item_id: str) -> str:
+    """The Accountable of a method; for a measure, the Accountable of its first method, else its owner."""
+    content = content or {}
+    methods = {m.get("id"): m for m in content.get("methods") or []}
+    if item_kind.endswith("METHOD"):
+        method = methods.get(item_id) or {}
+        return method.get("accountableId") or method.get("ownerId") or ""
+    for measure in content.get("measures") or []:
+        if measure.get("id") == item_id:
+            for method_id in measure.get("methodIds") or []:
+                accountable = (methods.get(method_id) or {}).get("accountableId")
+                if accountable:
+                    return accountable
+            return measure.get("ownerId") or ""
+    return ""
+
+
+def item_title(content: dict, item_kind: str, item_id: str) -> str:
+    items = (content or {}).get("methods" if item_kind.endswith("METHOD") else "measures") or []
+    return next((i.get("title") or "" for i in items if i.get("id") == item_id), "")
+
+
+# --- approvals -----------------------------------------------------------------------------------------
+
+
+def approval_requested(event_id: str, v2mom: dict, approver: Person, owner: Person, portal: str) -> Planned:
+    """v2mom_submitted: the approver is asked, with the lint summary and a link."""
+    title = content_title(v2mom.get("content"))
+    summary = lint_summary(v2mom.get("content"))
+    return planned(
+        event_id, approver.id, kinds.APPROVAL_REQUESTED,
+        f"{owner.called} asks you to approve \u201c{title}\u201d",
+        f"{owner.called} submitted the V2MOM \u201c{title}\u201d for your approval.\n"
+        f"It holds {summary_text(summary)}.",
+        link=link(portal, v2mom["v2mom_id"]), v2mom_id=v2mom["v2mom_id"], org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": v2mom["v2mom_id"], "owner_id": owner.id, "owner_name": owner.called,
+               "v2mom_title": title, "lint": summary},
+    )
+
+
+def approval_decided(event_id: str, v2mom: dict, owner: Person, approver: Person | None, approved: bool,
+                     comment: str, portal: str) -> Planned:
+    """v2mom_approved / v2mom_changes_requested: the owner hears the decision and the approver's comment."""
+    title = content_title(v2mom.get("content"))
+    who = approver.called if approver else "Your approver"
+    verdict = "approved" if approved else "asked for changes to"
+    body = f"{who} {verdict} your V2MOM \u201c{title}\u201d."
+    if comment:
+        body += f"\n\nComment: {comment}"
+    return planned(
+        event_id, owner.id, kinds.APPROVAL_DECIDED,
+        f"{who} {verdict} \u201c{title}\u201d",
+        body, link=link(portal, v2mom["v2mom_id"]), v2mom_id=v2mom["v2mom_id"],
+        org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": v2mom["v2mom_id"], "decision": "approved" if approved else "changes_requested",
+               "comment": comment, "approver_id": approver.id if approver else "", "v2mom_title": title},
+    )
+
+
+def approval_overdue(schedule_id: str, v2mom: dict, recipient: Person, approver: Person, owner: Person,
+                     skip_level: bool, working_days: int, portal: str) -> Planned:
+    title = v2mom.get("title") or "a V2MOM"
+    if skip_level:
+        text = (f"\u201c{title}\u201d by {owner.called} has waited {working_days} working days "
+                f"for {approver.called}'s approval.")
+        heading = f"Approval waiting on {approver.called}: \u201c{title}\u201d"
+    else:
+        text = f"\u201c{title}\u201d by {owner.called} has waited {working_days} working days for your approval."
+        heading = f"Reminder: \u201c{title}\u201d waits for your approval"
+    return planned(
+        schedule_id, recipient.id, kinds.APPROVAL_OVERDUE, heading, text,
+        link=link(portal, v2mom["v2mom_id"]), v2mom_id=v2mom["v2mom_id"], org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": v2mom["v2mom_id"], "approver_id": approver.id, "skip_level": skip_level,
+               "working_days": working_days},
+    )
+
+
+# --- items and progress -----------------------------------------------------------------------------------
+
+ESCALATION_TIERS = ("owner", "accountable", "manager")
+
+
+def item_escalation(cause_id: str, item: dict, recipient: Person, tier: str, staleness: str, portal: str) -> Planned:
+    """An item went stale or overdue: its owner first, then the Accountable, then the V2MOM owner's manager."""
+    title = item.get("title") or "an item"
+    state = "overdue for a check-in" if staleness.endswith("OVERDUE") else "due for a check-in (stale)"
+    if tier == "owner":
+        body = f"\u201c{title}\u201d is {state}. A check-in takes a minute."
+    else:
+        body = (f"\u201c{title}\u201d (owned by {item.get('owner_name') or item.get('owner_id')}) is {state} "
+                f"and has not been checked in since the owner was reminded.")
+    return planned(
+        cause_id, recipient.id, kinds.ITEM_ESCALATION, f"Check in on \u201c{title}\u201d", body,
+        link=link(portal, item["v2mom_id"], item["item_id"]), v2mom_id=item["v2mom_id"], item_id=item["item_id"],
+        org_unit_id=item.get("org_unit_id", ""),
+        facts={"v2mom_id": item["v2mom_id"], "item_id": item["item_id"], "item_kind": item.get("kind", ""),
+               "staleness": staleness, "tier": tier},
+    )
+
+
+def attention(event_id: str, progress: dict, recipient: Person, v2mom_title: str, before: int, portal: str) -> Planned:
+    """progress_changed with more measures off track than before."""
+    now_off = progress["off_track_measures"]
+    return planned(
+        event_id, recipient.id, kinds.ATTENTION,
+        f"Off track: {now_off} of {progress['measures']} measures in \u201c{v2mom_title}\u201d",
+        f"{now_off - before} more measure{'s' if now_off - before != 1 else ''} of \u201c{v2mom_title}\u201d went "
+        f"off track ({now_off} of {progress['measures']} now).",
+        link=link(portal, progress["v2mom_id"], progress.get("item_id", "")), v2mom_id=progress["v2mom_id"],
+        item_id=progress.get("item_id", ""), org_unit_id=progress.get("org_unit_id", ""),
+        facts={"v2mom_id": progress["v2mom_id"], "off_track_measures": now_off, "previous_off_track_measures": before,
+               "measures": progress["measures"]},
+    )
+
+
+def attention_recipients(owner_id: str, accountable_id: str) -> list[str]:
+    return [person for person in dict.fromkeys([owner_id, accountable_id]) if person]
+
+
+# --- webhooks -------------------------------------------------------------------------------------------------
+
+
+def subscription_wants(subscription: dict, kind: str, org_unit_id: str) -> bool:
+    """Whether a webhook subscription gets this notification: its org unit (or org-wide) and its kinds."""
+    if subscription.get("disabled_at"):
+        return False
+    unit = subscription.get("org_unit_id") or ""
+    if unit and unit != org_unit_id:
+        return False
+    wanted = subscription.get("kinds") or []
+    return kind in wanted if wanted else kind != kinds.DIGEST

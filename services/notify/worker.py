@@ -1,0 +1,176 @@
+"""notify-worker: the nameko side of the notify service (eventlet).
+
+- consumes goals' ``v2mom_submitted``, ``v2mom_approved``,
+  ``v2mom_changes_requested``, ``v2mom_archived`` and ``person_upserted``, and
+  check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
+  ``progress_changed``: what each does lives in handlers.py;
+- fires due schedules (approval reminders and escalations, item
+  escalations) on a timer, each under a lease;
+- sends due deliveries on a timer (dispatch.py), each under a lease;
+- relays the outbox of ``deliveries`` (``notification_sent`` /
+  ``notification_failed``) to ``notify.events``.
+
+Run it with ``python -m services.notify.worker``.
+"""
+
+import warnings
+
+# eventlet warns that it is in bugfix-only mode; docs/architecture.md records that choice.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # before anything opens a socket
+
+import logging  # noqa: E402
+
+from nameko.extensions import DependencyProvider  # noqa: E402
+from nameko.timer import timer  # noqa: E402
+
+from services.platform.core import config as config_module  # noqa: E402
+from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
+from services.platform.worker.blocking import call_blocking  # noqa: E402
+from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
+from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
+from services.platform.worker.runner import run_services  # noqa: E402
+
+from .channels.email import SmtpSettings, send_email  # noqa: E402
+from .channels.webhooks import send_webhook  # noqa: E402
+from .directory import GoalsPeople, People  # noqa: E402
+from .dispatch import Dispatcher  # noqa: E402
+from .handlers import Notifier, WorkerSettings  # noqa: E402
+from .schedules import Schedules  # noqa: E402
+from .store import DELIVERIES, INDEXES  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SERVICE = "notify"
+RELAY_INTERVAL = config_module.load(SERVICE).relay_interval_seconds
+SETTINGS = WorkerSettings.from_env()
+SCHEDULE_BATCH = 50
+
+
+class Notify:
+    """The notify database, the people copy (goals-api behind it), the handlers and the dispatcher of one container."""
+
+    def __init__(self, db, goals: GoalsPeople, settings: WorkerSettings, smtp: SmtpSettings):
+        self.db = db
+        self.goals = goals
+        self.people = People(db, goals, call_goals=call_blocking)
+        self.notifier = Notifier(db, self.people, settings)
+        self.schedules = Schedules(db)
+        self.settings = settings
+        self.dispatcher = Dispatcher(
+            db, self.people, lambda message: send_email(message, smtp),
+            lambda subscription, message: send_webhook(subscription, message, settings.send_timeout_seconds,
+                                                       settings.allow_private_webhooks),
+            settings,
+        )
+
+    def fire_due_schedules(self, limit: int) -> int:
+        fired = 0
+        while fired < limit:
+            now = self.notifier.now()
+            schedule = self.schedules.claim_due(now, self.settings.lease_seconds)
+            if schedule is None:
+                break
+            fired += 1
+            try:
+                self.notifier.fire(schedule)
+            except Exception:  # its lease expires and the next claim fires it again, writing nothing twice
+                log.exception("schedule failed", extra={"schedule_id": schedule["_id"], "kind": schedule["kind"]})
+                continue
+            self.schedules.done(schedule, self.notifier.now())
+        return fired
+
+
+class NotifyProvider(DependencyProvider):
+    def setup(self):
+        settings = config_module.load(SERVICE)
+        self.client = connect(settings.mongo_uri, f"{SERVICE}-worker")
+        database = self.client[settings.database_name]
+        ensure_indexes(database, INDEXES)
+        self.goals = GoalsPeople(settings.goals_addr, settings.auth)
+        self.notify = Notify(database, self.goals, SETTINGS, SmtpSettings.from_env())
+
+    def stop(self):
+        self.goals.close()
+        self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.notify
+
+
+class NotifyWorker:
+    name = "notify_worker"
+
+    notify = NotifyProvider()
+    relay = OutboxRelayProvider(SERVICE, [DELIVERIES])
+
+    @timer(interval=RELAY_INTERVAL)
+    def relay_outbox(self):
+        self.relay.drain()
+
+    @timer(interval=SETTINGS.dispatch_interval_seconds)
+    def dispatch_deliveries(self):
+        if self.notify.dispatcher.run_once(SETTINGS.dispatch_batch):
+            self.relay.kick([DELIVERIES])
+
+    @timer(interval=SETTINGS.schedule_interval_seconds)
+    def fire_schedules(self):
+        if self.notify.fire_due_schedules(SCHEDULE_BATCH):
+            self.relay.kick([DELIVERIES])
+
+    # --- goals -------------------------------------------------------------------------------------------
+
+    @cloud_event_handler("goals", "person_upserted")
+    def on_person_upserted(self, envelope):
+        with_retries(self.notify.notifier.person_upserted, envelope)
+
+    @cloud_event_handler("goals", "v2mom_submitted")
+    def on_v2mom_submitted(self, envelope):
+        with_retries(self.notify.notifier.v2mom_submitted, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("goals", "v2mom_approved")
+    def on_v2mom_approved(self, envelope):
+        with_retries(self.notify.notifier.v2mom_approved, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("goals", "v2mom_changes_requested")
+    def on_v2mom_changes_requested(self, envelope):
+        with_retries(self.notify.notifier.v2mom_changes_requested, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("goals", "v2mom_archived")
+    def on_v2mom_archived(self, envelope):
+        with_retries(self.notify.notifier.v2mom_archived, envelope)
+
+    # --- checkins -------------------------------------------------------------------------------------------
+
+    @cloud_event_handler("checkins", "item_became_stale")
+    def on_item_became_stale(self, envelope):
+        with_retries(self.notify.notifier.item_stale, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("checkins", "item_overdue")
+    def on_item_overdue(self, envelope):
+        with_retries(self.notify.notifier.item_stale, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("checkins", "checkin_recorded")
+    def on_checkin_recorded(self, envelope):
+        with_retries(self.notify.notifier.checkin_recorded, envelope)
+
+    @cloud_event_handler("checkins", "progress_changed")
+    def on_progress_changed(self, envelope):
+        with_retries(self.notify.notifier.progress_changed, envelope)
+        self.relay.kick([DELIVERIES])
+
+
+def main() -> None:
+    run_services(SERVICE, NotifyWorker)
+
+
+if __name__ == "__main__":
+    main()
