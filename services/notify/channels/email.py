@@ -195,6 +195,9 @@ def send_email(message: Message, settings: SmtpSettings) -> None:
 
 
 def _converse(smtp: smtplib.SMTP, mail: EmailMessage, recipient: str, settings: SmtpSettings) -> None:
+    # The SMTP object is made before connecting so the deadline can reach its socket. starttls() checks the
+    # certificate against ``_host``, which smtplib sets only when the constructor connects: set it here.
+    smtp._host = settings.host
     smtp.connect(settings.host, settings.port)
     smtp.ehlo_or_helo_if_needed()
     if settings.starttls:
