@@ -26,7 +26,7 @@ from pymongo import ReturnDocument
 from services.platform.core.clock import from_timestamp, to_millis, utc_now
 from services.platform.core.config import env_float, env_int, env_str
 from services.platform.worker.consumer import PermanentError
-from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
 
 from . import kinds, rules, schedules, unsubscribe
 from .deliveries import Deliveries, inc_stats
@@ -210,7 +210,7 @@ class Notifier:
             "content_revision": 0, "decision_revision": 0, "submitted_revision": 0, "progress_revision": 0,
             "off_track_measures": 0, "created_at": now}}, upsert=True)
         base = {"owner_id": data.owner_id, "org_unit_id": data.org_unit_id, "cycle_id": data.cycle_id,
-                "level": goals_pb2.OrgLevel.Name(data.level) if data.level else "", "updated_at": now}
+                "level": common_pb2.OrgLevel.Name(data.level) if data.level else "", "updated_at": now}
         if data.approver_id:
             base["approver_id"] = data.approver_id
         self.v2moms.update_one({"_id": data.v2mom_id, "revision": {"$not": {"$gt": data.revision}}},

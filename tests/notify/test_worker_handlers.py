@@ -1,0 +1,363 @@
+"""notify-worker's handlers, schedules and dispatcher in process, on the real wire store (no broker, no goals-api).
+
+Envelopes are built by goals' and check-ins' own event code and rendered as they travel (``to_wire``), so the
+handlers see exactly what RabbitMQ would hand them. Senders are recorders, so a test can say what went out.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.checkins import events as checkin_events
+from services.goals import events as goals_events
+from services.notify import kinds, rules, schedules
+from services.notify.channels import PermanentFailure, TemporaryFailure
+from services.notify.deliveries import Deliveries
+from services.notify.directory import People
+from services.notify.dispatch import Dispatcher
+from services.notify.handlers import Notifier, WorkerSettings
+from services.notify.store import DELIVERIES, INDEXES, NOTIFICATIONS, SCHEDULES, STATS, SUBSCRIPTIONS, V2MOMS
+from services.platform.bus.events import to_wire
+from services.platform.store.mongo import ensure_indexes
+from services.platform.worker.consumer import PermanentError
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
+
+T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # a Wednesday
+SETTINGS = WorkerSettings(portal_url_template="https://portal.test/v2moms/{v2mom_id}", approval_sla_days=2,
+                          escalation_email_after_hours=24, lease_seconds=30)
+PEOPLE = {  # id: (name, manager)
+    "olive": ("Olive Owner", "lee"), "lee": ("Lee Lead", "dana"), "dana": ("Dana Director", ""),
+    "acc": ("Ace Accountable", "lee"),
+}
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class Recorder:
+    def __init__(self):
+        self.sent, self.failures = [], []
+
+    def __call__(self, *args):
+        message = args[-1]
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+
+
+@pytest.fixture
+def world(notify_db):
+    ensure_indexes(notify_db, INDEXES)
+    people = People(notify_db, goals=None, cache_seconds=0)
+    for person_id, (name, manager) in PEOPLE.items():
+        people.upsert_from_event({"id": person_id, "displayName": name, "email": f"{person_id}@acme.test",
+                                  "managerId": manager, "orgUnitId": "platform", "active": True}, 1)
+    clock = Clock(T0)
+    email, webhook = Recorder(), Recorder()
+    notifier = Notifier(notify_db, people, SETTINGS, now=clock)
+    dispatcher = Dispatcher(notify_db, people, email, webhook, SETTINGS, now=clock)
+
+    class World:
+        pass
+
+    w = World()
+    w.db, w.people, w.clock, w.email, w.webhook, w.notifier, w.dispatcher = (
+        notify_db, people, clock, email, webhook, notifier, dispatcher)
+    return w
+
+
+def content():
+    return goals_pb2.V2MOMContent(
+        title="Olive FY27",
+        methods=[goals_pb2.Method(id="m1", title="Ship it", owner_id="olive", accountable_id="acc")],
+        measures=[goals_pb2.Measure(id="x1", title="NPS", owner_id="olive", method_ids=["m1"])],
+    )
+
+
+def v2mom_event(event_type, revision, state, reason="", approver="lee", actor="", v2mom_id="v2m_1"):
+    data = events_pb2.V2MOMEventData(
+        v2mom_id=v2mom_id, revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
+        level=common_pb2.ORG_LEVEL_INDIVIDUAL, state=state, approver_id=approver, actor_id=actor, reason=reason,
+        content=content())
+    data.submit_time.FromDatetime(T0)
+    return to_wire(goals_events.v2mom_event(event_type, data))
+
+
+def submitted(revision=2, **kw):
+    return v2mom_event(goals_events.V2MOM_SUBMITTED, revision, goals_pb2.V2MOM_STATE_SUBMITTED, **kw)
+
+
+def approved(revision=3, **kw):
+    return v2mom_event(goals_events.V2MOM_APPROVED, revision, goals_pb2.V2MOM_STATE_PUBLISHED, actor="lee", **kw)
+
+
+def changes_requested(revision=3, reason="Add a measure", **kw):
+    return v2mom_event(goals_events.V2MOM_CHANGES_REQUESTED, revision, goals_pb2.V2MOM_STATE_CHANGES_REQUESTED,
+                       reason=reason, actor="lee", **kw)
+
+
+def stale(item_id="m1", kind=checkins_pb2.ITEM_KIND_METHOD, owner="olive"):
+    data = events_pb2.ItemStalenessEventData(
+        item=checkins_pb2.StaleItem(v2mom_id="v2m_1", kind=kind, item_id=item_id, title="Ship it", owner_id=owner,
+                                    org_unit_id="platform", cycle_id="FY2027",
+                                    staleness=checkins_pb2.STALENESS_STALE),
+        cadence=checkins_pb2.CADENCE_WEEKLY, v2mom_owner_id="olive")
+    event = to_wire(checkin_events.staleness_event(checkin_events.ITEM_BECAME_STALE, data))
+    event["time"] = T0.isoformat().replace("+00:00", "Z")
+    return event
+
+
+def checkin(item_id="m1", recorded=T0 + timedelta(hours=30)):
+    c = checkins_pb2.Checkin(id=f"chk_{uuid.uuid4().hex[:8]}", v2mom_id="v2m_1", item_kind=checkins_pb2.ITEM_KIND_METHOD,
+                             item_id=item_id, author_id="olive", owner_id="olive")
+    c.observe_time.FromDatetime(recorded)
+    c.record_time.FromDatetime(recorded)
+    return to_wire(checkin_events.checkin_event(checkin_events.CHECKIN_RECORDED, events_pb2.CheckinEventData(checkin=c)))
+
+
+def progress(revision, off_track, item_id="x1"):
+    data = events_pb2.ProgressEventData(v2mom_id="v2m_1", owner_id="olive", org_unit_id="platform", revision=revision,
+                                        off_track_measures=off_track, measures=2, item_kind=checkins_pb2.ITEM_KIND_MEASURE,
+                                        item_id=item_id, cause="checkin")
+    return to_wire(checkin_events.progress_event(data))
+
+
+def notifications(db, **query):
+    return list(db[NOTIFICATIONS].find(query))
+
+
+def deliveries(db, **query):
+    return list(db[DELIVERIES].find(query))
+
+
+def counts(db):
+    return db[NOTIFICATIONS].count_documents({}), db[DELIVERIES].count_documents({}), db[SCHEDULES].count_documents({})
+
+
+# --- approvals --------------------------------------------------------------------------------------------------
+
+
+def test_a_submission_asks_the_approver_in_the_inbox_and_by_email_once_however_often_it_arrives(world):
+    event = submitted()
+    world.notifier.v2mom_submitted(event)
+    [note] = notifications(world.db)
+    assert (note["recipient_id"], note["kind"], note["link"]) == ("lee", kinds.APPROVAL_REQUESTED,
+                                                                  "https://portal.test/v2moms/v2m_1")
+    assert note["_id"] == rules.notification_id(event["id"], "lee", kinds.APPROVAL_REQUESTED)
+    assert note["facts"]["lint"]["methods"] == 1 and note["read_at"] is None
+    by_channel = {d["channel"]: d for d in deliveries(world.db)}
+    assert by_channel[kinds.INBOX]["status"] == "SENT" and by_channel[kinds.INBOX]["outbox"][0]["type"] == "notification_sent"
+    assert by_channel[kinds.EMAIL]["status"] == "PENDING" and by_channel[kinds.EMAIL]["target"] == "lee@acme.test"
+    assert world.db[STATS].find_one({"_id": f"sent|{kinds.APPROVAL_REQUESTED}|{kinds.INBOX}"})["n"] == 1
+    before = counts(world.db)
+    world.notifier.v2mom_submitted(event)  # the broker redelivers it
+    assert counts(world.db) == before == (1, 2, 2)
+    assert world.db[STATS].find_one({"_id": f"sent|{kinds.APPROVAL_REQUESTED}|{kinds.INBOX}"})["n"] == 1
+
+
+def test_a_decision_tells_the_owner_with_the_comment_and_stops_the_reminders(world):
+    world.notifier.v2mom_submitted(submitted())
+    world.notifier.v2mom_changes_requested(changes_requested())
+    [decided] = notifications(world.db, kind=kinds.APPROVAL_DECIDED)
+    assert decided["recipient_id"] == "olive" and "Comment: Add a measure" in decided["body"]
+    assert {s["state"] for s in world.db[SCHEDULES].find()} == {schedules.CANCELLED}
+    # resubmitted: new reminders, untouched by the older decision replayed
+    world.notifier.v2mom_submitted(submitted(revision=4))
+    world.notifier.v2mom_changes_requested(changes_requested())
+    assert world.db[SCHEDULES].count_documents({"state": schedules.WAITING}) == 2
+    world.notifier.v2mom_approved(approved(revision=5))
+    assert world.db[SCHEDULES].count_documents({"state": schedules.WAITING}) == 0
+    assert world.db[V2MOMS].find_one({"_id": "v2m_1"})["content"]["title"] == "Olive FY27"
+
+
+def test_approved_before_submitted_asks_nobody_and_schedules_nothing(world):
+    world.notifier.v2mom_approved(approved(revision=3))
+    world.notifier.v2mom_submitted(submitted(revision=2))
+    assert [n["kind"] for n in notifications(world.db)] == [kinds.APPROVAL_DECIDED]
+    assert world.db[SCHEDULES].count_documents({}) == 0
+
+
+def test_unknown_people_and_bad_payloads_are_permanent_and_write_nothing(world):
+    with pytest.raises(PermanentError, match="approver 'ghost' is unknown"):
+        world.notifier.v2mom_submitted(submitted(approver="ghost"))
+    bad = submitted()
+    bad["data"]["revision"] = "not a number"
+    with pytest.raises(PermanentError, match="does not parse"):
+        world.notifier.v2mom_submitted(bad)
+    no_id = submitted(v2mom_id="")
+    with pytest.raises(PermanentError, match="needs v2momId"):
+        world.notifier.v2mom_submitted(no_id)
+    assert counts(world.db) == (0, 0, 0)
+
+
+def test_a_company_submission_without_an_approver_notifies_nobody(world):
+    world.notifier.v2mom_submitted(submitted(approver=""))
+    assert counts(world.db) == (0, 0, 0)
+
+
+def test_approval_sla_reminds_the_approver_then_escalates_to_their_manager(world):
+    world.notifier.v2mom_submitted(submitted())
+    due = sorted(s["due_at"] for s in world.db[SCHEDULES].find())
+    assert due == [datetime(2026, 6, 12, 12, 0, tzinfo=UTC), datetime(2026, 6, 16, 12, 0, tzinfo=UTC)]
+    fire_due(world, T0 + timedelta(days=2))
+    [reminder] = notifications(world.db, kind=kinds.APPROVAL_OVERDUE)
+    assert reminder["recipient_id"] == "lee"
+    fire_due(world, T0 + timedelta(days=6))
+    assert sorted(n["recipient_id"] for n in notifications(world.db, kind=kinds.APPROVAL_OVERDUE)) == ["dana", "lee"]
+    assert world.db[SCHEDULES].count_documents({"state": schedules.DONE}) == 2
+
+
+def fire_due(world, at):
+    world.clock.now = at
+    while (schedule := world.notifier.schedules.claim_due(at, 30)) is not None:
+        world.notifier.fire(schedule)
+        assert world.notifier.schedules.done(schedule, at)
+
+
+def test_a_schedule_fired_twice_after_a_lost_lease_writes_nothing_new(world):
+    world.notifier.v2mom_submitted(submitted())
+    at = T0 + timedelta(days=2, minutes=1)
+    schedule = world.notifier.schedules.claim_due(at, 30)
+    world.notifier.fire(schedule)  # ... and the worker dies before marking it done
+    assert world.notifier.schedules.claim_due(at, 30) is None  # leased: another replica does not fire it
+    again = world.notifier.schedules.claim_due(at + timedelta(seconds=31), 30)
+    assert again["_id"] == schedule["_id"]
+    before = counts(world.db)
+    world.notifier.fire(again)
+    assert world.notifier.schedules.done(again, at) and not world.notifier.schedules.done(schedule, at)
+    assert counts(world.db) == before
+
+
+# --- items and progress ---------------------------------------------------------------------------------------------
+
+
+def test_a_stale_item_goes_to_its_owner_then_by_email_then_to_the_accountable_and_the_managers(world):
+    world.notifier.v2mom_approved(approved())
+    world.notifier.item_stale(stale())
+    [first] = notifications(world.db, kind=kinds.ITEM_ESCALATION)
+    assert first["recipient_id"] == "olive"
+    assert [d["channel"] for d in deliveries(world.db, notification_id=first["_id"])] == [kinds.INBOX]
+    fire_due(world, T0 + timedelta(hours=24))
+    assert sorted(d["channel"] for d in deliveries(world.db, notification_id=first["_id"])) == [kinds.EMAIL, kinds.INBOX]
+    assert [n["recipient_id"] for n in notifications(world.db, kind=kinds.ITEM_ESCALATION)] == ["olive", "acc"]
+    world.db[NOTIFICATIONS].update_many({"recipient_id": "acc"}, {"$set": {"read_at": T0}})  # acc read it
+    fire_due(world, T0 + timedelta(hours=48))
+    escalated = {n["recipient_id"]: n for n in notifications(world.db, kind=kinds.ITEM_ESCALATION)}
+    assert set(escalated) == {"olive", "acc", "lee"}  # lee: olive's manager
+    assert deliveries(world.db, notification_id=escalated["acc"]["_id"], channel=kinds.EMAIL) == []  # it was read
+    fire_due(world, T0 + timedelta(hours=72))
+    assert len(deliveries(world.db, notification_id=escalated["lee"]["_id"], channel=kinds.EMAIL)) == 1
+    assert world.db[SCHEDULES].count_documents({"state": schedules.WAITING}) == 0
+
+
+def test_a_checkin_stops_the_escalation_and_counts_the_reminder_converted_once(world):
+    world.notifier.v2mom_approved(approved())
+    world.notifier.item_stale(stale())
+    assert world.db[STATS].find_one({"_id": "reminders|2026-06-10"})["reminded"] == 1
+    event = checkin(recorded=T0 + timedelta(hours=30))
+    world.notifier.checkin_recorded(event)
+    world.notifier.checkin_recorded(event)  # replayed
+    assert world.db[SCHEDULES].count_documents({"state": schedules.WAITING}) == 0
+    assert world.db[STATS].find_one({"_id": "reminders|2026-06-10"})["converted"] == 1
+    late = checkin(recorded=T0 + timedelta(hours=60))
+    world.notifier.checkin_recorded(late)
+    assert world.db[STATS].find_one({"_id": "reminders|2026-06-10"})["converted"] == 1
+
+
+def test_more_measures_off_track_draws_attention_of_the_owner_and_the_accountable_once(world):
+    world.notifier.v2mom_approved(approved())
+    world.notifier.progress_changed(progress(1, 0))
+    assert notifications(world.db, kind=kinds.ATTENTION) == []
+    event = progress(2, 1)
+    world.notifier.progress_changed(event)
+    world.notifier.progress_changed(event)  # replayed
+    world.notifier.progress_changed(progress(1, 0))  # an older one, late
+    assert sorted(n["recipient_id"] for n in notifications(world.db, kind=kinds.ATTENTION)) == ["acc", "olive"]
+    world.notifier.progress_changed(progress(3, 1))  # no more than before
+    assert len(notifications(world.db, kind=kinds.ATTENTION)) == 2
+
+
+# --- dispatching ------------------------------------------------------------------------------------------------------
+
+
+def test_the_dispatcher_sends_marks_sent_and_counts_once(world):
+    world.notifier.v2mom_submitted(submitted())
+    world.clock.now = T0 + timedelta(seconds=3)
+    assert world.dispatcher.run_once(10) == 1
+    [message] = world.email.sent
+    [email] = deliveries(world.db, channel=kinds.EMAIL)
+    assert message.delivery_id == email["_id"] and message.recipient_email == "lee@acme.test"
+    assert message.unsubscribe_url == ""  # approval requests are not unsubscribable
+    assert email["status"] == "SENT" and email["tries"] == 1 and email["outbox"][0]["type"] == "notification_sent"
+    assert world.db[STATS].find_one({"_id": f"latency|{kinds.EMAIL}"})["buckets"]["5_0"] == 1
+    assert world.dispatcher.run_once(10) == 0
+
+
+def test_two_dispatchers_never_claim_the_same_delivery(world):
+    world.notifier.v2mom_submitted(submitted())
+    deliveries_ = Deliveries(world.db)
+    first = deliveries_.claim_due(T0, 30)
+    assert first is not None and deliveries_.claim_due(T0, 30) is None
+    assert deliveries_.claim_due(T0 + timedelta(seconds=31), 30)["_id"] == first["_id"]  # the lease expired
+    assert not deliveries_.mark_sent(first, T0 + timedelta(seconds=32))  # the first claimant lost its lease
+
+
+def test_temporary_failures_retry_on_the_schedule_and_fail_for_good_after_the_last_try(world):
+    world.notifier.v2mom_submitted(submitted())
+    world.email.failures = [TemporaryFailure("421 busy", retry_after=600)]
+    world.dispatcher.run_once(10)
+    [email] = deliveries(world.db, channel=kinds.EMAIL)
+    assert email["status"] == "PENDING" and email["tries"] == 1 and email["last_error"] == "421 busy"
+    assert email["next_try_at"] >= T0 + timedelta(seconds=600)
+    assert world.dispatcher.run_once(10) == 0  # not due yet
+    world.clock.now = email["next_try_at"]
+    world.email.failures = [PermanentFailure("550 no such user")]
+    world.dispatcher.run_once(10)
+    [email] = deliveries(world.db, channel=kinds.EMAIL)
+    assert email["status"] == "FAILED" and email["outbox"][-1]["type"] == "notification_failed"
+    assert world.db[STATS].find_one({"_id": f"failed|{kinds.APPROVAL_REQUESTED}|{kinds.EMAIL}"})["n"] == 1
+
+
+def test_quiet_hours_hold_email_until_they_end_without_counting_a_try(world):
+    world.db["preferences"].insert_one({"_id": "lee", "quiet_hours": {"start": "11:00", "end": "13:30"}})
+    world.notifier.v2mom_submitted(submitted())
+    world.dispatcher.run_once(10)
+    assert world.email.sent == []
+    [email] = deliveries(world.db, channel=kinds.EMAIL)
+    assert email["next_try_at"] == datetime(2026, 6, 10, 13, 30, tzinfo=UTC) and email["tries"] == 0
+    world.clock.now = email["next_try_at"]
+    world.dispatcher.run_once(10)
+    assert len(world.email.sent) == 1
+
+
+def test_unsubscribed_mail_is_skipped_and_webhooks_follow_subscriptions_and_410_disables_them(world):
+    world.db[SUBSCRIPTIONS].insert_many([
+        {"_id": "sub_unit", "org_unit_id": "platform", "url": "https://hooks.test/a", "format": "WEBHOOK_FORMAT_STANDARD",
+         "kinds": [], "disabled_at": None},
+        {"_id": "sub_other", "org_unit_id": "sales", "url": "https://hooks.test/b", "kinds": [], "disabled_at": None},
+    ])
+    world.db["preferences"].insert_one({"_id": "olive", "unsubscribed": [kinds.ATTENTION]})
+    world.notifier.v2mom_approved(approved())
+    world.notifier.progress_changed(progress(2, 1))
+    hooks = deliveries(world.db, channel=kinds.WEBHOOK)
+    assert {d["target"] for d in hooks} == {"sub_unit"} and len(hooks) == 3  # decision + two attentions
+    assert kinds.EMAIL not in {d["channel"] for d in deliveries(world.db, recipient_id="olive", kind=kinds.ATTENTION)}
+    world.webhook.failures = [PermanentFailure("410 Gone", gone=True)]
+    world.dispatcher.run_once(10)
+    assert world.db[SUBSCRIPTIONS].find_one({"_id": "sub_unit"})["disabled_at"] is not None
+    statuses = sorted(d["status"] for d in deliveries(world.db, channel=kinds.WEBHOOK))
+    assert statuses == ["FAILED", "SKIPPED", "SKIPPED"]
+
+
+def test_person_upserted_keeps_the_newest_revision(world):
+    world.notifier.person_upserted(to_wire(goals_events.person_event(events_pb2.PersonEventData(
+        person=common_pb2.Person(id="lee", display_name="Lee New", email="new@acme.test", active=True), revision=5))))
+    world.notifier.person_upserted(to_wire(goals_events.person_event(events_pb2.PersonEventData(
+        person=common_pb2.Person(id="lee", display_name="Lee Old", email="old@acme.test", active=True), revision=3))))
+    assert world.people.get("lee").email == "new@acme.test"
