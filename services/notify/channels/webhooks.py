@@ -172,11 +172,14 @@ def post(url: str, target: targets.Target, body: bytes, headers: dict, timeout: 
                 connection.request("POST", path, body=body, headers=headers)
                 answer = connection.getresponse()
                 excerpt = answer.read(MAX_ANSWER_EXCERPT).decode("utf-8", "replace")
-                return answer.status, answer.headers, excerpt
             except (OSError, http.client.HTTPException) as error:
                 if deadline.expired or isinstance(error, TimeoutError):
                     raise TemporaryFailure(f"no answer from {target.host} within {timeout:g}s") from None
                 raise TemporaryFailure(f"{target.host}: {type(error).__name__}: {error}") from None
+            # A shut-down socket reads as the end of the answer, so a cut-off "200 OK" can look whole: it is not.
+            if deadline.expired:
+                raise TemporaryFailure(f"no whole answer from {target.host} within {timeout:g}s")
+            return answer.status, answer.headers, excerpt
     finally:
         connection.close()
 
