@@ -143,7 +143,7 @@ def _plain(start_response, status: str, text: str, headers=()):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format, *args):  # the base class names it "format"
         """Nothing: a scrape every few seconds is not news; failures are logged by the app."""
 
 

@@ -30,11 +30,11 @@ def notify_db(notify_settings):
 
 
 @_pytest.fixture
-def notify_api(notify_settings, notify_db, monkeypatch):
+def notify_api(notify_settings, notify_db):
     """An in-process notify-api (gRPC and HTTP on free ports); a factory of per-person clients.
 
     ``notify_api.http_url`` is its HTTP side; webhooks to private addresses stay refused
-    (NOTIFY_ALLOW_PRIVATE_WEBHOOKS unset) unless a test sets it before asking for this fixture."""
+    (NOTIFY_ALLOW_PRIVATE_WEBHOOKS as the environment has it)."""
     from services.notify.api import create_server
     from services.platform.api.auth import bearer_metadata, mint_token
     from tests.support.services import Caller

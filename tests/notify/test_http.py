@@ -70,7 +70,7 @@ def test_forged_altered_or_missing_tokens_are_400_and_change_nothing(notify_api,
     base = notify_api.http_url
     forged = unsubscribe.unsubscribe_url(base, unsubscribe.make_token("not-our-secret", "ann", kinds.DIGEST))
     good = unsubscribe.make_token(SECRET, "ann", kinds.DIGEST)
-    payload, signature = good.split(".")
+    payload = good.split(".")[0]
     widened = unsubscribe.unsubscribe_url(base, unsubscribe.make_token(SECRET, "ann", kinds.DIGEST)[:-2] + "AA")
     for url in (forged, widened, f"{base}/unsubscribe", f"{base}/unsubscribe?token=", f"{base}/unsubscribe?token=a.b",
                 f"{base}/unsubscribe?token={payload}", f"{base}/unsubscribe?token=" + "x" * 5000):
