@@ -255,3 +255,23 @@ def test_a_worker_killed_after_sending_is_restarted_and_the_receiver_sees_one_me
     events = [e for e in probe.settle(0.5) if e["data"]["deliveryId"] == email["_id"]]
     assert [e["type"] for e in events] == ["notification_sent"]  # marked and announced once
     assert ndb[DELIVERIES].find_one({"_id": email["_id"]})["tries"] == 1
+
+
+# --- two replicas ----------------------------------------------------------------------------------------------------
+
+
+def test_two_replicas_fire_each_schedule_and_send_each_mail_once(org, notify_worker, connection, ndb, sink):
+    """An SLA of 0 working days makes the reminder and the skip-level escalation due at once, for both replicas."""
+    for _ in range(2):
+        notify_worker.start(connection, NOTIFY_APPROVAL_SLA_DAYS="0", NOTIFY_SCHEDULE_INTERVAL_SECONDS="0.05",
+                            NOTIFY_DISPATCH_INTERVAL_SECONDS="0.05")
+    publish(connection, v2mom_event("v2mom_submitted", goals_pb2.V2MOM_STATE_SUBMITTED, v2mom_id="v2m_twice"))
+    wait_for(lambda: ndb[SCHEDULES].count_documents({"state": "DONE"}) == 2, message="schedules never fired")
+    wait_for(lambda: ndb[DELIVERIES].count_documents({"channel": kinds.EMAIL, "status": "SENT"}) == 3,
+             message="mails never all sent")
+    time.sleep(1.0)  # both replicas keep ticking: nothing more may come
+    overdue = list(ndb[NOTIFICATIONS].find({"kind": kinds.APPROVAL_OVERDUE}))
+    assert sorted(n["recipient_id"] for n in overdue) == ["dana", "lee"]  # the approver, then lee's manager
+    assert len(mails_to(sink, "lee@acme.test")) == 2  # the request and the reminder
+    assert len(mails_to(sink, "dana@acme.test")) == 1
+    assert len({m["Message-ID"] for m in sink.messages()}) == len(sink.messages()) == 3
