@@ -20,7 +20,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 from deploy.dev.webhook_sink import make_server
-from tests.support.processes import log_tail, spawn, stop, wait_for
+from tests.support.processes import log_tail, spawn, stop
 
 HOST = "127.0.0.1"
 
@@ -177,7 +177,3 @@ def tls_files(folder: Path) -> tuple[Path, Path, Path]:
     server.private_key_pem.write_to_path(str(key))
     return ca, chain, key
 
-
-def wait_for_requests(sink: WebhookSink, count: int, timeout: float = 5.0) -> list:
-    return wait_for(lambda: sink.requests if len(sink.requests) >= count else None, timeout,
-                    f"the webhook sink got {len(sink.requests)} requests, not {count}")

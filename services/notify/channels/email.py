@@ -184,7 +184,8 @@ def send_email(message: Message, settings: SmtpSettings) -> None:
             raise _by_code(error.smtp_code, f"relay refused: {error.smtp_code} {_text(error.smtp_error)}") from None
         except (smtplib.SMTPException, OSError) as error:  # disconnected, timed out, TLS failed
             if deadline.expired or isinstance(error, TimeoutError):
-                raise TemporaryFailure(f"no answer from {settings.host}:{settings.port} within {settings.timeout:g}s") from None
+                raise TemporaryFailure(
+                    f"no answer from {settings.host}:{settings.port} within {settings.timeout:g}s") from None
             raise TemporaryFailure(f"{settings.host}:{settings.port}: {_describe(error)}") from None
         finally:
             smtp.close()
