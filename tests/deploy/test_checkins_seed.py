@@ -9,16 +9,21 @@ carry their reasons, and a diligent team's progress rises week by week.
 
 import functools
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import grpc
 import kombu
+import pymongo
 import pytest
 from google.type import date_pb2
 
 from deploy.demo.checkins import Correction, ItemStory, Story, V2MOMStory, load_story
 from deploy.demo.checkins.plan import MEASURE, METHOD, plan
+from services.checkins.goals_client import GoalsClient
+from services.checkins.handlers import Projection
 from services.checkins.progress import week_start
+from services.platform.bus.events import to_wire
 from deploy.demo.checkins_seed import seed as seed_checkins
 from deploy.demo.goals import load_org
 from deploy.demo.goals_seed import seed as seed_goals
@@ -288,3 +293,111 @@ def _every_check_in_was_recorded_by_someone_who_may(read: Reader, db, checkins_d
                 if item["id"] == checkin["item_id"] and checkin["item_kind"].endswith(kind[:-1].upper()):
                     allowed |= {item.get("owner_id"), item.get("accountable_id"), *item.get("responsible_ids", [])}
         assert checkin["author_id"] in allowed, checkin
+
+
+# --- in process or through checkins-api: the same history --------------------------------------------
+
+
+# Made afresh by every call, so they differ between any two seeds: the time the use case stamps a
+# check-in with (record_time, recordTime in its event), its event's id and time, and the time the
+# worker's projection last wrote a progress document (update_time). Check-in ids do not: they derive
+# from the author and the idempotency key.
+GENERATED = {"record_time", "recordTime", "id", "time", "update_time"}
+
+
+def _without_generated(value, keep_ids: bool = False):
+    if isinstance(value, dict):
+        return {key: _without_generated(item, keep_ids or key == "checkin")
+                for key, item in value.items() if key not in GENERATED or (key == "id" and keep_ids)}
+    if isinstance(value, list):
+        return [_without_generated(item, keep_ids) for item in value]
+    return value
+
+
+def _stored_history(checkins_db) -> list[dict]:
+    """Every check-in with its pending events (rendered as the relay sends them), in recording order."""
+    rows = []
+    for doc in checkins_db.checkins.find({}).sort([("record_time", 1), ("_id", 1)]):
+        doc["outbox"] = [to_wire(event) for event in doc.get("outbox", [])]
+        rows.append(doc)
+    return rows
+
+
+def _roll_up(checkins_db, goals_addr: str, auth) -> dict:
+    """What checkins-worker makes of the stored events: its own handlers, fed the check-ins' events in
+    recording order and then the progress events they raise, until none is left."""
+    goals = GoalsClient(goals_addr, auth)
+    projection = Projection(checkins_db, goals)
+    handle = {"checkin_recorded": projection.checkin_recorded, "checkin_corrected": projection.checkin_corrected,
+              "progress_changed": projection.progress_changed}
+    try:
+        for doc in _stored_history(checkins_db):
+            for event in doc["outbox"]:
+                handle[event["type"]](event)
+        while pending := list(checkins_db.progress.find({"outbox_pending": True})):
+            for doc in pending:
+                checkins_db.progress.update_one({"_id": doc["_id"]}, {"$set": {"outbox_pending": False, "outbox": []}})
+                for event in doc["outbox"]:
+                    if event["type"] in handle:
+                        handle[event["type"]](to_wire(event))
+    finally:
+        goals.close()
+    return {
+        name: [_without_generated({k: v for k, v in doc.items() if k not in ("outbox", "outbox_pending")})
+               for doc in checkins_db[name].find({}).sort("_id", 1)]
+        for name in ("progress", "item_clocks")
+    }
+
+
+def _differences(one, other, path: str = "") -> list[str]:
+    """Where two stored values differ, as paths (the first 20)."""
+    if isinstance(one, dict) and isinstance(other, dict):
+        found = [f"{path}.{key}" for key in one.keys() ^ other.keys()]
+        for key in one.keys() & other.keys():
+            found += _differences(one[key], other[key], f"{path}.{key}")
+        return found[:20]
+    if isinstance(one, list) and isinstance(other, list) and len(one) == len(other):
+        return [d for i, (a, b) in enumerate(zip(one, other)) for d in _differences(a, b, f"{path}[{i}]")][:20]
+    return [] if one == other else [f"{path}: {one!r} != {other!r}"]
+
+
+@pytest.fixture
+def second_checkins_settings(checkins_settings):
+    """The check-ins service's settings on a second database of its own."""
+    other = replace(checkins_settings, mongo_db=checkins_settings.database_name + "_b")
+    yield other
+    client = pymongo.MongoClient(other.mongo_uri)
+    client.drop_database(other.database_name)
+    client.close()
+
+
+@pytest.mark.timeout(600)
+def test_in_process_seeding_stores_what_seeding_through_checkins_api_stores(
+    settings, db, goals_api, checkins_settings, checkins_db, checkins_api, second_checkins_settings,
+):
+    goals_addr = f"127.0.0.1:{goals_api.port}"
+    seed_goals(settings, goals_api_address=goals_addr, progress=False)
+    now = datetime.now(UTC)
+
+    through_api = seed_checkins(settings.auth, goals_addr, f"127.0.0.1:{checkins_api.port}", progress=False, now=now,
+                                catch_up_wait=0)
+    in_process = seed_checkins(settings.auth, goals_addr, second_checkins_settings, progress=False, now=now,
+                               catch_up_wait=0)
+
+    assert through_api.summary() == in_process.summary()
+    assert (in_process.recorded, in_process.corrected) == (in_process.planned, 3)
+    client = pymongo.MongoClient(second_checkins_settings.mongo_uri, tz_aware=True)
+    try:
+        other_db = client[second_checkins_settings.database_name]
+        api_history, fast_history = _stored_history(checkins_db), _stored_history(other_db)
+        assert len(api_history) == len(fast_history) == in_process.planned + 3
+        assert [_without_generated(doc) for doc in fast_history] == [_without_generated(doc) for doc in api_history]
+        assert all(doc["outbox"] and doc["outbox_pending"] for doc in fast_history), "every event waits for the relay"
+        # The same documents and events make the same progress, history snapshots and item clocks.
+        assert _differences(_roll_up(other_db, goals_addr, settings.auth),
+                            _roll_up(checkins_db, goals_addr, settings.auth)) == []
+        again = seed_checkins(settings.auth, goals_addr, second_checkins_settings, progress=False, now=now,
+                              catch_up_wait=0)
+        assert not again.changed and other_db.checkins.count_documents({}) == len(fast_history)
+    finally:
+        client.close()
