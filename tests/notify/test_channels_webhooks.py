@@ -152,6 +152,14 @@ def test_teams_gets_an_adaptive_card_in_the_workflows_envelope():
 # --- what an answer means -------------------------------------------------------------------------------
 
 
+def test_a_standard_subscription_without_a_usable_secret_sends_nothing():
+    with webhook_sink() as sink:
+        for secret in ("", "whsec_short", "not-a-secret"):
+            with pytest.raises(PermanentFailure, match="secret|sign"):
+                send(subscription(sink.url(), secret=secret))
+        assert sink.requests == []
+
+
 def test_410_gone_is_permanent_and_says_so():
     with webhook_sink() as sink, pytest.raises(PermanentFailure) as failure:
         send(subscription(sink.url("/status/410")))

@@ -84,10 +84,14 @@ def render(subscription: dict, message: Message, now: datetime) -> tuple[bytes, 
     secrets = signing_secrets(subscription, now)
     if not secrets:
         raise PermanentFailure("the subscription has no signing secret")
+    try:
+        signatures = [sign(secret, message.delivery_id, timestamp, body) for secret in secrets]
+    except ValueError as error:
+        raise PermanentFailure(f"the subscription cannot sign: {error}") from None
     headers |= {
         "webhook-id": message.delivery_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(secret, message.delivery_id, timestamp, body) for secret in secrets),
+        "webhook-signature": " ".join(signatures),
     }
     return body, headers
 
