@@ -24,6 +24,7 @@ delivery is marked SENT, counted and announced once.
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -164,4 +165,4 @@ class Dispatcher:
     def _pause_for_tests(self, delivery: dict) -> None:
         if self.pause_after_send > 0:
             log.warning("pausing after a send before marking it (test hook)", extra={"delivery_id": delivery["_id"]})
-            (self.sleep or __import__("time").sleep)(self.pause_after_send)
+            (self.sleep or time.sleep)(self.pause_after_send)  # green under eventlet
