@@ -3,9 +3,9 @@
 from services.platform.core.clock import to_timestamp
 
 from . import kinds
+from .channels.secrets import mask
 from v2mom.v1 import notify_pb2
 
-MASK = "whsec_…"
 
 
 def notification(doc: dict) -> notify_pb2.Notification:
@@ -80,11 +80,6 @@ def subscription(doc: dict, reveal_secret: bool = False) -> notify_pb2.Subscript
     if doc.get("previous_secret") and doc.get("previous_secret_expires_at"):
         message.previous_secret_expire_time.CopyFrom(to_timestamp(doc["previous_secret_expires_at"]))
     return message
-
-
-def mask(secret: str) -> str:
-    """ "whsec_…" and the last four characters: enough to tell secrets apart, not to sign."""
-    return f"{MASK}{secret[-4:]}" if secret else ""
 
 
 def _enum(enum_type, name: str | None) -> int:

@@ -41,8 +41,5 @@ def is_valid_secret(secret: str) -> bool:
 
 
 def mask(secret: str) -> str:
-    """Enough of a secret to tell two apart in a listing, never enough to sign with."""
-    if not secret:
-        return ""
-    shown = secret[len(PREFIX):][:4] if secret.startswith(PREFIX) else ""
-    return f"{PREFIX}{shown}…"
+    """ "whsec_…" and the last four characters: enough to tell two secrets apart in a listing, never enough to sign."""
+    return f"{PREFIX}…{secret[-4:]}" if secret else ""
