@@ -23,12 +23,11 @@ from datetime import datetime, timedelta
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.bus.events import envelope
 from services.platform.bus.outbox import new_document_with_events, with_events
 from services.platform.core.ids import new_id
-from v2mom.v1 import events_pb2, notify_pb2
 
 from . import kinds
+from .events import ERROR_MAX, NOTIFICATION_FAILED, NOTIFICATION_SENT, delivery_event
 from .rules import Planned, delivery_id
 from .store import (
     DELIVERIES, FAILED, NOTIFICATIONS, PENDING, SENT, SKIPPED, STATS, failed_id, latency_id, latency_key,
@@ -36,23 +35,6 @@ from .store import (
 )
 
 log = logging.getLogger(__name__)
-
-SERVICE = "notify"
-NOTIFICATION_SENT = "notification_sent"
-NOTIFICATION_FAILED = "notification_failed"
-EVENT_TYPES = (NOTIFICATION_SENT, NOTIFICATION_FAILED)
-ERROR_MAX = 500
-
-
-def delivery_event(event_type: str, delivery: dict, tries: int, error: str = "") -> dict:
-    data = events_pb2.DeliveryEventData(
-        delivery_id=delivery["_id"], notification_id=delivery["notification_id"],
-        recipient_id=delivery.get("recipient_id") or "", kind=notify_pb2.NotificationKind.Value(delivery["kind"]),
-        channel=notify_pb2.Channel.Value(delivery["channel"]), tries=tries, error=error[:ERROR_MAX],
-        cause_event_id=delivery.get("cause_event_id") or "", v2mom_id=delivery.get("v2mom_id") or "",
-    )
-    return envelope(SERVICE, event_type, subject=delivery["_id"], data=data)
-
 
 def inc_stats(db, stat_id: str, fields: dict) -> None:
     db[STATS].update_one({"_id": stat_id}, {"$inc": fields}, upsert=True)
