@@ -17,7 +17,10 @@ from v2mom_format import yaml_content
 
 from . import refs, render
 from .errors import CliError
-from .session import CHECKINS_API, DEFAULT_CHECKINS_ADDR, Client, claims_of, load_token, login as mint_login, token_path
+from .session import (
+    CHECKINS_API, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR, NOTIFY_API, Client, claims_of, load_token,
+    login as mint_login, token_path,
+)
 
 STATES = {name.removeprefix("V2MOM_STATE_").lower(): value for name, value in goals_pb2.V2MOMState.items() if value}
 
@@ -25,11 +28,13 @@ STATES = {name.removeprefix("V2MOM_STATE_").lower(): value for name, value in go
 class Context:
     """The connections and identity a command works with, opened on first use."""
 
-    def __init__(self, addr: str, checkins_addr: str = DEFAULT_CHECKINS_ADDR):
+    def __init__(self, addr: str, checkins_addr: str = DEFAULT_CHECKINS_ADDR, notify_addr: str = DEFAULT_NOTIFY_ADDR):
         self.addr = addr
         self.checkins_addr = checkins_addr
+        self.notify_addr = notify_addr
         self._client: Client | None = None
         self._checkins: Client | None = None
+        self._notify: Client | None = None
         self._names: dict[str, str] = {}
         # One per invocation: every attempt at this command's write carries it, so it is recorded once.
         self.idempotency_key = f"cli-{uuid.uuid4().hex}"
@@ -47,6 +52,13 @@ class Context:
         if self._checkins is None:
             self._checkins = Client(self.checkins_addr, self.client.token, CHECKINS_API)
         return self._checkins
+
+    @property
+    def notify(self) -> Client:
+        """The notify API (inbox, preferences, delivery log), as the same person."""
+        if self._notify is None:
+            self._notify = Client(self.notify_addr, self.client.token, NOTIFY_API)
+        return self._notify
 
     @property
     def me(self) -> str:
@@ -71,7 +83,7 @@ class Context:
         return self._names[person_id]
 
     def close(self) -> None:
-        for client in (self._client, self._checkins):
+        for client in (self._client, self._checkins, self._notify):
             if client is not None:
                 client.close()
 

@@ -14,9 +14,9 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, refs
+from . import checkins, commands, notify, refs
 from .errors import CliError, describe_rpc_error
-from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR
+from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
 
 REFERENCES = textwrap.indent(refs.__doc__.split("\n", 2)[2].strip(), "  ")
 EPILOG = f"""\
@@ -26,7 +26,8 @@ V2MOMs are named by id, or by reference:
 Measures and methods are named by id, or by the start of their title.
 
 The goals API address comes from --addr, else V2MOM_GOALS_ADDR, else {DEFAULT_ADDR};
-the check-ins API's from --checkins-addr, else V2MOM_CHECKINS_ADDR, else {DEFAULT_CHECKINS_ADDR}.
+the check-ins API's from --checkins-addr, else V2MOM_CHECKINS_ADDR, else {DEFAULT_CHECKINS_ADDR};
+the notify API's from --notify-addr, else V2MOM_NOTIFY_ADDR, else {DEFAULT_NOTIFY_ADDR}.
 The token lives in ~/.config/v2mom/token, or wherever V2MOM_TOKEN_FILE points.
 """
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--checkins-addr", default=argparse.SUPPRESS, help=f"check-ins API host:port (default {DEFAULT_CHECKINS_ADDR})"
     )
+    common.add_argument(
+        "--notify-addr", default=argparse.SUPPRESS, help=f"notify API host:port (default {DEFAULT_NOTIFY_ADDR})"
+    )
     parser = argparse.ArgumentParser(
         prog="v2mom", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -49,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkins-addr", default=os.environ.get("V2MOM_CHECKINS_ADDR") or DEFAULT_CHECKINS_ADDR,
         help="check-ins API host:port (see below)",
+    )
+    parser.add_argument(
+        "--notify-addr", default=os.environ.get("V2MOM_NOTIFY_ADDR") or DEFAULT_NOTIFY_ADDR,
+        help="notify API host:port (see below)",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
@@ -116,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("v2mom")
     tree.add_argument("--depth", type=int, default=0, help="levels below it to show (1-10, default all)")
     add_checkin_commands(command)
+    add_notify_commands(command, common)
     return parser
 
 
@@ -163,6 +172,77 @@ def add_checkin_commands(command) -> None:
     stale.add_argument("--unit", help="the items of an org unit and every unit below it")
 
 
+def add_notify_commands(command, common) -> None:
+    def subcommand(subparsers, parent, name, handler, help_text, description=None):
+        cmd = subparsers.add_parser(
+            name, parents=[common], prog=f"v2mom {parent} {name}", help=help_text, description=description or help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    inbox = command(
+        "inbox", notify.inbox, "list your notifications, newest first, and how many are unread",
+        description="Your notifications, newest first: when, what kind, the title, its id and link; "
+        "● marks the unread ones. `v2mom inbox read` marks them read.",
+    )
+    inbox.usage = "v2mom inbox [--unread] [--limit N]\n       v2mom inbox read ID... | --all"
+    inbox.add_argument("--unread", action="store_true", help="only the unread ones")
+    inbox.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N (default 20)")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="{read}")
+    mark = subcommand(
+        inbox_commands, "inbox", "read", notify.mark_read, "mark notifications read",
+        description="Marks the named notifications read, or with --all every one in your inbox. "
+        "Marking one read again changes nothing.",
+    )
+    mark.add_argument("ids", nargs="*", metavar="ID", help="a notification's id (see `v2mom inbox`)")
+    mark.add_argument("--all", action="store_true", help="mark your whole inbox read")
+
+    kinds = ", ".join(notify.KINDS)
+    prefs = command(
+        "prefs", notify.show_preferences, "show where each kind of notification goes, and your quiet hours",
+        description="Shows, per kind of notification, the channels it goes to (inbox, email) and whether it is "
+        "gathered into the weekly digest; your quiet hours and time zone. "
+        "`v2mom prefs set` and `v2mom prefs quiet` change them.",
+        epilog=f"Kinds: {kinds}.",
+    )
+    prefs.usage = ("v2mom prefs\n       v2mom prefs set KIND [--channels inbox,email] [--digest | --no-digest]\n"
+                   "       v2mom prefs quiet HH:MM HH:MM | off")
+    prefs_commands = prefs.add_subparsers(dest="prefs_command", metavar="{set,quiet}")
+    set_kind = subcommand(
+        prefs_commands, "prefs", "set", notify.set_kind, "choose where one kind of notification goes",
+        description="Changes one kind; the others stay as they are. Approval requests always reach the inbox. "
+        f"Kinds: {kinds}.",
+    )
+    set_kind.add_argument("kind", help="the kind, for example checkin-reminder")
+    set_kind.add_argument(
+        "--channels", metavar="LIST", help="comma-separated: inbox,email, inbox, email, or none to turn it off"
+    )
+    set_kind.add_argument(
+        "--digest", action=argparse.BooleanOptionalAction, default=None,
+        help="gather it into the weekly digest instead of sending it at once (approval-decided, "
+        "checkin-reminder and attention only); --no-digest sends it at once again",
+    )
+    quiet = subcommand(
+        prefs_commands, "prefs", "quiet", notify.set_quiet_hours, "set or turn off your quiet hours",
+        description="Email that falls in your quiet hours waits until they end (your time zone; the inbox is "
+        "not held back). A start after the end wraps midnight: `v2mom prefs quiet 22:00 07:00`. "
+        "`v2mom prefs quiet off` turns them off.",
+    )
+    quiet.add_argument("start", metavar="START", help="when they start, HH:MM (24-hour, your time zone), or off")
+    quiet.add_argument("end", nargs="?", metavar="END", help="when they end, HH:MM")
+
+    log = command(
+        "deliveries", notify.deliveries, "list the delivery log, newest first (admins)",
+        description="Every delivery of a notification to a channel (inbox, email, webhook): its status, target, "
+        "tries and last error, newest first. Admins only.",
+    )
+    log.add_argument("--recipient", help="only this person's: a person id, @person or me")
+    log.add_argument("--status", choices=list(notify.DELIVERY_STATUSES), help="only in this status")
+    log.add_argument("--channel", choices=list(notify.DELIVERY_CHANNELS), help="only through this channel")
+    log.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N (default 50)")
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -172,7 +252,7 @@ def _day(text: str) -> date:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    context = commands.Context(args.addr, args.checkins_addr)
+    context = commands.Context(args.addr, args.checkins_addr, args.notify_addr)
     try:
         return args.handler(context, args)
     except CliError as error:

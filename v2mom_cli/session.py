@@ -16,12 +16,13 @@ import jwt
 
 from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import AuthSettings, ConfigError, load_auth
-from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
+from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc, notify_pb2_grpc
 
 from .errors import ApiCallFailed, CliError
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 DEFAULT_CHECKINS_ADDR = "127.0.0.1:50052"
+DEFAULT_NOTIFY_ADDR = "127.0.0.1:50054"
 TOKEN_TTL_SECONDS = 8 * 3600
 # Just long enough to look the person up; it never leaves this process.
 BOOTSTRAP_TTL_SECONDS = 60
@@ -42,6 +43,7 @@ class Api:
 
 GOALS_API = Api("goals API", "--addr / V2MOM_GOALS_ADDR", goals_pb2_grpc.GoalServiceStub)
 CHECKINS_API = Api("check-ins API", "--checkins-addr / V2MOM_CHECKINS_ADDR", checkins_pb2_grpc.CheckinServiceStub)
+NOTIFY_API = Api("notify API", "--notify-addr / V2MOM_NOTIFY_ADDR", notify_pb2_grpc.NotifyServiceStub)
 
 
 def token_path() -> Path:
