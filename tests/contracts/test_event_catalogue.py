@@ -1,9 +1,9 @@
-"""docs/events.asyncapi.yaml against what the goals and check-ins services really publish.
+"""docs/events.asyncapi.yaml against what the goals, check-ins and notify services really publish.
 
 External consumers code against the catalogue, so it must cover exactly the
 published types, each on its service's exchange, its examples must be valid,
 and payloads built by the services' own code (services/goals/events.py,
-services/checkins/events.py) must match it. The publisher
+services/checkins/events.py, services/notify/events.py) must match it. The publisher
 prints every field without explicit presence, defaults included, so the
 schemas must require exactly those (plus the message fields the service
 always sets), and admit `*_UNSPECIFIED` enum names exactly where the service
@@ -24,18 +24,23 @@ from google.type import date_pb2
 
 from services.checkins import events as checkin_events
 from services.goals import events as goals_events
+from services.notify import events as notify_events
 from services.platform.bus import events as platform_events
 from tests.support.catalogue import (
     _follow, catalogued_types, CatalogueMismatch, exchange_of_type, load_catalogue, message_for_type,
     resolve_pointer, schema_errors, validate_event,
 )
-from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2, notify_pb2
 
 CATALOGUE = load_catalogue()
 SCHEMAS = CATALOGUE["components"]["schemas"]
 
 # Who publishes what: each service on its own exchange, "<service>.events".
-SERVICES = {goals_events.SERVICE: goals_events.EVENT_TYPES, checkin_events.SERVICE: checkin_events.EVENT_TYPES}
+SERVICES = {
+    goals_events.SERVICE: goals_events.EVENT_TYPES,
+    checkin_events.SERVICE: checkin_events.EVENT_TYPES,
+    notify_events.SERVICE: notify_events.EVENT_TYPES,
+}
 SERVICE_OF = {event_type: service for service, types in SERVICES.items() for event_type in types}
 ALL_TYPES = tuple(SERVICE_OF)
 CHECKIN_TYPES = (checkin_events.CHECKIN_RECORDED, checkin_events.CHECKIN_CORRECTED)
@@ -48,6 +53,7 @@ PAYLOAD_MESSAGES = {
     **{event_type: events_pb2.CheckinEventData for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: events_pb2.ProgressEventData,
     **{event_type: events_pb2.ItemStalenessEventData for event_type in STALENESS_TYPES},
+    **{event_type: events_pb2.DeliveryEventData for event_type in notify_events.EVENT_TYPES},
 }
 
 # The services' own envelope builders, one per type: the publishers' own serialisation.
@@ -58,6 +64,7 @@ PUBLISHERS = {
     **{event_type: functools.partial(checkin_events.checkin_event, event_type) for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: checkin_events.progress_event,
     **{event_type: functools.partial(checkin_events.staleness_event, event_type) for event_type in STALENESS_TYPES},
+    **{event_type: functools.partial(notify_events.delivery_envelope, event_type) for event_type in notify_events.EVENT_TYPES},
 }
 
 
@@ -402,6 +409,35 @@ STALENESS_STEPS = {
 }
 
 
+def full_delivery(**overrides) -> dict:
+    """A delivery document as services/notify/deliveries.py stores it, every field the event reads set."""
+    delivery = {
+        "_id": "dlv_7f2c4a9e1b6d3805f4a2c8e0b9d1f376",
+        "notification_id": "ntf_b2e8d4f0a6c1397e5d3b9f1a7c4e0d28",
+        "recipient_id": "ana.lopez",
+        "kind": "NOTIFICATION_KIND_ITEM_ESCALATION",
+        "channel": "CHANNEL_WEBHOOK",
+        "target": "sub_01jnr5z9y7w5u3s1q9n7l5j3g1",
+        "status": "PENDING",
+        "tries": 8,
+        "cause_event_id": "evt_01jpk7q9s1u3w5y7a9c1e3g5j7",
+        "v2mom_id": "v2m_01jdxjzq4k7m9p1s3v5x7z9b1d",
+    }
+    delivery.update(overrides)
+    return delivery
+
+
+def full_delivery_data() -> events_pb2.DeliveryEventData:
+    return notify_events.delivery_data(full_delivery(), 9, "gave up after 9 tries: HTTP 503: Service Unavailable")
+
+
+# What each notify type looks like: (tries, error) as services/notify/deliveries.py passes them.
+DELIVERY_STEPS = {
+    notify_events.NOTIFICATION_SENT: (9, ""),
+    notify_events.NOTIFICATION_FAILED: (9, "gave up after 9 tries: HTTP 503: Service Unavailable"),
+}
+
+
 def unset_fields(message, path="") -> list[str]:
     """Every field, at any depth, left at its default: "fully populated" must stay true as protos grow."""
     unset = []
@@ -439,13 +475,15 @@ def built_events() -> list[dict]:
     built += [checkin_events.checkin_event(t, full_checkin_data(**step)) for t, step in CHECKIN_STEPS.items()]
     built.append(checkin_events.progress_event(full_progress_data()))
     built += [checkin_events.staleness_event(t, full_staleness_data(step)) for t, step in STALENESS_STEPS.items()]
+    # notify: the very call services/notify/deliveries.py makes, on a delivery document.
+    built += [notify_events.delivery_event(t, full_delivery(), tries, error) for t, (tries, error) in DELIVERY_STEPS.items()]
     return built
 
 
 @pytest.mark.parametrize(
     "data",
     [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_checkin_data(), full_progress_data(),
-     full_staleness_data()],
+     full_staleness_data(), full_delivery_data()],
     ids=lambda data: type(data).__name__,
 )
 def test_payload_fixtures_populate_every_field(data):
@@ -455,6 +493,7 @@ def test_payload_fixtures_populate_every_field(data):
 def test_steps_cover_every_type_of_their_payload():
     assert set(V2MOM_STEPS) == set(goals_events.V2MOM_EVENT_TYPES)
     assert set(CHECKIN_STEPS) == set(CHECKIN_TYPES) and set(STALENESS_STEPS) == set(STALENESS_TYPES)
+    assert set(DELIVERY_STEPS) == set(notify_events.EVENT_TYPES)
 
 
 def test_built_events_cover_every_type():
@@ -529,6 +568,7 @@ def sparse_events() -> list[dict]:
             )
         ),
         *sparse_checkins_events(),
+        *sparse_notify_events(),
     ]
 
 
@@ -566,6 +606,23 @@ def sparse_checkins_events() -> list[dict]:
             ))
             for event_type, staleness in STALENESS_STEPS.items()
         ],
+    ]
+
+
+def sparse_notify_events() -> list[dict]:
+    """The notify service's sparsest: an inbox delivery of a notification about no V2MOM, and a first-try refusal.
+
+    Only what a delivery document always has is set (services/notify/deliveries.py,
+    add_delivery); an older document without cause or V2MOM prints them empty.
+    """
+    delivery = {
+        "_id": "dlv_1", "notification_id": "ntf_1", "recipient_id": "ana.lopez",
+        "kind": "NOTIFICATION_KIND_DIGEST", "channel": "CHANNEL_INBOX",
+    }
+    email = dict(delivery, _id="dlv_2", channel="CHANNEL_EMAIL")
+    return [
+        notify_events.delivery_event(notify_events.NOTIFICATION_SENT, delivery, 1),
+        notify_events.delivery_event(notify_events.NOTIFICATION_FAILED, email, 1, "relay refused: 550 no such user"),
     ]
 
 
@@ -801,6 +858,61 @@ def test_validate_event_rejects_checkins_drift(event_type, mutate, named):
     assert named in str(raised.value), f"the error should point at {named!r}: {raised.value}"
 
 
+def _notify_event(event_type):
+    tries, error = DELIVERY_STEPS[event_type]
+    return on_the_wire(notify_events.delivery_event(event_type, full_delivery(), tries, error))
+
+
+SENT, FAILED = notify_events.NOTIFICATION_SENT, notify_events.NOTIFICATION_FAILED
+
+NOTIFY_DRIFT = [
+    pytest.param(SENT, _set("data/error", "HTTP 503"), "error", id="sent-with-an-error"),
+    pytest.param(FAILED, _set("data/error", ""), "error", id="failed-without-an-error"),
+    pytest.param(FAILED, _set("data/error", "x" * 501), "error", id="error-too-long"),
+    pytest.param(SENT, _delete("data/error"), "error", id="empty-error-left-out"),
+    pytest.param(SENT, _set("data/tries", 0), "tries", id="no-tries"),
+    pytest.param(SENT, _set("data/tries", "1"), "tries", id="tries-as-string"),
+    pytest.param(SENT, _set("data/kind", "NOTIFICATION_KIND_UNSPECIFIED"), "kind", id="unspecified-kind"),
+    pytest.param(SENT, _set("data/channel", "CHANNEL_UNSPECIFIED"), "channel", id="unspecified-channel"),
+    pytest.param(SENT, _set("data/channel", "EMAIL"), "channel", id="channel-short-name"),
+    pytest.param(SENT, _set("data/recipientId", ""), "recipientId", id="no-recipient"),
+    pytest.param(FAILED, _delete("data/v2momId"), "v2momId", id="empty-v2mom-left-out"),
+    pytest.param(FAILED, _set("data/deliveryId", ""), "deliveryId", id="delivery-without-id"),
+    pytest.param(FAILED, _set("subject", "ntf_b2e8d4f0a6c1397e5d3b9f1a7c4e0d28"), "subject", id="subject-not-the-delivery"),
+    pytest.param(FAILED, _set("source", "/v2mom/checkins"), "source", id="delivery-from-checkins"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "mutate", "named"), NOTIFY_DRIFT)
+def test_validate_event_rejects_notify_drift(event_type, mutate, named):
+    event = _notify_event(event_type)
+    validate_event(copy.deepcopy(event), exchange="notify.events")  # the unmutated event passes
+    mutate(event)
+    with pytest.raises(CatalogueMismatch) as raised:
+        validate_event(event)
+    assert named in str(raised.value), f"the error should point at {named!r}: {raised.value}"
+
+
+def test_a_long_error_is_cut_to_what_the_catalogue_admits():
+    event = notify_events.delivery_event(FAILED, full_delivery(), 1, "relay refused: 552 " + "too big " * 200)
+    wire = on_the_wire(event)
+    assert len(wire["data"]["error"]) == notify_events.ERROR_MAX
+    validate_event(wire, exchange="notify.events")
+
+
+def test_delivery_data_reads_every_field_of_the_delivery_document():
+    # The fixture populates every field (test_payload_fixtures_populate_every_field); these are the document's own values.
+    data = full_delivery_data()
+    delivery = full_delivery()
+    assert (data.delivery_id, data.notification_id, data.recipient_id, data.cause_event_id, data.v2mom_id) == (
+        delivery["_id"], delivery["notification_id"], delivery["recipient_id"], delivery["cause_event_id"],
+        delivery["v2mom_id"],
+    )
+    assert notify_pb2.NotificationKind.Name(data.kind) == delivery["kind"]
+    assert notify_pb2.Channel.Name(data.channel) == delivery["channel"]
+    assert notify_events.delivery_event(SENT, delivery, 1)["subject"] == delivery["_id"]
+
+
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_validate_event_knows_which_exchange_each_type_comes_from(event_type):
     event = _checkins_event(event_type) if SERVICE_OF[event_type] == checkin_events.SERVICE else None
@@ -991,6 +1103,8 @@ def test_message_data_builds_on_its_proto_schema(event_type):
         ("CheckinStatus", checkins_pb2.CheckinStatus, False),
         ("Cadence", checkins_pb2.Cadence, False),
         ("Staleness", checkins_pb2.Staleness, False),
+        ("NotificationKind", notify_pb2.NotificationKind, False),
+        ("Channel", notify_pb2.Channel, False),
     ],
 )
 def test_enum_schemas_list_every_proto_value(schema_name, enum, with_unspecified):
