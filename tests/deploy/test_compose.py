@@ -25,8 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 HEALTHCHECK_SCRIPT = ROOT / "deploy" / "grpc_healthcheck.py"
-APP_SERVICES = ("goals-api", "goals-worker", "checkins-api", "checkins-worker", "metrics-api", "metrics-worker")
+APP_SERVICES = (
+    "goals-api", "goals-worker", "checkins-api", "checkins-worker", "metrics-api", "metrics-worker", "notify-api",
+    "notify-worker",
+)
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
+DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
 
 INSTALL_HINT = (
     "No Compose implementation found to validate docker-compose.yml. "
@@ -196,6 +200,8 @@ def test_app_command_runs_an_existing_module(services, service, module):
 @pytest.mark.parametrize(("name", "port", "grpc_service"), [
     ("goals-api", 50051, "v2mom.v1.GoalService"),
     ("checkins-api", 50052, "v2mom.v1.CheckinService"),
+    ("metrics-api", 50053, "v2mom.v1.MetricsService"),
+    ("notify-api", 50054, "v2mom.v1.NotifyService"),
 ])
 def test_grpc_apis_are_reachable_and_check_their_own_health(services, name, port, grpc_service):
     api = services[name]
@@ -218,6 +224,7 @@ def test_each_service_keeps_its_own_database(services):
     owned = [next(iter(names)) for names in databases.values()]
     assert len(set(owned)) == len(owned), f"no two services may share a database: {databases}"
     assert databases["checkins"] == {"checkins"}
+    assert databases["notify"] == {"notify"}
 
 
 @pytest.mark.parametrize("name", ["checkins-api", "checkins-worker"])
@@ -228,11 +235,54 @@ def test_checkins_reach_goals_api_once_it_is_healthy(services, name):
     assert service["depends_on"]["goals-api"]["condition"] == "service_healthy"
 
 
+@pytest.mark.parametrize("name", ["notify-api", "notify-worker"])
+def test_notify_reaches_goals_api_once_it_is_healthy(services, name):
+    # Both look people up in goals-api (the api for inbox owners and subscriptions, the worker for recipients).
+    service = services[name]
+    assert service["environment"]["GOALS_ADDR"] == "goals-api:50051"
+    assert service["depends_on"]["goals-api"]["condition"] == "service_healthy"
+
+
+def test_notify_api_serves_metrics_and_unsubscribe_on_9101(services):
+    api = services["notify-api"]
+    assert api["environment"]["NOTIFY_HTTP_ADDR"] == "0.0.0.0:9101", "127.0.0.1 inside a container is unreachable"
+    assert "9101:9101" in api["ports"]
+    # The worker's mail links must reach that port from a browser on the host.
+    assert api["environment"]["NOTIFY_PUBLIC_URL"] == services["notify-worker"]["environment"]["NOTIFY_PUBLIC_URL"]
+
+
+def test_notify_processes_agree_on_mail_and_the_unsubscribe_secret(compose_cli):
+    services = resolved(compose_cli, env={"NOTIFY_UNSUBSCRIBE_SECRET": "from-the-environment"})
+    api, worker = services["notify-api"]["environment"], services["notify-worker"]["environment"]
+    # The api verifies the unsubscribe links the worker signs.
+    assert api["NOTIFY_UNSUBSCRIBE_SECRET"] == worker["NOTIFY_UNSUBSCRIBE_SECRET"] == "from-the-environment"
+    assert (worker["NOTIFY_SMTP_HOST"], worker["NOTIFY_SMTP_PORT"]) == ("mailpit", "1025")
+    assert resolved(compose_cli)["notify-worker"]["environment"]["NOTIFY_PUBLIC_URL"] == "http://localhost:9101"
+
+
+def test_mailpit_catches_the_mail_and_shows_it(services):
+    mailpit = services["mailpit"]
+    assert mailpit["image"].startswith("axllent/mailpit:")
+    assert {"1025:1025", "8025:8025"} <= {port.split(" ")[0] for port in mailpit["ports"]}
+    assert mailpit["healthcheck"]["test"] == ["CMD", "/mailpit", "readyz"]
+
+
+def test_stop_order_keeps_what_a_process_needs_until_it_has_stopped(services):
+    # Compose stops a service before what it depends on: notify-worker before the relay it sends
+    # through, both notify processes before goals-api, Prometheus before the apis it scrapes.
+    assert services["notify-worker"]["depends_on"]["mailpit"]["condition"] == "service_healthy"
+    for name in ("notify-api", "notify-worker"):
+        assert set(services[name]["depends_on"]) >= {"mongo", "rabbitmq", "goals-api"}
+    assert {"metrics-api", "notify-api"} <= set(services["prometheus"]["depends_on"])
+
+
 def test_secrets_come_from_the_environment(compose):
     # Read the raw text: the parsed file cannot tell a literal from a default.
     raw = COMPOSE_FILE.read_text(encoding="utf-8")
     assert "JWT_SECRET: ${JWT_SECRET:-" in raw, "JWT_SECRET must be taken from the environment"
     assert raw.count(DEV_JWT_SECRET) == 1, "the dev secret may appear only as the interpolation default"
+    assert "NOTIFY_UNSUBSCRIBE_SECRET: ${NOTIFY_UNSUBSCRIBE_SECRET:-" in raw
+    assert raw.count(DEV_UNSUBSCRIBE_SECRET) == 1, "the dev unsubscribe secret may appear only as the default"
 
 
 def test_data_lives_in_named_volumes(compose, services):
@@ -363,7 +413,7 @@ def connection_to_port_27017():
             sock.close()
 
 
-WORKERS = ["goals-worker", "checkins-worker"]
+WORKERS = ["goals-worker", "checkins-worker", "metrics-worker", "notify-worker"]
 
 
 @pytest.mark.parametrize("worker", WORKERS)
