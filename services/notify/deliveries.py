@@ -4,6 +4,9 @@
   channel and target, each with an id derived from its cause, so a replayed
   event or a re-fired schedule writes nothing new and a half-finished create
   is finished by the replay. The inbox delivery is SENT as it is created.
+- ``held`` / ``gather``: emails held for the weekly digest (``create`` with
+  ``hold_email``: SKIPPED, ``digest_state`` HELD) and their gathering into
+  one digest (GATHERED, naming it), both idempotent.
 - ``claim_due``: one due PENDING delivery, leased with an atomic
   find_one_and_update, so two worker replicas never both send one.
 - ``mark_sent`` / ``mark_retry`` / ``mark_failed`` / ``defer`` / ``skip``: each
@@ -36,6 +39,11 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
+# Emails held for the weekly digest (``digest_state``), and why they are SKIPPED.
+HELD, GATHERED = "HELD", "GATHERED"
+HELD_REASON = "held for the weekly digest"
+
+
 def inc_stats(db, stat_id: str, fields: dict) -> None:
     db[STATS].update_one({"_id": stat_id}, {"$inc": fields}, upsert=True)
 
@@ -56,12 +64,13 @@ class Deliveries:
     # --- creating ---------------------------------------------------------------------------------
 
     def create(self, plan: Planned, channels: tuple[str, ...], email: str, subscriptions: list[dict],
-               now: datetime, reminder: bool = False) -> bool:
+               now: datetime, reminder: bool = False, hold_email: bool = False) -> bool:
         """The notification and its deliveries; False when every one of them was there already (a replay).
 
         ``channels`` are the recipient's personal channels (kinds.channels_for);
         ``subscriptions`` the webhook subscriptions that want this notification.
         ``reminder`` counts it in the day's reminders (store.py, ``reminders|day``).
+        ``hold_email`` keeps its email for the weekly digest instead of sending it.
         """
         notification = {
             "_id": plan.id, "recipient_id": plan.recipient_id, "kind": plan.kind, "title": plan.title,
@@ -76,10 +85,10 @@ class Deliveries:
         targets = [(channel, email if channel == kinds.EMAIL else plan.recipient_id) for channel in channels]
         targets += [(kinds.WEBHOOK, subscription["_id"]) for subscription in subscriptions]
         for channel, target in targets:
-            new |= self.add_delivery(notification, channel, target, now)
+            new |= self.add_delivery(notification, channel, target, now, hold=hold_email and channel == kinds.EMAIL)
         return new
 
-    def add_delivery(self, notification: dict, channel: str, target: str, now: datetime) -> bool:
+    def add_delivery(self, notification: dict, channel: str, target: str, now: datetime, hold: bool = False) -> bool:
         """One delivery of a stored notification (also used later: an unread escalation's email)."""
         doc = {
             "_id": delivery_id(notification["_id"], channel, target), "notification_id": notification["_id"],
@@ -96,7 +105,26 @@ class Deliveries:
             return new
         if channel == kinds.EMAIL and not target:
             doc.update(status=SKIPPED, last_error="the directory has no email address for the recipient")
+        elif hold:
+            doc.update(status=SKIPPED, last_error=HELD_REASON, digest_state=HELD)
         return self._insert(self.collection, doc)
+
+    # --- the weekly digest ---------------------------------------------------------------------------
+
+    def held(self, recipient_id: str, until: datetime, digest_notification_id: str) -> list[dict]:
+        """The recipient's emails held for a digest before ``until``, and those this digest gathered already
+        (a re-fired digest lists the same ones), oldest first."""
+        return list(self.collection.find(
+            {"recipient_id": recipient_id, "$or": [
+                {"digest_state": HELD, "created_at": {"$lt": until}},
+                {"digest_state": GATHERED, "digest_notification_id": digest_notification_id}]},
+            {"outbox": 0}).sort([("created_at", 1), ("_id", 1)]))
+
+    def gather(self, delivery_ids: list[str], digest_notification_id: str, now: datetime) -> int:
+        result = self.collection.update_many(
+            {"_id": {"$in": delivery_ids}, "digest_state": HELD},
+            {"$set": {"digest_state": GATHERED, "digest_notification_id": digest_notification_id, "gathered_at": now}})
+        return result.modified_count
 
     @staticmethod
     def _insert(collection, doc: dict) -> bool:

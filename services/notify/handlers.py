@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 
 from google.protobuf import json_format
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.clock import from_timestamp, to_millis, utc_now
-from services.platform.core.config import env_float, env_int, env_str
+from services.platform.core.config import ConfigError, env_float, env_int, env_str
 from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
 
@@ -33,7 +34,7 @@ from .deliveries import Deliveries, inc_stats
 from .directory import People
 from .rules import Person
 from .schedules import Schedules
-from .store import NOTIFICATIONS, PREFERENCES, SUBSCRIPTIONS, V2MOMS, reminders_id
+from .store import CHECKINS, CYCLES, ITEMS, NOTIFICATIONS, PREFERENCES, SUBSCRIPTIONS, V2MOMS, reminders_id
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,21 @@ class WorkerSettings:
     allow_private_webhooks: bool = False
     public_url: str = "http://127.0.0.1:9101"
     unsubscribe_secret: str = unsubscribe.DEFAULT_SECRET
+    reminder_local_time: str = "MON 09:00"
+    digest_local_time: str = "MON 08:00"
 
     @classmethod
     def from_env(cls) -> "WorkerSettings":
+        weekly = {}
+        for name, field_name in (("NOTIFY_REMINDER_LOCAL_TIME", "reminder_local_time"),
+                                 ("NOTIFY_DIGEST_LOCAL_TIME", "digest_local_time")):
+            weekly[field_name] = env_str(name, getattr(cls, field_name)).strip()
+            try:
+                schedules.parse_weekly_time(weekly[field_name])
+            except ValueError as error:
+                raise ConfigError(f"{name}: {error}") from None
         return cls(
+            **weekly,
             portal_url_template=env_str("NOTIFY_PORTAL_URL_TEMPLATE", cls.portal_url_template),
             approval_sla_days=env_int("NOTIFY_APPROVAL_SLA_DAYS", cls.approval_sla_days),
             escalation_email_after_hours=env_float("NOTIFY_ESCALATION_EMAIL_AFTER_HOURS", cls.escalation_email_after_hours),
@@ -106,18 +118,31 @@ class Notifier:
         self.deliveries = Deliveries(db)
         self.schedules = Schedules(db)
         self.v2moms = db[V2MOMS]
+        self.items = db[ITEMS]
 
     # --- the one way a notification is made ------------------------------------------------------------
 
-    def notify(self, plan: rules.Planned, recipient: Person, reminder: bool = False) -> bool:
+    def notify(self, plan: rules.Planned, recipient: Person, reminder: bool = False,
+               due_at: datetime | None = None) -> bool:
+        """Creates the notification and its deliveries. A person who chose ``digest`` for a digestible kind gets
+        it in the inbox at once and its email held for their next digest, unless ``due_at`` (when its item is
+        due) comes before that digest: then it goes at once."""
         preferences = self.db[PREFERENCES].find_one({"_id": recipient.id})
         channels = kinds.channels_for(preferences, plan.kind)
+        hold = False
+        if kinds.EMAIL in channels and kinds.wants_digest(preferences, plan.kind):
+            next_digest, _ = schedules.digest_slot(self.now(), self.settings.digest_local_time,
+                                                   kinds.zone(recipient.time_zone))
+            hold = not schedules.goes_at_once(due_at, next_digest)
+            if hold:
+                self.ensure_digest(recipient)
         subscriptions = [
             subscription for subscription in self.db[SUBSCRIPTIONS].find(
                 {"org_unit_id": {"$in": ["", None, plan.org_unit_id]}, "disabled_at": None})
             if rules.subscription_wants(subscription, plan.kind, plan.org_unit_id)
         ]
-        return self.deliveries.create(plan, channels, recipient.email, subscriptions, self.now(), reminder=reminder)
+        return self.deliveries.create(plan, channels, recipient.email, subscriptions, self.now(), reminder=reminder,
+                                      hold_email=hold)
 
     def _recipient(self, person_id: str, role: str, envelope: dict) -> Person:
         require(bool(person_id), f"names no {role}", envelope)
@@ -137,6 +162,15 @@ class Notifier:
         require(bool(data.person.id), "needs person.id", envelope)
         require(data.revision > 0, "needs a positive revision", envelope)
         self.people.upsert_from_event(envelope["data"]["person"], data.revision)
+        # Managers get the weekly digest: the person's manager, and the person if people report to them.
+        if data.person.manager_id and data.person.active:
+            manager = self.people.get(data.person.manager_id)
+            if manager is not None and manager.active:
+                self.ensure_digest(manager)
+        if self.people.collection.count_documents({"manager_id": data.person.id}, limit=1):
+            person = self.people.get(data.person.id)
+            if person is not None and person.active:
+                self.ensure_digest(person)
 
     def v2mom_submitted(self, envelope: dict) -> None:
         data = self._v2mom_data(envelope)
@@ -178,8 +212,10 @@ class Notifier:
         owner = self._recipient(data.owner_id, "owner", envelope)
         approver_id = data.actor_id or data.approver_id
         approver = self._named(approver_id) if approver_id else None
-        self._remember(data, envelope, decided=True, published=approved)
+        copy = self._remember(data, envelope, decided=True, published=approved)
         self._cancel_approval(data.v2mom_id, data.revision)
+        if approved:
+            self._publish_items(data, envelope, copy)
         self.notify(rules.approval_decided(envelope["id"], _v2mom_view(data, envelope), owner, approver, approved,
                                            data.reason, self.settings.portal_url_template), owner)
 
@@ -187,8 +223,11 @@ class Notifier:
         data = self._v2mom_data(envelope)
         self._remember(data, envelope, decided=True, archived=True)
         self._cancel_approval(data.v2mom_id, data.revision)
+        self.items.update_many({"v2mom_id": data.v2mom_id, "active": True},
+                               {"$set": {"active": False, "removed_at": self.now()}})
         self.schedules.collection.update_many(
-            {"payload.v2mom_id": data.v2mom_id, "kind": schedules.ITEM_ESCALATION, "state": schedules.WAITING},
+            {"payload.v2mom_id": data.v2mom_id, "kind": {"$in": [schedules.ITEM_ESCALATION, schedules.CHECKIN_REMINDER]},
+             "state": schedules.WAITING},
             {"$set": {"state": schedules.CANCELLED, "cancelled_at": self.now()}})
 
     def _v2mom_data(self, envelope: dict) -> events_pb2.V2MOMEventData:
@@ -238,6 +277,7 @@ class Notifier:
         require(stale.kind != checkins_pb2.ITEM_KIND_UNSPECIFIED, "needs item.kind", envelope)
         owner_id = stale.owner_id or data.v2mom_owner_id
         owner = self._recipient(owner_id, "item owner", envelope)
+        self._learn_cadence(stale.cycle_id, data.cadence)
         item_kind = checkins_pb2.ItemKind.Name(stale.kind)
         staleness = checkins_pb2.Staleness.Name(stale.staleness)
         item = {"v2mom_id": stale.v2mom_id, "kind": item_kind, "item_id": stale.item_id, "title": stale.title,
@@ -271,6 +311,8 @@ class Notifier:
         item_kind = checkins_pb2.ItemKind.Name(checkin.item_kind)
         recorded = from_timestamp(checkin.record_time) if checkin.HasField("record_time") else event_time(envelope)
         self.schedules.cancel(schedules.item_key(checkin.v2mom_id, item_kind, checkin.item_id), self.now())
+        self._learn_cadence(checkin.cycle_id, data.cadence)
+        self._checked_in(envelope, data, item_kind, recorded)
         reminders = self.db[NOTIFICATIONS].find({
             "v2mom_id": checkin.v2mom_id, "item_id": checkin.item_id, "reminded_day": {"$exists": True},
             "converted_at": None, "created_at": {"$gte": recorded - CONVERSION_WINDOW, "$lte": recorded},
@@ -313,13 +355,14 @@ class Notifier:
         accountable = rules.accountable_for(copy.get("content"), item_kind, data.item_id) if data.item_id else ""
         progress = {"v2mom_id": data.v2mom_id, "item_id": data.item_id, "org_unit_id": data.org_unit_id,
                     "off_track_measures": data.off_track_measures, "measures": data.measures}
+        item = self.items.find_one({"_id": f"{data.v2mom_id}/{item_kind}/{data.item_id}"}, {"due_at": 1}) or {}
         for person_id in rules.attention_recipients(data.owner_id or copy.get("owner_id", ""), accountable):
             person = self.people.get(person_id)
             if person is None:
                 log.warning("attention for someone unknown: skipped", extra={"person_id": person_id})
                 continue
             self.notify(rules.attention(envelope["id"], progress, person, copy.get("title") or "a V2MOM", previous,
-                                        self.settings.portal_url_template), person)
+                                        self.settings.portal_url_template), person, due_at=item.get("due_at"))
 
     # --- schedules --------------------------------------------------------------------------------------------------
 
@@ -330,6 +373,10 @@ class Notifier:
             self._approval_overdue(schedule, skip_level=kind == schedules.APPROVAL_ESCALATION)
         elif kind == schedules.ITEM_ESCALATION:
             self._escalate(schedule)
+        elif kind == schedules.CHECKIN_REMINDER:
+            self._remind(schedule)
+        elif kind == schedules.DIGEST:
+            self._digest(schedule)
         else:
             log.error("unknown schedule kind: marked done", extra={"schedule_id": schedule["_id"], "kind": kind})
 
@@ -383,3 +430,186 @@ class Notifier:
         if person is None or not person.email:
             return
         self.deliveries.add_delivery(notification, kinds.EMAIL, person.email, now)
+
+    # --- check-in reminders ----------------------------------------------------------------------------------------
+
+    def _learn_cadence(self, cycle_id: str, cadence: int) -> None:
+        """Check-ins' events carry the cycle's cadence; reminders use the latest one seen."""
+        if cycle_id and cadence:
+            self.db[CYCLES].update_one({"_id": cycle_id}, {"$set": {
+                "cadence": checkins_pb2.Cadence.Name(cadence), "updated_at": self.now()}}, upsert=True)
+
+    def _cadence(self, cycle_id: str) -> tuple[str, bool]:
+        """(cadence, known): CADENCE_BIWEEKLY, check-ins' default, until an event of the cycle says otherwise."""
+        found = self.db[CYCLES].find_one({"_id": cycle_id}) if cycle_id else None
+        if found and found.get("cadence") in schedules.CADENCE_DAYS:
+            return found["cadence"], True
+        return schedules.DEFAULT_CADENCE, False
+
+    @staticmethod
+    def _basis(item: dict) -> datetime:
+        """Where the item's cadence window starts: its last check-in, else its publication."""
+        return max(moment for moment in (item.get("published_at"), item.get("last_checkin_at")) if moment)
+
+    def _publish_items(self, data: events_pb2.V2MOMEventData, envelope: dict, copy: dict) -> None:
+        """An approval's content is the latest: keep its items, give each new one its reminder, stop removed ones."""
+        if copy.get("archived") or copy.get("content_revision") != data.revision:
+            return  # an older approval, late: the newer content is kept already
+        now = self.now()
+        published_at = from_timestamp(data.publish_time) if data.HasField("publish_time") else event_time(envelope)
+        found = rules.published_items(data.v2mom_id, envelope["data"].get("content") or {}, data.owner_id)
+        for item in found:
+            item_id = item.pop("_id")
+            self.items.update_one({"_id": item_id}, {"$setOnInsert": {"last_checkin_at": None, "content_revision": 0}},
+                                  upsert=True)
+            before = self.items.find_one_and_update(
+                {"_id": item_id, "content_revision": {"$lte": data.revision}},
+                {"$set": {**item, "org_unit_id": data.org_unit_id, "cycle_id": data.cycle_id,
+                          "content_revision": data.revision, "active": True}},
+                return_document=ReturnDocument.BEFORE)
+            if before is not None and not before.get("active"):
+                # new, or back after a removal: its reminder counts from this publication
+                self.items.update_one({"_id": item_id, "reminder_id": before.get("reminder_id")}, {"$set": {
+                    "published_at": published_at,
+                    "reminder_id": schedules.schedule_id(schedules.CHECKIN_REMINDER, envelope["id"], item_id)}})
+            self._ensure_reminder(self.items.find_one({"_id": item_id}))
+        removed = [doc["_id"] for doc in self.items.find(
+            {"v2mom_id": data.v2mom_id, "active": True, "_id": {"$nin": [i["v2mom_id"] + "/" + i["item_kind"] + "/"
+                                                                          + i["item_id"] for i in found]},
+             "content_revision": {"$lt": data.revision}}, {"_id": 1})]
+        if removed:
+            self.items.update_many({"_id": {"$in": removed}}, {"$set": {"active": False, "removed_at": now}})
+            self.schedules.collection.update_many(
+                {"kind": schedules.CHECKIN_REMINDER, "state": schedules.WAITING, "payload.item_key": {"$in": removed}},
+                {"$set": {"state": schedules.CANCELLED, "cancelled_at": now}})
+        for person_id in sorted({p for i in found for p in i["informed_ids"]}):
+            informed = self.people.get(person_id)
+            if informed is not None and informed.active:
+                self.ensure_digest(informed)
+
+    def _ensure_reminder(self, item: dict | None) -> None:
+        """Writes the item's current reminder (``reminder_id``) if it is not there yet: idempotent, and it finishes
+        what a crashed handler started."""
+        if not item or not item.get("active") or not item.get("reminder_id") or not item.get("owner_id"):
+            return
+        if self.schedules.get(item["reminder_id"]) is not None:
+            return
+        owner = self.people.get(item["owner_id"])
+        cadence, _ = self._cadence(item.get("cycle_id", ""))
+        basis = self._basis(item)
+        due = schedules.reminder_due(basis, cadence, self.settings.reminder_local_time,
+                                     kinds.zone(owner.time_zone if owner else None))
+        self._add_reminder(item, item["reminder_id"], due, basis)
+
+    def _add_reminder(self, item: dict, reminder_id: str, due: datetime, basis: datetime) -> None:
+        self.schedules.add(
+            reminder_id, schedules.CHECKIN_REMINDER,
+            schedules.reminder_key(item["v2mom_id"], item["item_kind"], item["item_id"]), due,
+            {"item_key": item["_id"], "v2mom_id": item["v2mom_id"], "item_kind": item["item_kind"],
+             "item_id": item["item_id"], "basis_at": basis}, self.now())
+
+    def _checked_in(self, envelope: dict, data: events_pb2.CheckinEventData, item_kind: str, recorded: datetime) -> None:
+        """Keeps the check-in for the digest; the newest check-in of an item moves its reminder to the next window."""
+        checkin = data.checkin
+        key = f"{checkin.v2mom_id}/{item_kind}/{checkin.item_id}"
+        item = self.items.find_one({"_id": key}) or {}
+        try:
+            self.db[CHECKINS].insert_one({
+                "_id": checkin.id or envelope["id"], "v2mom_id": checkin.v2mom_id, "item_key": key, "item_kind": item_kind,
+                "item_id": checkin.item_id, "item_title": data.item_title or item.get("title") or "",
+                "owner_id": item.get("owner_id") or checkin.author_id, "author_id": checkin.author_id,
+                "status": checkins_pb2.CheckinStatus.Name(checkin.status), "progress_percent": checkin.progress_percent,
+                "recorded_at": recorded})
+        except DuplicateKeyError:
+            pass  # a replay
+        self.items.update_one({"_id": key}, {"$setOnInsert": {
+            "v2mom_id": checkin.v2mom_id, "item_kind": item_kind, "item_id": checkin.item_id, "last_checkin_at": None,
+            "content_revision": 0}}, upsert=True)
+        reminder_id = schedules.schedule_id(schedules.CHECKIN_REMINDER, envelope["id"])
+        self.items.update_one(
+            {"_id": key, "$or": [{"last_checkin_at": None}, {"last_checkin_at": {"$lt": recorded}}]},
+            {"$set": {"last_checkin_at": recorded, "reminder_id": reminder_id}})
+        item = self.items.find_one({"_id": key})
+        if item.get("reminder_id") != reminder_id:
+            return  # a newer check-in (or a newer publication) already set the reminder
+        self.schedules.collection.update_many(
+            {"key": schedules.reminder_key(checkin.v2mom_id, item_kind, checkin.item_id), "state": schedules.WAITING,
+             "_id": {"$ne": reminder_id}}, {"$set": {"state": schedules.CANCELLED, "cancelled_at": self.now()}})
+        self._ensure_reminder(item)
+
+    def _remind(self, schedule: dict) -> None:
+        """CHECKIN_REMINDER to the item's owner unless a check-in within the window makes it early; then the next."""
+        payload = schedule["payload"]
+        following = schedules.schedule_id(schedules.CHECKIN_REMINDER, schedule["_id"])
+        item = self.items.find_one({"_id": payload["item_key"]})
+        if item is None or not item.get("active") or item.get("reminder_id") not in (schedule["_id"], following):
+            return  # archived, removed, or moved by a check-in meanwhile
+        now = self.now()
+        owner = self.people.get(item.get("owner_id", ""))
+        tz = kinds.zone(owner.time_zone if owner else None)
+        spec = self.settings.reminder_local_time
+        cadence, known = self._cadence(item.get("cycle_id", ""))
+        basis = self._basis(item)
+        if schedules.reminder_not_due_yet(basis, cadence, spec, tz, now):
+            log.info("checked in within the window: reminder moved", extra={"schedule_id": schedule["_id"]})
+            self._move_reminder(item, schedule["_id"], following, schedules.reminder_due(basis, cadence, spec, tz), basis)
+            return
+        if owner is None:
+            log.warning("check-in reminder for someone unknown: skipped", extra={"person_id": item.get("owner_id")})
+        else:
+            due = schedules.checkin_due(basis, cadence)
+            self.notify(rules.checkin_reminder(schedule["_id"], item, owner, due, cadence, known,
+                                               self.settings.portal_url_template), owner, reminder=True, due_at=due)
+        # Still not checked in: the next reminder time after this one, a week on, until a check-in moves it.
+        after = max(now, schedule["due_at"]) + timedelta(minutes=1)
+        self._move_reminder(item, schedule["_id"], following, schedules.next_weekly(after, spec, tz), basis)
+
+    def _move_reminder(self, item: dict, current: str, following: str, due: datetime, basis: datetime) -> None:
+        self.items.update_one({"_id": item["_id"], "reminder_id": current}, {"$set": {"reminder_id": following}})
+        if (self.items.find_one({"_id": item["_id"]}, {"reminder_id": 1}) or {}).get("reminder_id") == following:
+            self._add_reminder(item, following, due, basis)
+
+    # --- the weekly digest ---------------------------------------------------------------------------------------
+
+    def ensure_digest(self, person: Person, at_or_after: datetime | None = None) -> None:
+        """The person's next weekly digest (one per local ISO week, whoever asks for it and how often)."""
+        due, week = schedules.digest_slot(at_or_after or self.now(), self.settings.digest_local_time,
+                                          kinds.zone(person.time_zone))
+        self.schedules.add(schedules.schedule_id(schedules.DIGEST, person.id, week), schedules.DIGEST,
+                           schedules.digest_key(person.id), due, {"person_id": person.id, "week": week}, self.now())
+
+    def _digest(self, schedule: dict) -> None:
+        """One message: the team's check-ins of the week, what went off track, approvals waiting, the held mail."""
+        person = self.people.get(schedule["payload"]["person_id"])
+        if person is None or not person.active:
+            return
+        now, until = self.now(), schedule["due_at"]
+        since = until - schedules.DIGEST_WINDOW
+        digest_id = rules.notification_id(schedule["_id"], person.id, kinds.DIGEST)
+        reports = [doc["_id"] for doc in self.people.collection.find(
+            {"manager_id": person.id, "active": {"$ne": False}}, {"_id": 1})]
+        informed = [doc["_id"] for doc in self.items.find({"informed_ids": person.id, "active": True}, {"_id": 1})]
+        window = {"$gte": since, "$lt": until}
+        found = {}
+        if reports:
+            found.update({c["_id"]: c for c in self.db[CHECKINS].find({"owner_id": {"$in": reports}, "recorded_at": window})})
+        if informed:
+            found.update({c["_id"]: c for c in self.db[CHECKINS].find({"item_key": {"$in": informed}, "recorded_at": window})})
+        checkins = [{"who": self._named(c.get("owner_id", "")).called, "item_title": c.get("item_title") or c["item_id"],
+                     "status": c.get("status", "").removeprefix("CHECKIN_STATUS_").replace("_", " ").lower(),
+                     "progress": c.get("progress_percent") or 0.0, "raw_status": c.get("status")}
+                    for c in sorted(found.values(), key=lambda c: (c["recorded_at"], c["_id"]))]
+        off_track = [c for c in checkins if c["raw_status"] == "CHECKIN_STATUS_OFF_TRACK"]
+        approvals = [{"title": v.get("title") or v["_id"], "owner": self._named(v.get("owner_id", "")).called}
+                     for v in self.v2moms.find({"approver_id": person.id, "archived": {"$ne": True}})
+                     if v.get("submitted_revision", 0) > v.get("decision_revision", 0)]
+        held = self.deliveries.held(person.id, until, digest_id)
+        notes = {n["_id"]: n for n in self.db[NOTIFICATIONS].find(
+            {"_id": {"$in": [d["notification_id"] for d in held]}}, {"title": 1, "link": 1})}
+        listed = [notes[d["notification_id"]] for d in held if d["notification_id"] in notes]
+        plan = rules.digest(schedule["_id"], person, since, until, checkins, off_track, approvals, listed)
+        if plan is not None:
+            self.notify(plan, person)
+            self.deliveries.gather([d["_id"] for d in held], plan.id, now)
+        if reports or informed:
+            self.ensure_digest(person, until + timedelta(minutes=1))

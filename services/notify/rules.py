@@ -12,6 +12,7 @@ functions plan; the schedules' due times are computed in schedules.py.
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from . import kinds
 
@@ -263,3 +264,94 @@ def subscription_wants(subscription: dict, kind: str, org_unit_id: str) -> bool:
         return False
     wanted = subscription.get("kinds") or []
     return kind in wanted if wanted else kind != kinds.DIGEST
+
+
+# --- check-in reminders and the weekly digest ---------------------------------------------------------------
+
+CADENCE_WORDS = {"CADENCE_WEEKLY": "weekly", "CADENCE_BIWEEKLY": "every two weeks", "CADENCE_MONTHLY": "monthly"}
+DIGEST_LINES_MAX = 20  # per section; the rest is counted
+
+
+def checkin_reminder(cause_id: str, item: dict, recipient: Person, due_at, cadence: str, cadence_known: bool,
+                     portal: str) -> Planned:
+    """An item of the recipient is due for a check-in under its cycle's cadence."""
+    title = item.get("title") or "an item"
+    last = item.get("last_checkin_at")
+    since = f"last checked in on {last:%a %d %b}" if last else "not checked in since it was published"
+    return planned(
+        cause_id, recipient.id, kinds.CHECKIN_REMINDER, f"Time to check in on \u201c{title}\u201d",
+        f"\u201c{title}\u201d is due for a check-in by {due_at:%a %d %b %H:%M} UTC (check-ins are "
+        f"{CADENCE_WORDS.get(cadence, cadence)}; it was {since}). A check-in takes a minute.",
+        link=link(portal, item["v2mom_id"], item["item_id"]), v2mom_id=item["v2mom_id"], item_id=item["item_id"],
+        org_unit_id=item.get("org_unit_id", ""),
+        facts={"v2mom_id": item["v2mom_id"], "item_id": item["item_id"], "item_kind": item.get("item_kind", ""),
+               "item_title": title, "due_date": due_at.isoformat().replace("+00:00", "Z"), "cadence": cadence,
+               "cadence_assumed": not cadence_known},
+    )
+
+
+def _section(heading: str, lines: list[str]) -> str:
+    shown = lines[:DIGEST_LINES_MAX]
+    more = len(lines) - len(shown)
+    return "\n".join([f"{heading} ({len(lines)}):", *(f"- {line}" for line in shown),
+                      *([f"- and {more} more"] if more else [])])
+
+
+def digest(cause_id: str, recipient: Person, since, until, checkins: list[dict], off_track: list[dict],
+           approvals: list[dict], held: list[dict]) -> Planned | None:
+    """The weekly digest: the team's check-ins, what went off track, approvals waiting, and the held mail.
+
+    ``checkins`` / ``off_track``: ``{who, item_title, status, progress}``; ``approvals``: ``{title, owner}``;
+    ``held``: the held notifications (``{_id, title, link}``). None when there is nothing to say.
+    """
+    if not (checkins or off_track or approvals or held):
+        return None
+    sections = []
+    if checkins:
+        sections.append(_section("Check-ins from your team", [
+            f"{c['who']} on \u201c{c['item_title']}\u201d: {c['status']}, {c['progress']:.0f}%" for c in checkins]))
+    if off_track:
+        sections.append(_section("Went off track", [f"\u201c{c['item_title']}\u201d ({c['who']})" for c in off_track]))
+    if approvals:
+        sections.append(_section("Waiting on your approval", [
+            f"\u201c{a['title']}\u201d by {a['owner']}" for a in approvals]))
+    if held:
+        sections.append(_section("Held for this digest", [
+            n["title"] + (f" ({n['link']})" if n.get("link") else "") for n in held]))
+    counts = (f"{len(checkins)} check-ins, {len(off_track)} off track, {len(approvals)} approvals waiting, "
+              f"{len(held)} held")
+    return planned(
+        cause_id, recipient.id, kinds.DIGEST, f"Your week in V2MOMs, to {until:%a %d %b}",
+        f"The week from {since:%a %d %b %H:%M} to {until:%a %d %b %H:%M} UTC: {counts}.\n\n" + "\n\n".join(sections),
+        facts={"since": since.isoformat().replace("+00:00", "Z"), "until": until.isoformat().replace("+00:00", "Z"),
+               "checkins": len(checkins), "off_track": len(off_track), "approvals_waiting": len(approvals),
+               "held_notification_ids": [n["_id"] for n in held]},
+    )
+
+
+def item_due_at(due_date: dict | None):
+    """The end (UTC) of an item's due date as the events carry it (google.type.Date as JSON), or None."""
+    if not _has_date(due_date):
+        return None
+    try:
+        return datetime(due_date["year"], due_date["month"], due_date["day"], tzinfo=UTC) + timedelta(days=1)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def published_items(v2mom_id: str, content: dict, v2mom_owner_id: str) -> list[dict]:
+    """Each method and measure of a published V2MOM as the ``items`` copy keeps it (an owner: its own, else the
+    V2MOM owner's). Measures have no Informed people; methods name theirs."""
+    found = []
+    for kind, name in (("ITEM_KIND_METHOD", "methods"), ("ITEM_KIND_MEASURE", "measures")):
+        for item in (content or {}).get(name) or []:
+            if not item.get("id"):
+                continue
+            found.append({
+                "_id": f"{v2mom_id}/{kind}/{item['id']}", "v2mom_id": v2mom_id, "item_kind": kind,
+                "item_id": item["id"], "title": item.get("title") or "",
+                "owner_id": item.get("ownerId") or v2mom_owner_id,
+                "informed_ids": list(item.get("informedIds") or []) if kind == "ITEM_KIND_METHOD" else [],
+                "due_at": item_due_at(item.get("dueDate")),
+            })
+    return found

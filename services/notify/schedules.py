@@ -22,11 +22,22 @@ Kinds:
 - ``item_escalation``: tier 1, 2, 3 at 1, 2, 3 × NOTIFY_ESCALATION_EMAIL_AFTER_HOURS
   after an item went stale or overdue: the previous tier's notification goes by
   email if still unread, and the next person (the method's Accountable, then
-  the V2MOM owner's manager) is told in the inbox.
+  the V2MOM owner's manager) is told in the inbox;
+- ``checkin_reminder`` (key ``reminder:<v2mom id>/<item kind>/<item id>``):
+  one per published item with an owner, at ``reminder_due``: the first
+  NOTIFY_REMINDER_LOCAL_TIME (``"MON 09:00"``) in the owner's time zone in
+  the last ``REMINDER_LEAD`` (7 days) before the item is due for a check-in
+  (its last check-in, or its publication, + the cadence window). The item's
+  copy (``items``) names the one reminder that counts (``reminder_id``); a
+  check-in, an archive or a removal moves or cancels it;
+- ``digest`` (key ``digest:<person id>``): one per recipient and local ISO
+  week, at NOTIFY_DIGEST_LOCAL_TIME (``"MON 08:00"``) in their time zone:
+  the weekly DIGEST of the ``DIGEST_WINDOW`` before it.
 """
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -40,6 +51,8 @@ WAITING, DONE, CANCELLED = "WAITING", "DONE", "CANCELLED"
 APPROVAL_REMINDER = "approval_reminder"
 APPROVAL_ESCALATION = "approval_escalation"
 ITEM_ESCALATION = "item_escalation"
+CHECKIN_REMINDER = "checkin_reminder"
+DIGEST = "digest"
 LAST_ESCALATION_TIER = 3  # tier 3 only emails the manager's notification if it is unread
 
 
@@ -67,6 +80,92 @@ def approval_due(submitted_at: datetime, approver_time_zone: str, sla_days: int)
 
 def escalation_due(started_at: datetime, tier: int, hours: float) -> datetime:
     return started_at + timedelta(hours=hours * tier)
+
+
+# --- weekly local times, check-in reminders and the digest (pure) ------------------------------------------
+
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+# Check-in cadences as check-ins stores them, and their windows (the same days as checkins' cycles.py).
+CADENCE_DAYS = {"CADENCE_WEEKLY": 7, "CADENCE_BIWEEKLY": 14, "CADENCE_MONTHLY": 30}
+DEFAULT_CADENCE = "CADENCE_BIWEEKLY"  # what check-ins assumes for a cycle without one
+REMINDER_LEAD = timedelta(days=7)  # a reminder goes at the first reminder time in the last 7 days before due
+DIGEST_WINDOW = timedelta(days=7)
+
+
+def parse_weekly_time(text: str) -> tuple[int, time]:
+    """``"DAY HH:MM"`` (``MON``..``SUN``, 24-hour) as (weekday 0 = Monday, time); ValueError otherwise."""
+    day, _, clock = (text or "").strip().partition(" ")
+    if day.upper() not in WEEKDAYS:
+        raise ValueError(f"{text!r} is not \"DAY HH:MM\" (DAY one of {', '.join(WEEKDAYS)})")
+    return WEEKDAYS.index(day.upper()), kinds.parse_local_time(clock.strip())
+
+
+def next_weekly(after: datetime, spec: str, tz: ZoneInfo) -> datetime:
+    """The first ``spec`` (``"MON 09:00"``) local time in ``tz`` at or after ``after``, in UTC.
+
+    Counted on the local calendar, so a DST change keeps 09:00 at 09:00 local (the UTC time moves).
+    A local time that does not exist that day (inside a spring-forward gap) is read as zoneinfo does:
+    with the offset before the change.
+    """
+    weekday, at = parse_weekly_time(spec)
+    local = after.astimezone(tz)
+    day = local.date() + timedelta(days=(weekday - local.weekday()) % 7)
+    while True:
+        candidate = datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+        if candidate >= after:
+            return candidate
+        day += timedelta(days=7)
+
+
+def cadence_window(cadence: str) -> timedelta:
+    return timedelta(days=CADENCE_DAYS.get(cadence or "", CADENCE_DAYS[DEFAULT_CADENCE]))
+
+
+def checkin_due(basis: datetime, cadence: str) -> datetime:
+    """When an item is due for a check-in: its last check-in (or its publication) + the cadence window."""
+    return basis + cadence_window(cadence)
+
+
+def reminder_due(basis: datetime, cadence: str, spec: str, tz: ZoneInfo) -> datetime:
+    """The first ``spec`` local time in the last REMINDER_LEAD before the item is due (never before ``basis``).
+
+    A weekly cadence therefore reminds at the first reminder time after the check-in; a biweekly one in
+    its second week; a monthly one in its last seven days.
+    """
+    return next_weekly(max(checkin_due(basis, cadence) - REMINDER_LEAD, basis), spec, tz)
+
+
+def reminder_not_due_yet(basis: datetime, cadence: str, spec: str, tz: ZoneInfo, now: datetime) -> bool:
+    """Checked in within the cadence window: the reminder the latest check-in calls for is still ahead."""
+    return reminder_due(basis, cadence, spec, tz) > now
+
+
+def reminder_key(v2mom_id: str, item_kind: str, item_id: str) -> str:
+    return f"reminder:{v2mom_id}/{item_kind}/{item_id}"
+
+
+def digest_key(person_id: str) -> str:
+    return f"digest:{person_id}"
+
+
+def digest_slot(now: datetime, spec: str, tz: ZoneInfo) -> tuple[datetime, str]:
+    """The recipient's next digest time at or after ``now``, and its local ISO week (``2026-W24``).
+
+    The week names the digest's schedule, so however often it is asked for, one week has one digest.
+    """
+    at = next_weekly(now, spec, tz)
+    year, week, _ = at.astimezone(tz).isocalendar()
+    return at, f"{year}-W{week:02d}"
+
+
+def in_digest_window(moment: datetime | None, until: datetime) -> bool:
+    """Whether something that happened at ``moment`` belongs in the digest sent at ``until`` (the week before)."""
+    return moment is not None and until - DIGEST_WINDOW <= moment < until
+
+
+def goes_at_once(due_at: datetime | None, next_digest_at: datetime) -> bool:
+    """A digestible notification whose item is due before the next digest goes out is not held for it."""
+    return due_at is not None and due_at <= next_digest_at
 
 
 # --- store -------------------------------------------------------------------------------------------------

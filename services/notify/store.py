@@ -10,7 +10,9 @@ the document it wrote before instead of writing a second one.
   recipient_id, kind, channel, target, status: PENDING|SENT|FAILED|SKIPPED, tries,
   last_error, created_at, next_try_at, sent_at, lease_until, cause_event_id,
   v2mom_id, outbox...}``. The relay publishes notification_sent / notification_failed
-  from its outbox.
+  from its outbox. An email held for the weekly digest (the person chose ``digest``
+  for a digestible kind) is written SKIPPED with ``digest_state: "HELD"``, and
+  becomes ``"GATHERED"`` with ``digest_notification_id`` once a digest lists it.
 - ``preferences``: see kinds.py.
 - ``subscriptions``: webhook subscriptions ``{_id, org_unit_id, url, format, kinds,
   secret, previous_secret, previous_secret_expires_at, disabled_at, disabled_reason,
@@ -22,6 +24,19 @@ the document it wrote before instead of writing a second one.
   events and filled from goals-api on a miss.
 - ``v2moms``: the published structure notify needs (owner, approver, RACI,
   items), kept from goals' v2mom_* events.
+- ``items``: each published method and measure, for check-in reminders and the
+  digest: ``{_id: "<v2mom id>/<item kind>/<item id>", v2mom_id, item_kind, item_id,
+  title, owner_id, org_unit_id, cycle_id, informed_ids, due_at | None (the end of
+  its due date, UTC), active, published_at, content_revision, last_checkin_at | None,
+  reminder_id}``; ``reminder_id`` names the one ``checkin_reminder`` schedule that
+  counts. Kept from goals' v2mom_approved (content) and v2mom_archived, and
+  check-ins' checkin_recorded.
+- ``checkins``: the check-ins the digest lists: ``{_id: check-in id, v2mom_id,
+  item_key, item_kind, item_id, item_title, owner_id (the item's owner, else the
+  author), author_id, status, progress_percent, recorded_at}``.
+- ``cycles``: each cycle's check-in cadence as check-ins' events carry it:
+  ``{_id: cycle id, cadence: "CADENCE_WEEKLY", updated_at}``; a cycle not seen yet
+  counts as CADENCE_BIWEEKLY (check-ins' default).
 - ``stats``: counters the collectors export (collector.py), ``$inc``-ed with
   upsert by notify-worker as it makes the change they count. Enums by their
   proto names (kinds.py), times in UTC. Exactly these shapes:
@@ -56,6 +71,9 @@ SCHEDULES = "schedules"
 PEOPLE = "people"
 V2MOMS = "v2moms"
 STATS = "stats"
+ITEMS = "items"
+CHECKINS = "checkins"
+CYCLES = "cycles"
 PROCESSED_EVENTS = "processed_events"
 
 INDEXES = [
@@ -66,6 +84,16 @@ INDEXES = [
     Index(DELIVERIES, [("recipient_id", 1), ("created_at", -1)], name="deliveries_by_recipient"),
     Index(SCHEDULES, [("state", 1), ("due_at", 1)], name="schedules_due"),
     Index(SUBSCRIPTIONS, [("org_unit_id", 1)], name="subscriptions_by_unit"),
+    # reminders and the digest
+    Index(SCHEDULES, [("key", 1), ("state", 1)], name="schedules_by_key"),
+    Index(SCHEDULES, [("payload.v2mom_id", 1), ("kind", 1), ("state", 1)], name="schedules_by_v2mom"),
+    Index(DELIVERIES, [("recipient_id", 1), ("digest_state", 1), ("created_at", 1)], name="deliveries_held_for_digest"),
+    Index(PEOPLE, [("manager_id", 1)], name="people_by_manager"),
+    Index(V2MOMS, [("approver_id", 1)], name="v2moms_by_approver"),
+    Index(ITEMS, [("v2mom_id", 1)], name="items_by_v2mom"),
+    Index(ITEMS, [("informed_ids", 1)], name="items_by_informed"),
+    Index(CHECKINS, [("owner_id", 1), ("recorded_at", 1)], name="checkins_by_owner"),
+    Index(CHECKINS, [("item_key", 1), ("recorded_at", 1)], name="checkins_by_item"),
     outbox_index(DELIVERIES),
 ]
 
