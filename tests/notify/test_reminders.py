@@ -1,0 +1,319 @@
+"""Check-in reminders (CHECKIN_REMINDER): the pure timing rules, the handlers in process on the wire store, and
+notify-worker as a process sending one to the SMTP sink.
+
+- a reminder goes at the first NOTIFY_REMINDER_LOCAL_TIME in the owner's time zone in the last 7 days before the item
+  is due for a check-in (last check-in or publication + the cycle's cadence window), across DST changes and for a
+  person whose Monday morning is Sunday evening in UTC;
+- it is skipped (and moved) when the item was checked in within the window, cancelled and re-planned by a
+  checkin_recorded, cancelled by an archive or by an approval that removes the item, and never sent twice.
+"""
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.checkins import events as checkin_events
+from services.goals import events as goals_events
+from services.notify import kinds, schedules
+from services.notify.directory import People
+from services.notify.dispatch import Dispatcher
+from services.notify.handlers import Notifier, WorkerSettings
+from services.notify.store import CYCLES, DELIVERIES, INDEXES, ITEMS, NOTIFICATIONS, SCHEDULES, STATS
+from services.platform.bus.events import to_wire
+from services.platform.store.mongo import ensure_indexes
+from tests.notify.test_worker_process import (  # noqa: F401 (fixtures)
+    broker_uri, mails_to, ndb, notify_db_name, notify_worker, org, publish, sink,
+)
+from tests.support.processes import wait_for
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
+
+UTC_ZONE = kinds.zone("UTC")
+NEW_YORK = kinds.zone("America/New_York")
+BERLIN = kinds.zone("Europe/Berlin")
+AUCKLAND = kinds.zone("Pacific/Auckland")
+T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # a Wednesday
+PUBLISHED = T0 - timedelta(days=20)  # Thursday 21 May
+
+
+# --- the rules (pure) -------------------------------------------------------------------------------------------
+
+
+def test_weekly_times_parse_and_bad_ones_are_refused():
+    assert schedules.parse_weekly_time("MON 09:00") == (0, datetime(2026, 1, 1, 9).time())
+    assert schedules.parse_weekly_time("sun 23:59")[0] == 6
+    for bad in ("MON", "09:00", "MONDAY 09:00", "MON 9:00", "MON 24:00", ""):
+        with pytest.raises(ValueError):
+            schedules.parse_weekly_time(bad)
+
+
+def test_next_weekly_is_at_or_after_and_keeps_the_local_time_across_dst():
+    monday = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
+    assert schedules.next_weekly(T0, "MON 09:00", UTC_ZONE) == monday
+    assert schedules.next_weekly(monday, "MON 09:00", UTC_ZONE) == monday  # at: itself
+    assert schedules.next_weekly(monday + timedelta(seconds=1), "MON 09:00", UTC_ZONE) == monday + timedelta(days=7)
+    # New York springs forward on Sunday 8 March 2026: 09:00 EST is 14:00 UTC, 09:00 EDT 13:00 UTC
+    assert schedules.next_weekly(datetime(2026, 3, 1, tzinfo=UTC), "MON 09:00", NEW_YORK) == datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    assert schedules.next_weekly(datetime(2026, 3, 3, tzinfo=UTC), "MON 09:00", NEW_YORK) == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+    # Berlin falls back on Sunday 25 October 2026: 09:00 CEST is 07:00 UTC, 09:00 CET 08:00 UTC
+    assert schedules.next_weekly(datetime(2026, 10, 20, tzinfo=UTC), "MON 09:00", BERLIN) == datetime(2026, 10, 26, 8, 0, tzinfo=UTC)
+    assert schedules.next_weekly(datetime(2026, 10, 13, tzinfo=UTC), "MON 09:00", BERLIN) == datetime(2026, 10, 19, 7, 0, tzinfo=UTC)
+
+
+def test_a_person_whose_monday_morning_is_sunday_evening_in_utc():
+    # Auckland in June is UTC+12: Monday 09:00 there is Sunday 21:00 UTC
+    assert schedules.next_weekly(T0, "MON 09:00", AUCKLAND) == datetime(2026, 6, 14, 21, 0, tzinfo=UTC)
+    # already Monday in Auckland (Sunday 22:00 UTC) but past 09:00: next week
+    assert schedules.next_weekly(datetime(2026, 6, 14, 22, 0, tzinfo=UTC), "MON 09:00", AUCKLAND) == datetime(
+        2026, 6, 21, 21, 0, tzinfo=UTC)
+    assert schedules.reminder_due(PUBLISHED, "CADENCE_BIWEEKLY", "MON 09:00", AUCKLAND) == datetime(
+        2026, 5, 31, 21, 0, tzinfo=UTC)
+
+
+def test_reminders_go_at_the_first_local_time_in_the_last_seven_days_before_the_item_is_due():
+    basis = T0  # checked in on Wednesday 10 June
+    assert schedules.checkin_due(basis, "CADENCE_BIWEEKLY") == T0 + timedelta(days=14)
+    # biweekly: due Wed 24 June; its last week starts Wed 17 June: Monday 22 June
+    assert schedules.reminder_due(basis, "CADENCE_BIWEEKLY", "MON 09:00", UTC_ZONE) == datetime(2026, 6, 22, 9, 0, tzinfo=UTC)
+    # weekly: the whole window is the last week: the first Monday after the check-in
+    assert schedules.reminder_due(basis, "CADENCE_WEEKLY", "MON 09:00", UTC_ZONE) == datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
+    # monthly (30 days): due Fri 10 July, last week from Fri 3 July: Monday 6 July
+    assert schedules.reminder_due(basis, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE) == datetime(2026, 7, 6, 9, 0, tzinfo=UTC)
+    # another configured time
+    assert schedules.reminder_due(basis, "CADENCE_BIWEEKLY", "FRI 16:30", UTC_ZONE) == datetime(2026, 6, 19, 16, 30, tzinfo=UTC)
+    # an unknown cadence counts as the default, biweekly
+    assert schedules.cadence_window("") == schedules.cadence_window("CADENCE_BIWEEKLY") == timedelta(days=14)
+
+
+def test_checked_in_within_the_window_means_the_reminder_is_not_due_yet():
+    fired_at = datetime(2026, 6, 22, 9, 0, tzinfo=UTC)
+    assert not schedules.reminder_not_due_yet(T0, "CADENCE_BIWEEKLY", "MON 09:00", UTC_ZONE, fired_at)
+    checked_in = datetime(2026, 6, 19, 8, 0, tzinfo=UTC)  # three days before the reminder
+    assert schedules.reminder_not_due_yet(checked_in, "CADENCE_BIWEEKLY", "MON 09:00", UTC_ZONE, fired_at)
+    # weekly: a check-in last Monday after 09:00 is due again today; the reminder goes
+    assert not schedules.reminder_not_due_yet(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), "CADENCE_WEEKLY",
+                                              "MON 09:00", UTC_ZONE, fired_at)
+
+
+# --- in process ------------------------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class Recorder:
+    def __init__(self):
+        self.sent = []
+
+    def __call__(self, *args):
+        self.sent.append(args[-1])
+
+
+@pytest.fixture
+def world(notify_db):
+    ensure_indexes(notify_db, INDEXES)
+    people = People(notify_db, goals=None, cache_seconds=0)
+    for person_id, manager, zone in (("olive", "lee", "Pacific/Auckland"), ("lee", "", "UTC"), ("acc", "lee", "UTC")):
+        people.upsert_from_event({"id": person_id, "displayName": person_id.title(), "email": f"{person_id}@acme.test",
+                                  "managerId": manager, "orgUnitId": "platform", "active": True, "timeZone": zone}, 1)
+    clock = Clock(T0)
+    settings = WorkerSettings(portal_url_template="https://portal.test/v2moms/{v2mom_id}/{item_id}", lease_seconds=30)
+    email = Recorder()
+
+    class World:
+        pass
+
+    w = World()
+    w.db, w.clock, w.email = notify_db, clock, email
+    w.notifier = Notifier(notify_db, people, settings, now=clock)
+    w.dispatcher = Dispatcher(notify_db, people, email, Recorder(), settings, now=clock)
+    return w
+
+
+def content(methods=("m1",), measures=("x1",)):
+    return goals_pb2.V2MOMContent(
+        title="Olive FY27",
+        methods=[goals_pb2.Method(id=m, title=f"Method {m}", owner_id="olive", accountable_id="acc") for m in methods],
+        measures=[goals_pb2.Measure(id=x, title=f"Measure {x}", method_ids=[]) for x in measures],
+    )
+
+
+def approved(revision=3, published=PUBLISHED, v2mom_id="v2m_1", **kw):
+    data = events_pb2.V2MOMEventData(
+        v2mom_id=v2mom_id, revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
+        level=common_pb2.ORG_LEVEL_INDIVIDUAL, state=goals_pb2.V2MOM_STATE_PUBLISHED, approver_id="lee", actor_id="lee",
+        content=content(**kw))
+    data.publish_time.FromDatetime(published)
+    return to_wire(goals_events.v2mom_event(goals_events.V2MOM_APPROVED, data))
+
+
+def archived(revision=9):
+    data = events_pb2.V2MOMEventData(v2mom_id="v2m_1", revision=revision, owner_id="olive", org_unit_id="platform",
+                                     cycle_id="FY2027", state=goals_pb2.V2MOM_STATE_ARCHIVED)
+    return to_wire(goals_events.v2mom_event(goals_events.V2MOM_ARCHIVED, data))
+
+
+def checkin(recorded, item_id="m1", kind=checkins_pb2.ITEM_KIND_METHOD, cadence=checkins_pb2.CADENCE_UNSPECIFIED,
+            v2mom_id="v2m_1"):
+    c = checkins_pb2.Checkin(id=f"chk_{uuid.uuid4().hex[:8]}", v2mom_id=v2mom_id, item_kind=kind, item_id=item_id,
+                             author_id="olive", owner_id="olive", cycle_id="FY2027",
+                             status=checkins_pb2.CHECKIN_STATUS_ON_TRACK, progress_percent=40)
+    c.observe_time.FromDatetime(recorded)
+    c.record_time.FromDatetime(recorded)
+    return to_wire(checkin_events.checkin_event(checkin_events.CHECKIN_RECORDED,
+                                                events_pb2.CheckinEventData(checkin=c, cadence=cadence)))
+
+
+def reminders(db, state=None):
+    query = {"kind": schedules.CHECKIN_REMINDER, **({"state": state} if state else {})}
+    return sorted(db[SCHEDULES].find(query), key=lambda s: (s["due_at"], s["_id"]))
+
+
+def fire_due(world, at):
+    world.clock.now = at
+    fired = 0
+    while (schedule := world.notifier.schedules.claim_due(at, 30)) is not None:
+        world.notifier.fire(schedule)
+        world.notifier.schedules.done(schedule, at)
+        fired += 1
+    return fired
+
+
+def counts(db):
+    return tuple(db[name].count_documents({}) for name in (NOTIFICATIONS, DELIVERIES, SCHEDULES))
+
+
+def test_an_approval_plans_one_reminder_per_item_in_the_owners_time_zone(world):
+    event = approved()
+    world.notifier.v2mom_approved(event)
+    waiting = reminders(world.db, schedules.WAITING)
+    assert sorted(s["payload"]["item_key"] for s in waiting) == ["v2m_1/ITEM_KIND_MEASURE/x1", "v2m_1/ITEM_KIND_METHOD/m1"]
+    # published Thu 21 May, biweekly (the cycle's cadence is not known yet): Monday 09:00 in Auckland = Sun 21:00 UTC
+    assert {s["due_at"] for s in waiting} == {datetime(2026, 5, 31, 21, 0, tzinfo=UTC)}
+    item = world.db[ITEMS].find_one({"_id": "v2m_1/ITEM_KIND_MEASURE/x1"})
+    assert item["owner_id"] == "olive" and item["active"] and item["reminder_id"] in {s["_id"] for s in waiting}
+    before = counts(world.db)
+    world.notifier.v2mom_approved(event)  # replayed
+    assert counts(world.db) == before
+
+
+def test_a_due_reminder_tells_the_owner_by_inbox_and_email_with_unsubscribe_counts_it_and_plans_the_next(world):
+    world.notifier.v2mom_approved(approved(measures=()))
+    assert fire_due(world, T0) == 1
+    [note] = list(world.db[NOTIFICATIONS].find({"kind": kinds.CHECKIN_REMINDER}))
+    assert note["recipient_id"] == "olive" and note["item_id"] == "m1" and "Method m1" in note["title"]
+    assert note["facts"]["cadence"] == "CADENCE_BIWEEKLY" and note["facts"]["cadence_assumed"] is True
+    assert note["link"] == "https://portal.test/v2moms/v2m_1/m1"
+    assert world.db[STATS].find_one({"_id": "reminders|2026-06-10"})["reminded"] == 1
+    [first, following] = reminders(world.db)
+    assert first["state"] == schedules.DONE and following["state"] == schedules.WAITING
+    assert following["due_at"] == datetime(2026, 6, 14, 21, 0, tzinfo=UTC)  # the next Monday 09:00 in Auckland
+    world.dispatcher.run_once(10)
+    [mail] = [m for m in world.email.sent if m.kind == kinds.CHECKIN_REMINDER]
+    assert mail.recipient_email == "olive@acme.test"
+    assert mail.unsubscribe_url.startswith("http://127.0.0.1:9101/unsubscribe?token=")
+    # a check-in within 48 hours converts it, once
+    event = checkin(T0 + timedelta(hours=5))
+    world.notifier.checkin_recorded(event)
+    world.notifier.checkin_recorded(event)
+    assert world.db[STATS].find_one({"_id": "reminders|2026-06-10"})["converted"] == 1
+
+
+def test_a_reminder_fired_twice_writes_nothing_new(world):
+    event = approved(measures=())
+    world.notifier.v2mom_approved(event)
+    schedule = world.notifier.schedules.claim_due(T0, 30)
+    world.notifier.fire(schedule)  # ... and the worker dies before marking it done
+    before = counts(world.db)
+    again = world.notifier.schedules.claim_due(T0 + timedelta(seconds=31), 30)
+    assert again["_id"] == schedule["_id"]
+    world.clock.now = T0 + timedelta(seconds=31)
+    world.notifier.fire(again)
+    assert counts(world.db) == before
+    assert len(reminders(world.db, schedules.WAITING)) == 2  # itself (not marked yet) and the next one
+    assert world.notifier.schedules.done(again, T0)
+    world.notifier.v2mom_approved(event)  # the approval replayed plans nothing more
+    assert counts(world.db) == before
+
+
+def test_a_checkin_cancels_the_waiting_reminder_and_plans_the_next_from_the_checkin(world):
+    world.notifier.v2mom_approved(approved(measures=()))
+    [waiting] = reminders(world.db, schedules.WAITING)
+    recorded = datetime(2026, 5, 29, 10, 0, tzinfo=UTC)
+    event = checkin(recorded, cadence=checkins_pb2.CADENCE_WEEKLY)
+    world.notifier.checkin_recorded(event)
+    assert world.db[SCHEDULES].find_one({"_id": waiting["_id"]})["state"] == schedules.CANCELLED
+    [planned] = reminders(world.db, schedules.WAITING)
+    # weekly now (the check-in said so): the first Monday 09:00 Auckland after Fri 29 May
+    assert planned["due_at"] == datetime(2026, 5, 31, 21, 0, tzinfo=UTC)
+    assert world.db[CYCLES].find_one({"_id": "FY2027"})["cadence"] == "CADENCE_WEEKLY"
+    before = counts(world.db)
+    world.notifier.checkin_recorded(event)  # replayed
+    world.notifier.checkin_recorded(checkin(recorded - timedelta(days=3)))  # an older one, late
+    assert reminders(world.db, schedules.WAITING) == [planned]
+    assert counts(world.db)[2] == before[2]
+
+
+def test_checked_in_within_the_window_skips_the_reminder_and_moves_it(world):
+    world.notifier.v2mom_approved(approved(measures=()))
+    # a check-in the reminder was not moved for (it raced the firing): the item's copy knows it
+    world.db[ITEMS].update_one({"_id": "v2m_1/ITEM_KIND_METHOD/m1"},
+                               {"$set": {"last_checkin_at": datetime(2026, 6, 5, tzinfo=UTC)}})
+    assert fire_due(world, T0) == 1
+    assert world.db[NOTIFICATIONS].count_documents({}) == 1  # the approval decision only
+    [moved] = reminders(world.db, schedules.WAITING)
+    # biweekly from Fri 5 June: due Fri 19 June; last week from Fri 12 June: Monday 15 June 09:00 Auckland
+    assert moved["due_at"] == datetime(2026, 6, 14, 21, 0, tzinfo=UTC)
+
+
+def test_an_archive_or_an_approval_that_removes_the_item_cancels_its_reminder(world):
+    world.notifier.v2mom_approved(approved())
+    world.notifier.v2mom_approved(approved(revision=5, measures=()))  # x1 removed
+    waiting = reminders(world.db, schedules.WAITING)
+    assert [s["payload"]["item_id"] for s in waiting] == ["m1"]
+    assert world.db[ITEMS].find_one({"_id": "v2m_1/ITEM_KIND_MEASURE/x1"})["active"] is False
+    world.notifier.v2mom_approved(approved(revision=3))  # the older approval, late: x1 stays removed
+    assert len(reminders(world.db, schedules.WAITING)) == 1
+    world.notifier.v2mom_archived(archived())
+    assert reminders(world.db, schedules.WAITING) == []
+    assert fire_due(world, T0 + timedelta(days=30)) == 0
+
+
+# --- notify-worker as a process ------------------------------------------------------------------------------------
+
+
+def test_the_worker_reminds_at_the_configured_time_once_and_a_checkin_cancels_the_next(
+        org, notify_worker, connection, ndb, sink):
+    notify_worker.start(connection, NOTIFY_REMINDER_LOCAL_TIME="TUE 07:30")
+    now = datetime.now(UTC)
+    event = approved(v2mom_id="v2m_remind", published=now - timedelta(days=20), measures=())
+    publish(connection, event)
+
+    def reminder_mails():
+        return [m for m in mails_to(sink, "olive@acme.test") if "Time to check in" in m["Subject"]]
+
+    [mail] = wait_for(reminder_mails, message="the owner was never reminded")
+    assert "Method m1" in mail["Subject"]
+    assert mail["List-Unsubscribe"].startswith("<") and "unsubscribe?token=" in mail["List-Unsubscribe"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [fired] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "DONE"}))
+    [following] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "WAITING"}))
+    for due in (fired["due_at"], following["due_at"]):  # olive's time zone is UTC (goals-api has none)
+        assert (due.weekday(), due.hour, due.minute) == (1, 7, 30)
+    assert following["due_at"] > now
+
+    publish(connection, event)  # replayed
+    publish(connection, checkin(datetime.now(UTC), v2mom_id="v2m_remind"), exchange="checkins.events")
+    wait_for(lambda: ndb[SCHEDULES].find_one({"_id": following["_id"], "state": "CANCELLED"}),
+             message="the check-in never cancelled the waiting reminder")
+    [planned] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "WAITING"}))
+    assert planned["due_at"] > datetime.now(UTC) + timedelta(days=6)
+    time.sleep(1.0)  # the replay is consumed and the timers tick: nothing more may go
+    assert len(reminder_mails()) == 1
+    assert ndb[NOTIFICATIONS].count_documents({"kind": kinds.CHECKIN_REMINDER}) == 1
