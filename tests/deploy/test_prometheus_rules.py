@@ -72,6 +72,23 @@ def test_every_recording_rule_is_tested_or_read_by_an_alert():
     assert not recorded - read, f"recording rules nothing tests or reads: {sorted(recorded - read)}"
 
 
+@pytest.mark.parametrize(("job", "address_variable"), [
+    ("metrics-api", "METRICS_HTTP_ADDR"),
+    ("notify-api", "NOTIFY_HTTP_ADDR"),
+])
+def test_each_exporting_api_is_scraped_where_docker_compose_serves_it(job, address_variable):
+    config = yaml.safe_load(CONFIG_FILE.read_text(encoding="utf-8"))
+    scrape = next((c for c in config["scrape_configs"] if c["job_name"] == job), None)
+    assert scrape is not None, f"prometheus.yml has no {job} job"
+    assert scrape.get("metrics_path", "/metrics") == "/metrics"
+    targets = [target for static in scrape["static_configs"] for target in static["targets"]]
+    compose = yaml.safe_load((PROMETHEUS_DIR.parents[1] / "docker-compose.yml").read_text(encoding="utf-8"))
+    port = compose["services"][job]["environment"][address_variable].rsplit(":", 1)[1]
+    # One target through the service name: every replica exports the same numbers from the database.
+    assert targets == [f"{job}:{port}"]
+    assert job in compose["services"]["prometheus"]["depends_on"], f"Prometheus should start after {job}"
+
+
 @pytest.mark.parametrize("rule", [r for r in rules() if r.kind == "alert"], ids=lambda r: r.name)
 def test_alerts_wait_carry_severity_and_say_what_and_where(rule):
     spec = rule.spec
