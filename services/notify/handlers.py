@@ -185,6 +185,8 @@ class Notifier:
             log.info("submission already decided: no request", extra={"v2mom_id": data.v2mom_id, "revision": data.revision})
             return
         view = _v2mom_view(data, envelope)
+        self.v2moms.update_one({"_id": data.v2mom_id, "submitted_revision": data.revision},
+                               {"$set": {"submitted_title": rules.content_title(view["content"])}})  # for digests
         self.notify(rules.approval_requested(envelope["id"], view, approver, owner, self.settings.portal_url_template),
                     approver)
         submitted_at = from_timestamp(data.submit_time) if data.HasField("submit_time") else event_time(envelope)
@@ -600,7 +602,7 @@ class Notifier:
                      "progress": c.get("progress_percent") or 0.0, "raw_status": c.get("status")}
                     for c in sorted(found.values(), key=lambda c: (c["recorded_at"], c["_id"]))]
         off_track = [c for c in checkins if c["raw_status"] == "CHECKIN_STATUS_OFF_TRACK"]
-        approvals = [{"title": v.get("title") or v["_id"], "owner": self._named(v.get("owner_id", "")).called}
+        approvals = [{"title": v.get("submitted_title") or v.get("title") or v["_id"], "owner": self._named(v.get("owner_id", "")).called}
                      for v in self.v2moms.find({"approver_id": person.id, "archived": {"$ne": True}})
                      if v.get("submitted_revision", 0) > v.get("decision_revision", 0)]
         held = self.deliveries.held(person.id, until, digest_id)
