@@ -5,7 +5,8 @@
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
 - fires due schedules (approval reminders and escalations, item
-  escalations) on a timer, each under a lease;
+  escalations, check-in reminders, weekly digests) on a timer, each under
+  a lease;
 - sends due deliveries on a timer (dispatch.py), each under a lease;
 - relays the outbox of ``deliveries`` (``notification_sent`` /
   ``notification_failed``) to ``notify.events``.
