@@ -448,10 +448,10 @@ class Notifier:
             return found["cadence"], True
         return schedules.DEFAULT_CADENCE, False
 
-    @staticmethod
-    def _basis(item: dict) -> datetime:
+    def _basis(self, item: dict) -> datetime:
         """Where the item's cadence window starts: its last check-in, else its publication."""
-        return max(moment for moment in (item.get("published_at"), item.get("last_checkin_at")) if moment)
+        return max((moment for moment in (item.get("published_at"), item.get("last_checkin_at")) if moment),
+                   default=self.now())
 
     def _publish_items(self, data: events_pb2.V2MOMEventData, envelope: dict, copy: dict) -> None:
         """An approval's content is the latest: keep its items, give each new one its reminder, stop removed ones."""

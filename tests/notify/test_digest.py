@@ -251,7 +251,7 @@ def test_an_empty_week_sends_nothing_and_plans_the_next(world):
 
 
 def test_the_worker_gathers_three_held_emails_into_one_digest_and_sends_a_due_item_at_once(
-        org, notify_worker, connection, ndb, sink):
+        org, notify_worker, connection, ndb, sink):  # noqa: F811 (the process fixtures of test_worker_process)
     today = datetime.now(UTC).date()
     # the digest two days from now, so an item due today falls inside the window whatever day the test runs
     slot = f"{schedules.WEEKDAYS[(today.weekday() + 2) % 7]} 12:00"

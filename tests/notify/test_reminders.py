@@ -96,6 +96,18 @@ def test_checked_in_within_the_window_means_the_reminder_is_not_due_yet():
                                               "MON 09:00", UTC_ZONE, fired_at)
 
 
+def test_the_weekly_times_come_from_the_environment_and_a_bad_one_stops_the_worker(monkeypatch):
+    from services.platform.core.config import ConfigError
+
+    monkeypatch.setenv("NOTIFY_REMINDER_LOCAL_TIME", "fri 16:30")
+    monkeypatch.delenv("NOTIFY_DIGEST_LOCAL_TIME", raising=False)
+    settings = WorkerSettings.from_env()
+    assert (settings.reminder_local_time, settings.digest_local_time) == ("fri 16:30", "MON 08:00")
+    monkeypatch.setenv("NOTIFY_DIGEST_LOCAL_TIME", "Monday 8am")
+    with pytest.raises(ConfigError, match="NOTIFY_DIGEST_LOCAL_TIME"):
+        WorkerSettings.from_env()
+
+
 # --- in process ------------------------------------------------------------------------------------------------------
 
 
@@ -289,7 +301,7 @@ def test_an_archive_or_an_approval_that_removes_the_item_cancels_its_reminder(wo
 
 
 def test_the_worker_reminds_at_the_configured_time_once_and_a_checkin_cancels_the_next(
-        org, notify_worker, connection, ndb, sink):
+        org, notify_worker, connection, ndb, sink):  # noqa: F811 (the process fixtures of test_worker_process)
     notify_worker.start(connection, NOTIFY_REMINDER_LOCAL_TIME="TUE 07:30")
     now = datetime.now(UTC)
     event = approved(v2mom_id="v2m_remind", published=now - timedelta(days=20), measures=())
