@@ -34,6 +34,7 @@ bench: install
 	$(PY) -m bench.goals_api
 	$(PY) -m bench.checkins
 	$(PY) -m bench.metrics
+	$(PY) -m bench.notify
 
 clean:
 	rm -rf $(VENV) var .pytest_cache protos/v2mom/v1/*_pb2*.py*
