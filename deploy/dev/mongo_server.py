@@ -13,6 +13,22 @@ import signal
 import time
 from pathlib import Path
 
+from mongoeco.core.filtering import QueryEngine
+from mongoeco.core.query_plan import (
+    AndCondition,
+    EqualsCondition,
+    ExistsCondition,
+    GreaterThanCondition,
+    GreaterThanOrEqualCondition,
+    InCondition,
+    LessThanCondition,
+    LessThanOrEqualCondition,
+    NotEqualsCondition,
+    NotInCondition,
+    OrCondition,
+    QueryNode,
+    SizeCondition,
+)
 from mongoeco.engines import MemoryEngine, SQLiteEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
@@ -24,8 +40,40 @@ log = logging.getLogger(__name__)
 CHANGE_DISPATCH_SECONDS = 1.0
 
 
+# Conditions matched in Python beside an _id lookup (see _by_id): plain comparisons only, nothing
+# that needs the command's variables ($expr), a collation or an index of its own.
+PLAIN_CONDITIONS = (
+    EqualsCondition, NotEqualsCondition, GreaterThanCondition, GreaterThanOrEqualCondition, LessThanCondition,
+    LessThanOrEqualCondition, InCondition, NotInCondition, ExistsCondition, SizeCondition,
+)
+
+
+def _plain(plan: QueryNode) -> bool:
+    if isinstance(plan, AndCondition | OrCondition):
+        return all(_plain(clause) for clause in plan.clauses)
+    return isinstance(plan, PLAIN_CONDITIONS)
+
+
+def _by_id(plan: QueryNode) -> EqualsCondition | None:
+    """The top-level ``_id`` equality of an ``$and`` of plain conditions, else None."""
+    if not isinstance(plan, AndCondition) or not _plain(plan):
+        return None
+    return next((clause for clause in plan.clauses
+                 if isinstance(clause, EqualsCondition) and clause.field == "_id"), None)
+
+
 class BatchedDispatchSQLiteEngine(SQLiteEngine):
-    """mongoeco's SQLite engine, handing committed changes to change streams at most once a second.
+    """mongoeco's SQLite engine with two local-run shortcuts: a write naming ``_id`` reads one
+    document, and committed changes reach change streams at most once a second.
+
+    A single-document update or delete whose filter is ``_id`` *and* something
+    more (a revision guard ``{_id, revision: 3}``, an idempotency guard
+    ``{_id, recent: {$ne: id}}``, a lease's ``$or``) made the stock engine
+    translate the whole filter to SQL and scan the collection, decoding every
+    document: about 30 ms per write at 1,000 documents against 3 ms for ``_id``
+    alone. Here the document is fetched by its ``_id`` and the rest of the
+    filter is matched against it with mongoeco's own matcher, which is what
+    the filter means anyway; at most one document has that ``_id``.
 
     The stock engine dispatches after every write: it takes a lease in SQLite,
     starts a heartbeat thread, checkpoints and compacts, each with its own
@@ -36,6 +84,15 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
     """
 
     _last_dispatch = 0.0
+
+    def _select_first_document_for_plan(self, db_name, coll_name, plan, *, hint=None, context=None):
+        by_id = _by_id(plan) if hint is None else None
+        if by_id is None:
+            return super()._select_first_document_for_plan(db_name, coll_name, plan, hint=hint, context=context)
+        found = super()._select_first_document_for_plan(db_name, coll_name, by_id, context=context)
+        if found is None or not QueryEngine.match_plan(found[1], plan):
+            return None
+        return found
 
     def dispatch_committed_changes(self, consumer_id, consumer) -> None:
         now = time.monotonic()

@@ -1,0 +1,87 @@
+"""The dev store's SQLite engine (deploy/dev/mongo_server.py) writes exactly what mongoeco's own would.
+
+Its shortcut for writes whose filter names ``_id`` and more must pick the same document, or none,
+for every filter shape the services send (revision and version guards, idempotency memories,
+leases, outbox clears), and leave anything else to the stock engine.
+"""
+
+from datetime import UTC, datetime
+
+import pytest
+from mongoeco import MongoClient
+from mongoeco.engines import SQLiteEngine
+from pymongo.errors import DuplicateKeyError
+
+from deploy.dev.mongo_server import BatchedDispatchSQLiteEngine
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+T1 = datetime(2026, 3, 9, tzinfo=UTC)
+
+DOCS = [
+    {"_id": "a", "revision": 3, "v": 1, "recent": ["x1", "x2"], "outbox": [], "holder": None, "expires_at": T0},
+    {"_id": "b", "revision": 1, "v": 2, "recent": [], "outbox": [{"id": "e1"}], "holder": "w1", "expires_at": T1,
+     "superseded_by_id": "c"},
+    {"_id": "c", "revision": 7, "nested": {"k": 1}},
+]
+
+# (filter, update, upsert) as the services send them, matching and not.
+WRITES = [
+    ({"_id": "a", "revision": 3}, {"$set": {"n": 1}, "$inc": {"revision": 1}}, False),
+    ({"_id": "a", "revision": 2}, {"$set": {"n": 2}}, False),
+    ({"_id": "b", "v": 2}, {"$set": {"v": 3}, "$push": {"recent": {"$each": ["y"], "$slice": -32}}}, False),
+    ({"_id": "a", "recent": {"$ne": "x1"}}, {"$inc": {"count": 1}}, False),
+    ({"_id": "a", "recent": {"$ne": "x9"}}, {"$inc": {"count": 1}, "$push": {"recent": "x9"}}, False),
+    ({"_id": "new", "recent": {"$ne": "x9"}}, {"$inc": {"count": 1}, "$setOnInsert": {"unit": "u"}}, True),
+    ({"_id": "a", "recent": {"$ne": "x1"}}, {"$inc": {"count": 1}}, True),  # exists, already applied: duplicate key
+    ({"_id": "b", "$or": [{"expires_at": {"$lte": T0}}, {"holder": None}]}, {"$set": {"holder": "w2"}}, False),
+    ({"_id": "a", "$or": [{"expires_at": {"$lte": T0}}, {"holder": None}]}, {"$set": {"holder": "w2"}}, True),
+    ({"_id": "a", "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}, False),
+    ({"_id": "b", "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}, False),
+    ({"_id": "b", "superseded_by_id": {"$exists": False}}, {"$set": {"superseded_by_id": "d"}}, False),
+    ({"_id": "c", "superseded_by_id": {"$exists": False}}, {"$set": {"superseded_by_id": "d"}}, False),
+    ({"_id": "c", "revision": {"$lt": 9}}, {"$set": {"name": "x"}}, False),
+    ({"_id": "c", "revision": {"$in": [1, 2]}}, {"$set": {"name": "y"}}, False),
+    ({"_id": "c", "nested.k": 1}, {"$set": {"name": "z"}}, False),
+    ({"_id": "c", "$expr": {"$gt": ["$revision", 5]}}, {"$set": {"expr": True}}, False),
+    ({"_id": "missing", "revision": 1}, {"$set": {"n": 1}}, False),
+]
+
+
+def run(engine, tmp_path, name: str) -> list:
+    client = MongoClient(engine(str(tmp_path / f"{name}.sqlite")))
+    collection = client.db.items
+    collection.insert_many([dict(doc) for doc in DOCS])
+    outcomes = []
+    for query, update, upsert in WRITES:
+        try:
+            result = collection.update_one(query, update, upsert=upsert)
+            outcomes.append((result.matched_count, result.modified_count, result.upserted_id))
+        except DuplicateKeyError:
+            outcomes.append("duplicate key")
+    deleted = [collection.delete_one(query).deleted_count
+               for query in ({"_id": "b", "v": 9}, {"_id": "b", "v": 3}, {"_id": "nope", "v": 1})]
+    found = list(collection.find({}).sort("_id", 1))
+    client.close()
+    return [outcomes, deleted, found]
+
+
+@pytest.mark.parametrize("shape", range(len(WRITES)))
+def test_each_write_picks_what_the_stock_engine_picks(tmp_path, shape):
+    query, update, upsert = WRITES[shape]
+    outcomes = []
+    for engine in (SQLiteEngine, BatchedDispatchSQLiteEngine):
+        client = MongoClient(engine(str(tmp_path / f"{engine.__name__}.sqlite")))
+        collection = client.db.items
+        collection.insert_many([dict(doc) for doc in DOCS])
+        try:
+            result = collection.update_one(query, update, upsert=upsert)
+            outcome = (result.matched_count, result.modified_count, result.upserted_id)
+        except DuplicateKeyError:
+            outcome = "duplicate key"
+        outcomes.append((outcome, list(collection.find({}).sort("_id", 1))))
+        client.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_sequence_of_writes_and_deletes_ends_the_same(tmp_path):
+    assert run(BatchedDispatchSQLiteEngine, tmp_path, "ours") == run(SQLiteEngine, tmp_path, "stock")
