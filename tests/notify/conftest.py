@@ -1,48 +1,52 @@
-"""Fixtures of the notify tests. The channel tests start their own SMTP and HTTP receivers (tests/support/sinks.py)."""
+"""Fixtures of the notify tests: notify-api in process, notify-worker processes, its database and an SMTP sink.
 
+The channel tests start their own SMTP and HTTP receivers (tests/support/sinks.py).
+"""
+
+import uuid
+from dataclasses import replace
+
+import grpc
+import pymongo
+import pytest
+
+from services.notify.api import create_server
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
+from tests.support.events_probe import EventProbe
+from tests.support.goals import build_org
+from tests.support.notify import NotifyWorker
+from tests.support.services import Caller
+from tests.support.sinks import smtp_sink
+from v2mom.v1 import notify_pb2_grpc
 
 # --- notify-api (tests/notify/test_api_*.py, test_http.py, test_collector.py) ---------------------------
 
 
-import uuid as _uuid
-from dataclasses import replace as _replace
-
-import grpc as _grpc
-import pymongo as _pymongo
-import pytest as _pytest
-
-
-@_pytest.fixture
+@pytest.fixture
 def notify_settings(mongo_uri):
     """notify's settings on a database of the test's own (dropped afterwards by notify_db)."""
-    from services.platform.core.config import load
-
-    return _replace(load("notify", "127.0.0.1:0"), mongo_uri=mongo_uri, mongo_db=f"notify_test_{_uuid.uuid4().hex[:10]}")
+    return replace(load("notify", "127.0.0.1:0"), mongo_uri=mongo_uri, mongo_db=f"notify_test_{uuid.uuid4().hex[:10]}")
 
 
-@_pytest.fixture
+@pytest.fixture
 def notify_db(notify_settings):
     """The notify database of this test, read and written directly (as notify-worker would)."""
-    client = _pymongo.MongoClient(notify_settings.mongo_uri, tz_aware=True)
+    client = pymongo.MongoClient(notify_settings.mongo_uri, tz_aware=True)
     yield client[notify_settings.database_name]
     client.drop_database(notify_settings.database_name)
     client.close()
 
 
-@_pytest.fixture
+@pytest.fixture
 def notify_api(notify_settings, notify_db):
     """An in-process notify-api (gRPC and HTTP on free ports); a factory of per-person clients.
 
     ``notify_api.http_url`` is its HTTP side; webhooks to private addresses stay refused
     (NOTIFY_ALLOW_PRIVATE_WEBHOOKS as the environment has it)."""
-    from services.notify.api import create_server
-    from services.platform.api.auth import bearer_metadata, mint_token
-    from tests.support.services import Caller
-    from v2mom.v1 import notify_pb2_grpc
-
     server, port = create_server("127.0.0.1:0", notify_settings, "127.0.0.1:0")
     server.start()
-    channel = _grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = notify_pb2_grpc.NotifyServiceStub(channel)
 
     def client_for(person_id: str | None, roles=()):
@@ -57,3 +61,50 @@ def notify_api(notify_settings, notify_db):
         channel.close()
         server.http.shutdown()
         server.stop(grace=None)
+
+
+# --- notify-worker processes (tests/notify/test_worker_process.py, test_reminders.py, test_digest.py) ---------
+
+
+@pytest.fixture
+def notify_db_name(mongo_uri):
+    name = f"notify_worker_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    client = pymongo.MongoClient(mongo_uri)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def ndb(mongo_uri, notify_db_name):
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    yield client[notify_db_name]
+    client.close()
+
+
+@pytest.fixture
+def sink(tmp_path):
+    with smtp_sink(tmp_path / "smtp") as sink:
+        yield sink
+
+
+@pytest.fixture
+def org(db):
+    """The goals directory of tests.support.goals (olive reports to lee, lee to dana; emails <id>@acme.test)."""
+    return build_org(db)
+
+
+@pytest.fixture
+def probe(settings):
+    probe = EventProbe(settings.amqp_uri, "notify.events")
+    yield probe
+    probe.close()
+
+
+@pytest.fixture
+def notify_worker(settings, notify_db_name, goals_api, sink, tmp_path):
+    worker = NotifyWorker(settings, notify_db_name, goals_api.port, sink.port, tmp_path / "notify-worker.log")
+    try:
+        yield worker
+    finally:
+        worker.stop_all()

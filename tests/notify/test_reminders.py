@@ -23,9 +23,7 @@ from services.notify.handlers import Notifier, WorkerSettings
 from services.notify.store import CYCLES, DELIVERIES, INDEXES, ITEMS, NOTIFICATIONS, SCHEDULES, STATS
 from services.platform.bus.events import to_wire
 from services.platform.store.mongo import ensure_indexes
-from tests.notify.test_worker_process import (  # noqa: F401 (fixtures)
-    broker_uri, mails_to, ndb, notify_db_name, notify_worker, org, publish, sink,
-)
+from tests.support.notify import mails_to, publish
 from tests.support.processes import wait_for
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
@@ -35,6 +33,11 @@ BERLIN = kinds.zone("Europe/Berlin")
 AUCKLAND = kinds.zone("Pacific/Auckland")
 T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # a Wednesday
 PUBLISHED = T0 - timedelta(days=20)  # Thursday 21 May
+
+
+@pytest.fixture
+def broker_uri(isolated_broker_uri):
+    return isolated_broker_uri
 
 
 # --- the rules (pure) -------------------------------------------------------------------------------------------

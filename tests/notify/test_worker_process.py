@@ -9,135 +9,23 @@ goals-worker where goals' own events are the input), and the dev SMTP sink recei
   under one Message-ID only (README, "Worker": the exactly-once argument).
 """
 
-import json
 import os
 import signal
 import time
-import uuid
-from dataclasses import replace
 
-import kombu
-import pymongo
 import pytest
 
-from services.goals import events as goals_events
 from services.notify import kinds
 from services.notify.store import DELIVERIES, NOTIFICATIONS, SCHEDULES
-from services.platform.bus.events import to_wire
-from services.platform.core.config import load
-from tests.support.broker import queue_exists
-from tests.support.events_probe import EventProbe
-from tests.support.goals import build_org, valid_content
-from tests.support.processes import log_tail, start_module, stop, wait_for
-from tests.support.sinks import smtp_sink
-from v2mom.v1 import common_pb2, events_pb2, goals_pb2
-
-HANDLERS = {
-    "goals": ("person_upserted", "v2mom_submitted", "v2mom_approved", "v2mom_changes_requested", "v2mom_archived"),
-    "checkins": ("item_became_stale", "item_overdue", "checkin_recorded", "progress_changed"),
-}
-QUEUES = [f"evt-{source}-{event_type}--notify_worker.on_{event_type}"
-          for source, types in HANDLERS.items() for event_type in types]
-SUBMITTED_QUEUE = "evt-goals-v2mom_submitted--notify_worker.on_v2mom_submitted"
+from tests.support.goals import valid_content
+from tests.support.notify import SUBMITTED_QUEUE, mails_to, publish, v2mom_event
+from tests.support.processes import wait_for
+from v2mom.v1 import common_pb2, goals_pb2
 
 
 @pytest.fixture
 def broker_uri(isolated_broker_uri):
     return isolated_broker_uri
-
-
-@pytest.fixture
-def notify_db_name(mongo_uri):
-    name = f"notify_worker_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    client = pymongo.MongoClient(mongo_uri)
-    client.drop_database(name)
-    client.close()
-
-
-@pytest.fixture
-def ndb(mongo_uri, notify_db_name):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    yield client[notify_db_name]
-    client.close()
-
-
-@pytest.fixture
-def sink(tmp_path):
-    with smtp_sink(tmp_path / "smtp") as sink:
-        yield sink
-
-
-@pytest.fixture
-def org(db):
-    """The goals directory of tests.support.goals (olive reports to lee, lee to dana; emails <id>@acme.test)."""
-    return build_org(db)
-
-
-@pytest.fixture
-def probe(settings):
-    probe = EventProbe(settings.amqp_uri, "notify.events")
-    yield probe
-    probe.close()
-
-
-class NotifyWorker:
-    """notify-worker processes on the test's database, broker, goals-api and SMTP sink; all stopped at the end."""
-
-    def __init__(self, settings, notify_db_name, goals_port, smtp_port, log_path):
-        self.env = {
-            "MONGO_URI": settings.mongo_uri, "MONGO_DB": notify_db_name, "AMQP_URI": settings.amqp_uri,
-            "GOALS_ADDR": f"127.0.0.1:{goals_port}", "NOTIFY_SMTP_HOST": "127.0.0.1", "NOTIFY_SMTP_PORT": str(smtp_port),
-            "NOTIFY_PORTAL_URL_TEMPLATE": "https://portal.test/v2moms/{v2mom_id}",
-            "RELAY_INTERVAL_SECONDS": "0.05", "NOTIFY_DISPATCH_INTERVAL_SECONDS": "0.1",
-            "NOTIFY_SCHEDULE_INTERVAL_SECONDS": "0.2", "LOG_LEVEL": "INFO",
-        }
-        self.log_path = log_path
-        self.processes = []
-
-    def start(self, connection, **extra_env):
-        process = start_module("services.notify.worker", {**self.env, **extra_env}, log=self.log_path)
-        self.processes.append(process)
-        deadline = time.monotonic() + 40
-        while not all(queue_exists(connection, name) for name in QUEUES):
-            assert process.poll() is None, log_tail(process)
-            assert time.monotonic() < deadline, f"notify-worker never declared its queues: {log_tail(process)}"
-            time.sleep(0.1)
-        return process
-
-    def stop_all(self):
-        for process in self.processes:
-            stop(process)
-
-
-@pytest.fixture
-def notify_worker(settings, notify_db_name, goals_api, sink, tmp_path):
-    worker = NotifyWorker(settings, notify_db_name, goals_api.port, sink.port, tmp_path / "notify-worker.log")
-    try:
-        yield worker
-    finally:
-        worker.stop_all()
-
-
-def publish(connection, envelope, exchange="goals.events"):
-    target = kombu.Exchange(exchange, type="topic", durable=True)
-    producer = kombu.Producer(connection.default_channel, exchange=target)
-    body = envelope if isinstance(envelope, str) else json.dumps(envelope)
-    routing_key = envelope["type"] if isinstance(envelope, dict) else "v2mom_submitted"
-    producer.publish(body, routing_key=routing_key, content_type="application/cloudevents+json",
-                     content_encoding="utf-8", declare=[target])
-
-
-def v2mom_event(event_type, state, v2mom_id="v2m_proc", revision=2, approver="lee", reason="", actor=""):
-    data = events_pb2.V2MOMEventData(
-        v2mom_id=v2mom_id, revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
-        level=common_pb2.ORG_LEVEL_INDIVIDUAL, state=state, approver_id=approver, reason=reason, actor_id=actor,
-        content=goals_pb2.V2MOMContent(title=f"Olive {v2mom_id}"))
-    return to_wire(goals_events.v2mom_event(event_type, data))
-
-
-def mails_to(sink, address):
-    return [m for m in sink.messages() if m.envelope["rcpt_tos"] == [address]]
 
 
 def dead_letters(connection, queue):
