@@ -12,11 +12,10 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 
-from google.protobuf import json_format
 
 from services.platform.core.clock import utc_now
 from services.platform.core.errors import Unavailable
-from services.platform.worker.consumer import PermanentError
+from services.platform.worker.consumer import parse_data, require
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
@@ -34,17 +33,6 @@ log = logging.getLogger(__name__)
 CLOCK_SYNC_ATTEMPTS = 5
 
 
-def parse_data(envelope: dict, message_class):
-    """The envelope's data as a proto message; wrong types or shapes are permanent."""
-    try:
-        return json_format.ParseDict(envelope["data"], message_class(), ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, ValueError) as error:
-        raise PermanentError(f"{envelope.get('type')} data does not parse as {message_class.__name__}: {error}") from None
-
-
-def require(condition: bool, what: str, envelope: dict) -> None:
-    if not condition:
-        raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
 
 
 class Projection:

@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from google.protobuf import json_format
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.clock import from_timestamp, to_millis, utc_now
 from services.platform.core.config import ConfigError, env_float, env_int, env_str
-from services.platform.worker.consumer import PermanentError
+from services.platform.worker.consumer import PermanentError, parse_data, require
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
 
 from . import kinds, rules, schedules, unsubscribe
@@ -83,16 +82,6 @@ class WorkerSettings:
         )
 
 
-def parse_data(envelope: dict, message_class):
-    try:
-        return json_format.ParseDict(envelope["data"], message_class(), ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, ValueError) as error:
-        raise PermanentError(f"{envelope.get('type')} data does not parse as {message_class.__name__}: {error}") from None
-
-
-def require(condition: bool, what: str, envelope: dict) -> None:
-    if not condition:
-        raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
 
 
 def event_time(envelope: dict) -> datetime:

@@ -21,6 +21,7 @@ import time
 
 import eventlet
 import kombu
+from google.protobuf import json_format
 from kombu import Exchange, Queue
 from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.messaging import QueueConsumer
@@ -37,6 +38,20 @@ RETRY_BACKOFF_SECONDS = 0.2
 
 class PermanentError(Exception):
     """A handler's verdict that this event can never be processed: dead-letter it."""
+
+
+def parse_data(envelope: dict, message_class):
+    """The envelope's data as a proto message; wrong types or shapes are permanent."""
+    try:
+        return json_format.ParseDict(envelope["data"], message_class(), ignore_unknown_fields=True)
+    except (json_format.ParseError, TypeError, ValueError) as error:
+        raise PermanentError(f"{envelope.get('type')} data does not parse as {message_class.__name__}: {error}") from None
+
+
+def require(condition: bool, what: str, envelope: dict) -> None:
+    """Dead-letters the event, naming it, unless ``condition`` holds."""
+    if not condition:
+        raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
 
 
 def dead_letter_exchange(service: str) -> Exchange:
