@@ -4,9 +4,13 @@ of the Grafana dashboards and of the alerting and recording rules returns series
 The whole system runs on one wire Mongo and a RabbitMQ vhost of this test's
 own: goals-api and checkins-api in process (the fixtures every API test uses),
 goals-worker, checkins-worker, metrics-worker and metrics-api as processes
-(metrics-api as `python -m services.metrics.api`, /metrics on a free port).
-Debian's `prometheus` binary, on another free loopback port, scrapes metrics-api
-and itself every second with deploy/prometheus/alerts.yml loaded. The goals
+(metrics-api as `python -m services.metrics.api`, /metrics on a free port), and
+notify-api (`python -m services.notify.api`, its HTTP side on a free port) over
+a notify database of the test's own, into which a few deliveries are written
+as notify-worker would (services/notify/store.py): one that failed for good
+with its `failed|KIND|CHANNEL` count, some pending, some sent. Debian's
+`prometheus` binary, on another free loopback port, scrapes metrics-api,
+notify-api and itself every second with deploy/prometheus/alerts.yml loaded. The goals
 demo seed plays the organisation (V2MOMs in every state); a few weeks of
 check-ins are recorded through checkins-api, on track and off, diligent and
 silent (the check-ins demo seed records some 550 and takes two minutes, too
@@ -20,7 +24,7 @@ Then, through Prometheus's HTTP API:
   threshold and gates (tests/support/promql.py: alert_signal), returns at least one series;
 - every metric a query reads exists, every rule evaluates without error and every target is up.
 A query added to a dashboard or a rule added to alerts.yml is covered without touching this file.
-`promtool check metrics` also checks a live scrape of metrics-api.
+`promtool check metrics` also checks a live scrape of metrics-api and of notify-api.
 """
 
 import json
@@ -30,23 +34,34 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import kombu
+import pymongo
 import pytest
 import yaml
+from v2mom.v1 import checkins_pb2, goals_pb2
 
 from deploy.demo.goals_seed import seed as seed_goals
+from services.notify import store as notify_store
 from tests.support.metrics import raw_event
-from tests.support.processes import free_port, log_tail, spawn, start_module, stop
 from tests.support.metrics_service import QUEUES as METRICS_WORKER_QUEUES
+from tests.support.processes import free_port, log_tail, spawn, start_module, stop
 from tests.support.promql import (
-    ALERTS_FILE, dashboard_queries, dashboards, metric_names, parse_label_values, rule_queries,
-    rules, substitute, variable_query, variables,
+    ALERTS_FILE,
+    dashboard_queries,
+    dashboards,
+    metric_names,
+    parse_label_values,
+    rule_queries,
+    rules,
+    substitute,
+    variable_query,
+    variables,
 )
-from v2mom.v1 import checkins_pb2, goals_pb2
 
 PROMETHEUS_HINT = ("prometheus or promtool is missing: install Debian's prometheus package "
                    "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
@@ -109,7 +124,7 @@ class Service:
 class Prometheus:
     """Debian's prometheus on a free loopback port, its data in a temporary directory."""
 
-    def __init__(self, workdir: Path, metrics_target: str):
+    def __init__(self, workdir: Path, metrics_target: str, notify_target: str):
         binary = shutil.which("prometheus")
         if binary is None or shutil.which("promtool") is None:
             pytest.fail(PROMETHEUS_HINT)
@@ -121,6 +136,8 @@ class Prometheus:
             "scrape_configs": [
                 {"job_name": "metrics-api", "static_configs": [
                     {"targets": [metrics_target], "labels": {"service": "metrics", "process": "api"}}]},
+                {"job_name": "notify-api", "static_configs": [
+                    {"targets": [notify_target], "labels": {"service": "notify", "process": "api"}}]},
                 {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}]},
             ],
         }
@@ -247,6 +264,67 @@ def start_metrics_api(settings, metrics_db_name, goals_addr, checkins_addr, tmp_
     return api, port
 
 
+@pytest.fixture
+def notify_db_name(mongo_uri):
+    """A notify database of the test's own, dropped afterwards."""
+    name = f"notify_prom_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    client = pymongo.MongoClient(mongo_uri)
+    client.drop_database(name)
+    client.close()
+
+
+def write_deliveries(mongo_uri: str, notify_db_name: str, now: datetime | None = None) -> None:
+    """What notify-worker leaves behind after a bounce, a busy Monday and a few sends, in store.py's shapes.
+
+    One email approval request failed for good (a 550), with its ``failed|KIND|CHANNEL`` count; three emails
+    and a webhook wait for their next try; two emails were sent, with their ``sent|`` and ``latency|`` stats.
+    No notify-worker runs, so they stay as written.
+    """
+    now = now or datetime.now(UTC)
+    kind, email, webhook = "NOTIFICATION_KIND_APPROVAL_REQUESTED", "CHANNEL_EMAIL", "CHANNEL_WEBHOOK"
+
+    def delivery(n: int, channel: str, status: str, **fields) -> dict:
+        return {"_id": f"dlv_prometheus_test_{n}", "notification_id": f"ntf_prometheus_test_{n}",
+                "recipient_id": "priya.raman", "kind": kind, "channel": channel,
+                "target": "priya.raman@acmerobotics.example" if channel == email else "sub_prometheus_test",
+                "status": status, "tries": 1, "last_error": "", "created_at": now - timedelta(minutes=30),
+                "next_try_at": now + timedelta(hours=1), "sent_at": None, "lease_until": None,
+                "cause_event_id": f"evt_prometheus_test_{n}", "v2mom_id": "v2m_prometheus_test", **fields}
+
+    deliveries = [
+        delivery(1, email, notify_store.FAILED, tries=8, last_error="550 5.1.1 No such user here", next_try_at=None),
+        *(delivery(n, email, notify_store.PENDING, last_error="451 4.3.0 Local error, try again later")
+          for n in (2, 3, 4)),
+        delivery(5, webhook, notify_store.PENDING, last_error="HTTP 503"),
+        *(delivery(n, email, notify_store.SENT, next_try_at=None, sent_at=now - timedelta(minutes=29))
+          for n in (6, 7)),
+    ]
+    client = pymongo.MongoClient(mongo_uri)
+    try:
+        db = client[notify_db_name]
+        db[notify_store.DELIVERIES].insert_many(deliveries)
+        db[notify_store.STATS].insert_many([
+            {"_id": notify_store.failed_id(kind, email), "n": 1},
+            {"_id": notify_store.sent_id(kind, email), "n": 2},
+            {"_id": notify_store.latency_id(email), "sum": 120.0, "count": 2,
+             "buckets": {notify_store.latency_key(60.0): 2}},
+        ])
+    finally:
+        client.close()
+
+
+def start_notify_api(settings, notify_db_name, tmp_path) -> tuple[Service, int]:
+    """notify-api as `make run` starts it, on its own database; returns it and its HTTP port (/metrics)."""
+    port = free_port()
+    api = Service("services.notify.api", {
+        "MONGO_URI": settings.mongo_uri, "MONGO_DB": notify_db_name, "AMQP_URI": settings.amqp_uri,
+        "GRPC_ADDR": "127.0.0.1:0", "NOTIFY_HTTP_ADDR": f"127.0.0.1:{port}", "LOG_LEVEL": "WARNING",
+    }, tmp_path / "notify-api.log")
+    _wait_for("notify-api", lambda: _http_ok(f"http://127.0.0.1:{port}/metrics"), api.process, api.log)
+    return api, port
+
+
 def record_checkins(goals_api, checkins_api, now: datetime | None = None) -> int:
     """A few weeks of measure check-ins on the published V2MOMs of the demo's open cycles, by their owners.
 
@@ -306,14 +384,17 @@ def scrape(port: int) -> str:
 
 @pytest.mark.timeout(300)
 def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
-        settings, db, goals_api, checkins_api, metrics_db_name, workers_listening, tmp_path):
+        settings, db, goals_api, checkins_api, metrics_db_name, notify_db_name, workers_listening, tmp_path):
     started = time.monotonic()
     goals_addr, checkins_addr = f"127.0.0.1:{goals_api.port}", f"127.0.0.1:{checkins_api.port}"
     seed_goals(settings, goals_api_address=goals_addr, progress=False)
     # After the goals seed: metrics-api reads the cycles' dates from goals-api (and keeps them a while).
     metrics_api, metrics_port = start_metrics_api(settings, metrics_db_name, goals_addr, checkins_addr, tmp_path)
-    prometheus = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}")
+    write_deliveries(settings.mongo_uri, notify_db_name)
+    notify_api, notify_port = start_notify_api(settings, notify_db_name, tmp_path)
+    prometheus = None
     try:
+        prometheus = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}", f"127.0.0.1:{notify_port}")
         recorded = record_checkins(goals_api, checkins_api)
         publish_malformed_event(settings.amqp_uri)
         seeded = time.monotonic()
@@ -325,6 +406,8 @@ def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
         if recorded:
             wait_for_value(prometheus, 'max(v2mom_trailing_checkins{scope="subtree"})', lambda v: v > 0, deadline)
         wait_for_value(prometheus, "sum(v2mom_metrics_events_dead_lettered_total)", lambda v: v >= 1, deadline)
+        wait_for_value(prometheus, "sum(v2mom_notify_deliveries_failed_total)", lambda v: v == 1, deadline)
+        wait_for_value(prometheus, 'v2mom_notify_deliveries_pending{channel="email"}', lambda v: v == 3, deadline)
 
         # Every query has series: poll, as some need a few scrapes (rates) or a rule evaluation.
         while True:
@@ -340,11 +423,16 @@ def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
         _every_metric_read_exists(prometheus, queries)
         _every_rule_evaluates(prometheus)
         _every_target_is_up(prometheus)
-        _promtool_accepts_a_live_scrape(metrics_port)
+        _promtool_accepts_a_live_scrape(metrics_port, ("v2mom_cycle_start_timestamp_seconds",
+                                                       "v2mom_metrics_events_dead_lettered_total{"))
+        _promtool_accepts_a_live_scrape(notify_port, ("v2mom_notify_deliveries_failed_total{",
+                                                      "v2mom_notify_deliveries_pending{"))
         print(f"\n{len(queries)} queries checked; headcount {root:.0f}; {recorded} check-ins; "
               f"{time.monotonic() - started:.0f} s in all, {seeded - started:.0f} s of it seeding")
     finally:
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
+        notify_api.stop()
         metrics_api.stop()
 
 
@@ -390,8 +478,8 @@ def _every_target_is_up(prometheus: Prometheus) -> None:
     assert not down, "\n".join(down)
 
 
-def _promtool_accepts_a_live_scrape(port: int) -> None:
+def _promtool_accepts_a_live_scrape(port: int, expected: tuple[str, ...]) -> None:
     body = scrape(port)
-    assert "v2mom_cycle_start_timestamp_seconds" in body and "v2mom_metrics_events_dead_lettered_total{" in body
+    assert all(text in body for text in expected), (expected, body[:3000])
     result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"promtool check metrics on a live scrape:\n{result.stdout}{result.stderr}"
