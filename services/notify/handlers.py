@@ -203,12 +203,46 @@ class Notifier:
         owner = self._recipient(data.owner_id, "owner", envelope)
         approver_id = data.actor_id or data.approver_id
         approver = self._named(approver_id) if approver_id else None
+        opened = self._opened_obstacles(data, envelope) if approved else []
         copy = self._remember(data, envelope, decided=True, published=approved)
         self._cancel_approval(data.v2mom_id, data.revision)
         if approved:
             self._publish_items(data, envelope, copy)
         self.notify(rules.approval_decided(envelope["id"], _v2mom_view(data, envelope), owner, approver, approved,
                                            data.reason, self.settings.portal_url_template), owner)
+        self._tell_obstacles(envelope, data, opened)
+
+    def _opened_obstacles(self, data: events_pb2.V2MOMEventData, envelope: dict) -> list[dict]:
+        """Obstacles this publication opens, remembered with its revision so a replay tells the same people again."""
+        self._ensure_copy(data.v2mom_id, data.owner_id, data.org_unit_id)
+        before = self.v2moms.find_one({"_id": data.v2mom_id}, {"content": 1, "content_revision": 1, "obstacles_opened": 1})
+        remembered = before.get("obstacles_opened") or {}
+        if remembered.get("revision") == data.revision:
+            return remembered["obstacles"]
+        if before.get("content_revision", 0) >= data.revision:
+            return []  # an older publication than the one we hold
+        opened = rules.opened_obstacles(before.get("content"), envelope["data"].get("content"))
+        self.v2moms.update_one({"_id": data.v2mom_id},
+                               {"$set": {"obstacles_opened": {"revision": data.revision, "obstacles": opened}}})
+        return opened
+
+    def _tell_obstacles(self, envelope: dict, data: events_pb2.V2MOMEventData, opened: list[dict]) -> None:
+        view = {**_v2mom_view(data, envelope), "title": rules.content_title(envelope["data"].get("content") or {})}
+        for obstacle in opened:
+            for person_id in rules.obstacle_recipients(view["content"], obstacle, data.owner_id):
+                person = self.people.get(person_id)
+                if person is None:
+                    log.warning("obstacle attention for someone unknown: skipped", extra={"person_id": person_id})
+                    continue
+                self.notify(rules.obstacle_opened(envelope["id"], view, obstacle, person,
+                                                  self.settings.portal_url_template), person)
+
+    def _ensure_copy(self, v2mom_id: str, owner_id: str, org_unit_id: str) -> None:
+        """notify's copy of a V2MOM exists, with the counters every guarded update compares against."""
+        self.v2moms.update_one({"_id": v2mom_id}, {"$setOnInsert": {
+            "content_revision": 0, "decision_revision": 0, "submitted_revision": 0, "progress_revision": 0,
+            "off_track_measures": 0, "owner_id": owner_id, "org_unit_id": org_unit_id,
+            "created_at": self.now()}}, upsert=True)
 
     def v2mom_archived(self, envelope: dict) -> None:
         data = self._v2mom_data(envelope)
@@ -236,9 +270,7 @@ class Notifier:
                   decided: bool = False, published: bool = False, archived: bool = False) -> dict:
         """notify's copy of the V2MOM (``v2moms``): owner, approver, the published content; each part guarded by revision."""
         now = self.now()
-        self.v2moms.update_one({"_id": data.v2mom_id}, {"$setOnInsert": {
-            "content_revision": 0, "decision_revision": 0, "submitted_revision": 0, "progress_revision": 0,
-            "off_track_measures": 0, "created_at": now}}, upsert=True)
+        self._ensure_copy(data.v2mom_id, data.owner_id, data.org_unit_id)
         base = {"owner_id": data.owner_id, "org_unit_id": data.org_unit_id, "cycle_id": data.cycle_id,
                 "level": common_pb2.OrgLevel.Name(data.level) if data.level else "", "updated_at": now}
         if data.approver_id:
@@ -321,10 +353,7 @@ class Notifier:
         data = parse_data(envelope, events_pb2.ProgressEventData)
         require(bool(data.v2mom_id) and data.revision > 0, "needs v2momId and a positive revision", envelope)
         require(data.off_track_measures >= 0 and data.measures >= 0, "needs non-negative measure counts", envelope)
-        self.v2moms.update_one({"_id": data.v2mom_id}, {"$setOnInsert": {
-            "content_revision": 0, "decision_revision": 0, "submitted_revision": 0, "progress_revision": 0,
-            "off_track_measures": 0, "owner_id": data.owner_id, "org_unit_id": data.org_unit_id,
-            "created_at": self.now()}}, upsert=True)
+        self._ensure_copy(data.v2mom_id, data.owner_id, data.org_unit_id)
         before = self.v2moms.find_one_and_update(
             {"_id": data.v2mom_id, "progress_revision": {"$lt": data.revision}},
             {"$set": {"progress_revision": data.revision, "off_track_measures": data.off_track_measures}},

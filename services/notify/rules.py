@@ -248,6 +248,40 @@ def attention(event_id: str, progress: dict, recipient: Person, v2mom_title: str
     )
 
 
+OPEN_OBSTACLE = "OBSTACLE_STATUS_OPEN"
+
+
+def open_obstacle_ids(content: dict | None) -> set[str]:
+    return {o.get("id") for o in (content or {}).get("obstacles") or [] if o.get("status") == OPEN_OBSTACLE}
+
+
+def opened_obstacles(before: dict | None, after: dict | None) -> list[dict]:
+    """Obstacles open in the newly published content that were not open in the one before it."""
+    was_open = open_obstacle_ids(before)
+    return [o for o in (after or {}).get("obstacles") or []
+            if o.get("status") == OPEN_OBSTACLE and o.get("id") and o.get("id") not in was_open]
+
+
+def obstacle_recipients(content: dict, obstacle: dict, owner_id: str) -> list[str]:
+    """The V2MOM's owner and the Accountable of every method the obstacle blocks, once each."""
+    accountable = [accountable_for(content, "ITEM_KIND_METHOD", method_id) for method_id in obstacle.get("methodIds") or []]
+    return [person for person in dict.fromkeys([owner_id, *accountable]) if person]
+
+
+def obstacle_opened(event_id: str, v2mom: dict, obstacle: dict, recipient: Person, portal: str) -> Planned:
+    """An obstacle newly open in a published V2MOM."""
+    title = v2mom.get("title") or "a V2MOM"
+    return planned(
+        f"{event_id}/obstacle/{obstacle['id']}", recipient.id, kinds.ATTENTION,
+        f"Obstacle opened in \u201c{title}\u201d: {obstacle.get('title') or obstacle['id']}",
+        f"\u201c{obstacle.get('title') or obstacle['id']}\u201d is open in \u201c{title}\u201d"
+        + (f": {obstacle['description']}" if obstacle.get("description") else "."),
+        link=link(portal, v2mom["v2mom_id"]), v2mom_id=v2mom["v2mom_id"], org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": v2mom["v2mom_id"], "obstacle_id": obstacle["id"],
+               "method_ids": list(obstacle.get("methodIds") or [])},
+    )
+
+
 def attention_recipients(owner_id: str, accountable_id: str) -> list[str]:
     return [person for person in dict.fromkeys([owner_id, accountable_id]) if person]
 

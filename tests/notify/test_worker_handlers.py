@@ -80,11 +80,11 @@ def content():
     )
 
 
-def v2mom_event(event_type, revision, state, reason="", approver="lee", actor="", v2mom_id="v2m_1"):
+def v2mom_event(event_type, revision, state, reason="", approver="lee", actor="", v2mom_id="v2m_1", body=None):
     data = events_pb2.V2MOMEventData(
         v2mom_id=v2mom_id, revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
         level=common_pb2.ORG_LEVEL_INDIVIDUAL, state=state, approver_id=approver, actor_id=actor, reason=reason,
-        content=content())
+        content=body or content())
     data.submit_time.FromDatetime(T0)
     return to_wire(goals_events.v2mom_event(event_type, data))
 
@@ -281,6 +281,39 @@ def test_more_measures_off_track_draws_attention_of_the_owner_and_the_accountabl
     assert sorted(n["recipient_id"] for n in notifications(world.db, kind=kinds.ATTENTION)) == ["acc", "olive"]
     world.notifier.progress_changed(progress(3, 1))  # no more than before
     assert len(notifications(world.db, kind=kinds.ATTENTION)) == 2
+
+
+def with_obstacles(*obstacles):
+    body = content()
+    for obstacle_id, status in obstacles:
+        body.obstacles.add(id=obstacle_id, title=f"Blocker {obstacle_id}", owner_id="olive", status=status,
+                           method_ids=["m1"])
+    return body
+
+
+def test_an_obstacle_opened_in_a_publication_draws_attention_of_the_owner_and_the_accountable_once(world):
+    first = approved(revision=3, body=with_obstacles(("o1", goals_pb2.OBSTACLE_STATUS_OPEN),
+                                                    ("o2", goals_pb2.OBSTACLE_STATUS_RESOLVED)))
+    world.notifier.v2mom_approved(first)
+    world.notifier.v2mom_approved(first)  # replayed
+    told = notifications(world.db, kind=kinds.ATTENTION)
+    assert sorted(n["recipient_id"] for n in told) == ["acc", "olive"]
+    assert {n["facts"]["obstacle_id"] for n in told} == {"o1"} and "Blocker o1" in told[0]["title"]
+    # still open: nobody is told again; newly open (o2 reopened, o3 new): told once each
+    later = approved(revision=5, body=with_obstacles(("o1", goals_pb2.OBSTACLE_STATUS_OPEN),
+                                                    ("o2", goals_pb2.OBSTACLE_STATUS_OPEN),
+                                                    ("o3", goals_pb2.OBSTACLE_STATUS_OPEN)))
+    world.notifier.v2mom_approved(later)
+    world.notifier.v2mom_approved(first)  # the old publication, late: changes nothing
+    opened = sorted((n["facts"]["obstacle_id"], n["recipient_id"]) for n in notifications(world.db, kind=kinds.ATTENTION))
+    assert opened == [("o1", "acc"), ("o1", "olive"), ("o2", "acc"), ("o2", "olive"), ("o3", "acc"), ("o3", "olive")]
+
+
+def test_changes_requested_tells_nobody_about_obstacles(world):
+    world.notifier.v2mom_changes_requested(
+        v2mom_event(goals_events.V2MOM_CHANGES_REQUESTED, 3, goals_pb2.V2MOM_STATE_CHANGES_REQUESTED, actor="lee",
+                    reason="later", body=with_obstacles(("o1", goals_pb2.OBSTACLE_STATUS_OPEN))))
+    assert notifications(world.db, kind=kinds.ATTENTION) == []
 
 
 # --- dispatching ------------------------------------------------------------------------------------------------------
