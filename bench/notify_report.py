@@ -121,8 +121,8 @@ def _method(result: dict) -> list[str]:
         "the delivery marked SENT with its `notification_sent` in the outbox, the stats counted, the relay to "
         "`notify.events`.",
         "- **bare**: a plain smtplib client sending the very bytes notify sent, nothing else: no broker, no store.",
-        "- So the ratio is the whole notify pipeline (including its ~15 store operations per submission on mongoeco, "
-        "which is far slower than MongoDB) against the SMTP conversation alone; see bench/README.md.",
+        "- So the ratio is the whole notify pipeline (some 25 store operations per email, handler and dispatch together, on "
+        "mongoeco, which is far slower than MongoDB) against the SMTP conversation alone; see bench/README.md.",
         "",
         "Regenerate with `make bench` or `.venv/bin/python -m bench.notify` (`--help` lists the knobs).",
         "",
