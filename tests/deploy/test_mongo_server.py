@@ -85,3 +85,37 @@ def test_each_write_picks_what_the_stock_engine_picks(tmp_path, shape):
 
 def test_a_sequence_of_writes_and_deletes_ends_the_same(tmp_path):
     assert run(BatchedDispatchSQLiteEngine, tmp_path, "ours") == run(SQLiteEngine, tmp_path, "stock")
+
+
+INSERTS = [
+    {"_id": "a", "again": True},  # taken: a string id
+    {"_id": "fresh"},
+    {"_id": 1, "n": "int"},
+    {"_id": 1.0, "n": "the same number as a double"},  # taken under BSON's rules, stored under another key
+    {"_id": {"k": 1}},
+    {"_id": {"k": 1.0}},
+]
+
+
+def test_inserts_refuse_the_same_ids_as_the_stock_engine(tmp_path):
+    outcomes = []
+    for engine in (SQLiteEngine, BatchedDispatchSQLiteEngine):
+        client = MongoClient(engine(str(tmp_path / f"{engine.__name__}.sqlite")))
+        collection = client.db.items
+        collection.insert_many([dict(doc) for doc in DOCS])
+        refused = []
+        for doc in INSERTS:
+            try:
+                collection.insert_one(dict(doc))
+                refused.append(False)
+            except DuplicateKeyError:
+                refused.append(True)
+        try:
+            collection.update_one({"_id": "fresh"}, {"$set": {"n": 2}}, upsert=True)
+            collection.update_one({"_id": "new"}, {"$set": {"n": 3}}, upsert=True)
+        except DuplicateKeyError:
+            refused.append("upsert")
+        outcomes.append((refused, list(collection.find({}, {"_id": 1, "n": 1}).sort("_id", 1))))
+        client.close()
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == [True, False, False, True, False, True]
