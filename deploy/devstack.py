@@ -6,7 +6,14 @@
    the mongoeco wire server, started here, keeping its data in var/mongo.sqlite.
 2. RabbitMQ at AMQP_URI (default amqp://guest:guest@127.0.0.1:5672/); a local
    rabbitmq-server is started (detached, left running) if it is installed.
-3. Every process in SERVICES, in order, each ready before the next starts.
+3. Every process in SERVICES, in order, each ready before the next starts; then
+   notify's dev sinks (deploy/dev/smtp_sink.py on 127.0.0.1:NOTIFY_SMTP_PORT,
+   default 2525, unless NOTIFY_SMTP_HOST names a relay of your own;
+   deploy/dev/webhook_sink.py on WEBHOOK_SINK_ADDR, default 127.0.0.1:8099), which
+   print what they receive, and notify-api and notify-worker (NOTIFY_SERVICES).
+   The webhook sink is subscribed (through notify-api, as an admin) to the
+   whole organisation's approval notifications. All of it before the seed, so
+   the workers' queues exist when its first events leave.
 4. The demo organisation (deploy/demo/goals_seed.py), through the goals API, then
    its eight weeks of check-in history (deploy/demo/checkins_seed.py), through the
    check-ins use cases called in this process on the check-ins database (the
@@ -16,7 +23,8 @@
 It says how long each phase took, so a slow start shows where the time went.
 
 Each service keeps its own database: goals in MONGO_DB (default "goals"),
-check-ins in CHECKINS_MONGO_DB (default "checkins").
+check-ins in CHECKINS_MONGO_DB (default "checkins"), metrics in METRICS_MONGO_DB
+(default "metrics"), notify in NOTIFY_MONGO_DB (default "notify").
 
 Ctrl-C or SIGTERM stops every process this started, last started first. If one
 of them dies, the rest are stopped and the stack exits with its status.
@@ -40,14 +48,17 @@ from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 import amqp
+import grpc
 import pymongo
 from tqdm import tqdm
+from v2mom.v1 import notify_pb2, notify_pb2_grpc
 
 from deploy import grpc_healthcheck
 from deploy.demo import checkins_seed
 from deploy.demo.checkins import StoryError
 from deploy.demo.goals import DemoDataError
 from deploy.demo.goals_seed import SeedError, seed
+from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +87,16 @@ class GrpcServing:
     env_var: str
     default_addr: str
     service: str
+    http_env_var: str = ""  # where the process also serves HTTP (/metrics), for the banner
+    http_default: str = ""
 
     @property
     def address(self) -> str:
         return os.environ.get(self.env_var) or self.default_addr
+
+    @property
+    def http_address(self) -> str:
+        return (os.environ.get(self.http_env_var) or self.http_default) if self.http_env_var else ""
 
     def check(self, child: "Child") -> bool:
         return grpc_healthcheck.check(self.address, self.service, timeout=1.0)[0]
@@ -89,7 +106,8 @@ class GrpcServing:
         return port_open(host, int(port))
 
     def where(self) -> str:
-        return f"{self.address} (gRPC)"
+        http = f", http://{self.http_address}" if self.http_address else ""
+        return f"{self.address} (gRPC){http}"
 
 
 @dataclass(frozen=True)
@@ -108,11 +126,21 @@ class LogLine:
 
 @dataclass(frozen=True)
 class PortOpen:
+    """Ready once something accepts connections there; `env_var` says how to move it when it is taken."""
+
     host: str
     port: int
     about: str
+    env_var: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def check(self, child: "Child") -> bool:
+        return port_open(self.host, self.port)
+
+    def taken(self) -> bool:
         return port_open(self.host, self.port)
 
     def where(self) -> str:
@@ -152,14 +180,21 @@ class ProcessSpec:
 # points both the stack and the CLI at another port.
 GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService")
 CHECKINS_API = GrpcServing("V2MOM_CHECKINS_ADDR", "127.0.0.1:50052", "v2mom.v1.CheckinService")
-METRICS_API = GrpcServing("V2MOM_METRICS_ADDR", "127.0.0.1:50053", "v2mom.v1.MetricsService")
+METRICS_API = GrpcServing("V2MOM_METRICS_ADDR", "127.0.0.1:50053", "v2mom.v1.MetricsService",
+                          "METRICS_HTTP_ADDR", "127.0.0.1:9100")
+NOTIFY_API = GrpcServing("V2MOM_NOTIFY_ADDR", "127.0.0.1:50054", "v2mom.v1.NotifyService",
+                         "NOTIFY_HTTP_ADDR", "127.0.0.1:9101")
 GOALS_DB = Database("MONGO_DB", "goals")
 CHECKINS_DB = Database("CHECKINS_MONGO_DB", "checkins")
 METRICS_DB = Database("METRICS_MONGO_DB", "metrics")
+NOTIFY_DB = Database("NOTIFY_MONGO_DB", "notify")
+DEFAULT_SMTP_PORT = 2525
+DEFAULT_WEBHOOK_SINK_ADDR = "127.0.0.1:8099"
 
 # Started in this order, stopped in reverse: checkins-api after goals-api, which it
 # calls (GOALS_ADDR, see run); each worker after its API; metrics-worker before the
-# seed runs, so its queues exist when the first events leave. Later: notify-worker.
+# seed runs, so its queues exist when the first events leave. notify's processes
+# follow (NOTIFY_SERVICES), after the sinks they send to.
 SERVICES: list[ProcessSpec] = [
     ProcessSpec("goals-api", "services.goals.api", GOALS_API, database=GOALS_DB),
     ProcessSpec("goals-worker", "services.goals.worker", LogLine("worker started", "outbox relay to RabbitMQ"),
@@ -171,6 +206,36 @@ SERVICES: list[ProcessSpec] = [
     ProcessSpec("metrics-worker", "services.metrics.worker",
                 LogLine("worker started", "engagement aggregates from goals and check-ins events"), database=METRICS_DB),
 ]
+
+# After the sinks (start_notify), before the seed: its approvals are the demo's first notifications.
+# notify-worker reaches goals-api (GOALS_ADDR) for people it has not seen yet.
+NOTIFY_SERVICES: list[ProcessSpec] = [
+    ProcessSpec("notify-api", "services.notify.api", NOTIFY_API, database=NOTIFY_DB),
+    ProcessSpec("notify-worker", "services.notify.worker",
+                LogLine("worker started", "inbox, email and webhooks from goals and check-ins events"),
+                database=NOTIFY_DB),
+]
+
+
+def smtp_sink_spec() -> ProcessSpec | None:
+    """The dev mail relay on 127.0.0.1:NOTIFY_SMTP_PORT; None when NOTIFY_SMTP_HOST names a relay of your own."""
+    if os.environ.get("NOTIFY_SMTP_HOST"):
+        return None
+    port = int(os.environ.get("NOTIFY_SMTP_PORT") or DEFAULT_SMTP_PORT)
+    return ProcessSpec(
+        "smtp-sink", "deploy.dev.smtp_sink",
+        PortOpen("127.0.0.1", port, f"127.0.0.1:{port} (SMTP; prints a line per mail)", "NOTIFY_SMTP_PORT"),
+        args=("--host", "127.0.0.1", "--port", str(port)),
+    )
+
+
+def webhook_sink_spec() -> ProcessSpec:
+    host, _, port = (os.environ.get("WEBHOOK_SINK_ADDR") or DEFAULT_WEBHOOK_SINK_ADDR).rpartition(":")
+    return ProcessSpec(
+        "webhook-sink", "deploy.dev.webhook_sink",
+        PortOpen(host, int(port), f"http://{host}:{port} (prints a line per webhook POST)", "WEBHOOK_SINK_ADDR"),
+        args=("--host", host, "--port", port),
+    )
 
 
 def mongo_spec() -> ProcessSpec:
@@ -297,12 +362,11 @@ class Stack:
         self.began = time.monotonic()
 
     def start(self, spec: ProcessSpec) -> Child:
-        if isinstance(spec.ready, GrpcServing) and spec.ready.taken():
-            # Otherwise the health check would find the other server and call ours ready.
-            raise StackError(
-                f"{spec.ready.address} is in use already (another `make run`?): stop it, "
-                f"or set {spec.ready.env_var} to a free host:port"
-            )
+        if isinstance(spec.ready, GrpcServing | PortOpen) and spec.ready.taken():
+            # Otherwise the readiness check would find the other server and call ours ready.
+            setting = spec.ready.env_var
+            move = f", or set {setting} to a free {'port' if setting.endswith('_PORT') else 'host:port'}" if setting else ""
+            raise StackError(f"{spec.ready.address} is in use already (another `make run`?): stop it{move}")
         child = Child(spec, self.env, self.printer)
         self.children.append(child)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -449,18 +513,65 @@ def run(stack: Stack) -> NoReturn:
     mongo_uri = ensure_mongo(stack)
     amqp_uri = ensure_rabbitmq(stack.printer)
     stack.external.append(("rabbitmq", _redact(amqp_uri)))
-    # GOALS_ADDR: where the check-ins processes reach goals-api.
+    # GOALS_ADDR: where the check-ins processes and notify-worker reach goals-api.
     # CHECKINS_ADDR: where metrics-api reads check-ins for RebuildAggregates.
     stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri, GOALS_ADDR=GOALS_API.address, CHECKINS_ADDR=CHECKINS_API.address)
     started = time.monotonic()
     for spec in SERVICES:
         stack.start(spec)
+    start_notify(stack)
     timings = {"start the services": time.monotonic() - started}
     summary = seed_demo(mongo_uri, timings)
     stack.printer.say("took " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())
                       + f"; ready {time.monotonic() - stack.began:.1f} s after `make run` began")
     print(banner(stack, summary), flush=True)
     stack.watch()
+
+
+def start_notify(stack: Stack) -> None:
+    """The sinks notify-worker sends to, notify-api, notify-worker, and the webhook sink's subscription."""
+    smtp = smtp_sink_spec()
+    if smtp is None:
+        relay = f"{os.environ['NOTIFY_SMTP_HOST']}:{os.environ.get('NOTIFY_SMTP_PORT') or DEFAULT_SMTP_PORT}"
+        stack.external.append(("smtp", f"{relay} (from NOTIFY_SMTP_HOST)"))
+    else:
+        stack.start(smtp)
+        stack.env.update(NOTIFY_SMTP_HOST=smtp.ready.host, NOTIFY_SMTP_PORT=str(smtp.ready.port))
+    webhooks = webhook_sink_spec()
+    stack.start(webhooks)
+    stack.env.setdefault("NOTIFY_HTTP_ADDR", NOTIFY_API.http_address)
+    # Unsubscribe links in the mail point at notify-api's HTTP side, wherever it listens.
+    stack.env.setdefault("NOTIFY_PUBLIC_URL", f"http://{stack.env['NOTIFY_HTTP_ADDR']}")
+    # The webhook sink is plain http on loopback, which only this development switch allows.
+    stack.env["NOTIFY_ALLOW_PRIVATE_WEBHOOKS"] = "true"
+    for spec in NOTIFY_SERVICES:
+        stack.start(spec)
+    stack.printer.say(subscribe_webhook_sink(f"http://{webhooks.ready.address}/v2mom"))
+
+
+def subscribe_webhook_sink(url: str) -> str:
+    """Subscribes `url` (Standard Webhooks) to the whole organisation's approval notifications; says what it did.
+
+    Idempotent: a second `make run` finds the subscription there already.
+    """
+    try:
+        auth = load("notify").auth
+    except ConfigError as error:
+        raise StackError(f"subscribing the webhook sink failed: {error}") from None
+    subscription = notify_pb2.Subscription(
+        url=url, format=notify_pb2.WEBHOOK_FORMAT_STANDARD,
+        kinds=[notify_pb2.NOTIFICATION_KIND_APPROVAL_REQUESTED, notify_pb2.NOTIFICATION_KIND_APPROVAL_DECIDED],
+    )
+    metadata = bearer_metadata(mint_token(auth, "svc:devstack", ("admin",), ttl_seconds=300))
+    with grpc.insecure_channel(NOTIFY_API.address) as channel:
+        try:
+            notify_pb2_grpc.NotifyServiceStub(channel).CreateSubscription(
+                notify_pb2.CreateSubscriptionRequest(subscription=subscription), metadata=metadata, timeout=10)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise StackError(f"subscribing the webhook sink failed: {error.code().name}: {error.details()}") from None
+            return f"the webhook sink was subscribed to approval notifications already ({url})"
+    return f"subscribed the webhook sink to the organisation's approval notifications ({url})"
 
 
 def seed_demo(mongo_uri: str, timings: dict[str, float]) -> str:
@@ -515,9 +626,20 @@ CHECKIN_WALKTHROUGH = [
 ]
 
 
+# Against notify-api (V2MOM_NOTIFY_ADDR). The seed's submissions and decisions were the first notifications:
+# li.wei's V2MOM waits for priya.raman (deploy/demo/goals/v2moms/fy27-li.wei.yaml).
+NOTIFY_WALKTHROUGH = [
+    ("login priya.raman", "Li Wei's V2MOM waits for her approval"),
+    ("inbox", "the approval request; smtp-sink printed its email above"),
+    ("prefs", "where each kind of notification goes"),
+    ("login kofi.mensah", "an admin"),
+    ("deliveries", "every delivery: inbox, email, webhook"),
+]
+
+
 def metrics_http_addr() -> str:
     # metrics-api serves /metrics here (services/metrics/api.py reads the same variable).
-    return os.environ.get("METRICS_HTTP_ADDR") or "127.0.0.1:9100"
+    return METRICS_API.http_address
 
 
 def banner(stack: Stack, seed_summary: str) -> str:
@@ -526,13 +648,16 @@ def banner(stack: Stack, seed_summary: str) -> str:
     width = max(len(where) for _, where, _ in rows)
     processes = "\n".join(f"  {name:<16}{where:<{width}}  {pid}" for name, where, pid in rows)
     exports = "".join(
-        f"  export {api.env_var}={api.address}\n" for api in (GOALS_API, CHECKINS_API) if api.address != api.default_addr
+        f"  export {api.env_var}={api.address}\n" for api in (GOALS_API, CHECKINS_API, NOTIFY_API)
+        if api.address != api.default_addr
     )
     return (
         f"\nV2MOM dev stack is ready.\n\n{processes}\n\nSeed: {seed_summary}.\n\n"
         f"Try the CLI in another terminal:\n{exports}{commands(WALKTHROUGH)}\n\n"
         f"Check-ins (the staleness timer looks every minute, so stale items show up a minute or two after the seed):\n"
         f"{commands(CHECKIN_WALKTHROUGH)}\n\n"
+        f"Notifications (smtp-sink and webhook-sink print a line for each email and webhook notify-worker sends):\n"
+        f"{commands(NOTIFY_WALKTHROUGH)}\n\n"
         f"Engagement gauges for Prometheus: curl -s http://{metrics_http_addr()}/metrics | grep ^v2mom_creation_ratio\n\n"
         f"Press Ctrl-C to stop everything.\n"
     )

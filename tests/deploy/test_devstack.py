@@ -1,4 +1,7 @@
-"""`make run`'s devstack as a real process: ready, healthy, idempotent on restart, and leaves nothing behind."""
+"""`make run`'s devstack as a real process: ready, healthy, idempotent on restart, and leaves nothing behind.
+
+The whole stack, notify and its dev sinks included, on the test wire server with ports of its own; the
+demo seed's pending approval reaches the approver's inbox and, through the SMTP sink, her mailbox."""
 
 import os
 import queue
@@ -10,14 +13,21 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc
 import pymongo
 import pytest
+from v2mom.v1 import notify_pb2, notify_pb2_grpc
 
 from deploy import grpc_healthcheck
+from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.core.config import load
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "V2MOM dev stack is ready."
+# deploy/demo/goals/v2moms/fy27-li.wei.yaml: submitted, never decided; her manager approves.
+WAITING_NAME, APPROVER = "Li Wei", "priya.raman"
+MAIL_TIMEOUT = 90.0  # after the banner: notify-worker dispatches every half second, behind the check-in history's events
 
 
 class DevStack:
@@ -97,7 +107,7 @@ def stack_env(mongo_uri, isolated_broker_uri):
     """
     suffix = uuid.uuid4().hex[:10]
     databases = {"MONGO_DB": f"goals_devstack_{suffix}", "CHECKINS_MONGO_DB": f"checkins_devstack_{suffix}",
-                 "METRICS_MONGO_DB": f"metrics_devstack_{suffix}"}
+                 "METRICS_MONGO_DB": f"metrics_devstack_{suffix}", "NOTIFY_MONGO_DB": f"notify_devstack_{suffix}"}
     env = {
         **os.environ,
         **databases,
@@ -107,7 +117,12 @@ def stack_env(mongo_uri, isolated_broker_uri):
         "V2MOM_CHECKINS_ADDR": f"127.0.0.1:{free_port()}",
         "V2MOM_METRICS_ADDR": f"127.0.0.1:{free_port()}",
         "METRICS_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "V2MOM_NOTIFY_ADDR": f"127.0.0.1:{free_port()}",
+        "NOTIFY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "NOTIFY_SMTP_PORT": str(free_port()),
+        "WEBHOOK_SINK_ADDR": f"127.0.0.1:{free_port()}",
     }
+    env.pop("NOTIFY_SMTP_HOST", None)  # set, it would name a relay of one's own and no sink would start
     yield env
     client = pymongo.MongoClient(mongo_uri)
     for database in databases.values():
@@ -129,12 +144,46 @@ def start_stack(stack_env):
         stack.kill()
 
 
+def inbox(notify_addr: str, person_id: str) -> list:
+    token = mint_token(load("notify").auth, person_id)
+    with grpc.insecure_channel(notify_addr) as channel:
+        return list(notify_pb2_grpc.NotifyServiceStub(channel).ListNotifications(
+            notify_pb2.ListNotificationsRequest(), metadata=bearer_metadata(token), timeout=10).notifications)
+
+
+def wait_for_approval_request(stack: DevStack, notify_addr: str) -> list:
+    """The approver's inbox once it holds the request and the SMTP sink has printed its email."""
+    mailed = f"to={APPROVER}@acmerobotics.example subject="
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while True:
+        found = [n for n in inbox(notify_addr, APPROVER) if n.kind == notify_pb2.NOTIFICATION_KIND_APPROVAL_REQUESTED]
+        sunk = [line for line in stack.lines if "smtp-sink" in line and mailed in line]
+        if found and sunk:
+            return found
+        assert time.monotonic() < deadline, (
+            f"after {MAIL_TIMEOUT:.0f} s: {len(found)} approval requests in {APPROVER}'s inbox, "
+            f"{len(sunk)} mails to her at the SMTP sink:\n{stack.output[-6000:]}")
+        time.sleep(1)
+
+
+@pytest.mark.timeout(600)  # two stacks, the first seeding the whole demo
 def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, stack_env):
     address, checkins = stack_env["V2MOM_GOALS_ADDR"], stack_env["V2MOM_CHECKINS_ADDR"]
+    notify = stack_env["V2MOM_NOTIFY_ADDR"]
     stack = start_stack()
     stack.wait_for(READY)
     assert grpc_healthcheck.check(address, "v2mom.v1.GoalService")[0]
     assert grpc_healthcheck.check(checkins, "v2mom.v1.CheckinService")[0]
+    assert grpc_healthcheck.check(notify, "v2mom.v1.NotifyService")[0]
+    assert f"export V2MOM_NOTIFY_ADDR={notify}" in stack.output
+    assert f"http://{stack_env['NOTIFY_HTTP_ADDR']}" in stack.output
+    for command in (f"login {APPROVER}", "inbox", "prefs", "login kofi.mensah", "deliveries"):
+        assert f".venv/bin/v2mom {command}" in stack.output, command
+    assert "subscribed the webhook sink to the organisation's approval notifications" in stack.output
+
+    requests = wait_for_approval_request(stack, notify)
+    assert any(n.title.startswith(f"{WAITING_NAME} asks you to approve") for n in requests), requests
+    print(stack.output[stack.output.index(READY):])  # the banner, for -rP
     assert "Seed: demo organisation seeded: 60 people in 12 org units" in stack.output
     assert "check-in history seeded: " in stack.output and "over 8 weeks on 14 published V2MOMs" in stack.output
     assert f"export V2MOM_GOALS_ADDR={address}" in stack.output
@@ -144,8 +193,9 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
         assert f".venv/bin/v2mom {command}" in stack.output, command
     children = stack.children()
     assert sorted(cmd.split(" -m ")[1].split()[0] for cmd in children.values()) == [
-        "services.checkins.api", "services.checkins.worker", "services.goals.api", "services.goals.worker",
-        "services.metrics.api", "services.metrics.worker",
+        "deploy.dev.smtp_sink", "deploy.dev.webhook_sink", "services.checkins.api", "services.checkins.worker",
+        "services.goals.api", "services.goals.worker", "services.metrics.api", "services.metrics.worker",
+        "services.notify.api", "services.notify.worker",
     ]  # MONGO_URI is set, so no wire server of its own
 
     stack.process.send_signal(signal.SIGINT)
@@ -153,13 +203,17 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
     assert stack.exit_status() == 0
     assert not [pid for pid in children if alive(pid)]
     assert not grpc_healthcheck.check(address, timeout=1)[0]
+    assert not grpc_healthcheck.check(notify, timeout=1)[0]
     stopped = [line.split("stopping ", 1)[1] for line in stack.lines if "devstack" in line and "| stopping " in line]
     assert stopped.index("checkins-worker") < stopped.index("checkins-api") < stopped.index("goals-api"), stopped
+    assert stopped.index("notify-worker") < stopped.index("notify-api") < stopped.index("goals-api"), stopped
+    assert stopped.index("notify-worker") < stopped.index("smtp-sink"), stopped
 
     again = start_stack()
     again.wait_for(READY)
     assert "Seed: demo organisation already seeded, nothing changed" in again.output
     assert "check-in history already seeded, nothing new" in again.output
+    assert "the webhook sink was subscribed to approval notifications already" in again.output
     again.process.send_signal(signal.SIGTERM)
     assert again.exit_status() == 0
 
