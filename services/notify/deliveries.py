@@ -7,13 +7,28 @@
 - ``held`` / ``gather``: emails held for the weekly digest (``create`` with
   ``hold_email``: SKIPPED, ``digest_state`` HELD) and their gathering into
   one digest (GATHERED, naming it), both idempotent.
-- ``claim_due``: one due PENDING delivery, leased with an atomic
-  find_one_and_update, so two worker replicas never both send one.
+- ``due`` / ``claim``: the ids of due PENDING deliveries (one query per
+  dispatch pass), then each one leased by ``_id`` with an atomic
+  find_one_and_update that repeats the due conditions, so two worker
+  replicas never both send one (``claim_due`` does both for one delivery).
 - ``mark_sent`` / ``mark_retry`` / ``mark_failed`` / ``defer`` / ``skip``: each
   one guarded write of the delivery (by its lease token and PENDING status)
   carrying its ``notification_sent`` / ``notification_failed`` event in the
   outbox; the ``stats`` counter follows only when that write won, so a
   transition is counted at most once (store.py has the shapes).
+
+Store round trips: a notification's deliveries are inserted with one
+``insert_many`` (unordered: a replay's duplicates are told apart by their
+index), and the ``stats`` increments of one change go in one unordered bulk
+write, folded to one update per stats document (``Stats``). The dispatcher
+folds a whole pass's increments and writes them at the end of the pass
+(``Deliveries.folding_stats``); a crash before that write loses those counts,
+never adds one.
+
+Each delivery carries at most one event in its life: the INBOX one is
+created SENT with its ``notification_sent``, the others get theirs in the
+one write that makes them SENT or FAILED, both final. So the relay may
+empty a delivery's outbox in one write (worker.py: ``append_once``).
 
 Delivery documents are shaped as store.py says; ``lease_token`` names the
 claim that may finish a delivery, and ``lease_until`` is a time (the creation
@@ -21,9 +36,10 @@ time for a delivery never claimed), so "lease expired" is one comparison.
 """
 
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, with_events
@@ -34,7 +50,7 @@ from .events import ERROR_MAX, NOTIFICATION_FAILED, NOTIFICATION_SENT, delivery_
 from .rules import Planned, delivery_id
 from .store import (
     DELIVERIES, FAILED, NOTIFICATIONS, PENDING, SENT, SKIPPED, STATS, failed_id, latency_id, latency_key,
-    reminders_id, sent_id,
+    insert_new, reminders_id, sent_id,
 )
 
 log = logging.getLogger(__name__)
@@ -48,11 +64,38 @@ def inc_stats(db, stat_id: str, fields: dict) -> None:
     db[STATS].update_one({"_id": stat_id}, {"$inc": fields}, upsert=True)
 
 
+class Stats:
+    """``$inc``s of the ``stats`` collection, folded per document and written by ``flush`` in one bulk write.
+
+    An increment of zero changes nothing and is left out (an INBOX delivery's latency ``sum``)."""
+
+    def __init__(self, db):
+        self.collection = db[STATS]
+        self.pending: dict[str, dict[str, float]] = {}
+
+    def add(self, stat_id: str, fields: dict) -> None:
+        folded = self.pending.setdefault(stat_id, {})
+        for field, amount in fields.items():
+            folded[field] = folded.get(field, 0) + amount
+
+    def count_sent(self, delivery: dict, sent_at: datetime) -> None:
+        self.add(sent_id(delivery["kind"], delivery["channel"]), {"n": 1})
+        seconds = max((sent_at - delivery["created_at"]).total_seconds(), 0.0)
+        self.add(latency_id(delivery["channel"]), {"sum": seconds, "count": 1, f"buckets.{latency_key(seconds)}": 1})
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        updates = [UpdateOne({"_id": stat_id}, {"$inc": changed}, upsert=True)
+                   for stat_id, fields in pending.items()
+                   if (changed := {field: amount for field, amount in fields.items() if amount})]
+        if updates:
+            self.collection.bulk_write(updates, ordered=False)
+
+
 def count_sent(db, delivery: dict, sent_at: datetime) -> None:
-    inc_stats(db, sent_id(delivery["kind"], delivery["channel"]), {"n": 1})
-    seconds = max((sent_at - delivery["created_at"]).total_seconds(), 0.0)
-    inc_stats(db, latency_id(delivery["channel"]),
-              {"sum": seconds, "count": 1, f"buckets.{latency_key(seconds)}": 1})
+    stats = Stats(db)
+    stats.count_sent(delivery, sent_at)
+    stats.flush()
 
 
 class Deliveries:
@@ -60,6 +103,22 @@ class Deliveries:
         self.db = db
         self.notifications = db[NOTIFICATIONS]
         self.collection = db[DELIVERIES]
+        self.stats = Stats(db)
+        self._folding = False
+
+    @contextmanager
+    def folding_stats(self):
+        """Within it, stats increments wait and are written in one bulk write when it ends (a dispatch pass)."""
+        self._folding = True
+        try:
+            yield
+        finally:
+            self._folding = False
+            self.stats.flush()
+
+    def _counted(self) -> None:
+        if not self._folding:
+            self.stats.flush()
 
     # --- creating ---------------------------------------------------------------------------------
 
@@ -81,15 +140,30 @@ class Deliveries:
             notification["reminded_day"] = now.date().isoformat()
         new = self._insert(self.notifications, notification)
         if new and reminder:
-            inc_stats(self.db, reminders_id(now.date()), {"reminded": 1})
+            self.stats.add(reminders_id(now.date()), {"reminded": 1})
         targets = [(channel, email if channel == kinds.EMAIL else plan.recipient_id) for channel in channels]
         targets += [(kinds.WEBHOOK, subscription["_id"]) for subscription in subscriptions]
-        for channel, target in targets:
-            new |= self.add_delivery(notification, channel, target, now, hold=hold_email and channel == kinds.EMAIL)
+        docs = [self._delivery(notification, channel, target, now, hold=hold_email and channel == kinds.EMAIL)
+                for channel, target in targets]
+        new |= self._insert_deliveries(docs, now)
+        self._counted()
         return new
 
     def add_delivery(self, notification: dict, channel: str, target: str, now: datetime, hold: bool = False) -> bool:
         """One delivery of a stored notification (also used later: an unread escalation's email)."""
+        new = self._insert_deliveries([self._delivery(notification, channel, target, now, hold)], now)
+        self._counted()
+        return new
+
+    def _insert_deliveries(self, docs: list[dict], now: datetime) -> bool:
+        """Inserts them in one command; an INBOX delivery that was new is counted as sent. False when all were there."""
+        inserted = self._insert_many(self.collection, docs)
+        for doc in docs:
+            if doc["_id"] in inserted and doc["channel"] == kinds.INBOX:
+                self.stats.count_sent(doc, now)
+        return bool(inserted)
+
+    def _delivery(self, notification: dict, channel: str, target: str, now: datetime, hold: bool = False) -> dict:
         doc = {
             "_id": delivery_id(notification["_id"], channel, target), "notification_id": notification["_id"],
             "recipient_id": notification["recipient_id"], "kind": notification["kind"], "channel": channel,
@@ -99,15 +173,12 @@ class Deliveries:
         }
         if channel == kinds.INBOX:
             doc.update(status=SENT, tries=1, sent_at=now)
-            new = self._insert(self.collection, new_document_with_events(doc, [delivery_event(NOTIFICATION_SENT, doc, 1)]))
-            if new:
-                count_sent(self.db, doc, now)
-            return new
+            return new_document_with_events(doc, [delivery_event(NOTIFICATION_SENT, doc, 1)])
         if channel == kinds.EMAIL and not target:
             doc.update(status=SKIPPED, last_error="the directory has no email address for the recipient")
         elif hold:
             doc.update(status=SKIPPED, last_error=HELD_REASON, digest_state=HELD)
-        return self._insert(self.collection, doc)
+        return doc
 
     # --- the weekly digest ---------------------------------------------------------------------------
 
@@ -134,15 +205,37 @@ class Deliveries:
         except DuplicateKeyError:
             return False
 
+    @staticmethod
+    def _insert_many(collection, docs: list[dict]) -> set[str]:
+        """The ids of those inserted; those already there (a replay) are skipped. Any other error is raised."""
+        return insert_new(collection, docs)
+
     # --- dispatching ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _due(now: datetime) -> dict:
+        return {"status": PENDING, "next_try_at": {"$lte": now}, "lease_until": {"$lte": now}}
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """The ids of up to ``limit`` due PENDING deliveries whose lease (if any) expired, the longest due first."""
+        return [doc["_id"] for doc in
+                self.collection.find(self._due(now), {"_id": 1}).sort([("next_try_at", 1), ("_id", 1)]).limit(limit)]
+
+    def claim(self, delivery_id: str, now: datetime, lease_seconds: float) -> dict | None:
+        """That delivery, leased to the caller if it is still due and unleased (by ``_id``, a point read); else None."""
+        return self.collection.find_one_and_update(
+            {"_id": delivery_id, **self._due(now)},
+            {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "lease_token": new_id("lease")}},
+            return_document=ReturnDocument.AFTER, projection={"outbox": 0},
+        )
 
     def claim_due(self, now: datetime, lease_seconds: float) -> dict | None:
         """One due PENDING delivery whose lease (if any) expired, now leased to the caller; None when none is due."""
-        return self.collection.find_one_and_update(
-            {"status": PENDING, "next_try_at": {"$lte": now}, "lease_until": {"$lte": now}},
-            {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "lease_token": new_id("lease")}},
-            sort=[("next_try_at", 1)], return_document=ReturnDocument.AFTER, projection={"outbox": 0},
-        )
+        for delivery_id in self.due(now, 1):
+            claimed = self.claim(delivery_id, now, lease_seconds)
+            if claimed is not None:
+                return claimed
+        return None
 
     def _finish(self, delivery: dict, update: dict, events: list[dict]) -> bool:
         """One guarded write: only the holder of the current lease may move a PENDING delivery."""
@@ -158,7 +251,8 @@ class Deliveries:
             "$set": {"status": SENT, "sent_at": now, "tries": tries, "last_error": "", "lease_until": now},
         }, [delivery_event(NOTIFICATION_SENT, delivery, tries)])
         if won:
-            count_sent(self.db, delivery, now)
+            self.stats.count_sent(delivery, now)
+            self._counted()
         return won
 
     def mark_retry(self, delivery: dict, error: str, next_try_at: datetime, now: datetime) -> bool:
@@ -174,7 +268,8 @@ class Deliveries:
                      "failed_at": now},
         }, [delivery_event(NOTIFICATION_FAILED, delivery, tries, error)])
         if won:
-            inc_stats(self.db, failed_id(delivery["kind"], delivery["channel"]), {"n": 1})
+            self.stats.add(failed_id(delivery["kind"], delivery["channel"]), {"n": 1})
+            self._counted()
         return won
 
     def defer(self, delivery: dict, until: datetime, why: str, now: datetime) -> bool:
@@ -186,3 +281,4 @@ class Deliveries:
 
     def notification(self, notification_id: str) -> dict | None:
         return self.notifications.find_one({"_id": notification_id})
+

@@ -1,7 +1,9 @@
 """Sending one claimed delivery over its channel, and deciding what happens next.
 
-The dispatcher timer (worker.py) claims due PENDING deliveries one at a time
-under a lease (deliveries.Deliveries.claim_due) and hands each to
+The dispatcher timer (worker.py) runs passes (``Dispatcher.run_once``): the
+ids of the due PENDING deliveries in one query, then each claimed under a
+lease by its ``_id`` just before it is sent (deliveries.Deliveries.claim;
+a delivery another replica claimed meanwhile is passed over), and handed to
 ``Dispatcher.dispatch``, which:
 
 - skips it when its notification is gone, the person turned that mail off
@@ -20,6 +22,12 @@ delivery PENDING with a lease that expires, and the next claim sends it
 again, with the same Message-ID (email) or webhook-id (webhooks), both
 derived from the delivery id. Receivers de-duplicate on those ids; the
 delivery is marked SENT, counted and announced once.
+
+Within a pass, emails share one SMTP connection when an ``email_session``
+factory is given (worker.py: channels.email.SmtpSession, one per pass,
+closed at its end; each send keeps its own deadline, and an error closes the
+connection so the next send opens a fresh one). The stats increments of a
+pass are folded and written once at its end.
 """
 
 import logging
@@ -46,10 +54,14 @@ PAUSE_AFTER_SEND_ENV = "NOTIFY_TEST_PAUSE_AFTER_SEND_SECONDS"
 class Dispatcher:
     def __init__(self, db, people: People, send_email: Callable[[Message], None],
                  send_webhook: Callable[[dict, Message], object], settings, now: Callable[[], datetime] = utc_now,
-                 sleep: Callable[[float], None] | None = None):
+                 sleep: Callable[[float], None] | None = None, email_session: Callable[[], object] | None = None):
+        """``email_session``: makes an object with ``send(message)`` and ``close()`` that ``run_once`` uses for the
+        emails of one pass (one connection); ``send_email`` sends them otherwise."""
         self.db = db
         self.people = people
         self.send_email = send_email
+        self.email_session = email_session
+        self._pass_send_email: Callable[[Message], None] | None = None
         self.send_webhook = send_webhook
         self.settings = settings
         self.now = now
@@ -60,15 +72,29 @@ class Dispatcher:
     def run_once(self, limit: int) -> int:
         """Claims and dispatches up to ``limit`` due deliveries, one after another; how many were handled."""
         handled = 0
-        while handled < limit:
-            delivery = self.deliveries.claim_due(self.now(), self.settings.lease_seconds)
-            if delivery is None:
-                break
-            handled += 1
-            try:
-                self.dispatch(delivery)
-            except Exception:  # one broken delivery must not stop the others; its lease expires and it is retried
-                log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
+        session = self.email_session() if self.email_session is not None else None
+        self._pass_send_email = session.send if session is not None else None
+        try:
+            with self.deliveries.folding_stats():
+                while handled < limit:
+                    due = self.deliveries.due(self.now(), limit - handled)
+                    claimed_any = False
+                    for delivery_id in due:
+                        delivery = self.deliveries.claim(delivery_id, self.now(), self.settings.lease_seconds)
+                        if delivery is None:
+                            continue  # another replica has it, or it is no longer due
+                        claimed_any = True
+                        handled += 1
+                        try:
+                            self.dispatch(delivery)
+                        except Exception:  # one broken delivery must not stop the others; its lease expires, it is retried
+                            log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
+                    if not claimed_any:
+                        break
+        finally:
+            self._pass_send_email = None
+            if session is not None:
+                session.close()
         return handled
 
     def dispatch(self, delivery: dict) -> None:
@@ -103,7 +129,8 @@ class Dispatcher:
                 self.deliveries.defer(delivery, allowed, "quiet hours", now)
                 return
         message = self._message(delivery, notification, person)
-        self._send(delivery, now, lambda: self.send_email(message))
+        send_email = self._pass_send_email or self.send_email
+        self._send(delivery, now, lambda: send_email(message))
 
     def _webhook(self, delivery: dict, notification: dict, now: datetime) -> None:
         subscription = self.db[SUBSCRIPTIONS].find_one({"_id": delivery["target"]})

@@ -169,13 +169,12 @@ class Notifier:
             return
         approver = self._recipient(data.approver_id, "approver", envelope)
         owner = self._named(data.owner_id)
-        copy = self._remember(data, envelope, submitted=True)
+        view = _v2mom_view(data, envelope)
+        copy = self._remember(data, envelope, submitted=True,
+                              submitted_title=rules.content_title(view["content"]))  # the title for digests
         if copy.get("decision_revision", 0) > data.revision:
             log.info("submission already decided: no request", extra={"v2mom_id": data.v2mom_id, "revision": data.revision})
             return
-        view = _v2mom_view(data, envelope)
-        self.v2moms.update_one({"_id": data.v2mom_id, "submitted_revision": data.revision},
-                               {"$set": {"submitted_title": rules.content_title(view["content"])}})  # for digests
         self.notify(rules.approval_requested(envelope["id"], view, approver, owner, self.settings.portal_url_template),
                     approver)
         submitted_at = from_timestamp(data.submit_time) if data.HasField("submit_time") else event_time(envelope)
@@ -185,10 +184,11 @@ class Notifier:
                    "submitted_revision": data.revision, "submit_event_id": envelope["id"]}
         key = schedules.approval_key(data.v2mom_id)
         now = self.now()
-        self.schedules.add(schedules.schedule_id(schedules.APPROVAL_REMINDER, envelope["id"]),
-                           schedules.APPROVAL_REMINDER, key, reminder_at, payload, now)
-        self.schedules.add(schedules.schedule_id(schedules.APPROVAL_ESCALATION, envelope["id"]),
-                           schedules.APPROVAL_ESCALATION, key, escalation_at, payload, now)
+        self.schedules.add_many([
+            Schedules.document(schedules.schedule_id(schedules.APPROVAL_REMINDER, envelope["id"]),
+                               schedules.APPROVAL_REMINDER, key, reminder_at, payload, now),
+            Schedules.document(schedules.schedule_id(schedules.APPROVAL_ESCALATION, envelope["id"]),
+                               schedules.APPROVAL_ESCALATION, key, escalation_at, payload, now)])
         if self.v2moms.find_one({"_id": data.v2mom_id}, {"decision_revision": 1}).get("decision_revision", 0) > data.revision:
             self._cancel_approval(data.v2mom_id, data.revision + 1)  # a decision landed while we wrote
 
@@ -240,9 +240,13 @@ class Notifier:
     def _ensure_copy(self, v2mom_id: str, owner_id: str, org_unit_id: str) -> None:
         """notify's copy of a V2MOM exists, with the counters every guarded update compares against."""
         self.v2moms.update_one({"_id": v2mom_id}, {"$setOnInsert": {
-            "content_revision": 0, "decision_revision": 0, "submitted_revision": 0, "progress_revision": 0,
-            "off_track_measures": 0, "owner_id": owner_id, "org_unit_id": org_unit_id,
-            "created_at": self.now()}}, upsert=True)
+            **self._copy_counters(), "owner_id": owner_id, "org_unit_id": org_unit_id}}, upsert=True)
+
+    def _copy_counters(self) -> dict:
+        """What a new copy starts with. ``revision`` (goals' revision of the last event taken) starts at 0, which the
+        guards treat as they treat no revision at all."""
+        return {"revision": 0, "content_revision": 0, "decision_revision": 0, "submitted_revision": 0,
+                "progress_revision": 0, "off_track_measures": 0, "created_at": self.now()}
 
     def v2mom_archived(self, envelope: dict) -> None:
         data = self._v2mom_data(envelope)
@@ -267,28 +271,63 @@ class Notifier:
                               {"payload.submitted_revision": {"$lt": decided_revision}})
 
     def _remember(self, data: events_pb2.V2MOMEventData, envelope: dict, submitted: bool = False,
-                  decided: bool = False, published: bool = False, archived: bool = False) -> dict:
-        """notify's copy of the V2MOM (``v2moms``): owner, approver, the published content; each part guarded by revision."""
+                  decided: bool = False, published: bool = False, archived: bool = False,
+                  submitted_title: str | None = None) -> dict:
+        """notify's copy of the V2MOM (``v2moms``): owner, approver, the published content; each part guarded by revision.
+
+        ``submitted_title`` (with ``submitted``) is kept for digests while this submission is the latest one and
+        no later decision is known. Returns the copy as this event left it.
+
+        Usually one write: when the copy is new, or this event is at least as new as every part it changes, one
+        upsert makes all the changes at once (what the guarded steps below would make one after another). When
+        a guard fails the upsert finds the copy taken (duplicate key) and the guarded steps run one by one."""
         now = self.now()
-        self._ensure_copy(data.v2mom_id, data.owner_id, data.org_unit_id)
+        rev = data.revision
         base = {"owner_id": data.owner_id, "org_unit_id": data.org_unit_id, "cycle_id": data.cycle_id,
                 "level": common_pb2.OrgLevel.Name(data.level) if data.level else "", "updated_at": now}
         if data.approver_id:
             base["approver_id"] = data.approver_id
-        self.v2moms.update_one({"_id": data.v2mom_id, "revision": {"$not": {"$gt": data.revision}}},
-                               {"$set": {**base, "revision": data.revision}})
+        content = (envelope["data"].get("content") or {}) if published else None
+        sets, maxes = {**base, "revision": rev}, {}
+        guard = {"_id": data.v2mom_id, "revision": {"$lte": rev}}
         if submitted:
-            self.v2moms.update_one({"_id": data.v2mom_id}, {"$max": {"submitted_revision": data.revision}})
+            maxes["submitted_revision"] = rev
+            if submitted_title is not None:
+                sets["submitted_title"] = submitted_title
+                guard.update(submitted_revision={"$lte": rev}, decision_revision={"$lte": rev})
         if decided:
-            self.v2moms.update_one({"_id": data.v2mom_id}, {"$max": {"decision_revision": data.revision}})
+            maxes["decision_revision"] = rev
         if published:
-            content = envelope["data"].get("content") or {}
+            sets.update(content=content, title=rules.content_title(content), content_revision=rev)
+            guard["content_revision"] = {"$lt": rev}
+        if archived:
+            sets["archived"] = True
+        update = {"$set": sets, "$setOnInsert": {field: value for field, value in self._copy_counters().items()
+                                                 if field not in sets and field not in maxes}}
+        if maxes:
+            update["$max"] = maxes
+        try:
+            return self.v2moms.find_one_and_update(guard, update, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            pass  # a newer event (or this one, replayed) got there first: each part under its own guard
+        self._ensure_copy(data.v2mom_id, data.owner_id, data.org_unit_id)
+        self.v2moms.update_one({"_id": data.v2mom_id, "revision": {"$not": {"$gt": rev}}},
+                               {"$set": {**base, "revision": rev}})
+        if submitted:
+            self.v2moms.update_one({"_id": data.v2mom_id}, {"$max": {"submitted_revision": rev}})
+        if decided:
+            self.v2moms.update_one({"_id": data.v2mom_id}, {"$max": {"decision_revision": rev}})
+        if published:
             self.v2moms.update_one(
-                {"_id": data.v2mom_id, "content_revision": {"$lt": data.revision}},
-                {"$set": {"content": content, "title": rules.content_title(content), "content_revision": data.revision}})
+                {"_id": data.v2mom_id, "content_revision": {"$lt": rev}},
+                {"$set": {"content": content, "title": rules.content_title(content), "content_revision": rev}})
         if archived:
             self.v2moms.update_one({"_id": data.v2mom_id}, {"$set": {"archived": True}})
-        return self.v2moms.find_one({"_id": data.v2mom_id})
+        copy = self.v2moms.find_one({"_id": data.v2mom_id})
+        if submitted_title is not None and copy.get("decision_revision", 0) <= rev:
+            self.v2moms.update_one({"_id": data.v2mom_id, "submitted_revision": rev},
+                                   {"$set": {"submitted_title": submitted_title}})
+        return copy
 
     # --- check-ins events ----------------------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ the schedule that chained it), so a replay finds the schedule it wrote.
 ``key`` groups what one fact cancels: ``approval:<v2mom id>`` (a decision or
 an archive) and ``item:<v2mom id>/<item kind>/<item id>`` (a check-in).
 
-The schedule timer claims one due WAITING schedule at a time with an atomic
-lease (find_one_and_update), so two replicas never fire one; firing writes
+The schedule timer finds the ids of due WAITING schedules (one query per
+pass) and claims each with an atomic lease (find_one_and_update by ``_id``
+repeating the due conditions), so two replicas never fire one; firing writes
 only documents with derived ids and then marks the schedule DONE under its
 lease. A worker that dies mid-fire leaves the schedule WAITING with a lease
 that expires, and the next claim fires it again, writing nothing new: none
@@ -45,7 +46,7 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.core.ids import new_id
 
 from . import kinds
-from .store import SCHEDULES
+from .store import SCHEDULES, insert_new
 
 WAITING, DONE, CANCELLED = "WAITING", "DONE", "CANCELLED"
 APPROVAL_REMINDER = "approval_reminder"
@@ -175,16 +176,22 @@ class Schedules:
     def __init__(self, db):
         self.collection = db[SCHEDULES]
 
+    @staticmethod
+    def document(schedule_id_: str, kind: str, key: str, due_at: datetime, payload: dict, now: datetime) -> dict:
+        return {"_id": schedule_id_, "kind": kind, "key": key, "due_at": due_at, "state": WAITING,
+                "lease_until": now, "payload": payload, "created_at": now}
+
     def add(self, schedule_id_: str, kind: str, key: str, due_at: datetime, payload: dict, now: datetime) -> bool:
         """False when it was there already (a replay): its state is left as it is."""
         try:
-            self.collection.insert_one({
-                "_id": schedule_id_, "kind": kind, "key": key, "due_at": due_at, "state": WAITING,
-                "lease_until": now, "payload": payload, "created_at": now,
-            })
+            self.collection.insert_one(self.document(schedule_id_, kind, key, due_at, payload, now))
             return True
         except DuplicateKeyError:
             return False
+
+    def add_many(self, documents: list[dict]) -> set[str]:
+        """Several (``document``) in one command; the ids of the new ones. Those there already are left as they are."""
+        return insert_new(self.collection, documents)
 
     def cancel(self, key: str, now: datetime, extra: dict | None = None) -> int:
         """Cancels the WAITING schedules under ``key`` (and matching ``extra``); how many."""
@@ -193,12 +200,30 @@ class Schedules:
         )
         return result.modified_count
 
-    def claim_due(self, now: datetime, lease_seconds: float) -> dict | None:
+    @staticmethod
+    def _due(now: datetime) -> dict:
+        return {"state": WAITING, "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """The ids of up to ``limit`` due WAITING schedules whose lease (if any) expired, the earliest first."""
+        return [doc["_id"] for doc in
+                self.collection.find(self._due(now), {"_id": 1}).sort([("due_at", 1), ("_id", 1)]).limit(limit)]
+
+    def claim(self, schedule_id_: str, now: datetime, lease_seconds: float) -> dict | None:
+        """That schedule, leased to the caller if it is still due and unleased (by ``_id``); else None."""
         return self.collection.find_one_and_update(
-            {"state": WAITING, "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            {"_id": schedule_id_, **self._due(now)},
             {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "lease_token": new_id("lease")}},
-            sort=[("due_at", 1)], return_document=ReturnDocument.AFTER,
+            return_document=ReturnDocument.AFTER,
         )
+
+    def claim_due(self, now: datetime, lease_seconds: float) -> dict | None:
+        """One due WAITING schedule, leased to the caller; None when none is due."""
+        for schedule_id_ in self.due(now, 1):
+            claimed = self.claim(schedule_id_, now, lease_seconds)
+            if claimed is not None:
+                return claimed
+        return None
 
     def done(self, schedule: dict, now: datetime) -> bool:
         """Under the caller's lease; False when it was cancelled (or re-leased) meanwhile."""

@@ -60,6 +60,8 @@ the document it wrote before instead of writing a second one.
 - ``processed_events``: consumed event ids, for idempotency.
 """
 
+from pymongo.errors import BulkWriteError
+
 from services.platform.bus.outbox import outbox_index
 from services.platform.store.mongo import Index
 
@@ -102,6 +104,8 @@ PENDING, SENT, FAILED, SKIPPED = "PENDING", "SENT", "FAILED", "SKIPPED"
 
 # Delivery latency histogram bounds, seconds; the stored bucket keys have no dots (Mongo paths).
 LATENCY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+DUPLICATE_KEY = 11000
+
 LATENCY_KEYS = [repr(bound).replace(".", "_") for bound in LATENCY_BUCKETS] + ["inf"]
 
 
@@ -128,3 +132,20 @@ def latency_id(channel: str) -> str:
 def reminders_id(day) -> str:
     """``day``: a date (UTC) or its ISO text."""
     return f"reminders|{day if isinstance(day, str) else day.isoformat()}"
+
+
+def insert_new(collection, docs: list[dict]) -> set[str]:
+    """Inserts ``docs`` in one unordered ``insert_many``; the ids of those inserted. Those whose ``_id`` is taken
+    already (a replay) are skipped; any other error is raised."""
+    if not docs:
+        return set()
+    ids = [doc["_id"] for doc in docs]
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors") or []
+        if error.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        taken = {e["index"] for e in errors}
+        return {doc_id for index, doc_id in enumerate(ids) if index not in taken}
+    return set(ids)

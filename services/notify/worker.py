@@ -7,7 +7,8 @@
 - fires due schedules (approval reminders and escalations, item
   escalations, check-in reminders, weekly digests) on a timer, each under
   a lease;
-- sends due deliveries on a timer (dispatch.py), each under a lease;
+- sends due deliveries on a timer (dispatch.py), each under a lease, the
+  emails of one pass over one SMTP connection;
 - relays the outbox of ``deliveries`` (``notification_sent`` /
   ``notification_failed``) to ``notify.events``.
 
@@ -35,7 +36,7 @@ from services.platform.worker.consumer import cloud_event_handler, with_retries 
 from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
-from .channels.email import SmtpSettings, send_email  # noqa: E402
+from .channels.email import SmtpSession, SmtpSettings, send_email  # noqa: E402
 from .channels.webhooks import send_webhook  # noqa: E402
 from .directory import GoalsPeople, People  # noqa: E402
 from .dispatch import Dispatcher  # noqa: E402
@@ -65,23 +66,28 @@ class Notify:
             db, self.people, lambda message: send_email(message, smtp),
             lambda subscription, message: send_webhook(subscription, message, settings.send_timeout_seconds,
                                                        settings.allow_private_webhooks),
-            settings,
+            settings, email_session=lambda: SmtpSession(smtp),
         )
 
     def fire_due_schedules(self, limit: int) -> int:
+        """The ids of the due schedules in one query, then each claimed by ``_id`` and fired; how many fired."""
         fired = 0
         while fired < limit:
-            now = self.notifier.now()
-            schedule = self.schedules.claim_due(now, self.settings.lease_seconds)
-            if schedule is None:
+            claimed_any = False
+            for schedule_id in self.schedules.due(self.notifier.now(), limit - fired):
+                schedule = self.schedules.claim(schedule_id, self.notifier.now(), self.settings.lease_seconds)
+                if schedule is None:
+                    continue  # another replica has it, or it was cancelled meanwhile
+                claimed_any = True
+                fired += 1
+                try:
+                    self.notifier.fire(schedule)
+                except Exception:  # its lease expires and the next claim fires it again, writing nothing twice
+                    log.exception("schedule failed", extra={"schedule_id": schedule["_id"], "kind": schedule["kind"]})
+                    continue
+                self.schedules.done(schedule, self.notifier.now())
+            if not claimed_any:
                 break
-            fired += 1
-            try:
-                self.notifier.fire(schedule)
-            except Exception:  # its lease expires and the next claim fires it again, writing nothing twice
-                log.exception("schedule failed", extra={"schedule_id": schedule["_id"], "kind": schedule["kind"]})
-                continue
-            self.schedules.done(schedule, self.notifier.now())
         return fired
 
 
@@ -106,7 +112,8 @@ class NotifyWorker:
     name = "notify_worker"
 
     notify = NotifyProvider()
-    relay = OutboxRelayProvider(SERVICE, [DELIVERIES])
+    # A delivery carries one event in its life (deliveries.py): the relay empties its outbox in one write.
+    relay = OutboxRelayProvider(SERVICE, [DELIVERIES], append_once=frozenset({DELIVERIES}))
 
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):

@@ -173,20 +173,8 @@ def send_email(message: Message, settings: SmtpSettings) -> None:
     with Deadline(settings.timeout, lambda: smtp.sock) as deadline:
         try:
             _converse(smtp, mail, message.recipient_email, settings)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, reply = next(iter(error.recipients.values()), (0, b""))
-            raise _by_code(code, f"recipient refused: {code} {_text(reply)}") from None
-        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPHeloError,
-                smtplib.SMTPNotSupportedError) as error:
-            log.error("the mail relay refused us: check the NOTIFY_SMTP_* settings", extra={"error": str(error)})
-            raise TemporaryFailure(f"relay refused the session: {_describe(error)}") from None
-        except smtplib.SMTPResponseException as error:  # DATA refused, or a reply we did not expect
-            raise _by_code(error.smtp_code, f"relay refused: {error.smtp_code} {_text(error.smtp_error)}") from None
-        except (smtplib.SMTPException, OSError) as error:  # disconnected, timed out, TLS failed
-            if deadline.expired or isinstance(error, TimeoutError):
-                raise TemporaryFailure(
-                    f"no answer from {settings.host}:{settings.port} within {settings.timeout:g}s") from None
-            raise TemporaryFailure(f"{settings.host}:{settings.port}: {_describe(error)}") from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise _failure(error, deadline, settings) from None
         finally:
             smtp.close()
     log.info("email accepted by the relay", extra={
@@ -195,7 +183,108 @@ def send_email(message: Message, settings: SmtpSettings) -> None:
     })
 
 
+class SmtpSession:
+    """One SMTP connection for several messages (worker.py: one per dispatch pass): the first ``send`` opens
+    it, the next ones reuse it (MAIL, RCPT, DATA only), ``close`` says QUIT.
+
+    Each ``send`` is what ``send_email`` is for one message: the same mail (so the same Message-ID), the same
+    whole-send deadline (``SmtpSettings.timeout``, connecting included), the same channel failures. A send
+    that fails closes the connection, and the next send opens a fresh one. A reused connection that turns
+    out closed by the relay meanwhile (idle too long: it drops before answering) is replaced once within
+    the same send and deadline; should the relay have taken the message before dropping, the receiver sees
+    it twice under one Message-ID, as after any retry.
+    """
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+        self.connections = 0  # how many this session opened (tests, logs)
+
+    def send(self, message: Message) -> None:
+        try:
+            mail = build_email(message, self.settings)
+        except ValueError as error:  # the recipient address does not parse as one address
+            raise PermanentFailure(f"cannot address the mail: {error}") from None
+        started = time.monotonic()
+        reused = self._smtp is not None
+        with Deadline(self.settings.timeout, lambda: self._smtp.sock if self._smtp is not None else None) as deadline:
+            try:
+                if reused:
+                    try:
+                        self._smtp.send_message(mail, from_addr=self.settings.sender_address,
+                                                to_addrs=[message.recipient_email])
+                    except (smtplib.SMTPServerDisconnected, ConnectionError):
+                        if deadline.expired:
+                            raise
+                        self._drop()  # closed while idle: once more, on a new connection
+                        reused = False
+                if not reused:
+                    self._open()
+                    self._smtp.send_message(mail, from_addr=self.settings.sender_address,
+                                            to_addrs=[message.recipient_email])
+            except (smtplib.SMTPException, OSError) as error:
+                self._drop()
+                raise _failure(error, deadline, self.settings) from None
+            except BaseException:
+                self._drop()
+                raise
+        log.info("email accepted by the relay", extra={
+            "delivery_id": message.delivery_id, "kind": message.kind, "reused_connection": reused,
+            "elapsed_ms": round((time.monotonic() - started) * 1000),
+        })
+
+    def close(self) -> None:
+        """QUIT (within the send timeout) and close; the session may be used again (it reconnects)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        with Deadline(self.settings.timeout, lambda: smtp.sock):
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass  # the relay has every message already; a lost QUIT changes nothing
+            finally:
+                smtp.close()
+
+    def _open(self) -> None:
+        smtp = smtplib.SMTP(timeout=self.settings.timeout)
+        self._smtp = smtp
+        self.connections += 1
+        _connect(smtp, self.settings)
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+
+def _failure(error: Exception, deadline: Deadline, settings: SmtpSettings) -> TemporaryFailure | PermanentFailure:
+    """What an SMTP conversation's error means for the delivery."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(error.recipients.values()), (0, b""))
+        return _by_code(code, f"recipient refused: {code} {_text(reply)}")
+    if isinstance(error, (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPHeloError,
+                          smtplib.SMTPNotSupportedError)):
+        log.error("the mail relay refused us: check the NOTIFY_SMTP_* settings", extra={"error": str(error)})
+        return TemporaryFailure(f"relay refused the session: {_describe(error)}")
+    if isinstance(error, smtplib.SMTPResponseException):  # DATA refused, or a reply we did not expect
+        return _by_code(error.smtp_code, f"relay refused: {error.smtp_code} {_text(error.smtp_error)}")
+    # disconnected, timed out, TLS failed
+    if deadline.expired or isinstance(error, TimeoutError):
+        return TemporaryFailure(f"no answer from {settings.host}:{settings.port} within {settings.timeout:g}s")
+    return TemporaryFailure(f"{settings.host}:{settings.port}: {_describe(error)}")
+
+
 def _converse(smtp: smtplib.SMTP, mail: EmailMessage, recipient: str, settings: SmtpSettings) -> None:
+    _connect(smtp, settings)
+    smtp.send_message(mail, from_addr=settings.sender_address, to_addrs=[recipient])
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass  # the relay has the message already; a lost QUIT changes nothing
+
+
+def _connect(smtp: smtplib.SMTP, settings: SmtpSettings) -> None:
     # The SMTP object is made before connecting so the deadline can reach its socket. starttls() checks the
     # certificate against ``_host``, which smtplib sets only when the constructor connects: set it here.
     smtp._host = settings.host
@@ -206,11 +295,6 @@ def _converse(smtp: smtplib.SMTP, mail: EmailMessage, recipient: str, settings: 
         smtp.ehlo()
     if settings.username:
         smtp.login(settings.username, settings.password)
-    smtp.send_message(mail, from_addr=settings.sender_address, to_addrs=[recipient])
-    try:
-        smtp.quit()
-    except (smtplib.SMTPException, OSError):
-        pass  # the relay has the message already; a lost QUIT changes nothing
 
 
 def message_id(delivery_id: str, sender_address: str) -> str:
