@@ -216,10 +216,11 @@ class Deliveries:
     def _due(now: datetime) -> dict:
         return {"status": PENDING, "next_try_at": {"$lte": now}, "lease_until": {"$lte": now}}
 
-    def due(self, now: datetime, limit: int) -> list[str]:
-        """The ids of up to ``limit`` due PENDING deliveries whose lease (if any) expired, the longest due first."""
-        return [doc["_id"] for doc in
-                self.collection.find(self._due(now), {"_id": 1}).sort([("next_try_at", 1), ("_id", 1)]).limit(limit)]
+    def due(self, now: datetime, limit: int) -> list[dict]:
+        """Up to ``limit`` due PENDING deliveries whose lease (if any) expired, the longest due first: their
+        ``_id`` and ``notification_id`` only (``claim`` reads the rest)."""
+        return list(self.collection.find(self._due(now), {"_id": 1, "notification_id": 1})
+                    .sort([("next_try_at", 1), ("_id", 1)]).limit(limit))
 
     def claim(self, delivery_id: str, now: datetime, lease_seconds: float) -> dict | None:
         """That delivery, leased to the caller if it is still due and unleased (by ``_id``, a point read); else None."""
@@ -231,8 +232,8 @@ class Deliveries:
 
     def claim_due(self, now: datetime, lease_seconds: float) -> dict | None:
         """One due PENDING delivery whose lease (if any) expired, now leased to the caller; None when none is due."""
-        for delivery_id in self.due(now, 1):
-            claimed = self.claim(delivery_id, now, lease_seconds)
+        for due in self.due(now, 1):
+            claimed = self.claim(due["_id"], now, lease_seconds)
             if claimed is not None:
                 return claimed
         return None
@@ -281,4 +282,9 @@ class Deliveries:
 
     def notification(self, notification_id: str) -> dict | None:
         return self.notifications.find_one({"_id": notification_id})
+
+    def notifications_by_id(self, notification_ids) -> dict[str, dict]:
+        """Several notifications in one query (a dispatch pass reads its deliveries' at once); by id."""
+        ids = sorted(set(notification_ids))
+        return {doc["_id"]: doc for doc in self.notifications.find({"_id": {"$in": ids}})} if ids else {}
 

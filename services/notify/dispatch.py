@@ -78,15 +78,17 @@ class Dispatcher:
             with self.deliveries.folding_stats():
                 while handled < limit:
                     due = self.deliveries.due(self.now(), limit - handled)
+                    # What a delivery says never changes once written: its notification is read with the others'.
+                    notifications = self.deliveries.notifications_by_id(d.get("notification_id") for d in due)
                     claimed_any = False
-                    for delivery_id in due:
-                        delivery = self.deliveries.claim(delivery_id, self.now(), self.settings.lease_seconds)
+                    for found in due:
+                        delivery = self.deliveries.claim(found["_id"], self.now(), self.settings.lease_seconds)
                         if delivery is None:
                             continue  # another replica has it, or it is no longer due
                         claimed_any = True
                         handled += 1
                         try:
-                            self.dispatch(delivery)
+                            self.dispatch(delivery, notifications.get(delivery["notification_id"]))
                         except Exception:  # one broken delivery must not stop the others; its lease expires, it is retried
                             log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
                     if not claimed_any:
@@ -97,9 +99,12 @@ class Dispatcher:
                 session.close()
         return handled
 
-    def dispatch(self, delivery: dict) -> None:
+    def dispatch(self, delivery: dict, notification: dict | None = None) -> None:
+        """``notification``: the delivery's, when the caller read it already (its title, body, link and facts are
+        written once, with it)."""
         now = self.now()
-        notification = self.deliveries.notification(delivery["notification_id"])
+        if notification is None or notification["_id"] != delivery["notification_id"]:
+            notification = self.deliveries.notification(delivery["notification_id"])
         if notification is None:
             self.deliveries.skip(delivery, "the notification no longer exists", now)
             return
