@@ -22,8 +22,10 @@ Store round trips: a notification's deliveries are inserted with one
 index), and the ``stats`` increments of one change go in one unordered bulk
 write, folded to one update per stats document (``Stats``). The dispatcher
 folds a whole pass's increments and writes them at the end of the pass
-(``Deliveries.folding_stats``); a crash before that write loses those counts,
-never adds one.
+(``Deliveries.folding_stats``); in notify-worker the handlers' increments
+(an INBOX delivery sent, a reminder) join the same ``Stats`` and go with the
+next pass's write (within ``NOTIFY_DISPATCH_INTERVAL_SECONDS``). A crash
+before that write loses those counts, never adds one.
 
 Each delivery carries at most one event in its life: the INBOX one is
 created SENT with its ``notification_sent``, the others get theirs in the
@@ -99,11 +101,14 @@ def count_sent(db, delivery: dict, sent_at: datetime) -> None:
 
 
 class Deliveries:
-    def __init__(self, db):
+    def __init__(self, db, stats: Stats | None = None, fold_stats: bool = False):
+        """``stats``: shared with other writers (worker.py shares one between the handlers and the dispatcher);
+        ``fold_stats``: always fold, and leave the writing to whoever flushes it (the dispatcher's pass)."""
         self.db = db
         self.notifications = db[NOTIFICATIONS]
         self.collection = db[DELIVERIES]
-        self.stats = Stats(db)
+        self.stats = stats if stats is not None else Stats(db)
+        self._always_fold = fold_stats
         self._folding = False
 
     @contextmanager
@@ -117,7 +122,7 @@ class Deliveries:
             self.stats.flush()
 
     def _counted(self) -> None:
-        if not self._folding:
+        if not (self._folding or self._always_fold):
             self.stats.flush()
 
     # --- creating ---------------------------------------------------------------------------------

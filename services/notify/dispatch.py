@@ -41,7 +41,7 @@ from services.platform.core.clock import utc_now
 from . import kinds, unsubscribe
 from .channels import Message, PermanentFailure, TemporaryFailure
 from .channels.retry import next_try_delay
-from .deliveries import Deliveries
+from .deliveries import Deliveries, Stats
 from .directory import People
 from .store import PREFERENCES, SUBSCRIPTIONS
 
@@ -54,9 +54,11 @@ PAUSE_AFTER_SEND_ENV = "NOTIFY_TEST_PAUSE_AFTER_SEND_SECONDS"
 class Dispatcher:
     def __init__(self, db, people: People, send_email: Callable[[Message], None],
                  send_webhook: Callable[[dict, Message], object], settings, now: Callable[[], datetime] = utc_now,
-                 sleep: Callable[[float], None] | None = None, email_session: Callable[[], object] | None = None):
+                 sleep: Callable[[float], None] | None = None, email_session: Callable[[], object] | None = None,
+                 stats: Stats | None = None):
         """``email_session``: makes an object with ``send(message)`` and ``close()`` that ``run_once`` uses for the
-        emails of one pass (one connection); ``send_email`` sends them otherwise."""
+        emails of one pass (one connection); ``send_email`` sends them otherwise. ``stats``: written at the end of
+        every pass, with whatever others (the handlers) folded into it meanwhile."""
         self.db = db
         self.people = people
         self.send_email = send_email
@@ -65,7 +67,7 @@ class Dispatcher:
         self.send_webhook = send_webhook
         self.settings = settings
         self.now = now
-        self.deliveries = Deliveries(db)
+        self.deliveries = Deliveries(db, stats)
         self.pause_after_send = float(os.environ.get(PAUSE_AFTER_SEND_ENV) or 0)
         self.sleep = sleep
 

@@ -29,7 +29,7 @@ from services.platform.worker.consumer import PermanentError, parse_data, requir
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
 
 from . import kinds, rules, schedules, unsubscribe
-from .deliveries import Deliveries, inc_stats
+from .deliveries import Deliveries, Stats, inc_stats
 from .directory import People
 from .rules import Person
 from .schedules import Schedules
@@ -99,12 +99,14 @@ def _v2mom_view(data: events_pb2.V2MOMEventData, envelope: dict) -> dict:
 
 class Notifier:
     def __init__(self, db, people: People, settings: WorkerSettings = WorkerSettings(),
-                 now: Callable[[], datetime] = utc_now):
+                 now: Callable[[], datetime] = utc_now, stats: Stats | None = None, fold_stats: bool = False):
+        """``stats`` / ``fold_stats``: see deliveries.Deliveries (notify-worker folds the handlers' stats into the
+        dispatcher's pass write); tests leave them out and see every count written at once."""
         self.db = db
         self.people = people
         self.settings = settings
         self.now = now
-        self.deliveries = Deliveries(db)
+        self.deliveries = Deliveries(db, stats, fold_stats)
         self.schedules = Schedules(db)
         self.v2moms = db[V2MOMS]
         self.items = db[ITEMS]

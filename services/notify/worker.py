@@ -38,6 +38,7 @@ from services.platform.worker.runner import run_services  # noqa: E402
 
 from .channels.email import SmtpSession, SmtpSettings, send_email  # noqa: E402
 from .channels.webhooks import send_webhook  # noqa: E402
+from .deliveries import Stats  # noqa: E402
 from .directory import GoalsPeople, People  # noqa: E402
 from .dispatch import Dispatcher  # noqa: E402
 from .handlers import Notifier, WorkerSettings  # noqa: E402
@@ -59,14 +60,16 @@ class Notify:
         self.db = db
         self.goals = goals
         self.people = People(db, goals, call_goals=call_blocking)
-        self.notifier = Notifier(db, self.people, settings)
+        # One stats buffer: the handlers fold their counts into it, every dispatch pass writes it (deliveries.py).
+        self.stats = Stats(db)
+        self.notifier = Notifier(db, self.people, settings, stats=self.stats, fold_stats=True)
         self.schedules = Schedules(db)
         self.settings = settings
         self.dispatcher = Dispatcher(
             db, self.people, lambda message: send_email(message, smtp),
             lambda subscription, message: send_webhook(subscription, message, settings.send_timeout_seconds,
                                                        settings.allow_private_webhooks),
-            settings, email_session=lambda: SmtpSession(smtp),
+            settings, email_session=lambda: SmtpSession(smtp), stats=self.stats,
         )
 
     def fire_due_schedules(self, limit: int) -> int:
@@ -101,6 +104,10 @@ class NotifyProvider(DependencyProvider):
         self.notify = Notify(database, self.goals, SETTINGS, SmtpSettings.from_env())
 
     def stop(self):
+        try:
+            self.notify.stats.flush()  # counts folded since the last dispatch pass
+        except Exception:
+            log.exception("stats not written at stop")
         self.goals.close()
         self.client.close()
 

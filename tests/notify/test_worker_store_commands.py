@@ -8,7 +8,7 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from services.notify.deliveries import Deliveries
+from services.notify.deliveries import Deliveries, Stats
 from services.notify.directory import People
 from services.notify.dispatch import Dispatcher
 from services.notify.handlers import Notifier, WorkerSettings
@@ -176,3 +176,19 @@ def test_a_delivery_another_replica_claimed_after_the_due_query_is_passed_over(c
     assert counted.dispatcher.run_once(50) == 0 and counted.email.sent == []
     counted.clock.now = T0 + timedelta(seconds=31)  # its lease expired: ours now
     assert counted.dispatcher.run_once(50) == 1 and len(counted.email.sent) == 1
+
+
+def test_as_notify_worker_wires_it_the_handler_leaves_its_counts_to_the_next_dispatch_pass(counted):
+    stats = Stats(counted.db)
+    notifier = Notifier(counted.db, counted.notifier.people, SETTINGS, now=counted.clock, stats=stats, fold_stats=True)
+    dispatcher = Dispatcher(counted.db, counted.notifier.people, counted.email, Recorder(), SETTINGS, now=counted.clock,
+                            stats=stats)
+    trips = counted.commands.during(lambda: notifier.v2mom_submitted(submitted()))
+    assert len(trips) == 7 and ("update", STATS) not in trips
+    assert counted.db[STATS].count_documents({}) == 0
+    trips = counted.commands.during(lambda: dispatcher.run_once(50))
+    assert trips[-1] == ("update", STATS) and trips.count(("update", STATS)) == 1
+    assert {doc["_id"]: doc.get("n", doc.get("count")) for doc in counted.db[STATS].find()} == {
+        "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_INBOX": 1, "latency|CHANNEL_INBOX": 1,
+        "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL": 1, "latency|CHANNEL_EMAIL": 1}
+    assert "sum" not in counted.db[STATS].find_one({"_id": "latency|CHANNEL_INBOX"})  # += 0 is left out
