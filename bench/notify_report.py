@@ -61,8 +61,8 @@ def _throughput(result: dict) -> list[str]:
         "**notify**: that many `v2mom_submitted` envelopes published at once to `goals.events`; the clock runs from "
         "the first publish to the sink receiving the last approver's email. **bare**: one smtplib client process "
         "sending the same messages (notify's own mails from its previous run, Message-ID renamed to the same length; "
-        f"{a['mail_bytes_per_msg']:,} B each on average) to the same sink, one after another, a new connection per "
-        "message as notify's dispatcher does; the clock runs from its first connect to the last mail received. "
+        f"{a['mail_bytes_per_msg']:,} B each on average) to the same sink, one after another, one connection per "
+        "batch of 50 as notify's dispatcher sends a pass; the clock runs from its first connect to the last mail received. "
         f"{o['rounds']} rounds alternating which goes first, after a notify warm-up of {warm['sent']} "
         f"({fmt(warm['throughput'], 1)}/s, not counted).",
         "",
@@ -117,7 +117,7 @@ def _method(result: dict) -> list[str]:
         "check, the payload parsed, approver and owner from notify's `people` copy (written beforehand in "
         "directory.py's shape, so no goals-api runs), the V2MOM copy, the notification with its INBOX and EMAIL "
         "deliveries, the SLA reminder and escalation schedules; then the dispatcher timer claiming each delivery "
-        "under a lease, the preference checks, the mail rendered (text and HTML) and sent over a new SMTP connection, "
+        "under a lease, the preference checks, the mail rendered (text and HTML) and sent over the pass's SMTP connection, "
         "the delivery marked SENT with its `notification_sent` in the outbox, the stats counted, the relay to "
         "`notify.events`.",
         "- **bare**: a plain smtplib client sending the very bytes notify sent, nothing else: no broker, no store.",
