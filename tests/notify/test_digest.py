@@ -24,7 +24,7 @@ from services.notify.handlers import Notifier, WorkerSettings
 from services.notify.store import DELIVERIES, INDEXES, NOTIFICATIONS, PREFERENCES, SCHEDULES
 from services.platform.bus.events import to_wire
 from services.platform.store.mongo import ensure_indexes
-from tests.support.notify import mails_to, publish
+from tests.support.notify import Clock, Recorder, mails_to, publish
 from tests.support.processes import wait_for
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 from google.type import date_pb2
@@ -71,22 +71,6 @@ def test_the_digest_says_nothing_when_there_is_nothing():
 
 
 # --- in process ------------------------------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def __call__(self, *args):
-        self.sent.append(args[-1])
 
 
 PEOPLE = {"olive": "lee", "acc": "lee", "lee": "dana", "dana": "", "ivy": ""}

@@ -23,7 +23,7 @@ from services.notify.handlers import Notifier, WorkerSettings
 from services.notify.store import CYCLES, DELIVERIES, INDEXES, ITEMS, NOTIFICATIONS, SCHEDULES, STATS
 from services.platform.bus.events import to_wire
 from services.platform.store.mongo import ensure_indexes
-from tests.support.notify import mails_to, publish
+from tests.support.notify import Clock, Recorder, mails_to, publish
 from tests.support.processes import wait_for
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
@@ -112,22 +112,6 @@ def test_the_weekly_times_come_from_the_environment_and_a_bad_one_stops_the_work
 
 
 # --- in process ------------------------------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def __call__(self, *args):
-        self.sent.append(args[-1])
 
 
 @pytest.fixture

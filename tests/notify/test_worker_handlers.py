@@ -21,6 +21,7 @@ from services.notify.store import DELIVERIES, INDEXES, NOTIFICATIONS, SCHEDULES,
 from services.platform.bus.events import to_wire
 from services.platform.store.mongo import ensure_indexes
 from services.platform.worker.consumer import PermanentError
+from tests.support.notify import Clock, Recorder
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -30,25 +31,6 @@ PEOPLE = {  # id: (name, manager)
     "olive": ("Olive Owner", "lee"), "lee": ("Lee Lead", "dana"), "dana": ("Dana Director", ""),
     "acc": ("Ace Accountable", "lee"),
 }
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-class Recorder:
-    def __init__(self):
-        self.sent, self.failures = [], []
-
-    def __call__(self, *args):
-        message = args[-1]
-        if self.failures:
-            raise self.failures.pop(0)
-        self.sent.append(message)
 
 
 @pytest.fixture

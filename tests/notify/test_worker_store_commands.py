@@ -15,7 +15,7 @@ from services.notify.handlers import Notifier, WorkerSettings
 from services.notify.store import DELIVERIES, INDEXES, STATS, V2MOMS
 from services.platform.bus.outbox import OutboxRelay
 from services.platform.store.mongo import ensure_indexes
-from tests.support.notify import v2mom_event
+from tests.support.notify import Clock, Recorder, v2mom_event
 from v2mom.v1 import goals_pb2
 
 HANDSHAKE = {"hello", "isMaster", "ismaster", "ping", "endSessions", "buildInfo"}
@@ -26,22 +26,6 @@ PEOPLE = {"olive": ("Olive Owner", "lee"), "lee": ("Lee Lead", "dana"), "dana": 
 
 def submitted(v2mom_id="v2m_1"):
     return v2mom_event("v2mom_submitted", goals_pb2.V2MOM_STATE_SUBMITTED, v2mom_id=v2mom_id)
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def __call__(self, *args):
-        self.sent.append(args[-1])
 
 
 class Commands(monitoring.CommandListener):

@@ -68,3 +68,26 @@ def v2mom_event(event_type, state, v2mom_id="v2m_proc", revision=2, approver="le
 
 def mails_to(sink, address):
     return [m for m in sink.messages() if m.envelope["rcpt_tos"] == [address]]
+
+
+class Clock:
+    """A settable clock for notify's handlers and dispatcher: ``clock.now`` is what they read."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class Recorder:
+    """A sender that records each message; queued ``failures`` are raised first, one per send."""
+
+    def __init__(self):
+        self.sent, self.failures = [], []
+
+    def __call__(self, *args):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(args[-1])
+
