@@ -6,17 +6,15 @@ The channel tests start their own SMTP and HTTP receivers (tests/support/sinks.p
 import uuid
 from dataclasses import replace
 
-import grpc
 import pymongo
 import pytest
 
 from services.notify.api import create_server
-from services.platform.api.auth import bearer_metadata, mint_token
 from services.platform.core.config import load
 from tests.support.events_probe import EventProbe
 from tests.support.goals import build_org
 from tests.support.notify import NotifyWorker
-from tests.support.services import Caller
+from tests.support.services import served_in_process
 from tests.support.sinks import smtp_sink
 from v2mom.v1 import notify_pb2_grpc
 
@@ -44,23 +42,12 @@ def notify_api(notify_settings, notify_db):
 
     ``notify_api.http_url`` is its HTTP side; webhooks to private addresses stay refused
     (NOTIFY_ALLOW_PRIVATE_WEBHOOKS as the environment has it)."""
-    server, port = create_server("127.0.0.1:0", notify_settings, "127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = notify_pb2_grpc.NotifyServiceStub(channel)
-
-    def client_for(person_id: str | None, roles=()):
-        metadata = bearer_metadata(mint_token(notify_settings.auth, person_id, roles)) if person_id else ()
-        return Caller(stub, metadata)
-
-    client_for.port = port
-    client_for.http_url = f"http://127.0.0.1:{server.http.port}"
-    try:
-        yield client_for
-    finally:
-        channel.close()
-        server.http.shutdown()
-        server.stop(grace=None)
+    with served_in_process(create_server, notify_pb2_grpc.NotifyServiceStub, notify_settings, "127.0.0.1:0") as client_for:
+        client_for.http_url = f"http://127.0.0.1:{client_for.server.http.port}"
+        try:
+            yield client_for
+        finally:
+            client_for.server.http.shutdown()
 
 
 # --- notify-worker processes (tests/notify/test_worker_process.py, test_reminders.py, test_digest.py) ---------

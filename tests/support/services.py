@@ -37,9 +37,10 @@ def served(create_server, settings, *args):
 
 
 @contextmanager
-def served_in_process(create_server, stub_class, settings):
-    """Starts a service's gRPC server on a free port; yields a factory of per-person clients."""
-    with served(create_server, settings) as (server, port):
+def served_in_process(create_server, stub_class, settings, *args):
+    """Starts a service's gRPC server on a free port (``args`` go to its create_server); yields a factory of
+    per-person clients."""
+    with served(create_server, settings, *args) as (server, port):
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = stub_class(channel)
 
