@@ -7,9 +7,13 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13)
 PROTO_SRC := $(wildcard protos/v2mom/v1/*.proto)
 PROTO_STAMP := protos/v2mom/v1/goals_pb2.py
 
-.PHONY: run test protos bench clean install
+.PHONY: run test protos bench clean install test-tools python313
 
-$(VENV)/.installed: pyproject.toml
+# With pyenv, the 3.13.0 that .python-version selects is installed first (BASE_PYTHON is looked up after).
+python313:
+	@if command -v pyenv >/dev/null && ! pyenv prefix 3.13.0 >/dev/null 2>&1; then pyenv install -s 3.13.0; fi
+
+$(VENV)/.installed: pyproject.toml | python313
 	@test -n "$(BASE_PYTHON)" || { echo "Python 3.13 not found: install it with 'pyenv install 3.13.0'"; exit 1; }
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -27,7 +31,11 @@ protos: $(VENV)/.installed
 run: install
 	$(PY) -m deploy.devstack
 
-test: install
+# promtool, prometheus and docker-compose, which the suite runs for real: apt-installed when missing.
+test-tools:
+	@deploy/dev/test_tools.sh
+
+test: install test-tools
 	$(PY) -m pytest -q
 
 bench: install

@@ -3,7 +3,7 @@
 No Docker engine runs where these tests run, so the stack cannot be started
 here. What can be checked is checked for real: the compose file with a real
 Compose implementation (Debian's `docker-compose` package, installed by
-.ci/run), the conventions the stack relies on with PyYAML, and the
+make test), the conventions the stack relies on with PyYAML, and the
 healthcheck scripts by running them against real sockets.
 """
 
@@ -35,7 +35,7 @@ DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
 INSTALL_HINT = (
     "No Compose implementation found to validate docker-compose.yml. "
     "Install Debian's package: `apt-get update && apt-get install -y docker-compose` "
-    "(.ci/run does this), or the Docker Compose v2 plugin (`docker compose`)."
+    "(make test does this), or the Docker Compose v2 plugin (`docker compose`)."
 )
 
 

@@ -22,7 +22,7 @@ from tests.support.promql import (
 PROVISIONING = GRAFANA_DIR / "provisioning"
 DATASOURCE_UID = "prometheus"
 PROMTOOL_HINT = ("promtool is missing: install Debian's prometheus package "
-                 "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
+                 "(`apt-get update && apt-get install -y prometheus`); make test does")
 GRID_COLUMNS = 24
 
 

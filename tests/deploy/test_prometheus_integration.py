@@ -64,7 +64,7 @@ from tests.support.promql import (
 )
 
 PROMETHEUS_HINT = ("prometheus or promtool is missing: install Debian's prometheus package "
-                   "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
+                   "(`apt-get update && apt-get install -y prometheus`); make test does")
 CHECKINS_WORKER_QUEUES = (
     "evt-goals-v2mom_approved--checkins_worker.on_v2mom_approved",
     "evt-checkins-checkin_recorded--checkins_worker.on_checkin_recorded",

@@ -1,6 +1,6 @@
 """deploy/prometheus/: the configuration and the rules, checked and unit-tested by Debian's promtool.
 
-promtool comes with Debian's `prometheus` package (.ci/run installs it). These
+promtool comes with Debian's `prometheus` package (make test installs it). These
 tests fail, never skip, when it is missing.
 """
 
@@ -15,7 +15,7 @@ from tests.support.promql import alert_signal, ALERTS_FILE, metric_names, PROMET
 CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml"))
 PROMTOOL_HINT = ("promtool is missing: install Debian's prometheus package "
-                 "(`apt-get update && apt-get install -y prometheus`); .ci/run does")
+                 "(`apt-get update && apt-get install -y prometheus`); make test does")
 SEVERITIES = {"critical", "warning", "info"}
 CATEGORIES = {"engagement", "pipeline"}
 

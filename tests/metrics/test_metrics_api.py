@@ -29,7 +29,7 @@ from tests.support.metrics import apply_all, CheckinLog, CheckinStore, FakeCheck
 from tests.support.metrics_service import handled, publish, QUEUES, scrape, start_metrics_api
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, metrics_pb2
 
-PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
+PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); make test does"
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from services.metrics.pipeline import PipelineStats
 from services.metrics.rendered import RenderedEngagement
 from tests.support.metrics import ago, apply_all, bench_shaped_org, Journey, NOW, org_unit, person, SmallOrg
 
-PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); .ci/run does"
+PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); make test does"
 WEIRD = 'Back\\slash "quoted"\nnew line, and a trailing backslash \\'
 # What clients send: none (curl), Prometheus 2 and 3 defaults, OpenMetrics asked for alone, text 1.0.0 in each
 # escaping (dots rewrites every name: the old path serves it).
