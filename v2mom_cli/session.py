@@ -15,6 +15,7 @@ import grpc
 import jwt
 
 from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.tls import open_channel
 from services.platform.core.config import AuthSettings, ConfigError, load_auth
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc, notify_pb2_grpc
 
@@ -106,7 +107,11 @@ class Client:
         self.addr = addr
         self.api = api
         self.token = token
-        self.channel = grpc.insecure_channel(addr)
+        try:
+            # TLS with GRPC_TLS_CA's roots when set (services/platform/api/tls.py).
+            self.channel = open_channel(addr)
+        except ConfigError as error:  # an unreadable GRPC_TLS_CA
+            raise CliError(str(error), exit_code=2) from None
         self.stub = api.stub_class(self.channel)
         self._metadata = bearer_metadata(token)
 
