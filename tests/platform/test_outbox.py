@@ -1,6 +1,10 @@
 """The outbox relay against the real broker and the wire store."""
 
+import json
+import uuid
+
 import eventlet
+import kombu
 import pymongo
 import pytest
 
@@ -87,8 +91,9 @@ class SlowPublisher(ConfirmingPublisher):
         self.during_publish = during_publish
 
     def publish(self, events):
-        super().publish(events)
+        unroutable = super().publish(events)
         self.during_publish()
+        return unroutable
 
 
 def test_event_added_while_publishing_is_not_lost(db, amqp_uri, probe):
@@ -169,3 +174,42 @@ def test_a_kick_relays_in_a_green_thread_of_its_own(db, amqp_uri, probe):
     finally:
         serial.relay.close()
     assert [e["data"]["n"] for e in probe.drain(until_count=1)] == [1]
+
+
+def test_an_event_no_queue_takes_is_kept_in_the_unrouted_queue_and_counted(db, amqp_uri):
+    """Finding 7: published without `mandatory`, such an event was confirmed and silently dropped."""
+    service = f"unroutedtest{uuid.uuid4().hex[:8]}"  # an exchange of its own, with no queue bound to it
+    lost = envelope(service, "thing_happened", subject="agg1", data={"n": 1})
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [lost]))
+    relay = OutboxRelay.for_service(db, service, ["things"], amqp_uri)
+    try:
+        assert relay.relay_until_empty() == 1
+        assert relay.stats.unroutable == 1
+        assert db.things.count_documents({"outbox_pending": True}) == 0
+        with kombu.Connection(amqp_uri) as connection:
+            kept = connection.default_channel.basic_get(f"{service}.events.unrouted", no_ack=True)
+            assert kept is not None, "the unroutable event was dropped"
+            assert kept.properties["message_id"] == lost["id"] and kept.delivery_info["routing_key"] == "thing_happened"
+            assert json.loads(kept.body)["data"] == {"n": 1}
+    finally:
+        relay.close()
+        _delete_exchange_and_its_unrouted_queue(amqp_uri, f"{service}.events")
+
+
+def test_routable_events_are_not_counted_as_unroutable(db, amqp_uri, probe):
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+    relay = relay_for(db, amqp_uri)
+    try:
+        assert relay.relay_until_empty() == 1
+    finally:
+        relay.close()
+    assert relay.stats.unroutable == 0
+    assert len(probe.drain(until_count=1)) == 1
+
+
+def _delete_exchange_and_its_unrouted_queue(amqp_uri: str, exchange: str) -> None:
+    with kombu.Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        channel.queue_delete(f"{exchange}.unrouted")
+        channel.exchange_delete(f"{exchange}.unrouted")
+        channel.exchange_delete(exchange)

@@ -32,6 +32,11 @@ def exchange_name(service: str) -> str:
     return f"{service}.events"
 
 
+def unrouted_name(exchange: str) -> str:
+    """The alternate exchange of ``exchange``, and the durable queue that keeps what no consumer's queue took."""
+    return f"{exchange}.unrouted"
+
+
 def envelope(service: str, event_type: str, subject: str, data: dict | Message, time: datetime | None = None) -> dict:
     """A new event. ``source`` names the publishing service; ``subject`` the aggregate id.
 

@@ -6,6 +6,14 @@ relay publishes a batch with publisher confirms, then removes exactly the
 events the broker confirmed. If the broker is down, nothing is removed and
 the next pass tries again; consumers de-duplicate by event id, so a crash
 between confirm and removal costs a duplicate, never a loss.
+
+Events are published ``mandatory``: one that no queue is bound for (say,
+relayed before its consumer first declared its queue) would otherwise be
+confirmed and dropped. The exchange's alternate exchange (a policy,
+deploy/rabbitmq) sends it to the durable queue ``<exchange>.unrouted``; where
+that policy is missing the broker returns it, and the relay puts it in that
+same queue itself. Either way it is kept for an operator, counted by the
+broker and alerted on (deploy/prometheus/alerts.yml).
 """
 
 import json
@@ -18,7 +26,7 @@ import kombu
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from .events import CONTENT_TYPE, exchange_name, to_wire
+from .events import CONTENT_TYPE, exchange_name, to_wire, unrouted_name
 from ..store.mongo import Index
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,7 @@ class ConfirmingPublisher:
         self._acked = 0
         self._nacked: set[int] = set()
         self._next_tag = 1
+        self._returned: list[str] = []
 
     def _open(self):
         if self._channel is not None:
@@ -70,10 +79,16 @@ class ConfirmingPublisher:
         connection = kombu.Connection(self.amqp_uri, connect_timeout=3, heartbeat=0)
         connection.ensure_connection(max_retries=1)
         channel = connection.channel()
+        # Declared without arguments: the alternate exchange comes from a policy (deploy/rabbitmq), and an
+        # argument here would fail with PRECONDITION_FAILED on exchanges declared before it existed.
         kombu.Exchange(self.exchange, type="topic", durable=True)(channel).declare()
+        unrouted = unrouted_name(self.exchange)
+        unrouted_exchange = kombu.Exchange(unrouted, type="fanout", durable=True)
+        kombu.Queue(unrouted, exchange=unrouted_exchange, routing_key="", durable=True)(channel).declare()
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
         self._connection, self._channel = connection, channel
         self._acked, self._nacked, self._next_tag = 0, set(), 1
         return channel
@@ -85,12 +100,20 @@ class ConfirmingPublisher:
         self._nacked.add(delivery_tag)
         self._acked = max(self._acked, delivery_tag)
 
-    def publish(self, events: list[dict]) -> None:
-        """Returns only when the broker has confirmed every event; raises otherwise."""
+    def _on_return(self, error, exchange, routing_key, message):
+        # The broker returns a mandatory message no queue took, before it confirms it.
+        self._returned.append(message.properties.get("message_id"))
+
+    def publish(self, events: list[dict]) -> int:
+        """Returns only when the broker has confirmed every event; raises otherwise.
+
+        Returns how many were unroutable and kept in ``<exchange>.unrouted``
+        by the relay itself (an exchange without its alternate exchange).
+        """
         if not events:
-            return
+            return 0
         try:
-            self._publish_and_wait(events)
+            return self._publish_and_wait(events)
         except PublishFailed:
             self.close()
             raise
@@ -98,8 +121,18 @@ class ConfirmingPublisher:
             self.close()
             raise PublishFailed(f"broker unavailable: {error}") from error
 
-    def _publish_and_wait(self, events: list[dict]) -> None:
+    def _publish_and_wait(self, events: list[dict]) -> int:
         channel = self._open()
+        self._returned = []
+        # mandatory: an event no queue takes comes back instead of being confirmed and dropped.
+        self._wait_for_confirms(self._send(channel, events, self.exchange, mandatory=True))
+        returned = set(self._returned)
+        unroutable = [event for event in events if event["id"] in returned]
+        if unroutable:
+            self._keep_unroutable(channel, unroutable)
+        return len(unroutable)
+
+    def _send(self, channel, events: list[dict], exchange: str, mandatory: bool) -> range:
         first_tag = self._next_tag
         for event in events:
             message = amqp.Message(
@@ -111,17 +144,30 @@ class ConfirmingPublisher:
                 type=event["type"],
                 timestamp=int(time.time()),
             )
-            channel.basic_publish(message, exchange=self.exchange, routing_key=event["type"])
+            channel.basic_publish(message, exchange=exchange, routing_key=event["type"], mandatory=mandatory)
             self._next_tag += 1
-        last_tag = self._next_tag - 1
+        return range(first_tag, self._next_tag)
+
+    def _wait_for_confirms(self, tags: range) -> None:
+        last_tag = tags[-1]
         deadline = time.monotonic() + self.confirm_timeout
         while self._acked < last_tag:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishFailed(f"no confirm for {last_tag - self._acked} events")
             self._connection.drain_events(timeout=remaining)
-        if any(first_tag <= tag <= last_tag for tag in self._nacked):
+        if any(tag in tags for tag in self._nacked):
             raise PublishFailed("broker refused (nacked) part of the batch")
+
+    def _keep_unroutable(self, channel, events: list[dict]) -> None:
+        """Does what the alternate exchange would have: keeps the events in the durable unrouted queue."""
+        log.warning(
+            "events unroutable: no queue is bound for them and the exchange has no alternate exchange "
+            "(deploy/rabbitmq policy); kept in the unrouted queue",
+            extra={"exchange": self.exchange, "queue": unrouted_name(self.exchange), "events": len(events),
+                   "types": sorted({event["type"] for event in events})},
+        )
+        self._wait_for_confirms(self._send(channel, events, unrouted_name(self.exchange), mandatory=False))
 
     def close(self) -> None:
         if self._connection is not None:
@@ -136,6 +182,8 @@ class ConfirmingPublisher:
 class RelayStats:
     published: int = 0
     failures: int = 0
+    # Published, but no queue was bound for them: kept in the exchange's unrouted queue by the relay.
+    unroutable: int = 0
 
 
 class OutboxRelay:
@@ -200,13 +248,14 @@ class OutboxRelay:
                 self._clear_flag_if_empty(collection, doc["_id"])
             return 0, full
         try:
-            self.publisher.publish(events)
+            unroutable = self.publisher.publish(events)
         except PublishFailed as error:
             self.stats.failures += 1
             log.warning("outbox relay paused", extra={"collection": name, "pending": len(events), "reason": str(error)})
             return 0, full
         collection.bulk_write([op for doc in documents for op in self._removal(name, doc)], ordered=True)
         self.stats.published += len(events)
+        self.stats.unroutable += unroutable
         log.debug("outbox relayed", extra={"collection": name, "events": len(events)})
         return len(events), full
 
