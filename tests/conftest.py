@@ -36,19 +36,36 @@ def _broker_reachable(host="127.0.0.1", port=5672) -> bool:
 # --- Mongo ---------------------------------------------------------------------------------------------
 
 
+def _wire_server(folder, *options: str):
+    """Starts the mongoeco wire server; returns (process, its URI)."""
+    ready = folder / "uri"
+    process = spawn([sys.executable, "-m", "deploy.dev.mongo_server", "--port", "0", "--ready-file", str(ready), *options])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process, timeout=10)
+            raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
+        time.sleep(0.05)
+    return process, ready.read_text()
+
+
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory):
     if os.environ.get("TEST_MONGO_URI"):
         yield os.environ["TEST_MONGO_URI"]
         return
-    ready = tmp_path_factory.mktemp("mongo") / "uri"
-    process = spawn([sys.executable, "-m", "deploy.dev.mongo_server", "--port", "0", "--ready-file", str(ready)])
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
-        time.sleep(0.05)
-    yield ready.read_text()
+    process, uri = _wire_server(tmp_path_factory.mktemp("mongo"))
+    yield uri
+    stop(process, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sqlite_mongo_uri(tmp_path_factory):
+    """The wire server on its SQLite engine, as `make run` keeps var/: it turns queries into SQL, and refuses
+    some that the memory engine takes (an empty `$in` on an indexed field, a very long one)."""
+    folder = tmp_path_factory.mktemp("mongo_sqlite")
+    process, uri = _wire_server(folder, "--sqlite", str(folder / "store.sqlite"))
+    yield uri
     stop(process, timeout=10)
 
 
@@ -145,30 +162,41 @@ def checkins_db(checkins_settings):
 
 @pytest.fixture
 def metrics_settings(settings, metrics_db_name):
-    """Settings of the metrics service: the test's broker, a database of its own."""
-    return replace(settings, service="metrics", mongo_db=metrics_db_name)
+    """Settings of the metrics service: the test's broker, a database of its own, its own credential."""
+    return replace(settings, service="metrics", mongo_db=metrics_db_name, auth=replace(settings.auth, service="metrics"))
 
 
 # --- the services: APIs in process ---------------------------------------------------------------------
 
 
 @pytest.fixture
-def goals_api(settings):
+def enroll(settings):
+    """Makes the people a test names exist in goals' directory (the test's goals database), with their roles."""
+    from tests.support.people import Enroll
+
+    enrolling = Enroll(settings.mongo_uri, settings.database_name)
+    yield enrolling
+    enrolling.close()
+
+
+@pytest.fixture
+def goals_api(settings, enroll):
     """An in-process goals-api on a free port; returns a factory of per-person clients."""
     from services.goals.api import create_server
     from v2mom.v1 import goals_pb2_grpc
 
-    with served_in_process(create_server, goals_pb2_grpc.GoalServiceStub, settings) as client_for:
+    with served_in_process(create_server, goals_pb2_grpc.GoalServiceStub, settings, enroll=enroll) as client_for:
         yield client_for
 
 
 @pytest.fixture
-def checkins_api(checkins_settings):
-    """An in-process checkins-api on a free port; returns a factory of per-person clients."""
+def checkins_api(checkins_settings, enroll):
+    """An in-process checkins-api on a free port; returns a factory of per-person clients (people in goals')."""
     from services.checkins.api import create_server
     from v2mom.v1 import checkins_pb2_grpc
 
-    with served_in_process(create_server, checkins_pb2_grpc.CheckinServiceStub, checkins_settings) as client_for:
+    with served_in_process(create_server, checkins_pb2_grpc.CheckinServiceStub, checkins_settings,
+                           enroll=enroll) as client_for:
         yield client_for
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
-from services.platform.store.mongo import Index, after_id
+from services.platform.store.mongo import Index, after_id, find_in
 
 from .published import PublishedV2MOM
 from .repository import CycleSettingsRepository
@@ -108,17 +108,15 @@ class Clocks:
 
     def of_v2moms(self, v2mom_ids: list[str]) -> dict[tuple[str, str, str], dict]:
         """The clocks of those V2MOMs, by (v2mom id, kind, item id)."""
-        found = self.collection.find({"v2mom_id": {"$in": v2mom_ids}}, {"outbox": 0})
+        found = find_in(self.collection, "v2mom_id", v2mom_ids, projection={"outbox": 0})
         return {(clock["v2mom_id"], clock["kind"], clock["item_id"]): clock for clock in found}
 
     def running_stale(self, owner_id: str, org_unit_ids: list[str], after: str, limit: int) -> list[dict]:
         """Up to ``limit`` running STALE and OVERDUE clocks of one owner (or else in those org units), by id after ``after``."""
-        query: dict = {"active": True, "staleness": {"$in": STALE_STATES}}
+        query = after_id({"active": True, "staleness": {"$in": STALE_STATES}}, after)
         if owner_id:
-            query["owner_id"] = owner_id
-        else:
-            query["org_unit_id"] = {"$in": list(org_unit_ids)}
-        return list(self.collection.find(after_id(query, after), {"outbox": 0}).sort("_id", 1).limit(limit))
+            return find_in(self.collection, "owner_id", [owner_id], query, {"outbox": 0}, ("_id",), limit)
+        return find_in(self.collection, "org_unit_id", org_unit_ids, query, {"outbox": 0}, ("_id",), limit)
 
     def _ids_of(self, v2mom_id: str) -> set[str]:
         return {clock["_id"] for clock in self.collection.find({"v2mom_id": v2mom_id}, {"_id": 1})}

@@ -36,6 +36,7 @@ from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
 from services.platform.core.clock import utc_now
+from services.platform.store.mongo import find_in
 
 from . import events
 from .progress_doc import (
@@ -81,7 +82,7 @@ class ProgressStore:
 
     def load_known(self, v2mom_ids: list[str]) -> list[ProgressDoc]:
         """The documents of those V2MOMs whose structure is known, in the order asked (one query)."""
-        found = {stored["_id"]: stored for stored in self.collection.find({"_id": {"$in": v2mom_ids}}, WITHOUT_OUTBOX)}
+        found = {stored["_id"]: stored for stored in find_in(self.collection, "_id", v2mom_ids, projection=WITHOUT_OUTBOX)}
         docs = [ProgressDoc.from_stored(found[v2mom_id], v2mom_id) for v2mom_id in v2mom_ids if v2mom_id in found]
         return [doc for doc in docs if doc.structure_known]
 

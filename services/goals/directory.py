@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
-from services.platform.store.mongo import Index, after_id, matching
+from services.platform.store.mongo import Index, after_id, find_in, matching
 
 from . import convert
 from .events import org_unit_event, person_event
@@ -68,7 +68,7 @@ class Directory:
             frontier = [manager_id]
             seen = {manager_id}
             while frontier and len(found) < 100_000:
-                rows = self.db[PEOPLE].find({"manager_id": {"$in": frontier}}, {"_id": 1})
+                rows = find_in(self.db[PEOPLE], "manager_id", frontier, projection={"_id": 1})
                 frontier = [row["_id"] for row in rows if row["_id"] not in seen]
                 seen.update(frontier)
                 found.extend(frontier)

@@ -11,7 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
-from services.platform.store.mongo import Index, after_id
+from services.platform.store.mongo import Index, after_id, find_in
 
 from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 
@@ -106,14 +106,14 @@ class V2MOMRepository:
 
     def pending_approval_page(self, approver_ids: list[str], caller_id: str, after: str | None, limit: int) -> list[dict]:
         """Submitted V2MOMs waiting for one of approver_ids ("" is any admin), except the caller's own."""
-        query = {"state": SUBMITTED, "approver_id": {"$in": approver_ids}, "owner_id": {"$ne": caller_id}}
-        return self._page(query, after, limit)
+        query = after_id({"state": SUBMITTED, "owner_id": {"$ne": caller_id}}, after)
+        return find_in(self.collection, "approver_id", approver_ids, query, SUMMARY, ("_id",), limit)
 
     def _page(self, query: dict, after: str | None, limit: int) -> list[dict]:
         return list(self.collection.find(after_id(query, after), SUMMARY).sort("_id", 1).limit(limit))
 
     def children_of(self, parent_ids: list[str]) -> list[dict]:
-        return list(self.collection.find({"parent_id": {"$in": parent_ids}}, SUMMARY).sort("_id", 1))
+        return find_in(self.collection, "parent_id", parent_ids, projection=SUMMARY, sort=("_id",))
 
     def parent_of(self, v2mom_id: str) -> str | None:
         doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})

@@ -29,7 +29,7 @@ from pymongo import DeleteMany, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.store.mongo import Index, matching
+from services.platform.store.mongo import Index, find_in, matching
 
 from .org import OrgTree
 
@@ -188,7 +188,7 @@ def aggregates(db: Database, cycle_id: str | None = None, unit_ids: list[str] | 
     """Aggregate documents without their memory: all, or one cycle's, or those of some units."""
     query = matching(cycle=cycle_id)
     if unit_ids is not None:
-        query["unit"] = {"$in": unit_ids}
+        return find_in(db[AGGREGATES], "unit", unit_ids, query, WITHOUT_MEMORY)
     return list(db[AGGREGATES].find(query, WITHOUT_MEMORY))
 
 
@@ -220,7 +220,7 @@ def write_history_week(db: Database, week: str, snapshots: list[tuple[str, str, 
 
 
 def history(db: Database, cycle_id: str, unit_ids: list[str]) -> list[dict]:
-    return list(db[HISTORY].find({"cycle": cycle_id, "unit": {"$in": unit_ids}}, {"unit": 1, "weeks": 1}))
+    return find_in(db[HISTORY], "unit", unit_ids, {"cycle": cycle_id}, {"unit": 1, "weeks": 1})
 
 
 # --- pipeline health -----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, with_events
 from services.platform.core.ids import new_id
+from services.platform.store.mongo import find_in, update_in
 
 from . import kinds
 from .events import ERROR_MAX, NOTIFICATION_FAILED, NOTIFICATION_SENT, delivery_event
@@ -197,10 +198,8 @@ class Deliveries:
             {"outbox": 0}).sort([("created_at", 1), ("_id", 1)]))
 
     def gather(self, delivery_ids: list[str], digest_notification_id: str, now: datetime) -> int:
-        result = self.collection.update_many(
-            {"_id": {"$in": delivery_ids}, "digest_state": HELD},
-            {"$set": {"digest_state": GATHERED, "digest_notification_id": digest_notification_id, "gathered_at": now}})
-        return result.modified_count
+        return update_in(self.collection, "_id", delivery_ids, {"digest_state": HELD}, {"$set": {
+            "digest_state": GATHERED, "digest_notification_id": digest_notification_id, "gathered_at": now}})
 
     @staticmethod
     def _insert(collection, doc: dict) -> bool:
@@ -290,6 +289,5 @@ class Deliveries:
 
     def notifications_by_id(self, notification_ids) -> dict[str, dict]:
         """Several notifications in one query (a dispatch pass reads its deliveries' at once); by id."""
-        ids = sorted(set(notification_ids))
-        return {doc["_id"]: doc for doc in self.notifications.find({"_id": {"$in": ids}})} if ids else {}
+        return {doc["_id"]: doc for doc in find_in(self.notifications, "_id", sorted(set(notification_ids)))}
 

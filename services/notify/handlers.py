@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.clock import from_timestamp, to_millis, utc_now
 from services.platform.core.config import ConfigError, env_float, env_int, env_str
+from services.platform.store.mongo import find_in, update_in
 from services.platform.worker.consumer import PermanentError, parse_data, require
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
 
@@ -539,10 +540,10 @@ class Notifier:
                                                                           + i["item_id"] for i in found]},
              "content_revision": {"$lt": data.revision}}, {"_id": 1})]
         if removed:
-            self.items.update_many({"_id": {"$in": removed}}, {"$set": {"active": False, "removed_at": now}})
-            self.schedules.collection.update_many(
-                {"kind": schedules.CHECKIN_REMINDER, "state": schedules.WAITING, "payload.item_key": {"$in": removed}},
-                {"$set": {"state": schedules.CANCELLED, "cancelled_at": now}})
+            update_in(self.items, "_id", removed, {}, {"$set": {"active": False, "removed_at": now}})
+            update_in(self.schedules.collection, "payload.item_key", removed,
+                      {"kind": schedules.CHECKIN_REMINDER, "state": schedules.WAITING},
+                      {"$set": {"state": schedules.CANCELLED, "cancelled_at": now}})
         for person_id in sorted({p for i in found for p in i["informed_ids"]}):
             informed = self.people.get(person_id)
             if informed is not None and informed.active:
@@ -651,11 +652,8 @@ class Notifier:
             {"manager_id": person.id, "active": {"$ne": False}}, {"_id": 1})]
         informed = [doc["_id"] for doc in self.items.find({"informed_ids": person.id, "active": True}, {"_id": 1})]
         window = {"$gte": since, "$lt": until}
-        found = {}
-        if reports:
-            found.update({c["_id"]: c for c in self.db[CHECKINS].find({"owner_id": {"$in": reports}, "recorded_at": window})})
-        if informed:
-            found.update({c["_id"]: c for c in self.db[CHECKINS].find({"item_key": {"$in": informed}, "recorded_at": window})})
+        found = {c["_id"]: c for c in find_in(self.db[CHECKINS], "owner_id", reports, {"recorded_at": window})}
+        found.update({c["_id"]: c for c in find_in(self.db[CHECKINS], "item_key", informed, {"recorded_at": window})})
         checkins = [{"who": self._named(c.get("owner_id", "")).called, "item_title": c.get("item_title") or c["item_id"],
                      "status": c.get("status", "").removeprefix("CHECKIN_STATUS_").replace("_", " ").lower(),
                      "progress": c.get("progress_percent") or 0.0, "raw_status": c.get("status")}
@@ -665,8 +663,8 @@ class Notifier:
                      for v in self.v2moms.find({"approver_id": person.id, "archived": {"$ne": True}})
                      if v.get("submitted_revision", 0) > v.get("decision_revision", 0)]
         held = self.deliveries.held(person.id, until, digest_id)
-        notes = {n["_id"]: n for n in self.db[NOTIFICATIONS].find(
-            {"_id": {"$in": [d["notification_id"] for d in held]}}, {"title": 1, "link": 1})}
+        notes = {n["_id"]: n for n in find_in(
+            self.db[NOTIFICATIONS], "_id", [d["notification_id"] for d in held], projection={"title": 1, "link": 1})}
         listed = [notes[d["notification_id"]] for d in held if d["notification_id"] in notes]
         plan = rules.digest(schedule["_id"], person, since, until, checkins, off_track, approvals, listed)
         if plan is not None:

@@ -11,6 +11,8 @@ from datetime import datetime, UTC
 from pymongo import DESCENDING
 from pymongo.database import Database
 
+from services.platform.store.mongo import find_in, update_in
+
 from .store import NOTIFICATIONS
 
 UNREAD = {"read_at": None}  # matches a missing read_at too
@@ -34,15 +36,15 @@ class Inbox:
 
     def owned(self, recipient_id: str, ids: list[str]) -> set[str]:
         """Which of ``ids`` are this person's notifications."""
-        found = self.notifications.find({"_id": {"$in": ids}, "recipient_id": recipient_id}, {"_id": 1})
+        found = find_in(self.notifications, "_id", ids, {"recipient_id": recipient_id}, {"_id": 1})
         return {doc["_id"] for doc in found}
 
     def mark_read(self, recipient_id: str, ids: list[str] | None, now: datetime) -> int:
         """Marks the unread ones of ``ids`` (None: the whole inbox) read at ``now``; how many were unread."""
-        query = {"recipient_id": recipient_id, **UNREAD}
+        query, change = {"recipient_id": recipient_id, **UNREAD}, {"$set": {"read_at": now}}
         if ids is not None:
-            query["_id"] = {"$in": ids}
-        return self.notifications.update_many(query, {"$set": {"read_at": now}}).modified_count
+            return update_in(self.notifications, "_id", ids, query, change)
+        return self.notifications.update_many(query, change).modified_count
 
 
 def position(doc: dict) -> list:

@@ -11,16 +11,17 @@ to half a year from today (FY2027_LAST_DAY); FY2025 has ended.
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 
 import grpc
+import pymongo
 import pytest
 
 from services.checkins import api as checkins_api_module
 from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
-from services.checkins.clock_store import advance_due
+from services.checkins.clock_store import ITEM_CLOCKS, advance_due
 from services.platform.core.clock import utc_now
 from services.goals.directory import Directory
 from tests.support.checkin_events import approved, v2mom_data
@@ -753,6 +754,25 @@ def test_stale_items_of_an_org_unit_cover_its_subtree_and_page_with_wrapped_toke
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(owner_id="rob", org_unit_id="acme"), Code.INVALID_ARGUMENT, "owner_id")
     expect(cat.ListStaleItems, checkins_pb2.ListStaleItemsRequest(owner_id="rob", page_size=500), Code.INVALID_ARGUMENT, "page_size")
     assert len(reader.calls) == calls  # refused before reaching the store
+
+
+def test_progress_of_an_unknown_id_is_not_found_on_the_sqlite_store(goals_world, checkins_settings, sqlite_mongo_uri):
+    """Issue 12, finding 4: on the store `make run` keeps (SQLite), an id with no progress sent the clocks an
+    empty `$in`, which that store refuses: INTERNAL instead of NOT_FOUND."""
+    settings = replace(checkins_settings, mongo_uri=sqlite_mongo_uri)
+    with served_in_process(checkins_api_module.create_server, checkins_pb2_grpc.CheckinServiceStub, settings) as api, \
+            pymongo.MongoClient(sqlite_mongo_uri) as client:
+        # Some other V2MOM's clock: on an empty collection the store answers before it builds any SQL.
+        client[settings.database_name][ITEM_CLOCKS].insert_one({"_id": "clock-elsewhere", "v2mom_id": "v2m_other"})
+        for v2mom_id in ("hannah.berg", goals_world.draft_v2mom_id):
+            expect(api("cat").GetProgress, checkins_pb2.GetProgressRequest(v2mom_id=v2mom_id, include_tree=True),
+                   Code.NOT_FOUND)
+            expect(api("cat").GetProgressHistory, checkins_pb2.GetProgressHistoryRequest(v2mom_id=v2mom_id),
+                   Code.NOT_FOUND)
+        progress = api("cat").GetProgress(checkins_pb2.GetProgressRequest(v2mom_id=goals_world.ann_v2mom_id))
+        assert progress.v2mom_id == goals_world.ann_v2mom_id and len(progress.items) == 4
+        stale = api("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(org_unit_id="acme"))
+        assert list(stale.items) == []
 
 
 def test_get_progress_with_the_real_progress_store_before_the_worker_has_run(world):

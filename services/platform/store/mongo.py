@@ -7,6 +7,7 @@ both support are used (see docs/architecture.md, "Storage").
 from dataclasses import dataclass
 
 import pymongo
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 
@@ -50,3 +51,44 @@ def matching(**fields) -> dict:
 def after_id(query: dict, after: str | None) -> dict:
     """The query limited to ids after ``after`` (keyset paging on ``_id``); unchanged without one."""
     return {**query, "_id": {"$gt": after}} if after else query
+
+
+# mongoeco's SQLite engine (the store `make run` keeps in var/) turns `$in` into SQL: an empty list on an
+# indexed field is an SQL syntax error, and more than about 500 values is "Expression tree is too large".
+# MongoDB takes both. So a list is de-duplicated, never sent empty, and sent in chunks of this many.
+IN_CHUNK = 200
+
+
+def distinct(values) -> list:
+    """The values once each, in their first order."""
+    return list(dict.fromkeys(values))
+
+
+def _chunks(values) -> list[list]:
+    unique = distinct(values)
+    return [unique[start:start + IN_CHUNK] for start in range(0, len(unique), IN_CHUNK)]
+
+
+def find_in(collection: Collection, field: str, values, query: dict | None = None, projection: dict | None = None,
+            sort: tuple[str, ...] = (), limit: int = 0) -> list[dict]:
+    """The documents whose ``field`` is one of ``values`` (and that match ``query``), ascending by ``sort``.
+
+    No values: no documents, and no round trip. A ``limit`` applies to the merged answer, so keyset pages
+    over many chunks are still the first ``limit`` in order.
+    """
+    found: list[dict] = []
+    chunks = _chunks(values)
+    for chunk in chunks:
+        cursor = collection.find({**(query or {}), field: {"$in": chunk}}, projection)
+        if sort:
+            cursor = cursor.sort([(key, 1) for key in sort])
+        found.extend(cursor.limit(limit) if limit else cursor)
+    if len(chunks) > 1 and sort:
+        found.sort(key=lambda doc: tuple(doc.get(key) for key in sort))
+    return found[:limit] if limit else found
+
+
+def update_in(collection: Collection, field: str, values, query: dict, update: dict) -> int:
+    """``update_many`` on the documents whose ``field`` is one of ``values``; how many it changed."""
+    return sum(collection.update_many({**query, field: {"$in": chunk}}, update).modified_count
+               for chunk in _chunks(values))
