@@ -248,3 +248,27 @@ def test_warnings_alone_leave_it_submittable(goals):
     response = goals.client(OWNER).LintV2MOM(goals_pb2.LintV2MOMRequest(content=content))
     severities = {f.severity for f in response.findings}
     assert severities == {goals_pb2.SEVERITY_WARNING, goals_pb2.SEVERITY_INFO} and response.submittable
+
+
+def test_a_submission_with_many_lint_errors_lists_the_first_and_counts_the_rest(goals, cycle):
+    """Issue 12, finding 6: 100 lint errors with long titles passed gRPC's 16 KiB trailer limit, so the
+    client got a broken stream instead of FAILED_PRECONDITION."""
+    content = valid_content()
+    for method in content.methods:
+        method.title, method.owner_id, method.accountable_id = "M" * 200, "", ""
+        method.ClearField("due_date")
+    while len(content.methods) < 20:
+        content.methods.append(content.methods[0])
+        content.methods[-1].id = f"mth-copy-{len(content.methods)}"
+    for measure in content.measures:
+        measure.title, measure.unit = "X" * 200, ""
+    v2mom = goals.create(cycle_id=cycle, content=content)
+    lint_errors = [f for f in goals.client(OWNER).LintV2MOM(goals_pb2.LintV2MOMRequest(id=v2mom.id)).findings
+                   if f.severity == goals_pb2.SEVERITY_ERROR]
+    assert len(lint_errors) > 60
+
+    error = expect(goals.client(OWNER).SubmitV2MOM, goals_pb2.SubmitV2MOMRequest(id=v2mom.id), grpc.StatusCode.FAILED_PRECONDITION)
+    violations = precondition_violations(error)
+    assert len(violations) == 20
+    assert [(kind, subject) for kind, subject, _ in violations[:19]] == [(f.code, f.field_path) for f in lint_errors[:19]]
+    assert violations[19][0] == "MORE" and f"and {len(lint_errors) - 19} more problems" in violations[19][2]

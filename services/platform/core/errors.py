@@ -24,7 +24,7 @@ class ServiceError(Exception):
         return []
 
     def to_status(self) -> grpc.Status:
-        proto = status_pb2.Status(code=self.code.value[0], message=self.message)
+        proto = status_pb2.Status(code=self.code.value[0], message=self.message[:MAX_MESSAGE])
         for detail in self.details():
             packed = any_pb2.Any()
             packed.Pack(detail)
@@ -38,26 +38,36 @@ class FieldViolation:
     description: str
 
 
-# gRPC trailers are limited to 16 KiB: hundreds of violations would arrive as a
-# broken stream instead of INVALID_ARGUMENT.
+# gRPC trailers are limited to 16 KiB: hundreds of violations (of a request, or a
+# submission's lint errors) would arrive as a broken stream instead of their status.
 MAX_VIOLATIONS = 20
+# A description longer than this is cut: a client-sent value quoted in it must not blow the trailer either.
+MAX_DESCRIPTION = 300
+MAX_MESSAGE = 1000
 
 
-def _capped(violations: list[FieldViolation]) -> list[FieldViolation]:
+def _more(hidden: int) -> str:
+    return f"... and {hidden} more problems; fix the ones above and send it again"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+def _capped(violations: list, summary) -> list:
+    """At most MAX_VIOLATIONS: the first ones, then ``summary(last shown, how many more)`` in the last place."""
+    violations = list(violations)
     if len(violations) <= MAX_VIOLATIONS:
-        return list(violations)
+        return violations
     hidden = len(violations) - (MAX_VIOLATIONS - 1)
-    summary = FieldViolation(
-        violations[MAX_VIOLATIONS - 1].field, f"... and {hidden} more problems; fix the ones above and send it again"
-    )
-    return [*violations[: MAX_VIOLATIONS - 1], summary]
+    return [*violations[: MAX_VIOLATIONS - 1], summary(violations[MAX_VIOLATIONS - 1], hidden)]
 
 
 class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: list[FieldViolation], message: str = ""):
-        self.violations = _capped(violations)
+        self.violations = _capped(violations, lambda last, hidden: FieldViolation(last.field, _more(hidden)))
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations[:5])
         super().__init__(message or f"invalid argument: {summary}")
 
@@ -65,7 +75,7 @@ class InvalidArgument(ServiceError):
         return [
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field), description=_cut(v.description))
                     for v in self.violations
                 ]
             )
@@ -84,7 +94,8 @@ class FailedPrecondition(ServiceError):
 
     def __init__(self, message: str, violations: list[PreconditionViolation] = ()):
         super().__init__(message)
-        self.violations = list(violations)
+        self.violations = _capped(
+            violations, lambda last, hidden: PreconditionViolation("MORE", last.subject, _more(hidden)))
 
     def details(self) -> list:
         if not self.violations:
@@ -93,7 +104,7 @@ class FailedPrecondition(ServiceError):
             error_details_pb2.PreconditionFailure(
                 violations=[
                     error_details_pb2.PreconditionFailure.Violation(
-                        type=v.type, subject=v.subject, description=v.description
+                        type=_cut(v.type), subject=_cut(v.subject), description=_cut(v.description)
                     )
                     for v in self.violations
                 ]
