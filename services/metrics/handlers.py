@@ -12,7 +12,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from services.platform.core import config
 from services.platform.worker.consumer import CloudEventHandler, DeadLetteringQueueConsumer, PermanentError
-from services.platform.bus.events import MalformedEvent, parse
+from services.platform.bus.events import MalformedEvent, SourceMismatch, parse
 from services.platform.store.mongo import connect
 
 from . import pipeline
@@ -58,9 +58,10 @@ class MetricsEventHandler(CloudEventHandler):
 
     def handle_message(self, body, message):
         try:
-            parse(body)
-        except MalformedEvent:
-            COUNTER.record(self.source_service, self.event_type, "malformed")
+            parse(body, message.delivery_info.get("exchange", ""))
+        except MalformedEvent as error:
+            reason = "wrong_source" if isinstance(error, SourceMismatch) else "malformed"
+            COUNTER.record(self.source_service, self.event_type, reason)
         super().handle_message(body, message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):

@@ -7,6 +7,7 @@ does to the stream: duplicates, reordering, poison, and a SIGKILL mid-stream.
 """
 
 import functools
+import json
 import os
 import random
 import time
@@ -98,7 +99,9 @@ def test_duplicates_reordering_and_poison_change_no_gauge_and_poison_is_dead_let
         raw_event("checkins", "checkin_recorded", {"checkin": {"id": "c", "v2momId": "v-ann"}}),
         {**events[0], "id": "evt_badtime", "time": "yesterday"},
     ]
-    undecodable = [("goals", "v2mom_created", b"{not json"), ("checkins", "progress_changed", b'{"hello": "not a cloudevent"}')]
+    undecodable = [("goals", "v2mom_created", b"{not json"), ("checkins", "progress_changed", b'{"hello": "not a cloudevent"}'),
+                   # goals' approval through the check-ins exchange: a forgery, whatever its payload
+                   ("checkins", "checkin_recorded", json.dumps({**poison[0], "id": "evt_forged"}).encode())]
 
     publish(connection, noisy[:40] + poison + noisy[40:], raw=undecodable)
     wait_for(lambda: handled(worker_db) >= len(noisy) + len(poison) + len(undecodable),
@@ -116,6 +119,7 @@ def test_duplicates_reordering_and_poison_change_no_gauge_and_poison_is_dead_let
         ("goals", "org_unit_upserted", "invalid"): 1,
         ("goals", "v2mom_created", "undecodable"): 1,
         ("checkins", "progress_changed", "malformed"): 1,
+        ("checkins", "checkin_recorded", "wrong_source"): 1,
     }
     assert worker.process.poll() is None, "the worker died on a poison message"
 

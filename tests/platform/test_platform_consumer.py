@@ -102,3 +102,22 @@ def test_replayed_event_is_applied_once(db, connection, recorder):
     wait_for(lambda: db.applied.count_documents({"n": 10}) == 1)
     time.sleep(0.3)
     assert db.applied.count_documents({"n": 9}) == 1
+
+
+def test_an_event_whose_source_is_not_its_exchange_is_dead_lettered_with_the_reason(db, connection, recorder):
+    """Finding 7: a consumer took any `source` from any exchange, so one service could speak for another."""
+    forged = envelope("goals", "thing_happened", subject="t11", data={"n": 11})  # goals' event on testsource's exchange
+    publish_raw(connection, forged)
+    publish_raw(connection, thing(12))
+    wait_for(lambda: db.applied.count_documents({"n": 12}) == 1, message="the good event was not applied")
+    collected = []
+
+    def dead_lettered():
+        collected.extend(dead_letters(connection))
+        return collected
+
+    wait_for(dead_lettered, message="the forged event was not dead-lettered")
+    assert [json.loads(m.body)["id"] for m in collected] == [forged["id"]]
+    assert db.applied.count_documents({"n": 11}) == 0
+    wait_for(lambda: "wrong source" in log_tail(recorder, 20000), message="no reason was logged")
+    assert "source '/v2mom/goals' does not match exchange 'testsource.events'" in log_tail(recorder, 20000)

@@ -208,3 +208,15 @@ def test_matching_keeps_only_given_values_and_after_id_pages_by_id():
     assert matching(org_unit_id="eng", manager_id="", cycle=None, level=0) == {"org_unit_id": "eng", "level": 0}
     assert after_id({"a": 1}, None) == {"a": 1}
     assert after_id({"a": 1}, "x") == {"a": 1, "_id": {"$gt": "x"}}
+
+
+def test_an_event_must_come_through_its_own_services_exchange():
+    from services.platform.bus.events import MalformedEvent, SourceMismatch, envelope, parse
+
+    approved = envelope("goals", "v2mom_approved", subject="v1", data={"v2momId": "v1"})
+    assert parse(approved, "goals.events") is approved
+    assert parse(approved) is approved  # no exchange given: only the envelope's shape is checked
+    for exchange in ("checkins.events", "", "goals.dlx", "goals.events.unrouted"):
+        with pytest.raises(SourceMismatch) as raised:
+            parse(approved, exchange)
+        assert isinstance(raised.value, MalformedEvent) and repr(exchange) in str(raised.value)

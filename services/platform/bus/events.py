@@ -37,6 +37,11 @@ def unrouted_name(exchange: str) -> str:
     return f"{exchange}.unrouted"
 
 
+def source_of(service: str) -> str:
+    """The CloudEvents ``source`` of every event a service publishes."""
+    return f"/v2mom/{service}"
+
+
 def envelope(service: str, event_type: str, subject: str, data: dict | Message, time: datetime | None = None) -> dict:
     """A new event. ``source`` names the publishing service; ``subject`` the aggregate id.
 
@@ -47,7 +52,7 @@ def envelope(service: str, event_type: str, subject: str, data: dict | Message, 
     event = {
         "specversion": SPEC_VERSION,
         "id": new_id("evt"),
-        "source": f"/v2mom/{service}",
+        "source": source_of(service),
         "type": event_type,
         "subject": subject,
         "time": (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
@@ -77,8 +82,18 @@ class MalformedEvent(ValueError):
     pass
 
 
-def parse(body) -> dict:
-    """Validates an incoming envelope; raises MalformedEvent with the reason."""
+class SourceMismatch(MalformedEvent):
+    """An event whose source is not the service whose exchange it came through: forged or misrouted."""
+
+
+def parse(body, exchange: str | None = None) -> dict:
+    """Validates an incoming envelope; raises MalformedEvent with the reason.
+
+    With the exchange the message came through, also checks that the event's
+    ``source`` is that exchange's service: each service's broker user may
+    write only to its own exchange, so this is what stops checkins from
+    announcing a ``v2mom_approved``.
+    """
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
@@ -93,4 +108,15 @@ def parse(body) -> dict:
         raise MalformedEvent(f"unsupported specversion {body['specversion']!r}")
     if not isinstance(body["data"], dict):
         raise MalformedEvent("data must be a JSON object")
+    if exchange is not None:
+        check_source(body, exchange)
     return body
+
+
+def check_source(event: dict, exchange: str) -> None:
+    """Raises SourceMismatch unless the event came through its own service's exchange."""
+    if not exchange.endswith(".events"):
+        raise SourceMismatch(f"event from {event.get('source')!r} came through {exchange!r}, no service's events exchange")
+    expected = source_of(exchange.removesuffix(".events"))
+    if event.get("source") != expected:
+        raise SourceMismatch(f"source {event.get('source')!r} does not match exchange {exchange!r} ({expected!r})")

@@ -5,8 +5,9 @@ cannot decode kills its consumer loop. Both would lose or block events, so:
 
 - every handler queue is declared with a dead-letter exchange
   (``<consuming service>.dlx``) and a dead-letter queue ``<queue>.dlq``;
-- undecodable bodies, envelopes that are not CloudEvents, and handlers that
-  keep failing are rejected without requeue, so RabbitMQ moves them to the DLQ
+- undecodable bodies, envelopes that are not CloudEvents, events whose
+  ``source`` is not the service whose exchange they came through (forged or
+  misrouted), and handlers that keep failing are rejected without requeue, so RabbitMQ moves them to the DLQ
   (with its ``x-death`` header saying why);
 - a store outage, another service being unreachable (``Unavailable``, raised by
   ServiceClient once its own retries are spent), or other writers winning every
@@ -19,6 +20,7 @@ cannot decode kills its consumer loop. Both would lose or block events, so:
 import logging
 import time
 
+import amqp
 import eventlet
 import kombu
 from google.protobuf import json_format
@@ -28,7 +30,7 @@ from nameko.messaging import QueueConsumer
 from pymongo.errors import ConnectionFailure
 
 from ..core.errors import Aborted, Unavailable
-from ..bus.events import MalformedEvent, parse
+from ..bus.events import MalformedEvent, SourceMismatch, parse
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,20 @@ def require(condition: bool, what: str, envelope: dict) -> None:
     """Dead-letters the event, naming it, unless ``condition`` holds."""
     if not condition:
         raise PermanentError(f"{envelope.get('type')} {envelope.get('id')}: {what}")
+
+
+def ensure_exchange(connection, name: str) -> None:
+    """Makes sure a publisher's topic exchange exists, declaring it only if it does not.
+
+    A passive declare needs no permission. On a fresh broker a consumer can
+    start before the publisher ever ran; then it declares the exchange as the
+    publisher would, which a service user may not do - compose's broker
+    definitions declare every exchange up front.
+    """
+    try:
+        connection.channel().exchange_declare(name, "topic", durable=True, auto_delete=False, passive=True)
+    except amqp.exceptions.NotFound:
+        connection.channel().exchange_declare(name, "topic", durable=True, auto_delete=False)
 
 
 def dead_letter_exchange(service: str) -> Exchange:
@@ -92,9 +108,13 @@ class CloudEventHandler(EventHandler):
         super().setup()
         service = self.container.service_name
         dlx = dead_letter_exchange(service)
+        source = get_event_exchange(self.source_service, self.container.config)
+        # Bound to, never declared here: declaring needs configure permission on another service's exchange,
+        # which would also let this service delete it (deploy/rabbitmq). _declare_on_broker makes sure it exists.
+        source.no_declare = True
         self.queue = Queue(
             self.queue.name,
-            exchange=get_event_exchange(self.source_service, self.container.config),
+            exchange=source,
             routing_key=self.event_type,
             durable=True,
             queue_arguments={"x-dead-letter-exchange": dlx.name, "x-dead-letter-routing-key": self.queue.name},
@@ -102,17 +122,19 @@ class CloudEventHandler(EventHandler):
         self.dead_letter_queue = Queue(
             dead_letter_queue_name(self.queue.name), exchange=dlx, routing_key=self.queue.name, durable=True
         )
-        self._declare_dead_letter_queue()
+        self._declare_on_broker(source.name)
 
-    def _declare_dead_letter_queue(self):
+    def _declare_on_broker(self, source_exchange: str):
         with kombu.Connection(self.container.config["AMQP_URI"]) as connection:
+            ensure_exchange(connection, source_exchange)
             self.dead_letter_queue(connection.default_channel).declare()
 
     def handle_message(self, body, message):
         try:
-            envelope = parse(body)
+            envelope = parse(body, message.delivery_info.get("exchange", ""))
         except MalformedEvent as error:
-            log.warning("event dead-lettered: malformed", extra={"queue": self.queue.name, "reason": str(error)})
+            what = "wrong source" if isinstance(error, SourceMismatch) else "malformed"
+            log.warning(f"event dead-lettered: {what}", extra={"queue": self.queue.name, "reason": str(error)})
             message.reject(requeue=False)
             return
         super().handle_message(envelope, message)
