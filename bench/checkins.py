@@ -49,7 +49,7 @@ from bench import checkins_report, harness
 from bench.goals_api import MANAGER, author_ids, content_template, create_request, seed_directory
 from bench.harness import BARE, OURS, Process
 from services.checkins import repository
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import load
 from services.platform.store.mongo import ensure_indexes
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
@@ -192,9 +192,9 @@ def publish_world(stack: Stack, db, count: int) -> World:
     facts, items = {}, []
     with grpc.insecure_channel(stack.address("goals")) as channel:
         stub = goals_pb2_grpc.GoalServiceStub(channel)
-        manager = bearer_metadata(mint_token(auth, MANAGER))
+        manager = bearer_metadata(mint_dev_token(auth, MANAGER))
         for owner in owners:
-            token = mint_token(auth, owner)
+            token = mint_dev_token(auth, owner)
             me = bearer_metadata(token)
             created = stub.CreateV2MOM(create_request(owner, template), metadata=me, timeout=30)
             stub.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=created.id), metadata=me, timeout=30)

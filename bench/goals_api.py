@@ -41,7 +41,7 @@ from bench import harness
 from bench.harness import BARE, OURS, Process, fmt, verdict
 from services.goals import repository
 from services.goals.directory import Directory
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import load
 from services.platform.store.mongo import ensure_indexes
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
@@ -228,7 +228,7 @@ def bench_engine(engine: str, opts: argparse.Namespace, bar: tqdm) -> dict:
     template = content_template()
     per_round_creates = opts.create_warmup + opts.create_count
     authors = author_ids(opts.seed_docs + opts.rounds * per_round_creates)
-    tokens = {a: mint_token(settings.auth, a) for a in authors}
+    tokens = {a: mint_dev_token(settings.auth, a) for a in authors}
     processes: list[Process] = []
     client = None
     with tempfile.TemporaryDirectory(prefix="bench-goals-") as tmp_name:

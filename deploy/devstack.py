@@ -58,8 +58,9 @@ from deploy.demo import checkins_seed
 from deploy.demo.checkins import StoryError
 from deploy.demo.goals import DemoDataError
 from deploy.demo.goals_seed import SeedError, seed
-from services.platform.api.auth import bearer_metadata, mint_token
-from services.platform.core.config import ConfigError, load
+from deploy.demo.goals import load_org
+from services.platform.api.auth import bearer_metadata, mint_dev_token
+from services.platform.core.config import ConfigError, is_production, load
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
@@ -516,6 +517,9 @@ def _redact(uri: str) -> str:
 
 
 def run(stack: Stack) -> NoReturn:
+    if is_production():
+        raise StackError("`make run` is the development stack (development tokens, the demo's people): "
+                         "unset V2MOM_ENV, or run production with docker compose")
     mongo_uri = ensure_mongo(stack)
     amqp_uri = ensure_rabbitmq(stack.printer)
     stack.external.append(("rabbitmq", _redact(amqp_uri)))
@@ -525,12 +529,14 @@ def run(stack: Stack) -> NoReturn:
     started = time.monotonic()
     for spec in SERVICES:
         stack.start(spec)
-    notify_worker = start_notify(stack)
+    notify_worker, webhook_url = start_notify(stack)
     timings = {"start the services": time.monotonic() - started}
     # notify-worker sees the organisation's submissions and decisions as they happen, then waits out the
     # eight weeks of check-in history: its durable queues keep those events, and it catches up after the
     # banner instead of competing with the seed for the one embedded store (which doubled the first start).
-    summary = seed_demo(mongo_uri, timings, before_history=lambda: stack.set_aside(notify_worker))
+    # The sink is subscribed by the demo's admin, a person of the directory, so once the seed has written it.
+    summary = seed_demo(mongo_uri, timings, before_history=lambda: stack.set_aside(notify_worker),
+                        after_directory=lambda: stack.printer.say(subscribe_webhook_sink(webhook_url)))
     stack.printer.say("took " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())
                       + f"; ready {time.monotonic() - stack.began:.1f} s after `make run` began")
     stack.start(notify_worker.spec)
@@ -539,10 +545,10 @@ def run(stack: Stack) -> NoReturn:
     stack.watch()
 
 
-def start_notify(stack: Stack) -> Child:
-    """The sinks notify-worker sends to, notify-api, notify-worker, and the webhook sink's subscription.
+def start_notify(stack: Stack) -> tuple[Child, str]:
+    """The sinks notify-worker sends to, notify-api and notify-worker.
 
-    Returns notify-worker's process."""
+    Returns notify-worker's process and the URL to subscribe the webhook sink at."""
     smtp = smtp_sink_spec()
     if smtp is None:
         relay = f"{os.environ['NOTIFY_SMTP_HOST']}:{os.environ.get('NOTIFY_SMTP_PORT') or DEFAULT_SMTP_PORT}"
@@ -558,8 +564,7 @@ def start_notify(stack: Stack) -> Child:
     # The webhook sink is plain http on loopback, which only this development switch allows.
     stack.env["NOTIFY_ALLOW_PRIVATE_WEBHOOKS"] = "true"
     children = [stack.start(spec) for spec in NOTIFY_SERVICES]
-    stack.printer.say(subscribe_webhook_sink(f"http://{webhooks.ready.address}/v2mom"))
-    return children[-1]
+    return children[-1], f"http://{webhooks.ready.address}/v2mom"
 
 
 def subscribe_webhook_sink(url: str) -> str:
@@ -575,7 +580,8 @@ def subscribe_webhook_sink(url: str) -> str:
         url=url, format=notify_pb2.WEBHOOK_FORMAT_STANDARD,
         kinds=[notify_pb2.NOTIFICATION_KIND_APPROVAL_REQUESTED, notify_pb2.NOTIFICATION_KIND_APPROVAL_DECIDED],
     )
-    metadata = bearer_metadata(mint_token(auth, "svc:devstack", ("admin",), ttl_seconds=300))
+    # Subscriptions are an admin's to make: the demo's first admin (roles come from the directory, not the token).
+    metadata = bearer_metadata(mint_dev_token(auth, load_org().admins()[0], ttl_seconds=300))
     with grpc.insecure_channel(NOTIFY_API.address) as channel:
         try:
             notify_pb2_grpc.NotifyServiceStub(channel).CreateSubscription(
@@ -587,7 +593,8 @@ def subscribe_webhook_sink(url: str) -> str:
     return f"subscribed the webhook sink to the organisation's approval notifications ({url})"
 
 
-def seed_demo(mongo_uri: str, timings: dict[str, float], before_history: Callable[[], None] = lambda: None) -> str:
+def seed_demo(mongo_uri: str, timings: dict[str, float], before_history: Callable[[], None] = lambda: None,
+              after_directory: Callable[[], None] = lambda: None) -> str:
     """Seeds the organisation, then its check-in history; returns what each did, a line each.
 
     Adds the seconds each phase took to `timings`; calls `before_history` between the two.
@@ -601,7 +608,8 @@ def seed_demo(mongo_uri: str, timings: dict[str, float], before_history: Callabl
             goals_addr=GOALS_API.address,
         )
         # A progress bar on a terminal; none in a log file.
-        goals = seed(settings, goals_api_address=GOALS_API.address, progress=None).summary()
+        goals = seed(settings, goals_api_address=GOALS_API.address, progress=None,
+                     after_directory=after_directory).summary()
     except (SeedError, DemoDataError, ConfigError) as error:
         raise StackError(f"seeding the demo organisation failed: {error}") from None
     timings["seed the organisation"] = time.monotonic() - started

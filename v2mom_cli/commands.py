@@ -19,7 +19,7 @@ from . import refs, render
 from .errors import CliError
 from .session import (
     CHECKINS_API, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR, NOTIFY_API, Client, claims_of, load_token,
-    login as mint_login, token_path,
+    login as mint_login, login_with_token, token_path,
 )
 
 STATES = {name.removeprefix("V2MOM_STATE_").lower(): value for name, value in goals_pb2.V2MOMState.items() if value}
@@ -92,7 +92,12 @@ class Context:
 
 
 def login(ctx: Context, args) -> int:
-    person, path, expires = mint_login(ctx.addr, args.person_id)
+    if args.token:
+        person, path, expires = login_with_token(ctx.addr, args.token)
+    elif args.person_id:
+        person, path, expires = mint_login(ctx.addr, args.person_id)
+    else:
+        raise CliError("say who: `v2mom login <person-id>` (development) or `v2mom login --token <JWT>`")
     roles = f"; roles: {', '.join(person.roles)}" if person.roles else ""
     print(f"Logged in as {person.display_name} ({person.id}), {person.title}{roles}.")
     print(f"Token saved in {_home_relative(path)}, valid until {_clock(expires)}.")

@@ -16,6 +16,7 @@ from v2mom_format import yaml_content
 
 from . import checkins, commands, notify, refs
 from .errors import CliError, describe_rpc_error
+from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
 
 REFERENCES = textwrap.indent(refs.__doc__.split("\n", 2)[2].strip(), "  ")
@@ -68,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(handler=handler)
         return cmd
 
-    command("login", commands.login, "act as a person from the directory (development tokens)").add_argument(
-        "person_id", help="their directory id, for example jonas.weber"
-    )
+    login = command("login", commands.login, "act as a person from the directory (development tokens), "
+                                             "or save a token from your identity provider (--token)")
+    login.add_argument("person_id", nargs="?", help="their directory id, for example jonas.weber (development)")
+    login.add_argument("--token", help="a token from the identity provider (production: V2MOM_ENV=production)")
     command("whoami", commands.whoami, "show who you are logged in as")
 
     people = command("people", commands.people, "list people in the directory")
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     context = commands.Context(args.addr, args.checkins_addr, args.notify_addr)
     try:
+        check_environment()  # production refuses a development secret before anything is sent
         return args.handler(context, args)
     except CliError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -1,9 +1,10 @@
 """Who you are to the APIs: the saved token, and the connections that carry it.
 
-`v2mom login` mints a development token signed with the shared HS256 secret
-(JWT_SECRET, the same one the services verify with). With RS256 the signing
-key lives with an identity provider, so the CLI cannot mint one: put a token
-from there into the token file instead.
+`v2mom login <person-id>` mints a development token signed with the shared
+HS256 secret (JWT_SECRET, the same one the services verify with). It says only
+who you are: your roles are the directory's. In production (V2MOM_ENV=
+production) or wherever tokens come from an identity provider (OIDC_*), there
+are no development tokens: `v2mom login --token <JWT>` saves one from there.
 """
 
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import grpc
 import jwt
 
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.api.tls import open_channel
 from services.platform.core.config import AuthSettings, ConfigError, load_auth
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc, notify_pb2_grpc
@@ -25,8 +26,6 @@ DEFAULT_ADDR = "127.0.0.1:50051"
 DEFAULT_CHECKINS_ADDR = "127.0.0.1:50052"
 DEFAULT_NOTIFY_ADDR = "127.0.0.1:50054"
 TOKEN_TTL_SECONDS = 8 * 3600
-# Just long enough to look the person up; it never leaves this process.
-BOOTSTRAP_TTL_SECONDS = 60
 CALL_TIMEOUT_SECONDS = 10.0
 # A call that never arrived, or whose answer was lost, is worth another try.
 RETRIABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -83,17 +82,23 @@ def claims_of(token: str) -> dict:
         raise CliError(f"{token_path()} does not hold a token: run `v2mom login <person-id>`") from None
 
 
-def dev_auth() -> AuthSettings:
-    if os.environ.get("JWT_ALGORITHM", "HS256") == "RS256":
-        raise CliError(
-            "`v2mom login` mints development tokens with the shared HS256 secret, but JWT_ALGORITHM is RS256 here. "
-            f"Get a token from your identity provider and save it in {token_path()} (or point V2MOM_TOKEN_FILE at it).",
-            exit_code=2,
-        )
+def check_environment() -> AuthSettings:
+    """The identity settings, or a CliError saying what to fix (production refuses a development secret)."""
     try:
         return load_auth()
     except ConfigError as error:
         raise CliError(str(error), exit_code=2) from None
+
+
+def dev_auth() -> AuthSettings:
+    auth = check_environment()
+    if auth.production or auth.oidc:
+        raise CliError(
+            "there are no development tokens here: people sign in at the identity provider. Get a token there "
+            "and run `v2mom login --token <JWT>` (or save it in V2MOM_TOKEN_FILE).",
+            exit_code=2,
+        )
+    return auth
 
 
 class Client:
@@ -134,14 +139,32 @@ class Client:
 
 
 def login(addr: str, person_id: str) -> tuple[common_pb2.Person, Path, int]:
-    """Looks the person up and saves a token with their roles: (person, token file, expiry)."""
-    auth = dev_auth()
-    bootstrap = Client(addr, mint_token(auth, "v2mom-cli-login", ["admin"], ttl_seconds=BOOTSTRAP_TTL_SECONDS))
-    try:
-        person = bootstrap.call("GetPerson", goals_pb2.GetPersonRequest(id=person_id))
-    finally:
-        bootstrap.close()
-    if not person.active:
-        raise CliError(f"{person.display_name} ({person.id}) is no longer active in the directory")
-    token = mint_token(auth, person.id, list(person.roles), ttl_seconds=TOKEN_TTL_SECONDS)
+    """Mints a development token for the person and checks it with goals-api: (person, token file, expiry).
+
+    The token names the person only; goals-api says who they are (roles, active) from its directory.
+    """
+    token = mint_dev_token(dev_auth(), person_id, ttl_seconds=TOKEN_TTL_SECONDS)
+    person = whose(addr, token, person_id)
     return person, save_token(token), int(time.time()) + TOKEN_TTL_SECONDS
+
+
+def login_with_token(addr: str, token: str) -> tuple[common_pb2.Person, Path, int]:
+    """Saves a token from the identity provider once goals-api accepts it: (person, token file, expiry)."""
+    check_environment()
+    claims = claims_of(token)
+    person = whose(addr, token, str(claims.get("sub", "")))
+    return person, save_token(token), int(claims.get("exp", 0))
+
+
+def whose(addr: str, token: str, person_id: str) -> common_pb2.Person:
+    """The person behind the token, as the directory has them; a CliError when the APIs refuse them."""
+    client = Client(addr, token)
+    try:
+        person = client.call("GetPerson", goals_pb2.GetPersonRequest(id=person_id))
+    except ApiCallFailed as error:
+        if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            raise CliError(f"goals-api does not let {person_id} in: {error.details()}") from None
+        raise
+    finally:
+        client.close()
+    return person

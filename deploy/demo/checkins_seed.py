@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 import grpc
 from tqdm import tqdm
 
-from services.platform.api.auth import Caller, bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token, person_caller
 from services.platform.core.config import AuthSettings, ConfigError, Settings, load
 from services.platform.core.errors import ServiceError
 
@@ -103,12 +103,10 @@ class Actors:
         self.admin = admin
         self._metadata: dict[str, tuple] = {}
 
-    def roles(self, person_id: str) -> tuple[str, ...]:
-        return ("admin",) if person_id == self.admin else ()
-
     def metadata(self, person_id: str) -> tuple:
         if person_id not in self._metadata:
-            token = mint_token(self.auth, person_id, self.roles(person_id), ttl_seconds=3600)
+            # Who they are only: their roles come from goals' directory, where the seed put them.
+            token = mint_dev_token(self.auth, person_id, ttl_seconds=3600)
             self._metadata[person_id] = bearer_metadata(token)
         return self._metadata[person_id]
 
@@ -141,7 +139,7 @@ class InProcess:
     check-ins database), called in this process: the same validation, authorisation, documents and
     outbox events as through checkins-api, without a gRPC round trip and a token per call.
 
-    The servicer's part is kept too: the caller must still be active in goals' directory.
+    The interceptor's part is kept too: the caller is who goals' directory says, and must be active there.
     """
 
     RPCS = {
@@ -155,12 +153,12 @@ class InProcess:
         self.actors = actors
 
     def call(self, person_id: str, rpc: str, request):
-        caller = Caller(person_id, frozenset(self.actors.roles(person_id)))
         try:
+            caller = person_caller(self.service.goals.people, person_id)
             if rpc in self.RPCS:
-                return self.RPCS[rpc](self.service, self.service.active_caller(caller, writes=True), request)
+                return self.RPCS[rpc](self.service, caller, request)
             if rpc == "GetProgress":
-                return self.service.progress(self.service.active_caller(caller, writes=False), request)
+                return self.service.progress(caller, request)
         except ServiceError as error:
             raise Refused(error.code.name, error.message) from None
         raise ValueError(f"no in-process call for {rpc}")

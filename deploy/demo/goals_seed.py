@@ -24,7 +24,7 @@ so the demo always looks as it did on that day and its running cycle contains to
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -33,7 +33,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from pymongo.database import Database
 from tqdm import tqdm
 
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import AuthSettings, ConfigError, Settings, load, load_auth
 from services.platform.store.mongo import connect, ensure_indexes
 from v2mom_format import yaml_content
@@ -118,7 +118,7 @@ class Actors:
 
     def metadata(self, person_id: str) -> tuple:
         if person_id not in self._metadata:
-            token = mint_token(self.auth, person_id, self.org.roles(person_id), ttl_seconds=3600)
+            token = mint_dev_token(self.auth, person_id, ttl_seconds=3600)  # roles: the directory's
             self._metadata[person_id] = bearer_metadata(token)
         return self._metadata[person_id]
 
@@ -259,11 +259,13 @@ class JourneyRunner:
 
 
 def seed(
-    settings_or_db: Settings | Database, goals_api_address: str | None = None, progress: bool | None = True
+    settings_or_db: Settings | Database, goals_api_address: str | None = None, progress: bool | None = True,
+    after_directory: Callable[[], None] = lambda: None,
 ) -> SeedReport:
     """Seeds the demo organisation; goals_api_address=None serves the API in process.
 
-    progress=None shows the progress bar only when stderr is a terminal.
+    progress=None shows the progress bar only when stderr is a terminal; ``after_directory`` runs once the
+    people exist (so they can call the APIs) and before their V2MOMs' journeys.
     """
     org = load_org()
     plans = load_plans(org)
@@ -272,6 +274,7 @@ def seed(
         report = SeedReport(people=len(org.people), org_units=len(org.units))
         # No cache: the API calls below must see the directory written just now.
         report.directory_changes = seed_directory(Directory(db, cache_seconds=0), org)
+        after_directory()
         with _goals_api(db, auth, goals_api_address) as address, grpc.insecure_channel(address) as channel:
             _wait_for(channel, address)
             total = sum(len(plan.actions) for plan in plans)

@@ -2,12 +2,12 @@
 
 Run it with ``python -m services.checkins.api``; GRPC_ADDR (default
 127.0.0.1:50052), MONGO_URI, MONGO_DB (default ``checkins``), GOALS_ADDR and
-the JWT_* variables configure it (services/platform/core/config.py).
+the identity settings (OIDC_*, SERVICE_*) configure it (services/platform/core/config.py).
 """
 
 import functools
 
-from services.platform.api.auth import current_caller
+from services.platform.api.auth import current_caller, grant
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.config import Settings, load
 from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
@@ -23,6 +23,12 @@ from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
 SERVICE_NAME = "checkins"
 DEFAULT_ADDR = "127.0.0.1:50052"
 
+# The services that call checkins-api, and all they may call (auth.Grant): metrics' rebuild reads every
+# check-in, superseded ones too, as an admin would.
+CALLERS = {
+    "metrics": grant("ListCheckins", "GetProgress", "ListStaleItems", "GetCycleSettings", roles=("admin",)),
+}
+
 
 def _authorization(context) -> str:
     """The caller's own bearer header: goals may be asked as them whether they may see a draft."""
@@ -30,43 +36,38 @@ def _authorization(context) -> str:
 
 
 class CheckinServicer(checkins_pb2_grpc.CheckinServiceServicer):
-    """Thin: every RPC hands the authenticated, still active caller and request to CheckinsService."""
+    """Thin: every RPC hands the authenticated caller (a person goals' directory knows as active, or a granted
+    service) and request to CheckinsService."""
 
     def __init__(self, service: CheckinsService):
         self.service = service
 
-    def _writer(self):
-        return self.service.active_caller(current_caller(), writes=True)
-
-    def _reader(self):
-        return self.service.active_caller(current_caller(), writes=False)
-
     def RecordMeasureCheckin(self, request, context):
-        return self.service.record_measure(self._writer(), request, _authorization(context))
+        return self.service.record_measure(current_caller(), request, _authorization(context))
 
     def RecordMethodCheckin(self, request, context):
-        return self.service.record_method(self._writer(), request, _authorization(context))
+        return self.service.record_method(current_caller(), request, _authorization(context))
 
     def CorrectCheckin(self, request, context):
-        return self.service.correct(self._writer(), request, _authorization(context))
+        return self.service.correct(current_caller(), request, _authorization(context))
 
     def ListCheckins(self, request, context):
-        return self.service.list_checkins(self._reader(), request)
+        return self.service.list_checkins(current_caller(), request)
 
     def GetProgress(self, request, context):
-        return self.service.progress(self._reader(), request)
+        return self.service.progress(current_caller(), request)
 
     def GetProgressHistory(self, request, context):
-        return self.service.progress_history(self._reader(), request)
+        return self.service.progress_history(current_caller(), request)
 
     def ListStaleItems(self, request, context):
-        return self.service.stale_items(self._reader(), request)
+        return self.service.stale_items(current_caller(), request)
 
     def GetCycleSettings(self, request, context):
-        return self.service.get_cycle_settings(self._reader(), request)
+        return self.service.get_cycle_settings(current_caller(), request)
 
     def UpdateCycleSettings(self, request, context):
-        return self.service.update_cycle_settings(self._writer(), request)
+        return self.service.update_cycle_settings(current_caller(), request)
 
 
 def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
@@ -85,9 +86,11 @@ def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
 def create_server(addr: str, settings: Settings | None = None, progress_reader=None):
     """Returns (server, port); bind to port 0 in tests to get a free one."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
+    service = build_service(settings, progress_reader)
     return create_service_server(
-        addr, settings.auth, CheckinServicer(build_service(settings, progress_reader)),
+        addr, settings.auth, CheckinServicer(service),
         checkins_pb2_grpc.add_CheckinServiceServicer_to_server, checkins_pb2.DESCRIPTOR.services_by_name["CheckinService"],
+        people=service.goals.people, grants=CALLERS,
     )
 
 

@@ -1,9 +1,11 @@
 """What the check-ins service asks goals-api, and what it remembers of the answers.
 
 Goals is the single owner of V2MOMs, people, org units and cycles. Calls go
-through services.platform.api.client.ServiceClient: a service token
-("svc:checkins", role ``service``), a deadline, and retries with backoff on
-UNAVAILABLE. When goals-api stays unreachable, every method here raises
+through services.platform.api.client.ServiceClient: checkins' own credential
+(it is "svc:checkins" at goals-api, for the RPCs goals grants it), a
+deadline, and retries with backoff on UNAVAILABLE. Who a caller is - their
+roles, whether they are still active - is asked here too (``people``).
+When goals-api stays unreachable, every method here raises
 UNAVAILABLE with a message a client can act on.
 """
 
@@ -13,11 +15,11 @@ from datetime import date
 import grpc
 
 from services.platform.api.client import ServiceClient
+from services.platform.api.people import RemotePeople, get_person_via
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import from_date_proto
 from services.platform.core.config import AuthSettings
 from services.platform.core.errors import Unavailable
-from services.platform.core.validation import is_id
 
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
@@ -26,13 +28,11 @@ log = logging.getLogger(__name__)
 GOALS_DOWN = "goals-api is unavailable, so this cannot be checked now; nothing was recorded. Try again in a moment"
 CYCLES_SECONDS = 60.0
 ORG_UNITS_SECONDS = 30.0
-# How long goals' word that a person is (in)active is trusted: a leaver keeps
+# How long goals' word about a person (active, roles) is trusted: a leaver keeps
 # access to checkins-api for at most this long after HR marks them inactive.
 PERSON_SECONDS = 30.0
 # 200 pages of 200: far beyond any org, and a bound if goals ever returned tokens forever.
 MAX_ORG_UNIT_PAGES = 200
-# "Never asked", told apart from None ("goals does not know them").
-_UNKNOWN = object()
 
 
 class GoalsRefused(RuntimeError):
@@ -45,11 +45,12 @@ class GoalsRefused(RuntimeError):
 
 class GoalsClient:
     def __init__(self, addr: str, auth: AuthSettings):
-        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "checkins")
+        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "goals")
         # ExpiringCache is lock-free: checkins-worker calls goals from eventlet's real OS threads (tpool).
         self._cycles = ExpiringCache(CYCLES_SECONDS)
         self._org_units = ExpiringCache(ORG_UNITS_SECONDS)
-        self._people = ExpiringCache(PERSON_SECONDS)
+        # Who calls checkins-api (auth.PeopleLookup): goals' directory, remembered PERSON_SECONDS.
+        self.people = RemotePeople(get_person_via(self.client, goals_pb2.GetPersonRequest), PERSON_SECONDS)
 
     def published_v2mom(self, v2mom_id: str) -> goals_pb2.V2MOM | None:
         """The published version (state PUBLISHED or ARCHIVED); None when unknown or never published.
@@ -85,23 +86,6 @@ class GoalsClient:
             cycles = self._cycles.refresh("all", self._load_cycles)  # a cycle created since we last asked
         return cycles.get(cycle_id)
 
-    def person_active(self, person_id: str) -> bool | None:
-        """Whether goals' directory has the person as active; None when it does not know them.
-
-        Asked at most once per PERSON_SECONDS per person. While goals-api is
-        unreachable the last answer stands, however old; with none, this
-        raises UNAVAILABLE and the caller decides.
-        """
-        if not is_id(person_id):
-            return None  # not a directory id: goals cannot know them, and would refuse to look
-        try:
-            return self._people.get(person_id, lambda: self._load_person_active(person_id))
-        except Unavailable:
-            known = self._people.last(person_id, default=_UNKNOWN)
-            if known is _UNKNOWN:
-                raise
-            return known
-
     def org_subtree(self, org_unit_id: str) -> list[str] | None:
         """The org unit and every unit below it, breadth first; None when goals does not know it."""
         children: dict[str, list[str]] = self._org_units.get("all", self._load_org_tree)
@@ -136,10 +120,6 @@ class GoalsClient:
                 "goals-api refused a call", extra={"rpc": rpc, "code": error.code().name, "reason": error.details()}
             )
             raise GoalsRefused(f"goals-api refused {rpc}: {error.code().name}") from None
-
-    def _load_person_active(self, person_id: str) -> bool | None:
-        person = self._call("GetPerson", goals_pb2.GetPersonRequest(id=person_id))
-        return None if person is None else person.active
 
     def _load_cycles(self) -> dict[str, tuple[date, date]]:
         response = self._call("ListCycles", goals_pb2.ListCyclesRequest())

@@ -14,14 +14,13 @@ check refuses the retry, since things may have changed since the first call
 (the V2MOM archived, the cycle over): a first call pays no extra read.
 """
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from services.platform.api.auth import Caller
 from services.platform.core import paging
 from services.platform.core.clock import utc_now
-from services.platform.core.errors import FailedPrecondition, NotFound, PermissionDenied, ServiceError, Unavailable
+from services.platform.core.errors import FailedPrecondition, NotFound, ServiceError
 
 from . import access, convert, events, validation
 from .checkin_rules import (
@@ -37,7 +36,7 @@ from .checkin_rules import (
     require_within_cycle,
 )
 from .cycles import cycle_window
-from .goals_client import GOALS_DOWN, GoalsClient
+from .goals_client import GoalsClient
 from .progress import MEASURE, METHOD
 from .progress_reader import ProgressReader
 from .repository import (
@@ -52,7 +51,6 @@ from .repository import (
 from .structures import StructureCache, find_item
 from v2mom.v1 import checkins_pb2
 
-log = logging.getLogger(__name__)
 
 # The lists' names in their page tokens: a token of one list is refused by the other.
 CHECKINS_LIST = "checkins"
@@ -78,33 +76,6 @@ class CheckinsService:
         # ...but for this: after a cadence change, the cycle's running clocks must be looked at again
         # (clock_store.reschedule_cycle), or a shorter cadence would wait for each clock's old next look.
         self.reschedule_clocks = reschedule_clocks
-
-    # --- who is calling ----------------------------------------------------------------------
-
-    def active_caller(self, caller: Caller, writes: bool) -> Caller:
-        """The caller, unless goals' directory says their person has left: PERMISSION_DENIED then.
-
-        A leaver's token may stay valid for hours; their access ends when HR
-        marks them inactive, as in goals-api, within GoalsClient's
-        PERSON_SECONDS (the answer is cached). Services act for no person and
-        pass. When goals-api cannot be reached, the last answer it gave about
-        this person still counts (a known leaver stays out, a known colleague
-        keeps working); with none, reads go ahead, since they show only what
-        every employee may read, but writes get UNAVAILABLE: nothing is
-        recorded in the name of someone who may have left.
-        """
-        if caller.has_role("service"):
-            return caller
-        try:
-            active = self.goals.person_active(caller.person_id)
-        except Unavailable:
-            if writes:
-                raise Unavailable(GOALS_DOWN) from None
-            log.warning("reading without knowing whether the caller is active", extra={"person_id": caller.person_id})
-            return caller
-        if active is False:  # None: goals does not know them, and goals-api lets them in too
-            raise PermissionDenied(f"{caller.person_id} is no longer active in the directory")
-        return caller
 
     # --- recording ----------------------------------------------------------------------------
 

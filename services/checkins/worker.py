@@ -25,7 +25,7 @@ from nameko.timer import timer  # noqa: E402
 from services.platform.core import config as config_module  # noqa: E402
 from services.platform.core.clock import utc_now  # noqa: E402
 from services.platform.worker.blocking import call_blocking  # noqa: E402
-from services.platform.core.config import env_float, env_int, load as load_settings  # noqa: E402
+from services.platform.core.config import env_float, env_int, load_or_exit as load_settings  # noqa: E402
 from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
 from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
 from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402

@@ -4,11 +4,14 @@ Published versions are visible to everyone. Working copies (drafts, pending
 submissions, requested changes) only to the owner, the owner's manager
 chain and admins. Anything a caller may not see does not exist for them.
 Who may take each lifecycle action is named in lifecycle.py and decided here.
-A person the directory marks inactive (a leaver) may do nothing at all.
+Who a caller is comes from the directory too (``person_record``): the kernel's
+Authenticator refuses people it does not know or marks inactive (a leaver)
+before any of this runs, and takes their roles from here, never from a token.
 """
 
-from services.platform.api.auth import Caller
+from services.platform.api.auth import Caller, PersonRecord
 from services.platform.core.errors import NotFound, PermissionDenied
+from services.platform.core.validation import is_id
 
 from .directory import Directory
 from .lifecycle import APPROVER, SUBMITTED
@@ -18,14 +21,12 @@ class Access:
     def __init__(self, directory: Directory):
         self.directory = directory
 
-    def require_active(self, caller: Caller) -> Caller:
-        """A leaver's token may still be valid for hours; their access ends when HR says so."""
-        if caller.has_role("service"):
-            return caller
-        person = self.directory.person(caller.person_id)
-        if person is not None and not person.get("active", True):
-            raise PermissionDenied(f"{caller.person_id} is no longer active in the directory")
-        return caller
+    def person_record(self, person_id: str) -> PersonRecord | None:
+        """A caller as the directory knows them (auth.PeopleLookup); None for someone it does not."""
+        person = self.directory.person(person_id) if is_id(person_id) else None
+        if person is None:
+            return None
+        return PersonRecord(frozenset(person.get("roles") or ()), bool(person.get("active", True)))
 
     def sees_working_copy(self, caller: Caller, doc: dict) -> bool:
         if caller.is_admin or caller.person_id == doc["owner_id"]:

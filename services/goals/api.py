@@ -7,7 +7,7 @@ JWT_* variables configure it (services/platform/core/config.py).
 import grpc
 from pymongo.database import Database
 
-from services.platform.api.auth import current_caller
+from services.platform.api.auth import current_caller, grant
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.config import AuthSettings, Settings, load
 from services.platform.store.mongo import connect, ensure_indexes
@@ -26,9 +26,19 @@ from v2mom.v1 import goals_pb2, goals_pb2_grpc
 SERVICE_NAME = "goals"
 DEFAULT_ADDR = "127.0.0.1:50051"
 
+# The services that call goals-api, and all they may call (auth.Grant): reading published V2MOMs and the
+# directory. metrics' rebuild counts drafts too, which goals lists only to admins, hence its role.
+CALLERS = {
+    "checkins": grant("GetV2MOM", "GetPerson", "ListCycles", "ListOrgUnits"),
+    "metrics": grant("GetPerson", "ListCycles", "ListOrgUnits", "ListPeople", "ListV2MOMs", "GetV2MOM",
+                     roles=("admin",)),
+    "notify": grant("GetPerson"),
+}
+
 
 class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
-    """Thin: every RPC hands the authenticated, still active caller and the request to its use case."""
+    """Thin: every RPC hands the authenticated caller (a known, active person, or a granted service) and the
+    request to its use case."""
 
     def __init__(self, repository: V2MOMRepository, directory: Directory):
         self.access = Access(directory)
@@ -38,7 +48,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.directory_reads = DirectoryReads(directory)
 
     def _caller(self):
-        return self.access.require_active(current_caller())
+        return current_caller()
 
     def CreateV2MOM(self, request, context):
         return self.authoring.create(self._caller(), request)
@@ -105,7 +115,7 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
     servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds))
     return create_service_server(
         addr, auth, servicer, goals_pb2_grpc.add_GoalServiceServicer_to_server,
-        goals_pb2.DESCRIPTOR.services_by_name["GoalService"],
+        goals_pb2.DESCRIPTOR.services_by_name["GoalService"], people=servicer.access.person_record, grants=CALLERS,
     )
 
 

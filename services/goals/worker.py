@@ -16,7 +16,7 @@ eventlet.monkey_patch()  # before anything opens a socket
 
 from nameko.timer import timer  # noqa: E402
 
-from services.platform.core.config import load as load_settings  # noqa: E402
+from services.platform.core.config import load_or_exit as load_settings  # noqa: E402
 from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 

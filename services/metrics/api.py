@@ -20,11 +20,12 @@ from functools import partial
 from prometheus_client import ProcessCollector
 
 from services.platform.api.auth import current_caller
+from services.platform.api.people import directory_people
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.clock import utc_now
 from services.platform.core.config import Settings, env_float, env_str, load
 from services.platform.store.mongo import connect, ensure_indexes
-from v2mom.v1 import metrics_pb2, metrics_pb2_grpc
+from v2mom.v1 import goals_pb2, goals_pb2_grpc, metrics_pb2, metrics_pb2_grpc
 
 from . import rebuild, store
 from .collector import CycleCollector, EngagementCopyCollector, PipelineCollector
@@ -119,7 +120,9 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     service = MetricsService(db, partial(_rebuild_from, db, settings, sources), clock)
     server, port = create_service_server(addr, settings.auth, MetricsServicer(service),
                                          metrics_pb2_grpc.add_MetricsServiceServicer_to_server,
-                                         metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"])
+                                         metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"],
+                                         people=directory_people(sources.goals_addr, goals_pb2_grpc.GoalServiceStub,
+                                                                goals_pb2.GetPersonRequest, settings.auth))
     server.http_port = None
     if http_addr is not None:
         host, _, http_port = http_addr.rpartition(":")

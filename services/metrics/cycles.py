@@ -47,7 +47,7 @@ class CycleCalendar:
 
     @classmethod
     def from_goals(cls, goals_addr: str, auth: AuthSettings) -> "CycleCalendar":
-        client = ServiceClient(goals_addr, goals_pb2_grpc.GoalServiceStub, auth, "metrics", deadline_seconds=2.0,
+        client = ServiceClient(goals_addr, goals_pb2_grpc.GoalServiceStub, auth, "goals", deadline_seconds=2.0,
                                attempts=1)
         return cls(lambda: from_listing(client.call("ListCycles", goals_pb2.ListCyclesRequest()).cycles))
 

@@ -1,8 +1,9 @@
 """Reading the goals and check-ins services through their list RPCs, for RebuildAggregates.
 
 The metrics service never reads another service's database: a rebuild asks
-the owners. It reads as an admin because goals lists drafts only to admins and
-creation rates count drafts.
+the owners, with metrics' own credential. goals and checkins grant it these
+reads as an admin (their CALLERS), because goals lists drafts only to admins
+and creation rates count drafts.
 """
 
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from services.platform.api.client import ServiceClient
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2, goals_pb2_grpc
 
 PAGE = 200
-IDENTITY = "metrics-rebuild"
 
 
 def _pages(client: ServiceClient, rpc: str, request, items: str) -> Iterator:
@@ -28,8 +28,7 @@ def _pages(client: ServiceClient, rpc: str, request, items: str) -> Iterator:
 
 class GoalsSource:
     def __init__(self, addr: str, auth: AuthSettings):
-        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, IDENTITY,
-                                    deadline_seconds=10.0, roles=("service", "admin"))
+        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "goals", deadline_seconds=10.0)
 
     def org_units(self) -> Iterator:
         return _pages(self.client, "ListOrgUnits", goals_pb2.ListOrgUnitsRequest(page_size=PAGE), "org_units")
@@ -55,8 +54,8 @@ class GoalsSource:
 
 class CheckinsSource:
     def __init__(self, addr: str, auth: AuthSettings):
-        self.client = ServiceClient(addr, checkins_pb2_grpc.CheckinServiceStub, auth, IDENTITY,
-                                    deadline_seconds=10.0, roles=("service", "admin"))
+        self.client = ServiceClient(addr, checkins_pb2_grpc.CheckinServiceStub, auth, "checkins",
+                                    deadline_seconds=10.0)
 
     def checkins(self, v2mom_id: str) -> Iterator:
         # Superseded ones too: a correction's chain tells which check-in was the original.

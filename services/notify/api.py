@@ -3,8 +3,8 @@
 Run it with ``python -m services.notify.api``. GRPC_ADDR (default
 127.0.0.1:50054) serves NotifyService; NOTIFY_HTTP_ADDR (default
 127.0.0.1:9101) serves ``/metrics`` and ``/unsubscribe`` (http.py).
-MONGO_URI, MONGO_DB (default ``notify``) and the JWT_* variables as every
-service (services/platform/core/config.py); NOTIFY_UNSUBSCRIBE_SECRET signs
+MONGO_URI, MONGO_DB (default ``notify``), GOALS_ADDR (who callers are) and the
+identity settings as every service (services/platform/core/config.py); NOTIFY_UNSUBSCRIBE_SECRET signs
 unsubscribe links, NOTIFY_ALLOW_PRIVATE_WEBHOOKS (development) lets webhook
 subscriptions use http and private addresses.
 """
@@ -17,6 +17,7 @@ from functools import partial
 from prometheus_client import CollectorRegistry
 
 from services.platform.api.auth import current_caller
+from services.platform.api.people import directory_people
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.clock import utc_now
 from services.platform.core.config import ConfigError, Settings, env_str, load
@@ -29,7 +30,7 @@ from .inbox import Inbox
 from .preferences import PreferenceStore
 from .service import NotifyService
 from .subscriptions import SubscriptionStore
-from v2mom.v1 import notify_pb2, notify_pb2_grpc
+from v2mom.v1 import goals_pb2, goals_pb2_grpc, notify_pb2, notify_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,12 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     ensure_indexes(db, store.INDEXES)
     service = NotifyService(Inbox(db), PreferenceStore(db), SubscriptionStore(db), DeliveryLog(db),
                             allow_private_webhooks=allow_private_webhooks(), clock=clock)
+    # Who calls: goals' directory (GOALS_ADDR), asked with notify's own credential.
+    people = directory_people(settings.goals_addr, goals_pb2_grpc.GoalServiceStub, goals_pb2.GetPersonRequest,
+                              settings.auth)
     server, port = create_service_server(addr, settings.auth, NotifyServicer(service),
                                          notify_pb2_grpc.add_NotifyServiceServicer_to_server,
-                                         notify_pb2.DESCRIPTOR.services_by_name["NotifyService"])
+                                         notify_pb2.DESCRIPTOR.services_by_name["NotifyService"], people=people)
     server.http = None
     if http_addr is not None:
         app = http.make_app(registry_for(db, clock), unsubscribe.secret_from_env(), service.unsubscribe)

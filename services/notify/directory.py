@@ -2,7 +2,7 @@
 
 Kept from goals' ``person_upserted`` events (a revision guard drops an older
 event that arrives after a newer one), and filled from goals-api
-(``GetPerson``, with notify's service token) on a miss, so a notification
+(``GetPerson``, with notify's own credential) on a miss, so a notification
 for someone whose event notify never saw still reaches them. Reads go
 through a short lock-free cache (``ExpiringCache``: eventlet workers must not
 take ``threading`` locks).
@@ -39,7 +39,7 @@ class GoalsPeople:
     """goals-api's GetPerson, as notify asks it: None when goals does not know the person."""
 
     def __init__(self, addr: str, auth: AuthSettings):
-        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "notify")
+        self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "goals")
 
     def get_person(self, person_id: str) -> dict | None:
         try:

@@ -48,7 +48,7 @@ from .store import DELIVERIES, INDEXES  # noqa: E402
 log = logging.getLogger(__name__)
 
 SERVICE = "notify"
-RELAY_INTERVAL = config_module.load(SERVICE).relay_interval_seconds
+RELAY_INTERVAL = config_module.load_or_exit(SERVICE).relay_interval_seconds
 SETTINGS = WorkerSettings.from_env()
 SCHEDULE_BATCH = 50
 

@@ -2,6 +2,7 @@
 
 import base64
 import threading
+from contextlib import nullcontext
 
 import grpc
 import pytest
@@ -252,9 +253,10 @@ def test_nobody_approves_their_own(goals, cycle):
     # The CEO is an admin too here: admin rights do not let anyone approve their own V2MOM.
     company = goals.create(owner=CEO, level=COMPANY, org_unit_id="acme", cycle_id=cycle, content=valid_content(CEO))
     goals.submit(company)
-    ceo_admin = goals.client(CEO, roles=["admin"])
-    expect(ceo_admin.ApproveV2MOM, goals_pb2.ApproveV2MOMRequest(id=company.id), Code.PERMISSION_DENIED)
-    expect(ceo_admin.RequestChanges, goals_pb2.RequestChangesRequest(id=company.id, reason="self"), Code.PERMISSION_DENIED)
+    with goals.roles(CEO, ["admin"]) as ceo_admin:
+        expect(ceo_admin.ApproveV2MOM, goals_pb2.ApproveV2MOMRequest(id=company.id), Code.PERMISSION_DENIED)
+        expect(ceo_admin.RequestChanges, goals_pb2.RequestChangesRequest(id=company.id, reason="self"),
+               Code.PERMISSION_DENIED)
 
     mine = goals.create(owner=ADMIN, cycle_id=cycle, content=valid_content(ADMIN))
     goals.submit(mine)
@@ -271,8 +273,8 @@ def test_pending_approvals_for_manager_and_admins(isolated_goals):
     company = goals.submitted(owner=CEO, level=COMPANY, org_unit_id="acme", cycle_id=FY2027, content=valid_content(CEO))
 
     def pending(person, roles=None):
-        response = goals.client(person, roles).ListPendingApprovals(goals_pb2.ListPendingApprovalsRequest())
-        return {v.id for v in response.v2moms}
+        with goals.roles(person, roles) if roles else nullcontext(goals.client(person)) as client:
+            return {v.id for v in client.ListPendingApprovals(goals_pb2.ListPendingApprovalsRequest()).v2moms}
 
     assert pending(MANAGER) == {olive.id, otto.id}
     assert pending(SKIP) == {team.id}

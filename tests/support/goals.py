@@ -16,7 +16,7 @@ The fixtures ``goals``, ``isolated_goals`` and ``cycle`` (tests/goals/conftest.p
 
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
 import grpc
@@ -27,7 +27,7 @@ from google.type import date_pb2
 
 from services.goals.api import create_server
 from services.goals.directory import Directory
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import load
 from tests.support.services import served
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
@@ -151,22 +151,31 @@ class GoalsEnv:
     stub: goals_pb2_grpc.GoalServiceStub
     running: ExitStack = field(default_factory=ExitStack)
 
-    def client(self, person_id: str | None, roles=None) -> Client:
-        """A client for a person of the org (roles from the org) or ANON (None: no token at all)."""
+    def client(self, person_id: str | None) -> Client:
+        """A client for a person of the org (their roles are the directory's) or ANON (None: no token at all)."""
         if person_id is None:
             return Client(self.stub, (), None)
-        roles = PEOPLE.get(person_id, (None, None, None, []))[3] if roles is None else roles
-        return Client(self.stub, bearer_metadata(mint_token(self.settings.auth, person_id, roles)), person_id)
+        return Client(self.stub, bearer_metadata(mint_dev_token(self.settings.auth, person_id)), person_id)
+
+    @contextmanager
+    def roles(self, person_id: str, roles: list[str]):
+        """The person holds these roles in the directory for a while (HR gives them, then takes them back)."""
+        before = self.directory.person(person_id)
+        self.directory.upsert_person({**before, "roles": roles})
+        try:
+            yield self.client(person_id)
+        finally:
+            self.directory.upsert_person(before)
 
     def bad_token_clients(self) -> dict[str, Client]:
         """Callers whose token must be refused, each for a different reason."""
         auth = self.settings.auth
-        wrong_key = mint_token(replace(auth, secret="not-the-server-secret-but-long-enough-for-hs256"), OWNER, ["admin"])
-        expired = mint_token(auth, OWNER, ["admin"], ttl_seconds=-60)
-        wrong_audience = mint_token(replace(auth, audience="someone-else"), OWNER, ["admin"])
-        unsigned = jwt.encode({"sub": OWNER, "roles": ["admin"], "exp": int(time.time()) + 600,
+        wrong_key = mint_dev_token(replace(auth, secret="not-the-server-secret-but-long-enough-for-hs256"), OWNER)
+        expired = mint_dev_token(auth, OWNER, ttl_seconds=-120)  # past the 30 s leeway
+        wrong_audience = mint_dev_token(replace(auth, audience="someone-else"), OWNER)
+        unsigned = jwt.encode({"sub": OWNER, "exp": int(time.time()) + 600,
                                "iss": auth.issuer, "aud": auth.audience}, key=None, algorithm="none")
-        no_subject = jwt.encode({"roles": ["admin"], "exp": int(time.time()) + 600, "iss": auth.issuer,
+        no_subject = jwt.encode({"exp": int(time.time()) + 600, "iss": auth.issuer,
                                  "aud": auth.audience}, auth.secret, algorithm="HS256")
         cases = {
             "no_token": (),

@@ -1,4 +1,4 @@
-"""Calling another service's gRPC API: service token, deadlines, retries.
+"""Calling another service's gRPC API: this service's own credential, deadlines, retries.
 
 Only UNAVAILABLE is retried (the call never reached a working server);
 every other status is the other service's answer and is returned as is.
@@ -9,7 +9,8 @@ import time
 
 import grpc
 
-from .auth import bearer_metadata, mint_token
+from .auth import ServiceCredential, bearer_metadata
+from .tls import open_channel
 from ..core.config import AuthSettings
 from ..core.errors import Unavailable
 
@@ -22,31 +23,24 @@ class ServiceClient:
         addr: str,
         stub_class,
         auth: AuthSettings,
-        service_name: str,
+        callee: str,
         deadline_seconds: float = 2.0,
         attempts: int = 4,
         backoff_seconds: float = 0.1,
-        roles: tuple[str, ...] = ("service",),
     ):
         self.addr = addr
-        self.channel = grpc.insecure_channel(addr)
+        # TLS when GRPC_TLS_CA is set, or in production off loopback (api/tls.py).
+        self.channel = open_channel(addr)
         self.stub = stub_class(self.channel)
-        self.auth = auth
-        self.identity = f"svc:{service_name}"
+        # Signed with this service's own secret for `callee` alone: it yields "svc:<this service>" there, only
+        # for the RPCs the callee grants us, and never a person (auth.py).
+        self.credential = ServiceCredential(auth, callee)
         self.deadline = deadline_seconds
         self.attempts = attempts
         self.backoff = backoff_seconds
-        # A service acting with more than the 'service' role (a rebuild reading every draft) says so here.
-        self.roles = list(roles)
-        self._token = ""
-        self._token_expires = 0.0
 
     def _metadata(self):
-        # Services mint their own short-lived token; by default it carries the 'service' role only.
-        if time.time() > self._token_expires - 60:
-            self._token = mint_token(self.auth, self.identity, self.roles, ttl_seconds=900)
-            self._token_expires = time.time() + 900
-        return bearer_metadata(self._token)
+        return bearer_metadata(self.credential.token())
 
     def call(self, rpc: str, request):
         method = getattr(self.stub, rpc)

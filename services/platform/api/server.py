@@ -6,6 +6,7 @@ Plain grpcio with a thread pool - never inside an eventlet-patched process
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,9 +17,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .auth import TokenVerifier, reset_current_caller, set_current_caller
+from .auth import Authenticator, Grant, PeopleLookup, reset_current_caller, set_current_caller
+from .tls import TlsSettings, add_port, load_tls, require_secure_listen
 from ..core import logs
-from ..core.config import AuthSettings, load
+from ..core.config import AuthSettings, ConfigError, load_or_exit
 from ..core.errors import FieldViolation, InvalidArgument, ServiceError, internal_status
 from ..core.ids import new_id
 
@@ -66,8 +68,8 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
     thread while the behaviour runs on the pool thread that owns the call.
     """
 
-    def __init__(self, verifier: TokenVerifier):
-        self.verifier = verifier
+    def __init__(self, authenticator: Authenticator):
+        self.authenticator = authenticator
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -83,13 +85,13 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
         return handler
 
     def _guard(self, method: str, behaviour):
-        verifier = self.verifier
+        authenticator = self.authenticator
 
         def guarded(request, context):
             started = time.perf_counter()
             token = None
             try:
-                token = set_current_caller(verifier.caller_from_metadata(context.invocation_metadata()))
+                token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
                 if isinstance(request, Undecodable):
                     raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
                 response = behaviour(request, context)
@@ -120,6 +122,10 @@ def _is_abort(error: Exception) -> bool:
     return type(error).__module__.startswith("grpc")
 
 
+def _nobody(person_id: str) -> None:
+    return None
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
@@ -129,11 +135,20 @@ def create_server(
     bindings: Iterable[ServiceBinding],
     auth: AuthSettings,
     max_workers: int = 16,
+    tls: TlsSettings | None = None,
+    authenticator: Authenticator | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Builds (but does not start) a server; port 0 in addr picks a free port."""
+    """Builds (but does not start) a server; port 0 in addr picks a free port.
+
+    TLS comes from the environment (GRPC_TLS_CERT, GRPC_TLS_KEY) unless given;
+    production refuses plaintext off loopback (api/tls.py).
+    """
+    tls = load_tls() if tls is None else tls
+    require_secure_listen(addr, tls)  # before anything is built, so a refusal leaves nothing behind
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[AuthAndErrorsInterceptor(TokenVerifier(auth))],
+        # Without an authenticator of its own, a server knows no people and grants nothing to any service.
+        interceptors=[AuthAndErrorsInterceptor(authenticator or Authenticator(auth, people=_nobody))],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -149,7 +164,7 @@ def create_server(
         names.append(binding.full_name)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(addr)
+    port = add_port(server, addr, tls)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC server to {addr}")
     return server, port, health_servicer
@@ -168,11 +183,16 @@ def serve_until_signalled(server: grpc.Server, health_servicer, name: str, port:
     log.info("grpc server stopped", extra={"grpc_service": name})
 
 
-def create_service_server(addr: str, auth: AuthSettings, servicer, add_to_server: Callable,
-                          service_descriptor) -> tuple[grpc.Server, int]:
-    """One service's server, as every api module builds it: returns (server, port), with ``server.health`` kept."""
+def create_service_server(addr: str, auth: AuthSettings, servicer, add_to_server: Callable, service_descriptor,
+                          people: PeopleLookup, grants: dict[str, Grant] | None = None) -> tuple[grpc.Server, int]:
+    """One service's server, as every api module builds it: returns (server, port), with ``server.health`` kept.
+
+    ``people`` says who a person is (their roles, whether active: the directory); ``grants`` which RPCs each
+    calling service may use (auth.py).
+    """
     binding = ServiceBinding(add_to_server, servicer, service_descriptor.full_name)
-    server, port, health_servicer = create_server(addr, [binding], auth)
+    authenticator = Authenticator(auth, people, grants)
+    server, port, health_servicer = create_server(addr, [binding], auth, authenticator=authenticator)
     server.health = health_servicer
     return server, port
 
@@ -180,9 +200,13 @@ def create_service_server(addr: str, auth: AuthSettings, servicer, add_to_server
 def run_api(process_name: str, service: str, default_addr: str, create: Callable,
             on_stop: Callable[[grpc.Server], None] | None = None) -> None:
     """The main of every ``<service>-api``: settings, logs, serve until signalled, then ``on_stop``."""
-    settings = load(service, default_addr)
+    settings = load_or_exit(service, default_addr)
     logs.configure(process_name, settings.log_level)
-    server, port = create(settings.grpc_addr, settings)
+    try:
+        server, port = create(settings.grpc_addr, settings)
+    except ConfigError as error:  # e.g. production without certificates: say what to set, not a traceback
+        print(f"{process_name}: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     try:
         serve_until_signalled(server, server.health, process_name, port)
     finally:

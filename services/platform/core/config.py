@@ -5,7 +5,9 @@ but malformed stops the process with a message naming the variable.
 """
 
 import os
+import sys
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -36,24 +38,54 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+DEV_SECRET = "dev-only-secret-change-me-in-production"
+# RFC 7518 3.2: an HS256 key shorter than the hash output (32 bytes) weakens it.
+MIN_SECRET_BYTES = 32
+PRODUCTION = "production"
+
+
+def dev_service_secret(service: str) -> str:
+    """The development credential of a service: public, like DEV_SECRET, and refused in production."""
+    return f"dev-only-service-secret-of-{service}-change-me"
+
+
 @dataclass(frozen=True)
 class AuthSettings:
-    # HS256 with a shared secret in development; RS256 with a public key in
-    # production (JWT_PUBLIC_KEY, PEM text) - see docs/architecture.md.
-    algorithm: str = "HS256"
-    secret: str = "dev-only-secret-change-me-in-production"
-    public_key: str = ""
-    private_key: str = ""
+    """Who may call: people with a token from the identity provider, and services with their own credential.
+
+    User tokens: from an OIDC provider, verified with its JWKS (jwks_url or
+    jwks_file), or - outside production only - HS256 tokens signed with
+    ``secret`` (the dev CLI, the demo seed, tests). Service credentials:
+    ``service_secret`` is this process's own, ``service_keys`` the callers'
+    (docs/architecture.md, "Security").
+    """
+
+    secret: str = DEV_SECRET
     issuer: str = "v2mom-dev"
     audience: str = "v2mom"
+    jwks_url: str = ""
+    jwks_file: str = ""
+    leeway_seconds: float = 30.0
+    # Refetch the JWKS for an unknown kid at most this often: a flood of made-up kids must not flood the IdP.
+    jwks_refetch_seconds: float = 30.0
+    service: str = ""
+    service_secret: str = ""
+    service_keys: tuple[tuple[str, str], ...] = ()
+    production: bool = False
 
     @property
-    def verify_key(self) -> str:
-        return self.public_key if self.algorithm.startswith("RS") else self.secret
+    def oidc(self) -> bool:
+        return bool(self.jwks_url or self.jwks_file)
 
-    @property
-    def signing_key(self) -> str:
-        return self.private_key if self.algorithm.startswith("RS") else self.secret
+    def own_service_secret(self) -> str:
+        return self.service_secret or ("" if self.production else dev_service_secret(self.service))
+
+    def caller_key(self, caller_service: str) -> str:
+        """The secret a calling service signs with; '' when this process does not know it."""
+        known = dict(self.service_keys)
+        if caller_service in known:
+            return known[caller_service]
+        return "" if self.production else dev_service_secret(caller_service)
 
 
 @dataclass(frozen=True)
@@ -76,26 +108,89 @@ class Settings:
         return self.mongo_db or self.service
 
 
-def load_auth() -> AuthSettings:
-    algorithm = env_str("JWT_ALGORITHM", "HS256")
-    if algorithm not in ("HS256", "RS256"):
-        raise ConfigError(f"JWT_ALGORITHM must be HS256 or RS256, got {algorithm!r}")
+def is_production() -> bool:
+    return env_str("V2MOM_ENV", "development").strip().lower() == PRODUCTION
+
+
+def parse_service_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """SERVICE_KEYS="checkins=<secret>,metrics=<secret>": the credentials of the services that call this one."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, secret = part.partition("=")
+        if not sep or not name.strip() or not secret.strip():
+            raise ConfigError("SERVICE_KEYS must look like 'checkins=<secret>,metrics=<secret>'")
+        pairs.append((name.strip(), secret.strip()))
+    return tuple(pairs)
+
+
+def load_auth(service: str = "") -> AuthSettings:
+    if env_str("JWT_ALGORITHM", "HS256") != "HS256" or env_str("JWT_PUBLIC_KEY", ""):
+        raise ConfigError("JWT_ALGORITHM=RS256 and JWT_PUBLIC_KEY are gone: user tokens come from your identity "
+                          "provider; set OIDC_JWKS_URL (or OIDC_JWKS_FILE), OIDC_ISSUER and OIDC_AUDIENCE")
     settings = AuthSettings(
-        algorithm=algorithm,
-        secret=env_str("JWT_SECRET", AuthSettings.secret),
-        public_key=env_str("JWT_PUBLIC_KEY", ""),
-        private_key=env_str("JWT_PRIVATE_KEY", ""),
-        issuer=env_str("JWT_ISSUER", AuthSettings.issuer),
-        audience=env_str("JWT_AUDIENCE", AuthSettings.audience),
+        secret=env_str("JWT_SECRET", DEV_SECRET),
+        issuer=env_str("OIDC_ISSUER", env_str("JWT_ISSUER", AuthSettings.issuer)),
+        audience=env_str("OIDC_AUDIENCE", env_str("JWT_AUDIENCE", AuthSettings.audience)),
+        jwks_url=env_str("OIDC_JWKS_URL", ""),
+        jwks_file=env_str("OIDC_JWKS_FILE", ""),
+        leeway_seconds=env_float("JWT_LEEWAY_SECONDS", AuthSettings.leeway_seconds),
+        jwks_refetch_seconds=env_float("OIDC_JWKS_REFETCH_SECONDS", AuthSettings.jwks_refetch_seconds),
+        service=service,
+        service_secret=env_str("SERVICE_SECRET", ""),
+        service_keys=parse_service_keys(env_str("SERVICE_KEYS", "")),
+        production=is_production(),
     )
-    if algorithm == "RS256" and not settings.public_key:
-        raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY")
+    if settings.production:
+        require_production_auth(settings)
     return settings
 
 
+def require_production_auth(auth: AuthSettings) -> None:
+    """Production refuses every credential a reader of this repository could know or guess."""
+    problems = []
+    if "JWT_SECRET" in os.environ:
+        what = "is the development secret" if auth.secret == DEV_SECRET else "signs development tokens"
+        problems.append(f"JWT_SECRET {what}, and production accepts only the identity provider's tokens: unset it")
+    if auth.service:  # a service process; the CLI only carries a token
+        if not auth.oidc:
+            problems.append("user tokens need the identity provider's keys: set OIDC_JWKS_URL or OIDC_JWKS_FILE")
+        if "OIDC_ISSUER" not in os.environ:
+            problems.append("set OIDC_ISSUER to your identity provider's issuer")
+        problems += _weak_secret("SERVICE_SECRET", auth.service_secret, dev_service_secret(auth.service))
+    for name, secret in auth.service_keys:
+        problems += _weak_secret(f"SERVICE_KEYS[{name}]", secret, dev_service_secret(name))
+    if problems:
+        raise ConfigError("V2MOM_ENV=production refuses to start: " + "; ".join(p.strip() for p in problems))
+
+
+def _weak_secret(name: str, secret: str, dev_value: str) -> list[str]:
+    if not secret:
+        return [f"{name} is missing: set it to at least {MIN_SECRET_BYTES} random bytes (openssl rand -hex 32)"]
+    if secret in (dev_value, DEV_SECRET):
+        return [f"{name} is a development secret: set your own (openssl rand -hex 32)"]
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return [f"{name} is shorter than {MIN_SECRET_BYTES} bytes: an HS256 key that short can be guessed "
+                "(openssl rand -hex 32)"]
+    return []
+
+
+def require_production_broker(amqp_uri: str) -> None:
+    """RabbitMQ's guest user is known to everyone; production names its own."""
+    parsed = urlsplit(amqp_uri)
+    user = unquote(parsed.username or "guest")
+    if user == "guest" or unquote(parsed.password or "") in ("", "guest"):
+        raise ConfigError("V2MOM_ENV=production refuses to start: AMQP_URI uses the broker's guest credentials "
+                          "(or none): set AMQP_URI=amqp://<user>:<password>@<host>:5672/<vhost> with this "
+                          "service's own RabbitMQ user")
+
+
 def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
-    """Settings for one service; MONGO_DB defaults to the service name."""
-    return Settings(
+    """Settings for one service; MONGO_DB defaults to the service name.
+
+    With V2MOM_ENV=production, refuses (ConfigError) weak or missing secrets and
+    the broker's guest user.
+    """
+    settings = Settings(
         service=service,
         mongo_uri=env_str("MONGO_URI", Settings.mongo_uri),
         mongo_db=env_str("MONGO_DB", ""),
@@ -106,5 +201,17 @@ def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
         relay_interval_seconds=env_float("RELAY_INTERVAL_SECONDS", 0.2),
         relay_batch_size=env_int("RELAY_BATCH_SIZE", 200),
         directory_cache_seconds=env_float("DIRECTORY_CACHE_SECONDS", 5.0),
-        auth=load_auth(),
+        auth=load_auth(service),
     )
+    if settings.auth.production:
+        require_production_broker(settings.amqp_uri)
+    return settings
+
+
+def load_or_exit(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
+    """``load`` for a process's main: a ConfigError ends it with the message, not a traceback."""
+    try:
+        return load(service, default_grpc_addr)
+    except ConfigError as error:
+        print(f"{service}: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

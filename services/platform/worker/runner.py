@@ -16,7 +16,7 @@ import greenlet
 from nameko.runners import ServiceRunner
 
 from ..core import logs
-from ..core.config import load
+from ..core.config import load_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def nameko_config(amqp_uri: str) -> dict:
 
 
 def run_services(service_name: str, *service_classes) -> None:
-    settings = load(service_name)
+    settings = load_or_exit(service_name)
     logs.configure(f"{service_name}-worker", settings.log_level)
     runner = ServiceRunner(nameko_config(settings.amqp_uri))
     for cls in service_classes:
