@@ -1,0 +1,145 @@
+"""deploy/rabbitmq/definitions.py against the machine's real broker: one user per service, each held to its own
+exchanges and queues, and the alternate-exchange policy keeping what no queue takes.
+
+The definitions are imported with `rabbitmqctl import_definitions` into a throwaway vhost, with throwaway
+users (a prefix of the test's own), all deleted afterwards even when the test fails.
+"""
+
+import json
+import re
+import secrets
+import subprocess
+import time
+import uuid
+
+import amqp
+import kombu
+import pytest
+
+from deploy.rabbitmq import definitions as broker
+from services.platform.bus.events import envelope
+from services.platform.bus.outbox import ConfirmingPublisher
+from services.platform.worker.consumer import ensure_exchange
+
+
+def rabbitmqctl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["rabbitmqctl", *args], check=check, capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def wait_for_import(vhost: str, document: dict) -> None:
+    """The import runs in the background; bindings are imported last."""
+    expected = {binding["source"] for binding in document["bindings"]}
+    deadline = time.monotonic() + 30
+    while not expected <= set(rabbitmqctl("list_bindings", "-p", vhost, "-q", "source_name").stdout.split()):
+        assert time.monotonic() < deadline, "rabbitmqctl import_definitions did not finish"
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def users(amqp_uri):
+    """{user: amqp uri} in a vhost of the test's own, as compose's definitions set the broker up."""
+    tag = uuid.uuid4().hex[:10]
+    vhost, prefix = f"definitions_test_{tag}", f"definitions-test-{tag}-"
+    passwords = {user: secrets.token_hex(16) for user in (broker.ADMIN, *broker.SERVICES)}
+    document = broker.definitions(passwords, vhost=vhost, user_prefix=prefix)
+    try:
+        # Through stdin: the broker node, not this process, would read a file, and may not see pytest's tmp.
+        rabbitmqctl("import_definitions", stdin=json.dumps(document))
+        wait_for_import(vhost, document)
+        yield {user: f"amqp://{prefix}{user}:{password}@127.0.0.1:5672/{vhost}" for user, password in passwords.items()}
+    finally:
+        for user in passwords:
+            rabbitmqctl("delete_user", prefix + user, check=False)
+        rabbitmqctl("delete_vhost", vhost, check=False)
+
+
+def refused(uri: str, action) -> str:
+    """Runs action(channel) as a user; returns the broker's refusal, or fails if there was none."""
+    with kombu.Connection(uri) as connection:
+        channel = connection.channel()
+        with pytest.raises(amqp.exceptions.AccessRefused) as raised:
+            action(channel)
+            channel.basic_qos(0, 1, False)  # a synchronous call: an asynchronous refusal (publish) arrives by then
+        return str(raised.value)
+
+
+def publish(channel, exchange: str, event_type: str) -> None:
+    event = envelope(exchange.removesuffix(".events"), event_type, subject="v1", data={})
+    channel.basic_publish(amqp.Message(json.dumps(event)), exchange=exchange, routing_key=event_type)
+
+
+def test_checkins_cannot_publish_a_goals_event(users):
+    """Finding 7: with guest/guest every service could publish a forged v2mom_approved."""
+    reason = refused(users["checkins"], lambda channel: publish(channel, "goals.events", "v2mom_approved"))
+    assert "Basic.publish: (403) ACCESS_REFUSED - access to exchange 'goals.events'" in reason
+    for service in ("metrics", "notify"):
+        assert "goals.events" in refused(users[service], lambda channel: publish(channel, "goals.events", "v2mom_approved"))
+
+
+def test_no_service_may_declare_or_delete_another_services_exchange(users):
+    assert "Exchange.delete: (403) ACCESS_REFUSED - access to exchange 'goals.events'" in refused(
+        users["checkins"], lambda channel: channel.exchange_delete("goals.events"))
+    assert "Exchange.declare: (403) ACCESS_REFUSED - access to exchange 'checkins.events'" in refused(
+        users["notify"], lambda channel: channel.exchange_declare("checkins.events", "topic", durable=True, auto_delete=False))
+
+
+def test_a_service_may_not_take_another_services_queue(users):
+    notify_queue = "evt-goals-v2mom_submitted--notify.on_submitted"
+    assert f"Queue.declare: (403) ACCESS_REFUSED - access to queue '{notify_queue}'" in refused(users["checkins"], lambda channel: channel.queue_declare(notify_queue, durable=True))
+    with kombu.Connection(users["notify"]) as connection:
+        connection.channel().queue_declare(notify_queue, durable=True, auto_delete=False)
+    assert f"Basic.get: (403) ACCESS_REFUSED - access to queue '{notify_queue}'" in refused(users["checkins"], lambda channel: channel.basic_get(notify_queue))
+
+
+def test_a_consumer_binds_to_what_it_consumes_and_receives_it(users):
+    """What the kernel consumer does as checkins: a passive look at goals.events, then its own queue bound to it."""
+    queue = "evt-goals-v2mom_approved--checkins.on_approved"
+    with kombu.Connection(users["checkins"]) as connection:
+        ensure_exchange(connection, "goals.events")
+        source = kombu.Exchange("goals.events", type="topic", durable=True, no_declare=True)
+        kombu.Queue(queue, exchange=source, routing_key="v2mom_approved", durable=True)(connection.channel()).declare()
+        publisher = ConfirmingPublisher(users["goals"], "goals.events")
+        try:
+            approved = envelope("goals", "v2mom_approved", subject="v1", data={"v2momId": "v1"})
+            assert publisher.publish([approved]) == 0
+        finally:
+            publisher.close()
+        received = connection.channel().basic_get(queue, no_ack=True)
+    assert received is not None and json.loads(received.body)["id"] == approved["id"]
+
+
+def test_the_alternate_exchange_keeps_an_event_no_queue_takes(users):
+    """The policy, not the relay, routes it: the broker confirms without returning it."""
+    publisher = ConfirmingPublisher(users["goals"], "goals.events")
+    try:
+        orphan = envelope("goals", "org_unit_upserted", subject="u1", data={})
+        assert publisher.publish([orphan]) == 0, "returned: the exchange has no alternate exchange"
+    finally:
+        publisher.close()
+    with kombu.Connection(users["goals"]) as connection:
+        kept = connection.channel().basic_get("goals.events.unrouted", no_ack=True)
+    assert kept is not None and kept.properties["message_id"] == orphan["id"]
+
+
+def test_guest_is_not_among_the_users():
+    document = broker.definitions({user: "x" * 16 for user in (broker.ADMIN, *broker.SERVICES)})
+    assert {user["name"] for user in document["users"]} == {"admin", "goals", "checkins", "metrics", "notify"}
+
+
+@pytest.mark.parametrize("service", broker.SERVICES)
+def test_no_pattern_reaches_another_services_resources(service):
+    granted = {kind: re.compile(pattern) for kind, pattern in broker.permissions(service).items()}
+    for other in set(broker.SERVICES) - {service}:
+        theirs = [f"{other}.events.unrouted", f"{other}.dlx", f"evt-goals-v2mom_approved--{other}.on_approved",
+                  f"evt-goals-v2mom_approved--{other}.on_approved.dlq"]
+        for kind, pattern in granted.items():
+            assert not any(pattern.match(name) for name in theirs), (kind, other)
+        assert not granted["write"].match(f"{other}.events") and not granted["configure"].match(f"{other}.events")
+    assert not granted["write"].match("amq.default") and not granted["write"].match("")  # no publishing to any queue
+
+
+def test_passwords_come_from_the_environment_and_are_refused_when_weak():
+    environ = {broker.password_variable(user): secrets.token_hex(16) for user in (broker.ADMIN, *broker.SERVICES)}
+    assert broker.passwords_from_environment(environ)["goals"] == environ["RABBITMQ_GOALS_PASSWORD"]
+    with pytest.raises(SystemExit, match="RABBITMQ_CHECKINS_PASSWORD must be set"):
+        broker.passwords_from_environment({**environ, "RABBITMQ_CHECKINS_PASSWORD": "guest"})
