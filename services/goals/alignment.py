@@ -50,19 +50,26 @@ def visible_children(
     depth: int,
     children_of: Callable[[list[str]], list[dict]],
     may_see: Callable[[dict], bool],
+    parent_shown: Callable[[dict], str | None],
 ) -> dict[str, list[dict]]:
-    """Each shown V2MOM's id -> its children the caller may see, level by level down to ``depth``."""
+    """Each shown V2MOM's id -> its children the caller may see, level by level down to ``depth``.
+
+    A child hangs under the parent of the version the caller is shown (``parent_shown``): a draft that
+    re-aligns moves only for those who see the draft, and for everyone else at its approval.
+    """
     shown: dict[str, list[dict]] = {}
     frontier, seen = [root_id], {root_id}
     for _ in range(depth):
         if not frontier:
             break
+        level = set(frontier)
         children = [c for c in children_of(frontier) if c["_id"] not in seen]
         frontier = []
         for child in children:
-            if not may_see(child):
-                continue  # hidden drafts, and everything aligned below them, stay out
+            parent_id = parent_shown(child) if may_see(child) else None
+            if parent_id not in level:
+                continue  # hidden drafts (and all below them), and children shown under another parent
             seen.add(child["_id"])
-            shown.setdefault(child["parent_id"], []).append(child)
+            shown.setdefault(parent_id, []).append(child)
             frontier.append(child["_id"])
     return shown

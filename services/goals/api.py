@@ -107,6 +107,7 @@ def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Ser
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES)
+    repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     return create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
 
 

@@ -199,5 +199,5 @@ def _new_v2mom(caller: Caller, request, placement: Placement, content: dict, cre
     }
     if create_key:
         doc["create_key"] = create_key
-    doc["history"] = [commits.history_entry(doc, "CREATE", caller, stamp, "", ["content"])]
+    doc["latest_revision"] = commits.history_entry(doc, "CREATE", caller, stamp, "", ["content"])
     return doc

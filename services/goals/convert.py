@@ -168,6 +168,7 @@ def v2mom_to_proto(doc: dict, show_published: bool, content_message: goals_pb2.V
     """content_message: the working content already converted, to save doing it twice on a write."""
     published = doc.get("published")
     content = published["content"] if show_published else doc["content"]
+    shown_parent = published.get("parent_id") if show_published else doc.get("parent_id")
     message = goals_pb2.V2MOM(
         id=doc["_id"],
         revision=doc["revision"],
@@ -175,7 +176,7 @@ def v2mom_to_proto(doc: dict, show_published: bool, content_message: goals_pb2.V
         org_unit_id=doc["org_unit_id"],
         level=common_pb2.OrgLevel.Value(doc["level"]),
         cycle_id=doc["cycle_id"],
-        parent_id=doc.get("parent_id") or "",
+        parent_id=shown_parent or "",
         state=goals_pb2.V2MOMState.Value(doc["state"]),
         content=content_message if content_message is not None and not show_published else content_from_doc(content),
         published_revision=published["revision"] if published else 0,

@@ -12,7 +12,7 @@ from services.platform.core.validation import check_enum, check_id
 from . import alignment, convert, validation
 from .access import Access
 from .repository import V2MOMRepository
-from .views import render, render_for
+from .views import parent_shown, render, render_for
 from v2mom.v1 import goals_pb2
 
 LIST_FILTERS = ("owner_id", "org_unit_id", "cycle_id")
@@ -76,7 +76,8 @@ class Reads:
         depth = alignment.tree_depth(request.max_depth)
         root = self.access.require_visible(caller, self.repository.get(request.id), request.id)
         children = alignment.visible_children(
-            root["_id"], depth, self.repository.children_of, lambda doc: self.access.may_see(caller, doc)
+            root["_id"], depth, self.repository.children_of, lambda doc: self.access.may_see(caller, doc),
+            lambda doc: parent_shown(self.access, caller, doc),
         )
         return self._subtree(caller, root, children)
 
@@ -103,7 +104,7 @@ class Reads:
         self.access.require_working_copy(caller, self.repository.get(request.v2mom_id), request.v2mom_id)
         filters = {"v2mom_id": request.v2mom_id}
         after = paging.decode_token(request.page_token, "ListRevisions", filters, int) or 0
-        history = [h for h in self.repository.history(request.v2mom_id) if h["revision"] > after]
+        history = self.repository.history(request.v2mom_id, after, limit + 1)
         return goals_pb2.ListRevisionsResponse(
             revisions=[convert.revision_to_proto(h) for h in history[:limit]],
             next_page_token=paging.next_token("ListRevisions", filters, history, limit, lambda h: h["revision"]),

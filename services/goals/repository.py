@@ -1,12 +1,20 @@
-"""Storage of V2MOM aggregates: one document each, carrying its history and outbox.
+"""Storage of V2MOM aggregates: one document each, its latest history entry and its outbox; older entries
+in ``revisions``, one document each.
 
 Every change is one conditional update on (_id, revision): the new state, the
 history entry and the events commit together or not at all, and a writer
-holding a stale revision gets nothing (optimistic concurrency). Every query
-on the ``v2moms`` collection is built here.
+holding a stale revision gets nothing (optimistic concurrency). The V2MOM
+keeps only its newest entry (``latest_revision``), so its size is bounded
+however often it is edited. Before a change replaces that entry, the entry
+is copied to ``revisions`` under (v2mom id, revision): it was committed, so
+the copy is idempotent and two racing writers copy the same thing. A crash
+after the copy leaves an entry stored twice, never one lost or half-written;
+a crash after the V2MOM's write leaves its newest entry in the V2MOM, where
+``history`` reads it. Every query on ``v2moms`` and ``revisions`` is built here.
 """
 
-from pymongo import ReturnDocument
+from pymongo import ReplaceOne, ReturnDocument
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -16,22 +24,26 @@ from services.platform.store.mongo import Index, after_id, find_in
 from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 
 V2MOMS = "v2moms"
+REVISIONS = "revisions"
+MIGRATIONS = "migrations"
 
 INDEXES = [
     Index(V2MOMS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
     Index(V2MOMS, [("org_unit_id", 1), ("_id", 1)], name="by_org_unit"),
     Index(V2MOMS, [("cycle_id", 1), ("state", 1), ("_id", 1)], name="by_cycle_state"),
     Index(V2MOMS, [("parent_id", 1)], name="by_parent"),
+    Index(V2MOMS, [("published_parent_id", 1)], name="by_published_parent"),
     Index(V2MOMS, [("approver_id", 1), ("state", 1), ("_id", 1)], name="by_approver"),
     Index(V2MOMS, [("published_revision", 1), ("_id", 1)], name="by_published"),
     # One live V2MOM per slot (owner or unit, per level and cycle); archiving frees it.
     Index(V2MOMS, [("slot", 1)], name="one_per_slot", unique=True, partial={"slot": {"$exists": True}}),
     Index(V2MOMS, [("create_key", 1)], name="idempotent_create", unique=True, partial={"create_key": {"$exists": True}}),
     outbox_index(V2MOMS),
+    Index(REVISIONS, [("v2mom_id", 1), ("revision", 1)], name="revisions_by_v2mom"),
 ]
 
 # Lists and single reads never need the history or the pending events.
-SUMMARY = {"history": 0, "outbox": 0, "outbox_pending": 0}
+SUMMARY = {"latest_revision": 0, "history": 0, "outbox": 0, "outbox_pending": 0}
 
 
 class SlotTaken(Exception):
@@ -45,6 +57,7 @@ class DuplicateCreate(Exception):
 class V2MOMRepository:
     def __init__(self, db: Database):
         self.collection = db[V2MOMS]
+        self.revisions = db[REVISIONS]
 
     def insert(self, document: dict, events: list[dict]) -> None:
         try:
@@ -62,9 +75,14 @@ class V2MOMRepository:
     def find_by_create_key(self, key: str) -> dict | None:
         return self.collection.find_one({"create_key": key}, SUMMARY)
 
-    def history(self, v2mom_id: str) -> list[dict]:
-        doc = self.collection.find_one({"_id": v2mom_id}, {"history": 1})
-        return doc["history"] if doc else []
+    def history(self, v2mom_id: str, after: int, limit: int) -> list[dict]:
+        """Up to ``limit`` history entries after revision ``after``, oldest first (by the revisions index)."""
+        stored = list(self.revisions.find({"v2mom_id": v2mom_id, "revision": {"$gt": after}}, {"_id": 0, "v2mom_id": 0})
+                      .sort("revision", 1).limit(limit))
+        latest = (self.collection.find_one({"_id": v2mom_id}, {"latest_revision": 1}) or {}).get("latest_revision")
+        if latest and latest["revision"] > after and latest["revision"] not in {entry["revision"] for entry in stored}:
+            stored.append(latest)  # the newest, not copied out until the next change
+        return stored[:limit]
 
     def apply(
         self,
@@ -76,10 +94,11 @@ class V2MOMRepository:
         unset: tuple[str, ...] = (),
     ) -> dict | None:
         """Commits a change made on top of expected_revision; None if someone got there first."""
-        update: dict = {
-            "$set": {**changes, "revision": expected_revision + 1},
-            "$push": {"history": history_entry},
-        }
+        current = self.collection.find_one({"_id": v2mom_id, "revision": expected_revision}, {"latest_revision": 1})
+        if current is None:
+            return None
+        keep_revisions(self.revisions, v2mom_id, [current["latest_revision"]] if current.get("latest_revision") else [])
+        update: dict = {"$set": {**changes, "revision": expected_revision + 1, "latest_revision": history_entry}}
         if unset:
             update["$unset"] = {field: "" for field in unset}
         try:
@@ -113,7 +132,10 @@ class V2MOMRepository:
         return list(self.collection.find(after_id(query, after), SUMMARY).sort("_id", 1).limit(limit))
 
     def children_of(self, parent_ids: list[str]) -> list[dict]:
-        return find_in(self.collection, "parent_id", parent_ids, projection=SUMMARY, sort=("_id",))
+        """V2MOMs whose working copy or published version aligns to one of ``parent_ids``, by id."""
+        found = {doc["_id"]: doc for field in ("parent_id", "published_parent_id")
+                 for doc in find_in(self.collection, field, parent_ids, projection=SUMMARY)}
+        return [found[v2mom_id] for v2mom_id in sorted(found)]
 
     def parent_of(self, v2mom_id: str) -> str | None:
         doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})
@@ -137,3 +159,47 @@ def _visible_clauses(working_owner_ids: list[str], state: str | None) -> list[di
     elif state:
         return [working]
     return [working, public]
+
+
+def keep_revisions(revisions: Collection, v2mom_id: str, entries: list[dict]) -> None:
+    """Stores committed history entries under (v2mom id, revision); storing one again changes nothing."""
+    if entries:
+        revisions.bulk_write([ReplaceOne({"_id": f"{v2mom_id}/{entry['revision']}"},
+                                         {**entry, "v2mom_id": v2mom_id}, upsert=True) for entry in entries])
+
+
+# --- start-up: documents written by older versions ------------------------------------------------------
+
+# Before these, a V2MOM carried every revision in a `history` array, and its published version no parent.
+REVISIONS_MOVED = "v2mom_history_to_revisions"
+OLD_SHAPE = {"$or": [{"history": {"$exists": True}},
+                     {"published_revision": {"$gt": 0}, "published_parent_id": {"$exists": False}}]}
+
+
+def migrate(db: Database) -> None:
+    """Brings V2MOMs of the older shape to today's, once per database (a marker in ``migrations`` says so).
+
+    Idempotent and safe to interrupt: each V2MOM's entries are copied before its array goes, in one write
+    conditional on its revision; one a writer changed meanwhile is read again.
+    """
+    if db[MIGRATIONS].find_one({"_id": REVISIONS_MOVED}):
+        return
+    for _ in range(5):
+        old = list(db[V2MOMS].find(OLD_SHAPE, {"outbox": 0}))
+        if not old:
+            db[MIGRATIONS].update_one({"_id": REVISIONS_MOVED}, {"$set": {"done": True}}, upsert=True)
+            return
+        for doc in old:
+            _migrate_one(db, doc)
+
+
+def _migrate_one(db: Database, doc: dict) -> None:
+    history = doc.get("history") or []
+    keep_revisions(db[REVISIONS], doc["_id"], history)
+    change: dict = {"$unset": {"history": ""}, "$set": {}}
+    if history:
+        change["$set"]["latest_revision"] = history[-1]
+    if doc.get("published") and "published_parent_id" not in doc:
+        # Older versions kept no published parent: the working copy's is the best there is.
+        change["$set"].update({"published.parent_id": doc.get("parent_id"), "published_parent_id": doc.get("parent_id")})
+    db[V2MOMS].update_one({"_id": doc["_id"], "revision": doc["revision"]}, {k: v for k, v in change.items() if v})

@@ -23,3 +23,10 @@ def render(doc: dict, show_published: bool) -> goals_pb2.V2MOM:
 def render_for(access: Access, caller: Caller, doc: dict) -> goals_pb2.V2MOM:
     """The working copy to those who may see it, the published version to everyone else."""
     return render(doc, show_published=not access.sees_working_copy(caller, doc))
+
+
+def parent_shown(access: Access, caller: Caller, doc: dict) -> str | None:
+    """The parent of the version the caller is shown: a draft's re-alignment is news only to its readers."""
+    if access.sees_working_copy(caller, doc):
+        return doc.get("parent_id")
+    return (doc.get("published") or {}).get("parent_id")

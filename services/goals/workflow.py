@@ -38,15 +38,18 @@ class Workflow:
         validation.require_reason("comment", request.comment, required=False)
         doc = self._load_for(lifecycle.APPROVE, caller, request.id, request.expected_revision)
         stamp = utc_now()
+        # The parent is part of what is approved: readers keep seeing this one until the next approval.
         published = {
             "revision": doc["revision"] + 1,
             "content": doc["content"],
+            "parent_id": doc.get("parent_id"),
             "approved_by": caller.person_id,
             "published_at": stamp,
         }
         changes = {
             "published": published,
             "published_revision": published["revision"],
+            "published_parent_id": published["parent_id"],
             "published_at": stamp,
             "updated_at": stamp,
         }

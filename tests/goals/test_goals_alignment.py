@@ -119,3 +119,30 @@ def test_realigning_moves_a_subtree(goals, tree):
     assert shape(tree_as(goals, ADMIN, b.id)) == {"B": {"Child": {}}}
     history = goals.client(OWNER).ListRevisions(goals_pb2.ListRevisionsRequest(v2mom_id=child.id)).revisions
     assert list(history[-1].changed_paths) == ["parent_id"]
+
+
+def test_a_draft_that_realigns_moves_only_for_its_readers_until_approved(goals):
+    """Issue 12, finding 5: the published view showed the working copy's parent, and the tree followed it."""
+    c = goals.new_cycle()
+    a = goals.published(owner=MANAGER, approver=SKIP, level=TEAM, org_unit_id="platform", cycle_id=c,
+                        content=valid_content(MANAGER, title="A"))
+    b = goals.published(owner="mia", approver=SKIP, level=TEAM, org_unit_id="mobile", cycle_id=c,
+                        content=valid_content("mia", title="B"))
+    child = goals.published(cycle_id=c, parent_id=a.id, content=valid_content(OWNER, title="Child"))
+    goals.client(OWNER).UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
+        v2mom=goals_pb2.V2MOM(id=child.id, parent_id=b.id), update_mask=mask("parent_id"), change_reason="move to B"))
+
+    def parent_seen_by(person):
+        return goals.client(person).GetV2MOM(goals_pb2.GetV2MOMRequest(id=child.id)).parent_id
+
+    listed = goals.client(PEER).ListV2MOMs(goals_pb2.ListV2MOMsRequest(cycle_id=c, owner_id=OWNER)).v2moms
+    assert (parent_seen_by(PEER), [v.parent_id for v in listed]) == (a.id, [a.id])
+    assert (shape(tree_as(goals, PEER, a.id)), shape(tree_as(goals, PEER, b.id))) == ({"A": {"Child": {}}}, {"B": {}})
+    assert parent_seen_by(OWNER) == b.id  # the draft's readers see the draft
+    assert (shape(tree_as(goals, OWNER, a.id)), shape(tree_as(goals, OWNER, b.id))) == ({"A": {}}, {"B": {"Child": {}}})
+    published = goals.client(OWNER).GetV2MOM(goals_pb2.GetV2MOMRequest(id=child.id, view=goals_pb2.V2MOM_VIEW_PUBLISHED))
+    assert published.parent_id == a.id
+
+    goals.approve(goals.submit(goals.client(OWNER).GetV2MOM(goals_pb2.GetV2MOMRequest(id=child.id))), MANAGER)
+    assert parent_seen_by(PEER) == b.id
+    assert (shape(tree_as(goals, PEER, a.id)), shape(tree_as(goals, PEER, b.id))) == ({"A": {}}, {"B": {"Child": {}}})
