@@ -24,6 +24,9 @@ from tests.support.services import served, served_in_process
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 
+# Ends what the tests leave running, failed tests' servers included, and fails the run if any outlived it.
+pytest_plugins = ["tests.support.leak_guard"]
+
 
 def _broker_reachable(host="127.0.0.1", port=5672) -> bool:
     try:

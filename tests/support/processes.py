@@ -9,6 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# Every process the tests start carries this run's id in this variable (tests/support/leak_guard.py).
+RUN_VARIABLE = "V2MOM_TEST_RUN"
+
 
 def wait_for(predicate, timeout: float = 30.0, message: str = "condition never held", every: float = 0.1):
     """Polls until predicate() is truthy and returns its value; fails the test after `timeout` seconds."""
@@ -35,10 +38,16 @@ def spawn(args: list[str], env: dict | None = None, log: Path | None = None) -> 
         stream = tempfile.TemporaryFile(mode="w+", prefix="v2mom-test-", suffix=".log")
     else:
         stream = open(log, "a+")
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stream, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, env=_with_run_id(env), stdout=subprocess.DEVNULL, stderr=stream, text=True)
     process.log = stream
     process.log_path = log
     return process
+
+
+def _with_run_id(env: dict | None) -> dict | None:
+    """An environment of the test's own still carries the run's id, so the leak guard finds the process."""
+    run = os.environ.get(RUN_VARIABLE)
+    return env if env is None or run is None else {**env, RUN_VARIABLE: run}
 
 
 def start_module(module: str, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
