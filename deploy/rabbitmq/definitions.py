@@ -12,11 +12,13 @@ What each service's user may do (RabbitMQ's configure, write and read
 permissions are regular expressions over resource names):
 
 - configure (declare, delete): its own events exchange, that exchange's
-  unrouted exchange and queue, its dead-letter exchange, and its handler
-  queues and their dead-letter queues - never another service's exchange;
+  unrouted exchange and queue, its worker's dead-letter exchange
+  (``<service>_worker.dlx``), and its worker's handler queues
+  (``evt-<source>-<type>--<service>_worker.<method>``) and their dead-letter
+  queues - never another service's exchange;
 - write (publish, bind a queue): its own events exchange and unrouted
-  exchange, and its own queues - so checkins cannot publish a
-  ``v2mom_approved`` to ``goals.events``;
+  exchange, its dead-letter exchange and its own queues - so checkins cannot
+  publish a ``v2mom_approved`` to ``goals.events``;
 - read (consume, bind to an exchange): its own queues and exchanges and the
   events exchanges of the services it consumes.
 
@@ -49,20 +51,26 @@ def password_variable(user: str) -> str:
     return f"RABBITMQ_{user.upper()}_PASSWORD"
 
 
+def worker_name(service: str) -> str:
+    """The nameko service name of a service's worker, which names its queues and dead-letter exchange."""
+    return f"{service}_worker"
+
+
 def _queues(service: str) -> str:
-    # nameko's handler queues: evt-<source>-<type>--<service>.<method>, and the kernel's <queue>.dlq.
-    return rf"evt-[a-z0-9_]+-[a-z0-9_]+--{re.escape(service)}\.[A-Za-z0-9_]+(\.dlq)?"
+    # nameko's handler queues: evt-<source>-<type>--<worker>.<method>, and the kernel's <queue>.dlq.
+    return rf"evt-[a-z0-9_]+-[a-z0-9_]+--{re.escape(worker_name(service))}\.[A-Za-z0-9_]+(\.dlq)?"
 
 
 def permissions(service: str) -> dict[str, str]:
     """The configure, write and read patterns of a service's user."""
-    own = re.escape(service)
-    events = rf"{own}\.events(\.unrouted)?"
+    events = rf"{re.escape(service)}\.events(\.unrouted)?"
+    dlx = rf"{re.escape(worker_name(service))}\.dlx"
     sources = "|".join(rf"{re.escape(source)}\.events" for source in CONSUMES[service])
     return {
-        "configure": rf"^({events}|{own}\.dlx|{_queues(service)})$",
-        "write": rf"^({events}|{_queues(service)})$",
-        "read": rf"^({events}|{own}\.dlx|{_queues(service)}" + (f"|{sources}" if sources else "") + ")$",
+        "configure": rf"^({events}|{dlx}|{_queues(service)})$",
+        # The dead-letter exchange too: RabbitMQ lets a queue name one only if its declarer may write to it.
+        "write": rf"^({events}|{dlx}|{_queues(service)})$",
+        "read": rf"^({events}|{dlx}|{_queues(service)}" + (f"|{sources}" if sources else "") + ")$",
     }
 
 

@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import amqp
 import kombu
@@ -19,7 +20,9 @@ import pytest
 from deploy.rabbitmq import definitions as broker
 from services.platform.bus.events import envelope
 from services.platform.bus.outbox import ConfirmingPublisher
-from services.platform.worker.consumer import ensure_exchange
+from services.platform.worker.consumer import dead_letter_exchange, dead_letter_queue_name, ensure_exchange
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rabbitmqctl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -84,20 +87,27 @@ def test_no_service_may_declare_or_delete_another_services_exchange(users):
 
 
 def test_a_service_may_not_take_another_services_queue(users):
-    notify_queue = "evt-goals-v2mom_submitted--notify.on_submitted"
-    assert f"Queue.declare: (403) ACCESS_REFUSED - access to queue '{notify_queue}'" in refused(users["checkins"], lambda channel: channel.queue_declare(notify_queue, durable=True))
+    theirs = "evt-goals-v2mom_submitted--notify_worker.on_v2mom_submitted"
+    assert f"Queue.declare: (403) ACCESS_REFUSED - access to queue '{theirs}'" in refused(
+        users["checkins"], lambda channel: channel.queue_declare(theirs, durable=True, auto_delete=False))
     with kombu.Connection(users["notify"]) as connection:
-        connection.channel().queue_declare(notify_queue, durable=True, auto_delete=False)
-    assert f"Basic.get: (403) ACCESS_REFUSED - access to queue '{notify_queue}'" in refused(users["checkins"], lambda channel: channel.basic_get(notify_queue))
+        connection.channel().queue_declare(theirs, durable=True, auto_delete=False)
+    assert f"Basic.get: (403) ACCESS_REFUSED - access to queue '{theirs}'" in refused(
+        users["checkins"], lambda channel: channel.basic_get(theirs))
 
 
-def test_a_consumer_binds_to_what_it_consumes_and_receives_it(users):
-    """What the kernel consumer does as checkins: a passive look at goals.events, then its own queue bound to it."""
-    queue = "evt-goals-v2mom_approved--checkins.on_approved"
+def test_a_consumer_declares_what_the_kernel_consumer_does_and_receives_what_it_consumes(users):
+    """As checkins-worker: a passive look at goals.events, its queue bound there, its dead-letter queue and exchange."""
+    worker = broker.worker_name("checkins")
+    queue = f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved"
     with kombu.Connection(users["checkins"]) as connection:
         ensure_exchange(connection, "goals.events")
         source = kombu.Exchange("goals.events", type="topic", durable=True, no_declare=True)
-        kombu.Queue(queue, exchange=source, routing_key="v2mom_approved", durable=True)(connection.channel()).declare()
+        dlx = dead_letter_exchange(worker)
+        kombu.Queue(queue, exchange=source, routing_key="v2mom_approved", durable=True,
+                    queue_arguments={"x-dead-letter-exchange": dlx.name})(connection.channel()).declare()
+        kombu.Queue(dead_letter_queue_name(queue), exchange=dlx, routing_key=queue,
+                    durable=True)(connection.channel()).declare()
         publisher = ConfirmingPublisher(users["goals"], "goals.events")
         try:
             approved = envelope("goals", "v2mom_approved", subject="v1", data={"v2momId": "v1"})
@@ -106,6 +116,12 @@ def test_a_consumer_binds_to_what_it_consumes_and_receives_it(users):
             publisher.close()
         received = connection.channel().basic_get(queue, no_ack=True)
     assert received is not None and json.loads(received.body)["id"] == approved["id"]
+
+
+@pytest.mark.parametrize("service", broker.SERVICES)
+def test_the_patterns_name_the_workers_as_the_code_does(service):
+    source = (ROOT / "services" / service / "worker.py").read_text(encoding="utf-8")
+    assert re.search(rf'^    name = "{broker.worker_name(service)}"$', source, re.MULTILINE)
 
 
 def test_the_alternate_exchange_keeps_an_event_no_queue_takes(users):
@@ -130,8 +146,9 @@ def test_guest_is_not_among_the_users():
 def test_no_pattern_reaches_another_services_resources(service):
     granted = {kind: re.compile(pattern) for kind, pattern in broker.permissions(service).items()}
     for other in set(broker.SERVICES) - {service}:
-        theirs = [f"{other}.events.unrouted", f"{other}.dlx", f"evt-goals-v2mom_approved--{other}.on_approved",
-                  f"evt-goals-v2mom_approved--{other}.on_approved.dlq"]
+        worker = broker.worker_name(other)
+        theirs = [f"{other}.events.unrouted", f"{worker}.dlx", f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved",
+                  f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved.dlq"]
         for kind, pattern in granted.items():
             assert not any(pattern.match(name) for name in theirs), (kind, other)
         assert not granted["write"].match(f"{other}.events") and not granted["configure"].match(f"{other}.events")
