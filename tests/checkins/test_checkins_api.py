@@ -109,6 +109,17 @@ def test_a_checkin_carries_its_context_and_its_event_in_the_same_document(world)
     assert world.store.checkin(checkin.id)["outbox_pending"] is True
 
 
+def test_a_checkin_rolls_up_to_the_published_parent_while_a_draft_realigns(world):
+    """Issue 12, finding 5: goals' published view carried the draft's parent, so the structure check-ins
+    fetched (and the roll-up that follows its parent) moved before anyone approved the move."""
+    world.goals.client("ann").UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
+        v2mom=goals_pb2.V2MOM(id=world.ann, parent_id=""), update_mask={"paths": ["parent_id"]},
+        change_reason="standing alone next cycle"))
+    checkin = world.as_("rob").RecordMeasureCheckin(measure_request(world.ann, "msr-nps", value=30))
+    assert world.store.structure(world.ann)["parent_id"] == world.team
+    assert world.store.event_of(checkin.id)["data"]["parentV2momId"] == world.team
+
+
 def test_target_equal_to_baseline_is_met_or_not(world):
     content = world_content("Cat FY27")
     for measure in content.measures:
