@@ -8,9 +8,10 @@ v2mom_approved / v2mom_archived events, not by asking goals each time, so
 goals being down does not make it any less true. Replays and reads never
 need goals.
 
-Whether the caller has left is goals' to say too (CheckinsService.active_caller):
-while goals is down its last answer about a person stands; about someone it
-was never asked, reads go ahead and writes get UNAVAILABLE.
+Who the caller is - their roles, whether they have left - is goals' to say too
+(the kernel's RemotePeople, services/platform/api/people.py): while goals is
+down its last answer about a person stands; someone it was never asked about
+gets UNAVAILABLE, reading or writing, since nobody knows what they may do.
 """
 
 import time
@@ -69,9 +70,16 @@ def _unavailable(store, call, request):
     return error
 
 
+def _known(checkins, v2mom_id, *people):
+    """Each of them calls once while goals is up, so checkins-api knows who they are when it goes down."""
+    for person in people:
+        checkins(person).ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=v2mom_id))
+
+
 def test_with_nothing_stored_a_checkin_is_unavailable_and_nothing_is_written(goals_world, goals, checkins, store):
-    goals.stop()
     ann = goals_world.ann_v2mom_id
+    _known(checkins, ann, "ann", "rob")
+    goals.stop()
     started = time.monotonic()
     _unavailable(store, checkins("ann").RecordMeasureCheckin, measure_request(ann, "msr-ttv"))
     assert time.monotonic() - started < 5, "retries must be bounded"
@@ -83,8 +91,7 @@ def test_with_nothing_stored_a_checkin_is_unavailable_and_nothing_is_written(goa
 def test_a_stored_structure_keeps_taking_checkins_while_goals_is_down(goals_world, goals, checkins, store):
     ann = goals_world.ann_v2mom_id
     first = checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=20))
-    for person in ("rob", "cat"):  # goals tells checkins-api they are active before it goes down
-        checkins(person).ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=ann))
+    _known(checkins, ann, "rob", "cat")
     goals.stop()
 
     again = checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=18))
@@ -108,6 +115,7 @@ def test_replays_and_reads_need_no_goals(goals_world, goals, checkins, store):
     checkins("ada", ADMIN).UpdateCycleSettings(
         checkins_pb2.UpdateCycleSettingsRequest(cycle_id="FY2027", cadence=checkins_pb2.CADENCE_MONTHLY)
     )
+    _known(checkins, ann, "cat")
     goals.stop()
 
     assert checkins("ann").RecordMeasureCheckin(request) == first
@@ -130,6 +138,7 @@ def test_settings_for_a_cycle_goals_must_confirm_are_unavailable(goals_world, go
 
 def test_checkins_resume_when_goals_comes_back(goals_world, goals, checkins, store):
     ann = goals_world.ann_v2mom_id
+    _known(checkins, ann, "ann")
     goals.stop()
     _unavailable(store, checkins("ann").RecordMeasureCheckin, measure_request(ann, "msr-ttv"))
     goals.start()
@@ -160,6 +169,9 @@ def test_while_goals_is_down_its_last_word_on_who_has_left_stands(goals_world, g
                            Code.PERMISSION_DENIED)
     # A colleague goals named active keeps checking in on the stored structure.
     assert checkins("ann").RecordMeasureCheckin(measure_request(ann, "msr-ttv", value=18)).progress_percent == 60
-    # Someone goals was never asked about may read, but nothing is recorded in their name.
-    assert checkins("lee").ListCheckins(checkins_pb2.ListCheckinsRequest(v2mom_id=ann)).checkins
-    _unavailable(store, checkins("lee").RecordMeasureCheckin, measure_request(ann, "msr-ttv"))
+    # Someone goals was never asked about: nobody knows who they are or what they may do, so nothing is done in
+    # their name, not even a read.
+    refused = expect(checkins("lee").ListCheckins, checkins_pb2.ListCheckinsRequest(v2mom_id=ann), Code.UNAVAILABLE)
+    assert "who you are cannot be checked now" in refused.details()
+    expect_nothing_written(store, checkins("lee").RecordMeasureCheckin, measure_request(ann, "msr-ttv"),
+                           Code.UNAVAILABLE)

@@ -74,13 +74,13 @@ def test_a_leaver_is_refused_on_every_rpc_and_nothing_is_written(goals_world, db
     assert checkin.id in {c.id for c in listed.checkins}
 
 
-def test_someone_goals_does_not_know_is_not_taken_for_a_leaver(goals_world, api_asking_every_time):
-    # goals-api refuses only people its directory marks inactive; checkins-api asks the same question.
+def test_someone_goals_does_not_know_is_refused_as_a_stranger_not_as_a_leaver(goals_world, api_asking_every_time):
+    # Roles come from goals' directory, so someone it does not know has none to act with: refused outright.
     ghost = api_asking_every_time("ghost")
-    assert ghost.GetCycleSettings(checkins_pb2.GetCycleSettingsRequest(cycle_id="FY2027")).cadence
-    request = measure_request(goals_world.ann_v2mom_id, "msr-nps")
-    refused = expect(ghost.RecordMeasureCheckin, request, Code.PERMISSION_DENIED)
-    assert "no longer active" not in refused.details()  # refused as a stranger to the item, not as a leaver
+    for call, request in ((ghost.GetCycleSettings, checkins_pb2.GetCycleSettingsRequest(cycle_id="FY2027")),
+                          (ghost.RecordMeasureCheckin, measure_request(goals_world.ann_v2mom_id, "msr-nps"))):
+        refused = expect(call, request, Code.UNAUTHENTICATED)
+        assert "'ghost' is not a person in the org directory" in refused.details()
 
 
 def test_goals_answer_is_trusted_for_the_cache_window_then_asked_again(monkeypatch, goals_world, db, checkins_settings):
