@@ -35,8 +35,9 @@ MAX_CHAIN = 50  # a manager loop in bad HRIS data must not hang a request
 class Directory:
     def __init__(self, db: Database, cache_seconds: float = 5.0):
         self.db = db
-        # 0 caches nothing: an answer expires the moment it is loaded.
-        self.cache = ExpiringCache(cache_seconds)
+        # 0 caches nothing: an answer expires the moment it is loaded. A miss is not kept: a person
+        # an HRIS feed or the seed writes is referenced at once, often through another replica.
+        self.cache = ExpiringCache(cache_seconds, remember_missing=False)
 
     # --- reads -------------------------------------------------------------
 

@@ -136,6 +136,14 @@ def test_last_answers_however_old_and_refresh_always_loads():
     assert cache.last("missing", "default") == "default"
 
 
+def test_a_cache_told_not_to_remember_misses_loads_a_missing_key_again():
+    answers = iter([None, "written since"])
+    cache = ExpiringCache(60, remember_missing=False)
+    assert cache.get("k", lambda: next(answers)) is None
+    assert cache.get("k", lambda: next(answers)) == "written since"
+    assert cache.get("k", lambda: "not loaded: the answer is kept") == "written since"
+
+
 def test_a_failed_load_keeps_nothing():
     cache = ExpiringCache(60)
 

@@ -19,9 +19,12 @@ class ExpiringCache:
     """Remembers each key's loaded value for ``ttl_seconds``; the least recently used go first past ``max_entries``."""
 
     def __init__(self, ttl_seconds: float, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, remember_missing: bool = True):
         self.ttl = ttl_seconds
         self.max_entries = max_entries
+        # False: a None answer ("no such record") is not kept, so a record that another process
+        # writes a moment later is seen at once rather than after the TTL.
+        self.remember_missing = remember_missing
         self.clock = clock
         self._entries: OrderedDict = OrderedDict()
 
@@ -35,6 +38,9 @@ class ExpiringCache:
     def refresh(self, key: Hashable, load: Callable):
         """Loads now, whatever is cached, and keeps the answer."""
         value = load()
+        if value is None and not self.remember_missing:
+            self._entries.pop(key, None)
+            return None
         self._entries[key] = (value, self.clock() + self.ttl)
         self._touch(key)
         self._evict()
