@@ -58,11 +58,11 @@ def compose_cli(tmp_path_factory):
     def run(*args: str, compose_file: Path = COMPOSE_FILE, env: dict | None = None):
         if cli is None:
             pytest.fail(INSTALL_HINT)
-        # Nor may exported JWT_*/LOG_LEVEL/COMPOSE_* variables.
+        # Nor may exported JWT_*/RABBITMQ_*/LOG_LEVEL/COMPOSE_* variables.
         clean_env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("COMPOSE_", "JWT_")) and key != "LOG_LEVEL"
+            if not key.startswith(("COMPOSE_", "JWT_", "RABBITMQ_")) and key != "LOG_LEVEL"
         }
         clean_env.update(env or {})
         return subprocess.run(
@@ -123,7 +123,8 @@ def test_interpolation_defaults_apply_when_unset(compose_cli):
         assert environment["JWT_SECRET"] == DEV_JWT_SECRET
         assert environment["JWT_ALGORITHM"] == "HS256"
         assert environment["MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
-        assert environment["AMQP_URI"] == "amqp://guest:guest@rabbitmq:5672/"
+        # Its own broker user; the password is the empty default here, which rabbitmq-definitions refuses.
+        assert environment["AMQP_URI"] == f"amqp://{name.rsplit('-', 1)[0]}:@rabbitmq:5672/"
     assert services["goals-api"]["environment"]["GRPC_ADDR"] == "0.0.0.0:50051"
 
 
@@ -137,8 +138,18 @@ def test_interpolation_takes_values_from_the_environment(compose_cli):
 # --- conventions the stack relies on ----------------------------------------------------
 
 
+def one_shot_jobs(services) -> set[str]:
+    """Services that run to completion before others start (certificates, broker definitions): no healthcheck."""
+    return {dependency for service in services.values() for dependency, rule in service.get("depends_on", {}).items()
+            if rule.get("condition") == "service_completed_successfully"}
+
+
 def test_every_service_has_a_healthcheck(services):
+    jobs = one_shot_jobs(services)
+    assert all(services[job].get("restart") == "no" for job in jobs), "a one-shot job must not be restarted"
     for name, service in services.items():
+        if name in jobs:
+            continue
         check = service.get("healthcheck")
         assert check, f"service {name} has no healthcheck"
         assert not check.get("disable"), f"service {name} disables its healthcheck"
@@ -433,3 +444,44 @@ def test_worker_healthcheck_fails_when_pid_1_is_not_the_worker(services, worker,
     script = worker_healthcheck_script(services, worker, cmdline)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stderr
+
+
+# --- the locked-down bus and gRPC over TLS -------------------------------------------------------------
+
+
+def test_each_service_talks_to_the_broker_as_its_own_user(compose_cli):
+    from deploy.rabbitmq import definitions
+
+    passwords = {definitions.password_variable(user): f"{user}-password-from-env" for user in definitions.SERVICES}
+    services = resolved(compose_cli, env=passwords)
+    for name in APP_SERVICES:
+        service = name.rsplit("-", 1)[0]
+        assert service in definitions.SERVICES, f"{name}: no broker user in deploy/rabbitmq/definitions.py"
+        assert services[name]["environment"]["AMQP_URI"] == f"amqp://{service}:{service}-password-from-env@rabbitmq:5672/"
+    job = services["rabbitmq-definitions"]
+    assert job["command"] == ["python", "-m", "deploy.rabbitmq.definitions", "/definitions/definitions.json"]
+    assert set(passwords) <= set(job["environment"]) and "RABBITMQ_ADMIN_PASSWORD" in job["environment"]
+
+
+def test_guest_is_nowhere_and_the_broker_loads_the_definitions(services):
+    assert "guest" not in COMPOSE_FILE.read_text(encoding="utf-8")
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["depends_on"]["rabbitmq-definitions"]["condition"] == "service_completed_successfully"
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in rabbitmq["volumes"]}
+    assert mounts["/etc/rabbitmq/definitions"] == "rabbitmq-definitions"
+    conf = (ROOT / mounts["/etc/rabbitmq/conf.d/20-v2mom.conf"]).read_text(encoding="utf-8")
+    assert "load_definitions = /etc/rabbitmq/definitions/definitions.json" in conf
+    assert "loopback_users.guest = true" in conf
+
+
+@pytest.mark.parametrize("name", [name for name in APP_SERVICES if name.endswith("-api")])
+def test_grpc_servers_serve_tls_and_every_process_trusts_its_ca(services, name):
+    environment = services[name]["environment"]
+    assert environment["GRPC_TLS_CERT"] == "/run/v2mom-tls/server.pem"
+    assert environment["GRPC_TLS_KEY"] == "/run/v2mom-tls/server.key"
+    for process in (name, name.replace("-api", "-worker")):
+        assert services[process]["environment"]["GRPC_TLS_CA"] == "/run/v2mom-tls/ca.pem"
+        assert "grpc-tls:/run/v2mom-tls:ro" in services[process]["volumes"]
+    # The healthcheck inherits GRPC_TLS_CA, so it checks over TLS, and the certificate names 127.0.0.1.
+    assert services[name]["healthcheck"]["test"][3].startswith("127.0.0.1:")
+    assert services["tls-certs"]["command"][:3] == ["python", "-m", "deploy.dev.tls_certs"]
