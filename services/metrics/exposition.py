@@ -17,12 +17,13 @@ held all of them (OpenMetrics' ``# EOF`` stays last). The HTTP side mirrors
 methods, content negotiation (text 0.0.4, text 1.0.0, OpenMetrics) and gzip when
 accepted. The gzip answer is one member built from each piece's deflate segment
 (``Piece``, ``gzip_member``), so the families rendered.py kept since the last
-scrape are not compressed again. Two rare requests take the old path over the whole registry, which
-gives the same text slowly: ``name[]`` filters, and the ``dots`` name escaping
-(it rewrites every metric and label name).
+scrape are not compressed again. Every request is served from that copy: ``name[]``
+filters pick its families (and a histogram's lines), and the ``dots`` escaping
+rewrites its metric and label names (``restricted``, ``escaped``); neither reads the
+store or recounts anything. Requests are served by a pool of ``HTTP_THREADS``
+threads (``services.platform.api.wsgi``), not a thread each.
 """
 
-import socket
 import threading
 import zlib
 from itertools import accumulate, compress, repeat
@@ -31,9 +32,8 @@ from operator import attrgetter as _of, is_not, methodcaller
 from typing import NamedTuple
 from collections.abc import Callable
 from datetime import datetime
-from socketserver import ThreadingMixIn
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
@@ -41,6 +41,8 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
 from pymongo.database import Database
+
+from services.platform.api import wsgi
 
 from . import engagement, model
 from .collector import GAUGES, STATES, TIME_TO_APPROVAL, TREE_PROGRESS, EngagementCollector
@@ -53,6 +55,8 @@ _SCOPES = (DIRECT, SUBTREE)
 # The text is so repetitive that level 9 (prometheus_client's) shrinks it little more, at seconds more at 10k units.
 GZIP_LEVEL = 1
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time, unknown OS
+# Scrapes served at once; more wait in the listen backlog. A scrape at 10k units is CPU-bound for a while.
+HTTP_THREADS = 4
 
 
 def _label_value(text: str) -> str:
@@ -220,6 +224,56 @@ def engagement_chunks(snapshot: Snapshot, openmetrics_format: bool = False) -> l
     return out
 
 
+def family_names() -> list[str]:
+    """The engagement families' names, in ``family_headers``' order."""
+    return [name for name, _, _ in GAUGES] + [TREE_PROGRESS[0], STATES[0], TIME_TO_APPROVAL[0]]
+
+
+def _sample_names(family: str) -> tuple[str, ...]:
+    if family == TIME_TO_APPROVAL[0]:
+        return (f"{family}_bucket", f"{family}_count", f"{family}_sum")
+    return (family,)
+
+
+# The engagement families' label names, as LabelSets and family_lines write them.
+_LABEL_NAMES = ("cycle", "level", "org_unit", "org_unit_name", "scope", "state", "le")
+
+
+def restricted(pieces: list["Piece"], names: set[str], openmetrics_format: bool) -> list["Piece"]:
+    """The engagement pieces as prometheus_client's ``restricted_registry(names)`` renders them: a family only
+    when one of its sample names is asked for, with only those samples (a histogram's ``_bucket`` alone)."""
+    kept = []
+    for piece, header, family in zip(pieces, family_headers(openmetrics_format), family_names()):
+        wanted = [sample for sample in _sample_names(family) if sample in names]
+        if len(wanted) < len(_sample_names(family)) and wanted:
+            lines = piece.raw.decode()[len(header):].splitlines(keepends=True)
+            piece = Piece(header + "".join(line for line in lines if line.split("{", 1)[0] in wanted))
+        if wanted and len(piece.raw) > len(header.encode()):  # a family without samples is left out
+            kept.append(piece)
+    return kept
+
+
+def escaped(piece: "Piece", escaping: str) -> "Piece":
+    """An engagement piece with its metric and label names escaped as ``escaping`` asks (``dots``).
+
+    Names are replaced where only names stand: after a line start or ``# HELP ``/``# TYPE ``, and before
+    ``{``, or, for labels, after ``{`` or ``",`` and before ``="``. An escaped label value has ``\\"`` for
+    every quote and ``\\n`` for every newline, so none of those patterns occurs inside one.
+    """
+    text = "\n" + piece.raw.decode()
+    for family in family_names():
+        name = openmetrics.escape_metric_name(family, escaping)
+        for marker in ("\n# HELP ", "\n# TYPE "):
+            text = text.replace(f"{marker}{family} ", f"{marker}{name} ")
+        for sample in _sample_names(family):
+            text = text.replace(f"\n{sample}{{", f"\n{openmetrics.escape_metric_name(sample, escaping)}{{")
+    for label in _LABEL_NAMES:
+        name = openmetrics.escape_label_name(label, escaping)
+        for before in ("{", '",'):
+            text = text.replace(f'{before}{label}="', f'{before}{name}="')
+    return Piece(text[1:])
+
+
 class Piece:
     """Part of a scrape's body: its bytes, and their deflate segment, made when first asked for.
 
@@ -255,9 +309,8 @@ class Exposition:
     """What ``/metrics`` serves: the engagement families (rendered here), then those of ``others``.
 
     ``full`` is one prometheus_client registry of all of them (engagement first),
-    as metrics-api served before: the path for the rare requests above, and the
-    reference the tests compare with. ``fast`` holds only ``others``, so no family
-    appears twice.
+    as metrics-api served before: the reference the tests compare with, never
+    served. ``others`` holds only the other families, so no family appears twice.
     """
 
     def __init__(self, db: Database, clock: Callable[[], datetime], others: list[Collector], rendered):
@@ -274,13 +327,15 @@ class Exposition:
         answers them."""
         encoder, content_type = choose_encoder(accept or "")
         escaping = getattr(encoder, "keywords", {}).get("escaping", openmetrics.UNDERSCORES)
-        names = (params or {}).get("name[]")
-        if names:
-            return [Piece(encoder(self.full.restricted_registry(names)))], content_type
-        if escaping not in _FAST_ESCAPINGS:
-            return [Piece(encoder(self.full))], content_type
         is_openmetrics = getattr(encoder, "func", encoder) is openmetrics.generate_latest
-        return [*self.rendered.pieces(self.clock(), is_openmetrics), Piece(encoder(self.others))], content_type
+        names = set((params or {}).get("name[]") or ())
+        pieces = self.rendered.pieces(self.clock(), is_openmetrics)
+        if names:
+            pieces = restricted(pieces, names, is_openmetrics)
+        if escaping not in _FAST_ESCAPINGS:
+            pieces = [escaped(piece, escaping) for piece in pieces]
+        others = self.others.restricted_registry(names) if names else self.others
+        return [*pieces, Piece(encoder(others))], content_type
 
     def body(self, accept: str | None = None, params: dict | None = None) -> bytes:
         """The whole body, uncompressed (for tests)."""
@@ -288,7 +343,8 @@ class Exposition:
 
 
 def _registry(collectors: list[Collector]) -> CollectorRegistry:
-    registry = CollectorRegistry()  # as before: no describe, so registering reads nothing
+    # No describe, so registering reads nothing; and so that name[] restrictions find them all the same.
+    registry = CollectorRegistry(support_collectors_without_names=True)
     for collector in collectors:
         registry.register(collector)
     return registry
@@ -325,23 +381,6 @@ def make_wsgi_app(exposition: Exposition, disable_compression: bool = False) -> 
     return app
 
 
-class _SilentHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        """Nothing: a scrape every few seconds is not news."""
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
 def start_http_server(port: int, addr: str, exposition: Exposition) -> tuple[WSGIServer, threading.Thread]:
-    """Serves ``exposition`` on a daemon thread, as prometheus_client's ``start_http_server`` does a registry."""
-    family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-
-    class Server(_ThreadingWSGIServer):
-        address_family = family
-
-    httpd = make_server(sockaddr[0], port, make_wsgi_app(exposition), Server, handler_class=_SilentHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    return httpd, thread
+    """Serves ``exposition`` on a daemon thread, ``HTTP_THREADS`` requests at a time."""
+    return wsgi.serve(addr, port, make_wsgi_app(exposition), HTTP_THREADS, "metrics")

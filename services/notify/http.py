@@ -17,15 +17,15 @@ cannot start unbounded threads.
 import html
 import logging
 import re
-import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from services.platform.api import wsgi
 
 from . import unsubscribe
 
@@ -142,39 +142,6 @@ def _plain(start_response, status: str, text: str, headers=()):
 # --- the server --------------------------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # the base class names it "format"
-        """Nothing: a scrape every few seconds is not news; failures are logged by the app."""
-
-
-class BoundedWSGIServer(WSGIServer):
-    """Serves each request on a fixed pool of threads; the accept loop waits while all are busy."""
-
-    threads = HTTP_THREADS
-
-    def server_activate(self):
-        super().server_activate()
-        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="notify-http")
-        self._free = threading.BoundedSemaphore(self.threads)
-
-    def process_request(self, request, client_address):
-        self._free.acquire()
-        self._pool.submit(self._handle, request, client_address)
-
-    def _handle(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            self._free.release()
-
-    def server_close(self):
-        super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 class HttpServer:
     """The running HTTP side: ``port``, and ``shutdown()`` (run_api's on_stop) to stop it."""
 
@@ -192,13 +159,4 @@ class HttpServer:
 def start(addr: str, app) -> HttpServer:
     """Serves ``app`` on ``addr`` ("host:port"; port 0 picks a free one) from a daemon thread."""
     host, _, port = addr.rpartition(":")
-    family, _, _, _, sockaddr = socket.getaddrinfo(host or "0.0.0.0", int(port), type=socket.SOCK_STREAM,
-                                                   flags=socket.AI_PASSIVE)[0]
-
-    class Server(BoundedWSGIServer):
-        address_family = family
-
-    httpd = make_server(sockaddr[0], int(port), app, Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=httpd.serve_forever, name="notify-http", daemon=True)
-    thread.start()
-    return HttpServer(httpd, thread)
+    return HttpServer(*wsgi.serve(host, int(port), app, HTTP_THREADS, "notify"))
