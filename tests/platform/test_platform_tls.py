@@ -1,6 +1,8 @@
 """gRPC over TLS with real certificates (trustme): servers, ServiceClient, the CLI's client, the healthcheck,
 and production mode's refusal to serve plaintext off loopback."""
 
+from dataclasses import replace
+
 import grpc
 import pytest
 import trustme
@@ -55,7 +57,8 @@ def tls_server(tls_env):
 
 
 def test_a_service_client_calls_over_tls(tls_server):
-    client = ServiceClient(tls_server, health_pb2_grpc.HealthStub, AUTH, "checkins", attempts=1)
+    # checkins calling goals, with checkins' own credential (health checking needs none, but it is sent).
+    client = ServiceClient(tls_server, health_pb2_grpc.HealthStub, replace(AUTH, service="checkins"), "goals", attempts=1)
     try:
         response = client.call("Check", health_pb2.HealthCheckRequest(service="v2mom.v1.GoalService"))
     finally:
