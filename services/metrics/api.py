@@ -121,7 +121,7 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     server, port = create_service_server(addr, settings.auth, MetricsServicer(service),
                                          metrics_pb2_grpc.add_MetricsServiceServicer_to_server,
                                          metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"],
-                                         people=directory_people(sources.goals_addr, goals_pb2_grpc.GoalServiceStub,
+                                         people=directory_people(settings.goals_addr, goals_pb2_grpc.GoalServiceStub,
                                                                 goals_pb2.GetPersonRequest, settings.auth))
     server.http_port = None
     if http_addr is not None:

@@ -51,7 +51,6 @@ from tests.support.metrics import raw_event
 from tests.support.metrics_service import QUEUES as METRICS_WORKER_QUEUES
 from tests.support.processes import free_port, log_tail, spawn, start_module, stop
 from tests.support.promql import (
-
     ALERTS_FILE,
     BROKER_SERIES_PREFIX,
     dashboard_queries,

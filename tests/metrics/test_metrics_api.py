@@ -22,12 +22,18 @@ from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.goals.directory import Directory
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from deploy.demo.goals_seed import seed
 from services.metrics import control, history
 from deploy.demo.calendar import current_cycle
 from tests.support.metrics import apply_all, CheckinLog, CheckinStore, FakeCheckinService, Journey, NOW, SmallOrg
+from tests.support.grpc_errors import expect
 from tests.support.metrics_service import handled, publish, QUEUES, scrape, start_metrics_api
+from tests.support.services import Caller
 from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, metrics_pb2
+
+# The demo organisation's admin (deploy/demo/goals/org.yaml): roles are the directory's, never a token's.
+DEMO_ADMIN = "kofi.mensah"
 
 PROMTOOL_HINT = "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus); make test does"
 
@@ -49,9 +55,11 @@ def checkins_server(checkin_log):
 
 
 @pytest.fixture
-def metrics_api(metrics_settings, metrics_db, checkins_server):
-    """metrics-api in process, its clock pinned to NOW, rebuilding from an unreachable goals-api."""
-    client_for, stop = start_metrics_api(metrics_settings, "127.0.0.1:9", checkins_server, lambda: NOW)
+def metrics_api(metrics_settings, metrics_db, checkins_server, goals_api, enroll):
+    """metrics-api in process, its clock pinned to NOW, rebuilding from an unreachable goals-api; who calls it is
+    the test's goals-api's to say."""
+    client_for, stop = start_metrics_api(metrics_settings, "127.0.0.1:9", checkins_server, lambda: NOW,
+                                         directory_addr=f"127.0.0.1:{goals_api.port}", enroll=enroll)
     yield client_for
     stop()
 
@@ -236,6 +244,17 @@ def test_cycle_dates_come_from_goals(metrics_settings, metrics_db, checkins_serv
     assert samples[("v2mom_cycle_end_timestamp_seconds", (("cycle", "FY2027"),))] == datetime(2027, 2, 1, tzinfo=UTC).timestamp()
 
 
+def test_someone_the_directory_does_not_know_or_has_let_go_is_refused(metrics_api, small_org, db, metrics_settings):
+    request = metrics_pb2.GetEngagementRequest(org_unit_id="acme", cycle_id="FY2027")
+    stranger = Caller(metrics_api.stub, bearer_metadata(mint_dev_token(metrics_settings.auth, "ghost", roles=["admin"])))
+    refused = expect(stranger.GetEngagement, request, grpc.StatusCode.UNAUTHENTICATED)
+    assert "'ghost' is not a person in the org directory" in refused.details()
+    metrics_api("leo")  # in the directory...
+    Directory(db, cache_seconds=0).upsert_person({"_id": "leo", "display_name": "Leo", "active": False})  # ...and gone
+    refused = expect(metrics_api("leo").GetEngagement, request, grpc.StatusCode.PERMISSION_DENIED)
+    assert "leo is no longer active in the directory" in refused.details()
+
+
 # --- RebuildAggregates ------------------------------------------------------------------------------
 
 
@@ -261,7 +280,7 @@ def broker_uri(isolated_broker_uri):
 
 def demo_checkins(goals_api, log: CheckinLog, now: datetime) -> None:
     """A few weeks of check-ins, progress and staleness on the published demo V2MOMs."""
-    admin = goals_api("svc:test", ("admin",))
+    admin = goals_api(DEMO_ADMIN)
     published, token = [], ""
     while True:
         page = admin.ListV2MOMs(goals_pb2.ListV2MOMsRequest(state=goals_pb2.V2MOM_STATE_PUBLISHED, page_size=200,
@@ -320,7 +339,7 @@ def test_rebuild_equals_incremental_on_the_demo_organisation(
                      "v2mom_time_to_approval_seconds_count"):
             assert incremental[(name, company)] > 0, name
 
-        admin = client_for("ada", ("admin",))
+        admin = client_for(DEMO_ADMIN)
         summary = admin.RebuildAggregates(metrics_pb2.RebuildAggregatesRequest(), timeout=120)
         assert (summary.v2moms, summary.checkins) == (22, len(checkin_log.checkins))
         assert summary.org_units > 10 and summary.people > 40 and summary.aggregates > 0
@@ -330,7 +349,7 @@ def test_rebuild_equals_incremental_on_the_demo_organisation(
         fresh = replace(metrics_settings, mongo_db=f"metrics_test_{uuid.uuid4().hex[:10]}")
         fresh_client, stop_fresh = start_metrics_api(fresh, f"127.0.0.1:{goals_api.port}", checkins_server, lambda: frozen)
         try:
-            fresh_client("ada", ("admin",)).RebuildAggregates(metrics_pb2.RebuildAggregatesRequest(), timeout=120)
+            fresh_client(DEMO_ADMIN).RebuildAggregates(metrics_pb2.RebuildAggregatesRequest(), timeout=120)
             assert engagement_samples(scrape(fresh_client.http_port)) == incremental
         finally:
             stop_fresh()

@@ -8,16 +8,16 @@ import sys
 import time
 import urllib.request
 from contextlib import ExitStack
+from dataclasses import replace
 
 import grpc
 import kombu
 
 from services.metrics import consume, store
 from services.metrics.api import Sources, create_server
-from services.platform.api.auth import bearer_metadata
 from tests.support.broker import queue_exists
 from tests.support.processes import spawn, stop
-from tests.support.services import Caller, served, token
+from tests.support.services import Caller, metadata_for, served
 from v2mom.v1 import metrics_pb2_grpc
 
 QUEUES = [f"evt-{source}-{event_type}--metrics_worker.on_{source}_event"
@@ -78,18 +78,21 @@ def handled(db) -> int:
     return total
 
 
-def start_metrics_api(metrics_settings, goals_addr, checkins_addr, clock):
+def start_metrics_api(metrics_settings, goals_addr, checkins_addr, clock, directory_addr=None, enroll=None):
+    """metrics-api in process: rebuilding from ``goals_addr`` and ``checkins_addr``, asking who callers are at
+    ``directory_addr`` (goals-api; default ``goals_addr``), where ``enroll`` puts the people tests name."""
+    settings = replace(metrics_settings, goals_addr=directory_addr or goals_addr)
     running = ExitStack()
-    server, port = running.enter_context(served(create_server, metrics_settings, "127.0.0.1:0",
+    server, port = running.enter_context(served(create_server, settings, "127.0.0.1:0",
                                                 Sources(goals_addr, checkins_addr, grace_seconds=1.0), clock))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = metrics_pb2_grpc.MetricsServiceStub(channel)
 
     def client_for(person_id, roles=()):
-        metadata = bearer_metadata(token(metrics_settings, person_id, roles)) if person_id else ()
-        return Caller(stub, metadata)
+        return Caller(stub, metadata_for(settings, person_id, roles, enroll))
 
     client_for.http_port = server.http_port
+    client_for.stub = stub
 
     def stop():
         channel.close()
