@@ -14,11 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from ..core.config import ConfigError, env_str
-
-
-def _production() -> bool:
-    return env_str("V2MOM_ENV", "").strip().lower() == "production"
+from ..core.config import ConfigError, env_str, is_production
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ def _read_pem(variable: str) -> bytes:
 
 def load_tls() -> TlsSettings:
     """GRPC_TLS_CERT / GRPC_TLS_KEY (servers) and GRPC_TLS_CA (clients): paths of PEM files."""
-    tls = TlsSettings(_read_pem("GRPC_TLS_CERT"), _read_pem("GRPC_TLS_KEY"), _read_pem("GRPC_TLS_CA"), _production())
+    tls = TlsSettings(_read_pem("GRPC_TLS_CERT"), _read_pem("GRPC_TLS_KEY"), _read_pem("GRPC_TLS_CA"), is_production())
     if bool(tls.cert) != bool(tls.key):
         raise ConfigError("GRPC_TLS_CERT and GRPC_TLS_KEY go together: set both (PEM files) or neither")
     return tls
