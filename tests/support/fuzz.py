@@ -1,0 +1,340 @@
+"""Requests for any RPC, generated from the protobuf descriptors (hypothesis strategies), and the RPCs themselves.
+
+``rpcs()`` lists every method of every service the generated v2mom.v1 modules declare, so a new RPC is fuzzed
+without anyone listing it. ``requests(descriptor, pool)`` draws a request message field by field: each field
+may be missing, well-formed (a value from ``pool``: ids, names and page tokens the running system issued) or
+hostile (empty, huge, odd unicode, negative, NaN, infinite, out of range, an enum value nobody declared, a
+page token that decodes to nonsense, duplicates in repeated fields).
+"""
+
+import base64
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from hypothesis import strategies as st
+
+import v2mom.v1
+
+PROTO_DIR = Path(v2mom.v1.__file__).parent
+MAX_DEPTH = 3  # nested messages deeper than this stay empty: the requests' own shapes are at most this deep
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str  # full name, "v2mom.v1.GoalService"
+    name: str
+    request: Descriptor
+    response: Descriptor
+
+    def request_class(self):
+        return message_factory.GetMessageClass(self.request)
+
+    def response_class(self):
+        return message_factory.GetMessageClass(self.response)
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.service.rsplit('.', 1)[-1]}.{self.name}"
+
+
+def pb2_modules() -> list:
+    """Every generated *_pb2 module of v2mom.v1."""
+    names = sorted(m.name for m in pkgutil.iter_modules([str(PROTO_DIR)]) if m.name.endswith("_pb2"))
+    return [importlib.import_module(f"v2mom.v1.{name}") for name in names]
+
+
+def rpcs() -> list[Rpc]:
+    """Every RPC of every service in the generated code, in declaration order."""
+    return [Rpc(service.full_name, method.name, method.input_type, method.output_type)
+            for module in pb2_modules() for service in module.DESCRIPTOR.services_by_name.values()
+            for method in service.methods]
+
+
+def declared_rpcs() -> set[str]:
+    """"Service.Rpc" for every rpc the .proto sources declare: what rpcs() must match."""
+    declared = set()
+    for proto in PROTO_DIR.glob("*.proto"):
+        service = None
+        for line in proto.read_text(encoding="utf-8").splitlines():
+            if found := re.match(r"\s*service\s+(\w+)", line):
+                service = found.group(1)
+            elif found := re.match(r"\s*rpc\s+(\w+)", line):
+                declared.add(f"{service}.{found.group(1)}")
+    return declared
+
+
+def field_names() -> list[str]:
+    """Every field name of every message in the package: what a FieldMask path may name."""
+    names = set()
+
+    def walk(message: Descriptor):
+        names.update(field.name for field in message.fields)
+        for nested in message.nested_types:
+            walk(nested)
+
+    for module in pb2_modules():
+        for message in module.DESCRIPTOR.message_types_by_name.values():
+            walk(message)
+    return sorted(names)
+
+
+HOSTILE_STRINGS = [
+    "", " ", "\x00", "\t\n", "²", "٣", "Ⅻ", "🚀" * 3, "\u202eevil", "e\u0301", "ﬁ", "İ", "$where", "$gt", "{'$ne': 1}",
+    "a.b", "a$b", "../../etc/passwd", "null", "None", "NaN", "-1", "0", "1e309", "9" * 40, "%s%n", "<script>",
+    "'; DROP TABLE v2moms; --", "unit:", "@", "me", "/FY2026", "v2m_", "x" * 70_000, "é" * 20_000,
+]
+# Page tokens that decode to text no list issued: "wrI=" is "²" (isdigit() but not int()), the others
+# neither a number nor valid UTF-8 nor base64 at all.
+HOSTILE_TOKENS = ["wrI=", base64.urlsafe_b64encode("٣".encode()).decode(), "LTE=", "OTk5OTk5OTk5OTk5OTk5OTk5OTk5",
+                  "//79", "====", "not base64!", "AA==", base64.urlsafe_b64encode(b'{"p": -5}').decode()]
+INT_BOUNDS = {
+    FieldDescriptor.TYPE_INT32: (-2**31, 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-2**31, 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-2**31, 2**31 - 1), FieldDescriptor.TYPE_INT64: (-2**63, 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-2**63, 2**63 - 1), FieldDescriptor.TYPE_SFIXED64: (-2**63, 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1), FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1), FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+class Pool(dict):
+    """What responses issued, for requests to reuse (``harvest``): strings by field name, messages by type."""
+
+    def __repr__(self) -> str:  # hypothesis shows the strategies' arguments: not a megabyte of values
+        return f"Pool({len(self)} kinds)"
+
+
+PLAIN = st.text("abcdefghijklmnopqrstuvwxyz0123456789 .-", min_size=1, max_size=30)
+SEEN_PER_TYPE = 20  # messages of one type kept from responses
+
+
+def kind_of(message_name: str) -> str:
+    """What a message is about, for matching ids: "GetOrgUnitRequest" and "OrgUnit" are both "orgunit"."""
+    if message_name.endswith("Request"):
+        message_name = re.sub(r"^[A-Z][a-z]+", "", message_name.removesuffix("Request"))
+    return message_name.lower()
+
+
+def issued(owner: str, name: str, pool: dict) -> list[str]:
+    """Values the system issued that fit field ``name`` of message ``owner``: an "id" the ids of that kind of
+    thing, a "v2mom_id" those of V2MOMs and whatever responses carried under that name; else any id."""
+    if name.endswith("page_token"):
+        return pool.get("page_token", [])
+    if name == "id":
+        kind = kind_of(owner)
+    else:
+        kind = re.sub(r"_ids?$", "", name).replace("_", "") if re.search(r"_ids?$", name) else ""
+    fitting = pool.get(f"{kind}.id", []) + pool.get(name, []) if kind else pool.get(name, [])
+    return fitting or pool.get("id", [])
+
+
+def strings(owner: str, name: str, pool: dict, hostile: bool) -> st.SearchStrategy[str]:
+    """A string field: a value the system issued that fits it (``issued``), or plain text; when hostile, also
+    odd, huge and malformed ones (page tokens that decode to nonsense)."""
+    fitting = issued(owner, name, pool)
+    if not hostile:  # a first page, or a list's own token; an issued value, or plain text when none fits
+        if name.endswith("page_token"):
+            return st.one_of(st.just(""), st.sampled_from(fitting)) if fitting else st.just("")
+        return st.sampled_from(fitting) if fitting else PLAIN
+    odd = [st.sampled_from(HOSTILE_STRINGS), st.text(max_size=40),
+           st.text(st.characters(codec="utf-8", categories=["Cf", "Mn", "Nd", "No", "Zs", "So"]), max_size=12)]
+    if name.endswith("page_token"):  # mostly tokens that decode to something no list issued
+        return st.integers(0, 3).flatmap(lambda n: st.one_of(odd) if n == 3 else st.sampled_from(HOSTILE_TOKENS))
+    return st.one_of(odd + ([st.sampled_from(fitting)] if fitting else []))  # an id of the wrong kind, too
+
+
+def numbers(field: FieldDescriptor, hostile: bool) -> st.SearchStrategy:
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        if not hostile:
+            return st.floats(0, 100)
+        width = 32 if field.type == FieldDescriptor.TYPE_FLOAT else 64
+        return st.one_of(st.sampled_from([0.0, -0.0, -1.0, 1e308, -1e308, 5e-324]), st.floats(width=width))
+    low, high = INT_BOUNDS[field.type]
+    if not hostile:
+        return st.integers(max(low, 0), min(high, 100))
+    edges = [v for v in (0, 1, -1, 7, 100, 10**6, low, high) if low <= v <= high]
+    return st.one_of(st.sampled_from(edges), st.integers(low, high))
+
+
+def scalars(field: FieldDescriptor, pool: dict, hostile: bool) -> st.SearchStrategy:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return strings(field.containing_type.name, field.name, pool, hostile)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=64)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        declared = st.sampled_from([value.number for value in field.enum_type.values])
+        return st.one_of(declared, st.sampled_from([-1, 99, 2**31 - 1])) if hostile else declared  # open enums
+    return numbers(field, hostile)
+
+
+def values(field: FieldDescriptor, pool: dict, depth: int, hostile: bool) -> st.SearchStrategy:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return messages(field.message_type, pool, hostile, depth + 1)
+    return scalars(field, pool, hostile)
+
+
+def repeated(field: FieldDescriptor, pool: dict, depth: int, hostile: bool) -> st.SearchStrategy[list]:
+    """A short list; when hostile, maybe with an item twice (duplicates are a case of their own)."""
+    items = st.lists(values(field, pool, depth, hostile), max_size=4 if hostile else 3)
+    return st.one_of(items, items.filter(bool).map(lambda found: found + found[:1])) if hostile else items
+
+
+def fill(message, field: FieldDescriptor, value) -> None:
+    message.ClearField(field.name)
+    target = getattr(message, field.name) if field.is_repeated or field.message_type else None
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        for entry in value:
+            if field.message_type.fields_by_name["value"].message_type:
+                target[entry.key].CopyFrom(entry.value)
+            else:
+                target[entry.key] = entry.value
+    elif field.is_repeated:
+        target.extend(value)
+    elif field.message_type:
+        target.CopyFrom(value)
+    else:
+        setattr(message, field.name, value)
+
+
+def field_value(draw, field: FieldDescriptor, pool: dict, depth: int, hostile: bool):
+    return draw(repeated(field, pool, depth, hostile) if field.is_repeated else values(field, pool, depth, hostile))
+
+
+@st.composite
+def messages(draw, descriptor: Descriptor, pool: dict, hostile: bool, depth: int = 0):
+    """A message of ``descriptor``'s type: one the system returned with a field or two redrawn, or one drawn
+    field by field (well-formed: most fields there; hostile: any may be missing); nothing below MAX_DEPTH."""
+    message = message_factory.GetMessageClass(descriptor)()
+    seen = pool.get(descriptor.full_name)
+    if seen and draw(st.booleans()):
+        message.CopyFrom(draw(st.sampled_from(seen)))
+        changed = draw(st.lists(st.sampled_from(list(descriptor.fields)), max_size=2, unique_by=lambda f: f.number))
+    elif depth > MAX_DEPTH:
+        return message
+    else:
+        # Hypothesis leans to small draws: 0 must mean "there", or well-formed requests would lack most fields.
+        present = st.booleans() if hostile else st.integers(0, 3).map(lambda n: n != 3)
+        changed = [field for field in descriptor.fields if draw(present)]
+    for field in changed:
+        fill(message, field, field_value(draw, field, pool, depth, hostile))
+    return message
+
+
+def spoil(draw, message, pool: dict, depth: int = 0) -> None:
+    """Makes one or two fields of a well-formed message hostile: missing, odd, or spoilt further down."""
+    fields = list(message.DESCRIPTOR.fields)
+    if not fields:
+        return
+    for field in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=2, unique_by=lambda f: f.number)):
+        nested = field.message_type is not None and not field.is_repeated and depth < MAX_DEPTH
+        action = draw(st.sampled_from(["odd", "missing", "deeper"] if nested else ["odd", "missing"]))
+        if action == "missing":
+            message.ClearField(field.name)
+        elif action == "deeper":
+            spoil(draw, getattr(message, field.name), pool, depth + 1)
+        else:
+            fill(message, field, field_value(draw, field, pool, depth, hostile=True))
+
+
+@st.composite
+def requests(draw, descriptor: Descriptor, pool: dict):
+    """A request: well-formed (issued values, sane numbers, declared enums), or that with a field or two spoilt."""
+    message = draw(messages(descriptor, pool, hostile=False))
+    if draw(st.booleans()):
+        spoil(draw, message, pool)
+    return message
+
+
+def harvest(message, pool: dict) -> None:
+    """Keeps what a response carries for requests to reuse: strings by field name (ids under "id" as well), and
+    up to SEEN_PER_TYPE messages of each type by its full name."""
+    kept = pool.setdefault(message.DESCRIPTOR.full_name, [])
+    if len(kept) < SEEN_PER_TYPE and message not in kept:
+        kept.append(message)
+    for field, value in message.ListFields():
+        for item in value if field.is_repeated else [value]:
+            if field.message_type and not field.message_type.GetOptions().map_entry:
+                harvest(item, pool)
+            elif field.type == FieldDescriptor.TYPE_STRING and item and len(item) <= 200:
+                keys = {field.name}
+                if re.search(r"(^|_)ids?$", field.name):
+                    keys |= {"id", f"{kind_of(message.DESCRIPTOR.name)}.id"} if field.name == "id" else {"id"}
+                for key in sorted(keys):
+                    if item not in pool.setdefault(key, []):
+                        pool[key].append(item)
+
+
+# --- one bad field at a time: a deterministic sweep beside the random search ----------------------------------
+
+BAD_STRINGS = ["", " ", "\x00", "²", "٣", "\u202eevil", "🚀", "$gt", "{'$ne': 1}", "a.b", "../../etc/passwd",
+               "hannah.berg", "x" * 70_000]
+BAD_NUMBERS = [-1, 0, 10**6, float("nan"), float("inf"), float("-inf"), -0.0, 1e308]
+
+
+def base_request(descriptor: Descriptor, pool: dict, depth: int = 0):
+    """A plausible message of ``descriptor``'s type, the same every time: one the system returned if any, else
+    each field from the first issued value that fits (ids), 1, the first declared enum value, and so on."""
+    message = message_factory.GetMessageClass(descriptor)()
+    if pool.get(descriptor.full_name):
+        message.CopyFrom(pool[descriptor.full_name][0])
+        return message
+    for field in descriptor.fields if depth <= MAX_DEPTH else ():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            continue
+        value = plain_value(descriptor, field, pool, depth)
+        if value is not None:
+            fill(message, field, [value] if field.is_repeated else value)
+    return message
+
+
+def plain_value(owner: Descriptor, field: FieldDescriptor, pool: dict, depth: int):
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return base_request(field.message_type, pool, depth + 1)
+    if field.type == FieldDescriptor.TYPE_STRING:
+        fitting = issued(owner.name, field.name, pool)
+        return None if field.name.endswith("page_token") else (fitting[0] if fitting else "fuzz")
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return ([v.number for v in field.enum_type.values if v.number] or [0])[0]
+    return {FieldDescriptor.TYPE_BOOL: True, FieldDescriptor.TYPE_BYTES: b"x"}.get(field.type, 1)
+
+
+def bad_values(field: FieldDescriptor) -> list:
+    """What to put in one field: values of its type that no valid request carries."""
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return BAD_STRINGS + (HOSTILE_TOKENS if field.name.endswith("page_token") else [])
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return [-1, 99, 2**31 - 1]
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return BAD_NUMBERS
+    if field.type in INT_BOUNDS:
+        low, high = INT_BOUNDS[field.type]
+        return sorted({v for v in (-1, 0, 10**6, low, high) if low <= v <= high})
+    return []
+
+
+def one_bad_field(descriptor: Descriptor, pool: dict):
+    """(what was spoilt, request) for each field of a plausible request: missing, each bad value, and for a list
+    of strings also one long list of distinct values and one with duplicates."""
+    base = base_request(descriptor, pool)
+    for field in descriptor.fields:
+        variants = [("missing", None)] + [(repr(v)[:30], [v] if field.is_repeated else v) for v in bad_values(field)]
+        if field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
+            first = issued(descriptor.name, field.name, pool)[:1] or ["fuzz"]
+            variants += [("600 values", [f"v{i}" for i in range(600)]), ("duplicates", first * 3)]
+        for label, value in variants:
+            request = type(base)()
+            request.CopyFrom(base)
+            if value is None:
+                request.ClearField(field.name)
+            else:
+                fill(request, field, value)
+            yield f"{field.name}={label}", request
