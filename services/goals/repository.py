@@ -13,13 +13,15 @@ a crash after the V2MOM's write leaves its newest entry in the V2MOM, where
 ``history`` reads it. Every query on ``v2moms`` and ``revisions`` is built here.
 """
 
+from itertools import islice
+
 from pymongo import ReplaceOne, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
-from services.platform.store.mongo import Index, after_id, find_in
+from services.platform.store.mongo import IN_CHUNK, Index, after_id, find_in
 
 from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 
@@ -119,9 +121,28 @@ class V2MOMRepository:
         if working_owner_ids is None:
             if state:
                 query["state"] = state
+        elif len(working_owner_ids) > IN_CHUNK:
+            return self._page_for_many_owners(query, working_owner_ids, state, after, limit)
         else:
             query["$or"] = _visible_clauses(working_owner_ids, state)
         return self._page(query, after, limit)
+
+    def _page_for_many_owners(self, query: dict, owner_ids: list[str], state: str | None, after: str | None,
+                              limit: int) -> list[dict]:
+        """list_page for a caller above more people than one `$in` may name (see store.mongo.IN_CHUNK): their
+        working copies by chunks of owners, everyone else's published versions by skipping those owners."""
+        working, *public = _visible_clauses([], state)
+        del working["owner_id"]
+        owners = set(owner_ids)
+        wanted = [query["owner_id"]] if "owner_id" in query else owner_ids  # an owner_id filter narrows "mine"
+        mine = find_in(self.collection, "owner_id", [o for o in wanted if o in owners],
+                       after_id({**query, **working}, after), SUMMARY, ("_id",), limit)
+        others: list[dict] = []
+        if public:
+            del public[0]["owner_id"]
+            cursor = self.collection.find(after_id({**query, **public[0]}, after), SUMMARY).sort("_id", 1)
+            others = list(islice((doc for doc in cursor if doc["owner_id"] not in owners), limit))
+        return sorted(mine + others, key=lambda doc: doc["_id"])[:limit]
 
     def pending_approval_page(self, approver_ids: list[str], caller_id: str, after: str | None, limit: int) -> list[dict]:
         """Submitted V2MOMs waiting for one of approver_ids ("" is any admin), except the caller's own."""
