@@ -1,6 +1,9 @@
 """gRPC over TLS with real certificates (trustme): servers, ServiceClient, the CLI's client, the healthcheck,
 and production mode's refusal to serve plaintext off loopback."""
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import grpc
@@ -147,3 +150,20 @@ def test_half_a_certificate_and_unreadable_files_are_refused(tls_env, monkeypatc
 ])
 def test_loopback(addr, loopback):
     assert is_loopback(addr) is loopback
+
+
+def test_an_api_process_in_production_refuses_plaintext_off_loopback_and_says_what_to_set():
+    drop = ("JWT_SECRET", "JWT_ALGORITHM", "GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA", "SERVICE_KEYS")
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env.update({
+        # Sound identity and broker settings, so that what stops it is the listen address.
+        "V2MOM_ENV": "production", "OIDC_JWKS_URL": "https://idp.example/jwks.json", "OIDC_ISSUER": "https://idp.example",
+        "SERVICE_SECRET": "5e" * 24, "AMQP_URI": "amqp://goals:not-guest@127.0.0.1:5672/",
+        "GRPC_ADDR": "0.0.0.0:0",
+    })
+    done = subprocess.run([sys.executable, "-m", "services.goals.api"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert ("V2MOM_ENV=production refuses to serve gRPC in plaintext on 0.0.0.0:0: set GRPC_TLS_CERT and "
+            "GRPC_TLS_KEY") in done.stderr
+    assert "Traceback" not in done.stderr

@@ -203,6 +203,8 @@ def run_api(process_name: str, service: str, default_addr: str, create: Callable
     settings = load_or_exit(service, default_addr)
     logs.configure(process_name, settings.log_level)
     try:
+        # Before create() opens the store: a refusal is quick, and says what to set.
+        require_secure_listen(settings.grpc_addr, load_tls())
         server, port = create(settings.grpc_addr, settings)
     except ConfigError as error:  # e.g. production without certificates: say what to set, not a traceback
         print(f"{process_name}: {error}", file=sys.stderr, flush=True)
