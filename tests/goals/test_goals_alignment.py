@@ -105,12 +105,18 @@ def test_peers_see_the_published_title_of_a_reworked_v2mom(goals):
     assert (as_owner.title, as_owner.state) == ("Platform v2 (draft)", DRAFT)
 
 
-def test_realigning_moves_a_subtree(goals, tree):
+def two_teams(goals) -> tuple[str, goals_pb2.V2MOM, goals_pb2.V2MOM]:
+    """A fresh cycle with two published team V2MOMs, A (platform) and B (mobile), to align to."""
     c = goals.new_cycle()
     a = goals.published(owner=MANAGER, approver=SKIP, level=TEAM, org_unit_id="platform", cycle_id=c,
                         content=valid_content(MANAGER, title="A"))
     b = goals.published(owner="mia", approver=SKIP, level=TEAM, org_unit_id="mobile", cycle_id=c,
                         content=valid_content("mia", title="B"))
+    return c, a, b
+
+
+def test_realigning_moves_a_subtree(goals, tree):
+    c, a, b = two_teams(goals)
     child = goals.create(cycle_id=c, parent_id=a.id, content=valid_content(OWNER, title="Child"))
     moved = goals.client(OWNER).UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
         v2mom=goals_pb2.V2MOM(id=child.id, parent_id=b.id), update_mask=mask("parent_id")))
@@ -123,11 +129,7 @@ def test_realigning_moves_a_subtree(goals, tree):
 
 def test_a_draft_that_realigns_moves_only_for_its_readers_until_approved(goals):
     """Issue 12, finding 5: the published view showed the working copy's parent, and the tree followed it."""
-    c = goals.new_cycle()
-    a = goals.published(owner=MANAGER, approver=SKIP, level=TEAM, org_unit_id="platform", cycle_id=c,
-                        content=valid_content(MANAGER, title="A"))
-    b = goals.published(owner="mia", approver=SKIP, level=TEAM, org_unit_id="mobile", cycle_id=c,
-                        content=valid_content("mia", title="B"))
+    c, a, b = two_teams(goals)
     child = goals.published(cycle_id=c, parent_id=a.id, content=valid_content(OWNER, title="Child"))
     goals.client(OWNER).UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
         v2mom=goals_pb2.V2MOM(id=child.id, parent_id=b.id), update_mask=mask("parent_id"), change_reason="move to B"))
