@@ -213,3 +213,20 @@ def _delete_exchange_and_its_unrouted_queue(amqp_uri: str, exchange: str) -> Non
         channel.queue_delete(f"{exchange}.unrouted")
         channel.exchange_delete(f"{exchange}.unrouted")
         channel.exchange_delete(exchange)
+
+
+def test_unroutable_events_stay_in_the_outbox_while_the_unrouted_queue_is_gone(db, amqp_uri):
+    service = f"unroutedtest{uuid.uuid4().hex[:8]}"
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [envelope(service, "thing_happened", "agg1", {})]))
+    relay = OutboxRelay.for_service(db, service, ["things"], amqp_uri)
+    try:
+        relay.publisher._open()
+        with kombu.Connection(amqp_uri) as connection:
+            connection.channel().queue_delete(f"{service}.events.unrouted")  # an operator's mistake
+        assert relay.relay_once() == 0 and relay.stats.failures == 1
+        assert len(db.things.find_one({"_id": "agg1"})["outbox"]) == 1, "dropped with nowhere to keep it"
+        assert relay.relay_once() == 1, "reconnecting redeclares the unrouted queue"
+        assert relay.stats.unroutable == 1
+    finally:
+        relay.close()
+        _delete_exchange_and_its_unrouted_queue(amqp_uri, f"{service}.events")

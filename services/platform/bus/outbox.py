@@ -167,7 +167,10 @@ class ConfirmingPublisher:
             extra={"exchange": self.exchange, "queue": unrouted_name(self.exchange), "events": len(events),
                    "types": sorted({event["type"] for event in events})},
         )
-        self._wait_for_confirms(self._send(channel, events, unrouted_name(self.exchange), mandatory=False))
+        self._returned = []
+        self._wait_for_confirms(self._send(channel, events, unrouted_name(self.exchange), mandatory=True))
+        if self._returned:  # its queue was deleted: keep the events in the outbox; reopening redeclares it
+            raise PublishFailed(f"{unrouted_name(self.exchange)} has no queue to keep unroutable events")
 
     def close(self) -> None:
         if self._connection is not None:
