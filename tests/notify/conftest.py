@@ -37,12 +37,15 @@ def notify_db(notify_settings):
 
 
 @pytest.fixture
-def notify_api(notify_settings, notify_db):
-    """An in-process notify-api (gRPC and HTTP on free ports); a factory of per-person clients.
+def notify_api(notify_settings, notify_db, goals_api, enroll):
+    """An in-process notify-api (gRPC and HTTP on free ports); a factory of per-person clients, people of the
+    test's goals-api, which notify-api asks who they are.
 
     ``notify_api.http_url`` is its HTTP side; webhooks to private addresses stay refused
     (NOTIFY_ALLOW_PRIVATE_WEBHOOKS as the environment has it)."""
-    with served_in_process(create_server, notify_pb2_grpc.NotifyServiceStub, notify_settings, "127.0.0.1:0") as client_for:
+    settings = replace(notify_settings, goals_addr=f"127.0.0.1:{goals_api.port}")
+    with served_in_process(create_server, notify_pb2_grpc.NotifyServiceStub, settings, "127.0.0.1:0",
+                           enroll=enroll) as client_for:
         client_for.http_url = f"http://127.0.0.1:{client_for.server.http.port}"
         try:
             yield client_for

@@ -1,6 +1,7 @@
 """notify-api's admin RPCs over real gRPC: the delivery log and webhook subscriptions."""
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -175,9 +176,10 @@ def test_bad_subscriptions_are_refused(notify_api, notify_db, request_, fields):
     assert notify_db.subscriptions.count_documents({}) == 0
 
 
-def test_http_and_private_targets_only_when_allowed(notify_settings, notify_db, monkeypatch):
+def test_http_and_private_targets_only_when_allowed(notify_settings, notify_db, monkeypatch, goals_api, enroll):
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", "true")
-    with served_in_process(create_server, notify_pb2_grpc.NotifyServiceStub, notify_settings) as client_for:
+    settings = replace(notify_settings, goals_addr=f"127.0.0.1:{goals_api.port}")  # who callers are
+    with served_in_process(create_server, notify_pb2_grpc.NotifyServiceStub, settings, enroll=enroll) as client_for:
         created = client_for("root", roles=["admin"]).CreateSubscription(subscription(url="http://127.0.0.1:8099/hook"))
     assert notify_db.subscriptions.find_one({"_id": created.id})["url"] == "http://127.0.0.1:8099/hook"
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.goals.directory import Directory
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from tests.support.grpc_errors import expect
-from v2mom.v1 import notify_pb2
+from v2mom.v1 import notify_pb2, notify_pb2_grpc
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -143,8 +144,22 @@ def test_every_rpc_needs_a_token(notify_api):
         expect(getattr(anonymous, rpc), request, grpc.StatusCode.UNAUTHENTICATED)
 
 
+def test_someone_the_directory_does_not_know_or_has_let_go_is_refused(notify_api, notify_settings, db):
+    stranger = bearer_metadata(mint_dev_token(notify_settings.auth, "ghost", roles=["admin"]))
+    with grpc.insecure_channel(f"127.0.0.1:{notify_api.port}") as channel:
+        refused = expect(lambda r: notify_pb2_grpc.NotifyServiceStub(channel).ListDeliveries(r, metadata=stranger,
+                                                                                              timeout=10),
+                         notify_pb2.ListDeliveriesRequest(), grpc.StatusCode.UNAUTHENTICATED)
+    assert "'ghost' is not a person in the org directory" in refused.details()
+    notify_api("leo")  # in the directory...
+    Directory(db, cache_seconds=0).upsert_person({"_id": "leo", "display_name": "Leo", "active": False})  # ...and gone
+    refused = expect(notify_api("leo").GetUnreadCount, notify_pb2.GetUnreadCountRequest(), grpc.StatusCode.PERMISSION_DENIED)
+    assert "leo is no longer active in the directory" in refused.details()
+
+
 def test_a_body_that_is_not_a_request_message_is_invalid_argument(notify_api, notify_settings):
-    metadata = bearer_metadata(mint_token(notify_settings.auth, "ann"))
+    notify_api("ann")  # a person of goals' directory
+    metadata = bearer_metadata(mint_dev_token(notify_settings.auth, "ann"))
     with grpc.insecure_channel(f"127.0.0.1:{notify_api.port}") as channel:
         raw = channel.unary_unary("/v2mom.v1.NotifyService/MarkRead")  # bytes as they are
         # notification_ids (field 1) holding bytes that are not UTF-8
