@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.platform.api.auth import mint_dev_token
 from tests.support.cli import Cli, demo_name
 from tests.support.processes import free_port
 
@@ -133,7 +134,9 @@ def test_no_traceback_when_things_are_missing(cli, tmp_path):
 
     unknown = cli("login", "no.such.person")
     assert unknown.returncode == 1
-    assert unknown.stderr.startswith("error: NOT_FOUND: person 'no.such.person' not found")
+    assert unknown.stderr.startswith("error: goals-api does not let no.such.person in: 'no.such.person' is not a "
+                                     "person in the org directory")
+    assert not cli.token_file.exists()
 
     typo = tmp_path / "typo.yaml"
     typo.write_text("level: individual\ntitel: Mine\n")
@@ -146,8 +149,12 @@ def test_no_traceback_when_things_are_missing(cli, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_login_refuses_to_mint_tokens_under_rs256(cli):
-    result = cli("login", "hannah.berg", env={"JWT_ALGORITHM": "RS256"})
+def test_login_mints_no_tokens_where_people_sign_in_at_an_identity_provider(cli, seeded_goals):
+    result = cli("login", "hannah.berg", env={"OIDC_JWKS_URL": "https://idp.example/.well-known/jwks.json"})
     assert result.returncode == 2
-    assert "JWT_ALGORITHM is RS256" in result.stderr
+    assert "no development tokens here" in result.stderr and "v2mom login --token" in result.stderr
     assert not cli.token_file.exists()
+    # A token the provider issued is saved as it is (here one the dev stack's goals-api accepts).
+    issued = mint_dev_token(seeded_goals.settings.auth, "hannah.berg")
+    assert "Logged in as Hannah Berg (hannah.berg)" in cli.ok("login", "--token", issued)
+    assert cli.token_file.read_text().strip() == issued

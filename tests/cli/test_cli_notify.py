@@ -35,8 +35,9 @@ class Notify:
 
 
 @pytest.fixture(scope="module")
-def notify(mongo_uri):
-    settings = replace(load("notify", "127.0.0.1:0"), mongo_uri=mongo_uri,
+def notify(mongo_uri, seeded_goals):
+    # goals_addr: notify-api asks the demo's goals-api who its callers are.
+    settings = replace(load("notify", "127.0.0.1:0"), mongo_uri=mongo_uri, goals_addr=seeded_goals.address,
                        mongo_db=f"notify_cli_{uuid.uuid4().hex[:10]}")
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     try:
