@@ -6,6 +6,8 @@ The channel tests start their own SMTP and HTTP receivers (tests/support/sinks.p
 import uuid
 from dataclasses import replace
 
+import amqp
+import kombu
 import pymongo
 import pytest
 
@@ -82,6 +84,18 @@ def sink(tmp_path):
 def org(db):
     """The goals directory of tests.support.goals (olive reports to lee, lee to dana; emails <id>@acme.test)."""
     return build_org(db)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def purge_unrouted_notify_events(amqp_uri):
+    """notify.events has no consumer here, so what these tests relay is kept in notify.events.unrouted
+    (services/platform/bus/outbox.py); emptied at the end, so runs do not pile up on the machine's broker."""
+    yield
+    with kombu.Connection(amqp_uri) as connection:
+        try:
+            connection.channel().queue_purge("notify.events.unrouted")
+        except amqp.exceptions.NotFound:
+            pass
 
 
 @pytest.fixture
