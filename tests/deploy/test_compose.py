@@ -29,8 +29,15 @@ APP_SERVICES = (
     "goals-api", "goals-worker", "checkins-api", "checkins-worker", "metrics-api", "metrics-worker", "notify-api",
     "notify-worker",
 )
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
-DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
+# What compose requires (`${VAR:?...}`): production mode has no weak defaults. Strong enough for its checks.
+REQUIRED = {
+    "OIDC_JWKS_URL": "https://idp.example/.well-known/jwks.json",
+    "OIDC_ISSUER": "https://idp.example",
+    **{f"{name}_SERVICE_SECRET": f"{name.lower()}-service-secret-from-the-environment-0123456789"
+       for name in ("GOALS", "CHECKINS", "METRICS", "NOTIFY")},
+    "NOTIFY_UNSUBSCRIBE_SECRET": "unsubscribe-secret-from-the-environment-0123456789",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password-from-the-environment",
+}
 
 INSTALL_HINT = (
     "No Compose implementation found to validate docker-compose.yml. "
@@ -55,15 +62,18 @@ def compose_cli(tmp_path_factory):
     empty_env_file = tmp_path_factory.mktemp("compose") / "empty.env"
     empty_env_file.write_text("", encoding="utf-8")
 
-    def run(*args: str, compose_file: Path = COMPOSE_FILE, env: dict | None = None):
+    def run(*args: str, compose_file: Path = COMPOSE_FILE, env: dict | None = None, required: bool = True):
         if cli is None:
             pytest.fail(INSTALL_HINT)
-        # Nor may exported JWT_*/RABBITMQ_*/LOG_LEVEL/COMPOSE_* variables.
+        # Nor may exported JWT_*/OIDC_*/RABBITMQ_*/LOG_LEVEL/COMPOSE_* variables or the required ones;
+        # ``required`` puts those in, as an operator must.
         clean_env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("COMPOSE_", "JWT_", "RABBITMQ_")) and key != "LOG_LEVEL"
+            if not key.startswith(("COMPOSE_", "JWT_", "OIDC_", "RABBITMQ_"))
+            and key not in ("LOG_LEVEL", "V2MOM_ENV", *REQUIRED)
         }
+        clean_env.update(REQUIRED if required else {})
         clean_env.update(env or {})
         return subprocess.run(
             [*cli, "--env-file", str(empty_env_file), "--project-directory", str(ROOT), "-f", str(compose_file), *args],
@@ -120,8 +130,9 @@ def test_interpolation_defaults_apply_when_unset(compose_cli):
     services = resolved(compose_cli)
     for name in APP_SERVICES:
         environment = services[name]["environment"]
-        assert environment["JWT_SECRET"] == DEV_JWT_SECRET
-        assert environment["JWT_ALGORITHM"] == "HS256"
+        assert environment["V2MOM_ENV"] == "production"
+        assert (environment["OIDC_JWKS_URL"], environment["OIDC_AUDIENCE"]) == (REQUIRED["OIDC_JWKS_URL"], "v2mom")
+        assert environment["SERVICE_SECRET"] == REQUIRED[f"{name.split('-')[0].upper()}_SERVICE_SECRET"]
         assert environment["MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
         # Its own broker user; the password is the empty default here, which rabbitmq-definitions refuses.
         assert environment["AMQP_URI"] == f"amqp://{name.rsplit('-', 1)[0]}:@rabbitmq:5672/"
@@ -129,10 +140,43 @@ def test_interpolation_defaults_apply_when_unset(compose_cli):
 
 
 def test_interpolation_takes_values_from_the_environment(compose_cli):
-    services = resolved(compose_cli, env={"JWT_SECRET": "from-the-environment", "LOG_LEVEL": "DEBUG"})
+    services = resolved(compose_cli, env={"OIDC_AUDIENCE": "from-the-environment", "LOG_LEVEL": "DEBUG"})
     for name in APP_SERVICES:
-        assert services[name]["environment"]["JWT_SECRET"] == "from-the-environment"
+        assert services[name]["environment"]["OIDC_AUDIENCE"] == "from-the-environment"
         assert services[name]["environment"]["LOG_LEVEL"] == "DEBUG"
+
+
+def test_without_a_required_secret_compose_stops_and_names_it(compose_cli):
+    for missing in REQUIRED:
+        result = compose_cli("config", required=False, env={k: v for k, v in REQUIRED.items() if k != missing})
+        assert result.returncode != 0, f"compose started without {missing}"
+        assert f"set {missing}" in result.stderr, result.stderr
+
+
+def test_each_service_knows_the_credentials_of_those_it_grants_calls(compose_cli):
+    from services.checkins.api import CALLERS as CHECKINS_CALLERS
+    from services.goals.api import CALLERS as GOALS_CALLERS
+    from services.platform.core.config import parse_service_keys
+
+    services = resolved(compose_cli)
+    for api, callers in (("goals-api", GOALS_CALLERS), ("checkins-api", CHECKINS_CALLERS)):
+        keys = dict(parse_service_keys(services[api]["environment"]["SERVICE_KEYS"]))
+        assert set(keys) == set(callers), api
+        for caller, secret in keys.items():  # the very secret the caller signs with
+            assert secret == services[f"{caller}-api"]["environment"]["SERVICE_SECRET"]
+
+
+def test_its_settings_pass_production_mode(compose_cli, monkeypatch):
+    from deploy.rabbitmq import definitions
+    from services.platform.core.config import load
+
+    passwords = {definitions.password_variable(user): f"{user}-password-from-env" for user in definitions.SERVICES}
+    services = resolved(compose_cli, env=passwords)
+    for name in APP_SERVICES:
+        for key, value in services[name]["environment"].items():
+            monkeypatch.setenv(key, str(value))
+        settings = load(name.split("-")[0])  # refuses anything weak (tests/platform/test_platform_production.py)
+        assert settings.auth.production and settings.auth.oidc, name
 
 
 # --- conventions the stack relies on ----------------------------------------------------
@@ -287,13 +331,13 @@ def test_stop_order_keeps_what_a_process_needs_until_it_has_stopped(services):
     assert {"metrics-api", "notify-api"} <= set(services["prometheus"]["depends_on"])
 
 
-def test_secrets_come_from_the_environment(compose):
+def test_secrets_come_from_the_environment_and_none_has_a_default(compose):
     # Read the raw text: the parsed file cannot tell a literal from a default.
     raw = COMPOSE_FILE.read_text(encoding="utf-8")
-    assert "JWT_SECRET: ${JWT_SECRET:-" in raw, "JWT_SECRET must be taken from the environment"
-    assert raw.count(DEV_JWT_SECRET) == 1, "the dev secret may appear only as the interpolation default"
-    assert "NOTIFY_UNSUBSCRIBE_SECRET: ${NOTIFY_UNSUBSCRIBE_SECRET:-" in raw
-    assert raw.count(DEV_UNSUBSCRIBE_SECRET) == 1, "the dev unsubscribe secret may appear only as the default"
+    assert "dev-only" not in raw and "JWT_" not in raw, "no development secret, no development tokens"
+    for name in REQUIRED:
+        assert f"${{{name}:?set {name}" in raw, f"{name} must be required, not defaulted"
+    assert "V2MOM_ENV: ${V2MOM_ENV:-production}" in raw
 
 
 def test_data_lives_in_named_volumes(compose, services):

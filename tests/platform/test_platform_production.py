@@ -47,8 +47,9 @@ def test_a_sound_production_configuration_loads(production):
     ("SERVICE_SECRET", None, "SERVICE_SECRET is missing"),
     ("OIDC_JWKS_URL", None, "set OIDC_JWKS_URL or OIDC_JWKS_FILE"),
     ("OIDC_ISSUER", None, "set OIDC_ISSUER"),
-    ("AMQP_URI", "amqp://guest:guest@rabbitmq:5672/", "AMQP_URI uses the broker's guest credentials"),
-    ("AMQP_URI", "amqp://rabbitmq:5672/", "AMQP_URI uses the broker's guest credentials"),
+    ("AMQP_URI", "amqp://guest:guest@rabbitmq:5672/", "AMQP_URI uses the broker's guest user"),
+    ("AMQP_URI", "amqp://rabbitmq:5672/", "AMQP_URI uses the broker's guest user"),
+    ("AMQP_URI", "amqp://goals:@rabbitmq:5672/", "AMQP_URI has no password"),
 ])
 def test_production_refuses_each_weak_or_missing_credential(production, name, value, says):
     if value is None:

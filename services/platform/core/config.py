@@ -175,13 +175,13 @@ def _weak_secret(name: str, secret: str, dev_value: str) -> list[str]:
 
 
 def require_production_broker(amqp_uri: str) -> None:
-    """RabbitMQ's guest user is known to everyone; production names its own."""
+    """RabbitMQ's guest user is known to everyone; production names its own, with a password."""
     parsed = urlsplit(amqp_uri)
-    user = unquote(parsed.username or "guest")
-    if user == "guest" or unquote(parsed.password or "") in ("", "guest"):
-        raise ConfigError("V2MOM_ENV=production refuses to start: AMQP_URI uses the broker's guest credentials "
-                          "(or none): set AMQP_URI=amqp://<user>:<password>@<host>:5672/<vhost> with this "
-                          "service's own RabbitMQ user")
+    user, password = unquote(parsed.username or "guest"), unquote(parsed.password or "")
+    problem = "uses the broker's guest user (or none)" if user == "guest" else "has no password" if not password else ""
+    if problem:
+        raise ConfigError(f"V2MOM_ENV=production refuses to start: AMQP_URI {problem}: set "
+                          "AMQP_URI=amqp://<user>:<password>@<host>:5672/<vhost> with this service's own RabbitMQ user")
 
 
 def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
