@@ -11,6 +11,7 @@ import base64
 import importlib
 import pkgutil
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,17 @@ INT_BOUNDS = {
 
 
 class Pool(dict):
-    """What responses issued, for requests to reuse (``harvest``): strings by field name, messages by type."""
+    """What responses issued, for requests to reuse (``harvest``): strings by field name, messages by type, and
+    ``contexts``: the strings of one thing each (a V2MOM: its id, its items' ids, its owner...), so a request can
+    name things that belong together."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.contexts: list[dict[str, list[str]]] = []
+
+    def within(self, context: dict) -> "Pool":
+        """This pool with one thing's values first: a request drawn from it names that thing's parts."""
+        return Pool({**self, **context})
 
     def __repr__(self) -> str:  # hypothesis shows the strategies' arguments: not a megabyte of values
         return f"Pool({len(self)} kinds)"
@@ -214,6 +225,9 @@ def messages(draw, descriptor: Descriptor, pool: dict, hostile: bool, depth: int
     """A message of ``descriptor``'s type: one the system returned with a field or two redrawn, or one drawn
     field by field (well-formed: most fields there; hostile: any may be missing); nothing below MAX_DEPTH."""
     message = message_factory.GetMessageClass(descriptor)()
+    if descriptor.full_name == "google.protobuf.Timestamp" and not hostile:
+        message.seconds = int(time.time()) - draw(st.integers(-30, 60)) * 86_400  # most within the last two months
+        return message
     seen = pool.get(descriptor.full_name)
     if seen and draw(st.booleans()):
         message.CopyFrom(draw(st.sampled_from(seen)))
@@ -247,30 +261,50 @@ def spoil(draw, message, pool: dict, depth: int = 0) -> None:
 
 @st.composite
 def requests(draw, descriptor: Descriptor, pool: dict):
-    """A request: well-formed (issued values, sane numbers, declared enums), or that with a field or two spoilt."""
+    """A request: well-formed (issued values, often of one thing; sane numbers, declared enums, times near now),
+    or that with a field or two spoilt."""
+    if pool.contexts and draw(st.booleans()):
+        pool = pool.within(draw(st.sampled_from(pool.contexts)))
     message = draw(messages(descriptor, pool, hostile=False))
     if draw(st.booleans()):
         spoil(draw, message, pool)
     return message
 
 
-def harvest(message, pool: dict) -> None:
-    """Keeps what a response carries for requests to reuse: strings by field name (ids under "id" as well), and
-    up to SEEN_PER_TYPE messages of each type by its full name."""
+MAX_CONTEXTS = 300
+
+
+def harvest(message, pool: Pool) -> None:
+    """Keeps what a response carries for requests to reuse: strings by field name (ids under "id" and "<kind>.id"
+    as well), up to SEEN_PER_TYPE messages of each type by its full name, and a context per thing with an id."""
+    for key, values in _walk(message, pool).items():
+        known = pool.setdefault(key, [])
+        known.extend(value for value in values if value not in known)
+
+
+def _walk(message, pool: Pool) -> dict[str, list[str]]:
+    """The strings of ``message`` and all it holds, by key; keeps its messages and contexts on the way."""
     kept = pool.setdefault(message.DESCRIPTOR.full_name, [])
     if len(kept) < SEEN_PER_TYPE and message not in kept:
         kept.append(message)
+    found: dict[str, list[str]] = {}
     for field, value in message.ListFields():
         for item in value if field.is_repeated else [value]:
             if field.message_type and not field.message_type.GetOptions().map_entry:
-                harvest(item, pool)
+                for key, values in _walk(item, pool).items():
+                    found.setdefault(key, []).extend(values)
             elif field.type == FieldDescriptor.TYPE_STRING and item and len(item) <= 200:
-                keys = {field.name}
-                if re.search(r"(^|_)ids?$", field.name):
-                    keys |= {"id", f"{kind_of(message.DESCRIPTOR.name)}.id"} if field.name == "id" else {"id"}
-                for key in sorted(keys):
-                    if item not in pool.setdefault(key, []):
-                        pool[key].append(item)
+                for key in _keys(message.DESCRIPTOR.name, field.name):
+                    found.setdefault(key, []).append(item)
+    if "id" in message.DESCRIPTOR.fields_by_name and len(found) > 1 and len(pool.contexts) < MAX_CONTEXTS:
+        pool.contexts.append({key: list(dict.fromkeys(values)) for key, values in found.items()})
+    return found
+
+
+def _keys(owner: str, name: str) -> list[str]:
+    if name == "id":
+        return [name, f"{kind_of(owner)}.id"]
+    return [name, "id"] if re.search(r"_ids?$", name) else [name]
 
 
 # --- one bad field at a time: a deterministic sweep beside the random search ----------------------------------
@@ -284,6 +318,9 @@ def base_request(descriptor: Descriptor, pool: dict, depth: int = 0):
     """A plausible message of ``descriptor``'s type, the same every time: one the system returned if any, else
     each field from the first issued value that fits (ids), 1, the first declared enum value, and so on."""
     message = message_factory.GetMessageClass(descriptor)()
+    if descriptor.full_name == "google.protobuf.Timestamp":
+        message.GetCurrentTime()
+        return message
     if pool.get(descriptor.full_name):
         message.CopyFrom(pool[descriptor.full_name][0])
         return message
@@ -321,10 +358,22 @@ def bad_values(field: FieldDescriptor) -> list:
     return []
 
 
-def one_bad_field(descriptor: Descriptor, pool: dict):
-    """(what was spoilt, request) for each field of a plausible request: missing, each bad value, and for a list
-    of strings also one long list of distinct values and one with duplicates."""
-    base = base_request(descriptor, pool)
+def base_requests(descriptor: Descriptor, pool: Pool, most: int = 8):
+    """Plausible requests, each within one of the contexts that can fill most of its string fields (the
+    best first), then one from the whole pool."""
+    strings = [f.name for f in descriptor.fields if f.type == FieldDescriptor.TYPE_STRING]
+
+    def fills(context: dict) -> int:
+        return sum(bool(issued(descriptor.name, name, Pool(context))) for name in strings)
+
+    ranked = sorted((c for c in pool.contexts if fills(c)), key=fills, reverse=True)[:most]
+    return [base_request(descriptor, pool.within(context)) for context in ranked] + [base_request(descriptor, pool)]
+
+
+def one_bad_field(base, pool: Pool):
+    """(what was spoilt, request) for each field of ``base``: missing, each bad value, and for a list of strings
+    also one long list of distinct values and one with duplicates."""
+    descriptor = base.DESCRIPTOR
     for field in descriptor.fields:
         variants = [("missing", None)] + [(repr(v)[:30], [v] if field.is_repeated else v) for v in bad_values(field)]
         if field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
