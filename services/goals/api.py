@@ -16,6 +16,7 @@ from . import directory as directory_module
 from . import repository as repository_module
 from .access import Access
 from .authoring import Authoring
+from .cycle_admin import CycleAdmin
 from .directory import Directory
 from .directory_reads import DirectoryReads
 from .reads import Reads
@@ -46,6 +47,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.workflow = Workflow(repository, self.access)
         self.reads = Reads(repository, self.access)
         self.directory_reads = DirectoryReads(directory)
+        self.cycles = CycleAdmin(repository, directory)
 
     def _caller(self):
         return current_caller()
@@ -100,6 +102,18 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
 
     def ListCycles(self, request, context):
         return self.directory_reads.list_cycles(self._caller(), request)
+
+    def CreateCycle(self, request, context):
+        return self.cycles.create(self._caller(), request)
+
+    def UpdateCycle(self, request, context):
+        return self.cycles.update(self._caller(), request)
+
+    def GetCurrentCycle(self, request, context):
+        return self.cycles.current(self._caller(), request)
+
+    def CloseCycle(self, request, context):
+        return self.cycles.close(self._caller(), request)
 
 
 def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Server, int]:

@@ -8,7 +8,7 @@ from services.platform.core.errors import AlreadyExists, FieldViolation, Invalid
 from services.platform.core.ids import new_id
 from services.platform.core.validation import check_enum, check_id, check_text
 
-from . import alignment, commits, convert, events, lifecycle, lint, validation
+from . import alignment, commits, convert, cycles, events, lifecycle, lint, validation
 from .access import Access
 from .directory import Directory
 from .ownership import Placement, place
@@ -42,8 +42,10 @@ class Authoring:
         create_key = f"{caller.person_id}:{request.request_id}" if request.request_id else None
         if create_key and (existing := self.repository.find_by_create_key(create_key)):
             return render(existing, show_published=False)
-        if self.directory.cycle(request.cycle_id) is None:
+        cycle = self.directory.cycle(request.cycle_id)
+        if cycle is None:
             raise InvalidArgument([FieldViolation("cycle_id", f"unknown cycle {request.cycle_id!r}")])
+        cycles.require_open(cycle, "create V2MOMs in")
         placement = place(caller, request, self.directory)
         if request.parent_id:
             self._require_parent(caller, request.parent_id, request.cycle_id, "parent_id")

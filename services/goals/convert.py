@@ -16,6 +16,9 @@ def _stored_date(value: date_pb2.Date) -> str | None:
     return day.isoformat() if day else None
 
 
+stored_date = _stored_date  # for the other modules that store a validated request's dates
+
+
 def _set_date(message, field: str, value: str | None) -> None:
     # Left unset rather than set to an empty Date: clients test presence with HasField.
     if value:
@@ -46,7 +49,12 @@ def content_to_doc(content: goals_pb2.V2MOMContent) -> dict:
 
 
 def value_to_doc(value: goals_pb2.Value) -> dict:
-    return {"id": value.id, "name": value.name, "description": value.description}
+    return {"id": value.id, "name": value.name, "description": value.description, **_copied_from(value)}
+
+
+def _copied_from(item) -> dict:
+    # Stored only when set: content written before copies existed compares equal to content sent back.
+    return {"copied_from": item.copied_from} if item.copied_from else {}
 
 
 def method_to_doc(method: goals_pb2.Method) -> dict:
@@ -67,6 +75,7 @@ def method_to_doc(method: goals_pb2.Method) -> dict:
             for m in method.milestones
         ],
         "weight": method.weight,
+        **_copied_from(method),
     }
 
 
@@ -79,6 +88,7 @@ def obstacle_to_doc(obstacle: goals_pb2.Obstacle) -> dict:
         "owner_id": obstacle.owner_id,
         "status": enum_name(goals_pb2.ObstacleStatus, status),
         "method_ids": list(obstacle.method_ids),
+        **_copied_from(obstacle),
     }
 
 
@@ -95,6 +105,7 @@ def measure_to_doc(measure: goals_pb2.Measure) -> dict:
         "method_ids": list(measure.method_ids),
         "owner_id": measure.owner_id,
         "weight": measure.weight,
+        **_copied_from(measure),
     }
 
 
@@ -122,6 +133,7 @@ def method_from_doc(doc: dict) -> goals_pb2.Method:
         consulted_ids=doc["consulted_ids"],
         informed_ids=doc["informed_ids"],
         weight=doc["weight"],
+        copied_from=doc.get("copied_from", ""),
     )
     _set_date(method, "start_date", doc["start_date"])
     _set_date(method, "due_date", doc["due_date"])
@@ -139,6 +151,7 @@ def obstacle_from_doc(doc: dict) -> goals_pb2.Obstacle:
         owner_id=doc["owner_id"],
         status=goals_pb2.ObstacleStatus.Value(doc["status"]),
         method_ids=doc["method_ids"],
+        copied_from=doc.get("copied_from", ""),
     )
 
 
@@ -152,6 +165,7 @@ def measure_from_doc(doc: dict) -> goals_pb2.Measure:
         method_ids=doc["method_ids"],
         owner_id=doc["owner_id"],
         weight=doc["weight"],
+        copied_from=doc.get("copied_from", ""),
     )
     if doc["baseline"] is not None:
         measure.baseline = doc["baseline"]
@@ -183,6 +197,7 @@ def v2mom_to_proto(doc: dict, show_published: bool, content_message: goals_pb2.V
         approver_id=doc.get("approver_id") or "",
         changes_requested_reason=doc.get("changes_requested_reason") or "",
         showing_published=show_published,
+        copied_from_id=doc.get("copied_from_id") or "",
     )
     for field, key in (
         ("create_time", "created_at"),
@@ -225,6 +240,7 @@ def event_data(
         actor_id=actor_id,
         approver_id=doc.get("approver_id") or "",
         content=content_message if content_message is not None else content_from_doc(doc["content"]),
+        copied_from_id=doc.get("copied_from_id") or "",
         **extra,
     )
     for field, key in (
@@ -261,7 +277,32 @@ def org_unit_to_proto(doc: dict) -> common_pb2.OrgUnit:
 
 
 def cycle_to_proto(doc: dict) -> common_pb2.Cycle:
-    cycle = common_pb2.Cycle(id=doc["_id"])
+    cycle = common_pb2.Cycle(id=doc["_id"], next_cycle_id=doc.get("next_cycle_id") or "")
     _set_date(cycle, "start_date", doc["start_date"])
     _set_date(cycle, "end_date", doc["end_date"])
+    cycle.quarters.extend(quarter_to_proto(quarter) for quarter in doc.get("quarters") or [])
+    _set_time(cycle, "close_time", doc.get("closed_at"))
     return cycle
+
+
+def quarter_to_proto(quarter: dict) -> common_pb2.Quarter:
+    message = common_pb2.Quarter(id=quarter["id"])
+    _set_date(message, "start_date", quarter["start_date"])
+    _set_date(message, "end_date", quarter["end_date"])
+    return message
+
+
+def quarters_to_doc(quarters) -> list[dict]:
+    """Validated quarters as stored: ids and ISO dates."""
+    return [{"id": q.id, "start_date": _stored_date(q.start_date), "end_date": _stored_date(q.end_date)}
+            for q in quarters]
+
+
+def template_to_proto(doc: dict) -> goals_pb2.Template:
+    template = goals_pb2.Template(
+        id=doc["_id"], name=doc["name"], description=doc.get("description", ""),
+        level=common_pb2.OrgLevel.Value(doc["level"]), content=content_from_doc(doc["content"]),
+        revision=doc["revision"],
+    )
+    _set_time(template, "update_time", doc.get("updated_at"))
+    return template

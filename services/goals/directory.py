@@ -27,6 +27,7 @@ INDEXES = [
     Index(ORG_UNITS, [("parent_id", 1), ("_id", 1)], name="units_by_parent"),
     outbox_index(PEOPLE),
     outbox_index(ORG_UNITS),
+    outbox_index(CYCLES),
 ]
 
 MAX_CHAIN = 50  # a manager loop in bad HRIS data must not hang a request
@@ -48,7 +49,11 @@ class Directory:
         return self.cache.get(("unit", unit_id), lambda: self.db[ORG_UNITS].find_one({"_id": unit_id}, {"outbox": 0}))
 
     def cycle(self, cycle_id: str) -> dict | None:
-        return self.cache.get(("cycle", cycle_id), lambda: self.db[CYCLES].find_one({"_id": cycle_id}))
+        return self.cache.get(("cycle", cycle_id), lambda: self.db[CYCLES].find_one({"_id": cycle_id}, {"outbox": 0}))
+
+    def fresh_cycle(self, cycle_id: str) -> dict | None:
+        """Uncached: for writes guarded by the cycle's revision."""
+        return self.db[CYCLES].find_one({"_id": cycle_id}, {"outbox": 0})
 
     def manager_chain(self, person_id: str) -> list[str]:
         """The person's managers, nearest first."""
@@ -86,7 +91,7 @@ class Directory:
         return list(self.db[ORG_UNITS].find(query, {"outbox": 0}).sort("_id", 1).limit(limit))
 
     def list_cycles(self) -> list[dict]:
-        return list(self.db[CYCLES].find({}).sort("start_date", 1))
+        return list(self.db[CYCLES].find({}, {"outbox": 0, "outbox_pending": 0}).sort("start_date", 1))
 
     # --- writes (seed now, HRIS sync later) ----------------------------------
 
@@ -149,10 +154,29 @@ class Directory:
         )
         return result.modified_count == 1
 
-    def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str) -> bool:
-        """Creates or changes a cycle; returns False when nothing changed."""
+    def upsert_cycle(self, cycle_id: str, start_date: str, end_date: str, quarters: list[dict] | None = None) -> bool:
+        """Creates or changes a cycle (the seed's and tests' way, no event); returns False when nothing changed."""
+        fields = {"start_date": start_date, "end_date": end_date, **({"quarters": quarters} if quarters is not None else {})}
+        existing = self.db[CYCLES].find_one({"_id": cycle_id}, {"outbox": 0})
+        if existing and all(existing.get(k) == v for k, v in fields.items()):
+            return False
+        self.db[CYCLES].update_one({"_id": cycle_id}, {"$set": fields, "$inc": {"revision": 1}}, upsert=True)
+        self.cache.clear()
+        return True
+
+    def insert_cycle(self, document: dict, event: dict) -> bool:
+        """CreateCycle's write, with its event; False when the id is taken."""
+        try:
+            self.db[CYCLES].insert_one(new_document_with_events(document, [event]))
+        except DuplicateKeyError:
+            return False
+        self.cache.clear()
+        return True
+
+    def update_cycle(self, cycle_id: str, revision: int | None, fields: dict, event: dict) -> bool:
+        """A change to a cycle read at ``revision``, with its event; False when someone changed it meanwhile."""
         result = self.db[CYCLES].update_one(
-            {"_id": cycle_id}, {"$set": {"start_date": start_date, "end_date": end_date}}, upsert=True
+            {"_id": cycle_id, "revision": revision}, with_events({"$set": fields, "$inc": {"revision": 1}}, [event])
         )
         self.cache.clear()
-        return bool(result.upserted_id or result.modified_count)
+        return result.modified_count == 1

@@ -16,8 +16,11 @@ V2MOM_SUBMITTED = "v2mom_submitted"
 V2MOM_CHANGES_REQUESTED = "v2mom_changes_requested"
 V2MOM_APPROVED = "v2mom_approved"
 V2MOM_ARCHIVED = "v2mom_archived"
+V2MOM_WITHDRAWN = "v2mom_withdrawn"
 PERSON_UPSERTED = "person_upserted"
 ORG_UNIT_UPSERTED = "org_unit_upserted"
+CYCLE_CHANGED = "cycle_changed"
+CYCLE_CLOSED = "cycle_closed"
 
 V2MOM_EVENT_TYPES = (
     V2MOM_CREATED,
@@ -26,8 +29,10 @@ V2MOM_EVENT_TYPES = (
     V2MOM_CHANGES_REQUESTED,
     V2MOM_APPROVED,
     V2MOM_ARCHIVED,
+    V2MOM_WITHDRAWN,
 )
-EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED)
+CYCLE_EVENT_TYPES = (CYCLE_CHANGED, CYCLE_CLOSED)
+EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES
 
 
 def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
@@ -40,3 +45,7 @@ def person_event(data: events_pb2.PersonEventData) -> dict:
 
 def org_unit_event(data: events_pb2.OrgUnitEventData) -> dict:
     return envelope(SERVICE, ORG_UNIT_UPSERTED, subject=data.org_unit.id, data=data)
+
+
+def cycle_event(event_type: str, data: events_pb2.CycleEventData) -> dict:
+    return envelope(SERVICE, event_type, subject=data.cycle.id, data=data)

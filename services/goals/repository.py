@@ -158,6 +158,14 @@ class V2MOMRepository:
                  for doc in find_in(self.collection, field, parent_ids, projection=SUMMARY)}
         return [found[v2mom_id] for v2mom_id in sorted(found)]
 
+    def in_progress_page(self, cycle_id: str, after: str | None, limit: int) -> list[dict]:
+        """A cycle's V2MOMs not archived yet, by id (by_cycle_state): what closing the cycle archives."""
+        return self._page({"cycle_id": cycle_id, "state": {"$ne": ARCHIVED}}, after, limit)
+
+    def in_slot(self, slot: str) -> dict | None:
+        """The live V2MOM holding a slot (one_per_slot), if any."""
+        return self.collection.find_one({"slot": slot}, SUMMARY)
+
     def parent_of(self, v2mom_id: str) -> str | None:
         doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})
         return doc.get("parent_id") if doc else None

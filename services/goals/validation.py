@@ -75,6 +75,8 @@ def _check_item_ids(violations: Violations, path: str, items) -> set[str]:
             if item.id in seen:
                 violations.add(f"{path}[{i}].id", f"duplicate id {item.id!r}")
             seen.add(item.id)
+        if getattr(item, "copied_from", ""):  # milestones have none
+            check_id(violations, f"{path}[{i}].copied_from", item.copied_from)
     return seen
 
 

@@ -20,7 +20,7 @@ from services.platform.core.config import load_or_exit as load_settings  # noqa:
 from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
-from .directory import ORG_UNITS, PEOPLE  # noqa: E402
+from .directory import CYCLES, ORG_UNITS, PEOPLE  # noqa: E402
 from .repository import V2MOMS  # noqa: E402
 
 RELAY_INTERVAL = load_settings("goals").relay_interval_seconds
@@ -29,7 +29,7 @@ RELAY_INTERVAL = load_settings("goals").relay_interval_seconds
 class GoalsWorker:
     name = "goals_worker"
 
-    relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS])
+    relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES])
 
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):
