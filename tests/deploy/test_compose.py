@@ -37,6 +37,8 @@ REQUIRED = {
        for name in ("GOALS", "CHECKINS", "METRICS", "NOTIFY")},
     "NOTIFY_UNSUBSCRIBE_SECRET": "unsubscribe-secret-from-the-environment-0123456789",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-from-the-environment",
+    **{f"RABBITMQ_{name}_PASSWORD": f"{name.lower()}-broker-password-from-the-environment"
+       for name in ("ADMIN", "GOALS", "CHECKINS", "METRICS", "NOTIFY")},
 }
 
 INSTALL_HINT = (
@@ -134,8 +136,9 @@ def test_interpolation_defaults_apply_when_unset(compose_cli):
         assert (environment["OIDC_JWKS_URL"], environment["OIDC_AUDIENCE"]) == (REQUIRED["OIDC_JWKS_URL"], "v2mom")
         assert environment["SERVICE_SECRET"] == REQUIRED[f"{name.split('-')[0].upper()}_SERVICE_SECRET"]
         assert environment["MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
-        # Its own broker user; the password is the empty default here, which rabbitmq-definitions refuses.
-        assert environment["AMQP_URI"] == f"amqp://{name.rsplit('-', 1)[0]}:@rabbitmq:5672/"
+        # Its own broker user, with its password from the environment.
+        user = name.rsplit("-", 1)[0]
+        assert environment["AMQP_URI"] == f"amqp://{user}:{REQUIRED[f'RABBITMQ_{user.upper()}_PASSWORD']}@rabbitmq:5672/"
     assert services["goals-api"]["environment"]["GRPC_ADDR"] == "0.0.0.0:50051"
 
 
