@@ -73,6 +73,9 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     def ArchiveV2MOM(self, request, context):
         return self.workflow.archive(self._caller(), request)
 
+    def WithdrawSubmission(self, request, context):
+        return self.workflow.withdraw(self._caller(), request)
+
     def GetV2MOM(self, request, context):
         return self.reads.get(self._caller(), request)
 

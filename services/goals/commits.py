@@ -17,6 +17,7 @@ EVENT_OF = {
     lifecycle.APPROVE.name: events.V2MOM_APPROVED,
     lifecycle.REQUEST_CHANGES.name: events.V2MOM_CHANGES_REQUESTED,
     lifecycle.ARCHIVE.name: events.V2MOM_ARCHIVED,
+    lifecycle.WITHDRAW.name: events.V2MOM_WITHDRAWN,
 }
 
 

@@ -6,6 +6,7 @@
     approve           SUBMITTED                            PUBLISHED                     approver
     request_changes   SUBMITTED                            CHANGES_REQUESTED             approver
     archive           any but ARCHIVED                     ARCHIVED (terminal)           editor
+    withdraw          SUBMITTED                            DRAFT                         editor
 
 The editor is the owner or an admin; the approver is the owner's manager (an
 admin for company V2MOMs), or any admin, never the owner: access.py says who
@@ -48,6 +49,8 @@ SUBMIT = Action("SUBMIT", "submitted", (DRAFT, CHANGES_REQUESTED), EDITOR, SUBMI
 APPROVE = Action("APPROVE", "approved", (SUBMITTED,), APPROVER, PUBLISHED)
 REQUEST_CHANGES = Action("REQUEST_CHANGES", "sent back", (SUBMITTED,), APPROVER, CHANGES_REQUESTED)
 ARCHIVE = Action("ARCHIVE", "archived", (DRAFT, SUBMITTED, CHANGES_REQUESTED, PUBLISHED), EDITOR, ARCHIVED)
+# The owner takes a submission back before it is decided, to change it or to wait.
+WITHDRAW = Action("WITHDRAW", "withdrawn", (SUBMITTED,), EDITOR, DRAFT)
 
 
 def state_after(action: Action, state: str) -> str:

@@ -1,4 +1,5 @@
-"""Use cases moving a V2MOM through its lifecycle: SubmitV2MOM, ApproveV2MOM, RequestChanges, ArchiveV2MOM.
+"""Use cases moving a V2MOM through its lifecycle: SubmitV2MOM, ApproveV2MOM, RequestChanges, ArchiveV2MOM,
+WithdrawSubmission.
 
 Which action may leave which state, and who may take it, is lifecycle.py's;
 each use case here loads the V2MOM for that actor, checks the rule, and
@@ -73,6 +74,16 @@ class Workflow:
         changes = {"archived_at": stamp, "updated_at": stamp}
         # Archiving frees the slot for a new V2MOM of the same owner, level and cycle.
         return self._commit(caller, doc, lifecycle.ARCHIVE, changes, stamp, request.reason, unset=("slot",))
+
+    def withdraw(self, caller: Caller, request: goals_pb2.WithdrawSubmissionRequest) -> goals_pb2.V2MOM:
+        validation.require_id("id", request.id)
+        validation.require_reason("reason", request.reason, required=False)
+        doc = self._load_for(lifecycle.WITHDRAW, caller, request.id, request.expected_revision)
+        stamp = utc_now()
+        # The event still names the approver (built from the document before the unset): notify stops
+        # reminding them. The stored one goes, as nobody is asked any more.
+        return self._commit(caller, doc, lifecycle.WITHDRAW, {"updated_at": stamp}, stamp, request.reason,
+                            unset=("approver_id",))
 
     def _load_for(self, action: lifecycle.Action, caller: Caller, v2mom_id: str, expected_revision: int) -> dict:
         """The V2MOM, if the caller may take ``action`` on it, at the expected revision, in a state it may leave."""

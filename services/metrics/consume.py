@@ -20,6 +20,8 @@ GOALS, CHECKINS = "goals", "checkins"
 # Spelled out rather than imported: no service imports another's modules.
 V2MOM_EVENTS = (
     "v2mom_created", "v2mom_updated", "v2mom_submitted", "v2mom_changes_requested", "v2mom_approved", "v2mom_archived",
+    # A withdrawn submission is a draft again: no longer pending (it stays "submitted at least once").
+    "v2mom_withdrawn",
 )
 PERSON_UPSERTED, ORG_UNIT_UPSERTED = "person_upserted", "org_unit_upserted"
 CHECKIN_RECORDED, CHECKIN_CORRECTED = "checkin_recorded", "checkin_corrected"

@@ -251,6 +251,13 @@ class Notifier:
         return {"revision": 0, "content_revision": 0, "decision_revision": 0, "submitted_revision": 0,
                 "progress_revision": 0, "off_track_measures": 0, "created_at": self.now()}
 
+    def v2mom_withdrawn(self, envelope: dict) -> None:
+        """The owner took the submission back: nobody is waiting for the approver, so their reminders and
+        escalations stop. Remembered as a decision, so the submission arriving late asks nobody either."""
+        data = self._v2mom_data(envelope)
+        self._remember(data, envelope, decided=True)
+        self._cancel_approval(data.v2mom_id, data.revision)
+
     def v2mom_archived(self, envelope: dict) -> None:
         data = self._v2mom_data(envelope)
         self._remember(data, envelope, decided=True, archived=True)

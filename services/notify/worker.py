@@ -1,7 +1,7 @@
 """notify-worker: the nameko side of the notify service (eventlet).
 
 - consumes goals' ``v2mom_submitted``, ``v2mom_approved``,
-  ``v2mom_changes_requested``, ``v2mom_archived`` and ``person_upserted``, and
+  ``v2mom_changes_requested``, ``v2mom_withdrawn``, ``v2mom_archived`` and ``person_upserted``, and
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
 - fires due schedules (approval reminders and escalations, item
@@ -156,6 +156,10 @@ class NotifyWorker:
     def on_v2mom_changes_requested(self, envelope):
         with_retries(self.notify.notifier.v2mom_changes_requested, envelope)
         self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("goals", "v2mom_withdrawn")
+    def on_v2mom_withdrawn(self, envelope):
+        with_retries(self.notify.notifier.v2mom_withdrawn, envelope)
 
     @cloud_event_handler("goals", "v2mom_archived")
     def on_v2mom_archived(self, envelope):

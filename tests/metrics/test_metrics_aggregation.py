@@ -197,6 +197,37 @@ def test_time_to_approval_histogram_is_cumulative_and_counts_the_latest_approval
     assert s[("v2mom_pending_approvals", frozenset(labels.items()))] == 1
 
 
+def test_a_withdrawn_submission_is_no_longer_pending_and_a_resubmission_is_again(metrics_db):
+    units = [org_unit("t", "T", "team")]
+    people = [person(p, "t") for p in ("a", "b")]
+    withdrawn = Journey("w1", "a", "t", "individual").step("draft", ago(days=4)).step("submitted", ago(days=3))
+    withdrawn.step("withdrawn", ago(days=2))
+    back = Journey("w2", "b", "t", "individual").step("draft", ago(days=4)).step("submitted", ago(days=3))
+    back.step("withdrawn", ago(days=2)).step("submitted", ago(days=1))
+    apply_all(metrics_db, units + people + withdrawn.events + back.events)
+    s = scrape(metrics_db)
+    labels = frozenset({"org_unit": "t", "org_unit_name": "T", "level": "team", "cycle": CYCLE, "scope": "direct"}.items())
+    assert s[("v2mom_pending_approvals", labels)] == 1  # only the resubmitted one waits
+    assert s[("v2mom_oldest_pending_approval_age_seconds", labels)] == 86400  # since its resubmission
+    assert (s[("v2mom_submitted_v2moms", labels)], s[("v2mom_approved_v2moms", labels)]) == (2, 0)
+    assert s[("v2mom_v2moms", labels | {("state", "draft")})] == 1
+
+
+def test_a_copy_forward_counts_as_a_creation_in_its_new_cycle(metrics_db):
+    units = [org_unit("t", "T", "team")]
+    people = [person(p, "t") for p in ("a", "b")]
+    last_year = Journey("old", "a", "t", "individual").step("draft", ago(days=300)).step("archived", ago(days=2))
+    copy = Journey("new", "a", "t", "individual", cycle="FY2028").step("draft", ago(days=1))
+    copy.events[-1]["data"]["copiedFromId"] = "old"  # what CopyV2MOM's v2mom_created carries
+    apply_all(metrics_db, units + people + last_year.events + copy.events)
+    s = scrape(metrics_db)
+    labels = lambda cycle: frozenset({"org_unit": "t", "org_unit_name": "T", "level": "team", "cycle": cycle,  # noqa: E731
+                                      "scope": "direct"}.items())
+    assert s[("v2mom_people_with_v2mom", labels("FY2028"))] == 1
+    assert s[("v2mom_creation_ratio", labels("FY2028"))] == 0.5
+    assert s[("v2mom_people_with_v2mom", labels(CYCLE))] == 0  # last year's is archived
+
+
 def test_trailing_window_is_the_four_whole_weeks_before_this_one():
     monday = NOW.replace(hour=0) - timedelta(days=3)  # Monday 2026-11-23 00:00, start of W48
     aggregate = {"checkins": {

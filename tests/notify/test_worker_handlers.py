@@ -158,6 +158,21 @@ def test_a_decision_tells_the_owner_with_the_comment_and_stops_the_reminders(wor
     assert world.db[V2MOMS].find_one({"_id": "v2m_1"})["content"]["title"] == "Olive FY27"
 
 
+def withdrawn(revision=3, **kw):
+    return v2mom_event(goals_events.V2MOM_WITHDRAWN, revision, goals_pb2.V2MOM_STATE_DRAFT, actor="olive", **kw)
+
+
+def test_a_withdrawn_submission_stops_reminding_the_approver_even_when_it_arrives_first(world):
+    world.notifier.v2mom_submitted(submitted())
+    world.notifier.v2mom_withdrawn(withdrawn())
+    assert {s["state"] for s in world.db[SCHEDULES].find()} == {schedules.CANCELLED}
+    fire_due(world, T0 + timedelta(days=7))
+    assert notifications(world.db, kind=kinds.APPROVAL_OVERDUE) == []
+    world.notifier.v2mom_withdrawn(withdrawn(v2mom_id="v2m_2"))  # out of order: the withdrawal first
+    world.notifier.v2mom_submitted(submitted(v2mom_id="v2m_2"))
+    assert world.db[SCHEDULES].count_documents({"payload.v2mom_id": "v2m_2", "state": schedules.WAITING}) == 0
+
+
 def test_approved_before_submitted_asks_nobody_and_schedules_nothing(world):
     world.notifier.v2mom_approved(approved(revision=3))
     world.notifier.v2mom_submitted(submitted(revision=2))

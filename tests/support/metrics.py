@@ -32,6 +32,7 @@ STATES = {"draft": 1, "submitted": 2, "changes_requested": 3, "published": 4, "a
 EVENT_OF = {
     "draft": "v2mom_created", "submitted": "v2mom_submitted", "changes_requested": "v2mom_changes_requested",
     "published": "v2mom_approved", "archived": "v2mom_archived", "edited": "v2mom_updated",
+    "withdrawn": "v2mom_withdrawn",
 }
 _ids = itertools.count(1)
 
@@ -104,7 +105,7 @@ class Journey:
         """``state`` is the state after the step; ``edited`` edits (published -> draft)."""
         self.revision += 1
         event_type = EVENT_OF[state]
-        self.state = {"edited": "draft"}.get(state, state)
+        self.state = {"edited": "draft", "withdrawn": "draft"}.get(state, state)
         if state == "submitted":
             self.submit_time = moment
         if state == "published":
