@@ -13,7 +13,7 @@ import pytest
 
 from services.platform.api.auth import bearer_metadata
 from services.platform.core.config import load
-from tests.support.fuzz import Pool, Rpc, field_names, harvest, issued, rpcs
+from tests.support.fuzz import Pool, Rpc, base_requests, field_names, harvest, issued, rpcs
 from tests.support.services import served, token
 
 # Who calls: people of the seeded directory (deploy/demo/goals/org.yaml), so the test needs nothing from a
@@ -103,6 +103,7 @@ def pool(system):
     """What the system issues, for the fuzz to reuse: answers to empty requests and one-item pages as each role,
     then the admin's reads by the ids those carried (a V2MOM's item ids, say)."""
     system.pool["paths"] = field_names()  # what a FieldMask may name
+    system.pool["url"] = ["https://hooks.example.com/v2mom"]  # webhooks must be https
     for role in system.metadata:
         for rpc in rpcs():
             _harvest(system, rpc, role, rpc.request_class()())
@@ -112,4 +113,9 @@ def pool(system):
         for name in (field.name for field in rpc.request.fields if field.type == field.TYPE_STRING):
             for value in issued(rpc.request.name, name, system.pool)[:6]:
                 _harvest(system, rpc, "admin", rpc.request_class()(**{name: value}))
+    for rpc in rpcs():  # writes too: a check-in, a subscription, a V2MOM of the admin's, for later requests to name
+        for request in base_requests(rpc.request, system.pool, most=10):
+            if not isinstance(answer := system.call(rpc, "admin", request), grpc.RpcError):
+                harvest(answer, system.pool)
+                break
     return system.pool

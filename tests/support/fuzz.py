@@ -108,15 +108,18 @@ INT_BOUNDS = {
 class Pool(dict):
     """What responses issued, for requests to reuse (``harvest``): strings by field name, messages by type, and
     ``contexts``: the strings of one thing each (a V2MOM: its id, its items' ids, its owner...), so a request can
-    name things that belong together."""
+    name things that belong together. ``context`` is the one a request is being drawn within."""
 
     def __init__(self, *args):
         super().__init__(*args)
         self.contexts: list[dict[str, list[str]]] = []
+        self.context: dict[str, list[str]] = {}
 
     def within(self, context: dict) -> "Pool":
         """This pool with one thing's values first: a request drawn from it names that thing's parts."""
-        return Pool({**self, **context})
+        scoped = Pool(self)
+        scoped.contexts, scoped.context = self.contexts, {**self.context, **context}
+        return scoped
 
     def __repr__(self) -> str:  # hypothesis shows the strategies' arguments: not a megabyte of values
         return f"Pool({len(self)} kinds)"
@@ -133,17 +136,21 @@ def kind_of(message_name: str) -> str:
     return message_name.lower()
 
 
-def issued(owner: str, name: str, pool: dict) -> list[str]:
-    """Values the system issued that fit field ``name`` of message ``owner``: an "id" the ids of that kind of
-    thing, a "v2mom_id" those of V2MOMs and whatever responses carried under that name; else any id."""
+def issued(owner: str, name: str, pool: Pool) -> list[str]:
+    """Values the system issued that fit field ``name`` of message ``owner``, from the pool's context first:
+    an "id" the ids of that kind of thing, a "v2mom_id" those of V2MOMs and whatever responses carried under
+    that name; else any id."""
+    return fitting(owner, name, pool.context) or fitting(owner, name, pool) or pool.get("id", [])
+
+
+def fitting(owner: str, name: str, values: dict) -> list[str]:
     if name.endswith("page_token"):
-        return pool.get("page_token", [])
+        return values.get("page_token", [])
     if name == "id":
         kind = kind_of(owner)
     else:
         kind = re.sub(r"_ids?$", "", name).replace("_", "") if re.search(r"_ids?$", name) else ""
-    fitting = pool.get(f"{kind}.id", []) + pool.get(name, []) if kind else pool.get(name, [])
-    return fitting or pool.get("id", [])
+    return values.get(f"{kind}.id", []) + values.get(name, []) if kind else values.get(name, [])
 
 
 def strings(owner: str, name: str, pool: dict, hostile: bool) -> st.SearchStrategy[str]:
@@ -220,6 +227,17 @@ def field_value(draw, field: FieldDescriptor, pool: dict, depth: int, hostile: b
     return draw(repeated(field, pool, depth, hostile) if field.is_repeated else values(field, pool, depth, hostile))
 
 
+def masked(descriptor: Descriptor, pool: Pool) -> Pool:
+    """Within a message with a FieldMask beside a message field (an update), the mask's paths name that
+    message's fields."""
+    fields = [f for f in descriptor.fields if f.message_type is not None]
+    if not any(f.message_type.full_name == "google.protobuf.FieldMask" for f in fields):
+        return pool
+    paths = [inner.name for f in fields if f.message_type.full_name != "google.protobuf.FieldMask"
+             for inner in f.message_type.fields]
+    return pool.within({"paths": paths}) if paths else pool
+
+
 @st.composite
 def messages(draw, descriptor: Descriptor, pool: dict, hostile: bool, depth: int = 0):
     """A message of ``descriptor``'s type: one the system returned with a field or two redrawn, or one drawn
@@ -228,6 +246,7 @@ def messages(draw, descriptor: Descriptor, pool: dict, hostile: bool, depth: int
     if descriptor.full_name == "google.protobuf.Timestamp" and not hostile:
         message.seconds = int(time.time()) - draw(st.integers(-30, 60)) * 86_400  # most within the last two months
         return message
+    pool = masked(descriptor, pool)
     seen = pool.get(descriptor.full_name)
     if seen and draw(st.booleans()):
         message.CopyFrom(draw(st.sampled_from(seen)))
@@ -297,7 +316,9 @@ def _walk(message, pool: Pool) -> dict[str, list[str]]:
                 for key in _keys(message.DESCRIPTOR.name, field.name):
                     found.setdefault(key, []).append(item)
     if "id" in message.DESCRIPTOR.fields_by_name and len(found) > 1 and len(pool.contexts) < MAX_CONTEXTS:
-        pool.contexts.append({key: list(dict.fromkeys(values)) for key, values in found.items()})
+        context = {key: list(dict.fromkeys(values)) for key, values in found.items()}
+        if context not in pool.contexts:  # each role's answers name the same things again
+            pool.contexts.append(context)
     return found
 
 
@@ -324,6 +345,7 @@ def base_request(descriptor: Descriptor, pool: dict, depth: int = 0):
     if pool.get(descriptor.full_name):
         message.CopyFrom(pool[descriptor.full_name][0])
         return message
+    pool = masked(descriptor, pool)
     for field in descriptor.fields if depth <= MAX_DEPTH else ():
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             continue
@@ -358,13 +380,13 @@ def bad_values(field: FieldDescriptor) -> list:
     return []
 
 
-def base_requests(descriptor: Descriptor, pool: Pool, most: int = 8):
+def base_requests(descriptor: Descriptor, pool: Pool, most: int = 40):
     """Plausible requests, each within one of the contexts that can fill most of its string fields (the
     best first), then one from the whole pool."""
     strings = [f.name for f in descriptor.fields if f.type == FieldDescriptor.TYPE_STRING]
 
     def fills(context: dict) -> int:
-        return sum(bool(issued(descriptor.name, name, Pool(context))) for name in strings)
+        return sum(bool(fitting(descriptor.name, name, context)) for name in strings)
 
     ranked = sorted((c for c in pool.contexts if fills(c)), key=fills, reverse=True)[:most]
     return [base_request(descriptor, pool.within(context)) for context in ranked] + [base_request(descriptor, pool)]
