@@ -28,6 +28,7 @@ from .lifecycle import ARCHIVED, PUBLISHED, SUBMITTED
 V2MOMS = "v2moms"
 REVISIONS = "revisions"
 MIGRATIONS = "migrations"
+REVISIONS_INDEX = "revisions_by_v2mom"
 
 INDEXES = [
     Index(V2MOMS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
@@ -41,7 +42,7 @@ INDEXES = [
     Index(V2MOMS, [("slot", 1)], name="one_per_slot", unique=True, partial={"slot": {"$exists": True}}),
     Index(V2MOMS, [("create_key", 1)], name="idempotent_create", unique=True, partial={"create_key": {"$exists": True}}),
     outbox_index(V2MOMS),
-    Index(REVISIONS, [("v2mom_id", 1), ("revision", 1)], name="revisions_by_v2mom"),
+    Index(REVISIONS, [("v2mom_id", 1), ("revision", 1)], name=REVISIONS_INDEX),
 ]
 
 # Lists and single reads never need the history or the pending events.
@@ -79,7 +80,8 @@ class V2MOMRepository:
 
     def history(self, v2mom_id: str, after: int, limit: int) -> list[dict]:
         """Up to ``limit`` history entries after revision ``after``, oldest first (by the revisions index)."""
-        stored = list(self.revisions.find({"v2mom_id": v2mom_id, "revision": {"$gt": after}}, {"_id": 0, "v2mom_id": 0})
+        query = {"v2mom_id": v2mom_id, "revision": {"$gt": after}}
+        stored = list(self.revisions.find(query, {"_id": 0, "v2mom_id": 0}).hint(REVISIONS_INDEX)  # never a scan
                       .sort("revision", 1).limit(limit))
         latest = (self.collection.find_one({"_id": v2mom_id}, {"latest_revision": 1}) or {}).get("latest_revision")
         if latest and latest["revision"] > after and latest["revision"] not in {entry["revision"] for entry in stored}:
@@ -154,8 +156,9 @@ class V2MOMRepository:
 
     def children_of(self, parent_ids: list[str]) -> list[dict]:
         """V2MOMs whose working copy or published version aligns to one of ``parent_ids``, by id."""
-        found = {doc["_id"]: doc for field in ("parent_id", "published_parent_id")
-                 for doc in find_in(self.collection, field, parent_ids, projection=SUMMARY)}
+        by = (("parent_id", "by_parent"), ("published_parent_id", "by_published_parent"))
+        found = {doc["_id"]: doc for field, index in by
+                 for doc in find_in(self.collection, field, parent_ids, projection=SUMMARY, index=index)}
         return [found[v2mom_id] for v2mom_id in sorted(found)]
 
     def in_progress_page(self, cycle_id: str, after: str | None, limit: int) -> list[dict]:
@@ -230,5 +233,6 @@ def _migrate_one(db: Database, doc: dict) -> None:
         change["$set"]["latest_revision"] = history[-1]
     if doc.get("published") and "published_parent_id" not in doc:
         # Older versions kept no published parent: the working copy's is the best there is.
-        change["$set"].update({"published.parent_id": doc.get("parent_id"), "published_parent_id": doc.get("parent_id")})
+        parent_id = doc.get("parent_id")
+        change["$set"].update({"published.parent_id": parent_id, "published_parent_id": parent_id})
     db[V2MOMS].update_one({"_id": doc["_id"], "revision": doc["revision"]}, {k: v for k, v in change.items() if v})

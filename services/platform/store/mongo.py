@@ -70,16 +70,19 @@ def _chunks(values) -> list[list]:
 
 
 def find_in(collection: Collection, field: str, values, query: dict | None = None, projection: dict | None = None,
-            sort: tuple[str, ...] = (), limit: int = 0) -> list[dict]:
+            sort: tuple[str, ...] = (), limit: int = 0, index: str | None = None) -> list[dict]:
     """The documents whose ``field`` is one of ``values`` (and that match ``query``), ascending by ``sort``.
 
     No values: no documents, and no round trip. A ``limit`` applies to the merged answer, so keyset pages
-    over many chunks are still the first ``limit`` in order.
+    over many chunks are still the first ``limit`` in order. ``index`` names the index the query must use
+    (a missing one is an error, not a scan).
     """
     found: list[dict] = []
     chunks = _chunks(values)
     for chunk in chunks:
         cursor = collection.find({**(query or {}), field: {"$in": chunk}}, projection)
+        if index:
+            cursor = cursor.hint(index)
         if sort:
             cursor = cursor.sort([(key, 1) for key in sort])
         found.extend(cursor.limit(limit) if limit else cursor)
