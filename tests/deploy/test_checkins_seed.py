@@ -27,7 +27,7 @@ from services.platform.bus.events import to_wire
 from deploy.demo.checkins_seed import seed as seed_checkins
 from deploy.demo.goals import load_org
 from deploy.demo.goals_seed import seed as seed_goals
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from deploy.demo.calendar import current_cycle
 from tests.support.broker import queue_exists
 from tests.support import processes
@@ -166,7 +166,7 @@ class Reader:
     """checkins-api and goals-api as someone browsing the demo would read them."""
 
     def __init__(self, settings, checkins, stack, db):
-        self.metadata = bearer_metadata(mint_token(settings.auth, "helena.vasquez"))
+        self.metadata = bearer_metadata(mint_dev_token(settings.auth, "helena.vasquez"))
         self.channel = grpc.insecure_channel(stack["checkins"])
         self.stub = checkins_pb2_grpc.CheckinServiceStub(self.channel)
         self.checkins = checkins
@@ -394,8 +394,8 @@ def test_in_process_seeding_stores_what_seeding_through_checkins_api_stores(
         assert [_without_generated(doc) for doc in fast_history] == [_without_generated(doc) for doc in api_history]
         assert all(doc["outbox"] and doc["outbox_pending"] for doc in fast_history), "every event waits for the relay"
         # The same documents and events make the same progress, history snapshots and item clocks.
-        assert _differences(_roll_up(other_db, goals_addr, settings.auth),
-                            _roll_up(checkins_db, goals_addr, settings.auth)) == []
+        assert _differences(_roll_up(other_db, goals_addr, checkins_settings.auth),
+                            _roll_up(checkins_db, goals_addr, checkins_settings.auth)) == []
         again = seed_checkins(settings.auth, goals_addr, second_checkins_settings, progress=False, now=now,
                               catch_up_wait=0)
         assert not again.changed and other_db.checkins.count_documents({}) == len(fast_history)

@@ -19,7 +19,7 @@ import pytest
 from v2mom.v1 import notify_pb2, notify_pb2_grpc
 
 from deploy import grpc_healthcheck
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import load
 from tests.support.processes import free_port
 
@@ -145,7 +145,7 @@ def start_stack(stack_env):
 
 
 def inbox(notify_addr: str, person_id: str) -> list:
-    token = mint_token(load("notify").auth, person_id)
+    token = mint_dev_token(load("notify").auth, person_id)
     with grpc.insecure_channel(notify_addr) as channel:
         return list(notify_pb2_grpc.NotifyServiceStub(channel).ListNotifications(
             notify_pb2.ListNotificationsRequest(), metadata=bearer_metadata(token), timeout=10).notifications)

@@ -7,7 +7,7 @@ import grpc
 from deploy.demo.goals import load_org
 from deploy.demo.goals_seed import seed
 from services.goals.repository import V2MOMRepository
-from services.platform.api.auth import bearer_metadata, mint_token
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from deploy.demo.calendar import current_cycle, utc_today
 from tests.support.cli import demo_name
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
@@ -120,7 +120,7 @@ def test_published_v2moms_follow_the_guidance(seeded_goals):
 def test_the_company_v2mom_aligns_down_to_individuals(seeded_goals):
     channel = grpc.insecure_channel(seeded_goals.address)
     stub = goals_pb2_grpc.GoalServiceStub(channel)
-    ceo = bearer_metadata(mint_token(seeded_goals.settings.auth, "helena.vasquez"))
+    ceo = bearer_metadata(mint_dev_token(seeded_goals.settings.auth, "helena.vasquez"))
     company = seeded_goals.db.v2moms.find_one({"level": "ORG_LEVEL_COMPANY", "cycle_id": current_cycle()})
 
     tree = stub.GetAlignmentTree(goals_pb2.GetAlignmentTreeRequest(id=company["_id"]), metadata=ceo, timeout=10)
