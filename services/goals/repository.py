@@ -79,14 +79,18 @@ class V2MOMRepository:
         return self.collection.find_one({"create_key": key}, SUMMARY)
 
     def history(self, v2mom_id: str, after: int, limit: int) -> list[dict]:
-        """Up to ``limit`` history entries after revision ``after``, oldest first (by the revisions index)."""
-        query = {"v2mom_id": v2mom_id, "revision": {"$gt": after}}
-        stored = list(self.revisions.find(query, {"_id": 0, "v2mom_id": 0}).hint(REVISIONS_INDEX)  # never a scan
-                      .sort("revision", 1).limit(limit))
+        """Up to ``limit`` history entries after revision ``after``, oldest first (by the revisions index).
+
+        The V2MOM's newest entry is read first: every older one was copied out before it was committed, so
+        the collection read next holds them all, whatever commits meanwhile.
+        """
         latest = (self.collection.find_one({"_id": v2mom_id}, {"latest_revision": 1}) or {}).get("latest_revision")
-        if latest and latest["revision"] > after and latest["revision"] not in {entry["revision"] for entry in stored}:
-            stored.append(latest)  # the newest, not copied out until the next change
-        return stored[:limit]
+        query = {"v2mom_id": v2mom_id, "revision": {"$gt": after}}
+        stored = self.revisions.find(query, {"_id": 0, "v2mom_id": 0}).hint(REVISIONS_INDEX)  # never a scan
+        entries = {entry["revision"]: entry for entry in stored.sort("revision", 1).limit(limit)}
+        if latest and latest["revision"] > after:
+            entries.setdefault(latest["revision"], latest)  # the newest, not copied out until the next change
+        return [entries[revision] for revision in sorted(entries)][:limit]
 
     def apply(
         self,
