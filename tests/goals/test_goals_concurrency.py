@@ -81,6 +81,8 @@ def test_concurrent_updates_from_one_read_exactly_one_wins(goals, cycle, round_)
     history = history_of(goals, v2mom.id)
     assert [h["revision"] for h in history] == [1, 2] and history[1]["content"]["title"] == wins[0].content.title
     assert [e["type"] for e in raw["outbox"]] == ["v2mom_created", "v2mom_updated"]
+    goals.edit(v2mom, title="After the race")  # copies revision 2 out of the V2MOM: the winner's, not a loser's
+    assert [h["content"]["title"] for h in history_of(goals, v2mom.id)[1:]] == [wins[0].content.title, "After the race"]
 
 
 def test_concurrent_writers_that_retry_lose_nothing(goals, cycle):
