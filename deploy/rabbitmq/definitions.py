@@ -27,6 +27,12 @@ Every events exchange also gets a policy naming its alternate exchange,
 took (services/platform/bus/outbox.py). A policy, as RabbitMQ recommends,
 rather than an exchange argument: arguments cannot be changed on an exchange
 that already exists.
+
+notify.events is a feed for integrators (HRIS, chat bridges) that none of our
+services consumes: until someone binds a queue, everything it publishes is
+unroutable. Its unrouted queue keeps the newest FEED_KEEP events, dropping the
+oldest, so a late subscriber finds recent history and the broker does not
+fill up; the unroutable alert leaves it out (deploy/prometheus/alerts.yml).
 """
 
 import base64
@@ -85,6 +91,11 @@ def _user(name: str, password: str, tags: list[str]) -> dict:
             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags}
 
 
+# Events exchanges that are feeds for others, not our services' input; see the module docstring.
+FEEDS = ("notify",)
+FEED_KEEP = 10_000
+
+
 def _exchanges(vhost: str) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
     """Every events exchange, its unrouted exchange and queue, the binding between them, and the AE policy."""
     exchanges, queues, bindings, policies = [], [], [], []
@@ -101,6 +112,10 @@ def _exchanges(vhost: str) -> tuple[list[dict], list[dict], list[dict], list[dic
                          "routing_key": "", "arguments": {}})
         policies.append({"vhost": vhost, "name": f"{service}-events-alternate", "pattern": f"^{re.escape(name)}$",
                          "apply-to": "exchanges", "priority": 0, "definition": {"alternate-exchange": unrouted}})
+        if service in FEEDS:
+            policies.append({"vhost": vhost, "name": f"{service}-events-unrouted-bounded",
+                             "pattern": f"^{re.escape(unrouted)}$", "apply-to": "queues", "priority": 0,
+                             "definition": {"max-length": FEED_KEEP, "overflow": "drop-head"}})
     return exchanges, queues, bindings, policies
 
 

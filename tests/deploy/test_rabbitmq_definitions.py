@@ -137,6 +137,27 @@ def test_the_alternate_exchange_keeps_an_event_no_queue_takes(users):
     assert kept is not None and kept.properties["message_id"] == orphan["id"]
 
 
+def test_the_notify_feeds_unrouted_queue_keeps_only_the_newest_events(users, monkeypatch):
+    """notify.events has no consumer of ours: its unrouted queue is bounded, dropping the oldest, not growing forever."""
+    policy = next(p for p in broker.definitions(dict.fromkeys((broker.ADMIN, *broker.SERVICES), "x" * 32))["policies"]
+                  if p["pattern"] == r"^notify\.events\.unrouted$")
+    assert policy["definition"] == {"max-length": broker.FEED_KEEP, "overflow": "drop-head"}
+    vhost = users["notify"].rsplit("/", 1)[1]
+    # The same policy with a small bound, so the test need not publish ten thousand events.
+    rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "1", "notify-feed-small",
+                r"^notify\.events\.unrouted$", json.dumps({**policy["definition"], "max-length": 3}))
+    publisher = ConfirmingPublisher(users["notify"], "notify.events")
+    try:
+        sent = [envelope("notify", "notification_sent", subject=f"n{i}", data={}) for i in range(5)]
+        publisher.publish(sent)
+    finally:
+        publisher.close()
+    with kombu.Connection(users["notify"]) as connection:
+        channel = connection.channel()
+        kept = [channel.basic_get("notify.events.unrouted", no_ack=True) for _ in range(4)]
+    assert [m.properties["message_id"] for m in kept if m] == [event["id"] for event in sent[2:]]
+
+
 def test_guest_is_not_among_the_users():
     document = broker.definitions({user: "x" * 16 for user in (broker.ADMIN, *broker.SERVICES)})
     assert {user["name"] for user in document["users"]} == {"admin", "goals", "checkins", "metrics", "notify"}
