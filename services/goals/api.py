@@ -16,11 +16,15 @@ from . import directory as directory_module
 from . import repository as repository_module
 from .access import Access
 from .authoring import Authoring
+from .copying import Copying
 from .cycle_admin import CycleAdmin
 from .directory import Directory
 from .directory_reads import DirectoryReads
+from . import templates as templates_module
 from .reads import Reads
 from .repository import V2MOMRepository
+from .template_admin import Templates
+from .templates import TemplateStore
 from .workflow import Workflow
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
@@ -41,9 +45,11 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     """Thin: every RPC hands the authenticated caller (a known, active person, or a granted service) and the
     request to its use case."""
 
-    def __init__(self, repository: V2MOMRepository, directory: Directory):
+    def __init__(self, repository: V2MOMRepository, directory: Directory, templates: TemplateStore):
         self.access = Access(directory)
-        self.authoring = Authoring(repository, directory, self.access)
+        self.templates = Templates(templates, directory)
+        self.authoring = Authoring(repository, directory, self.access, self.templates)
+        self.copying = Copying(repository, directory, self.access, self.authoring)
         self.workflow = Workflow(repository, self.access)
         self.reads = Reads(repository, self.access)
         self.directory_reads = DirectoryReads(directory)
@@ -118,19 +124,37 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     def CloseCycle(self, request, context):
         return self.cycles.close(self._caller(), request)
 
+    def CopyV2MOM(self, request, context):
+        return self.copying.copy(self._caller(), request)
+
+    def ListTemplates(self, request, context):
+        return self.templates.list(self._caller(), request)
+
+    def GetTemplate(self, request, context):
+        return self.templates.get(self._caller(), request)
+
+    def CreateTemplate(self, request, context):
+        return self.templates.create(self._caller(), request)
+
+    def UpdateTemplate(self, request, context):
+        return self.templates.update(self._caller(), request)
+
+    def DeleteTemplate(self, request, context):
+        return self.templates.delete(self._caller(), request)
+
 
 def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Server, int]:
     """Returns (server, port), not started; bind to port 0 in tests to get a free one."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
-    ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES)
+    ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     return create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
 
 
 def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cache_seconds: float) -> tuple[grpc.Server, int]:
     """The server over a database already open and indexed (the demo seed serves one in process)."""
-    servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds))
+    servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db))
     return create_service_server(
         addr, auth, servicer, goals_pb2_grpc.add_GoalServiceServicer_to_server,
         goals_pb2.DESCRIPTOR.services_by_name["GoalService"], people=servicer.access.person_record, grants=CALLERS,

@@ -1,5 +1,7 @@
 """Use cases for writing a V2MOM's content: CreateV2MOM, UpdateV2MOM, and LintV2MOM to check it first."""
 
+from typing import TYPE_CHECKING
+
 from google.protobuf import field_mask_pb2
 
 from services.platform.api.auth import Caller
@@ -14,6 +16,9 @@ from .directory import Directory
 from .ownership import Placement, place
 from .repository import DuplicateCreate, SlotTaken, V2MOMRepository
 from .views import render
+
+if TYPE_CHECKING:
+    from .template_admin import Templates
 from v2mom.v1 import common_pb2, goals_pb2
 
 # Update mask path -> content key (None: not content).
@@ -30,10 +35,11 @@ SEVERITY = {lint.ERROR: goals_pb2.SEVERITY_ERROR, lint.WARNING: goals_pb2.SEVERI
 
 
 class Authoring:
-    def __init__(self, repository: V2MOMRepository, directory: Directory, access: Access):
+    def __init__(self, repository: V2MOMRepository, directory: Directory, access: Access, templates: "Templates"):
         self.repository = repository
         self.directory = directory
         self.access = access
+        self.templates = templates
 
     # --- CreateV2MOM --------------------------------------------------------------
 
@@ -48,27 +54,32 @@ class Authoring:
         cycles.require_open(cycle, "create V2MOMs in")
         placement = place(caller, request, self.directory)
         if request.parent_id:
-            self._require_parent(caller, request.parent_id, request.cycle_id, "parent_id")
+            self.require_parent(caller, request.parent_id, request.cycle_id, "parent_id")
+        content = self.templates.content_for(request) if request.template_id else convert.content_to_doc(request.content)
+        doc = new_v2mom(caller, request, placement, validation.assign_ids(content), create_key)
+        return self.insert(caller, doc, placement)
 
-        content = validation.assign_ids(convert.content_to_doc(request.content))
-        doc = _new_v2mom(caller, request, placement, content, create_key)
-        content_message = convert.content_from_doc(content)
+    def insert(self, caller: Caller, doc: dict, placement: Placement) -> goals_pb2.V2MOM:
+        """Stores a new V2MOM with its v2mom_created; a replayed key gets the first one back."""
+        content_message = convert.content_from_doc(doc["content"])
         event = events.v2mom_event(events.V2MOM_CREATED, convert.event_data(doc, caller.person_id, "", content_message))
         try:
             self.repository.insert(doc, [event])
         except DuplicateCreate:
-            return render(self.repository.find_by_create_key(create_key), show_published=False)
+            return render(self.repository.find_by_create_key(doc["create_key"]), show_published=False)
         except SlotTaken:
-            raise AlreadyExists(placement.slot_taken_message(request.cycle_id)) from None
+            raise AlreadyExists(placement.slot_taken_message(doc["cycle_id"])) from None
         return convert.v2mom_to_proto(doc, show_published=False, content_message=content_message)
 
     def _check_create(self, request: goals_pb2.CreateV2MOMRequest) -> None:
         violations = Violations()
         check_enum(violations, "level", common_pb2.OrgLevel, request.level, required=True)
         check_id(violations, "cycle_id", request.cycle_id)
-        for field in ("owner_id", "org_unit_id", "parent_id", "request_id"):
+        for field in ("owner_id", "org_unit_id", "parent_id", "request_id", "template_id"):
             check_id(violations, field, getattr(request, field), required=False)
         validation.check_content(violations, request.content, self._person_exists)
+        if request.template_id and request.content.ByteSize():
+            violations.add("template_id", "send content or a template, not both")
         violations.raise_if_any()
 
     # --- UpdateV2MOM --------------------------------------------------------------
@@ -127,7 +138,7 @@ class Authoring:
 
     def _new_parent(self, caller: Caller, doc: dict, parent_id: str) -> str | None:
         if parent_id:
-            self._require_parent(caller, parent_id, doc["cycle_id"], "v2mom.parent_id")
+            self.require_parent(caller, parent_id, doc["cycle_id"], "v2mom.parent_id")
             alignment.require_no_loop(doc["_id"], parent_id, self.repository.parent_of, "v2mom.parent_id")
         return parent_id or None
 
@@ -153,7 +164,7 @@ class Authoring:
 
     # --- shared -------------------------------------------------------------------
 
-    def _require_parent(self, caller: Caller, parent_id: str, cycle_id: str, field: str) -> None:
+    def require_parent(self, caller: Caller, parent_id: str, cycle_id: str, field: str) -> None:
         parent = self.repository.get(parent_id)
         visible = parent if parent is not None and self.access.may_see(caller, parent) else None
         alignment.require_parent(parent_id, visible, cycle_id, field)
@@ -178,7 +189,7 @@ def _check_update(request: goals_pb2.UpdateV2MOMRequest, paths: list[str]) -> No
     violations.raise_if_any()
 
 
-def _new_v2mom(caller: Caller, request, placement: Placement, content: dict, create_key: str | None) -> dict:
+def new_v2mom(caller: Caller, request, placement: Placement, content: dict, create_key: str | None) -> dict:
     """The stored document of a new V2MOM: a DRAFT at revision 1, with its first history entry."""
     stamp = utc_now()
     doc = {

@@ -55,7 +55,7 @@ class CycleAdmin:
     def update(self, caller: Caller, request: goals_pb2.UpdateCycleRequest) -> common_pb2.Cycle:
         _require_admin(caller, "change cycles")
         validation.require_id("cycle.id", request.cycle.id)
-        paths = _update_paths(request.update_mask)
+        paths = validation.mask_paths(request.update_mask, UPDATABLE)
         stored = self._require_cycle(request.cycle.id)
         cycles.require_open(stored, "change")
         merged = convert.cycle_to_proto(stored)
@@ -160,17 +160,6 @@ def _require_admin(caller: Caller, what: str) -> None:
     if not caller.is_admin:
         raise PermissionDenied(f"only admins may {what}")
 
-
-def _update_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
-    paths = list(dict.fromkeys(mask.paths))
-    violations = Violations()
-    if not paths:
-        violations.add("update_mask", "name at least one field to update")
-    unknown = [p for p in paths if p not in UPDATABLE]
-    if unknown:
-        violations.add("update_mask", f"cannot update {', '.join(repr(p[:64]) for p in unknown[:3])}; allowed: {', '.join(UPDATABLE)}")
-    violations.raise_if_any()
-    return paths
 
 
 def _check_close(request: goals_pb2.CloseCycleRequest) -> None:

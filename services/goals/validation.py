@@ -32,6 +32,20 @@ def require_id(field: str, value: str) -> None:
     violations.raise_if_any()
 
 
+def mask_paths(mask, allowed: tuple[str, ...]) -> list[str]:
+    """The paths of an update mask, each once; INVALID_ARGUMENT when none or one not in ``allowed``."""
+    paths = list(dict.fromkeys(mask.paths))
+    violations = Violations()
+    if not paths:
+        violations.add("update_mask", "name at least one field to update")
+    unknown = [p for p in paths if p not in allowed]
+    if unknown:
+        named = ", ".join(repr(p[:64]) for p in unknown[:3])
+        violations.add("update_mask", f"cannot update {named}; allowed: {', '.join(allowed)}")
+    violations.raise_if_any()
+    return paths
+
+
 def require_reason(field: str, text: str, required: bool) -> None:
     """INVALID_ARGUMENT now for a missing (when required) or oversized reason."""
     violations = Violations()

@@ -18,7 +18,7 @@ from tests.support.goals import (
     ADMIN, CEO, COMPANY, d, DEPARTMENT, INDIVIDUAL, MANAGER, mask, OWNER, SKIP, TEAM, valid_content,
 )
 from tests.support.grpc_errors import assert_clean, expect, field_violations, rpc_error
-from v2mom.v1 import goals_pb2
+from v2mom.v1 import common_pb2, goals_pb2
 
 Code = grpc.StatusCode
 THREE_MB = "x" * (3 * 1024 * 1024)
@@ -254,7 +254,17 @@ PAGED = {
     "ListRevisions": lambda w, **kw: goals_pb2.ListRevisionsRequest(v2mom_id=w.draft.id, **kw),
     "ListPeople": lambda **kw: goals_pb2.ListPeopleRequest(**kw),
     "ListOrgUnits": lambda **kw: goals_pb2.ListOrgUnitsRequest(**kw),
+    "ListTemplates": lambda **kw: goals_pb2.ListTemplatesRequest(**kw),
 }
+
+
+def cycle(cycle_id: str, year: int, quarters: int = 0, overlap: bool = False) -> common_pb2.Cycle:
+    """A fiscal year from February with ``quarters`` of a month each (overlapping by a day when asked)."""
+    made = common_pb2.Cycle(id=cycle_id, start_date=d(year, 2, 1), end_date=d(year + 1, 1, 31))
+    for n in range(quarters):
+        first = d(year, 1 + n, 28) if overlap and n else d(year, 2 + n, 1)
+        made.quarters.add(id=f"Q{n + 1}", start_date=first, end_date=d(year, 2 + n, 28))
+    return made
 
 
 def paged(rpc, **kw):
@@ -367,6 +377,56 @@ CASES = [
          code=Code.NOT_FOUND),
     Case("lint_id_format", "LintV2MOM", lambda w: goals_pb2.LintV2MOMRequest(id="not valid"), "id"),
     Case("lint_unknown", "LintV2MOM", lambda w: goals_pb2.LintV2MOMRequest(id="v2m_nope"), code=Code.NOT_FOUND),
+    # Cycles
+    Case("cycle_not_admin", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(cycle=cycle("C9", 2090)),
+         code=Code.PERMISSION_DENIED),
+    Case("cycle_id_missing", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(cycle=cycle("", 2090)), "cycle.id",
+         caller=ADMIN),
+    Case("cycle_id_33", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(cycle=cycle("C" * 33, 2090)), "cycle.id",
+         caller=ADMIN),
+    Case("cycle_bad_date", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(
+        cycle=common_pb2.Cycle(id="C9", start_date=d(2090, 2, 30), end_date=d(2091, 1, 31))), "cycle.start_date",
+         caller=ADMIN),
+    Case("cycle_quarters_5", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(cycle=cycle("C9", 2090, quarters=5)),
+         "cycle.quarters", caller=ADMIN),
+    Case("cycle_quarters_overlap", "CreateCycle", lambda w: goals_pb2.CreateCycleRequest(
+        cycle=cycle("C9", 2090, quarters=2, overlap=True)), "cycle.quarters[1].start_date", caller=ADMIN),
+    Case("cycle_update_mask", "UpdateCycle", lambda w: goals_pb2.UpdateCycleRequest(
+        cycle=common_pb2.Cycle(id=w.c1), update_mask=mask("close_time")), "update_mask", caller=ADMIN),
+    Case("cycle_update_id", "UpdateCycle", lambda w: goals_pb2.UpdateCycleRequest(update_mask=mask("quarters")),
+         "cycle.id", caller=ADMIN),
+    Case("current_cycle_time", "GetCurrentCycle", lambda w: goals_pb2.GetCurrentCycleRequest(
+        time={"seconds": 2**62}), "time"),
+    Case("close_reason", "CloseCycle", lambda w: goals_pb2.CloseCycleRequest(
+        cycle_id=w.c1, next_cycle=common_pb2.Cycle(id=w.c2)), "reason", caller=ADMIN),
+    Case("close_not_admin", "CloseCycle", lambda w: goals_pb2.CloseCycleRequest(
+        cycle_id=w.c1, reason="r", next_cycle=common_pb2.Cycle(id=w.c2)), code=Code.PERMISSION_DENIED),
+    # CopyV2MOM / WithdrawSubmission
+    Case("copy_source_missing", "CopyV2MOM", lambda w: goals_pb2.CopyV2MOMRequest(cycle_id=w.c2), "source_id"),
+    Case("copy_same_cycle", "CopyV2MOM", lambda w: goals_pb2.CopyV2MOMRequest(source_id=w.draft.id, cycle_id=w.c1),
+         "cycle_id"),
+    Case("copy_101_omitted", "CopyV2MOM", lambda w: goals_pb2.CopyV2MOMRequest(
+        source_id=w.draft.id, cycle_id=w.c2, omit_item_ids=[f"i{n}" for n in range(101)]), "omit_item_ids"),
+    Case("copy_final_inf", "CopyV2MOM", lambda w: goals_pb2.CopyV2MOMRequest(
+        source_id=w.draft.id, cycle_id=w.c2, final_values=[goals_pb2.MeasureFinalValue(measure_id="m", value=math.inf)]),
+         "final_values[0].value"),
+    Case("withdraw_id_missing", "WithdrawSubmission", lambda w: goals_pb2.WithdrawSubmissionRequest(), "id"),
+    Case("withdraw_draft", "WithdrawSubmission", lambda w: goals_pb2.WithdrawSubmissionRequest(id=w.draft.id),
+         code=Code.FAILED_PRECONDITION),
+    # Templates
+    Case("templates_level_unknown", "ListTemplates", lambda w: goals_pb2.ListTemplatesRequest(level=9), "level"),
+    Case("template_get_unknown", "GetTemplate", lambda w: goals_pb2.GetTemplateRequest(id="nope"), code=Code.NOT_FOUND),
+    Case("template_create_not_admin", "CreateTemplate", lambda w: goals_pb2.CreateTemplateRequest(
+        template=goals_pb2.Template(id="t", name="T", level=TEAM)), code=Code.PERMISSION_DENIED),
+    Case("template_create_no_level", "CreateTemplate", lambda w: goals_pb2.CreateTemplateRequest(
+        template=goals_pb2.Template(id="t", name="T")), "template.level", caller=ADMIN),
+    Case("template_update_mask", "UpdateTemplate", lambda w: goals_pb2.UpdateTemplateRequest(
+        template=goals_pb2.Template(id="t"), update_mask=mask("revision")), "update_mask", caller=ADMIN),
+    Case("template_delete_unknown", "DeleteTemplate", lambda w: goals_pb2.DeleteTemplateRequest(id="nope"),
+         code=Code.NOT_FOUND, caller=ADMIN),
+    Case("create_template_unknown", "CreateV2MOM", lambda w: create(w, content=goals_pb2.V2MOMContent(), template_id="nope"),
+         "template_id"),
+    Case("create_template_and_content", "CreateV2MOM", lambda w: create(w, template_id="any"), "template_id"),
     # Directory
     Case("person_id_missing", "GetPerson", lambda w: goals_pb2.GetPersonRequest(), "id"),
     Case("person_id_format", "GetPerson", lambda w: goals_pb2.GetPersonRequest(id="olive\n"), "id"),
