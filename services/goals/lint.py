@@ -52,6 +52,7 @@ def lint(content: dict) -> list[Finding]:
     findings += _lint_values(content)
     findings += _lint_methods(content)
     findings += _lint_measures(content)
+    findings += _lint_obstacles(content)
     findings += _lint_weights(content.get("methods", []), "content.methods", "method")
     findings += _lint_weights(content.get("measures", []), "content.measures", "measure")
     return findings
@@ -144,6 +145,23 @@ def _lint_measures(content: dict) -> list[Finding]:
                 Finding(WARNING, f"{path}.target", "measure.no_change", f"Measure '{title}' has its target equal to its baseline.")
             )
         findings += _wording(f"{path}.title", measure.get("title", ""))
+    return findings
+
+
+def _lint_obstacles(content: dict) -> list[Finding]:
+    # A resolved obstacle needs nobody any more; an unresolved one without an owner or a method it
+    # blocks is one nobody will work on (UpdateObstacle can fix both without a new approval).
+    findings: list[Finding] = []
+    for i, obstacle in enumerate(content.get("obstacles", [])):
+        if obstacle.get("status") == "OBSTACLE_STATUS_RESOLVED":
+            continue
+        path, title = f"content.obstacles[{i}]", obstacle.get("title") or "(untitled)"
+        if not obstacle.get("owner_id"):
+            findings.append(Finding(WARNING, f"{path}.owner_id", "obstacle.missing_owner",
+                                    f"Obstacle '{title}' needs an owner who will clear it."))
+        if not obstacle.get("method_ids"):
+            findings.append(Finding(WARNING, f"{path}.method_ids", "obstacle.unlinked",
+                                    f"Link obstacle '{title}' to the methods it stands in the way of."))
     return findings
 
 

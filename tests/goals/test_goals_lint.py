@@ -108,6 +108,19 @@ def test_value_without_behaviour():
     assert findings(doc(mutate)) == {(W, "content.values[1].description", "value.missing_behaviour")}
 
 
+@pytest.mark.parametrize("field, code", [("owner_id", "obstacle.missing_owner"), ("method_ids", "obstacle.unlinked")])
+def test_obstacle_missing_owner_or_method_is_a_warning(field, code):
+    def mutate(c):
+        c["obstacles"][0][field] = [] if field == "method_ids" else ""
+    assert findings(doc(mutate)) == {(W, f"content.obstacles[0].{field}", code)}
+
+
+def test_resolved_obstacle_needs_neither_owner_nor_method():
+    def mutate(c):
+        c["obstacles"][0].update(owner_id="", method_ids=[], status="OBSTACLE_STATUS_RESOLVED")
+    assert findings(doc(mutate)) == set()
+
+
 @pytest.mark.parametrize("field", ["baseline", "target", "unit", "due_date"])
 def test_measure_missing_parts(field):
     def mutate(c):
