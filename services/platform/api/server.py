@@ -21,7 +21,7 @@ from .auth import Authenticator, Grant, PeopleLookup, reset_current_caller, set_
 from .tls import TlsSettings, add_port, load_tls, require_secure_listen
 from ..core import logs
 from ..core.config import AuthSettings, ConfigError, load_or_exit
-from ..core.errors import FieldViolation, InvalidArgument, ServiceError, internal_status
+from ..core.errors import FieldViolation, InvalidArgument, ServiceError, Unimplemented, internal_status
 from ..core.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
                 token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
                 if isinstance(request, Undecodable):
                     raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
-                response = behaviour(request, context)
+                response = _served(behaviour, method, request, context)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
                 return response
@@ -115,6 +115,15 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
                     reset_current_caller(token)
 
         return guarded
+
+
+def _served(behaviour, method: str, request, context):
+    try:
+        return behaviour(request, context)
+    except NotImplementedError:
+        # The generated servicer's answer for an RPC the proto declares and the service does not implement
+        # yet: the client asked for something this server cannot do, which is no incident of ours.
+        raise Unimplemented(f"{method} is not served by this version of the service") from None
 
 
 def _is_abort(error: Exception) -> bool:

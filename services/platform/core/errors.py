@@ -138,6 +138,12 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unimplemented(ServiceError):
+    """An RPC the proto declares and this server does not serve (yet)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 def internal_status(incident_id: str) -> grpc.Status:
     proto = status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (incident {incident_id}); it has been logged"
