@@ -50,6 +50,7 @@ PAYLOAD_MESSAGES = {
     **{event_type: events_pb2.V2MOMEventData for event_type in goals_events.V2MOM_EVENT_TYPES},
     goals_events.PERSON_UPSERTED: events_pb2.PersonEventData,
     goals_events.ORG_UNIT_UPSERTED: events_pb2.OrgUnitEventData,
+    **{event_type: events_pb2.CycleEventData for event_type in goals_events.CYCLE_EVENT_TYPES},
     **{event_type: events_pb2.CheckinEventData for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: events_pb2.ProgressEventData,
     **{event_type: events_pb2.ItemStalenessEventData for event_type in STALENESS_TYPES},
@@ -61,6 +62,7 @@ PUBLISHERS = {
     **{event_type: functools.partial(goals_events.v2mom_event, event_type) for event_type in goals_events.V2MOM_EVENT_TYPES},
     goals_events.PERSON_UPSERTED: goals_events.person_event,
     goals_events.ORG_UNIT_UPSERTED: goals_events.org_unit_event,
+    **{event_type: functools.partial(goals_events.cycle_event, event_type) for event_type in goals_events.CYCLE_EVENT_TYPES},
     **{event_type: functools.partial(checkin_events.checkin_event, event_type) for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: checkin_events.progress_event,
     **{event_type: functools.partial(checkin_events.staleness_event, event_type) for event_type in STALENESS_TYPES},
@@ -201,7 +203,8 @@ def full_content() -> goals_pb2.V2MOMContent:
         title="Payments team FY2027",
         vision="Paying us is the easiest thing our customers do all day.",
         values=[
-            goals_pb2.Value(id="val_1", name="Customer first", description="We start from the customer's problem."),
+            goals_pb2.Value(id="val_1", name="Customer first", description="We start from the customer's problem.",
+                            copied_from="val_0"),
             goals_pb2.Value(id="val_2", name="Craft", description="We leave the code better than we found it."),
         ],
         methods=[
@@ -221,6 +224,7 @@ def full_content() -> goals_pb2.V2MOMContent:
                     goals_pb2.Milestone(id="mls_1", title="Design approved", due_date=_date(2027, 3, 15), done=True),
                 ],
                 weight=100.0,
+                copied_from="mth_0",
             ),
         ],
         obstacles=[
@@ -231,6 +235,7 @@ def full_content() -> goals_pb2.V2MOMContent:
                 owner_id="chen.yu",
                 status=goals_pb2.OBSTACLE_STATUS_OPEN,
                 method_ids=["mth_1"],
+                copied_from="obs_0",
             ),
         ],
         measures=[
@@ -246,6 +251,7 @@ def full_content() -> goals_pb2.V2MOMContent:
                 method_ids=["mth_1"],
                 owner_id="ben.okafor",
                 weight=100.0,
+                copied_from="msr_0",
             ),
         ],
     )
@@ -271,6 +277,7 @@ def full_v2mom_data(**overrides) -> events_pb2.V2MOMEventData:
         publish_time=_time("2026-12-03T16:45:30Z"),
         archive_time=_time("2028-01-15T10:59:59.123456789Z"),
         content=full_content(),
+        copied_from_id="v2m_01jdw0m2p4r6t8v0x2z4b6d8a1",
     )
     fields.update(overrides)
     return events_pb2.V2MOMEventData(**fields)
@@ -287,7 +294,21 @@ V2MOM_STEPS = {
     ),
     goals_events.V2MOM_APPROVED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED, previous_state=goals_pb2.V2MOM_STATE_SUBMITTED),
     goals_events.V2MOM_ARCHIVED: dict(state=goals_pb2.V2MOM_STATE_ARCHIVED, previous_state=goals_pb2.V2MOM_STATE_PUBLISHED),
+    goals_events.V2MOM_WITHDRAWN: dict(state=goals_pb2.V2MOM_STATE_DRAFT, previous_state=goals_pb2.V2MOM_STATE_SUBMITTED),
 }
+
+
+def full_cycle_data(closed: bool = True) -> events_pb2.CycleEventData:
+    """A closed cycle has every field; an open one no close time or next cycle (cycle_changed)."""
+    cycle = common_pb2.Cycle(
+        id="FY2027", start_date=_date(2026, 2, 1), end_date=_date(2027, 1, 31),
+        quarters=[common_pb2.Quarter(id="Q1", start_date=_date(2026, 2, 1), end_date=_date(2026, 4, 30))],
+    )
+    if closed:
+        cycle.close_time.CopyFrom(_time("2027-02-01T08:00:00.125Z"))
+        cycle.next_cycle_id = "FY2028"
+    return events_pb2.CycleEventData(cycle=cycle, actor_id="kofi.mensah", reason="FY2027 is over." if closed else "",
+                                     revision=3)
 
 
 def full_person_data() -> events_pb2.PersonEventData:
@@ -472,6 +493,8 @@ def built_events() -> list[dict]:
     built = [goals_events.v2mom_event(t, full_v2mom_data(**step)) for t, step in V2MOM_STEPS.items()]
     built.append(goals_events.person_event(full_person_data()))
     built.append(goals_events.org_unit_event(full_org_unit_data()))
+    built.append(goals_events.cycle_event(goals_events.CYCLE_CHANGED, full_cycle_data(closed=False)))
+    built.append(goals_events.cycle_event(goals_events.CYCLE_CLOSED, full_cycle_data()))
     built += [checkin_events.checkin_event(t, full_checkin_data(**step)) for t, step in CHECKIN_STEPS.items()]
     built.append(checkin_events.progress_event(full_progress_data()))
     built += [checkin_events.staleness_event(t, full_staleness_data(step)) for t, step in STALENESS_STEPS.items()]
@@ -482,7 +505,7 @@ def built_events() -> list[dict]:
 
 @pytest.mark.parametrize(
     "data",
-    [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_checkin_data(), full_progress_data(),
+    [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_cycle_data(), full_checkin_data(), full_progress_data(),
      full_staleness_data(), full_delivery_data()],
     ids=lambda data: type(data).__name__,
 )
@@ -986,6 +1009,11 @@ ALWAYS_SET = {
     "v2mom.v1.V2MOMEventData.content",
     "v2mom.v1.PersonEventData.person",
     "v2mom.v1.OrgUnitEventData.org_unit",
+    "v2mom.v1.CycleEventData.cycle",
+    "v2mom.v1.Cycle.start_date",
+    "v2mom.v1.Cycle.end_date",
+    "v2mom.v1.Quarter.start_date",
+    "v2mom.v1.Quarter.end_date",
     # The check-ins service: convert.checkin_event_data, staleness.staleness_event (a clock only
     # announces a step to STALE or OVERDUE, and both set stale_since).
     "v2mom.v1.CheckinEventData.checkin",
