@@ -392,20 +392,30 @@ def base_requests(descriptor: Descriptor, pool: Pool, most: int = 40):
     return [base_request(descriptor, pool.within(context)) for context in ranked] + [base_request(descriptor, pool)]
 
 
-def one_bad_field(base, pool: Pool):
-    """(what was spoilt, request) for each field of ``base``: missing, each bad value, and for a list of strings
-    also one long list of distinct values and one with duplicates."""
-    descriptor = base.DESCRIPTOR
-    for field in descriptor.fields:
-        variants = [("missing", None)] + [(repr(v)[:30], [v] if field.is_repeated else v) for v in bad_values(field)]
-        if field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
-            first = issued(descriptor.name, field.name, pool)[:1] or ["fuzz"]
-            variants += [("600 values", [f"v{i}" for i in range(600)]), ("duplicates", first * 3)]
-        for label, value in variants:
+def one_bad_field(base, pool: Pool, depth: int = 0):
+    """(what was spoilt, request) for each field of ``base``: missing, each bad value, for a list of strings
+    also one long list of distinct values and one with duplicates, and the same one level down in each message
+    field (a time's seconds, say)."""
+    for field in base.DESCRIPTOR.fields:
+        for label, spoil_field in _bad_variants(base, field, pool):
             request = type(base)()
             request.CopyFrom(base)
-            if value is None:
-                request.ClearField(field.name)
-            else:
-                fill(request, field, value)
-            yield f"{field.name}={label}", request
+            spoil_field(request)
+            yield f"{field.name}{label}", request
+        if field.message_type is not None and not field.is_repeated and depth == 0:
+            for label, inner in one_bad_field(getattr(base, field.name), pool, depth + 1):
+                request = type(base)()
+                request.CopyFrom(base)
+                getattr(request, field.name).CopyFrom(inner)
+                yield f"{field.name}.{label}", request
+
+
+def _bad_variants(base, field: FieldDescriptor, pool: Pool):
+    """(label, what does it to a copy of ``base``) for one field."""
+    values = [(repr(v)[:30], [v] if field.is_repeated else v) for v in bad_values(field)]
+    if field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
+        first = issued(base.DESCRIPTOR.name, field.name, pool)[:1] or ["fuzz"]
+        values += [("600 values", [f"v{i}" for i in range(600)]), ("duplicates", first * 3)]
+    yield " missing", lambda request: request.ClearField(field.name)
+    for label, value in values:
+        yield f"={label}", lambda request, value=value: fill(request, field, value)
