@@ -20,6 +20,7 @@ from .copying import Copying
 from .cycle_admin import CycleAdmin
 from .directory import Directory
 from .directory_reads import DirectoryReads
+from .obstacle_updates import ObstacleUpdates
 from . import templates as templates_module
 from .reads import Reads
 from .repository import V2MOMRepository
@@ -54,6 +55,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.reads = Reads(repository, self.access)
         self.directory_reads = DirectoryReads(directory)
         self.cycles = CycleAdmin(repository, directory)
+        self.obstacles = ObstacleUpdates(repository, directory, self.access)
 
     def _caller(self):
         return current_caller()
@@ -141,6 +143,9 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
 
     def DeleteTemplate(self, request, context):
         return self.templates.delete(self._caller(), request)
+
+    def UpdateObstacle(self, request, context):
+        return self.obstacles.update(self._caller(), request)
 
 
 def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Server, int]:

@@ -45,16 +45,20 @@ def commit(
     reason: str = "",
     changed: list[str] | None = None,
     unset: tuple[str, ...] = (),
+    event_content: dict | None = None,
 ) -> dict:
     """Applies ``changes`` and the state ``action`` leads to on top of the revision in ``doc``.
 
-    ABORTED if someone else changed the V2MOM meanwhile.
+    ``event_content``: the content the event carries, when not the working copy's (an approval's
+    published content, whose obstacles carry their open times). ABORTED if someone else changed the
+    V2MOM meanwhile.
     """
     changed = changed or []
     changes = {**changes, "state": lifecycle.state_after(action, doc["state"])}
     after = {**doc, **changes, "revision": doc["revision"] + 1}
     entry = history_entry(after, action.name, caller, stamp, reason, changed)
-    data = convert.event_data(after, caller.person_id, doc["state"], reason=reason, changed_paths=changed)
+    shown = {**after, "content": event_content} if event_content is not None else after
+    data = convert.event_data(shown, caller.person_id, doc["state"], reason=reason, changed_paths=changed)
     event = events.v2mom_event(EVENT_OF[action.name], data)
     saved = repository.apply(doc["_id"], doc["revision"], changes, entry, [event], unset)
     if saved is None:

@@ -144,7 +144,7 @@ def method_from_doc(doc: dict) -> goals_pb2.Method:
 
 
 def obstacle_from_doc(doc: dict) -> goals_pb2.Obstacle:
-    return goals_pb2.Obstacle(
+    obstacle = goals_pb2.Obstacle(
         id=doc["id"],
         title=doc["title"],
         description=doc["description"],
@@ -153,6 +153,8 @@ def obstacle_from_doc(doc: dict) -> goals_pb2.Obstacle:
         method_ids=doc["method_ids"],
         copied_from=doc.get("copied_from", ""),
     )
+    _set_time(obstacle, "open_time", doc.get("opened_at"))  # published obstacles only (obstacles.py)
+    return obstacle
 
 
 def measure_from_doc(doc: dict) -> goals_pb2.Measure:

@@ -21,6 +21,8 @@ PERSON_UPSERTED = "person_upserted"
 ORG_UNIT_UPSERTED = "org_unit_upserted"
 CYCLE_CHANGED = "cycle_changed"
 CYCLE_CLOSED = "cycle_closed"
+OBSTACLE_CHANGED = "obstacle_changed"
+COMMENT_ADDED = "comment_added"
 
 V2MOM_EVENT_TYPES = (
     V2MOM_CREATED,
@@ -32,7 +34,7 @@ V2MOM_EVENT_TYPES = (
     V2MOM_WITHDRAWN,
 )
 CYCLE_EVENT_TYPES = (CYCLE_CHANGED, CYCLE_CLOSED)
-EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES
+EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES + (OBSTACLE_CHANGED, COMMENT_ADDED)
 
 
 def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
@@ -49,3 +51,11 @@ def org_unit_event(data: events_pb2.OrgUnitEventData) -> dict:
 
 def cycle_event(event_type: str, data: events_pb2.CycleEventData) -> dict:
     return envelope(SERVICE, event_type, subject=data.cycle.id, data=data)
+
+
+def obstacle_event(data: events_pb2.ObstacleEventData) -> dict:
+    return envelope(SERVICE, OBSTACLE_CHANGED, subject=data.v2mom_id, data=data)
+
+
+def comment_event(data: events_pb2.CommentEventData) -> dict:
+    return envelope(SERVICE, COMMENT_ADDED, subject=data.comment.v2mom_id, data=data)

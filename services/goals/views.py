@@ -1,11 +1,16 @@
 """What a caller is shown of a V2MOM: its working copy, or only its published version."""
 
 from services.platform.api.auth import Caller
+from services.platform.core.clock import to_timestamp, utc_now
+from services.platform.core.config import env_int
 
-from . import convert
+from . import convert, obstacles
 from .access import Access
 from .lifecycle import ARCHIVED
 from v2mom.v1 import goals_pb2
+
+# Unresolved for longer than this on the published version: flagged stale (computed on read).
+STALE_DAYS = env_int("OBSTACLE_STALE_DAYS", obstacles.DEFAULT_STALE_DAYS)
 
 
 def render(doc: dict, show_published: bool) -> goals_pb2.V2MOM:
@@ -17,7 +22,23 @@ def render(doc: dict, show_published: bool) -> goals_pb2.V2MOM:
         message.ClearField("changes_requested_reason")
         message.ClearField("submit_time")
         message.approver_id = ""
+    _mark_live_obstacles(doc, message)
     return message
+
+
+def _mark_live_obstacles(doc: dict, message: goals_pb2.V2MOM) -> None:
+    """Each obstacle shown gets the time its published self opened, and whether that is too long ago.
+
+    Only the published version's obstacles are live; one shown unresolved in a draft carries the time of
+    the published obstacle it came from, one resolved in the draft carries none."""
+    live = {o.get("id"): o for o in ((doc.get("published") or {}).get("content") or {}).get("obstacles") or []}
+    now = utc_now()
+    for shown in message.content.obstacles:
+        published = live.get(shown.id) or {}
+        if shown.status == goals_pb2.OBSTACLE_STATUS_RESOLVED or not published.get("opened_at"):
+            continue
+        shown.open_time.CopyFrom(to_timestamp(published["opened_at"]))
+        shown.stale = obstacles.is_stale(published, now, STALE_DAYS)
 
 
 def render_for(access: Access, caller: Caller, doc: dict) -> goals_pb2.V2MOM:

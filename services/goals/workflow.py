@@ -9,7 +9,7 @@ commits the new state with its history entry and event (commits.py).
 from services.platform.api.auth import Caller
 from services.platform.core.clock import utc_now
 
-from . import commits, lifecycle, validation
+from . import commits, lifecycle, obstacles, validation
 from .access import Access
 from .repository import V2MOMRepository
 from .views import render
@@ -40,9 +40,11 @@ class Workflow:
         doc = self._load_for(lifecycle.APPROVE, caller, request.id, request.expected_revision)
         stamp = utc_now()
         # The parent is part of what is approved: readers keep seeing this one until the next approval.
+        before = (doc.get("published") or {}).get("content")
         published = {
             "revision": doc["revision"] + 1,
-            "content": doc["content"],
+            # Obstacles open in the version replaced keep their open time; newly open ones start now.
+            "content": obstacles.stamp_opened(doc["content"], before, stamp),
             "parent_id": doc.get("parent_id"),
             "approved_by": caller.person_id,
             "published_at": stamp,
@@ -54,9 +56,9 @@ class Workflow:
             "published_at": stamp,
             "updated_at": stamp,
         }
-        return self._commit(
-            caller, doc, lifecycle.APPROVE, changes, stamp, request.comment, unset=("changes_requested_reason",)
-        )
+        saved = commits.commit(self.repository, caller, doc, lifecycle.APPROVE, changes, stamp, request.comment,
+                               unset=("changes_requested_reason",), event_content=published["content"])
+        return render(saved, show_published=False)
 
     def request_changes(self, caller: Caller, request: goals_pb2.RequestChangesRequest) -> goals_pb2.V2MOM:
         validation.require_id("id", request.id)
