@@ -75,8 +75,8 @@ def run(module_args: list[str], env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize("module", ["services.goals.api", "services.checkins.worker", "services.metrics.api",
-                                    "services.notify.worker"])
+@pytest.mark.parametrize("module", [f"services.{service}.{process}" for service in ("goals", "checkins", "metrics", "notify")
+                                    for process in ("api", "worker")])
 def test_every_process_refuses_to_start_and_says_what_to_set(module):
     done = run([module], {"V2MOM_ENV": "production", "JWT_SECRET": DEV_SECRET,
                           "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/"})
