@@ -238,3 +238,13 @@ def test_no_broker_is_a_clear_message_not_a_hang(start_stack):
     assert "RabbitMQ is not usable at amqp://guest:***@127.0.0.2:" in stack.output
     assert "apt-get install rabbitmq-server" in stack.output
     assert not stack.children()
+
+
+def test_make_run_stays_in_development_mode(monkeypatch):
+    from deploy import devstack
+
+    monkeypatch.setenv("V2MOM_ENV", "production")
+    stack = devstack.Stack(devstack.Printer())
+    with pytest.raises(devstack.StackError, match="`make run` is the development stack"):
+        devstack.run(stack)
+    assert stack.children == []  # refused before anything started
