@@ -25,6 +25,7 @@ A document::
       next_check_at?,                  # when the timer must look again (indexed); absent when nothing is due
       cycle_start?,                    # 00:00 UTC of the cycle's first day: no clock counts from before it
       cycle_end?,                      # the clock stops when the V2MOM's cycle ends
+      quarter_ends?: [datetime],       # when the cycle's quarters end: a check-in counts for its own quarter
       outbox, outbox_pending           # item_became_stale / item_overdue, written with the step
     }
 """
@@ -78,33 +79,33 @@ class Clocks:
         self._write(clock_id(v2mom_id, kind, item_id), lambda clock: moved(checked_in(clock, observe_time, cadence, placeholder)))
 
     def apply_structure(self, v2mom: PublishedV2MOM, archived: bool, cadence: str,
-                        cycle: tuple[datetime, datetime] | None, now: datetime) -> None:
+                        cycle: tuple | None, now: datetime) -> None:
         """Starts a clock per item, restarts returning ones, stops the ones the approval removed.
 
-        ``cycle`` is [start, end) of the V2MOM's cycle, None when goals does not know the cycle.
+        ``cycle`` is (start, end, quarter ends) of the V2MOM's cycle ([start, end)), None when goals does not know it.
         """
-        cycle_start, cycle_end = cycle or (None, None)
+        cycle_start, cycle_end, quarter_ends = cycle or (None, None, ())
         live = not archived and (cycle_end is None or now < cycle_end)
         wanted = {clock_id(v2mom.v2mom_id, item.kind, item.item_id): item for item in v2mom.items}
         for doc_id, item in wanted.items():
             self._write(doc_id, lambda clock, item=item: Move(
-                published_clock(clock, v2mom, item, live, cadence, cycle_start, cycle_end, now)))
+                published_clock(clock, v2mom, item, live, cadence, cycle_start, cycle_end, now, quarter_ends)))
         for doc_id in self._ids_of(v2mom.v2mom_id) - wanted.keys():
             self._write(doc_id, lambda clock: moved(stopped(clock) if clock else None))
 
     def advance(self, doc_id: str, now: datetime, cadence: str) -> Move | None:
         return self._write(doc_id, lambda clock: advance(clock, now, cadence))
 
-    def known_cycle(self, cycle_id: str) -> tuple[datetime, datetime] | None:
-        """The cycle's [start, end) as an earlier approval learned it from goals.
+    def known_cycle(self, cycle_id: str) -> tuple | None:
+        """The cycle's (start, end, quarter ends) as an earlier approval learned it from goals.
 
         Clocks written before they kept the cycle's start do not count: their end alone is not enough.
         """
         clock = self.collection.find_one(
             {"cycle_id": cycle_id, "cycle_start": {"$exists": True}, "cycle_end": {"$exists": True}},
-            {"cycle_start": 1, "cycle_end": 1},
+            {"cycle_start": 1, "cycle_end": 1, "quarter_ends": 1},
         )
-        return (clock["cycle_start"], clock["cycle_end"]) if clock else None
+        return (clock["cycle_start"], clock["cycle_end"], tuple(clock.get("quarter_ends") or ())) if clock else None
 
     def of_v2moms(self, v2mom_ids: list[str]) -> dict[tuple[str, str, str], dict]:
         """The clocks of those V2MOMs, by (v2mom id, kind, item id)."""
@@ -150,6 +151,18 @@ def advance_due(db, now: datetime, limit: int = 500) -> int:
         move = clocks.advance(found["_id"], now, cadences[cycle_id])
         announced += bool(move and move.event_type)
     return announced
+
+
+def follow_cycle(db, cycle_id: str, start: datetime, end: datetime, quarter_ends: tuple[datetime, ...],
+                 now: datetime) -> int:
+    """After goals changed a cycle's dates or quarters: every running clock of it takes them, and the next
+    tick judges each one by them (as after a cadence change)."""
+    result = db[ITEM_CLOCKS].update_many(
+        {"cycle_id": cycle_id, "active": True},
+        {"$set": {"cycle_start": start, "cycle_end": end, "quarter_ends": list(quarter_ends), "next_check_at": now},
+         "$inc": {"revision": 1}},
+    )
+    return result.modified_count
 
 
 def reschedule_cycle(db, cycle_id: str, now: datetime) -> int:

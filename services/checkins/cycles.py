@@ -4,7 +4,10 @@ Goals names a cycle by its first and last day (both inclusive); check-ins
 open as the first day begins and close as the last one ends, in UTC. Each
 cycle has a check-in cadence (stored in ``cycle_settings``, biweekly unless
 an admin set another): an item goes stale one cadence after its last
-check-in.
+check-in. A cycle may be cut into quarters (goals says); then a check-in
+counts for its own quarter only: an item goes stale at the end of the
+quarter of its last check-in if that comes before one cadence has passed,
+so every quarter's review starts from check-ins made in it.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,6 +21,11 @@ CADENCE_DAYS = {"CADENCE_WEEKLY": 7, "CADENCE_BIWEEKLY": 14, "CADENCE_MONTHLY": 
 def cycle_window(first_day: date, last_day: date) -> tuple[datetime, datetime]:
     """[first day 00:00 UTC, the day after the last 00:00 UTC)."""
     return _midnight(first_day), _midnight(last_day + timedelta(days=1))
+
+
+def quarter_ends(quarters) -> tuple[datetime, ...]:
+    """The moments the quarters end (00:00 UTC after each one's last day), in order; quarters as (first, last)."""
+    return tuple(sorted(_midnight(last + timedelta(days=1)) for _, last in quarters))
 
 
 def last_day(end_exclusive: datetime) -> date:

@@ -81,6 +81,19 @@ class GoalsClient:
 
     def cycle_dates(self, cycle_id: str) -> tuple[date, date] | None:
         """(start, end) of a cycle, both inclusive; None when goals does not know it."""
+        known = self._cycle(cycle_id)
+        return known[:2] if known else None
+
+    def cycle_quarters(self, cycle_id: str) -> list[tuple[date, date]]:
+        """The cycle's quarters as (first, last) days, in order; [] when it has none or goals does not know it."""
+        known = self._cycle(cycle_id)
+        return list(known[2]) if known else []
+
+    def forget_cycles(self) -> None:
+        """goals announced a cycle change: the next lookup asks again."""
+        self._cycles.clear()
+
+    def _cycle(self, cycle_id: str) -> tuple | None:
         cycles = self._cycles.get("all", self._load_cycles)
         if cycle_id not in cycles:
             cycles = self._cycles.refresh("all", self._load_cycles)  # a cycle created since we last asked
@@ -121,10 +134,12 @@ class GoalsClient:
             )
             raise GoalsRefused(f"goals-api refused {rpc}: {error.code().name}") from None
 
-    def _load_cycles(self) -> dict[str, tuple[date, date]]:
+    def _load_cycles(self) -> dict[str, tuple]:
+        """Each cycle's (start, end, ((quarter start, quarter end), ...)), days inclusive."""
         response = self._call("ListCycles", goals_pb2.ListCyclesRequest())
         return {
-            cycle.id: (from_date_proto(cycle.start_date), from_date_proto(cycle.end_date))
+            cycle.id: (from_date_proto(cycle.start_date), from_date_proto(cycle.end_date),
+                       tuple((from_date_proto(q.start_date), from_date_proto(q.end_date)) for q in cycle.quarters))
             for cycle in response.cycles
         }
 

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 
 
-from services.platform.core.clock import utc_now
+from services.platform.core.clock import from_date_proto, utc_now
 from services.platform.core.errors import Unavailable
 from services.platform.worker.consumer import parse_data, require
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
 from .clock_store import Clocks
-from .cycles import cadence_name, cycle_window
+from .clock_store import follow_cycle
+from .cycles import cadence_name, cycle_window, quarter_ends
 from .goals_client import GoalsClient
 from .progress_doc import CheckinFacts, child_report
 from .progress_store import ProgressStore
@@ -149,20 +150,37 @@ class Projection:
         structures.store(self.db, structures.structure_from_v2mom(v2mom), archived=archived)
         return PublishedV2MOM.from_v2mom(v2mom), archived
 
-    def _cycle(self, cycle_id: str) -> tuple[datetime, datetime] | None:
-        """The cycle's [start, end): no clock counts from before the start, and each stops at the end.
+    def _cycle(self, cycle_id: str) -> tuple | None:
+        """The cycle's (start, end, quarter ends): no clock counts from before the start, each stops at the end,
+        and a check-in counts for its own quarter.
 
         Goals says, or while goals is down, what an earlier answer said; None when goals does not
         know the cycle.
         """
         try:
             dates = self.call_goals(self.goals.cycle_dates, cycle_id)
+            quarters = self.call_goals(self.goals.cycle_quarters, cycle_id) if dates else []
         except Unavailable:
             known = self.clocks.known_cycle(cycle_id)
             if known is None:
                 raise  # never guessed: the delivery is retried
             return known
-        return cycle_window(*dates) if dates else None
+        return (*cycle_window(*dates), quarter_ends(quarters)) if dates else None
+
+    # --- goals' cycle events ---------------------------------------------------------------------
+
+    def cycle_changed(self, envelope: dict) -> None:
+        """cycle_changed and cycle_closed: running clocks of the cycle take its dates and quarters as the event
+        says, and the next cycle lookup asks goals again. Replays and older events write the same or are
+        corrected by the newer one, which carries the whole cycle."""
+        data = parse_data(envelope, events_pb2.CycleEventData)
+        cycle = data.cycle
+        require(bool(cycle.id) and cycle.HasField("start_date") and cycle.HasField("end_date"),
+                "needs cycle.id and its dates", envelope)
+        self.goals.forget_cycles()
+        start, end = cycle_window(from_date_proto(cycle.start_date), from_date_proto(cycle.end_date))
+        quarters = [(from_date_proto(q.start_date), from_date_proto(q.end_date)) for q in cycle.quarters]
+        follow_cycle(self.db, cycle.id, start, end, quarter_ends(quarters), self.now())
 
     # --- this service's own progress events ------------------------------------------------------
 

@@ -54,12 +54,24 @@ def clock_start(published: datetime, cycle_start: datetime | None) -> datetime:
     return published if cycle_start is None else max(published, cycle_start)
 
 
+def stale_at(clock: dict, cadence: str) -> datetime:
+    """When the item goes stale: one cadence after its reference time, or when that time's quarter ends, if sooner.
+
+    Quarters (``quarter_ends``, learned from goals) are review periods: a check-in
+    counts for its own quarter, so a new quarter asks each item for one of its own.
+    """
+    reference = reference_time(clock)
+    due = reference + cadence_length(cadence)
+    quarter_end = next((end for end in clock.get("quarter_ends") or () if end > reference), None)
+    return min(due, quarter_end) if quarter_end is not None else due
+
+
 def next_look(clock: dict, cadence: str) -> datetime | None:
     """When the timer must next look at this clock: its next step, or the cycle's end if sooner."""
     if not clock.get("active"):
         return None
-    steps = {FRESH: 1, STALE: 2}.get(clock["staleness"])
-    due = reference_time(clock) + steps * cadence_length(cadence) if steps else None
+    steps = {FRESH: 0, STALE: 1}.get(clock["staleness"])
+    due = stale_at(clock, cadence) + steps * cadence_length(cadence) if steps is not None else None
     candidates = [moment for moment in (due, clock.get("cycle_end")) if moment is not None]
     return min(candidates) if candidates else None
 
@@ -89,12 +101,12 @@ def advance(clock: dict | None, now: datetime, cadence: str) -> Move | None:
     if cycle_over(clock, now):
         return Move(stopped(clock))
     one_cadence = cadence_length(cadence)
-    stale_at = reference_time(clock) + one_cadence
+    stale_time = stale_at(clock, cadence)
     event_type = None
-    if clock["staleness"] == FRESH and now >= stale_at:
-        clock.update(staleness=STALE, stale_since=stale_at)
+    if clock["staleness"] == FRESH and now >= stale_time:
+        clock.update(staleness=STALE, stale_since=stale_time)
         event_type = events.ITEM_BECAME_STALE
-    elif clock["staleness"] == STALE and now >= stale_at + one_cadence:
+    elif clock["staleness"] == STALE and now >= stale_time + one_cadence:
         clock.update(staleness=OVERDUE)
         event_type = events.ITEM_OVERDUE
     # Neither: the cadence changed under it, and only its next look moves.
@@ -118,7 +130,8 @@ def checked_in(clock: dict | None, observe_time: datetime, cadence: str, placeho
 
 
 def published_clock(clock: dict | None, v2mom: PublishedV2MOM, item: PublishedItem, live: bool,
-                    cadence: str, cycle_start: datetime | None, cycle_end: datetime | None, now: datetime) -> dict:
+                    cadence: str, cycle_start: datetime | None, cycle_end: datetime | None, now: datetime,
+                    quarter_ends: tuple[datetime, ...] = ()) -> dict:
     """A clock as an approval leaves it: described anew, started at publication (or the cycle's
     start, if later), running if live.
 
@@ -133,7 +146,7 @@ def published_clock(clock: dict | None, v2mom: PublishedV2MOM, item: PublishedIt
     clock.update(
         v2mom_id=v2mom.v2mom_id, kind=item.kind, item_id=item.item_id, title=item.title, owner_id=item.owner_id,
         v2mom_owner_id=v2mom.owner_id, org_unit_id=v2mom.org_unit_id, cycle_id=v2mom.cycle_id,
-        cycle_start=cycle_start, cycle_end=cycle_end, cadence=cadence, active=live,
+        cycle_start=cycle_start, cycle_end=cycle_end, cadence=cadence, active=live, quarter_ends=list(quarter_ends),
     )
     started = clock_start(clock.get("started_at") or v2mom.publish_time or now, cycle_start)
     if clock.get("started_at") not in (None, started) and not clock.get("last_checkin_time"):

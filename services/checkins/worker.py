@@ -97,6 +97,14 @@ class CheckinsWorker:
         with_retries(self.projection.v2mom_archived, envelope)
         self.relay.kick(WRITTEN_HERE)
 
+    @cloud_event_handler("goals", "cycle_changed")
+    def on_cycle_changed(self, envelope):
+        with_retries(self.projection.cycle_changed, envelope)
+
+    @cloud_event_handler("goals", "cycle_closed")
+    def on_cycle_closed(self, envelope):
+        with_retries(self.projection.cycle_changed, envelope)  # its cycle, whole, as cycle_changed carries it
+
     @cloud_event_handler(events.SERVICE, events.CHECKIN_RECORDED)
     def on_checkin_recorded(self, envelope):
         with_retries(self.projection.checkin_recorded, envelope)

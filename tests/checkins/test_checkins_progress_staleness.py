@@ -14,8 +14,10 @@ from services.checkins.progress_reader import ProgressReader
 from services.checkins.staleness import FRESH, OVERDUE, STALE, advance, next_look
 from services.checkins.published import PublishedV2MOM
 from services.platform.core.errors import Unavailable
+from services.platform.worker.consumer import PermanentError
 from tests.support.checkin_events import (
-    approved, archived, checkin_data, content, FakeGoals, METHOD, NOW, outbox, recorded, v2mom_data,
+    approved, archived, checkin_data, content, cycle_changed, FakeGoals, FY2027, METHOD, NOW, outbox, recorded,
+    v2mom_data,
 )
 from v2mom.v1 import goals_pb2
 
@@ -384,6 +386,43 @@ def test_a_cadence_change_is_picked_up_after_reschedule(cdb, projection):
     assert advance_due(cdb, PUBLISHED_AT + WEEK + timedelta(days=1)) == 0  # still scheduled biweekly
     assert reschedule_cycle(cdb, "FY2027", PUBLISHED_AT) == 3
     assert advance_due(cdb, PUBLISHED_AT + WEEK + timedelta(days=1)) == 3
+
+
+# --- quarters -------------------------------------------------------------------------------------------
+
+# FY2027 cut so a quarter ends five days after the approval: 2026-06-15 00:00 UTC.
+SPLIT = [(date(2026, 2, 1), date(2026, 6, 14)), (date(2026, 6, 15), date(2027, 1, 31))]
+QUARTER_END = datetime(2026, 6, 15, tzinfo=UTC)
+
+
+def test_with_quarters_a_checkin_counts_for_its_own_quarter_only(cdb):
+    goals = FakeGoals(quarters={"FY2027": SPLIT})
+    projection = Projection(cdb, goals, now=lambda: NOW)
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    assert clock(cdb)["quarter_ends"] == [QUARTER_END, datetime(2027, 2, 1, tzinfo=UTC)]
+    assert clock(cdb)["next_check_at"] == QUARTER_END  # before the biweekly step, June 23
+    advance_due(cdb, QUARTER_END)
+    assert (clock(cdb)["staleness"], clock(cdb)["stale_since"]) == (STALE, QUARTER_END)
+    assert clock(cdb)["next_check_at"] == QUARTER_END + 2 * WEEK  # overdue a cadence later
+
+    in_new_quarter = QUARTER_END + timedelta(days=1)
+    projection.checkin_recorded(recorded(checkin_data("v2m_ann", "msr-nps", observed=in_new_quarter)))
+    assert clock(cdb)["staleness"] == FRESH and clock(cdb)["next_check_at"] == in_new_quarter + 2 * WEEK
+
+
+def test_quarters_given_to_a_cycle_reach_its_running_clocks(cdb, projection):
+    projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, publish_time=PUBLISHED_AT)))
+    assert clock(cdb)["next_check_at"] == PUBLISHED_AT + 2 * WEEK and not clock(cdb)["quarter_ends"]
+    event = cycle_changed("FY2027", FY2027, SPLIT)
+    projection.cycle_changed(event)
+    assert "forget cycles" in projection.goals.calls  # the next approval asks goals again
+    assert clock(cdb)["quarter_ends"][0] == QUARTER_END and clock(cdb)["next_check_at"] == NOW
+    assert advance_due(cdb, NOW) == 0  # judged again by the quarters: not stale before the 15th
+    assert clock(cdb)["next_check_at"] == QUARTER_END
+    assert advance_due(cdb, QUARTER_END) == 3 and clock(cdb)["staleness"] == STALE
+    bad = {**event, "data": {**event["data"], "cycle": {"id": ""}}}
+    with pytest.raises(PermanentError):
+        projection.cycle_changed(bad)
 
 
 def test_a_longer_cadence_only_moves_the_next_look():

@@ -13,7 +13,7 @@ from services.checkins import events as checkin_events
 from services.goals import events as goals_events
 from services.platform.core.errors import Unavailable
 from services.platform.bus.events import to_wire
-from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 PUBLISHED = goals_pb2.V2MOM_STATE_PUBLISHED
 ARCHIVED = goals_pb2.V2MOM_STATE_ARCHIVED
@@ -72,6 +72,16 @@ def archived(v2mom_id: str, revision: int, **kwargs) -> dict:
     return to_wire(goals_events.v2mom_event(goals_events.V2MOM_ARCHIVED, data))
 
 
+def cycle_changed(cycle_id: str, dates: tuple[date, date], quarters: list[tuple[date, date]]) -> dict:
+    """goals' cycle_changed for a cycle with those (first, last) days and quarters."""
+    def at(value: date) -> date_pb2.Date:
+        return day(value.isoformat())
+    cycle = common_pb2.Cycle(id=cycle_id, start_date=at(dates[0]), end_date=at(dates[1]), quarters=[
+        common_pb2.Quarter(id=f"Q{n}", start_date=at(first), end_date=at(last)) for n, (first, last) in enumerate(quarters, 1)])
+    data = events_pb2.CycleEventData(cycle=cycle, actor_id="kofi", revision=2)
+    return to_wire(goals_events.cycle_event(goals_events.CYCLE_CHANGED, data))
+
+
 def checkin_data(v2mom_id: str, item_id: str = "msr-nps", kind=MEASURE, value: float | None = 40.0,
                  progress: float = 0.0, observed: datetime = NOW - timedelta(hours=2), recorded: datetime | None = None,
                  checkin_id: str | None = None, supersedes_id: str = "", status=ON_TRACK, author_id: str = "rob",
@@ -110,9 +120,10 @@ def outbox(db, collection: str, event_type: str | None = None) -> list[dict]:
 class FakeGoals:
     """goals-api as the worker asks it: published V2MOMs and cycle dates, or down."""
 
-    def __init__(self, v2moms: dict | None = None, cycles: dict | None = None):
+    def __init__(self, v2moms: dict | None = None, cycles: dict | None = None, quarters: dict | None = None):
         self.v2moms = v2moms or {}
         self.cycles = {"FY2027": FY2027} if cycles is None else cycles
+        self.quarters = quarters or {}
         self.down = False
         self.calls: list[str] = []
 
@@ -127,3 +138,11 @@ class FakeGoals:
         if self.down:
             raise Unavailable("goals-api is unavailable")
         return self.cycles.get(cycle_id)
+
+    def cycle_quarters(self, cycle_id: str):
+        if self.down:
+            raise Unavailable("goals-api is unavailable")
+        return self.quarters.get(cycle_id, [])
+
+    def forget_cycles(self):
+        self.calls.append("forget cycles")
