@@ -26,6 +26,9 @@ from v2mom.v1 import goals_pb2, goals_pb2_grpc
 log = logging.getLogger(__name__)
 
 GOALS_DOWN = "goals-api is unavailable, so this cannot be checked now; nothing was recorded. Try again in a moment"
+# goals-api does not take checkins' credential: a deployment's keys disagree, which its operators must fix.
+CREDENTIAL_REFUSED = ("goals-api does not accept check-ins' service credential (SERVICE_SECRET here, SERVICE_KEYS "
+                      "there), so this cannot be checked now; nothing was recorded. Try again later")
 CYCLES_SECONDS = 60.0
 ORG_UNITS_SECONDS = 30.0
 # How long goals' word about a person (active, roles) is trusted: a leaver keeps
@@ -36,7 +39,7 @@ MAX_ORG_UNIT_PAGES = 200
 
 
 class GoalsRefused(RuntimeError):
-    """goals-api answered with an error that is our fault (a bad token, a bad request).
+    """goals-api answered with an error that is our fault (a bad request; a refused credential is UNAVAILABLE).
 
     Not the client's mistake and not transient: it surfaces as INTERNAL with
     an incident id, and the log says what goals said.
@@ -132,6 +135,8 @@ class GoalsClient:
             log.error(
                 "goals-api refused a call", extra={"rpc": rpc, "code": error.code().name, "reason": error.details()}
             )
+            if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise Unavailable(CREDENTIAL_REFUSED) from None
             raise GoalsRefused(f"goals-api refused {rpc}: {error.code().name}") from None
 
     def _load_cycles(self) -> dict[str, tuple]:

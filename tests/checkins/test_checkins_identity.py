@@ -84,3 +84,18 @@ def test_checkins_credential_cannot_impersonate_a_person(goals_world, deployed):
         refused = expect(Caller(goals, bearer_metadata(token)).ListV2MOMs, goals_pb2.ListV2MOMsRequest(),
                          Code.UNAUTHENTICATED)
         assert "invalid token" in refused.details(), what
+
+
+def test_a_credential_goals_does_not_take_is_unavailable_not_internal(goals_world, settings, checkins_settings, idp,
+                                                                      store):
+    # A deployment whose keys disagree: checkins signs with a secret goals-api does not know.
+    goals_settings = replace(settings, auth=idp.auth_settings(settings.auth))
+    with served(create_goals_server, goals_settings) as (_, goals_port):
+        auth = replace(idp.auth_settings(checkins_settings.auth), service_secret="not-what-goals-knows-" + "x" * 20)
+        checkins = replace(checkins_settings, goals_addr=f"127.0.0.1:{goals_port}", auth=auth)
+        with served(create_checkins_server, checkins) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as to:
+            ann = Caller(checkins_pb2_grpc.CheckinServiceStub(to), bearer_metadata(idp.token("ann")))
+            refused = expect(ann.ListCheckins, checkins_pb2.ListCheckinsRequest(v2mom_id=goals_world.ann_v2mom_id),
+                             Code.UNAVAILABLE)
+    assert "does not accept this service's credential" in refused.details()
+    assert store.count() == 0

@@ -8,6 +8,7 @@ about someone never asked, the call gets UNAVAILABLE: nobody is let in on a
 guess about who they are or what they may do.
 """
 
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -22,7 +23,12 @@ from ..core.validation import is_id
 DEFAULT_TTL_SECONDS = 30.0
 DEFAULT_MAX_ENTRIES = 10_000
 GOALS_DOWN = "goals-api is unavailable, so who you are cannot be checked now; try again in a moment"
+# The directory does not take this service's credential: a deployment's keys disagree; its operators must fix it.
+CREDENTIAL_REFUSED = ("the directory does not accept this service's credential (SERVICE_SECRET here, SERVICE_KEYS "
+                      "at goals-api), so who you are cannot be checked now; try again later")
 _UNKNOWN = object()
+
+log = logging.getLogger(__name__)
 
 
 def record_of(person) -> PersonRecord:
@@ -38,8 +44,10 @@ def get_person_via(client: ServiceClient, request_type) -> Callable[[str], Perso
         except grpc.RpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
-            raise Unavailable(f"the directory refused to say who you are ({error.code().name}: "
-                              f"{error.details()}); try again later") from None
+            log.error("the directory refused GetPerson", extra={"code": error.code().name, "reason": error.details()})
+            if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise Unavailable(CREDENTIAL_REFUSED) from None
+            raise Unavailable(f"the directory could not say who you are ({error.code().name}); try again later") from None
         except Unavailable:
             raise Unavailable(GOALS_DOWN) from None
 
