@@ -33,6 +33,16 @@ class Access:
             return True
         return caller.person_id in self.directory.manager_chain(doc["owner_id"])
 
+    def person_sees_version(self, person: dict, doc: dict, on_published: bool) -> bool:
+        """Whether someone the directory knows (not the caller: a person mentioned) sees that version."""
+        if not person.get("active", True):
+            return False
+        if on_published:
+            return self.is_public(doc)
+        person_id = person["_id"]
+        return ("admin" in (person.get("roles") or ()) or person_id == doc["owner_id"]
+                or person_id in self.directory.manager_chain(doc["owner_id"]))
+
     def is_public(self, doc: dict) -> bool:
         return doc.get("published") is not None
 

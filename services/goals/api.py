@@ -20,6 +20,9 @@ from .copying import Copying
 from .cycle_admin import CycleAdmin
 from .directory import Directory
 from .directory_reads import DirectoryReads
+from . import comments as comments_module
+from .comments import CommentStore
+from .discussion import Discussion
 from .obstacle_updates import ObstacleUpdates
 from . import templates as templates_module
 from .reads import Reads
@@ -46,7 +49,8 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     """Thin: every RPC hands the authenticated caller (a known, active person, or a granted service) and the
     request to its use case."""
 
-    def __init__(self, repository: V2MOMRepository, directory: Directory, templates: TemplateStore):
+    def __init__(self, repository: V2MOMRepository, directory: Directory, templates: TemplateStore,
+                 comments: CommentStore):
         self.access = Access(directory)
         self.templates = Templates(templates, directory)
         self.authoring = Authoring(repository, directory, self.access, self.templates)
@@ -56,6 +60,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.directory_reads = DirectoryReads(directory)
         self.cycles = CycleAdmin(repository, directory)
         self.obstacles = ObstacleUpdates(repository, directory, self.access)
+        self.discussion = Discussion(comments, repository, directory, self.access)
 
     def _caller(self):
         return current_caller()
@@ -147,19 +152,33 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     def UpdateObstacle(self, request, context):
         return self.obstacles.update(self._caller(), request)
 
+    def AddComment(self, request, context):
+        return self.discussion.add(self._caller(), request)
+
+    def ListComments(self, request, context):
+        return self.discussion.list(self._caller(), request)
+
+    def EditComment(self, request, context):
+        return self.discussion.edit(self._caller(), request)
+
+    def DeleteComment(self, request, context):
+        return self.discussion.delete(self._caller(), request)
+
 
 def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Server, int]:
     """Returns (server, port), not started; bind to port 0 in tests to get a free one."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
-    ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES)
+    ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
+                   + comments_module.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     return create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
 
 
 def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cache_seconds: float) -> tuple[grpc.Server, int]:
     """The server over a database already open and indexed (the demo seed serves one in process)."""
-    servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db))
+    servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db),
+                            CommentStore(db))
     return create_service_server(
         addr, auth, servicer, goals_pb2_grpc.add_GoalServiceServicer_to_server,
         goals_pb2.DESCRIPTOR.services_by_name["GoalService"], people=servicer.access.person_record, grants=CALLERS,

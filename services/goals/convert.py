@@ -30,6 +30,9 @@ def _set_time(message, field: str, value: datetime | None) -> None:
         getattr(message, field).CopyFrom(to_timestamp(value))
 
 
+set_time = _set_time  # for the other modules that render stored times
+
+
 def enum_name(enum_type, number: int) -> str:
     return enum_type.Name(number)
 

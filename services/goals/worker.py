@@ -1,6 +1,6 @@
 """goals-worker: the nameko side of the goals service (eventlet).
 
-It relays the outbox to the ``goals.events`` exchange. HRIS directory sync
+It relays the outboxes (V2MOMs, the directory, cycles, comments) to the ``goals.events`` exchange. HRIS directory sync
 (a later issue) adds its event handlers here.
 Run it with ``python -m services.goals.worker``.
 """
@@ -20,6 +20,7 @@ from services.platform.core.config import load_or_exit as load_settings  # noqa:
 from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
+from .comments import COMMENTS  # noqa: E402
 from .directory import CYCLES, ORG_UNITS, PEOPLE  # noqa: E402
 from .repository import V2MOMS  # noqa: E402
 
@@ -29,7 +30,7 @@ RELAY_INTERVAL = load_settings("goals").relay_interval_seconds
 class GoalsWorker:
     name = "goals_worker"
 
-    relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES])
+    relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES, COMMENTS])
 
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):
