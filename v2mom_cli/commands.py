@@ -15,7 +15,7 @@ from v2mom.v1 import goals_pb2
 
 from v2mom_format import yaml_content
 
-from . import refs, render
+from . import planning, refs, render
 from .errors import CliError
 from .session import (
     CHECKINS_API, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR, NOTIFY_API, Client, claims_of, load_token,
@@ -188,6 +188,10 @@ def lint(ctx: Context, args) -> int:
 
 
 def create(ctx: Context, args) -> int:
+    if bool(args.template) == bool(args.file):
+        raise CliError("say what to start from: -f <file> or --template <id>")
+    if args.template:
+        return planning.create_from_template(ctx, args)
     document = yaml_content.load_file(args.file)
     cycle_id = str(document.get("cycle") or refs.current_cycle(ctx.client))
     owner = document.get("owner")

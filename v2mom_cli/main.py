@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, notify, refs
+from . import checkins, commands, notify, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -92,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--published", action="store_true", help="the published version, not the working copy")
     show.add_argument("--yaml", action="store_true", help="print it as a file for `v2mom edit -f`")
 
-    create = command("create", commands.create, "create a V2MOM from a YAML file", epilog=FILE_FORMAT)
-    create.add_argument("-f", "--file", required=True, help="the YAML file ('-' reads standard input)")
+    create = command("create", commands.create, "create a V2MOM from a YAML file, or from a template", epilog=FILE_FORMAT)
+    create.add_argument("-f", "--file", help="the YAML file ('-' reads standard input)")
+    create.add_argument("--template", help="start from this template instead (see `v2mom templates`)")
+    create.add_argument("--cycle", help="with --template: the cycle (default the current one)")
+    create.add_argument("--unit", help="with --template: the org unit, for team, department and company templates")
 
     edit = command(
         "edit", commands.edit, "replace the sections of a V2MOM that a YAML file contains",
@@ -125,9 +128,72 @@ def build_parser() -> argparse.ArgumentParser:
     tree = command("tree", commands.tree, "show what aligns to a V2MOM, as a tree")
     tree.add_argument("v2mom")
     tree.add_argument("--depth", type=int, default=0, help="levels below it to show (1-10, default all)")
+    withdraw = command("withdraw", planning.withdraw, "take your submission back before it is decided (back to draft)")
+    withdraw.add_argument("v2mom")
+    withdraw.add_argument("--reason", help="why, for the history and your approver")
     add_checkin_commands(command)
     add_notify_commands(command, common)
+    add_planning_commands(command, common)
     return parser
+
+
+def add_planning_commands(command, common) -> None:
+    def subcommand(subparsers, parent, name, handler, help_text):
+        cmd = subparsers.add_parser(name, parents=[common], prog=f"v2mom {parent} {name}", help=help_text,
+                                    description=help_text)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    cycles = command("cycles", planning.cycles, "list the planning cycles and their quarters; admins create, "
+                     "change and close them")
+    cycle_commands = cycles.add_subparsers(dest="cycles_command", metavar="{current,create,update,close}")
+    subcommand(cycle_commands, "cycles", "current", planning.current_cycle, "show the cycle and quarter of today")
+    create = subcommand(cycle_commands, "cycles", "create", planning.create_cycle, "create a cycle (admins)")
+    create.add_argument("cycle_id", help="for example FY2028")
+    create.add_argument("--start", type=_day, required=True, help="its first day, YYYY-MM-DD")
+    create.add_argument("--end", type=_day, required=True, help="its last day, YYYY-MM-DD")
+    create.add_argument("--quarters", action="store_true", help="cut it into four quarters of three months")
+    update = subcommand(cycle_commands, "cycles", "update", planning.update_cycle, "change a cycle's dates or quarters (admins)")
+    update.add_argument("cycle_id")
+    update.add_argument("--start", type=_day)
+    update.add_argument("--end", type=_day)
+    update.add_argument("--quarters", action=argparse.BooleanOptionalAction, default=None,
+                        help="cut it into four quarters of three months; --no-quarters removes them")
+    close = subcommand(cycle_commands, "cycles", "close", planning.close_cycle,
+                       "close a cycle: archive what is still in progress in it and open the next (admins)")
+    close.add_argument("cycle_id")
+    close.add_argument("--next", required=True, help="the cycle that follows: an existing one, or a new one with its dates")
+    close.add_argument("--next-start", type=_day, help="a new next cycle's first day")
+    close.add_argument("--next-end", type=_day, help="a new next cycle's last day")
+    close.add_argument("--quarters", action="store_true", help="cut the new next cycle into quarters")
+    close.add_argument("--reason", required=True, help="why, recorded on every V2MOM it archives")
+
+    copy = command("copy", planning.copy, "copy a V2MOM into a new cycle as a draft (copy forward)",
+                   description="Copies a V2MOM into another cycle as a draft: new ids, each item remembering the one "
+                   "it came from; measures start from last cycle's final values (read from the check-ins API); "
+                   "methods completed last cycle stay behind unless --include-completed; aligned to the new "
+                   "cycle's V2MOM of the old parent's unit when there is one.")
+    copy.add_argument("v2mom", help="the V2MOM to copy, for example me/FY2027 or unit:eng/FY2027")
+    copy.add_argument("--to", required=True, help="the cycle to copy it into")
+    copy.add_argument("--omit", help=f"leave whole parts out: comma-separated {', '.join(planning.PARTS)}")
+    copy.add_argument("--drop", action="append", metavar="ITEM_ID", help="leave this item out (its id); repeatable")
+    copy.add_argument("--include-completed", action="store_true", help="bring completed methods too")
+    copy.add_argument("--no-baselines", action="store_true", help="keep the old baselines; ask check-ins nothing")
+    copy.add_argument("--parent", help="align to this V2MOM instead (id or reference)")
+
+    templates = command("templates", planning.templates, "list V2MOM templates; admins save and delete them")
+    templates.add_argument("--level", help=f"only for this level: {', '.join(planning.LEVELS)}")
+    template_commands = templates.add_subparsers(dest="templates_command", metavar="{show,save,delete}")
+    subcommand(template_commands, "templates", "show", planning.show_template, "show a template").add_argument("template_id")
+    save = subcommand(template_commands, "templates", "save", planning.save_template,
+                      "save a YAML file (as for create; its level: says which) as a template (admins)")
+    save.add_argument("template_id")
+    save.add_argument("-f", "--file", required=True, help="the YAML file")
+    save.add_argument("--name", help="default: the file's title")
+    save.add_argument("--description")
+    save.add_argument("--update", action="store_true", help="replace an existing template")
+    delete = subcommand(template_commands, "templates", "delete", planning.delete_template, "delete a template (admins)")
+    delete.add_argument("template_id")
 
 
 def add_checkin_commands(command) -> None:
