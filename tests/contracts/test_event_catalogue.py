@@ -51,6 +51,8 @@ PAYLOAD_MESSAGES = {
     goals_events.PERSON_UPSERTED: events_pb2.PersonEventData,
     goals_events.ORG_UNIT_UPSERTED: events_pb2.OrgUnitEventData,
     **{event_type: events_pb2.CycleEventData for event_type in goals_events.CYCLE_EVENT_TYPES},
+    goals_events.OBSTACLE_CHANGED: events_pb2.ObstacleEventData,
+    goals_events.COMMENT_ADDED: events_pb2.CommentEventData,
     **{event_type: events_pb2.CheckinEventData for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: events_pb2.ProgressEventData,
     **{event_type: events_pb2.ItemStalenessEventData for event_type in STALENESS_TYPES},
@@ -63,6 +65,8 @@ PUBLISHERS = {
     goals_events.PERSON_UPSERTED: goals_events.person_event,
     goals_events.ORG_UNIT_UPSERTED: goals_events.org_unit_event,
     **{event_type: functools.partial(goals_events.cycle_event, event_type) for event_type in goals_events.CYCLE_EVENT_TYPES},
+    goals_events.OBSTACLE_CHANGED: goals_events.obstacle_event,
+    goals_events.COMMENT_ADDED: goals_events.comment_event,
     **{event_type: functools.partial(checkin_events.checkin_event, event_type) for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: checkin_events.progress_event,
     **{event_type: functools.partial(checkin_events.staleness_event, event_type) for event_type in STALENESS_TYPES},
@@ -236,6 +240,8 @@ def full_content() -> goals_pb2.V2MOMContent:
                 status=goals_pb2.OBSTACLE_STATUS_OPEN,
                 method_ids=["mth_1"],
                 copied_from="obs_0",
+                open_time=_time("2027-02-03T10:00:00Z"),
+                stale=True,
             ),
         ],
         measures=[
@@ -295,6 +301,9 @@ V2MOM_STEPS = {
     goals_events.V2MOM_APPROVED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED, previous_state=goals_pb2.V2MOM_STATE_SUBMITTED),
     goals_events.V2MOM_ARCHIVED: dict(state=goals_pb2.V2MOM_STATE_ARCHIVED, previous_state=goals_pb2.V2MOM_STATE_PUBLISHED),
     goals_events.V2MOM_WITHDRAWN: dict(state=goals_pb2.V2MOM_STATE_DRAFT, previous_state=goals_pb2.V2MOM_STATE_SUBMITTED),
+    # A method check-in's milestones done: the state stays (no re-approval).
+    goals_events.MILESTONES_COMPLETED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED,
+                                            previous_state=goals_pb2.V2MOM_STATE_PUBLISHED),
 }
 
 
@@ -309,6 +318,32 @@ def full_cycle_data(closed: bool = True) -> events_pb2.CycleEventData:
         cycle.next_cycle_id = "FY2028"
     return events_pb2.CycleEventData(cycle=cycle, actor_id="kofi.mensah", reason="FY2027 is over." if closed else "",
                                      revision=3)
+
+
+def full_obstacle_data() -> events_pb2.ObstacleEventData:
+    obstacle = goals_pb2.Obstacle(
+        id="obs_1", title="PCI audit", description="The new vault needs a fresh audit.", owner_id="chen.yu",
+        status=goals_pb2.OBSTACLE_STATUS_OPEN, method_ids=["mth_1"], copied_from="obs_0",
+        open_time=_time("2027-05-04T09:30:00.125Z"), stale=True,
+    )
+    return events_pb2.ObstacleEventData(
+        v2mom_id="v2m_01jdxjzq4k7m9p1s3v5x7z9b1d", revision=13, owner_id="ana.lopez", org_unit_id="fin.payments",
+        level=common_pb2.ORG_LEVEL_TEAM, cycle_id="FY2027", actor_id="chen.yu", obstacle=obstacle,
+        previous_status=goals_pb2.OBSTACLE_STATUS_RESOLVED, changed_paths=["status"], reason="The auditors are back.",
+        title="Payments team FY2027", accountable_ids=["ana.lopez"],
+    )
+
+
+def full_comment_data() -> events_pb2.CommentEventData:
+    comment = goals_pb2.Comment(
+        id="cmt_1", v2mom_id="v2m_01jdxjzq4k7m9p1s3v5x7z9b1d", item_id="mth_1", reply_to="cmt_0", author_id="dora.kim",
+        text="@ana.lopez before the freeze?", mention_ids=["ana.lopez"], on_published=True, v2mom_revision=12,
+        create_time=_time("2027-05-04T10:00:00.250Z"), update_time=_time("2027-05-04T10:05:00Z"), deleted=True,
+        delete_time=_time("2027-05-04T10:05:00Z"),
+        edits=[goals_pb2.CommentEdit(text="@ana.lopez before?", time=_time("2027-05-04T10:00:00.250Z"))], revision=3,
+    )
+    return events_pb2.CommentEventData(comment=comment, owner_id="ana.lopez", org_unit_id="fin.payments",
+                                       cycle_id="FY2027", title="Payments team FY2027")
 
 
 def full_person_data() -> events_pb2.PersonEventData:
@@ -495,6 +530,8 @@ def built_events() -> list[dict]:
     built.append(goals_events.org_unit_event(full_org_unit_data()))
     built.append(goals_events.cycle_event(goals_events.CYCLE_CHANGED, full_cycle_data(closed=False)))
     built.append(goals_events.cycle_event(goals_events.CYCLE_CLOSED, full_cycle_data()))
+    built.append(goals_events.obstacle_event(full_obstacle_data()))
+    built.append(goals_events.comment_event(full_comment_data()))
     built += [checkin_events.checkin_event(t, full_checkin_data(**step)) for t, step in CHECKIN_STEPS.items()]
     built.append(checkin_events.progress_event(full_progress_data()))
     built += [checkin_events.staleness_event(t, full_staleness_data(step)) for t, step in STALENESS_STEPS.items()]
@@ -505,8 +542,8 @@ def built_events() -> list[dict]:
 
 @pytest.mark.parametrize(
     "data",
-    [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_cycle_data(), full_checkin_data(), full_progress_data(),
-     full_staleness_data(), full_delivery_data()],
+    [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_cycle_data(), full_obstacle_data(),
+     full_comment_data(), full_checkin_data(), full_progress_data(), full_staleness_data(), full_delivery_data()],
     ids=lambda data: type(data).__name__,
 )
 def test_payload_fixtures_populate_every_field(data):
@@ -578,6 +615,18 @@ def sparse_events() -> list[dict]:
                 content=sparse_items,
             ),
         ),
+        goals_events.obstacle_event(events_pb2.ObstacleEventData(
+            v2mom_id="v2m_1", revision=3, owner_id="ana.lopez", org_unit_id="fin.payments",
+            level=common_pb2.ORG_LEVEL_INDIVIDUAL, cycle_id="FY2027", actor_id="ana.lopez",
+            obstacle=goals_pb2.Obstacle(id="obs_1", title="Legacy", status=goals_pb2.OBSTACLE_STATUS_RESOLVED),
+            previous_status=goals_pb2.OBSTACLE_STATUS_OPEN, changed_paths=["status"],
+        )),
+        goals_events.comment_event(events_pb2.CommentEventData(
+            comment=goals_pb2.Comment(id="cmt_1", v2mom_id="v2m_1", author_id="ana.lopez", text="Hm.", v2mom_revision=1,
+                                      create_time=_time("2027-05-04T10:00:00Z"),
+                                      update_time=_time("2027-05-04T10:00:00Z"), revision=1),
+            owner_id="ana.lopez", org_unit_id="fin.payments", cycle_id="FY2027",
+        )),
         goals_events.person_event(
             events_pb2.PersonEventData(
                 person=common_pb2.Person(id="leaver", display_name="Left Us", org_unit_id="acme", active=False),
@@ -1010,6 +1059,12 @@ ALWAYS_SET = {
     "v2mom.v1.PersonEventData.person",
     "v2mom.v1.OrgUnitEventData.org_unit",
     "v2mom.v1.CycleEventData.cycle",
+    # goals: obstacle_updates._event, discussion._event (comments are stamped when written, edits too).
+    "v2mom.v1.ObstacleEventData.obstacle",
+    "v2mom.v1.CommentEventData.comment",
+    "v2mom.v1.Comment.create_time",
+    "v2mom.v1.Comment.update_time",
+    "v2mom.v1.CommentEdit.time",
     "v2mom.v1.Cycle.start_date",
     "v2mom.v1.Cycle.end_date",
     "v2mom.v1.Quarter.start_date",
