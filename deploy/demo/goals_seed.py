@@ -40,8 +40,9 @@ from v2mom_format import yaml_content
 
 from services.goals import directory as directory_module
 from services.goals import repository as repository_module
+from services.goals import templates as templates_module
 from services.goals.api import create_server_on
-from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans
+from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans, load_templates
 from services.goals.directory import Directory
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
@@ -92,11 +93,13 @@ class SeedReport:
     v2moms: int = 0
     v2moms_created: int = 0
     steps_run: int = 0
+    templates: int = 0
+    templates_created: int = 0
     left_alone: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.directory_changes or self.v2moms_created or self.steps_run)
+        return bool(self.directory_changes or self.v2moms_created or self.steps_run or self.templates_created)
 
     def summary(self) -> str:
         org = f"{self.people} people in {self.org_units} org units"
@@ -104,7 +107,8 @@ class SeedReport:
             return f"demo organisation already seeded, nothing changed ({org}, {self.v2moms} V2MOMs)"
         return (
             f"demo organisation seeded: {org} ({self.directory_changes} directory writes), "
-            f"{self.v2moms} V2MOMs ({self.v2moms_created} created, {self.steps_run} lifecycle steps)"
+            f"{self.v2moms} V2MOMs ({self.v2moms_created} created, {self.steps_run} lifecycle steps), "
+            f"{self.templates} templates ({self.templates_created} created)"
         )
 
 
@@ -270,7 +274,7 @@ def seed(
     org = load_org()
     plans = load_plans(org)
     with _database(settings_or_db) as (db, auth):
-        ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES)
+        ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES)
         report = SeedReport(people=len(org.people), org_units=len(org.units))
         # No cache: the API calls below must see the directory written just now.
         report.directory_changes = seed_directory(Directory(db, cache_seconds=0), org)
@@ -281,7 +285,27 @@ def seed(
             disable = None if progress is None else not progress  # tqdm: None means "unless not a terminal"
             with tqdm(total=total, desc="Seeding V2MOMs", unit="step", disable=disable, file=sys.stderr) as bar:
                 JourneyRunner(goals_pb2_grpc.GoalServiceStub(channel), Actors(auth, org), report, bar).run(plans)
+            seed_templates(goals_pb2_grpc.GoalServiceStub(channel), Actors(auth, org), report)
     return report
+
+
+# --- templates ---------------------------------------------------------------------
+
+
+def seed_templates(stub: goals_pb2_grpc.GoalServiceStub, actors: Actors, report: SeedReport) -> None:
+    """The demo's templates (deploy/demo/goals/templates), created by an admin through the API; one that
+    exists is left as it is (an admin may have changed it since)."""
+    admin = actors.org.admins()[0]
+    for template in load_templates():
+        report.templates += 1
+        try:
+            stub.CreateTemplate(goals_pb2.CreateTemplateRequest(template=template),
+                                metadata=actors.metadata(admin), timeout=CALL_TIMEOUT)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise SeedError(f"creating template {template.id} as {admin}: {error.code().name}: {error.details()}") from None
+            continue
+        report.templates_created += 1
 
 
 @contextmanager

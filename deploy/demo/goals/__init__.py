@@ -33,6 +33,7 @@ import yaml
 
 from deploy.demo import calendar as demo_calendar
 from v2mom_format import yaml_content
+from v2mom.v1 import goals_pb2
 
 DEMO_DIR = Path(__file__).parent
 
@@ -180,3 +181,26 @@ def _step(raw, path: Path) -> Step:
         changes = dict(argument)
         return Step(action, changes.pop("reason", ""), changes)
     return Step(action, argument or "")
+
+
+# --- templates --------------------------------------------------------------------
+
+
+def load_templates(folder: Path = DEMO_DIR / "templates") -> list[goals_pb2.Template]:
+    """The demo's templates, one file each (named by the template's id): the V2MOM format plus a `template:`
+    header with its name and description. Templates name no people and no dates: they fit any owner and cycle."""
+    return [_load_template(path) for path in sorted(folder.glob("*.yaml"))]
+
+
+def _load_template(path: Path) -> goals_pb2.Template:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    header = document.pop("template", None)
+    if not isinstance(header, dict) or not header.get("name"):
+        raise DemoDataError(f"{path.name}: needs a `template:` header with a name")
+    try:
+        content = yaml_content.to_content(document, me="")
+        level = yaml_content.level_of(document)
+    except yaml_content.ContentError as error:
+        raise DemoDataError(f"{path.name}: {error}") from None
+    return goals_pb2.Template(id=path.stem, name=header["name"], description=header.get("description", "").strip(),
+                              level=level, content=content)
