@@ -240,6 +240,47 @@ class Notifier:
                 self.notify(rules.obstacle_opened(envelope["id"], view, obstacle, person,
                                                   self.settings.portal_url_template), person)
 
+    def obstacle_changed(self, envelope: dict) -> None:
+        """An obstacle of a published V2MOM changed without an approval: one (re)opened is told as a publication
+        opening it would be, to the owner and the Accountables. notify's copy of the published content takes the
+        change, so the next approval, which carries it too, does not tell them again."""
+        data = parse_data(envelope, events_pb2.ObstacleEventData)
+        require(bool(data.v2mom_id) and data.revision > 0 and bool(data.obstacle.id),
+                "needs v2momId, a positive revision and obstacle.id", envelope)
+        obstacle = envelope["data"].get("obstacle") or {}
+        self._take_obstacle(data, obstacle)
+        if not rules.obstacle_reopened(obstacle, envelope["data"].get("previousStatus") or ""):
+            return
+        view = {"v2mom_id": data.v2mom_id, "org_unit_id": data.org_unit_id, "title": data.title}
+        for person_id in dict.fromkeys([data.owner_id, *data.accountable_ids]):
+            person = self.people.get(person_id) if person_id else None
+            if person is None:
+                log.warning("obstacle attention for someone unknown: skipped", extra={"person_id": person_id})
+                continue
+            self.notify(rules.obstacle_opened(envelope["id"], view, obstacle, person, self.settings.portal_url_template),
+                        person)
+
+    def _take_obstacle(self, data: events_pb2.ObstacleEventData, obstacle: dict) -> None:
+        # Guarded like a publication: an older event than the content held changes nothing.
+        self.v2moms.update_one(
+            {"_id": data.v2mom_id, "content_revision": {"$lt": data.revision}, "content.obstacles.id": data.obstacle.id},
+            {"$set": {"content.obstacles.$": obstacle, "content_revision": data.revision}})
+
+    def comment_added(self, envelope: dict) -> None:
+        """Each person the comment mentions hears of it (NOTIFICATION_KIND_MENTION), but never its author."""
+        data = parse_data(envelope, events_pb2.CommentEventData)
+        require(bool(data.comment.id) and bool(data.comment.v2mom_id), "needs comment.id and comment.v2momId", envelope)
+        comment = envelope["data"]["comment"]
+        author = self._named(data.comment.author_id)
+        view = {"title": data.title, "org_unit_id": data.org_unit_id}
+        for person_id in dict.fromkeys(data.comment.mention_ids):
+            person = self.people.get(person_id) if person_id != data.comment.author_id else None
+            if person is None:
+                log.info("mention of the author or of someone unknown: skipped", extra={"person_id": person_id})
+                continue
+            self.notify(rules.mentioned(envelope["id"], comment, view, person, author,
+                                        self.settings.portal_url_template), person)
+
     def _ensure_copy(self, v2mom_id: str, owner_id: str, org_unit_id: str) -> None:
         """notify's copy of a V2MOM exists, with the counters every guarded update compares against."""
         self.v2moms.update_one({"_id": v2mom_id}, {"$setOnInsert": {

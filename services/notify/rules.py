@@ -282,6 +282,27 @@ def obstacle_opened(event_id: str, v2mom: dict, obstacle: dict, recipient: Perso
     )
 
 
+def obstacle_reopened(obstacle: dict, previous_status: str) -> bool:
+    """obstacle_changed: the obstacle (proto3 JSON) is OPEN now and was not before - news, as a publication opening it."""
+    return obstacle.get("status") == OPEN_OBSTACLE and previous_status != OPEN_OBSTACLE
+
+
+def mentioned(event_id: str, comment: dict, v2mom: dict, recipient: Person, author: Person, portal: str) -> Planned:
+    """Someone mentioned the recipient in a comment (proto3 JSON) on a V2MOM or one of its items. goals let only
+    people who see the version commented on be mentioned, so the text may go to them."""
+    title = v2mom.get("title") or "a V2MOM"
+    item_id = comment.get("itemId") or ""
+    return planned(
+        f"{event_id}/mention", recipient.id, kinds.MENTION,
+        f"{author.called} mentioned you on “{title}”",
+        f"{author.called} wrote on “{title}”" + (f" ({item_id})" if item_id else "") + f":\n\n{comment.get('text', '')}",
+        link=link(portal, comment["v2momId"], item_id), v2mom_id=comment["v2momId"], item_id=item_id,
+        org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": comment["v2momId"], "comment_id": comment["id"], "author_id": author.id,
+               "reply_to": comment.get("replyTo") or ""},
+    )
+
+
 def attention_recipients(owner_id: str, accountable_id: str) -> list[str]:
     return [person for person in dict.fromkeys([owner_id, accountable_id]) if person]
 
@@ -297,7 +318,8 @@ def subscription_wants(subscription: dict, kind: str, org_unit_id: str) -> bool:
     if unit and unit != org_unit_id:
         return False
     wanted = subscription.get("kinds") or []
-    return kind in wanted if wanted else kind != kinds.DIGEST
+    # Digests and mentions are one person's: a channel gets them only when it names their kind.
+    return kind in wanted if wanted else kind not in (kinds.DIGEST, kinds.MENTION)
 
 
 # --- check-in reminders and the weekly digest ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 """notify-worker: the nameko side of the notify service (eventlet).
 
 - consumes goals' ``v2mom_submitted``, ``v2mom_approved``,
-  ``v2mom_changes_requested``, ``v2mom_withdrawn``, ``v2mom_archived`` and ``person_upserted``, and
+  ``v2mom_changes_requested``, ``v2mom_withdrawn``, ``v2mom_archived``, ``obstacle_changed``,
+  ``comment_added`` and ``person_upserted``, and
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
 - fires due schedules (approval reminders and escalations, item
@@ -166,6 +167,14 @@ class NotifyWorker:
         with_retries(self.notify.notifier.v2mom_archived, envelope)
 
     # --- checkins -------------------------------------------------------------------------------------------
+
+    @cloud_event_handler("goals", "obstacle_changed")
+    def on_obstacle_changed(self, envelope):
+        with_retries(self.notify.notifier.obstacle_changed, envelope)
+
+    @cloud_event_handler("goals", "comment_added")
+    def on_comment_added(self, envelope):
+        with_retries(self.notify.notifier.comment_added, envelope)
 
     @cloud_event_handler("checkins", "item_became_stale")
     def on_item_became_stale(self, envelope):

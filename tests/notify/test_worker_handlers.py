@@ -313,6 +313,57 @@ def test_changes_requested_tells_nobody_about_obstacles(world):
     assert notifications(world.db, kind=kinds.ATTENTION) == []
 
 
+def obstacle_changed(revision, status, previous, obstacle_id="o1"):
+    data = events_pb2.ObstacleEventData(
+        v2mom_id="v2m_1", revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
+        level=common_pb2.ORG_LEVEL_INDIVIDUAL, actor_id="olive", title="Olive FY27", accountable_ids=["acc"],
+        obstacle=goals_pb2.Obstacle(id=obstacle_id, title=f"Blocker {obstacle_id}", owner_id="olive", status=status,
+                                    method_ids=["m1"]),
+        previous_status=previous, changed_paths=["status"])
+    return to_wire(goals_events.obstacle_event(data))
+
+
+def test_an_obstacle_reopened_without_approval_is_told_once_and_the_next_approval_does_not_repeat_it(world):
+    OPEN, RESOLVED = goals_pb2.OBSTACLE_STATUS_OPEN, goals_pb2.OBSTACLE_STATUS_RESOLVED
+    world.notifier.v2mom_approved(approved(revision=3, body=with_obstacles(("o1", RESOLVED))))
+    world.notifier.obstacle_changed(obstacle_changed(4, goals_pb2.OBSTACLE_STATUS_MITIGATING, RESOLVED))
+    assert notifications(world.db, kind=kinds.ATTENTION) == []  # mitigating is not news
+    reopened = obstacle_changed(5, OPEN, goals_pb2.OBSTACLE_STATUS_MITIGATING)
+    world.notifier.obstacle_changed(reopened)
+    world.notifier.obstacle_changed(reopened)  # replayed
+    told = notifications(world.db, kind=kinds.ATTENTION)
+    assert sorted(n["recipient_id"] for n in told) == ["acc", "olive"] and "Blocker o1" in told[0]["title"]
+    world.notifier.v2mom_approved(approved(revision=7, body=with_obstacles(("o1", OPEN))))  # carries the change
+    assert len(notifications(world.db, kind=kinds.ATTENTION)) == 2
+
+
+def comment_added(mentions, author="lee", on_published=False):
+    comment = goals_pb2.Comment(id="cmt_1", v2mom_id="v2m_1", item_id="m1", author_id=author, text="@olive when?",
+                                mention_ids=mentions, on_published=on_published, v2mom_revision=3, revision=1)
+    comment.create_time.FromDatetime(T0)
+    comment.update_time.FromDatetime(T0)
+    data = events_pb2.CommentEventData(comment=comment, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
+                                       title="Olive FY27")
+    return to_wire(goals_events.comment_event(data))
+
+
+def test_the_people_a_comment_mentions_are_told_once_the_author_and_strangers_never(world):
+    event = comment_added(["olive", "acc", "lee", "ghost"])
+    world.notifier.comment_added(event)
+    world.notifier.comment_added(event)  # replayed
+    told = notifications(world.db, kind=kinds.MENTION)
+    assert sorted(n["recipient_id"] for n in told) == ["acc", "olive"]
+    assert "Lee Lead mentioned you" in told[0]["title"] and "@olive when?" in told[0]["body"]
+    assert {n["item_id"] for n in told} == {"m1"}
+    channels = sorted(d["channel"] for d in deliveries(world.db, notification_id=told[0]["_id"]))
+    assert channels == ["CHANNEL_EMAIL", "CHANNEL_INBOX"]
+
+
+def test_mentions_reach_a_webhook_only_when_it_asks_for_them():
+    assert not rules.subscription_wants({"kinds": []}, kinds.MENTION, "platform")
+    assert rules.subscription_wants({"kinds": [kinds.MENTION]}, kinds.MENTION, "platform")
+
+
 # --- dispatching ------------------------------------------------------------------------------------------------------
 
 
