@@ -175,15 +175,7 @@ class Authoring:
 
 def _check_update(request: goals_pb2.UpdateV2MOMRequest, paths: list[str]) -> None:
     violations = Violations()
-    if not paths:
-        violations.add("update_mask", "name at least one field to update")
-    unknown = [p for p in paths if p not in UPDATABLE_PATHS]
-    if unknown:
-        # One violation, however many paths: a mask of thousands must not overflow the trailers.
-        named = ", ".join(repr(p[:100]) for p in unknown[:3])
-        if len(unknown) > 3:
-            named += f" and {len(unknown) - 3} more"
-        violations.add("update_mask", f"cannot update {named}; allowed: {', '.join(UPDATABLE_PATHS)}")
+    validation.check_mask(violations, paths, tuple(UPDATABLE_PATHS))
     check_text(violations, "change_reason", request.change_reason, validation.MAX_REASON)
     check_id(violations, "v2mom.parent_id", request.v2mom.parent_id, required=False)
     violations.raise_if_any()

@@ -36,14 +36,22 @@ def mask_paths(mask, allowed: tuple[str, ...]) -> list[str]:
     """The paths of an update mask, each once; INVALID_ARGUMENT when none or one not in ``allowed``."""
     paths = list(dict.fromkeys(mask.paths))
     violations = Violations()
+    check_mask(violations, paths, allowed)
+    violations.raise_if_any()
+    return paths
+
+
+def check_mask(violations: Violations, paths: list[str], allowed) -> None:
+    """An update mask names at least one path, and only allowed ones."""
     if not paths:
         violations.add("update_mask", "name at least one field to update")
     unknown = [p for p in paths if p not in allowed]
     if unknown:
-        named = ", ".join(repr(p[:64]) for p in unknown[:3])
+        # One violation, however many paths: a mask of thousands must not overflow the trailers.
+        named = ", ".join(repr(p[:100]) for p in unknown[:3])
+        if len(unknown) > 3:
+            named += f" and {len(unknown) - 3} more"
         violations.add("update_mask", f"cannot update {named}; allowed: {', '.join(allowed)}")
-    violations.raise_if_any()
-    return paths
 
 
 def require_reason(field: str, text: str, required: bool) -> None:
