@@ -12,11 +12,13 @@ to half a year from today (FY2027_LAST_DAY); FY2025 has ended.
 import functools
 import threading
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import grpc
 import pymongo
 import pytest
+from google.protobuf import field_mask_pb2
+from google.type import date_pb2
 
 from services.checkins import api as checkins_api_module
 from services.checkins.goals_client import GoalsClient
@@ -32,7 +34,7 @@ from tests.support.checkins_requests import (
 )
 from tests.support.grpc_errors import expect, precondition_violations
 from tests.support.services import served_in_process
-from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2
+from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, goals_pb2
 
 AFTER_FY2027 = datetime.combine(FY2027_LAST_DAY + timedelta(days=10), time(9), tzinfo=UTC)
 
@@ -646,6 +648,30 @@ def test_a_shorter_cadence_takes_effect_at_the_timers_next_tick(world, checkins_
     stale = world.as_("cat").ListStaleItems(checkins_pb2.ListStaleItemsRequest(owner_id="rob")).items
     assert {(item.item_id, item.staleness) for item in stale} == {
         ("msr-nps", checkins_pb2.STALENESS_STALE), ("msr-ttv", checkins_pb2.STALENESS_STALE)}
+
+
+def test_quarters_an_admin_gives_the_cycle_in_goals_reach_the_clocks(world, checkins_settings):
+    # goals-api's UpdateCycle, then the worker's side in process, learning the quarters through ListCycles:
+    # a quarter ending in three days comes before the biweekly step four days from now.
+    quarter_end = datetime.combine(utc_now().date() + timedelta(days=3), time(), tzinfo=UTC)
+    first_day, last_day = date(2026, 2, 1), FY2027_LAST_DAY
+    cycle = common_pb2.Cycle(id="FY2027", quarters=[
+        common_pb2.Quarter(id="Q1", start_date=_day(first_day), end_date=_day(quarter_end.date() - timedelta(days=1))),
+        common_pb2.Quarter(id="Q2", start_date=_day(quarter_end.date()), end_date=_day(last_day))])
+    world.goals.goals_api("ada").UpdateCycle(goals_pb2.UpdateCycleRequest(
+        cycle=cycle, update_mask=field_mask_pb2.FieldMask(paths=["quarters"])))
+    goals = GoalsClient(checkins_settings.goals_addr, checkins_settings.auth)
+    try:
+        assert goals.cycle_quarters("FY2027")[0] == (first_day, quarter_end.date() - timedelta(days=1))
+        Projection(world.store.db, goals).v2mom_approved(approved(v2mom_data(world.ann, 1, publish_time=days_ago(10))))
+    finally:
+        goals.close()
+    clocks = list(world.store.db[ITEM_CLOCKS].find({"v2mom_id": world.ann}))
+    assert clocks and all(clock["next_check_at"] == quarter_end for clock in clocks)
+
+
+def _day(value: date) -> date_pb2.Date:
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
 def test_a_v2mom_approved_before_its_cycle_goes_stale_a_cadence_into_the_cycle(world, db, checkins_settings):
