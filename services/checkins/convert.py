@@ -4,6 +4,8 @@ from services.platform.core.clock import to_timestamp
 
 from .cycles import DEFAULT_CADENCE
 from .progress import MEASURE, METHOD
+from .progress_doc import ProgressDoc, take_structure
+from .published import PublishedV2MOM
 from .structures import ITEM_LISTS
 from v2mom.v1 import checkins_pb2, events_pb2
 
@@ -64,4 +66,17 @@ def progress_before_any_checkin(structure: dict) -> checkins_pb2.Progress:
                 kind=checkins_pb2.ItemKind.Value(kind), item_id=item["id"], title=item["title"],
                 owner_id=item["owner_id"], weight=item["weight"],
             )
+    # The values at 0 with the items behind them, as the projection will show them (progress_doc.py).
+    doc = ProgressDoc(structure["_id"])
+    take_structure(doc, PublishedV2MOM.from_structure_copy(structure))
+    progress.values.extend(value_progress_to_proto(entry) for entry in doc.value_progress())
     return progress
+
+
+def value_progress_to_proto(entry: dict) -> checkins_pb2.ValueProgress:
+    """One of ProgressDoc.value_progress()'s entries."""
+    items = entry["items"]
+    return checkins_pb2.ValueProgress(
+        value_id=entry["value"]["id"], name=entry["value"].get("name", ""), progress_percent=entry["percent"],
+        kind=checkins_pb2.ItemKind.Value(items[0]["kind"]) if items else 0, item_ids=[i["item_id"] for i in items],
+    )

@@ -65,6 +65,26 @@ def own_progress(items: Iterable[ItemProgress]) -> float:
     return weighted_average((item.weight, item.progress or 0.0) for item in counted_items(items))
 
 
+@dataclass(frozen=True)
+class LinkedItem:
+    """A measure or method with what it links to: a measure's methods, a method's values."""
+
+    kind: str
+    item_id: str
+    links: tuple[str, ...]
+
+
+def items_behind_value(value_id: str, items: Iterable[LinkedItem]) -> list[LinkedItem]:
+    """What a value's progress is made of, as a V2MOM's own progress is (counted_items): the measures linked
+    to the value's methods, or those methods when none of them has a measure. Empty for a value no method
+    carries out: nothing shows how it is doing."""
+    items = list(items)
+    methods = [item for item in items if item.kind == METHOD and value_id in item.links]
+    method_ids = {item.item_id for item in methods}
+    measures = [item for item in items if item.kind == MEASURE and method_ids & set(item.links)]
+    return measures or methods
+
+
 def tree_progress(own: float, has_items: bool, children: Iterable[float]) -> float:
     """Own progress averaged with each counted child's tree progress, equal weights.
 

@@ -16,7 +16,8 @@ from datetime import date, datetime
 from services.platform.core.clock import from_timestamp
 from v2mom.v1 import checkins_pb2, events_pb2
 
-from .progress import MEASURE, METHOD, ItemProgress, clamp_percent, measure_progress, own_progress, tree_progress, week_start
+from .progress import (MEASURE, METHOD, ItemProgress, LinkedItem, clamp_percent, items_behind_value, measure_progress,
+                       own_progress, tree_progress, week_start)
 from .published import PublishedItem, PublishedV2MOM
 
 # What moved a V2MOM's progress (ProgressEventData.cause).
@@ -106,6 +107,7 @@ class ProgressDoc:
     publish_time: datetime | None = None
     archived: bool = False
     items: list[dict] = field(default_factory=list)
+    values: list[dict] = field(default_factory=list)
     latest: list[dict] = field(default_factory=list)
     children: list[dict] = field(default_factory=list)
     progress_percent: float = 0.0
@@ -137,6 +139,7 @@ class ProgressDoc:
             v2mom_id=self.v2mom_id, revision=self.structure_revision, owner_id=self.owner_id,
             org_unit_id=self.org_unit_id, cycle_id=self.cycle_id, parent_id=self.parent_id, title=self.title,
             publish_time=self.publish_time, items=tuple(PublishedItem(**item) for item in self.items),
+            values=tuple(self.values),
         )
 
     # --- lookups
@@ -162,6 +165,18 @@ class ProgressDoc:
         return clamp_percent(latest["progress_percent"])
 
     # --- derived values
+
+    def value_progress(self) -> list[dict]:
+        """Each value's progress, weighted as the V2MOM's own is, over the items behind it (progress.py); on read,
+        so it always agrees with the items' progress. {"value", "percent", "items"}, in the V2MOM's order."""
+        linked = [LinkedItem(item["kind"], item["item_id"], tuple(item.get("links") or ())) for item in self.items]
+        by_key = {(item["kind"], item["item_id"]): item for item in self.items}
+        result = []
+        for value in self.values:
+            behind = [by_key[(i.kind, i.item_id)] for i in items_behind_value(value["id"], linked)]
+            percent = own_progress(ItemProgress(i["kind"], i["weight"], self.item_percent(i)) for i in behind)
+            result.append({"value": value, "percent": percent, "items": behind})
+        return result
 
     def recompute(self) -> None:
         self.progress_percent = own_progress(
@@ -260,6 +275,7 @@ def take_structure(doc: ProgressDoc, published: PublishedV2MOM) -> bool:
     doc.owner_id, doc.org_unit_id, doc.cycle_id = published.owner_id, published.org_unit_id, published.cycle_id
     doc.parent_id, doc.title, doc.publish_time = published.parent_id, published.title, published.publish_time
     doc.items = [asdict(item) for item in published.items]
+    doc.values = [dict(value) for value in published.values]
     return True
 
 

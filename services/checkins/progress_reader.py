@@ -12,6 +12,7 @@ from services.platform.core.clock import to_date_proto, to_timestamp, utc_now
 from v2mom.v1 import checkins_pb2
 
 from .clock_store import Clocks
+from .convert import value_progress_to_proto
 from .progress_doc import ProgressDoc, past_due
 from .progress_store import ProgressStore
 from .staleness import OVERDUE, STALE_STATES, stale_item
@@ -75,6 +76,7 @@ class ProgressReader:
             v2mom_id=doc.v2mom_id, owner_id=doc.owner_id, org_unit_id=doc.org_unit_id, cycle_id=doc.cycle_id,
             progress_percent=doc.progress_percent, tree_progress_percent=doc.tree_progress_percent,
             items=[self._item(doc, item, clocks.get((doc.v2mom_id, item["kind"], item["item_id"]))) for item in doc.items],
+            values=[value_progress_to_proto(entry) for entry in doc.value_progress()],
         )
         if doc.update_time:
             message.update_time.CopyFrom(to_timestamp(doc.update_time))

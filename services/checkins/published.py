@@ -26,6 +26,8 @@ class PublishedItem:
     direction: str = ""
     # ISO date, when the item has one.
     due_date: str = ""
+    # What the item links to in the V2MOM: a measure's method ids, a method's value ids (values' progress).
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class PublishedV2MOM:
     title: str
     publish_time: datetime | None
     items: tuple[PublishedItem, ...]
+    # The values, as {"id", "name"}: their progress is read from the items that link to them.
+    values: tuple[dict, ...] = ()
 
     @property
     def item_ids(self) -> set[str]:
@@ -61,7 +65,7 @@ class PublishedV2MOM:
             PublishedItem(
                 kind=MEASURE, item_id=m["id"], title=m.get("title", ""), owner_id=m.get("owner_id") or owner,
                 weight=m.get("weight") or 0.0, baseline=m.get("baseline"), target=m.get("target"),
-                direction=m.get("direction") or "",
+                direction=m.get("direction") or "", links=tuple(m.get("method_ids") or ()),
             )
             for m in stored.get("measures", [])
         ]
@@ -69,7 +73,7 @@ class PublishedV2MOM:
             PublishedItem(
                 kind=METHOD, item_id=m["id"], title=m.get("title", ""),
                 owner_id=m.get("owner_id") or m.get("accountable_id") or owner, weight=m.get("weight") or 0.0,
-                due_date=m.get("due_date") or "",
+                due_date=m.get("due_date") or "", links=tuple(m.get("value_ids") or ()),
             )
             for m in stored.get("methods", [])
         ]
@@ -82,6 +86,7 @@ class PublishedV2MOM:
             # publication. Only a copy without one (goals did not say) starts them when this worker learns of it.
             publish_time=to_millis(publish_time) if isinstance(publish_time, datetime) else None,
             items=tuple(measures + methods),
+            values=tuple({"id": v["id"], "name": v.get("name", "")} for v in stored.get("values") or []),
         )
 
     @classmethod
@@ -97,6 +102,7 @@ class PublishedV2MOM:
             title=content.title,
             publish_time=from_timestamp(header.publish_time) if header.HasField("publish_time") else None,
             items=tuple(_items(content, default_owner=header.owner_id)),
+            values=tuple({"id": value.id, "name": value.name} for value in content.values),
         )
 
 
@@ -112,6 +118,7 @@ def _items(content: goals_pb2.V2MOMContent, default_owner: str):
             target=measure.target if measure.HasField("target") else None,
             direction=goals_pb2.Direction.Name(measure.direction),
             due_date=_iso(measure.due_date) if measure.HasField("due_date") else "",
+            links=tuple(measure.method_ids),
         )
     for method in content.methods:
         yield PublishedItem(
@@ -121,6 +128,7 @@ def _items(content: goals_pb2.V2MOMContent, default_owner: str):
             owner_id=method.owner_id or method.accountable_id or default_owner,
             weight=method.weight,
             due_date=_iso(method.due_date) if method.HasField("due_date") else "",
+            links=tuple(method.value_ids),
         )
 
 

@@ -20,7 +20,8 @@ A document::
     {_id: v2mom id, published_revision, archived, owner_id, org_unit_id, cycle_id, parent_id,
      publish_time (when goals last approved it; absent if goals did not say),
      measures: [{id, title, owner_id, baseline, target, direction, unit, weight, method_ids}],
-     methods: [{id, title, owner_id, accountable_id, responsible_ids, milestone_ids, due_date, weight}],
+     methods: [{id, title, owner_id, accountable_id, responsible_ids, milestone_ids, due_date, weight, value_ids}],
+     values: [{id, name}],
      cycle_start, cycle_end (YYYY-MM-DD, inclusive; only once fetched from goals), fetched_at}
 
 An archived V2MOM first met through its ``v2mom_archived`` event is a stub:
@@ -66,6 +67,7 @@ def structure_from_content(
         "title": content.title,
         "measures": [_measure(m) for m in content.measures],
         "methods": [_method(m) for m in content.methods],
+        "values": [{"id": v.id, "name": v.name} for v in content.values],
     }
     # Kept so a worker that learns the structure from this copy, late, still starts the
     # item clocks at publication rather than at the moment it happened to learn of it.
@@ -111,6 +113,7 @@ def _method(method: goals_pb2.Method) -> dict:
         "milestone_ids": [m.id for m in method.milestones],
         "due_date": f"{due.year:04d}-{due.month:02d}-{due.day:02d}" if due.year else None,
         "weight": method.weight,
+        "value_ids": list(method.value_ids),
     }
 
 
