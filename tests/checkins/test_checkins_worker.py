@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import kombu
 import pytest
 from google.protobuf import field_mask_pb2
+from google.type import date_pb2
 
 from services.checkins import events as checkin_events
 from services.checkins.progress_store import PROGRESS
@@ -23,10 +24,10 @@ from services.platform.bus.outbox import new_document_with_events
 from tests.support.broker import queue_exists
 from tests.support.catalogue import validate_event
 from tests.support.checkin_events import approved, archived, checkin_data as event_data, v2mom_data
-from tests.support.checkins import world_content
+from tests.support.checkins import FY2027_FIRST_DAY, FY2027_LAST_DAY, world_content
 from tests.support.events_probe import EventProbe
 from tests.support.processes import log_tail, wait_for
-from v2mom.v1 import checkins_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, goals_pb2
 
 HANDLERS = ("on_v2mom_approved", "on_v2mom_archived", "on_checkin_recorded", "on_checkin_corrected", "on_progress_changed")
 QUEUES = {
@@ -137,6 +138,27 @@ def test_an_approval_in_goals_creates_progress_and_clocks(world, cdb, probe, wor
     assert {(e["data"]["v2momId"], e["data"]["cause"]) for e in of_type(announced, "progress_changed")} >= {
         (team, "structure"), (ann, "structure")}
     alive(worker)
+
+
+def test_quarters_given_to_the_cycle_in_goals_reach_the_running_clocks(world, cdb, worker):
+    # goals-api's UpdateCycle, goals-worker's relay of cycle_changed, checkins-worker's consumer: all real.
+    ann = world.ann_v2mom_id
+    wait_for(lambda: cdb[ITEM_CLOCKS].count_documents({"v2mom_id": ann, "active": True}) == 4,
+             timeout=30.0, message=f"ann's clocks never started: {log_tail(worker)}")
+    second_quarter = datetime.now(UTC).date() + timedelta(days=3)
+    quarters = [common_pb2.Quarter(id="Q1", start_date=_day(FY2027_FIRST_DAY), end_date=_day(second_quarter - timedelta(days=1))),
+                common_pb2.Quarter(id="Q2", start_date=_day(second_quarter), end_date=_day(FY2027_LAST_DAY))]
+    world.client("ada", ["admin"]).UpdateCycle(goals_pb2.UpdateCycleRequest(
+        cycle=common_pb2.Cycle(id="FY2027", quarters=quarters), update_mask=field_mask_pb2.FieldMask(paths=["quarters"])))
+
+    quarter_end = datetime(second_quarter.year, second_quarter.month, second_quarter.day, tzinfo=UTC)
+    wait_for(lambda: all((c.get("quarter_ends") or [None])[0] == quarter_end for c in cdb[ITEM_CLOCKS].find({"v2mom_id": ann})),
+             timeout=30.0, message=f"cycle_changed never reached ann's clocks: {log_tail(worker)}")
+    alive(worker)
+
+
+def _day(value) -> date_pb2.Date:
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
 def test_check_ins_move_progress_and_roll_up_the_tree(world, cdb, probe, worker):
