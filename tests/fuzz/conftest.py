@@ -19,6 +19,7 @@ from tests.support.services import served, token
 # Who calls: people of the seeded directory (deploy/demo/goals/org.yaml), so the test needs nothing from a
 # token but who the caller is. A stranger is someone with no line to the Platform team's V2MOMs.
 PEOPLE = {"admin": "kofi.mensah", "manager": "priya.raman", "member": "hannah.berg", "stranger": "omar.haddad"}
+GHOST = "nobody.known"  # a well-signed token of someone who is not in the directory
 
 
 @dataclass
@@ -42,9 +43,10 @@ class System:
 
 def _roles(db) -> dict[str, tuple]:
     """Metadata per role: a token that says who the caller is (the directory says what they may do);
-    "anonymous" carries none."""
+    "anonymous" carries none, "ghost" names nobody the directory knows."""
     settings = load("goals")
-    metadata = {"anonymous": ()}
+    assert db.people.find_one({"_id": GHOST}) is None
+    metadata = {"anonymous": (), "ghost": bearer_metadata(token(settings, GHOST))}
     for role, person_id in PEOPLE.items():
         person = db.people.find_one({"_id": person_id})
         assert person is not None, f"{person_id} ({role}) is not in the seeded directory any more"

@@ -1,11 +1,13 @@
 """No INTERNAL on any input: generated requests, well-formed and hostile, to every RPC of every service, as an
-admin, a manager, a plain member, a stranger and nobody at all. Any INTERNAL or UNKNOWN fails.
+admin, a manager, a plain member, a stranger, someone the directory does not know and nobody at all. Any
+INTERNAL or UNKNOWN fails.
 
 The RPCs come from the service descriptors (tests.support.fuzz.rpcs), so a new one is fuzzed without being
 listed here; the requests from the request descriptors, field by field, reusing the ids and page tokens the
 running system issued (harvested first, as each role) so that requests also get past validation and reach the
 code behind it. Examples are derandomized: a run is reproducible, and a failure names the request."""
 
+import os
 import time
 
 import grpc
@@ -16,18 +18,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.support.fuzz import base_requests, declared_rpcs, one_bad_field, requests, rpcs
 
 RPCS = rpcs()
-EXAMPLES = 150  # per RPC, at most: ~40 RPCs x 150 examples run in about a minute on the shared 2-core machine
-SECONDS_PER_RPC = 1.5  # fewer examples for an RPC whose accepted request takes long (RebuildAggregates: ~2 s)
+# FUZZ_SCALE=10 searches ten times as long (a run before a release, or after a change to request handling).
+SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
+EXAMPLES = int(150 * SCALE)  # per RPC, at most: ~55 RPCs run in about a minute and a half on a shared 2-core machine
+SECONDS_PER_RPC = 1.5 * SCALE  # fewer examples for an RPC whose accepted request takes long (RebuildAggregates)
 BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # Half the calls as the admin, whom no access rule stops: that is how a spoilt request reaches the deepest code.
-CALLERS = st.one_of(st.just("admin"), st.sampled_from(["manager", "member", "stranger", "anonymous"]))
+CALLERS = st.one_of(st.just("admin"), st.sampled_from(["manager", "member", "stranger", "anonymous", "ghost"]))
 
 
 def test_every_declared_rpc_is_fuzzed_and_every_service_is_running(system):
     assert RPCS, "the services' RPCs, read from the descriptors"
     assert {str(rpc) for rpc in RPCS} == declared_rpcs(), "every rpc of every .proto, no more and no fewer"
     assert {rpc.service for rpc in RPCS} == set(system.channels), "a service without a server in tests/fuzz"
-    assert set(system.metadata) == {"admin", "manager", "member", "stranger", "anonymous"}
+    assert set(system.metadata) == {"admin", "manager", "member", "stranger", "anonymous", "ghost"}
 
 
 def describe(request) -> str:
