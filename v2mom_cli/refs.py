@@ -9,6 +9,8 @@
 
 from datetime import date
 
+import grpc
+
 from v2mom.v1 import common_pb2, goals_pb2
 
 from .errors import CliError
@@ -47,7 +49,13 @@ def _find(client: Client, ref: str, cycle_id: str, owner_id: str = "", org_unit_
 
 
 def current_cycle(client: Client) -> str:
-    """The cycle that contains today; else the latest that has started; else the first."""
+    """The cycle goals calls current (today's, or the one its early close opened); else the latest that has
+    started; else the first."""
+    try:
+        return client.call("GetCurrentCycle", goals_pb2.GetCurrentCycleRequest()).cycle.id
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.NOT_FOUND:
+            raise
     cycles = list(client.call("ListCycles", goals_pb2.ListCyclesRequest()).cycles)
     if not cycles:
         raise CliError("the directory has no cycles yet")

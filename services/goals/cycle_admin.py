@@ -77,7 +77,7 @@ class CycleAdmin:
 
     def current(self, caller: Caller, request: goals_pb2.GetCurrentCycleRequest) -> goals_pb2.GetCurrentCycleResponse:
         moment = _moment(request)
-        found = cycles.containing(self.directory.list_cycles(), moment.date())
+        found = cycles.current(self.directory.list_cycles(), moment.date())
         if found is None:
             raise NotFound(f"no cycle contains {moment.date().isoformat()}")
         response = goals_pb2.GetCurrentCycleResponse(cycle=convert.cycle_to_proto(found))

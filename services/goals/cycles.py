@@ -89,6 +89,18 @@ def containing(cycles: list[dict], day: date) -> dict | None:
     return max(found, key=lambda c: c["start_date"]) if found else None
 
 
+def current(cycles: list[dict], day: date) -> dict | None:
+    """The cycle planning happens in on ``day``: the one containing it, or, once that one was closed early,
+    the cycle its close opened (and so on, should that one be closed too)."""
+    found = containing(cycles, day)
+    by_id = {c["_id"]: c for c in cycles}
+    for _ in range(len(cycles)):  # a chain of closes never loops, but stored data must not hang us
+        if found is None or not is_closed(found) or found.get("next_cycle_id") not in by_id:
+            break
+        found = by_id[found["next_cycle_id"]]
+    return found
+
+
 def quarter_of(cycle: dict, day: date) -> dict | None:
     for quarter in cycle.get("quarters") or []:
         if date.fromisoformat(quarter["start_date"]) <= day <= date.fromisoformat(quarter["end_date"]):

@@ -102,6 +102,8 @@ def test_closing_a_year_archives_what_is_in_progress_and_opens_the_next(goals):
         assert outbox_types(goals.db.v2moms, v2mom.id)[-1] == "v2mom_archived"
     assert "cycle_closed" in outbox_types(goals.db.cycles, "FY2071")
     assert "cycle_changed" in outbox_types(goals.db.cycles, "FY2072")
+    in_the_closed_year = goals.client(OWNER).GetCurrentCycle(goals_pb2.GetCurrentCycleRequest(time=at(2070, 12, 1)))
+    assert in_the_closed_year.cycle.id == "FY2072"  # closed early: planning has moved on to the next
 
     assert admin.CloseCycle(request).archived_count == 0  # a replay finishes nothing twice
     other_next = goals_pb2.CloseCycleRequest(cycle_id="FY2071", reason="again", next_cycle=common_pb2.Cycle(id=FY2027))
