@@ -52,6 +52,7 @@ def lint(content: dict) -> list[Finding]:
     findings += _lint_values(content)
     findings += _lint_methods(content)
     findings += _lint_measures(content)
+    findings += _lint_measure_kinds(content.get("measures", []))
     findings += _lint_obstacles(content)
     findings += _lint_weights(content.get("methods", []), "content.methods", "method")
     findings += _lint_weights(content.get("measures", []), "content.measures", "measure")
@@ -79,6 +80,7 @@ def _lint_values(content: dict) -> list[Finding]:
             Finding(WARNING, "content.values", "values.count", f"Keep {low} to {high} values; this has {len(values)}.")
         )
     linked = {vid for m in content.get("methods", []) for vid in m.get("value_ids", [])}
+    measured = _measured_values(content)
     for i, value in enumerate(values):
         path = f"content.values[{i}]"
         if not value.get("description", "").strip():
@@ -89,8 +91,32 @@ def _lint_values(content: dict) -> list[Finding]:
             findings.append(
                 Finding(WARNING, path, "value.unlinked", f"Value '{value['name']}' is linked to no method, so nothing puts it into practice.")
             )
+        if value["id"] not in measured:
+            findings.append(Finding(ERROR, path, "value.unmeasured",
+                                    f"Nothing measures value '{value['name']}': link a measure to a method that carries it out, "
+                                    "so its progress shows."))
         findings += _wording(f"{path}.description", value.get("description", ""))
     return findings
+
+
+def _measured_values(content: dict) -> set[str]:
+    """Values with a measure behind them: a measure links to a method that carries the value out (how a value's
+    progress is read, checkins' progress.items_behind_value)."""
+    measured_methods = {mid for measure in content.get("measures", []) for mid in measure.get("method_ids", [])}
+    return {vid for m in content.get("methods", []) if m.get("id") in measured_methods for vid in m.get("value_ids", [])}
+
+
+def _lint_measure_kinds(measures: list[dict]) -> list[Finding]:
+    # The guide pairs results (lagging) with the activity that drives them (leading): one kind alone either
+    # reports too late to steer or never shows the result. Measures of no stated kind are not judged.
+    kinds = {m.get("kind") for m in measures} - {None, "", "MEASURE_KIND_UNSPECIFIED"}
+    if kinds == {"MEASURE_KIND_LAGGING"}:
+        return [Finding(WARNING, "content.measures", "measures.all_lagging",
+                        "Every measure is lagging: add a leading one that shows early whether the methods work.")]
+    if kinds == {"MEASURE_KIND_LEADING"}:
+        return [Finding(WARNING, "content.measures", "measures.all_leading",
+                        "Every measure is leading: add a lagging one that shows the result the vision asks for.")]
+    return []
 
 
 def _lint_methods(content: dict) -> list[Finding]:

@@ -32,7 +32,8 @@ def content(vision="Ship 3 features customers rate 8+ by Q4") -> goals_pb2.V2MOM
         methods=[
             goals_pb2.Method(id="m1", title="Launch beta by June", value_ids=["v1"], owner_id="ann", accountable_id="ann", due_date=due)
         ],
-        measures=[goals_pb2.Measure(title="NPS", unit="NPS", baseline=30, target=45, direction=1, due_date=due)],
+        measures=[goals_pb2.Measure(title="NPS", unit="NPS", baseline=30, target=45, direction=1, due_date=due,
+                                    method_ids=["m1"])],
     )
 
 

@@ -99,7 +99,30 @@ def test_value_linked_to_no_method():
     def mutate(c):
         for m in c["methods"]:
             m["value_ids"] = [v for v in m["value_ids"] if v != "val-openness"] or ["val-customers"]
-    assert findings(doc(mutate)) == {(W, "content.values[2]", "value.unlinked")}
+    # No method carries it out, so no measure is behind it either: nothing would show its progress.
+    assert findings(doc(mutate)) == {(W, "content.values[2]", "value.unlinked"), (E, "content.values[2]", "value.unmeasured")}
+
+
+def test_value_whose_methods_no_measure_follows_is_an_error():
+    def mutate(c):
+        c["measures"][1]["method_ids"] = ["mth-3"]  # mth-2, val-openness's only method, loses its measure
+    assert findings(doc(mutate)) == {(E, "content.values[2]", "value.unmeasured")}
+
+
+@pytest.mark.parametrize("kind, code", [("MEASURE_KIND_LAGGING", "measures.all_lagging"),
+                                        ("MEASURE_KIND_LEADING", "measures.all_leading")])
+def test_measures_all_of_one_kind_are_a_warning(kind, code):
+    def mutate(c):
+        for measure in c["measures"]:
+            measure["kind"] = kind
+    assert findings(doc(mutate)) == {(W, "content.measures", code)}
+
+
+def test_measures_of_no_stated_kind_are_not_judged():
+    def mutate(c):
+        c["measures"][1]["kind"] = "MEASURE_KIND_UNSPECIFIED"
+    assert findings(doc(mutate)) == {(W, "content.measures", "measures.all_lagging")}
+    assert findings(doc(lambda c: [m.update(kind="MEASURE_KIND_UNSPECIFIED") for m in c["measures"]])) == set()
 
 
 def test_value_without_behaviour():
@@ -141,7 +164,8 @@ def test_no_measures_and_no_vision():
     def mutate(c):
         c["measures"] = []
         c["vision"] = ""
-    assert findings(doc(mutate)) == {(W, "content.measures", "measures.missing"), (E, "content.vision", "vision.missing")}
+    assert findings(doc(mutate)) == {(W, "content.measures", "measures.missing"), (E, "content.vision", "vision.missing")} | {
+        (E, f"content.values[{i}]", "value.unmeasured") for i in range(3)}
 
 
 # --- wording ------------------------------------------------------------------------------------------------------
@@ -257,7 +281,8 @@ def test_lint_rpc_on_stored_working_copy_matches_what_submit_enforces(goals, cyc
 def test_warnings_alone_leave_it_submittable(goals):
     content = valid_content()
     content.vision = "Leverage synergies to make billing better"
-    del content.measures[:]
+    for measure in content.measures:
+        measure.kind = goals_pb2.MEASURE_KIND_LAGGING  # measures.all_lagging: advice, not a block
     response = goals.client(OWNER).LintV2MOM(goals_pb2.LintV2MOMRequest(content=content))
     severities = {f.severity for f in response.findings}
     assert severities == {goals_pb2.SEVERITY_WARNING, goals_pb2.SEVERITY_INFO} and response.submittable

@@ -26,7 +26,7 @@ def day(iso: str) -> date_pb2.Date:
 
 
 def world_content(title="Ann FY27") -> goals_pb2.V2MOMContent:
-    """Two measures (one increasing, one decreasing) and two methods with RACI."""
+    """Two measures (one increasing, one decreasing), each following one of two methods with RACI."""
     return goals_pb2.V2MOMContent(
         title=title,
         vision="Customers rate onboarding 8 of 10 by Q4 2026",
@@ -46,11 +46,12 @@ def world_content(title="Ann FY27") -> goals_pb2.V2MOMContent:
             goals_pb2.Measure(
                 id="msr-nps", title="Onboarding NPS", kind=goals_pb2.MEASURE_KIND_LAGGING, unit="NPS", baseline=20,
                 target=60, direction=goals_pb2.DIRECTION_INCREASE, due_date=day("2026-12-31"), owner_id="rob", weight=75,
+                method_ids=["mth-guide"],
             ),
             goals_pb2.Measure(
                 id="msr-ttv", title="Days to first value", kind=goals_pb2.MEASURE_KIND_LEADING, unit="days",
                 baseline=30, target=10, direction=goals_pb2.DIRECTION_DECREASE, due_date=day("2026-12-31"),
-                owner_id="ann", weight=25,
+                owner_id="ann", weight=25, method_ids=["mth-calls"],
             ),
         ],
     )

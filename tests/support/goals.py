@@ -116,7 +116,7 @@ def valid_content(owner: str = OWNER, title: str | None = None, vision: str | No
                               method_ids=["mth-0", "mth-1"], owner_id=owner, weight=60),
             goals_pb2.Measure(id="msr-2", title="Customer calls held: 5 a week", kind=goals_pb2.MEASURE_KIND_LEADING,
                               unit="calls", baseline=1, target=5, direction=goals_pb2.DIRECTION_INCREASE,
-                              due_date=d(2026, 6, 30), method_ids=["mth-3"], owner_id=owner, weight=40),
+                              due_date=d(2026, 6, 30), method_ids=["mth-3", "mth-2"], owner_id=owner, weight=40),
         ],
     )
 
