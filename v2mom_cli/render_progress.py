@@ -106,11 +106,27 @@ def progress_report(progress: checkins_pb2.Progress, titles: dict[str, str], wit
         f"Own progress    {percent(progress.progress_percent):>6}  {bar(progress.progress_percent)}",
         f"With its tree   {percent(progress.tree_progress_percent):>6}  {bar(progress.tree_progress_percent)}",
         "",
+        values_table(progress.values),
+        "",
         items_table(progress.items),
     ]
     if with_tree:
         lines += ["", "TREE (own · with its tree)", progress_tree(progress, titles)]
     return "\n".join(lines)
+
+
+def values_table(values) -> str:
+    """Each value's progress and what it is read from (checkins' ValueProgress)."""
+    rows = [[clip(value.name or value.value_id, 44), f"{percent(value.progress_percent):>6}", bar(value.progress_percent),
+             _behind(value)] for value in values]
+    return table(["VALUE", "PROGRESS", "", "FROM"], rows)
+
+
+def _behind(value: checkins_pb2.ValueProgress) -> str:
+    if not value.item_ids:
+        return "nothing measures it"
+    noun = "measure" if value.kind == checkins_pb2.ITEM_KIND_MEASURE else "method"
+    return f"{len(value.item_ids)} {noun}{'s' if len(value.item_ids) > 1 else ''}"
 
 
 def items_table(items) -> str:

@@ -152,6 +152,10 @@ def test_check_ins_on_a_measure_and_a_method_show_up_in_progress_and_the_tree(cl
     assert "Own progress     20.0%" in progress and "With its tree    20.0%" in progress
     assert "on track" in row(progress, "measure", "Robots reporting telemetry", "40.0%", TODAY)
     assert "never" in row(progress, "measure", "Telemetry delay")
+    # Values from the measures behind their methods, weighted alike: (50 x 40 + 30 x 0) / 80; nobody checked in
+    # on the one measure behind "Write it down".
+    assert row(progress, "Boring infrastructure", "25.0%").endswith("2 measures")
+    assert row(progress, "Write it down", "0.0%").endswith("1 measure")
     # Due on 2026-05-31 as written, half a year before the demo's moment however far its dates have moved, and
     # not at 100 %: overdue, however fresh the check-in.
     assert row(progress, "method", "Ship the telemetry agent", "at risk", "80.0%", TODAY).endswith("overdue")
