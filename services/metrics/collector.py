@@ -60,6 +60,11 @@ GAUGES: list[tuple[str, str, Callable[[View], float | None]]] = [
     ("v2mom_measures", "Measures of published V2MOMs.", _of("counts.measures")),
     ("v2mom_off_track_measures", "Measures whose latest check-in is OFF_TRACK.", _of("counts.off_track")),
     ("v2mom_off_track_measures_ratio", "Off-track measures divided by measures.", _of("rates.off_track")),
+    ("v2mom_open_obstacles", "Unresolved (open or mitigating) obstacles of published V2MOMs.",
+     _of("counts.open_obstacles")),
+    ("v2mom_oldest_open_obstacle_age_seconds",
+     "Seconds since the oldest unresolved obstacle of a published V2MOM opened; 0 when none is.",
+     lambda v: v.oldest_open_obstacle_age or 0.0),
 ]
 TREE_PROGRESS = ("v2mom_tree_progress_ratio",
                  "Tree progress of the unit's own V2MOM (it rolls up what is aligned below it), 0 to 1. scope=subtree only.")

@@ -24,11 +24,12 @@ V2MOM_EVENTS = (
     "v2mom_withdrawn",
 )
 PERSON_UPSERTED, ORG_UNIT_UPSERTED = "person_upserted", "org_unit_upserted"
+OBSTACLE_CHANGED = "obstacle_changed"
 CHECKIN_RECORDED, CHECKIN_CORRECTED = "checkin_recorded", "checkin_corrected"
 PROGRESS_CHANGED, ITEM_BECAME_STALE, ITEM_OVERDUE = "progress_changed", "item_became_stale", "item_overdue"
 
 SUBSCRIPTIONS = {
-    GOALS: V2MOM_EVENTS + (PERSON_UPSERTED, ORG_UNIT_UPSERTED),
+    GOALS: V2MOM_EVENTS + (PERSON_UPSERTED, ORG_UNIT_UPSERTED, OBSTACLE_CHANGED),
     CHECKINS: (CHECKIN_RECORDED, CHECKIN_CORRECTED, PROGRESS_CHANGED, ITEM_BECAME_STALE, ITEM_OVERDUE),
 }
 
@@ -57,6 +58,10 @@ def _apply(db: Database, source: str, envelope: dict) -> None:
     if event_type in V2MOM_EVENTS:
         fact = facts.lifecycle_from_event(facts.parse_payload(data, events_pb2.V2MOMEventData))
         ledger.v2mom(fact["v2mom_id"], event_id, lambda state: model.apply_lifecycle(state, fact))
+    elif event_type == OBSTACLE_CHANGED:
+        fact = facts.obstacle_from_event(facts.parse_payload(data, events_pb2.ObstacleEventData),
+                                         facts.event_time(envelope["time"]))
+        ledger.v2mom(fact["v2mom_id"], event_id, lambda state: model.apply_obstacle(state, fact))
     elif event_type == PERSON_UPSERTED:
         fact = facts.person_from_event(facts.parse_payload(data, events_pb2.PersonEventData))
         ledger.person(fact["person_id"], event_id, lambda state: model.apply_person(state, fact))

@@ -24,7 +24,7 @@ DIRECT, SUBTREE = "direct", "subtree"
 @dataclass
 class Counts:
     """What one unit (or a subtree) has, at one moment. Every field sums, except
-    ``oldest_pending`` (the minimum) and the unit's own tree progress."""
+    ``oldest_pending`` and ``oldest_open_obstacle`` (minimums) and the unit's own tree progress."""
 
     headcount: int = 0
     with_v2mom: int = 0
@@ -48,6 +48,8 @@ class Counts:
     progress_sum: float = 0.0
     unit_tree_sum: float = 0.0
     unit_v2moms: int = 0
+    open_obstacles: int = 0
+    oldest_open_obstacle: float | None = None  # epoch seconds at which the oldest unresolved obstacle opened
 
     def __iadd__(self, other: "Counts") -> "Counts":
         # Spelled out (a scrape sums one of these per unit and cycle); _SUMMED below checks that it covers every field.
@@ -78,6 +80,10 @@ class Counts:
         self.progress_sum += other.progress_sum
         self.unit_tree_sum += other.unit_tree_sum
         self.unit_v2moms += other.unit_v2moms
+        self.open_obstacles += other.open_obstacles
+        theirs = other.oldest_open_obstacle
+        if theirs is not None and (self.oldest_open_obstacle is None or theirs < self.oldest_open_obstacle):
+            self.oldest_open_obstacle = theirs
         return self
 
     def to_doc(self) -> dict:
@@ -92,7 +98,8 @@ class Counts:
 # Every field __iadd__ handles: adding a field to Counts without summing it there fails here, at import.
 _SUMMED = {"headcount", "with_v2mom", "v2moms", "submitted", "approved", "pending", "oldest_pending", "tta_buckets",
            "tta_sum", "tta_count", "trailing_checkins", "week_checkins", "published", "covered", "items", "stale",
-           "overdue", "measures", "off_track", "progress_sum", "unit_tree_sum", "unit_v2moms"}
+           "overdue", "measures", "off_track", "progress_sum", "unit_tree_sum", "unit_v2moms", "open_obstacles",
+           "oldest_open_obstacle"}
 assert _SUMMED == {spec.name for spec in fields(Counts)}, "Counts.__iadd__ must sum every field"
 
 
@@ -124,6 +131,7 @@ def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Win
     window = window or Window(now)
     get = (aggregate or {}).get
     pending = {int(epoch): n for epoch, n in (get("pending") or {}).items() if n > 0}
+    obstacles = {int(epoch): n for epoch, n in (get("open_obstacles") or {}).items() if n > 0}
     tta = get("tta") or {}
     buckets = tta.get("buckets") or {}
     checkins = get("checkins") or {}
@@ -151,6 +159,8 @@ def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Win
         progress_sum=float(get("progress", 0.0)),
         unit_tree_sum=float(get("unit_tree", 0.0)),
         unit_v2moms=int(get("unit_v2moms", 0)),
+        open_obstacles=int(sum(obstacles.values())),
+        oldest_open_obstacle=float(min(obstacles)) if obstacles else None,
     )
 
 
@@ -222,6 +232,11 @@ class View:
     def oldest_pending_age(self) -> float | None:
         """Seconds the oldest pending submission has waited at ``now``; None when nothing is pending."""
         return pending_age(self.counts.oldest_pending, self.now.timestamp())
+
+    @property
+    def oldest_open_obstacle_age(self) -> float | None:
+        """Seconds the oldest unresolved obstacle has been open at ``now``; None when none is."""
+        return pending_age(self.counts.oldest_open_obstacle, self.now.timestamp())
 
 
 @dataclass

@@ -59,8 +59,25 @@ def _items(content: goals_pb2.V2MOMContent) -> list[tuple[str, str]]:
 # --- goals -------------------------------------------------------------------------------------
 
 
+UNRESOLVED = (goals_pb2.OBSTACLE_STATUS_OPEN, goals_pb2.OBSTACLE_STATUS_MITIGATING)
+
+
+def _opened_at(obstacle: goals_pb2.Obstacle, fallback: datetime | None) -> float | None:
+    """When an unresolved obstacle opened (epoch s): its open time, or for content published before goals kept
+    one, the publication's; None when resolved."""
+    if obstacle.status not in UNRESOLVED:
+        return None
+    opened = _time(obstacle, "open_time") or fallback
+    return float(int(opened.timestamp())) if opened else None
+
+
+def _open_obstacles(content: goals_pb2.V2MOMContent, published_at: datetime | None) -> dict[str, float]:
+    opened = {o.id: _opened_at(o, published_at) for o in content.obstacles}
+    return {obstacle_id: at for obstacle_id, at in opened.items() if at is not None}
+
+
 def _lifecycle(v2mom_id, revision, owner_id, org_unit_id, level, cycle_id, state, submit_time, publish_time,
-               published_items, published_revision) -> dict:
+               published_items, published_revision, published_obstacles=None, obstacles_revision=0) -> dict:
     require(bool(v2mom_id) and bool(cycle_id), "a V2MOM fact needs v2mom_id and cycle_id")
     require(revision > 0, "a V2MOM fact needs a positive revision")
     require(state in model.STATE_LABELS, f"unknown V2MOM state {state!r}")
@@ -69,6 +86,7 @@ def _lifecycle(v2mom_id, revision, owner_id, org_unit_id, level, cycle_id, state
         "level": level, "cycle_id": cycle_id, "state": state,
         "submit_time": submit_time, "publish_time": publish_time,
         "published_items": published_items, "published_revision": published_revision,
+        "published_obstacles": published_obstacles, "obstacles_revision": obstacles_revision,
     }
 
 
@@ -79,6 +97,7 @@ def lifecycle_from_event(data: events_pb2.V2MOMEventData) -> dict:
         data.cycle_id, goals_pb2.V2MOMState.Name(data.state), _time(data, "submit_time"), _time(data, "publish_time"),
         # Only an event that leaves the V2MOM published carries the published content.
         _items(data.content) if published else None, data.revision,
+        _open_obstacles(data.content, _time(data, "publish_time")) if published else None, data.revision,
     )
 
 
@@ -87,7 +106,21 @@ def lifecycle_from_v2mom(v2mom: goals_pb2.V2MOM, published_content: goals_pb2.V2
         v2mom.id, v2mom.revision, v2mom.owner_id, v2mom.org_unit_id, common_pb2.OrgLevel.Name(v2mom.level),
         v2mom.cycle_id, goals_pb2.V2MOMState.Name(v2mom.state), _time(v2mom, "submit_time"), _time(v2mom, "publish_time"),
         _items(published_content) if published_content is not None else None, v2mom.published_revision,
+        # The published content as read now: obstacle changes since the approval are in it.
+        _open_obstacles(published_content, _time(v2mom, "publish_time")) if published_content is not None else None,
+        v2mom.revision,
     )
+
+
+def obstacle_from_event(data: events_pb2.ObstacleEventData, event_at: datetime) -> dict:
+    require(bool(data.v2mom_id) and bool(data.cycle_id) and bool(data.obstacle.id),
+            "obstacle_changed needs v2mom_id, cycle_id and obstacle.id")
+    require(data.revision > 0, "obstacle_changed needs a positive revision")
+    return {
+        "v2mom_id": data.v2mom_id, "revision": data.revision, "owner_id": data.owner_id,
+        "org_unit_id": data.org_unit_id, "level": common_pb2.OrgLevel.Name(data.level), "cycle_id": data.cycle_id,
+        "obstacle_id": data.obstacle.id, "opened_at": _opened_at(data.obstacle, event_at),
+    }
 
 
 def person_from_event(data: events_pb2.PersonEventData) -> dict:

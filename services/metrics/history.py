@@ -22,7 +22,7 @@ from .org import OrgTree
 log = logging.getLogger(__name__)
 
 MAX_WEEKS = 60
-PRUNED_MAPS = ("pending", "checkins", "covered", "v2moms", "tta.buckets")
+PRUNED_MAPS = ("pending", "checkins", "covered", "v2moms", "tta.buckets", "open_obstacles")
 
 
 def refresh(db: Database, now: datetime | None = None, written: dict | None = None) -> int:

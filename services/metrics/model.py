@@ -129,6 +129,9 @@ def add(contribution: Contribution, target: str, values: dict[str, float]) -> No
 #   progress: {revision, own, tree, off_track}  newest progress_changed (revision guard)
 #   checkins: {week: n}  recorded check-ins by observation week; last_checkin, cadence_days
 #   checkins_as_of: check-ins recorded before this were counted by a rebuild
+#   obstacles: [[id, revision, opened epoch s or None]]  the published version's obstacles as last heard,
+#       each from the newest event naming it (None: resolved); obstacles_revision: the newest approval's
+#       revision, which names them all (an entry older than it no longer counts)
 
 
 def new_v2mom() -> dict:
@@ -139,6 +142,7 @@ def new_v2mom() -> dict:
         "progress": {"revision": 0, "own": 0.0, "tree": 0.0, "off_track": 0},
         "checkins": {}, "last_checkin": None, "cadence_days": DEFAULT_CADENCE_DAYS, "cadence_time": None,
         "checkins_as_of": None,
+        "obstacles": [], "obstacles_revision": 0,
     }
 
 
@@ -171,7 +175,41 @@ def apply_lifecycle(state: dict, fact: dict) -> dict:
     if published_items is not None and fact["published_revision"] > state["items_revision"]:
         _track(state, published_items)
         state["items_revision"] = fact["published_revision"]
+    if fact.get("published_obstacles") is not None:
+        _take_obstacles(state, fact["published_obstacles"], fact["obstacles_revision"])
     return state
+
+
+def _take_obstacles(state: dict, opened: dict[str, float], revision: int) -> None:
+    """A published version's unresolved obstacles (id -> opened epoch s) as of ``revision``. It names them all:
+    entries older than it go; newer ones (an obstacle_changed that arrived first) stay. An older version
+    than the one held changes nothing."""
+    if revision <= state.get("obstacles_revision", 0):
+        return
+    kept = [entry for entry in state.get("obstacles", []) if entry[1] > revision]
+    known = {entry[0] for entry in kept}
+    state["obstacles"] = kept + [[oid, revision, at] for oid, at in sorted(opened.items()) if oid not in known]
+    state["obstacles_revision"] = revision
+
+
+def apply_obstacle(state: dict, fact: dict) -> dict:
+    """obstacle_changed: one obstacle of the published version, opened (epoch s) or resolved (None). One the
+    held approval already carries (its revision is newer), or an older change than the one held, changes nothing."""
+    state = copy.deepcopy(state)
+    _fill_identity(state, fact)
+    entries = {entry[0]: entry for entry in state.get("obstacles", [])}
+    held = entries.get(fact["obstacle_id"])
+    if fact["revision"] <= state.get("obstacles_revision", 0) or (held and held[1] >= fact["revision"]):
+        return state
+    entries[fact["obstacle_id"]] = [fact["obstacle_id"], fact["revision"], fact["opened_at"]]
+    state["obstacles"] = sorted(entries.values())
+    return state
+
+
+def open_obstacles(state: dict) -> list[float]:
+    """When each unresolved obstacle of the published version opened (epoch s)."""
+    since = state.get("obstacles_revision", 0)
+    return [at for _, revision, at in state.get("obstacles", []) if at is not None and revision >= since]
 
 
 def _track(state: dict, published_items: list[tuple[str, str]]) -> None:
@@ -295,6 +333,8 @@ def _published(state: dict) -> dict[str, float]:
         "off_track": progress["off_track"],
         "progress": progress["own"],
     }
+    for opened in open_obstacles(state):
+        values[f"open_obstacles.{int(opened)}"] = values.get(f"open_obstacles.{int(opened)}", 0) + 1
     if state["last_checkin"] is not None:
         values[f"covered.{state['cadence_days']}.{day_key(state['last_checkin'])}"] = 1
     if state["level"] and state["level"] != INDIVIDUAL:

@@ -12,7 +12,7 @@ family's text, and its compressed form, is kept until one of its units changes.
 
 So a scrape still shows every write committed before it began, and replicas
 reading one store serve the same text. What depends on the moment is worked out
-at the scrape: the age of the oldest pending approval on every scrape, and the
+at the scrape: the ages of the oldest pending approval and open obstacle on every scrape, and the
 windows (trailing weeks, last cadence) whenever the UTC day turns, which
 recounts every unit from the copy without reading the store. A rebuild rewrites
 the aggregates wholesale, so when one starts or ends the copy is read afresh.
@@ -42,8 +42,11 @@ Key = tuple[str, str]  # (unit, cycle)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# The one family that moves with the clock between changes: rendered on every scrape, never kept.
-AGE_FAMILY = next(i for i, (name, _, _) in enumerate(GAUGES) if name == "v2mom_oldest_pending_approval_age_seconds")
+# The families that move with the clock between changes, each an age of the oldest of something (the Counts
+# field of its epoch): rendered on every scrape, never kept.
+AGES = {"v2mom_oldest_pending_approval_age_seconds": "oldest_pending",
+        "v2mom_oldest_open_obstacle_age_seconds": "oldest_open_obstacle"}
+AGE_FAMILIES = {i: AGES[name] for i, (name, _, _) in enumerate(GAUGES) if name in AGES}
 
 
 CHANGES, EVERYTHING, RECONCILE = "changes", "everything", "reconcile"
@@ -133,8 +136,8 @@ class RenderedEngagement:
             served = self._served[openmetrics_format]
             pieces = []
             for index, header in enumerate(family_headers(openmetrics_format)):
-                if index == AGE_FAMILY:
-                    pieces.append(Piece(header + "".join(self._ages(now))))
+                if index in AGE_FAMILIES:
+                    pieces.append(Piece(header + "".join(self._ages(now, index))))
                     continue
                 if served[index] is None:
                     served[index] = Piece(header + "".join(map(self._blocks[index].__getitem__, self._keys)))
@@ -144,14 +147,14 @@ class RenderedEngagement:
     def chunks(self, now: datetime, openmetrics_format: bool = False) -> list[bytes]:
         return [piece.raw for piece in self.pieces(now, openmetrics_format)]
 
-    def _ages(self, now: datetime) -> list[str]:
-        stamp = now.timestamp()
+    def _ages(self, now: datetime, index: int) -> list[str]:
+        stamp, oldest = now.timestamp(), AGE_FAMILIES[index]
         values, labels = [], []
         for key in self._keys:
             for counts in (self._direct[key], self._subtree[key]):
-                values.append(pending_age(counts.oldest_pending, stamp) or 0.0)  # as collector.GAUGES has it
+                values.append(pending_age(getattr(counts, oldest), stamp) or 0.0)  # as collector.GAUGES has it
             labels += self._labels[key].closed
-        name = GAUGES[AGE_FAMILY][0]
+        name = GAUGES[index][0]
         return gauge_lines(name, labels, values, Texts())
 
     # --- keeping up with the store ------------------------------------------------------------------

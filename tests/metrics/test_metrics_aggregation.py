@@ -16,10 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.metrics import consume, engagement, history, model, rebuild, store
 from services.metrics.collector import PipelineCollector
 from services.metrics.pipeline import PipelineStats
+from services.goals import events as goal_events
+from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
 from tests.support.metrics import (
-    ago, apply_all, CheckinLog, CheckinStore, CYCLE, Journey, NOW, org_unit, person, raw_event, scrape, SmallOrg,
+    ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, Journey, NOW, org_unit, person, raw_event, scrape, SmallOrg,
 )
+from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
 
 # --- a small org ---------------------------------------------------------------------------------
@@ -226,6 +229,57 @@ def test_a_copy_forward_counts_as_a_creation_in_its_new_cycle(metrics_db):
     assert s[("v2mom_people_with_v2mom", labels("FY2028"))] == 1
     assert s[("v2mom_creation_ratio", labels("FY2028"))] == 0.5
     assert s[("v2mom_people_with_v2mom", labels(CYCLE))] == 0  # last year's is archived
+
+
+def _obstacles(event: dict, *obstacles) -> dict:
+    """The approval ``event`` with these obstacles (id, status name, open time) in its published content."""
+    event["data"]["content"]["obstacles"] = [
+        {"id": oid, "title": oid, "description": "", "ownerId": "", "status": f"OBSTACLE_STATUS_{status}",
+         "methodIds": [], "copiedFrom": "", "stale": False,
+         **({"openTime": opened.isoformat().replace("+00:00", "Z")} if opened else {})}
+        for oid, status, opened in obstacles]
+    return event
+
+
+def _obstacle_changed(journey: Journey, revision: int, obstacle_id: str, status: str, opened) -> dict:
+    obstacle = goals_pb2.Obstacle(id=obstacle_id, title=obstacle_id, status=goals_pb2.ObstacleStatus.Value(
+        f"OBSTACLE_STATUS_{status}"))
+    if opened:
+        obstacle.open_time.FromDatetime(opened)
+    data = events_pb2.ObstacleEventData(
+        v2mom_id=journey.v2mom_id, revision=revision, owner_id=journey.owner, org_unit_id=journey.unit,
+        level=common_pb2.ORG_LEVEL_INDIVIDUAL, cycle_id=journey.cycle, actor_id=journey.owner, obstacle=obstacle,
+        previous_status=goals_pb2.OBSTACLE_STATUS_OPEN, changed_paths=["status"])
+    return at(to_wire(goal_events.obstacle_event(data)), opened or NOW)
+
+
+def test_open_obstacles_and_the_oldest_ones_age_follow_approvals_and_obstacle_changes_in_any_order(mongo_uri):
+    units = [org_unit("t", "T", "team")]
+    people = [person(p, "t") for p in ("a", "b")]
+    live = Journey("ob1", "a", "t", "individual").step("draft", ago(days=10)).step("submitted", ago(days=9))
+    live.step("published", ago(days=8))
+    _obstacles(live.events[-1], ("x", "OPEN", ago(days=8)), ("y", "RESOLVED", None), ("z", "MITIGATING", ago(days=6)))
+    changes = [_obstacle_changed(live, 4, "y", "OPEN", ago(days=2)),  # reopened
+               _obstacle_changed(live, 5, "x", "RESOLVED", None)]
+    gone = Journey("ob2", "b", "t", "individual").step("draft", ago(days=10)).step("submitted", ago(days=9))
+    gone.step("published", ago(days=8))
+    _obstacles(gone.events[-1], ("w", "OPEN", ago(days=30)))
+    gone.step("archived", ago(days=1))  # an archived V2MOM's obstacles count no more
+    events = units + people + live.events + changes + gone.events
+    labels = frozenset({"org_unit": "t", "org_unit_name": "T", "level": "team", "cycle": CYCLE, "scope": "direct"}.items())
+    seen = set()
+    for seed in range(6):
+        db = pymongo.MongoClient(mongo_uri, tz_aware=True)[f"metrics_obstacles_{uuid.uuid4().hex[:8]}"]
+        try:
+            shuffled = events[:len(units + people)] + random.Random(seed).sample(events[len(units + people):],
+                                                                                   len(events) - len(units + people))
+            apply_all(db, shuffled + changes)  # and replays
+            s = scrape(db)
+            seen.add((s[("v2mom_open_obstacles", labels)], s[("v2mom_oldest_open_obstacle_age_seconds", labels)]))
+        finally:
+            db.client.drop_database(db.name)
+            db.client.close()
+    assert seen == {(2, 6 * 86400.0)}  # z (mitigating since 6 days) and y (reopened 2 days ago)
 
 
 def test_trailing_window_is_the_four_whole_weeks_before_this_one():

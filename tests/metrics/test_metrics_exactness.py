@@ -64,9 +64,12 @@ FAMILIES = {
     "v2mom_checkins_week_to_date", "v2mom_checkins_per_member_per_week", "v2mom_published_v2moms",
     "v2mom_checked_in_v2moms", "v2mom_checkin_coverage_ratio", "v2mom_tracked_items", "v2mom_stale_items",
     "v2mom_overdue_items", "v2mom_progress_ratio", "v2mom_tree_progress_ratio", "v2mom_measures",
-    "v2mom_off_track_measures", "v2mom_off_track_measures_ratio",
+    "v2mom_off_track_measures", "v2mom_off_track_measures_ratio", "v2mom_open_obstacles",
+    "v2mom_oldest_open_obstacle_age_seconds",
 }
 AGE = "v2mom_oldest_pending_approval_age_seconds"
+OBSTACLE_AGE = "v2mom_oldest_open_obstacle_age_seconds"
+UNRESOLVED = (goals_pb2.OBSTACLE_STATUS_OPEN, goals_pb2.OBSTACLE_STATUS_MITIGATING)
 
 
 @pytest.fixture
@@ -141,7 +144,7 @@ def new_counts() -> dict:
     return {"headcount": 0, "with_v2mom": 0, "states": defaultdict(int), "submitted": 0, "approved": 0,
             "pending": 0, "oldest_pending": None, "tta": [], "trailing": 0, "week": 0, "published": 0, "covered": 0,
             "items": 0, "stale": 0, "overdue": 0, "measures": 0, "off_track": 0, "progress": 0.0,
-            "own_tree": 0.0, "own_v2moms": 0}
+            "own_tree": 0.0, "own_v2moms": 0, "obstacles": 0, "oldest_obstacle": None}
 
 
 def expected_samples(src: dict, now: datetime) -> dict:
@@ -206,6 +209,12 @@ def expected_samples(src: dict, now: datetime) -> dict:
                    + [(checkins_pb2.ITEM_KIND_METHOD, m.id) for m in content.methods])
         counts["items"] += len(tracked)
         counts["measures"] += len(content.measures)
+        for obstacle in content.obstacles:  # unresolved in the published version, since its open time
+            if obstacle.status in UNRESOLVED:
+                counts["obstacles"] += 1
+                opened = when(obstacle.open_time) or published
+                if counts["oldest_obstacle"] is None or opened < counts["oldest_obstacle"]:
+                    counts["oldest_obstacle"] = opened
         levels = [stale_items.get((v2mom.id, kind, item_id)) for kind, item_id in tracked]
         counts["stale"] += levels.count(checkins_pb2.STALENESS_STALE)
         counts["overdue"] += levels.count(checkins_pb2.STALENESS_OVERDUE)
@@ -275,6 +284,9 @@ def expected_samples(src: dict, now: datetime) -> dict:
                 put("v2mom_measures", measures)
                 put("v2mom_off_track_measures", total("off_track"))
                 put("v2mom_off_track_measures_ratio", share(total("off_track"), measures))
+                put("v2mom_open_obstacles", total("obstacles"))
+                opened = [p["oldest_obstacle"] for p in parts if p["oldest_obstacle"] is not None]
+                put(OBSTACLE_AGE, (now - min(opened)).total_seconds() if opened else 0)
                 if scope == "subtree":  # the unit's own V2MOM's tree progress
                     own = direct[(unit_id, cycle)]
                     put("v2mom_tree_progress_ratio", share(own["own_tree"] / 100, own["own_v2moms"]))
@@ -431,13 +443,13 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
                          "cycle": current_cycle(), "scope": "subtree"}.items())
     for name in ("v2mom_headcount", "v2mom_trailing_checkins", "v2mom_stale_items", "v2mom_overdue_items",
                  "v2mom_pending_approvals", "v2mom_off_track_measures", "v2mom_checked_in_v2moms",
-                 "v2mom_time_to_approval_seconds_count"):
+                 "v2mom_time_to_approval_seconds_count", "v2mom_open_obstacles"):
         assert expected[(name, company)] > 0, f"{name}: the scenario does not exercise it"
     missing = sorted(describe(k) for k in expected.keys() - scraped.keys())
     extra = sorted(describe(k) for k in scraped.keys() - expected.keys())
     wrong = sorted(
         f"{describe(k)}: scraped {scraped[k]!r}, expected {expected[k]!r}" for k in expected.keys() & scraped.keys()
-        if scraped[k] != pytest.approx(expected[k], rel=1e-9, abs=1.0 if k[0] == AGE else 1e-9)
+        if scraped[k] != pytest.approx(expected[k], rel=1e-9, abs=1.0 if k[0] in (AGE, OBSTACLE_AGE) else 1e-9)
     )
     assert not (missing or extra or wrong), (
         f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong of {len(expected)}:\n"
