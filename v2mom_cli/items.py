@@ -42,6 +42,11 @@ def find_milestone(item: Item, name: str) -> str:
     return _pick(name, [(mid, title, mid) for mid, title in item.milestones], f"milestone of {item.title!r}")
 
 
+def pick(name: str, choices: list[tuple[str, str, object]], what: str):
+    """The value of the (id, title, value) choice that `name` names: its id, or the start of its title."""
+    return _pick(name, choices, what)
+
+
 def _pick(name: str, choices: list[tuple[str, str, object]], what: str):
     by_id = [value for choice_id, _, value in choices if choice_id == name]
     if by_id:

@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, notify, planning, refs
+from . import checkins, commands, discussion, notify, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -134,7 +134,52 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkin_commands(command)
     add_notify_commands(command, common)
     add_planning_commands(command, common)
+    add_discussion_commands(command, common)
     return parser
+
+
+def add_discussion_commands(command, common) -> None:
+    obstacle = command(
+        "obstacle", discussion.obstacle, "show an obstacle of a published V2MOM, or change its status, owner or "
+        "methods (no re-approval)",
+        description="Obstacles are live: their status, owner and the methods they block change on the published "
+        "V2MOM at once, recorded in its history. Without options it shows the obstacle, how long it has been open "
+        "and whether that is too long (STALE). The V2MOM's owner, their managers, admins and the obstacle's owner "
+        "may change it.",
+    )
+    obstacle.add_argument("v2mom", help="id or reference (see `v2mom --help`)")
+    obstacle.add_argument("obstacle", help="the obstacle's id, or the start of its title")
+    obstacle.add_argument("--status", choices=list(discussion.STATUSES), help="its new status")
+    obstacle.add_argument("--owner", help="its new owner: me, @person, a person id, or none")
+    obstacle.add_argument("--methods", help="the methods it blocks, comma-separated ids or title starts ('' for none)")
+    obstacle.add_argument("--reason", help="why, for the history")
+
+    def subcommand(subparsers, name, handler, help_text):
+        cmd = subparsers.add_parser(name, parents=[common], prog=f"v2mom comment {name}", help=help_text,
+                                    description=help_text)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    comment = command("comment", None, "comment on a V2MOM or one of its items; edit or delete your comment",
+                      description="Comments go on the version you see: the working copy if you may see it (only "
+                      "its readers see the comment), else the published one. @person in the text mentions them.")
+    actions = comment.add_subparsers(dest="comment_command", metavar="{add,edit,delete}", required=True)
+    add = subcommand(actions, "add", discussion.add_comment, "add a comment (or a reply)")
+    add.add_argument("v2mom", help="id or reference")
+    add.add_argument("text", help="what you have to say; @person mentions them")
+    add.add_argument("--item", help="about this value, method, measure or obstacle (id or start of its title)")
+    add.add_argument("--reply-to", metavar="COMMENT_ID", help="answer this comment (its thread, item and version)")
+    add.add_argument("--mention", action="append", metavar="PERSON", help="also tell this person; repeatable")
+    add.add_argument("--published", action="store_true", help="on the published version, seen by everyone")
+    edit = subcommand(actions, "edit", discussion.edit_comment, "replace the text of your comment (the old is kept)")
+    edit.add_argument("comment_id")
+    edit.add_argument("text")
+    subcommand(actions, "delete", discussion.delete_comment, "delete your comment (a tombstone stays in its thread)"
+               ).add_argument("comment_id")
+
+    listing = command("comments", discussion.comments, "show the discussion on a V2MOM, as threads, oldest first")
+    listing.add_argument("v2mom", help="id or reference")
+    listing.add_argument("--item", help="only about this value, method, measure or obstacle")
 
 
 def add_planning_commands(command, common) -> None:
