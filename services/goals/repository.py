@@ -167,7 +167,8 @@ class V2MOMRepository:
 
     def in_progress_page(self, cycle_id: str, after: str | None, limit: int) -> list[dict]:
         """A cycle's V2MOMs not archived yet, by id (by_cycle_state): what closing the cycle archives."""
-        return self._page({"cycle_id": cycle_id, "state": {"$ne": ARCHIVED}}, after, limit)
+        query = after_id({"cycle_id": cycle_id, "state": {"$ne": ARCHIVED}}, after)
+        return list(self.collection.find(query, SUMMARY).hint("by_cycle_state").sort("_id", 1).limit(limit))  # never a scan
 
     def in_slot(self, slot: str) -> dict | None:
         """The live V2MOM holding a slot (one_per_slot), if any."""
