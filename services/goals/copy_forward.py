@@ -27,6 +27,8 @@ class Choice:
     final_values: dict[str, float] = field(default_factory=dict)
     shift: timedelta = timedelta(0)
     mark_origin: bool = True  # False for a template: its items come from no earlier V2MOM
+    # The old parent's method ids -> the new parent's copies of them (published), for methods' `supports`.
+    parent_methods: dict[str, str] = field(default_factory=dict)
 
 
 def is_completed(method: dict, completed_ids: frozenset[str]) -> bool:
@@ -61,6 +63,8 @@ def _item(part: str, item: dict, new_ids: dict[str, dict[str, str]], choice: Cho
         copied["value_ids"] = _links(item["value_ids"], new_ids["values"])
     if "method_ids" in item:
         copied["method_ids"] = _links(item["method_ids"], new_ids["methods"])
+    if "supports" in item:  # cascading: what it carries out above follows to the parent's copies, or goes
+        copied["supports"] = _links(item["supports"], choice.parent_methods)
     for key in ("start_date", "due_date"):
         if key in item:
             copied[key] = _moved(item[key], choice.shift)

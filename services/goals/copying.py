@@ -54,7 +54,8 @@ class Copying:
         )
         placement = place(caller, create, self.directory)
         shift = _shift(self.directory.cycle(source["cycle_id"]), target)
-        copied = copy_forward.copied_content(content, _choice(request, shift))
+        choice = _choice(request, shift, self._parent_methods(create.parent_id))
+        copied = copy_forward.copied_content(content, choice)
         doc = new_v2mom(caller, create, placement, copied, create_key)
         doc["copied_from_id"] = source["_id"]
         doc["latest_revision"].update(action="COPY", reason=f"copied from {source['_id']} ({source['cycle_id']})")
@@ -68,6 +69,12 @@ class Copying:
             raise InvalidArgument([FieldViolation("cycle_id", f"unknown cycle {cycle_id!r}")])
         cycles.require_open(cycle, "copy V2MOMs into")
         return cycle
+
+    def _parent_methods(self, parent_id: str) -> dict[str, str]:
+        """For each method the new parent's published version copied, its origin's id -> its own id."""
+        published = ((self.repository.get(parent_id) or {}).get("published") or {}) if parent_id else {}
+        methods = (published.get("content") or {}).get("methods", [])
+        return {method["copied_from"]: method["id"] for method in methods if method.get("copied_from")}
 
     def _parent(self, caller: Caller, request: goals_pb2.CopyV2MOMRequest, source: dict, content: dict) -> str:
         """The parent asked for, else the new cycle's V2MOM in the slot of the source's parent, if the caller sees it."""
@@ -114,7 +121,7 @@ def _require_known_measures(request: goals_pb2.CopyV2MOMRequest, content: dict) 
     violations.raise_if_any()
 
 
-def _choice(request: goals_pb2.CopyV2MOMRequest, shift) -> copy_forward.Choice:
+def _choice(request: goals_pb2.CopyV2MOMRequest, shift, parent_methods: dict[str, str]) -> copy_forward.Choice:
     return copy_forward.Choice(
         omit_parts=frozenset(part for flag, part in PART_FLAGS.items() if getattr(request, flag)),
         omit_item_ids=frozenset(request.omit_item_ids),
@@ -122,6 +129,7 @@ def _choice(request: goals_pb2.CopyV2MOMRequest, shift) -> copy_forward.Choice:
         completed_method_ids=frozenset(request.completed_method_ids),
         final_values={final.measure_id: final.value for final in request.final_values},
         shift=shift,
+        parent_methods=parent_methods,
     )
 
 
