@@ -4,7 +4,9 @@ principals and only for the RPCs granted."""
 
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 import time
 from dataclasses import replace
 
@@ -18,7 +20,7 @@ from services.platform.api.auth import (
 )
 from services.platform.api.jwks import JwksKeys
 from services.platform.core.config import AuthSettings, ConfigError, dev_service_secret
-from services.platform.core.errors import PermissionDenied, Unauthenticated
+from services.platform.core.errors import PermissionDenied, Unauthenticated, Unavailable
 from tests.support.idp import AUDIENCE, ISSUER, IdentityProvider
 
 GET_PERSON = "/v2mom.v1.GoalService/GetPerson"
@@ -151,3 +153,39 @@ def test_a_service_token_is_for_one_callee_and_one_caller_secret():
     wrong_secret = ServiceCredential(AuthSettings(service="checkins", service_secret="x" * 40), "goals").token()
     with pytest.raises(Unauthenticated, match="Signature"):
         who(authenticator, wrong_secret)
+
+
+def test_the_jwks_is_read_from_the_providers_url_and_an_unreachable_provider_is_unavailable(idp):
+    body = idp.jwks_file.read_bytes()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    try:
+        auth = replace(idp.auth_settings(GOALS), jwks_file="", jwks_url=url)
+        assert who(Authenticator(auth, PEOPLE.get), idp.token("ann")).person_id == "ann"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    with pytest.raises(Unavailable, match="identity provider's keys .* cannot be read"):
+        who(Authenticator(auth, PEOPLE.get), idp.token("ann"))
+
+
+def test_in_production_a_callee_refuses_to_start_without_its_callers_keys():
+    production = AuthSettings(service="goals", service_secret="s" * 40, production=True, jwks_url="https://idp")
+    with pytest.raises(ConfigError, match="set SERVICE_KEYS=checkins=<its SERVICE_SECRET>"):
+        Authenticator(production, PEOPLE.get, GRANTS)
+    known = replace(production, service_keys=(("checkins", "c" * 40),))
+    assert Authenticator(known, PEOPLE.get, GRANTS).services.grants == GRANTS
