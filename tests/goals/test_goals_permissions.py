@@ -71,6 +71,16 @@ GetTemplate            -          OK     OK       OK     OK     OK     UA
 CreateTemplate         -          PD     PD       PD     PD     OK     UA
 UpdateTemplate         -          PD     PD       PD     PD     OK     UA
 DeleteTemplate         -          PD     PD       PD     PD     OK     UA
+UpdateObstacle         draft      FP     FP       FP     NF     FP     UA
+UpdateObstacle         published  OK     OK       OK     PD     OK     UA
+AddComment             draft      OK     OK       OK     NF     OK     UA
+AddComment             published  OK     OK       OK     OK     OK     UA
+ListComments           draft      OK     OK       OK     NF     OK     UA
+ListComments           published  OK     OK       OK     OK     OK     UA
+EditComment            draft      OK     PD       PD     NF     PD     UA
+EditComment            published  OK     PD       PD     PD     PD     UA
+DeleteComment          draft      OK     PD       PD     NF     PD     UA
+DeleteComment          published  OK     PD       PD     PD     PD     UA
 """
 
 CODES = {
@@ -81,7 +91,7 @@ CODES = {
 }
 # RPCs that change what they act on get a fresh target per cell; the others share one per module.
 CHANGING = {"CreateV2MOM", "UpdateV2MOM", "SubmitV2MOM", "ApproveV2MOM", "RequestChanges", "ArchiveV2MOM",
-            "WithdrawSubmission"}
+            "WithdrawSubmission", "UpdateObstacle", "EditComment", "DeleteComment"}
 # Cycles the matrix creates lie far in the future, a year each, so they never overlap one another.
 FUTURE_YEARS = itertools.count(3000)
 
@@ -155,6 +165,13 @@ def request_for(rpc: str, target: goals_pb2.V2MOM | None, goals):
         "UpdateTemplate": lambda: goals_pb2.UpdateTemplateRequest(
             template=goals_pb2.Template(id=stored_template(goals), name="Renamed"), update_mask=mask("name")),
         "DeleteTemplate": lambda: goals_pb2.DeleteTemplateRequest(id=stored_template(goals)),
+        "UpdateObstacle": lambda: goals_pb2.UpdateObstacleRequest(
+            v2mom_id=target_id, obstacle_id="obs-1", obstacle=goals_pb2.Obstacle(status=goals_pb2.OBSTACLE_STATUS_MITIGATING),
+            update_mask=mask("status")),
+        "AddComment": lambda: goals_pb2.AddCommentRequest(v2mom_id=target_id, text="Looks right to me"),
+        "ListComments": lambda: goals_pb2.ListCommentsRequest(v2mom_id=target_id),
+        "EditComment": lambda: goals_pb2.EditCommentRequest(id=owners_comment(goals, target), text="Edited"),
+        "DeleteComment": lambda: goals_pb2.DeleteCommentRequest(id=owners_comment(goals, target)),
     }
     return requests[rpc]()
 
@@ -178,6 +195,12 @@ def stored_template(goals) -> str:
     """A template an admin just made, for a call that needs one to exist."""
     made = goals.client(ADMIN).CreateTemplate(goals_pb2.CreateTemplateRequest(template=template(f"tpl-{next(FUTURE_YEARS)}")))
     return made.id
+
+
+def owners_comment(goals, target: goals_pb2.V2MOM) -> str:
+    """A comment of the owner's on the target: on its published version when it has one, so everyone sees it."""
+    view = goals_pb2.V2MOM_VIEW_PUBLISHED if target.published_revision else goals_pb2.V2MOM_VIEW_WORKING
+    return goals.client(OWNER).AddComment(goals_pb2.AddCommentRequest(v2mom_id=target.id, text="Mine", view=view)).id
 
 
 def listed_ids(response) -> set[str]:
