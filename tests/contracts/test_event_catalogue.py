@@ -209,7 +209,8 @@ def full_content() -> goals_pb2.V2MOMContent:
         values=[
             goals_pb2.Value(id="val_1", name="Customer first", description="We start from the customer's problem.",
                             copied_from="val_0"),
-            goals_pb2.Value(id="val_2", name="Craft", description="We leave the code better than we found it."),
+            goals_pb2.Value(id="val_2", name="Craft", description="We leave the code better than we found it.",
+                            copied_from="val_00"),
         ],
         methods=[
             goals_pb2.Method(
