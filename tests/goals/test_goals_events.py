@@ -185,3 +185,32 @@ def test_broker_outage_loses_nothing_and_publishes_once(db, goals_api, goals_wor
     assert len({e["id"] for e in received}) == len(received), "an event was published twice"
     assert db.v2moms.find_one({"_id": v2mom_id})["outbox"] == []
     assert goals_worker.poll() is None, "the worker died during the outage"
+
+
+def test_obstacle_changes_and_comments_leave_through_their_outboxes(db, goals_api, goals_worker, probe):
+    build_org(db)
+    ann, ceo = goals_api("ann"), goals_api("ceo")
+    body = content()
+    body.obstacles.add(id="o1", title="Legacy data", owner_id="ann", status=goals_pb2.OBSTACLE_STATUS_OPEN,
+                       method_ids=["m1"])
+    v2mom = ann.CreateV2MOM(goals_pb2.CreateV2MOMRequest(level=common_pb2.ORG_LEVEL_INDIVIDUAL, cycle_id="FY2027",
+                                                         content=body))
+    ann.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=v2mom.id))
+    ceo.ApproveV2MOM(goals_pb2.ApproveV2MOMRequest(id=v2mom.id))
+    ann.UpdateObstacle(goals_pb2.UpdateObstacleRequest(
+        v2mom_id=v2mom.id, obstacle_id="o1", obstacle=goals_pb2.Obstacle(status=goals_pb2.OBSTACLE_STATUS_RESOLVED),
+        update_mask=field_mask_pb2.FieldMask(paths=["status"]), reason="cleaned up"))
+    comment = ceo.AddComment(goals_pb2.AddCommentRequest(v2mom_id=v2mom.id, text="Well done @ann", item_id="o1"))
+
+    probe.drain(until_count=8)
+    mine = events_for(probe.settle(quiet_seconds=0.5), v2mom.id)
+    for event in mine:
+        validate_event(event)  # matches docs/events.asyncapi.yaml
+    assert [e["type"] for e in mine] == ["v2mom_created", "v2mom_submitted", "v2mom_approved", "obstacle_changed",
+                                         "comment_added"]
+    approved, changed, added = mine[2:]
+    assert approved["data"]["content"]["obstacles"][0]["openTime"]  # the approval opened it
+    assert (changed["data"]["obstacle"]["status"], changed["data"]["previousStatus"], changed["data"]["reason"]) == (
+        "OBSTACLE_STATUS_RESOLVED", "OBSTACLE_STATUS_OPEN", "cleaned up")
+    assert (added["data"]["comment"]["id"], added["data"]["comment"]["mentionIds"]) == (comment.id, ["ann"])
+    assert db.comments.count_documents({"outbox_pending": True}) == 0
