@@ -10,7 +10,7 @@ from services.platform.core.errors import AlreadyExists, FieldViolation, Invalid
 from services.platform.core.ids import new_id
 from services.platform.core.validation import check_enum, check_id, check_text
 
-from . import alignment, commits, convert, cycles, events, lifecycle, lint, validation
+from . import alignment, cascade, commits, convert, cycles, events, lifecycle, lint, validation
 from .access import Access
 from .directory import Directory
 from .ownership import Placement, place
@@ -56,6 +56,7 @@ class Authoring:
         if request.parent_id:
             self.require_parent(caller, request.parent_id, request.cycle_id, "parent_id")
         content = self.templates.content_for(request) if request.template_id else convert.content_to_doc(request.content)
+        self._require_supports(content, request.parent_id or None, "content")
         doc = new_v2mom(caller, request, placement, validation.assign_ids(content), create_key)
         return self.insert(caller, doc, placement)
 
@@ -101,6 +102,8 @@ class Authoring:
             changed.append("parent_id")
         if not changed:
             return render(doc, show_published=False)  # a retried or empty edit changes nothing
+        if {"content.methods", "parent_id"} & set(changed):
+            self._require_supports(new_content, new_parent, "v2mom.content")
 
         stamp = utc_now()
         changes = {"content": new_content, "parent_id": new_parent, "updated_at": stamp}
@@ -145,15 +148,17 @@ class Authoring:
     # --- LintV2MOM ----------------------------------------------------------------
 
     def lint(self, caller: Caller, request: goals_pb2.LintV2MOMRequest) -> goals_pb2.LintV2MOMResponse:
+        has_parent = False
         if request.id:
             validation.require_id("id", request.id)
-            content = self.access.require_working_copy(caller, self.repository.get(request.id), request.id)["content"]
+            doc = self.access.require_working_copy(caller, self.repository.get(request.id), request.id)
+            content, has_parent = doc["content"], bool(doc.get("parent_id"))
         else:
             violations = Violations()
             validation.check_content(violations, request.content, self._person_exists)
             violations.raise_if_any()
             content = validation.assign_ids(convert.content_to_doc(request.content))
-        findings = lint.lint(content)
+        findings = lint.lint(content, has_parent)
         return goals_pb2.LintV2MOMResponse(
             findings=[
                 goals_pb2.LintFinding(severity=SEVERITY[f.severity], field_path=f.field_path, code=f.code, message=f.message)
@@ -168,6 +173,11 @@ class Authoring:
         parent = self.repository.get(parent_id)
         visible = parent if parent is not None and self.access.may_see(caller, parent) else None
         alignment.require_parent(parent_id, visible, cycle_id, field)
+
+    def _require_supports(self, content: dict, parent_id: str | None, prefix: str) -> None:
+        """Each method's ``supports`` against the parent's published methods (cascade.py); read only when named."""
+        if cascade.names_supports(content):
+            cascade.require_supports_known(content, self.repository.get(parent_id) if parent_id else None, prefix)
 
     def _person_exists(self, person_id: str) -> bool:
         return self.directory.person(person_id) is not None

@@ -79,6 +79,8 @@ def method_to_doc(method: goals_pb2.Method) -> dict:
         ],
         "weight": method.weight,
         **_copied_from(method),
+        # Stored only when set, like copied_from: older content compares equal to content sent back.
+        **({"supports": list(method.supports)} if method.supports else {}),
     }
 
 
@@ -137,6 +139,7 @@ def method_from_doc(doc: dict) -> goals_pb2.Method:
         informed_ids=doc["informed_ids"],
         weight=doc["weight"],
         copied_from=doc.get("copied_from", ""),
+        supports=doc.get("supports", []),
     )
     _set_date(method, "start_date", doc["start_date"])
     _set_date(method, "due_date", doc["due_date"])

@@ -46,7 +46,8 @@ class Finding:
     message: str
 
 
-def lint(content: dict) -> list[Finding]:
+def lint(content: dict, has_parent: bool = False) -> list[Finding]:
+    """``has_parent``: the V2MOM aligns to a parent, so each method should carry out one of its methods."""
     findings: list[Finding] = []
     findings += _lint_vision(content)
     findings += _lint_values(content)
@@ -54,6 +55,8 @@ def lint(content: dict) -> list[Finding]:
     findings += _lint_measures(content)
     findings += _lint_measure_kinds(content.get("measures", []))
     findings += _lint_obstacles(content)
+    if has_parent:
+        findings += _lint_cascade(content)
     findings += _lint_weights(content.get("methods", []), "content.methods", "method")
     findings += _lint_weights(content.get("measures", []), "content.measures", "measure")
     return findings
@@ -132,6 +135,15 @@ def _lint_methods(content: dict) -> list[Finding]:
     for i, method in enumerate(methods):
         findings += _lint_method(f"content.methods[{i}]", method)
     return findings
+
+
+def _lint_cascade(content: dict) -> list[Finding]:
+    # Cascading: each level's methods carry out the level above's. A method that names none of the
+    # parent's methods may be fine (local work), so this is advice, not a block.
+    return [Finding(WARNING, f"content.methods[{i}].supports", "method.supports_nothing",
+                    f"Method '{method.get('title') or '(untitled)'}' supports none of the parent's methods: "
+                    "name the ones it carries out.")
+            for i, method in enumerate(content.get("methods", [])) if not method.get("supports")]
 
 
 def _lint_method(path: str, method: dict) -> list[Finding]:

@@ -9,7 +9,7 @@ from services.platform.core import paging
 from services.platform.core.errors import NotFound, PermissionDenied, Violations
 from services.platform.core.validation import check_enum, check_id
 
-from . import alignment, convert, validation
+from . import alignment, cascade, convert, validation
 from .access import Access
 from .repository import V2MOMRepository
 from .views import parent_shown, render, render_for
@@ -79,9 +79,10 @@ class Reads:
             root["_id"], depth, self.repository.children_of, lambda doc: self.access.may_see(caller, doc),
             lambda doc: parent_shown(self.access, caller, doc),
         )
-        return self._subtree(caller, root, children)
+        return self._subtree(caller, root, children, levels_below=depth)
 
-    def _subtree(self, caller: Caller, doc: dict, children: dict[str, list[dict]]) -> goals_pb2.AlignmentNode:
+    def _subtree(self, caller: Caller, doc: dict, children: dict[str, list[dict]],
+                 levels_below: int) -> goals_pb2.AlignmentNode:
         # Bottom-up: appending a message to a repeated field copies it, so a child must be
         # complete before it goes in (growing it afterwards lost every grandchild).
         shown = render_for(self.access, caller, doc)
@@ -93,8 +94,26 @@ class Reads:
             level=shown.level,
             state=shown.state,
         )
-        node.children.extend(self._subtree(caller, child, children) for child in children.get(doc["_id"], []))
+        below = children.get(doc["_id"], [])
+        node.children.extend(self._subtree(caller, child, children, levels_below - 1) for child in below)
+        self._add_cascade(caller, node, self._shown_content(caller, doc), below, complete=levels_below > 0)
         return node
+
+    def _add_cascade(self, caller: Caller, node: goals_pb2.AlignmentNode, content: dict, below: list[dict],
+                     complete: bool) -> None:
+        """Each method with the shown children's methods that support it (cascade.py); the unsupported ones
+        only where the children were read (``complete``): the last level's were not."""
+        found = cascade.supporters([(c["_id"], c["owner_id"], self._shown_content(caller, c)) for c in below])
+        for method in content.get("methods") or []:
+            node.methods.add(method_id=method.get("id", ""), title=method.get("title", ""),
+                             supported_by=[goals_pb2.SupportingMethod(**s) for s in found.get(method.get("id"), [])])
+        if complete:
+            node.unsupported_method_ids.extend(cascade.unsupported(content, found))
+
+    def _shown_content(self, caller: Caller, doc: dict) -> dict:
+        if self.access.sees_working_copy(caller, doc) or not doc.get("published"):
+            return doc["content"]
+        return doc["published"]["content"]
 
     def revisions(self, caller: Caller, request: goals_pb2.ListRevisionsRequest) -> goals_pb2.ListRevisionsResponse:
         validation.require_id("v2mom_id", request.v2mom_id)

@@ -21,6 +21,7 @@ MAX_UNIT = 32
 MAX_REASON = 1000
 MAX_VALUES = 5
 MAX_ITEMS = 20
+MAX_SUPPORTED = 5  # parent methods one method carries out
 MAX_LINKED_VALUES = 5
 MAX_PEOPLE_PER_ROLE = 20
 
@@ -111,6 +112,15 @@ def _check_links(violations: Violations, field: str, ids, known: set[str], noun:
         violations.add(field, "lists the same id twice")
 
 
+def _check_supports(violations: Violations, field: str, ids) -> None:
+    """Their form only: whether each is a method of the parent's published version is cascade.py's to say."""
+    violations.max_items(field, ids, MAX_SUPPORTED)
+    for j, method_id in enumerate(ids[:MAX_SUPPORTED]):
+        check_id(violations, f"{field}[{j}]", method_id)
+    if len(set(ids)) != len(ids):
+        violations.add(field, "lists the same id twice")
+
+
 def _check_person(violations: Violations, field: str, person_id: str, person_exists) -> None:
     if not person_id:
         return
@@ -123,6 +133,7 @@ def _check_method(violations, path, method: goals_pb2.Method, value_ids, person_
     check_text(violations, f"{path}.title", method.title, MAX_TITLE, required=True)
     check_text(violations, f"{path}.description", method.description, MAX_DESCRIPTION)
     _check_links(violations, f"{path}.value_ids", method.value_ids, value_ids, "value", MAX_LINKED_VALUES)
+    _check_supports(violations, f"{path}.supports", method.supports)
     _check_person(violations, f"{path}.owner_id", method.owner_id, person_exists)
     _check_person(violations, f"{path}.accountable_id", method.accountable_id, person_exists)
     for role in ("responsible_ids", "consulted_ids", "informed_ids"):

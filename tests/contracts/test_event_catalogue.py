@@ -230,6 +230,7 @@ def full_content() -> goals_pb2.V2MOMContent:
                 ],
                 weight=100.0,
                 copied_from="mth_0",
+                supports=["mth_parent_1"],
             ),
         ],
         obstacles=[
