@@ -1,10 +1,12 @@
 """Requests for any RPC, generated from the protobuf descriptors (hypothesis strategies), and the RPCs themselves.
 
 ``rpcs()`` lists every method of every service the generated v2mom.v1 modules declare, so a new RPC is fuzzed
-without anyone listing it. ``requests(descriptor, pool)`` draws a request message field by field: each field
-may be missing, well-formed (a value from ``pool``: ids, names and page tokens the running system issued) or
-hostile (empty, huge, odd unicode, negative, NaN, infinite, out of range, an enum value nobody declared, a
-page token that decodes to nonsense, duplicates in repeated fields).
+without anyone listing it. What the running system answers goes into a ``Pool`` (``harvest``): ids, page
+tokens and whole messages, and per thing (a V2MOM) the ids that belong together. ``requests(descriptor, pool)``
+draws a well-formed request from it (issued values, sane numbers, declared enums, times near now), and half
+the time spoils a field or two: missing, empty, huge, odd unicode, negative, NaN, infinite, out of range, an
+enum value nobody declared, a page token that decodes to nonsense, duplicates. ``one_bad_field`` does the same
+deterministically, one field at a time, starting from a request the system accepts (``base_requests``).
 """
 
 import base64
