@@ -46,7 +46,7 @@ from pathlib import Path
 
 # Who publishes (has an events exchange) and whose events each service consumes.
 PUBLISHERS = ("goals", "checkins", "notify")
-CONSUMES = {"goals": ("checkins",), "checkins": ("goals", "checkins"), "metrics": ("goals", "checkins"),
+CONSUMES = {"goals": ("goals", "checkins"), "checkins": ("goals", "checkins"), "metrics": ("goals", "checkins"),
             "notify": ("goals", "checkins")}
 SERVICES = tuple(CONSUMES)
 ADMIN = "admin"

@@ -107,8 +107,10 @@ class Authoring:
 
         stamp = utc_now()
         changes = {"content": new_content, "parent_id": new_parent, "updated_at": stamp}
+        # An edit answers any change of the parent before it (parent_changes.py): the mark goes.
         saved = commits.commit(
-            self.repository, caller, doc, lifecycle.UPDATE, changes, stamp, request.change_reason, changed
+            self.repository, caller, doc, lifecycle.UPDATE, changes, stamp, request.change_reason, changed,
+            unset=("parent_changed_at",),
         )
         return render(saved, show_published=False)
 

@@ -46,12 +46,13 @@ def commit(
     changed: list[str] | None = None,
     unset: tuple[str, ...] = (),
     event_content: dict | None = None,
+    extra_events: tuple[dict, ...] = (),
 ) -> dict:
     """Applies ``changes`` and the state ``action`` leads to on top of the revision in ``doc``.
 
     ``event_content``: the content the event carries, when not the working copy's (an approval's
     published content, whose obstacles carry their open times). ABORTED if someone else changed the
-    V2MOM meanwhile.
+    V2MOM meanwhile. ``extra_events`` go in the same write, after the action's own.
     """
     changed = changed or []
     changes = {**changes, "state": lifecycle.state_after(action, doc["state"])}
@@ -60,7 +61,7 @@ def commit(
     shown = {**after, "content": event_content} if event_content is not None else after
     data = convert.event_data(shown, caller.person_id, doc["state"], reason=reason, changed_paths=changed)
     event = events.v2mom_event(EVENT_OF[action.name], data)
-    saved = repository.apply(doc["_id"], doc["revision"], changes, entry, [event], unset)
+    saved = repository.apply(doc["_id"], doc["revision"], changes, entry, [event, *extra_events], unset)
     if saved is None:
         raise Aborted(f"v2mom {doc['_id']!r} changed while you were working on it; read it again and retry")
     return saved

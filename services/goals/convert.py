@@ -213,6 +213,7 @@ def v2mom_to_proto(doc: dict, show_published: bool, content_message: goals_pb2.V
         ("submit_time", "submitted_at"),
         ("publish_time", "published_at"),
         ("archive_time", "archived_at"),
+        ("parent_change_time", "parent_changed_at"),
     ):
         _set_time(message, field, doc.get(key))
     return message

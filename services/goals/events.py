@@ -24,6 +24,7 @@ CYCLE_CHANGED = "cycle_changed"
 CYCLE_CLOSED = "cycle_closed"
 OBSTACLE_CHANGED = "obstacle_changed"
 COMMENT_ADDED = "comment_added"
+V2MOM_PARENT_CHANGED = "v2mom_parent_changed"
 
 V2MOM_EVENT_TYPES = (
     V2MOM_CREATED,
@@ -36,7 +37,7 @@ V2MOM_EVENT_TYPES = (
     MILESTONES_COMPLETED,
 )
 CYCLE_EVENT_TYPES = (CYCLE_CHANGED, CYCLE_CLOSED)
-EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES + (OBSTACLE_CHANGED, COMMENT_ADDED)
+EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES + (OBSTACLE_CHANGED, COMMENT_ADDED) + (V2MOM_PARENT_CHANGED,)
 
 
 def v2mom_event(event_type: str, data: events_pb2.V2MOMEventData) -> dict:
@@ -61,3 +62,7 @@ def obstacle_event(data: events_pb2.ObstacleEventData) -> dict:
 
 def comment_event(data: events_pb2.CommentEventData) -> dict:
     return envelope(SERVICE, COMMENT_ADDED, subject=data.comment.v2mom_id, data=data)
+
+
+def parent_changed_event(data: events_pb2.ParentChangedEventData) -> dict:
+    return envelope(SERVICE, V2MOM_PARENT_CHANGED, subject=data.v2mom_id, data=data)

@@ -47,13 +47,17 @@ class Reads:
         violations.raise_if_any()
         filters = {field: getattr(request, field) for field in LIST_FILTERS}
         state = goals_pb2.V2MOMState.Name(request.state) if request.state else None
-        after = paging.decode_token(request.page_token, "ListV2MOMs", {**filters, "state": state}, str)
+        # The flag joins the token's filters only when set, so tokens issued before it existed still work.
+        token_filters = {**filters, "state": state, **({"parent_changed": True} if request.parent_changed else {})}
+        after = paging.decode_token(request.page_token, "ListV2MOMs", token_filters, str)
+        if request.parent_changed:
+            filters["parent_changed_at"] = {"$exists": True}  # by_parent_changed
         # Admins see every working copy: no list of owners to restrict to.
         working_owners = None if caller.is_admin else self.access.visible_owner_ids(caller)
         docs = self.repository.list_page(filters, state, working_owners, after, limit + 1)
         return goals_pb2.ListV2MOMsResponse(
             v2moms=[render_for(self.access, caller, d) for d in docs[:limit]],
-            next_page_token=paging.next_token("ListV2MOMs", {**filters, "state": state}, docs, limit, _id),
+            next_page_token=paging.next_token("ListV2MOMs", token_filters, docs, limit, _id),
         )
 
     def pending_approvals(

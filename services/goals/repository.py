@@ -41,6 +41,9 @@ INDEXES = [
     # One live V2MOM per slot (owner or unit, per level and cycle); archiving frees it.
     Index(V2MOMS, [("slot", 1)], name="one_per_slot", unique=True, partial={"slot": {"$exists": True}}),
     Index(V2MOMS, [("create_key", 1)], name="idempotent_create", unique=True, partial={"create_key": {"$exists": True}}),
+    # V2MOMs whose parent changed since their last edit (ListV2MOMs parent_changed): only those carry the field.
+    Index(V2MOMS, [("parent_changed_at", 1), ("_id", 1)], name="by_parent_changed",
+          partial={"parent_changed_at": {"$exists": True}}),
     outbox_index(V2MOMS),
     Index(REVISIONS, [("v2mom_id", 1), ("revision", 1)], name=REVISIONS_INDEX),
 ]
@@ -173,6 +176,18 @@ class V2MOMRepository:
     def in_slot(self, slot: str) -> dict | None:
         """The live V2MOM holding a slot (one_per_slot), if any."""
         return self.collection.find_one({"slot": slot}, SUMMARY)
+
+    def mark_parent_changed(self, v2mom_ids: list[str], changed_at) -> int:
+        """Marks each V2MOM not edited since ``changed_at`` (and not archived) as having a changed parent; keeps
+        the first mark since its last edit, so replays and older events change nothing. The revision stays: this
+        is a note for readers, not a change of the V2MOM. Returns how many were marked."""
+        query = {"updated_at": {"$lt": changed_at}, "state": {"$ne": ARCHIVED},
+                 "parent_changed_at": {"$exists": False}}
+        marked = 0
+        for v2mom_id in v2mom_ids:
+            result = self.collection.update_one({"_id": v2mom_id, **query}, {"$set": {"parent_changed_at": changed_at}})
+            marked += result.modified_count
+        return marked
 
     def parent_of(self, v2mom_id: str) -> str | None:
         doc = self.collection.find_one({"_id": v2mom_id}, {"parent_id": 1})

@@ -9,7 +9,7 @@ commits the new state with its history entry and event (commits.py).
 from services.platform.api.auth import Caller
 from services.platform.core.clock import utc_now
 
-from . import commits, lifecycle, obstacles, validation
+from . import commits, lifecycle, obstacles, parent_changes, validation
 from .access import Access
 from .repository import V2MOMRepository
 from .views import render
@@ -56,9 +56,22 @@ class Workflow:
             "published_at": stamp,
             "updated_at": stamp,
         }
+        told = self._children_told({**doc, **changes}, doc.get("published_revision") or 0, before, caller, stamp)
         saved = commits.commit(self.repository, caller, doc, lifecycle.APPROVE, changes, stamp, request.comment,
-                               unset=("changes_requested_reason",), event_content=published["content"])
+                               unset=("changes_requested_reason",), event_content=published["content"],
+                               extra_events=told)
         return render(saved, show_published=False)
+
+    def _children_told(self, approved: dict, previous: int, before: dict | None, caller: Caller,
+                       stamp) -> tuple[dict, ...]:
+        """v2mom_parent_changed when the published content changed and V2MOMs align beneath (parent_changes.py)."""
+        paths = parent_changes.changed_paths(before, approved["published"]["content"])
+        if not paths:
+            return ()
+        child_ids = parent_changes.aligned_beneath(approved["_id"], self.repository.children_of([approved["_id"]]))
+        if not child_ids:
+            return ()
+        return (parent_changes.event(approved, previous, caller.person_id, paths, child_ids, stamp),)
 
     def request_changes(self, caller: Caller, request: goals_pb2.RequestChangesRequest) -> goals_pb2.V2MOM:
         validation.require_id("id", request.id)

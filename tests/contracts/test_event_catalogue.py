@@ -53,6 +53,7 @@ PAYLOAD_MESSAGES = {
     **{event_type: events_pb2.CycleEventData for event_type in goals_events.CYCLE_EVENT_TYPES},
     goals_events.OBSTACLE_CHANGED: events_pb2.ObstacleEventData,
     goals_events.COMMENT_ADDED: events_pb2.CommentEventData,
+    goals_events.V2MOM_PARENT_CHANGED: events_pb2.ParentChangedEventData,
     **{event_type: events_pb2.CheckinEventData for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: events_pb2.ProgressEventData,
     **{event_type: events_pb2.ItemStalenessEventData for event_type in STALENESS_TYPES},
@@ -67,6 +68,7 @@ PUBLISHERS = {
     **{event_type: functools.partial(goals_events.cycle_event, event_type) for event_type in goals_events.CYCLE_EVENT_TYPES},
     goals_events.OBSTACLE_CHANGED: goals_events.obstacle_event,
     goals_events.COMMENT_ADDED: goals_events.comment_event,
+    goals_events.V2MOM_PARENT_CHANGED: goals_events.parent_changed_event,
     **{event_type: functools.partial(checkin_events.checkin_event, event_type) for event_type in CHECKIN_TYPES},
     checkin_events.PROGRESS_CHANGED: checkin_events.progress_event,
     **{event_type: functools.partial(checkin_events.staleness_event, event_type) for event_type in STALENESS_TYPES},
@@ -348,6 +350,15 @@ def full_comment_data() -> events_pb2.CommentEventData:
                                        cycle_id="FY2027", title="Payments team FY2027")
 
 
+def full_parent_changed_data() -> events_pb2.ParentChangedEventData:
+    return events_pb2.ParentChangedEventData(
+        v2mom_id="v2m_01jdw0m2p4r6t8v0x2z4b6d8f0", revision=9, previous_revision=4, owner_id="marta.silva",
+        org_unit_id="eng", level=common_pb2.ORG_LEVEL_DEPARTMENT, cycle_id="FY2027", actor_id="cto.office",
+        changed_paths=["content.vision", "content.methods"], child_ids=["v2m_01jdxjzq4k7m9p1s3v5x7z9b1d"],
+        change_time=_time("2027-06-01T09:00:00.125Z"), title="Engineering FY2027",
+    )
+
+
 def full_person_data() -> events_pb2.PersonEventData:
     return events_pb2.PersonEventData(
         person=common_pb2.Person(
@@ -534,6 +545,7 @@ def built_events() -> list[dict]:
     built.append(goals_events.cycle_event(goals_events.CYCLE_CLOSED, full_cycle_data()))
     built.append(goals_events.obstacle_event(full_obstacle_data()))
     built.append(goals_events.comment_event(full_comment_data()))
+    built.append(goals_events.parent_changed_event(full_parent_changed_data()))
     built += [checkin_events.checkin_event(t, full_checkin_data(**step)) for t, step in CHECKIN_STEPS.items()]
     built.append(checkin_events.progress_event(full_progress_data()))
     built += [checkin_events.staleness_event(t, full_staleness_data(step)) for t, step in STALENESS_STEPS.items()]
@@ -545,7 +557,7 @@ def built_events() -> list[dict]:
 @pytest.mark.parametrize(
     "data",
     [full_v2mom_data(), full_person_data(), full_org_unit_data(), full_cycle_data(), full_obstacle_data(),
-     full_comment_data(), full_checkin_data(), full_progress_data(), full_staleness_data(), full_delivery_data()],
+     full_comment_data(), full_parent_changed_data(), full_checkin_data(), full_progress_data(), full_staleness_data(), full_delivery_data()],
     ids=lambda data: type(data).__name__,
 )
 def test_payload_fixtures_populate_every_field(data):
