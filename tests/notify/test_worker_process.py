@@ -74,6 +74,23 @@ def test_approvals_end_to_end_through_goals(org, goals_api, goals_worker, notify
 # --- replays, bad input, unknown people, order ----------------------------------------------------------------------
 
 
+def test_a_mention_in_a_comment_reaches_the_person_mentioned(org, goals_api, goals_worker, notify_worker, connection,
+                                                              ndb, sink):
+    notify_worker.start(connection)
+    olive, lee = goals_api("olive"), goals_api("lee")
+    created = olive.CreateV2MOM(goals_pb2.CreateV2MOMRequest(
+        level=common_pb2.ORG_LEVEL_INDIVIDUAL, cycle_id="FY2027", content=valid_content(title="Olive ships billing")))
+    comment = lee.AddComment(goals_pb2.AddCommentRequest(v2mom_id=created.id, text="@olive can the rollout start in May?"))
+
+    [mail] = wait_for(lambda: [m for m in mails_to(sink, "olive@acme.test") if "mentioned you" in m["Subject"]],
+                      message="the person mentioned never heard of it")
+    assert "Olive ships billing" in mail["Subject"]
+    assert "can the rollout start in May?" in mail.get_body(("plain",)).get_content()
+    [note] = list(ndb[NOTIFICATIONS].find({"kind": kinds.MENTION}))
+    assert (note["recipient_id"], note["facts"]["comment_id"], note["v2mom_id"]) == ("olive", comment.id, created.id)
+    assert not mails_to(sink, "lee@acme.test"), "the author is never told of their own comment"
+
+
 def test_replays_bad_input_unknown_people_and_out_of_order_events(org, notify_worker, connection, ndb, sink):
     """Events published straight to goals.events; notify learns lee and olive from goals-api (GetPerson)."""
     notify_worker.start(connection)
