@@ -334,7 +334,7 @@ def add_notify_commands(command, common) -> None:
     set_kind.add_argument(
         "--digest", action=argparse.BooleanOptionalAction, default=None,
         help="gather it into the weekly digest instead of sending it at once (approval-decided, "
-        "checkin-reminder and attention only); --no-digest sends it at once again",
+        "checkin-reminder, attention and mention only); --no-digest sends it at once again",
     )
     quiet = subcommand(
         prefs_commands, "prefs", "quiet", notify.set_quiet_hours, "set or turn off your quiet hours",
