@@ -23,6 +23,7 @@ from .directory_reads import DirectoryReads
 from . import comments as comments_module
 from .comments import CommentStore
 from .discussion import Discussion
+from .export import Export
 from .obstacle_updates import ObstacleUpdates
 from . import templates as templates_module
 from .reads import Reads
@@ -61,9 +62,13 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.cycles = CycleAdmin(repository, directory)
         self.obstacles = ObstacleUpdates(repository, directory, self.access)
         self.discussion = Discussion(comments, repository, directory, self.access)
+        self.exports = Export(repository, directory, self.access)
 
     def _caller(self):
         return current_caller()
+
+    def ExportV2MOMs(self, request, context):
+        return self.exports.export(self._caller(), request)
 
     def CreateV2MOM(self, request, context):
         return self.authoring.create(self._caller(), request)

@@ -177,6 +177,11 @@ class V2MOMRepository:
         """The live V2MOM holding a slot (one_per_slot), if any."""
         return self.collection.find_one({"slot": slot}, SUMMARY)
 
+    def in_units(self, org_unit_ids: list[str], cycle_id: str) -> list[dict]:
+        """A cycle's V2MOMs in any of these org units, by id (by_org_unit, chunked)."""
+        return find_in(self.collection, "org_unit_id", org_unit_ids, {"cycle_id": cycle_id}, SUMMARY, ("_id",),
+                       index="by_org_unit")
+
     def mark_parent_changed(self, v2mom_ids: list[str], changed_at) -> int:
         """Marks each V2MOM not edited since ``changed_at`` (and not archived) as having a changed parent; keeps
         the first mark since its last edit, so replays and older events change nothing. The revision stays: this

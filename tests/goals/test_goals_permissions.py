@@ -81,6 +81,8 @@ EditComment            draft      OK     PD       PD     NF     PD     UA
 EditComment            published  OK     PD       PD     PD     PD     UA
 DeleteComment          draft      OK     PD       PD     NF     PD     UA
 DeleteComment          published  OK     PD       PD     PD     PD     UA
+ExportV2MOMs           draft      OK     OK       OK     EMPTY  OK     UA
+ExportV2MOMs           published  OK     OK       OK     OK     OK     UA
 """
 
 CODES = {
@@ -172,6 +174,7 @@ def request_for(rpc: str, target: goals_pb2.V2MOM | None, goals):
         "ListComments": lambda: goals_pb2.ListCommentsRequest(v2mom_id=target_id),
         "EditComment": lambda: goals_pb2.EditCommentRequest(id=owners_comment(goals, target), text="Edited"),
         "DeleteComment": lambda: goals_pb2.DeleteCommentRequest(id=owners_comment(goals, target)),
+        "ExportV2MOMs": lambda: goals_pb2.ExportV2MOMsRequest(org_unit_id="platform", cycle_id=target.cycle_id),
     }
     return requests[rpc]()
 
@@ -228,6 +231,8 @@ def test_permission_matrix(goals, shared_targets, rpc, target_kind, caller, expe
     response = call(request)
     if rpc in ("ListV2MOMs", "ListPendingApprovals"):
         assert (target.id in listed_ids(response)) == (expected == "OK")
+    elif rpc == "ExportV2MOMs":
+        assert (target.id in {e.v2mom.id for e in response}) == (expected == "OK")
     elif target is not None and rpc in ("GetV2MOM", "GetAlignmentTree"):
         assert response.id == target.id
 

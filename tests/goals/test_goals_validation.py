@@ -365,6 +365,11 @@ CASES = [
     Case("archive_expected_negative", "ArchiveV2MOM",
          lambda w: goals_pb2.ArchiveV2MOMRequest(id=w.draft.id, expected_revision=-1), "expected_revision"),
     # GetAlignmentTree
+    Case("export_unit_missing", "ExportV2MOMs", lambda w: goals_pb2.ExportV2MOMsRequest(cycle_id=w.c1), "org_unit_id"),
+    Case("export_cycle_format", "ExportV2MOMs", lambda w: goals_pb2.ExportV2MOMsRequest(org_unit_id="eng", cycle_id="a/b"),
+         "cycle_id"),
+    Case("export_unit_unknown", "ExportV2MOMs", lambda w: goals_pb2.ExportV2MOMsRequest(org_unit_id="nowhere", cycle_id=w.c1),
+         code=Code.NOT_FOUND),
     Case("tree_id_missing", "GetAlignmentTree", lambda w: goals_pb2.GetAlignmentTreeRequest(), "id"),
     Case("tree_depth_negative", "GetAlignmentTree", lambda w: goals_pb2.GetAlignmentTreeRequest(id=w.dept.id, max_depth=-1),
          "max_depth"),

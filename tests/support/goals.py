@@ -128,6 +128,10 @@ def mask(*paths: str) -> field_mask_pb2.FieldMask:
 # --- clients ----------------------------------------------------------------------------------
 
 
+STREAMING = {name for name, method in goals_pb2.DESCRIPTOR.services_by_name["GoalService"].methods_by_name.items()
+             if method.server_streaming}
+
+
 class Client:
     """A real gRPC client acting as one person: client.GetV2MOM(request)."""
 
@@ -138,6 +142,8 @@ class Client:
 
     def __getattr__(self, rpc: str):
         method = getattr(self.stub, rpc)
+        if rpc in STREAMING:  # a server stream is read whole, so its status (and any refusal) is known here
+            return lambda request, timeout=15: list(method(request, metadata=self.metadata, timeout=timeout))
         return lambda request, timeout=15: method(request, metadata=self.metadata, timeout=timeout)
 
 

@@ -82,7 +82,34 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
+        if handler.unary_stream:  # server-streaming RPCs: authenticated and cleaned up alike
+            return grpc.unary_stream_rpc_method_handler(
+                self._guard_stream(method, handler.unary_stream),
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
         return handler
+
+    def _guard_stream(self, method: str, behaviour):
+        """As _guard, for a behaviour that yields its responses: a refusal before or during the stream ends it
+        with a clean status."""
+        authenticator = self.authenticator
+
+        def guarded(request, context):
+            started = time.perf_counter()
+            token = None
+            try:
+                token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
+                if isinstance(request, Undecodable):
+                    raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
+                yield from _served(behaviour, method, request, context)
+            except Exception as error:  # noqa: BLE001 - every error ends as a clean status
+                _abort_cleanly(error, method, context, started)
+            finally:
+                if token is not None:
+                    reset_current_caller(token)
+
+        return guarded
 
     def _guard(self, method: str, behaviour):
         authenticator = self.authenticator
@@ -124,6 +151,19 @@ def _served(behaviour, method: str, request, context):
         # The generated servicer's answer for an RPC the proto declares and the service does not implement
         # yet: the client asked for something this server cannot do, which is no incident of ours.
         raise Unimplemented(f"{method} is not served by this version of the service") from None
+
+
+def _abort_cleanly(error: Exception, method: str, context, started: float) -> None:
+    """A ServiceError as its status; anything else (but grpcio's own aborts) as INTERNAL with an incident id."""
+    if isinstance(error, ServiceError):
+        log.info("rpc refused",
+                 extra={"rpc": method, "code": error.code.name, "reason": error.message, "ms": _ms(started)})
+        context.abort_with_status(error.to_status())
+    if isinstance(error, grpc.RpcError) or _is_abort(error):
+        raise error
+    incident = new_id("inc")
+    log.error("rpc failed", exc_info=error, extra={"rpc": method, "incident": incident})
+    context.abort_with_status(internal_status(incident))
 
 
 def _is_abort(error: Exception) -> bool:
