@@ -241,6 +241,19 @@ def update(w: World, v2mom_id=None, paths=("content.title",), reason="", expecte
         update_mask=mask(*paths), change_reason=reason, expected_revision=expected)
 
 
+def obstacle(w: World, v2mom_id=None, obstacle_id="obs-1", paths=("status",), reason="", expected_revision=0,
+             **fields) -> goals_pb2.UpdateObstacleRequest:
+    fields = {"status": goals_pb2.OBSTACLE_STATUS_RESOLVED, **fields}
+    return goals_pb2.UpdateObstacleRequest(
+        v2mom_id=w.published.id if v2mom_id is None else v2mom_id, obstacle_id=obstacle_id,
+        obstacle=goals_pb2.Obstacle(**fields), update_mask=mask(*paths), reason=reason,
+        expected_revision=expected_revision)
+
+
+def comment(w: World, **fields) -> goals_pb2.AddCommentRequest:
+    return goals_pb2.AddCommentRequest(**{"v2mom_id": w.published.id, "text": "A fair point", **fields})
+
+
 def token_of(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
@@ -364,6 +377,61 @@ CASES = [
     Case("archive_id_missing", "ArchiveV2MOM", lambda w: goals_pb2.ArchiveV2MOMRequest(), "id"),
     Case("archive_expected_negative", "ArchiveV2MOM",
          lambda w: goals_pb2.ArchiveV2MOMRequest(id=w.draft.id, expected_revision=-1), "expected_revision"),
+    # UpdateObstacle
+    Case("obstacle_v2mom_missing", "UpdateObstacle", lambda w: obstacle(w, v2mom_id=""), "v2mom_id"),
+    Case("obstacle_id_format", "UpdateObstacle", lambda w: obstacle(w, obstacle_id="obs 1"), "obstacle_id"),
+    Case("obstacle_mask_empty", "UpdateObstacle", lambda w: obstacle(w, paths=()), "update_mask"),
+    Case("obstacle_mask_title", "UpdateObstacle", lambda w: obstacle(w, paths=("title",)), "update_mask"),
+    Case("obstacle_status_missing", "UpdateObstacle", lambda w: obstacle(w, status=0), "obstacle.status"),
+    Case("obstacle_status_unknown", "UpdateObstacle", lambda w: obstacle(w, status=42), "obstacle.status"),
+    Case("obstacle_owner_unknown", "UpdateObstacle", lambda w: obstacle(w, paths=("owner_id",), owner_id="ghost"),
+         "obstacle.owner_id"),
+    Case("obstacle_owner_65", "UpdateObstacle", lambda w: obstacle(w, paths=("owner_id",), owner_id="o" * 65),
+         "obstacle.owner_id"),
+    Case("obstacle_methods_21", "UpdateObstacle",
+         lambda w: obstacle(w, paths=("method_ids",), method_ids=[f"m{i}" for i in range(21)]), "obstacle.method_ids"),
+    Case("obstacle_method_twice", "UpdateObstacle",
+         lambda w: obstacle(w, paths=("method_ids",), method_ids=["mth-0", "mth-0"]), "obstacle.method_ids"),
+    Case("obstacle_method_unknown", "UpdateObstacle", lambda w: obstacle(w, paths=("method_ids",), method_ids=["mth-9"]),
+         "obstacle.method_ids[0]"),
+    Case("obstacle_reason_1001", "UpdateObstacle", lambda w: obstacle(w, reason="r" * 1001), "reason"),
+    Case("obstacle_expected_negative", "UpdateObstacle", lambda w: obstacle(w, expected_revision=-1), "expected_revision"),
+    Case("obstacle_expected_stale", "UpdateObstacle", lambda w: obstacle(w, expected_revision=1), code=Code.ABORTED),
+    Case("obstacle_unknown", "UpdateObstacle", lambda w: obstacle(w, obstacle_id="obs-9"), code=Code.NOT_FOUND),
+    Case("obstacle_never_published", "UpdateObstacle", lambda w: obstacle(w, v2mom_id=w.draft.id),
+         code=Code.FAILED_PRECONDITION),
+    # AddComment, ListComments, EditComment, DeleteComment
+    Case("comment_v2mom_missing", "AddComment", lambda w: comment(w, v2mom_id=""), "v2mom_id"),
+    Case("comment_text_missing", "AddComment", lambda w: comment(w, text=" \n"), "text"),
+    Case("comment_text_4001", "AddComment", lambda w: comment(w, text="t" * 4001), "text"),
+    Case("comment_item_unknown", "AddComment", lambda w: comment(w, item_id="mth-9"), "item_id"),
+    Case("comment_reply_format", "AddComment", lambda w: comment(w, reply_to="{}"), "reply_to"),
+    Case("comment_reply_unknown", "AddComment", lambda w: comment(w, reply_to="cmt_nope"), code=Code.NOT_FOUND),
+    Case("comment_mention_unknown", "AddComment", lambda w: comment(w, mention_ids=["ghost"]), "mention_ids[0]"),
+    Case("comment_mentions_21", "AddComment", lambda w: comment(w, mention_ids=[f"p{i}" for i in range(21)]),
+         "mention_ids"),
+    Case("comment_view_unknown", "AddComment", lambda w: comment(w, view=9), "view"),
+    Case("comment_request_id_65", "AddComment", lambda w: comment(w, request_id="r" * 65), "request_id"),
+    Case("comment_v2mom_unknown", "AddComment", lambda w: comment(w, v2mom_id="v2m_nope"), code=Code.NOT_FOUND),
+    Case("comments_v2mom_missing", "ListComments", lambda w: goals_pb2.ListCommentsRequest(), "v2mom_id"),
+    Case("comments_item_format", "ListComments",
+         lambda w: goals_pb2.ListCommentsRequest(v2mom_id=w.published.id, item_id="a b"), "item_id"),
+    Case("comments_page_size_201", "ListComments",
+         lambda w: goals_pb2.ListCommentsRequest(v2mom_id=w.published.id, page_size=201), "page_size"),
+    Case("comments_token_bad", "ListComments",
+         lambda w: goals_pb2.ListCommentsRequest(v2mom_id=w.published.id, page_token="wrI="), "page_token"),
+    Case("edit_comment_id_missing", "EditComment", lambda w: goals_pb2.EditCommentRequest(text="x"), "id"),
+    Case("edit_comment_text_missing", "EditComment", lambda w: goals_pb2.EditCommentRequest(id="cmt_1"), "text"),
+    Case("edit_comment_text_4001", "EditComment", lambda w: goals_pb2.EditCommentRequest(id="cmt_1", text="t" * 4001),
+         "text"),
+    Case("edit_comment_expected_negative", "EditComment",
+         lambda w: goals_pb2.EditCommentRequest(id="cmt_1", text="x", expected_revision=-1), "expected_revision"),
+    Case("edit_comment_unknown", "EditComment", lambda w: goals_pb2.EditCommentRequest(id="cmt_1", text="x"),
+         code=Code.NOT_FOUND),
+    Case("delete_comment_id_missing", "DeleteComment", lambda w: goals_pb2.DeleteCommentRequest(), "id"),
+    Case("delete_comment_id_format", "DeleteComment", lambda w: goals_pb2.DeleteCommentRequest(id="../x"), "id"),
+    Case("delete_comment_unknown", "DeleteComment", lambda w: goals_pb2.DeleteCommentRequest(id="cmt_1"),
+         code=Code.NOT_FOUND),
     # GetAlignmentTree
     Case("export_unit_missing", "ExportV2MOMs", lambda w: goals_pb2.ExportV2MOMsRequest(cycle_id=w.c1), "org_unit_id"),
     Case("export_cycle_format", "ExportV2MOMs", lambda w: goals_pb2.ExportV2MOMsRequest(org_unit_id="eng", cycle_id="a/b"),
