@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, discussion, notify, planning, refs
+from . import checkins, commands, discussion, export, notify, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -279,6 +279,16 @@ def add_checkin_commands(command) -> None:
     progress.add_argument("--tree", action="store_true", help="also the V2MOMs aligned below it")
     history = command("progress-history", checkins.progress_history, "show a V2MOM's progress week by week")
     history.add_argument("v2mom", help="id or reference")
+
+    exporting = command(
+        "export", export.export, "write a subtree's V2MOMs, progress and latest check-ins to a CSV or XLSX file",
+        description="Every V2MOM you may see in an org unit and the units below it, in a cycle: one row per "
+        "value, method, measure and obstacle, with its V2MOM's owner, progress and latest check-in.")
+    exporting.add_argument("--unit", help="the org unit at the top (default: your own)")
+    exporting.add_argument("--cycle", help="the cycle (default: the current one)")
+    exporting.add_argument("--format", choices=sorted(export.WRITERS), default="xlsx", help="csv or xlsx (default)")
+    exporting.add_argument("-o", "--output", help="the file to write (default: v2moms-<unit>-<cycle>.<format>)")
+    exporting.add_argument("--include-archived", action="store_true", help="also archived V2MOMs")
 
     stale = command("stale", checkins.stale, "list measures and methods that are stale or overdue for a check-in")
     stale.add_argument("--owner", help="whose items: me (the default), @person or a person id")

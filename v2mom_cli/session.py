@@ -134,6 +134,13 @@ class Client:
                     raise ApiCallFailed(error, self.api.name, self.api.setting, self.addr) from None
                 time.sleep(RETRY_PAUSE_SECONDS * attempt)
 
+    def stream(self, rpc: str, request, timeout: float = 600.0):
+        """A server stream's responses as they arrive; ApiCallFailed when it fails, before or midway."""
+        try:
+            yield from getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as error:
+            raise ApiCallFailed(error, self.api.name, self.api.setting, self.addr) from None
+
     def close(self) -> None:
         self.channel.close()
 

@@ -335,3 +335,36 @@ def test_an_unreachable_checkins_api_is_named_with_how_to_point_at_another(cli):
     assert lines[0].startswith("error: cannot reach the check-ins API at 127.0.0.1:")
     assert lines[1] == "  start it with `make run`, or point --checkins-addr / V2MOM_CHECKINS_ADDR at a running one"
     assert "Traceback" not in result.stderr
+
+
+# --- export: goals' stream merged with check-ins' progress, as CSV and XLSX ---------------------------------------
+
+
+def test_export_writes_a_subtrees_v2moms_with_progress_as_csv_and_xlsx(cli, stack, tmp_path):
+    import csv
+    import zipfile
+    from xml.etree import ElementTree
+
+    cli.ok("login", "jonas.weber")
+    cli.ok("checkin", "me", "Engineers who have released", "--value", "2", "--status", "on-track", "--confidence", "6")
+    stack.worker.run()
+
+    written = cli.ok("export", "--unit", "eng-platform", "--format", "csv", "-o", str(tmp_path / "platform.csv"))
+    assert re.search(r"Wrote \d+ V2MOMs \(\d+ rows\) of eng-platform in FY\d{4} to ", written)
+    with (tmp_path / "platform.csv").open(encoding="utf-8-sig") as sheet:
+        rows = list(csv.DictReader(sheet))
+    jonas = [r for r in rows if r["Owner id"] == "jonas.weber"]
+    assert {r["Item kind"] for r in jonas} == {"Vision", "Value", "Method", "Measure", "Obstacle"}
+    engineers = next(r for r in jonas if r["Item"].startswith("Engineers who have released"))
+    assert (engineers["Item status"], engineers["Latest check-in by"]) == ("on track", "jonas.weber")
+    assert float(engineers["Item progress %"]) == 50.0 and engineers["Latest check-in on"].startswith("Engineers")
+    assert {r["Org unit"] for r in rows} == {"Platform"}  # one team, no units below it
+
+    cli.ok("export", "--unit", "eng-platform", "--format", "xlsx", "-o", str(tmp_path / "platform.xlsx"))
+    with zipfile.ZipFile(tmp_path / "platform.xlsx") as book:
+        assert "xl/workbook.xml" in book.namelist()
+        sheet = ElementTree.fromstring(book.read("xl/worksheets/sheet1.xml"))
+    ns = {"s": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    first = [t.text for t in sheet.find("s:sheetData/s:row", ns).iterfind(".//s:t", ns)]
+    assert first[:4] == ["Cycle", "Org unit", "V2MOM", "V2MOM id"]
+    assert len(sheet.findall("s:sheetData/s:row", ns)) == len(rows) + 1  # the same rows, and the header
