@@ -28,7 +28,7 @@ from services.platform.store.mongo import connect, ensure_indexes
 from v2mom.v1 import goals_pb2, goals_pb2_grpc, metrics_pb2, metrics_pb2_grpc
 
 from . import rebuild, store
-from .collector import CycleCollector, EngagementCopyCollector, PipelineCollector
+from .collector import CascadeCollector, CycleCollector, EngagementCopyCollector, PipelineCollector
 from .cycles import CycleCalendar
 from .exposition import Exposition, start_http_server
 from .rendered import RenderedEngagement
@@ -89,7 +89,7 @@ def exposition_for(db, clock: Callable[[], datetime] = utc_now, calendar: CycleC
     """What /metrics serves: engagement (kept rendered, rendered.py), pipeline health, cycle dates and this
     process."""
     rendered = RenderedEngagement(db, timedelta(seconds=following.overlap))
-    others = [PipelineCollector(db)]
+    others = [PipelineCollector(db), CascadeCollector(db)]
     if calendar is not None:
         others.append(CycleCollector(calendar))
     others += [EngagementCopyCollector(rendered), ProcessCollector(registry=None)]

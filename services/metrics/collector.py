@@ -180,6 +180,26 @@ class CycleCollector(Collector):
         yield end
 
 
+class CascadeCollector(Collector):
+    """Methods of published V2MOMs that nothing aligned beneath supports, per org unit and cycle (cascade.py)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "v2mom_unsupported_parent_methods",
+            "Methods of published company, department and team V2MOMs that no published V2MOM aligned beneath "
+            "supports, per org unit and cycle (only where there are some).", labels=["org_unit", "cycle"])
+        totals: dict[tuple[str, str], int] = {}
+        for doc in store.unsupported_parent_methods(self.db):
+            key = (doc["org_unit_id"], doc["cycle_id"])
+            totals[key] = totals.get(key, 0) + doc["unsupported"]
+        for (unit, cycle), count in sorted(totals.items()):
+            gauge.add_metric([unit, cycle], count)
+        yield gauge
+
+
 class EngagementCopyCollector(Collector):
     """How metrics-api's copy of the engagement text keeps up (rendered.py): per replica, like ``process_*``."""
 

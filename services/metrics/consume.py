@@ -12,7 +12,7 @@ from pymongo.database import Database
 from services.platform.worker.consumer import PermanentError
 from v2mom.v1 import events_pb2
 
-from . import facts, model, store
+from . import cascade, facts, model, store
 from .ledger import Ledger
 
 GOALS, CHECKINS = "goals", "checkins"
@@ -48,6 +48,14 @@ def apply(db: Database, source: str, envelope: dict) -> None:
         raise PermanentError(str(error)) from None
 
 
+def _follow_cascade(db: Database, event_type: str, payload: events_pb2.V2MOMEventData) -> None:
+    """Which parent methods nobody supports (cascade.py): approvals and archives are what change it."""
+    if event_type == "v2mom_approved":
+        store.take_published_methods(db, cascade.entry_from_event(payload))
+    elif event_type == "v2mom_archived":
+        store.archive_published_methods(db, payload.v2mom_id, payload.revision, payload.parent_id or None)
+
+
 def _apply(db: Database, source: str, envelope: dict) -> None:
     event_type, event_id, data = envelope["type"], envelope["id"], envelope["data"]
     if event_type not in SUBSCRIPTIONS.get(source, ()):
@@ -56,8 +64,10 @@ def _apply(db: Database, source: str, envelope: dict) -> None:
         raise PermanentError("id must be a non-empty string of at most 200 characters")
     ledger = Ledger(db)
     if event_type in V2MOM_EVENTS:
-        fact = facts.lifecycle_from_event(facts.parse_payload(data, events_pb2.V2MOMEventData))
+        payload = facts.parse_payload(data, events_pb2.V2MOMEventData)
+        fact = facts.lifecycle_from_event(payload)
         ledger.v2mom(fact["v2mom_id"], event_id, lambda state: model.apply_lifecycle(state, fact))
+        _follow_cascade(db, event_type, payload)
     elif event_type == OBSTACLE_CHANGED:
         fact = facts.obstacle_from_event(facts.parse_payload(data, events_pb2.ObstacleEventData),
                                          facts.event_time(envelope["time"]))

@@ -31,6 +31,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.platform.store.mongo import Index, find_in, matching
 
+from . import cascade
 from .org import OrgTree
 
 UNITS = "units"
@@ -40,6 +41,8 @@ AGGREGATES = "aggregates"
 HISTORY = "history"
 PIPELINE = "pipeline"
 CONTROL = "control"
+# Published V2MOMs' methods and supports, for the cascading gauge (cascade.py).
+METHOD_SUPPORT = "method_support"
 
 # How many applied deltas a target remembers. A delta is re-sent only when a
 # worker died between applying it and acking its event, and the redelivery
@@ -66,6 +69,9 @@ INDEXES = [
     # metrics-api follows what changed since its last read.
     Index(AGGREGATES, [(CHANGED, 1)], name="by_changed"),
     Index(UNITS, [(CHANGED, 1)], name="by_changed"),
+    # A parent's children (its count follows theirs); a scrape reads only parents with a gap.
+    Index(METHOD_SUPPORT, [("parent_id", 1)], name="by_parent"),
+    Index(METHOD_SUPPORT, [("unsupported", 1)], name="by_unsupported"),
 ]
 
 # A scrape never needs the idempotency memory.
@@ -291,3 +297,49 @@ def replace_all(db: Database, collection: str, docs: list[dict]) -> None:
     operations.append(DeleteMany({"_id": {"$nin": keep}}))
     for start in range(0, len(operations), BATCH):
         db[collection].bulk_write(operations[start:start + BATCH], ordered=True)
+
+
+# --- cascading: method_support -----------------------------------------------------------------------
+
+
+def take_published_methods(db: Database, entry: dict) -> None:
+    """Keeps a published V2MOM's methods and supports, then recounts it and its parent. A revision older than
+    the one stored (a late or replayed event, or an approval after the archive) changes nothing.
+
+    The cost is the V2MOM's children and its parent's: bounded by the org's fan-out, not by what is stored."""
+    fields = {k: v for k, v in entry.items() if k != "_id"}
+    if _newer(db, entry["_id"], entry["revision"], fields):
+        _recount(db, entry["_id"])
+        if entry.get("parent_id"):
+            _recount(db, entry["parent_id"])
+
+
+def archive_published_methods(db: Database, v2mom_id: str, revision: int, parent_id: str | None) -> None:
+    """An archived V2MOM counts no gap and supports nothing any more."""
+    if _newer(db, v2mom_id, revision, {"revision": revision, "archived": True, "unsupported": 0}) and parent_id:
+        _recount(db, parent_id)
+
+
+def _newer(db: Database, v2mom_id: str, revision: int, fields: dict) -> bool:
+    try:
+        result = db[METHOD_SUPPORT].update_one({"_id": v2mom_id, "revision": {"$lt": revision}},
+                                               {"$set": fields}, upsert=True)
+    except DuplicateKeyError:
+        return False  # the stored revision is this one or newer
+    return bool(result.modified_count or result.upserted_id)
+
+
+def _recount(db: Database, v2mom_id: str) -> None:
+    support = db[METHOD_SUPPORT]
+    parent = support.find_one({"_id": v2mom_id})
+    if parent is None:
+        return  # not published (yet): nothing to count
+    children = list(support.find({"parent_id": v2mom_id}, {"supports": 1, "archived": 1}).hint("by_parent"))
+    support.update_one({"_id": v2mom_id}, {"$set": {"unsupported": cascade.unsupported(parent, children)}})
+
+
+def unsupported_parent_methods(db: Database) -> list[dict]:
+    """The V2MOMs with methods nobody beneath supports: org unit, cycle and how many (by_unsupported)."""
+    query = {"unsupported": {"$gt": 0}}
+    return list(db[METHOD_SUPPORT].find(query, {"org_unit_id": 1, "cycle_id": 1, "unsupported": 1})
+                .hint("by_unsupported"))

@@ -1,0 +1,74 @@
+"""v2mom_unsupported_parent_methods: the methods of published company, department and team V2MOMs that no
+published V2MOM beneath supports, per org unit and cycle, kept from goals' approvals and archives (applied
+through consume.apply on the real store, in any order and any number of times) and exposed by metrics-api's
+/metrics text, clean for promtool."""
+
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics import consume
+from services.metrics.api import exposition_for
+from services.platform.bus.events import envelope, to_wire
+from tests.support.metrics import NOW
+from v2mom.v1 import common_pb2, events_pb2, goals_pb2
+
+GAUGE = "v2mom_unsupported_parent_methods"
+
+
+def v2mom_event(event_type: str, v2mom_id: str, revision: int, level, unit: str, methods: dict[str, list[str]],
+                parent_id: str = "") -> dict:
+    state = goals_pb2.V2MOM_STATE_ARCHIVED if event_type == "v2mom_archived" else goals_pb2.V2MOM_STATE_PUBLISHED
+    data = events_pb2.V2MOMEventData(
+        v2mom_id=v2mom_id, revision=revision, owner_id=f"owner-{v2mom_id}", org_unit_id=unit, level=level,
+        cycle_id="FY2027", parent_id=parent_id, state=state,
+        content=goals_pb2.V2MOMContent(title=v2mom_id, methods=[
+            goals_pb2.Method(id=m, title=m, supports=s) for m, s in methods.items()]))
+    data.publish_time.FromDatetime(NOW)
+    return to_wire(envelope("goals", event_type, subject=v2mom_id, data=data))
+
+
+def gauge(db) -> dict[tuple[str, str], float]:
+    text = exposition_for(db, lambda: NOW).body().decode()
+    return {(s.labels["org_unit"], s.labels["cycle"]): s.value
+            for family in text_string_to_metric_families(text) if family.name == GAUGE for s in family.samples}
+
+
+TEAM = common_pb2.ORG_LEVEL_TEAM
+DEPT = common_pb2.ORG_LEVEL_DEPARTMENT
+INDIVIDUAL = common_pb2.ORG_LEVEL_INDIVIDUAL
+
+
+def test_unsupported_parent_methods_follow_approvals_and_archives(metrics_db):
+    def apply(event):
+        consume.apply(metrics_db, "goals", event)
+
+    dept = v2mom_event("v2mom_approved", "v2m_eng", 4, DEPT, "eng", {"d1": [], "d2": [], "d3": []})
+    team = v2mom_event("v2mom_approved", "v2m_team", 4, TEAM, "platform", {"t1": ["d1"], "t2": ["d1", "d2"]}, "v2m_eng")
+    olive = v2mom_event("v2mom_approved", "v2m_olive", 4, INDIVIDUAL, "platform", {"o1": ["t1"]}, "v2m_team")
+    apply(team)  # a child before its parent: counted once the parent arrives
+    assert gauge(metrics_db) == {("platform", "FY2027"): 2.0}  # nobody beneath the team yet
+    apply(dept)
+    apply(olive)
+    assert gauge(metrics_db) == {("eng", "FY2027"): 1.0, ("platform", "FY2027"): 1.0}  # d3; t2
+
+    for event in (team, olive, dept):  # replays change nothing
+        apply(event)
+    assert gauge(metrics_db) == {("eng", "FY2027"): 1.0, ("platform", "FY2027"): 1.0}
+
+    apply(v2mom_event("v2mom_archived", "v2m_team", 6, TEAM, "platform", {}, "v2m_eng"))
+    apply(team)  # the approval again, late: older than the archive
+    assert gauge(metrics_db) == {("eng", "FY2027"): 3.0}  # the archived team counts no gap and supports nothing
+
+
+def test_the_scrape_with_the_gauge_is_clean_for_promtool(metrics_db):
+    consume.apply(metrics_db, "goals", v2mom_event("v2mom_approved", "v2m_eng", 2, DEPT, "eng", {"d1": []}))
+    body = exposition_for(metrics_db, lambda: NOW).body()
+    assert f'{GAUGE}{{cycle="FY2027",org_unit="eng"}} 1.0'.encode() in body
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)")
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
