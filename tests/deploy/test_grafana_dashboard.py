@@ -165,7 +165,7 @@ def _exprs(dashboard, panel_type=None) -> list[str]:
     "v2mom_oldest_pending_approval_age_seconds", "v2mom_time_to_approval_seconds_bucket",
     # progress and risk
     "v2mom_progress_ratio", "v2mom_tree_progress_ratio", "v2mom_off_track_measures_ratio", "v2mom_stale_items",
-    "v2mom_overdue_items",
+    "v2mom_overdue_items", "v2mom_open_obstacles", "v2mom_oldest_open_obstacle_age_seconds",
     # pipeline health
     "v2mom_metrics_events_processed_total", "v2mom_metrics_events_dead_lettered_total",
     "v2mom_metrics_event_lag_seconds_bucket", "v2mom_metrics_last_event_timestamp_seconds",
