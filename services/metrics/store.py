@@ -334,12 +334,11 @@ def _recount(db: Database, v2mom_id: str) -> None:
     parent = support.find_one({"_id": v2mom_id})
     if parent is None:
         return  # not published (yet): nothing to count
-    children = list(support.find({"parent_id": v2mom_id}, {"supports": 1, "archived": 1}).hint("by_parent"))
+    children = list(support.find({"parent_id": v2mom_id}, {"supports": 1, "archived": 1}))  # by_parent
     support.update_one({"_id": v2mom_id}, {"$set": {"unsupported": cascade.unsupported(parent, children)}})
 
 
 def unsupported_parent_methods(db: Database) -> list[dict]:
     """The V2MOMs with methods nobody beneath supports: org unit, cycle and how many (by_unsupported)."""
     query = {"unsupported": {"$gt": 0}}
-    return list(db[METHOD_SUPPORT].find(query, {"org_unit_id": 1, "cycle_id": 1, "unsupported": 1})
-                .hint("by_unsupported"))
+    return list(db[METHOD_SUPPORT].find(query, {"org_unit_id": 1, "cycle_id": 1, "unsupported": 1}))  # by_unsupported
