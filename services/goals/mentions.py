@@ -12,8 +12,10 @@ _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_.-]{1,64})")
 
 
 def mentioned_in(text: str) -> list[str]:
-    """The ids written as @id in the text, once each, in order. Whether they are people is the directory's."""
-    return list(dict.fromkeys(match.rstrip(".") for match in _MENTION.findall(text or "") if match.rstrip(".")))
+    """The first MAX_MENTIONS ids written as @id in the text, once each, in order. Whether they are people is the
+    directory's: the cap bounds the look-ups a text of "@a @b @c ..." can cost."""
+    found = dict.fromkeys(match.rstrip(".") for match in _MENTION.findall(text or "") if match.rstrip("."))
+    return list(found)[:MAX_MENTIONS]
 
 
 def item_ids(content: dict) -> set[str]:

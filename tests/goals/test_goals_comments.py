@@ -3,6 +3,7 @@ comments, edits and deletes kept in history, comment_added in the same write, re
 
 import grpc
 
+from services.goals import mentions
 from services.platform.bus.events import to_wire
 from tests.support.goals import ADMIN, CEO, MANAGER, OWNER, PEER, SKIP, TEAMMATE
 from tests.support.grpc_errors import expect
@@ -107,3 +108,8 @@ def test_bad_requests_and_replays(goals, cycle):
     first = call(request(request_id="once"))
     assert call(request(request_id="once")).id == first.id
     assert goals.db.comments.count_documents({"v2mom_id": published.id}) == 1
+
+
+def test_mentions_in_the_text_are_ids_once_each_and_at_most_twenty():
+    assert mentions.mentioned_in("cc @lee, @olive. and @lee again; mail@example.com is no one") == ["lee", "olive"]
+    assert len(mentions.mentioned_in(" ".join(f"@p{i}" for i in range(500)))) == mentions.MAX_MENTIONS
