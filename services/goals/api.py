@@ -8,7 +8,7 @@ import grpc
 from pymongo.database import Database
 
 from services.platform.api.auth import current_caller, grant
-from services.platform.api.server import create_service_server, run_api
+from services.platform.api.server import ServiceBinding, create_service_server, run_api
 from services.platform.core.config import AuthSettings, Settings, load
 from services.platform.store.mongo import connect, ensure_indexes
 
@@ -19,6 +19,7 @@ from .authoring import Authoring
 from .copying import Copying
 from .cycle_admin import CycleAdmin
 from .directory import Directory
+from .directory_api import DirectoryServicer
 from .directory_reads import DirectoryReads
 from . import comments as comments_module
 from .comments import CommentStore
@@ -31,7 +32,7 @@ from .repository import V2MOMRepository
 from .template_admin import Templates
 from .templates import TemplateStore
 from .workflow import Workflow
-from v2mom.v1 import goals_pb2, goals_pb2_grpc
+from v2mom.v1 import directory_pb2, directory_pb2_grpc, goals_pb2, goals_pb2_grpc
 
 SERVICE_NAME = "goals"
 DEFAULT_ADDR = "127.0.0.1:50051"
@@ -52,6 +53,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
 
     def __init__(self, repository: V2MOMRepository, directory: Directory, templates: TemplateStore,
                  comments: CommentStore):
+        self.directory = directory
         self.access = Access(directory)
         self.templates = Templates(templates, directory)
         self.authoring = Authoring(repository, directory, self.access, self.templates)
@@ -184,9 +186,13 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
     """The server over a database already open and indexed (the demo seed serves one in process)."""
     servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db),
                             CommentStore(db))
+    directory_service = ServiceBinding(directory_pb2_grpc.add_DirectoryServiceServicer_to_server,
+                                       DirectoryServicer(servicer.directory),
+                                       directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name)
     return create_service_server(
         addr, auth, servicer, goals_pb2_grpc.add_GoalServiceServicer_to_server,
         goals_pb2.DESCRIPTOR.services_by_name["GoalService"], people=servicer.access.person_record, grants=CALLERS,
+        more=[directory_service],
     )
 
 

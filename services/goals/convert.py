@@ -272,6 +272,14 @@ def person_to_proto(doc: dict) -> common_pb2.Person:
         org_unit_id=doc["org_unit_id"],
         roles=doc.get("roles", []),
         active=doc.get("active", True),
+        external_id=doc.get("external_id") or "",
+        time_zone=doc.get("time_zone") or "",
+        locale=doc.get("locale") or "",
+        employment_status=common_pb2.EmploymentStatus.Value(
+            f"EMPLOYMENT_STATUS_{doc.get('employment_status') or 'UNSPECIFIED'}"),
+        start_date=to_date_proto(doc.get("start_date")),
+        end_date=to_date_proto(doc.get("end_date")),
+        pending_manager_external_id=doc.get("pending_manager") or "",
     )
 
 
@@ -282,6 +290,8 @@ def org_unit_to_proto(doc: dict) -> common_pb2.OrgUnit:
         level=common_pb2.OrgLevel.Value(doc["level"]),
         parent_id=doc.get("parent_id") or "",
         leader_id=doc.get("leader_id") or "",
+        external_id=doc.get("external_id") or "",
+        retired=bool(doc.get("retired")),
     )
 
 

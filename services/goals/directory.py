@@ -20,8 +20,20 @@ from v2mom.v1 import events_pb2
 PEOPLE = "people"
 ORG_UNITS = "org_units"
 CYCLES = "cycles"
+SCHEDULED = "directory_scheduled"  # HRIS changes dated in the future, until goals-worker applies them
 
 INDEXES = [
+    # Identity from an HRIS: unique where present (people and units the seed wrote have none).
+    Index(PEOPLE, [("external_id", 1)], name="people_by_external_id", unique=True,
+          partial={"external_id": {"$exists": True}}),
+    Index(ORG_UNITS, [("external_id", 1)], name="units_by_external_id", unique=True,
+          partial={"external_id": {"$exists": True}}),
+    # People whose manager the HRIS named before the manager arrived.
+    Index(PEOPLE, [("pending_manager", 1)], name="people_pending_manager",
+          partial={"pending_manager": {"$exists": True}}),
+    Index(PEOPLE, [("active", 1), ("_id", 1)], name="people_by_active"),
+    Index(ORG_UNITS, [("retired", 1), ("_id", 1)], name="units_retired", partial={"retired": {"$exists": True}}),
+    Index(SCHEDULED, [("due_at", 1), ("_id", 1)], name="scheduled_by_due"),
     Index(PEOPLE, [("org_unit_id", 1), ("_id", 1)], name="people_by_unit"),
     Index(PEOPLE, [("manager_id", 1), ("_id", 1)], name="people_by_manager"),
     Index(ORG_UNITS, [("parent_id", 1), ("_id", 1)], name="units_by_parent"),
@@ -98,35 +110,63 @@ class Directory:
     def upsert_org_unit(self, unit: dict) -> bool:
         """Creates or changes an org unit; returns False when nothing changed."""
         fields = {k: unit.get(k) for k in ("name", "level", "parent_id", "leader_id")}
-
-        def event(document, existing):
-            return org_unit_event(
-                events_pb2.OrgUnitEventData(
-                    org_unit=convert.org_unit_to_proto(document),
-                    previous_parent_id=(existing or {}).get("parent_id") or "",
-                    revision=document["revision"],
-                )
-            )
-
-        return self._upsert(ORG_UNITS, unit["_id"], fields, event)
+        return self._upsert(ORG_UNITS, unit["_id"], fields, unit_changed_event)
 
     def upsert_person(self, person: dict) -> bool:
         keys = ("display_name", "email", "title", "manager_id", "org_unit_id", "roles", "active")
         fields = {k: person.get(k) for k in keys}
         fields["active"] = fields["active"] if fields["active"] is not None else True
         fields["roles"] = list(fields["roles"] or [])
+        return self._upsert(PEOPLE, person["_id"], fields, person_changed_event)
 
-        def event(document, existing):
-            return person_event(
-                events_pb2.PersonEventData(
-                    person=convert.person_to_proto(document),
-                    previous_org_unit_id=(existing or {}).get("org_unit_id") or "",
-                    previous_manager_id=(existing or {}).get("manager_id") or "",
-                    revision=document["revision"],
-                )
-            )
+    # --- HRIS sync's store (directory_sync.py decides what to write) ------------
 
-        return self._upsert(PEOPLE, person["_id"], fields, event)
+    def person_by_ref(self, ref: str) -> dict | None:
+        """Uncached: the person an HRIS reference names, by external id first, then by directory id."""
+        if not ref:
+            return None
+        found = self.db[PEOPLE].find_one({"external_id": ref}, {"outbox": 0, "outbox_pending": 0})
+        return found or self.db[PEOPLE].find_one({"_id": ref}, {"outbox": 0, "outbox_pending": 0})
+
+    def unit_by_ref(self, ref: str) -> dict | None:
+        if not ref:
+            return None
+        found = self.db[ORG_UNITS].find_one({"external_id": ref}, {"outbox": 0, "outbox_pending": 0})
+        return found or self.db[ORG_UNITS].find_one({"_id": ref}, {"outbox": 0, "outbox_pending": 0})
+
+    def write_record(self, collection: str, existing: dict | None, document: dict, event: dict) -> bool:
+        """One record and its event, conditional on the revision read; False when someone wrote it meanwhile
+        (or took its id or external id)."""
+        try:
+            written = self._write(collection, existing, document, event)
+        except DuplicateKeyError:  # another record holds the external id
+            return False
+        self.cache.clear()
+        return written
+
+    def waiting_for_manager(self, refs: list[str]) -> list[dict]:
+        """People whose pending manager reference is one of ``refs``."""
+        return find_in(self.db[PEOPLE], "pending_manager", [ref for ref in refs if ref],
+                       projection={"outbox": 0, "outbox_pending": 0})
+
+    def inactive_people(self, limit: int) -> list[dict]:
+        return list(self.db[PEOPLE].find({"active": False}, {"outbox": 0, "outbox_pending": 0})
+                    .sort("_id", 1).limit(limit))
+
+    def retired_units(self, limit: int) -> list[dict]:
+        return list(self.db[ORG_UNITS].find({"retired": True}, {"outbox": 0, "outbox_pending": 0})
+                    .sort("_id", 1).limit(limit))
+
+    def schedule(self, change_id: str, due_at, change: dict) -> None:
+        """Keeps a change for later, once whatever the feed repeats (the id is the change's digest)."""
+        self.db[SCHEDULED].update_one({"_id": change_id}, {"$setOnInsert": {"due_at": due_at, "change": change}},
+                                      upsert=True)
+
+    def due_changes(self, now, limit: int = 100) -> list[dict]:
+        return list(self.db[SCHEDULED].find({"due_at": {"$lte": now}}).sort([("due_at", 1), ("_id", 1)]).limit(limit))
+
+    def unschedule(self, change_id: str) -> None:
+        self.db[SCHEDULED].delete_one({"_id": change_id})
 
     def _upsert(self, collection: str, record_id: str, fields: dict, make_event, attempts: int = 5) -> bool:
         """Writes a directory record and its event, guarded by its revision so concurrent syncs never lose a change."""
@@ -180,3 +220,25 @@ class Directory:
         )
         self.cache.clear()
         return result.modified_count == 1
+
+
+def person_changed_event(document: dict, existing: dict | None) -> dict:
+    """person_upserted: the person now, and where they were (consumers move their copies)."""
+    return person_event(
+        events_pb2.PersonEventData(
+            person=convert.person_to_proto(document),
+            previous_org_unit_id=(existing or {}).get("org_unit_id") or "",
+            previous_manager_id=(existing or {}).get("manager_id") or "",
+            revision=document["revision"],
+        )
+    )
+
+
+def unit_changed_event(document: dict, existing: dict | None) -> dict:
+    return org_unit_event(
+        events_pb2.OrgUnitEventData(
+            org_unit=convert.org_unit_to_proto(document),
+            previous_parent_id=(existing or {}).get("parent_id") or "",
+            revision=document["revision"],
+        )
+    )

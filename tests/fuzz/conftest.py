@@ -32,11 +32,12 @@ class System:
 
     def call(self, rpc: Rpc, role: str, request, timeout: float = 30):
         """The response, or the grpc.RpcError the API answered with."""
-        method = self.channels[rpc.service].unary_unary(
-            rpc.path, request_serializer=type(request).SerializeToString,
-            response_deserializer=rpc.response_class().FromString)
+        kind = self.channels[rpc.service].unary_stream if rpc.streams else self.channels[rpc.service].unary_unary
+        method = kind(rpc.path, request_serializer=type(request).SerializeToString,
+                      response_deserializer=rpc.response_class().FromString)
         try:
-            return method(request, metadata=self.metadata[role], timeout=timeout)
+            answer = method(request, metadata=self.metadata[role], timeout=timeout)
+            return list(answer) if rpc.streams else answer  # a stream read whole: its status comes at its end
         except grpc.RpcError as error:
             return error
 
@@ -86,7 +87,8 @@ def system(sqlite_mongo_uri):
         running.callback(notify_api.http.shutdown)
         for settings in (goals, checkins, metrics, notify):
             running.callback(client.drop_database, settings.database_name)
-        addresses = {"v2mom.v1.GoalService": goals_address, "v2mom.v1.CheckinService": f"127.0.0.1:{checkins_port}",
+        addresses = {"v2mom.v1.GoalService": goals_address, "v2mom.v1.DirectoryService": goals_address,
+                     "v2mom.v1.CheckinService": f"127.0.0.1:{checkins_port}",
                      "v2mom.v1.MetricsService": f"127.0.0.1:{metrics_port}",
                      "v2mom.v1.NotifyService": f"127.0.0.1:{notify_port}"}
         channels = {name: running.enter_context(grpc.insecure_channel(address)) for name, address in addresses.items()}

@@ -233,15 +233,17 @@ def serve_until_signalled(server: grpc.Server, health_servicer, name: str, port:
 
 
 def create_service_server(addr: str, auth: AuthSettings, servicer, add_to_server: Callable, service_descriptor,
-                          people: PeopleLookup, grants: dict[str, Grant] | None = None) -> tuple[grpc.Server, int]:
+                          people: PeopleLookup, grants: dict[str, Grant] | None = None,
+                          more: Iterable[ServiceBinding] = ()) -> tuple[grpc.Server, int]:
     """One service's server, as every api module builds it: returns (server, port), with ``server.health`` kept.
 
     ``people`` says who a person is (their roles, whether active: the directory); ``grants`` which RPCs each
-    calling service may use (auth.py).
+    calling service may use (auth.py); ``more``: further gRPC services on the same port (goals' directory),
+    health-checked and reflected alike.
     """
     binding = ServiceBinding(add_to_server, servicer, service_descriptor.full_name)
     authenticator = Authenticator(auth, people, grants)
-    server, port, health_servicer = create_server(addr, [binding], auth, authenticator=authenticator)
+    server, port, health_servicer = create_server(addr, [binding, *more], auth, authenticator=authenticator)
     server.health = health_servicer
     return server, port
 

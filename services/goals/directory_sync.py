@@ -1,0 +1,208 @@
+"""Directory sync: the one use case every inbound path (DirectoryService, HRIS events, later SCIM) converges on.
+
+A change names a person or an org unit by its HRIS external id and carries an effective time. It writes the
+fields whose stored versions it beats (directory_rules.py), resolves the references it names (a manager not
+known yet stays pending and is resolved when they arrive), and writes the record with its ``person_upserted``
+/ ``org_unit_upserted`` event in one conditional update. A change dated in the future is kept and applied on
+its date (``apply_due``, goals-worker's timer).
+"""
+
+from datetime import datetime, timedelta
+
+from services.platform.core.clock import to_millis, utc_now
+from services.platform.core.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+
+from . import directory_rules as rules
+from .directory import ORG_UNITS, PEOPLE, Directory, person_changed_event, unit_changed_event
+
+CREATED, CHANGED, UNCHANGED, STALE, SCHEDULED = "CREATED", "CHANGED", "UNCHANGED", "STALE", "SCHEDULED"
+# Clocks of an HRIS and ours disagree a little: "now" from the feed must not become a timer.
+FUTURE_SKEW = timedelta(seconds=60)
+ATTEMPTS = 5
+
+
+class DirectorySync:
+    def __init__(self, directory: Directory, clock=utc_now):
+        self.directory = directory
+        self.clock = clock
+
+    # --- people ------------------------------------------------------------
+
+    def upsert_person(self, change: dict) -> tuple[str, dict | None]:
+        """``change``: external_id, id (for a new person), fields (rules.PERSON_FIELDS), effective_at."""
+        return self._timed(change, self._apply_person)
+
+    def deactivate_person(self, ref: str, end_date: str, effective_at: datetime) -> tuple[str, dict | None]:
+        person = self.directory.person_by_ref(ref)
+        if person is None:
+            raise NotFound(f"person {ref!r} is not in the directory")
+        end = end_date or effective_at.date().isoformat()
+        change = {"kind": "person", "external_id": person.get("external_id") or "", "id": person["_id"],
+                  "fields": {"employment_status": rules.TERMINATED, "end_date": end}, "effective_at": effective_at}
+        return self._timed(change, self._apply_person)
+
+    def _apply_person(self, change: dict) -> tuple[str, dict | None]:
+        version = rules.version_of(change["effective_at"], {"person": change["external_id"] or change["id"],
+                                                            **change["fields"]})
+        for _ in range(ATTEMPTS):
+            existing = self._person_for(change)
+            newer = rules.newer_fields(existing, change["fields"], version)
+            if existing is not None and not newer:
+                return _unchanged_or_stale(existing, change["fields"]), existing
+            document = self._person_document(change, existing, newer, version)
+            if self.directory.write_record(PEOPLE, existing, document, person_changed_event(document, existing)):
+                self._resolve_reports(document)
+                return (CREATED if existing is None else CHANGED), document
+        raise Aborted(f"person {change['external_id']!r} kept changing underneath; try again")
+
+    def _person_for(self, change: dict) -> dict | None:
+        """The stored person a change is about: by external id; else the directory id, when free of another
+        external id (a person the seed wrote becomes the HRIS's)."""
+        if change["external_id"]:
+            found = self.directory.db[PEOPLE].find_one({"external_id": change["external_id"]},
+                                                       {"outbox": 0, "outbox_pending": 0})
+            if found is not None:
+                return found
+        record_id = change.get("id") or change["external_id"]
+        found = self.directory.db[PEOPLE].find_one({"_id": record_id}, {"outbox": 0, "outbox_pending": 0})
+        if found is not None and found.get("external_id") not in (None, "", change["external_id"]):
+            raise AlreadyExists(f"directory id {record_id!r} belongs to employee {found['external_id']!r}")
+        return found
+
+    def _person_document(self, change: dict, existing: dict | None, newer: dict, version: list) -> dict:
+        base = existing or {"_id": change.get("id") or change["external_id"], "roles": [], "active": True,
+                            "org_unit_id": "", "manager_id": "", **{name: "" for name in rules.PERSON_FIELDS}}
+        document = {**base, **newer, "revision": base.get("revision", 0) + 1, "updated_at": utc_now(),
+                    "versions": rules.merged_versions(existing, newer, version)}
+        if change["external_id"]:
+            document["external_id"] = change["external_id"]
+        if "org_unit_ref" in newer:
+            unit = self.directory.unit_by_ref(newer["org_unit_ref"])
+            if unit is None:
+                raise FailedPrecondition(f"org unit {newer['org_unit_ref']!r} is not in the directory")
+            document["org_unit_id"] = unit["_id"]
+        if "manager_ref" in newer:
+            self._set_manager(document, newer["manager_ref"])
+        if "employment_status" in newer:
+            document["active"] = rules.is_active(newer["employment_status"])
+        return document
+
+    def _set_manager(self, document: dict, ref: str) -> None:
+        keys = {document["_id"], document.get("external_id") or document["_id"]}
+        if rules.manager_cycle(keys, ref, self._manager_ref_of):
+            raise FailedPrecondition(f"manager {ref!r} would make {document['_id']!r} manage themselves (a cycle)")
+        manager = self.directory.person_by_ref(ref)
+        document["manager_id"] = manager["_id"] if manager else ""
+        document["pending_manager"] = ref if ref and manager is None else None
+
+    def _manager_ref_of(self, ref: str) -> str:
+        person = self.directory.person_by_ref(ref)
+        return (person.get("pending_manager") or person.get("manager_id") or "") if person else ""
+
+    def _resolve_reports(self, manager: dict) -> None:
+        """People who named this person as manager before they arrived now report to them."""
+        refs = [manager["_id"], manager.get("external_id") or ""]
+        for report in self.directory.waiting_for_manager(refs):
+            document = {**report, "manager_id": manager["_id"], "pending_manager": None,
+                        "revision": report["revision"] + 1, "updated_at": utc_now()}
+            # Lost to a concurrent write: that writer resolved it, or it stays pending until the next change.
+            self.directory.write_record(PEOPLE, report, document, person_changed_event(document, report))
+
+    # --- org units -----------------------------------------------------------
+
+    def upsert_org_unit(self, change: dict) -> tuple[str, dict | None]:
+        """``change``: external_id, id, fields (rules.UNIT_FIELDS), effective_at."""
+        return self._timed(change, self._apply_unit)
+
+    def retire_org_unit(self, ref: str, effective_at: datetime) -> tuple[str, dict | None]:
+        unit = self.directory.unit_by_ref(ref)
+        if unit is None:
+            raise NotFound(f"org unit {ref!r} is not in the directory")
+        change = {"kind": "unit", "external_id": unit.get("external_id") or "", "id": unit["_id"],
+                  "fields": {"retired": True}, "effective_at": effective_at}
+        return self._timed(change, self._apply_unit)
+
+    def _apply_unit(self, change: dict) -> tuple[str, dict | None]:
+        version = rules.version_of(change["effective_at"], {"unit": change["external_id"] or change["id"],
+                                                            **change["fields"]})
+        for _ in range(ATTEMPTS):
+            existing = self._unit_for(change)
+            newer = rules.newer_fields(existing, change["fields"], version)
+            if existing is not None and not newer:
+                return _unchanged_or_stale(existing, change["fields"]), existing
+            document = self._unit_document(change, existing, newer, version)
+            if self.directory.write_record(ORG_UNITS, existing, document, unit_changed_event(document, existing)):
+                return (CREATED if existing is None else CHANGED), document
+        raise Aborted(f"org unit {change['external_id']!r} kept changing underneath; try again")
+
+    def _unit_for(self, change: dict) -> dict | None:
+        if change["external_id"]:
+            found = self.directory.db[ORG_UNITS].find_one({"external_id": change["external_id"]},
+                                                          {"outbox": 0, "outbox_pending": 0})
+            if found is not None:
+                return found
+        record_id = change.get("id") or change["external_id"]
+        found = self.directory.db[ORG_UNITS].find_one({"_id": record_id}, {"outbox": 0, "outbox_pending": 0})
+        if found is not None and found.get("external_id") not in (None, "", change["external_id"]):
+            raise AlreadyExists(f"org unit id {record_id!r} belongs to HRIS unit {found['external_id']!r}")
+        return found
+
+    def _unit_document(self, change: dict, existing: dict | None, newer: dict, version: list) -> dict:
+        if existing is None and "name" not in newer:
+            raise NotFound(f"org unit {change['external_id']!r} is not in the directory")
+        base = existing or {"_id": change.get("id") or change["external_id"], "parent_id": "", "leader_id": "",
+                            **{name: "" for name in rules.UNIT_FIELDS}}
+        document = {**base, **newer, "revision": base.get("revision", 0) + 1, "updated_at": utc_now(),
+                    "versions": rules.merged_versions(existing, newer, version)}
+        if change["external_id"]:
+            document["external_id"] = change["external_id"]
+        if "parent_ref" in newer:
+            document["parent_id"] = self._parent_id(document, newer["parent_ref"])
+        if "leader_ref" in newer:
+            leader = self.directory.person_by_ref(newer["leader_ref"])
+            document["leader_id"] = leader["_id"] if leader else ""
+        return document
+
+    def _parent_id(self, unit: dict, ref: str) -> str:
+        if not ref:
+            return ""
+        keys = {unit["_id"], unit.get("external_id") or unit["_id"]}
+        if rules.manager_cycle(keys, ref, self._parent_ref_of):
+            raise FailedPrecondition(f"parent {ref!r} would put org unit {unit['_id']!r} inside itself")
+        parent = self.directory.unit_by_ref(ref)
+        if parent is None:
+            raise FailedPrecondition(f"parent org unit {ref!r} is not in the directory")
+        return parent["_id"]
+
+    def _parent_ref_of(self, ref: str) -> str:
+        unit = self.directory.unit_by_ref(ref)
+        return (unit.get("parent_id") or "") if unit else ""
+
+    # --- the timer -------------------------------------------------------------
+
+    def _timed(self, change: dict, apply) -> tuple[str, dict | None]:
+        """Applies a change now, or keeps it for its date."""
+        if change["effective_at"] > self.clock() + FUTURE_SKEW:
+            change_id = "/".join(rules.version_of(change["effective_at"], {**change, "effective_at": ""}))
+            self.directory.schedule(change_id, change["effective_at"], change)
+            return SCHEDULED, None
+        return apply(change)
+
+    def apply_due(self, limit: int = 100) -> int:
+        """Applies the kept changes whose date has come; returns how many. One that cannot apply any more
+        (its unit gone, a cycle) is dropped: the feed's later changes decide."""
+        applied = 0
+        for kept in self.directory.due_changes(self.clock(), limit):
+            change = {**kept["change"], "effective_at": to_millis(kept["due_at"])}
+            apply = self._apply_unit if change.get("kind") == "unit" else self._apply_person
+            try:
+                apply(change)
+                applied += 1
+            except (FailedPrecondition, NotFound, AlreadyExists):
+                pass
+            self.directory.unschedule(kept["_id"])
+        return applied
+
+
+def _unchanged_or_stale(existing: dict, fields: dict) -> str:
+    return UNCHANGED if all(existing.get(name) == value for name, value in fields.items()) else STALE
