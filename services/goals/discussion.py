@@ -17,7 +17,7 @@ from services.platform.core.errors import (Aborted, FailedPrecondition, FieldVio
 from services.platform.core.ids import new_id
 from services.platform.core.validation import check_enum, check_id, check_text
 
-from . import convert, events, mentions
+from . import convert, events, mentions, validation
 from .access import Access
 from .comments import CommentStore
 from .directory import Directory
@@ -133,9 +133,7 @@ class Discussion:
         return comment_to_proto(self._change(comment, {"text": request.text}))
 
     def delete(self, caller: Caller, request: goals_pb2.DeleteCommentRequest) -> goals_pb2.Comment:
-        violations = Violations()
-        check_id(violations, "id", request.id)
-        violations.raise_if_any()
+        validation.require_id("id", request.id)
         comment = self._own_comment(caller, request.id)
         if comment["deleted"]:
             return comment_to_proto(comment)  # deleting again changes nothing
