@@ -33,6 +33,7 @@ class Rpc:
     name: str
     request: Descriptor
     response: Descriptor
+    streams: bool = False  # a server stream (ExportV2MOMs)
 
     def request_class(self):
         return message_factory.GetMessageClass(self.request)
@@ -56,7 +57,7 @@ def pb2_modules() -> list:
 
 def rpcs() -> list[Rpc]:
     """Every RPC of every service in the generated code, in declaration order."""
-    return [Rpc(service.full_name, method.name, method.input_type, method.output_type)
+    return [Rpc(service.full_name, method.name, method.input_type, method.output_type, method.server_streaming)
             for module in pb2_modules() for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods]
 
@@ -297,7 +298,12 @@ MAX_CONTEXTS = 300
 
 def harvest(message, pool: Pool) -> None:
     """Keeps what a response carries for requests to reuse: strings by field name (ids under "id" and "<kind>.id"
-    as well), up to SEEN_PER_TYPE messages of each type by its full name, and a context per thing with an id."""
+    as well), up to SEEN_PER_TYPE messages of each type by its full name, and a context per thing with an id.
+    A server stream's answer (a list) gives each of its messages."""
+    if isinstance(message, list):
+        for each in message:
+            harvest(each, pool)
+        return
     for key, values in _walk(message, pool).items():
         known = pool.setdefault(key, [])
         known.extend(value for value in values if value not in known)

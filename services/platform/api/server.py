@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -96,18 +97,8 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
         authenticator = self.authenticator
 
         def guarded(request, context):
-            started = time.perf_counter()
-            token = None
-            try:
-                token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
-                if isinstance(request, Undecodable):
-                    raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
+            with _serving(authenticator, method, request, context):
                 yield from _served(behaviour, method, request, context)
-            except Exception as error:  # noqa: BLE001 - every error ends as a clean status
-                _abort_cleanly(error, method, context, started)
-            finally:
-                if token is not None:
-                    reset_current_caller(token)
 
         return guarded
 
@@ -115,33 +106,30 @@ class AuthAndErrorsInterceptor(grpc.ServerInterceptor):
         authenticator = self.authenticator
 
         def guarded(request, context):
-            started = time.perf_counter()
-            token = None
-            try:
-                token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
-                if isinstance(request, Undecodable):
-                    raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
+            with _serving(authenticator, method, request, context) as started:
                 response = _served(behaviour, method, request, context)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("rpc ok", extra={"rpc": method, "ms": _ms(started)})
                 return response
-            except ServiceError as error:
-                log.info(
-                    "rpc refused",
-                    extra={"rpc": method, "code": error.code.name, "reason": error.message, "ms": _ms(started)},
-                )
-                context.abort_with_status(error.to_status())
-            except Exception as error:
-                if isinstance(error, grpc.RpcError) or _is_abort(error):
-                    raise
-                incident = new_id("inc")
-                log.exception("rpc failed", extra={"rpc": method, "incident": incident})
-                context.abort_with_status(internal_status(incident))
-            finally:
-                if token is not None:
-                    reset_current_caller(token)
 
         return guarded
+
+
+@contextmanager
+def _serving(authenticator: Authenticator, method: str, request, context):
+    """The caller set for the call's behaviour (yields when it started); every error ends as a clean status."""
+    started = time.perf_counter()
+    token = None
+    try:
+        token = set_current_caller(authenticator.caller(context.invocation_metadata(), method))
+        if isinstance(request, Undecodable):
+            raise InvalidArgument([FieldViolation("request", "is not a valid message for this RPC")])
+        yield started
+    except Exception as error:  # noqa: BLE001 - every error ends as a clean status
+        _abort_cleanly(error, method, context, started)
+    finally:
+        if token is not None:
+            reset_current_caller(token)
 
 
 def _served(behaviour, method: str, request, context):
@@ -162,7 +150,8 @@ def _abort_cleanly(error: Exception, method: str, context, started: float) -> No
     if isinstance(error, grpc.RpcError) or _is_abort(error):
         raise error
     incident = new_id("inc")
-    log.error("rpc failed", exc_info=error, extra={"rpc": method, "incident": incident})
+    log.error("rpc failed", exc_info=(type(error), error, error.__traceback__),
+              extra={"rpc": method, "incident": incident})
     context.abort_with_status(internal_status(incident))
 
 
