@@ -27,8 +27,9 @@ from pymongo.database import Database
 
 from services.platform.core.clock import to_millis, utc_now
 
-from . import control, facts, ledger, model, store
+from . import cascade, control, facts, ledger, model, store
 from .sources import CheckinsSource, GoalsSource
+from v2mom.v1 import goals_pb2
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class World:
     units: dict[str, dict] = field(default_factory=dict)
     people: dict[str, dict] = field(default_factory=dict)
     v2moms: dict[str, dict] = field(default_factory=dict)
+    # Published V2MOMs' methods and supports (cascade.py), keyed by V2MOM id.
+    method_support: dict[str, dict] = field(default_factory=dict)
 
 
 def rebuild(db: Database, goals: GoalsSource, checkins: CheckinsSource, holder: str = "metrics-api",
@@ -114,10 +117,15 @@ def _v2moms(goals, world, summary) -> list[tuple[str, str]]:
     """Builds each V2MOM's lifecycle; returns (id, cycle) of those with a published version."""
     published = []
     for v2mom in goals.v2moms():
-        fact = facts.lifecycle_from_v2mom(v2mom, goals.published_content(v2mom))
+        content = goals.published_content(v2mom)
+        fact = facts.lifecycle_from_v2mom(v2mom, content)
         world.v2moms[v2mom.id] = model.apply_lifecycle(model.new_v2mom(), fact)
         if v2mom.published_revision:
             published.append((v2mom.id, v2mom.cycle_id))
+        if content is not None:
+            world.method_support[v2mom.id] = cascade.entry(
+                v2mom.id, v2mom.revision, v2mom.org_unit_id, v2mom.cycle_id, v2mom.level, v2mom.parent_id, content,
+                archived=v2mom.state == goals_pb2.V2MOM_STATE_ARCHIVED)
     summary.v2moms = len(world.v2moms)
     return published
 
@@ -208,8 +216,9 @@ def write(db: Database, world: World) -> int:
         if kind == "agg":
             unit_id, cycle_id = key.split("|", 1)
             aggregates.append({"_id": key, "unit": unit_id, "cycle": cycle_id, **nested(values), "recent": []})
+    support = cascade.counted(list(world.method_support.values()))
     for collection, docs in ((store.UNITS, unit_docs), (store.PEOPLE, people), (store.V2MOMS, v2moms),
-                             (store.AGGREGATES, aggregates)):
+                             (store.AGGREGATES, aggregates), (store.METHOD_SUPPORT, support)):
         store.replace_all(db, collection, docs)
     return len(aggregates)
 

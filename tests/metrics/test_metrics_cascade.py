@@ -72,3 +72,45 @@ def test_the_scrape_with_the_gauge_is_clean_for_promtool(metrics_db):
         pytest.fail("promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)")
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
+
+
+class ListedGoals:
+    """GoalsSource's interface over V2MOMs as goals-api lists them (their published content with them)."""
+
+    def __init__(self, v2moms: list[tuple[goals_pb2.V2MOM, goals_pb2.V2MOMContent]]):
+        self.listed = v2moms
+
+    def org_units(self):
+        return iter([])
+
+    def people(self):
+        return iter([])
+
+    def v2moms(self):
+        return (v2mom for v2mom, _ in self.listed)
+
+    def published_content(self, v2mom):
+        return next(content for listed, content in self.listed if listed.id == v2mom.id)
+
+
+def listed(v2mom_id, level, unit, methods, parent_id="", state=goals_pb2.V2MOM_STATE_PUBLISHED):
+    content = goals_pb2.V2MOMContent(title=v2mom_id, methods=[
+        goals_pb2.Method(id=m, title=m, supports=s) for m, s in methods.items()])
+    v2mom = goals_pb2.V2MOM(id=v2mom_id, revision=5, published_revision=4, owner_id=f"owner-{v2mom_id}",
+                            org_unit_id=unit, level=level, cycle_id="FY2027", parent_id=parent_id, state=state,
+                            content=content)
+    return v2mom, content
+
+
+def test_a_rebuild_counts_the_same_from_goals_lists(metrics_db):
+    from services.metrics import rebuild
+    from tests.support.metrics import CheckinLog, CheckinStore
+
+    goals = ListedGoals([
+        listed("v2m_eng", DEPT, "eng", {"d1": [], "d2": [], "d3": []}),
+        listed("v2m_team", TEAM, "platform", {"t1": ["d1"], "t2": ["d1", "d2"]}, "v2m_eng"),
+        listed("v2m_olive", INDIVIDUAL, "platform", {"o1": ["t1"]}, "v2m_team"),
+        listed("v2m_old", TEAM, "platform", {"x1": ["d3"]}, "v2m_eng", state=goals_pb2.V2MOM_STATE_ARCHIVED),
+    ])
+    rebuild.rebuild(metrics_db, goals, CheckinStore(CheckinLog()), grace_seconds=0, clock=lambda: NOW)
+    assert gauge(metrics_db) == {("eng", "FY2027"): 1.0, ("platform", "FY2027"): 1.0}  # d3 (its supporter is archived); t2
