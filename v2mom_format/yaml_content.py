@@ -62,7 +62,7 @@ SECTION_KEYS = ("title", "vision", "values", "methods", "obstacles", "measures")
 VALUE_KEYS = ("id", "name", "description")
 METHOD_KEYS = (
     "id", "title", "description", "values", "owner", "accountable", "responsible", "consulted",
-    "informed", "start", "due", "weight", "milestones",
+    "informed", "start", "due", "weight", "milestones", "supports",
 )
 MILESTONE_KEYS = ("id", "title", "due", "done")
 OBSTACLE_KEYS = ("id", "title", "description", "owner", "status", "methods")
@@ -179,6 +179,8 @@ def _methods(document, existing, me, value_ids) -> list:
             consulted_ids=_people(item, "consulted", path, me),
             informed_ids=_people(item, "informed", path, me),
             weight=_number(item, "weight", path) or 0.0,
+            # The parent's method ids (its content is not at hand here): goals-api checks them.
+            supports=_links(item, "supports", path, {}),
         )
         _set_date(method.start_date, item, "start", path)
         _set_date(method.due_date, item, "due", path)
@@ -454,6 +456,7 @@ def _method_document(method: goals_pb2.Method, value_names: dict) -> dict:
             _compact({"id": m.id, "title": m.title, "due": _date(m.due_date), "done": m.done or None})
             for m in method.milestones
         ],
+        "supports": list(method.supports),
     })
 
 
