@@ -135,7 +135,8 @@ def units(ctx: Context, args) -> int:
 def list_v2moms(ctx: Context, args) -> int:
     owner = ctx.me if args.mine or args.owner == "me" else args.owner or ""
     request = goals_pb2.ListV2MOMsRequest(
-        owner_id=owner, org_unit_id=args.unit or "", cycle_id=args.cycle or "", state=_state(args.state)
+        owner_id=owner, org_unit_id=args.unit or "", cycle_id=args.cycle or "", state=_state(args.state),
+        parent_changed=args.parent_changed,
     )
     print(render.v2mom_table(refs.list_all(ctx.client, "ListV2MOMs", request, "v2moms")))
     return 0

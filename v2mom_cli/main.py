@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--cycle", help="only this cycle's, for example FY2027")
     listing.add_argument("--state", help=f"only in this state: {', '.join(commands.STATES)}")
     listing.add_argument("--mine", action="store_true", help="only your own")
+    listing.add_argument("--parent-changed", action="store_true",
+                         help="only those whose parent's published content changed since they were last edited")
 
     show = command("show", commands.show, "show a V2MOM: vision, values, methods, obstacles, measures")
     show.add_argument("v2mom", help="id or reference (see `v2mom --help`)")

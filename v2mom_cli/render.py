@@ -102,7 +102,23 @@ def alignment_tree(root: goals_pb2.AlignmentNode) -> str:
     def label(node) -> str:
         return f"{node.title} [{state_name(node.state)}] · {level_name(node.level)} · {node.owner_id} · {node.id}"
 
-    return tree_text([root], lambda node: node.children, label)
+    gaps = cascade_gaps(root)
+    return tree_text([root], lambda node: node.children, label) + (f"\n\n{gaps}" if gaps else "")
+
+
+def cascade_gaps(root: goals_pb2.AlignmentNode) -> str:
+    """The methods no V2MOM below supports, V2MOM by V2MOM (GetAlignmentTree's unsupported_method_ids)."""
+    lines: list[str] = []
+
+    def walk(node) -> None:
+        titles = {method.method_id: method.title for method in node.methods}
+        if node.unsupported_method_ids:
+            lines.append(f"  {node.title}: " + "; ".join(titles.get(i, i) for i in node.unsupported_method_ids))
+        for child in node.children:
+            walk(child)
+
+    walk(root)
+    return "Methods no V2MOM below supports:\n" + "\n".join(lines) if lines else ""
 
 
 def tree_text(roots, children_of, label) -> str:

@@ -100,13 +100,16 @@ class Reads:
         )
         below = children.get(doc["_id"], [])
         node.children.extend(self._subtree(caller, child, children, levels_below - 1) for child in below)
-        self._add_cascade(caller, node, self._shown_content(caller, doc), below, complete=levels_below > 0)
+        # Individuals have nobody beneath by design: their methods are never "unsupported".
+        judged = levels_below > 0 and doc["level"] != "ORG_LEVEL_INDIVIDUAL"
+        self._add_cascade(caller, node, self._shown_content(caller, doc), below, complete=judged)
         return node
 
     def _add_cascade(self, caller: Caller, node: goals_pb2.AlignmentNode, content: dict, below: list[dict],
                      complete: bool) -> None:
         """Each method with the shown children's methods that support it (cascade.py); the unsupported ones
-        only where the children were read (``complete``): the last level's were not."""
+        only where judged (``complete``): the children were read (the last level's were not), and a company,
+        department or team V2MOM, which has levels beneath it."""
         found = cascade.supporters([(c["_id"], c["owner_id"], self._shown_content(caller, c)) for c in below])
         for method in content.get("methods") or []:
             node.methods.add(method_id=method.get("id", ""), title=method.get("title", ""),

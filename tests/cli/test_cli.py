@@ -56,6 +56,9 @@ def test_a_team_member_writes_a_v2mom_and_her_manager_approves_it(cli):
     hers = next(line for line in tree.splitlines() if line.endswith(v2mom_id))
     assert hers.startswith(("├── ", "└── ")), "aligned directly under the team's V2MOM"
     assert "[PUBLISHED] · individual · hannah.berg" in hers
+    # The demo names no supports yet: every method of the team's V2MOM is a gap, and no individual's is.
+    gaps = tree[tree.index("Methods no V2MOM below supports:"):].splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in gaps] == [demo_name("Platform FY2027")]
 
     history = cli.ok("history", v2mom_id)
     assert [row.split()[3] for row in history.splitlines()[1:]] == ["CREATE", "SUBMIT", "APPROVE"]
