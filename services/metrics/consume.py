@@ -22,6 +22,9 @@ V2MOM_EVENTS = (
     "v2mom_created", "v2mom_updated", "v2mom_submitted", "v2mom_changes_requested", "v2mom_approved", "v2mom_archived",
     # A withdrawn submission is a draft again: no longer pending (it stays "submitted at least once").
     "v2mom_withdrawn",
+    # Milestones a check-in completed: a new revision of the same published items, nothing to count anew, but
+    # its revision keeps this projection in step (and the event has a consumer, so it is never unroutable).
+    "milestones_completed",
 )
 PERSON_UPSERTED, ORG_UNIT_UPSERTED = "person_upserted", "org_unit_upserted"
 OBSTACLE_CHANGED = "obstacle_changed"

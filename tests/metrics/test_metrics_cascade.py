@@ -114,3 +114,24 @@ def test_a_rebuild_counts_the_same_from_goals_lists(metrics_db):
     ])
     rebuild.rebuild(metrics_db, goals, CheckinStore(CheckinLog()), grace_seconds=0, clock=lambda: NOW)
     assert gauge(metrics_db) == {("eng", "FY2027"): 1.0, ("platform", "FY2027"): 1.0}  # d3 (its supporter is archived); t2
+
+
+def test_milestones_completed_moves_the_revision_and_counts_nothing_anew(metrics_db):
+    from services.metrics import store
+
+    approved = v2mom_event("v2mom_approved", "v2m_eng", 4, DEPT, "eng", {"d1": []})
+    consume.apply(metrics_db, "goals", approved)
+    before = counted(metrics_db)
+    done = v2mom_event("v2mom_approved", "v2m_eng", 5, DEPT, "eng", {"d1": []})
+    done["type"] = "milestones_completed"  # the same payload shape: the published content, one revision on
+    consume.apply(metrics_db, "goals", done)
+    consume.apply(metrics_db, "goals", done)  # a redelivery
+    assert metrics_db[store.V2MOMS].find_one({"_id": "v2m_eng"})["state"]["revision"] == 5
+    assert counted(metrics_db) == before
+
+
+def counted(db) -> dict:
+    """Every v2mom_ sample but the metrics service's own health (which moves with every event handled)."""
+    text = exposition_for(db, lambda: NOW).body().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(text)
+            if family.name.startswith("v2mom_") and not family.name.startswith("v2mom_metrics_") for s in family.samples}
