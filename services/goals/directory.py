@@ -34,6 +34,8 @@ INDEXES = [
     Index(PEOPLE, [("active", 1), ("_id", 1)], name="people_by_active"),
     Index(ORG_UNITS, [("retired", 1), ("_id", 1)], name="units_retired", partial={"retired": {"$exists": True}}),
     Index(SCHEDULED, [("due_at", 1), ("_id", 1)], name="scheduled_by_due"),
+    Index(SCHEDULED, [("waits_for", 1), ("_id", 1)], name="scheduled_by_person",
+          partial={"waits_for": {"$exists": True}}),
     Index(PEOPLE, [("org_unit_id", 1), ("_id", 1)], name="people_by_unit"),
     Index(PEOPLE, [("manager_id", 1), ("_id", 1)], name="people_by_manager"),
     Index(ORG_UNITS, [("parent_id", 1), ("_id", 1)], name="units_by_parent"),
@@ -157,10 +159,16 @@ class Directory:
         return list(self.db[ORG_UNITS].find({"retired": True}, {"outbox": 0, "outbox_pending": 0})
                     .sort("_id", 1).limit(limit))
 
-    def schedule(self, change_id: str, due_at, change: dict) -> None:
-        """Keeps a change for later, once whatever the feed repeats (the id is the change's digest)."""
-        self.db[SCHEDULED].update_one({"_id": change_id}, {"$setOnInsert": {"due_at": due_at, "change": change}},
-                                      upsert=True)
+    def schedule(self, change_id: str, due_at, change: dict, waits_for: str = "") -> None:
+        """Keeps a change for later, once whatever the feed repeats (the id is the change's digest);
+        ``waits_for``: the external id of a person it applies to as soon as they arrive."""
+        kept = {"due_at": due_at, "change": change, **({"waits_for": waits_for} if waits_for else {})}
+        self.db[SCHEDULED].update_one({"_id": change_id}, {"$setOnInsert": kept}, upsert=True)
+
+    def waiting_on(self, external_id: str) -> list[dict]:
+        if not external_id:
+            return []
+        return list(self.db[SCHEDULED].find({"waits_for": external_id}).sort("_id", 1))
 
     def due_changes(self, now, limit: int = 100) -> list[dict]:
         return list(self.db[SCHEDULED].find({"due_at": {"$lte": now}}).sort([("due_at", 1), ("_id", 1)]).limit(limit))

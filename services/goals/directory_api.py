@@ -35,7 +35,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         violations = Violations()
         check_id(violations, "ref", request.ref)
         end = check_date(violations, "end_date", request.end_date) if request.HasField("end_date") else None
-        at = _effective_at(violations, "effective_time", request)
+        at = effective_at(violations, "effective_time", request)
         violations.raise_if_any()
         if caller.person_id in (request.ref,) or _is_self(self.sync.directory, caller, request.ref):
             raise InvalidArgument([FieldViolation("ref", "you cannot deactivate yourself")])
@@ -50,7 +50,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         _writer()
         violations = Violations()
         check_id(violations, "ref", request.ref)
-        at = _effective_at(violations, "effective_time", request)
+        at = effective_at(violations, "effective_time", request)
         violations.raise_if_any()
         return _result(*self.sync.retire_org_unit(request.ref, at))
 
@@ -100,7 +100,7 @@ def person_change(violations: Violations, prefix: str, person: directory_pb2.Per
                    "time_zone": person.time_zone, "locale": person.locale,
                    "employment_status": STATUSES.get(person.employment_status, rules.ACTIVE),
                    "start_date": rules.iso_date(dates["start_date"]), "end_date": rules.iso_date(dates["end_date"])},
-        "effective_at": _effective_at(violations, f"{prefix}effective_time", person),
+        "effective_at": effective_at(violations, f"{prefix}effective_time", person),
     }
     rules.check_person(violations, prefix, change)
     return change
@@ -111,13 +111,13 @@ def unit_change(violations: Violations, prefix: str, unit: directory_pb2.OrgUnit
     change = {
         "kind": "unit", "external_id": unit.external_id, "id": unit.id,
         "fields": {"name": unit.name, "level": level, "parent_ref": unit.parent_ref, "leader_ref": unit.leader_ref},
-        "effective_at": _effective_at(violations, f"{prefix}effective_time", unit),
+        "effective_at": effective_at(violations, f"{prefix}effective_time", unit),
     }
     rules.check_unit(violations, prefix, change)
     return change
 
 
-def _effective_at(violations: Violations, field: str, message: Message):
+def effective_at(violations: Violations, field: str, message: Message):
     if not message.HasField("effective_time"):
         return utc_now()
     stamp = message.effective_time

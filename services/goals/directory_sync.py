@@ -19,6 +19,7 @@ CREATED, CHANGED, UNCHANGED, STALE, SCHEDULED = "CREATED", "CHANGED", "UNCHANGED
 # Clocks of an HRIS and ours disagree a little: "now" from the feed must not become a timer.
 FUTURE_SKEW = timedelta(seconds=60)
 ATTEMPTS = 5
+KEEP_UNKNOWN = timedelta(days=7)  # a termination for someone never hired is dropped after this
 
 
 class DirectorySync:
@@ -32,13 +33,21 @@ class DirectorySync:
         """``change``: external_id, id (for a new person), fields (rules.PERSON_FIELDS), effective_at."""
         return self._timed(change, self._apply_person)
 
-    def deactivate_person(self, ref: str, end_date: str, effective_at: datetime) -> tuple[str, dict | None]:
+    def deactivate_person(self, ref: str, end_date: str, effective_at: datetime,
+                          keep_if_unknown: bool = False) -> tuple[str, dict | None]:
+        """``keep_if_unknown``: a feed's termination may overtake the hire (they travel on different queues);
+        then it waits for the person, for KEEP_UNKNOWN at most."""
         person = self.directory.person_by_ref(ref)
+        end = end_date or effective_at.date().isoformat()
+        fields = {"employment_status": rules.TERMINATED, "end_date": end}
+        if person is None and keep_if_unknown:
+            change = {"kind": "person", "external_id": ref, "id": ref, "fields": fields, "effective_at": effective_at}
+            self.directory.schedule(_change_id(change), self.clock() + KEEP_UNKNOWN, change, waits_for=ref)
+            return SCHEDULED, None
         if person is None:
             raise NotFound(f"person {ref!r} is not in the directory")
-        end = end_date or effective_at.date().isoformat()
         change = {"kind": "person", "external_id": person.get("external_id") or "", "id": person["_id"],
-                  "fields": {"employment_status": rules.TERMINATED, "end_date": end}, "effective_at": effective_at}
+                  "fields": fields, "effective_at": effective_at}
         return self._timed(change, self._apply_person)
 
     def _apply_person(self, change: dict) -> tuple[str, dict | None]:
@@ -46,13 +55,17 @@ class DirectorySync:
                                                             **change["fields"]})
         for _ in range(ATTEMPTS):
             existing = self._person_for(change)
+            if existing is None and "display_name" not in change["fields"]:
+                raise NotFound(f"person {change['external_id']!r} is not in the directory")
             newer = rules.newer_fields(existing, change["fields"], version)
             if existing is not None and not newer:
                 return _unchanged_or_stale(existing, change["fields"]), existing
             document = self._person_document(change, existing, newer, version)
             if self.directory.write_record(PEOPLE, existing, document, person_changed_event(document, existing)):
                 self._resolve_reports(document)
-                return (CREATED if existing is None else CHANGED), document
+                if existing is None:
+                    return CREATED, self._apply_waiting(document)
+                return CHANGED, document
         raise Aborted(f"person {change['external_id']!r} kept changing underneath; try again")
 
     def _person_for(self, change: dict) -> dict | None:
@@ -94,6 +107,13 @@ class DirectorySync:
         manager = self.directory.person_by_ref(ref)
         document["manager_id"] = manager["_id"] if manager else ""
         document["pending_manager"] = ref if ref and manager is None else None
+
+    def _apply_waiting(self, person: dict) -> dict:
+        """Changes that overtook this person's arrival apply now; returns the person as they end up."""
+        for kept in self.directory.waiting_on(person.get("external_id") or ""):
+            self._apply_person({**kept["change"], "effective_at": to_millis(kept["change"]["effective_at"])})
+            self.directory.unschedule(kept["_id"])
+        return self._person_for({"external_id": person.get("external_id") or "", "id": person["_id"]}) or person
 
     def _manager_ref_of(self, ref: str) -> str:
         person = self.directory.person_by_ref(ref)
@@ -183,8 +203,7 @@ class DirectorySync:
     def _timed(self, change: dict, apply) -> tuple[str, dict | None]:
         """Applies a change now, or keeps it for its date."""
         if change["effective_at"] > self.clock() + FUTURE_SKEW:
-            change_id = "/".join(rules.version_of(change["effective_at"], {**change, "effective_at": ""}))
-            self.directory.schedule(change_id, change["effective_at"], change)
+            self.directory.schedule(_change_id(change), change["effective_at"], change)
             return SCHEDULED, None
         return apply(change)
 
@@ -206,3 +225,8 @@ class DirectorySync:
 
 def _unchanged_or_stale(existing: dict, fields: dict) -> str:
     return UNCHANGED if all(existing.get(name) == value for name, value in fields.items()) else STALE
+
+
+def _change_id(change: dict) -> str:
+    """The same for the same change, so a repeated feed keeps it once."""
+    return "/".join(rules.version_of(change["effective_at"], {**change, "effective_at": ""}))

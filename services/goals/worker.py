@@ -2,8 +2,9 @@
 
 It relays the outboxes (V2MOMs, the directory, cycles, comments) to the ``goals.events`` exchange, and marks
 milestones done that method check-ins report (checkins' ``checkin_recorded`` / ``checkin_corrected``,
-milestone_completions.py), and marks the children a ``v2mom_parent_changed`` (its own event) names. HRIS
-directory sync (a later issue) adds its event handlers here.
+milestone_completions.py), and marks the children a ``v2mom_parent_changed`` (its own event) names. It applies
+HRIS events from ``hris.events`` to the directory (hris.py), and directory changes dated in the future when
+their date comes.
 Run it with ``python -m services.goals.worker``.
 """
 
@@ -28,13 +29,17 @@ from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
 from .comments import COMMENTS  # noqa: E402
-from .directory import CYCLES, ORG_UNITS, PEOPLE  # noqa: E402
+from . import directory  # noqa: E402
+from .directory import CYCLES, ORG_UNITS, PEOPLE, Directory  # noqa: E402
+from .directory_sync import DirectorySync  # noqa: E402
+from .hris import HIRED, SOURCE as HRIS, TERMINATED, UNIT_RETIRED, UNIT_UPSERTED, UPDATED, HrisEvents  # noqa: E402
 from . import repository  # noqa: E402
 from .milestone_completions import MilestoneCompletions  # noqa: E402
 from .repository import V2MOMS, V2MOMRepository  # noqa: E402
 from v2mom.v1 import events_pb2  # noqa: E402
 
 RELAY_INTERVAL = load_settings("goals").relay_interval_seconds
+DUE_CHANGES_INTERVAL = 15.0  # seconds; a change dated in the future applies this long after its time at most
 
 
 class RepositoryProvider(DependencyProvider):
@@ -54,11 +59,29 @@ class RepositoryProvider(DependencyProvider):
         return self.repository
 
 
+class HrisProvider(DependencyProvider):
+    """Directory sync for the HRIS handlers and the timer of future-dated changes (uncached directory)."""
+
+    def setup(self):
+        settings = config_module.load("goals")
+        self.client = connect(settings.mongo_uri, "goals-worker")
+        database = self.client[settings.database_name]
+        ensure_indexes(database, directory.INDEXES)
+        self.events = HrisEvents(DirectorySync(Directory(database, cache_seconds=0)))
+
+    def stop(self):
+        self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.events
+
+
 class GoalsWorker:
     name = "goals_worker"
 
     relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES, COMMENTS])
     repository = RepositoryProvider()
+    hris = HrisProvider()
 
     # A correction may report milestones too; either way only not-done ones change, so order does not matter.
 
@@ -84,6 +107,37 @@ class GoalsWorker:
         checkin = parse_data(envelope, events_pb2.CheckinEventData).checkin
         if with_retries(lambda _: MilestoneCompletions(self.repository).take(checkin), envelope):
             self.relay.kick([V2MOMS])  # the milestones_completed event leaves now, not at the next tick
+
+    @cloud_event_handler(HRIS, HIRED)
+    def on_employee_hired(self, envelope):
+        self._directory_change(envelope)
+
+    @cloud_event_handler(HRIS, UPDATED)
+    def on_employee_updated(self, envelope):
+        self._directory_change(envelope)
+
+    @cloud_event_handler(HRIS, TERMINATED)
+    def on_employee_terminated(self, envelope):
+        self._directory_change(envelope)
+
+    @cloud_event_handler(HRIS, UNIT_UPSERTED)
+    def on_org_unit_upserted(self, envelope):
+        self._directory_change(envelope)
+
+    @cloud_event_handler(HRIS, UNIT_RETIRED)
+    def on_org_unit_retired(self, envelope):
+        self._directory_change(envelope)
+
+    def _directory_change(self, envelope):
+        require(envelope["type"] in (HIRED, UPDATED, TERMINATED, UNIT_UPSERTED, UNIT_RETIRED), "not an HRIS event type",
+                envelope)
+        with_retries(self.hris.apply, envelope)
+        self.relay.kick([PEOPLE, ORG_UNITS])  # person_upserted / org_unit_upserted leave now
+
+    @timer(interval=DUE_CHANGES_INTERVAL)
+    def apply_due_directory_changes(self):
+        if self.hris.sync.apply_due():
+            self.relay.kick([PEOPLE, ORG_UNITS])
 
     @timer(interval=RELAY_INTERVAL)
     def relay_outbox(self):

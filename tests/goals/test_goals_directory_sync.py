@@ -181,3 +181,16 @@ def test_list_orphans_names_the_v2moms_of_people_who_left_and_who_should_take_ov
     orphans = hr("ListOrphans", D.ListOrphansRequest()).orphans
     mine = [o for o in orphans if o.v2mom_id == v2mom.id]
     assert [(o.kind, o.person_id, o.successor_id) for o in mine] == [(D.Orphan.KIND_OWNER_GONE, key, "lee")]
+
+
+def test_a_termination_that_overtakes_the_hire_waits_for_the_person(goals):
+    key, now = f"t{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    sync = DirectorySync(Directory(goals.db, 0))
+    outcome, _ = sync.deactivate_person(key, "", now, keep_if_unknown=True)
+    assert outcome == "SCHEDULED" and goals.db.people.count_documents({"external_id": key}) == 0
+    hired = {"kind": "person", "external_id": key, "id": key, "effective_at": now - timedelta(days=30),
+             "fields": {**{name: "" for name in ("email", "title", "manager_ref", "time_zone", "locale", "start_date",
+                                                  "end_date")},
+                        "display_name": "Late Hire", "org_unit_ref": "platform", "employment_status": "ACTIVE"}}
+    outcome, person = sync.upsert_person(hired)
+    assert outcome == "CREATED" and not person["active"] and person["employment_status"] == "TERMINATED"
