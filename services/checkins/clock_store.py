@@ -60,6 +60,8 @@ INDEXES = [
     Index(ITEM_CLOCKS, [("v2mom_id", 1)], name="by_v2mom"),
     Index(ITEM_CLOCKS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
     Index(ITEM_CLOCKS, [("org_unit_id", 1), ("_id", 1)], name="by_org_unit"),
+    # Every approval asks what an earlier one learned of its cycle; cycle changes reschedule by cycle.
+    Index(ITEM_CLOCKS, [("cycle_id", 1)], name="by_cycle"),
 ]
 
 
@@ -101,10 +103,11 @@ class Clocks:
 
         Clocks written before they kept the cycle's start do not count: their end alone is not enough.
         """
-        clock = self.collection.find_one(
+        # The hint makes a missing index an error rather than a scan growing with every clock stored.
+        clock = next(self.collection.find(
             {"cycle_id": cycle_id, "cycle_start": {"$exists": True}, "cycle_end": {"$exists": True}},
             {"cycle_start": 1, "cycle_end": 1, "quarter_ends": 1},
-        )
+        ).hint("by_cycle").limit(1), None)
         return (clock["cycle_start"], clock["cycle_end"], tuple(clock.get("quarter_ends") or ())) if clock else None
 
     def of_v2moms(self, v2mom_ids: list[str]) -> dict[tuple[str, str, str], dict]:

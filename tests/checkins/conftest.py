@@ -8,7 +8,9 @@ import uuid
 import pymongo
 import pytest
 
+from services.checkins import clock_store, progress_store
 from services.goals.directory import Directory
+from services.platform.store.mongo import ensure_indexes
 from tests.support.checkins import FY2027_DATES, GoalsWorld, publish_v2mom, world_content
 from tests.support.checkins_requests import Store
 from v2mom.v1 import common_pb2, goals_pb2
@@ -50,6 +52,8 @@ def cdb(mongo_uri):
     """A check-ins database of the test's own, for projections run in process (no API, no goals-api)."""
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     name = f"checkins_unit_{uuid.uuid4().hex[:10]}"
+    # The indexes checkins-worker makes at start: some reads name theirs.
+    ensure_indexes(client[name], progress_store.INDEXES + clock_store.INDEXES)
     yield client[name]
     client.drop_database(name)
     client.close()
