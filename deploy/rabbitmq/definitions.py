@@ -28,6 +28,9 @@ took (services/platform/bus/outbox.py). A policy, as RabbitMQ recommends,
 rather than an exchange argument: arguments cannot be changed on an exchange
 that already exists.
 
+hris.events is the other way round: the HRIS's user (``hris``) may only
+publish there, and goals reads it.
+
 notify.events is a feed for integrators (HRIS, chat bridges) that none of our
 services consumes: until someone binds a queue, everything it publishes is
 unroutable. Its unrouted queue keeps the newest FEED_KEEP events, dropping the
@@ -45,11 +48,15 @@ import sys
 from pathlib import Path
 
 # Who publishes (has an events exchange) and whose events each service consumes.
-PUBLISHERS = ("goals", "checkins", "notify")
-CONSUMES = {"goals": ("goals", "checkins"), "checkins": ("goals", "checkins"), "metrics": ("goals", "checkins"),
-            "notify": ("goals", "checkins")}
+PUBLISHERS = ("goals", "checkins", "notify", "hris")
+CONSUMES = {"goals": ("goals", "checkins", "hris"), "checkins": ("goals", "checkins"),
+            "metrics": ("goals", "checkins"), "notify": ("goals", "checkins")}
 SERVICES = tuple(CONSUMES)
+# Publishers outside the platform: the HRIS (or its adapter) publishes directory changes to hris.events, which
+# goals-worker consumes (services/goals/hris.py). It may publish there and do nothing else.
+EXTERNAL_PUBLISHERS = ("hris",)
 ADMIN = "admin"
+USERS = (ADMIN, *SERVICES, *EXTERNAL_PUBLISHERS)
 MIN_PASSWORD_CHARS = 16
 
 
@@ -64,7 +71,8 @@ def worker_name(service: str) -> str:
 
 def _queues(service: str) -> str:
     # nameko's handler queues: evt-<source>-<type>--<worker>.<method>, and the kernel's <queue>.dlq.
-    return rf"evt-[a-z0-9_]+-[a-z0-9_]+--{re.escape(worker_name(service))}\.[A-Za-z0-9_]+(\.dlq)?"
+    # Event types may hold dots (the HRIS's employee.hired).
+    return rf"evt-[a-z0-9_]+-[a-z0-9_.]+--{re.escape(worker_name(service))}\.[A-Za-z0-9_]+(\.dlq)?"
 
 
 def permissions(service: str) -> dict[str, str]:
@@ -78,6 +86,11 @@ def permissions(service: str) -> dict[str, str]:
         "write": rf"^({events}|{dlx}|{_queues(service)})$",
         "read": rf"^({events}|{dlx}|{_queues(service)}" + (f"|{sources}" if sources else "") + ")$",
     }
+
+
+def publisher_permissions(publisher: str) -> dict[str, str]:
+    """An external publisher's user: write to its own exchange; declare, delete and read nothing."""
+    return {"configure": "^$", "write": rf"^{re.escape(publisher)}\.events$", "read": "^$"}
 
 
 def password_hash(password: str) -> str:
@@ -126,6 +139,9 @@ def definitions(passwords: dict[str, str], vhost: str = "/", user_prefix: str = 
     for service in SERVICES:
         users.append(_user(user_prefix + service, passwords[service], []))
         granted.append({"user": user_prefix + service, "vhost": vhost, **permissions(service)})
+    for publisher in EXTERNAL_PUBLISHERS:
+        users.append(_user(user_prefix + publisher, passwords[publisher], []))
+        granted.append({"user": user_prefix + publisher, "vhost": vhost, **publisher_permissions(publisher)})
     exchanges, queues, bindings, policies = _exchanges(vhost)
     return {"users": users, "vhosts": [{"name": vhost}], "permissions": granted, "exchanges": exchanges,
             "queues": queues, "bindings": bindings, "policies": policies}
@@ -134,7 +150,7 @@ def definitions(passwords: dict[str, str], vhost: str = "/", user_prefix: str = 
 def passwords_from_environment(environ=os.environ) -> dict[str, str]:
     """Every user's password; refuses, naming each variable, what is missing, short or guest."""
     passwords, problems = {}, []
-    for user in (ADMIN, *SERVICES):
+    for user in USERS:
         variable, value = password_variable(user), environ.get(password_variable(user), "")
         if len(value) < MIN_PASSWORD_CHARS or value == "guest":
             problems.append(f"{variable} must be set to at least {MIN_PASSWORD_CHARS} characters "
@@ -151,7 +167,7 @@ def main(argv: list[str]) -> int:
     target = Path(argv[0])
     target.write_text(json.dumps(definitions(passwords_from_environment()), indent=2))
     target.chmod(0o644)  # RabbitMQ runs as its own user; the file holds hashes, not passwords
-    print(f"wrote {target}: users {', '.join((ADMIN, *SERVICES))}", file=sys.stderr)
+    print(f"wrote {target}: users {', '.join(USERS)}", file=sys.stderr)
     return 0
 
 

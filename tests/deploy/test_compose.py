@@ -38,7 +38,7 @@ REQUIRED = {
     "NOTIFY_UNSUBSCRIBE_SECRET": "unsubscribe-secret-from-the-environment-0123456789",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-from-the-environment",
     **{f"RABBITMQ_{name}_PASSWORD": f"{name.lower()}-broker-password-from-the-environment"
-       for name in ("ADMIN", "GOALS", "CHECKINS", "METRICS", "NOTIFY")},
+       for name in ("ADMIN", "GOALS", "CHECKINS", "METRICS", "NOTIFY", "HRIS")},
 }
 
 INSTALL_HINT = (
@@ -173,7 +173,8 @@ def test_its_settings_pass_production_mode(compose_cli, monkeypatch):
     from deploy.rabbitmq import definitions
     from services.platform.core.config import load
 
-    passwords = {definitions.password_variable(user): f"{user}-password-from-env" for user in definitions.SERVICES}
+    passwords = {definitions.password_variable(user): f"{user}-password-from-env"
+                 for user in (*definitions.SERVICES, *definitions.EXTERNAL_PUBLISHERS)}
     services = resolved(compose_cli, env=passwords)
     for name in APP_SERVICES:
         for key, value in services[name]["environment"].items():
@@ -499,7 +500,8 @@ def test_worker_healthcheck_fails_when_pid_1_is_not_the_worker(services, worker,
 def test_each_service_talks_to_the_broker_as_its_own_user(compose_cli):
     from deploy.rabbitmq import definitions
 
-    passwords = {definitions.password_variable(user): f"{user}-password-from-env" for user in definitions.SERVICES}
+    passwords = {definitions.password_variable(user): f"{user}-password-from-env"
+                 for user in (*definitions.SERVICES, *definitions.EXTERNAL_PUBLISHERS)}
     services = resolved(compose_cli, env=passwords)
     for name in APP_SERVICES:
         service = name.rsplit("-", 1)[0]

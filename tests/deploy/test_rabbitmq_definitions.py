@@ -43,7 +43,7 @@ def users(amqp_uri):
     """{user: amqp uri} in a vhost of the test's own, as compose's definitions set the broker up."""
     tag = uuid.uuid4().hex[:10]
     vhost, prefix = f"definitions_test_{tag}", f"definitions-test-{tag}-"
-    passwords = {user: secrets.token_hex(16) for user in (broker.ADMIN, *broker.SERVICES)}
+    passwords = {user: secrets.token_hex(16) for user in broker.USERS}
     document = broker.definitions(passwords, vhost=vhost, user_prefix=prefix)
     try:
         # Through stdin: the broker node, not this process, would read a file, and may not see pytest's tmp.
@@ -118,6 +118,32 @@ def test_a_consumer_declares_what_the_kernel_consumer_does_and_receives_what_it_
     assert received is not None and json.loads(received.body)["id"] == approved["id"]
 
 
+def test_the_hris_publishes_to_hris_events_only_and_goals_worker_receives_it(users):
+    """The HRIS's user writes its exchange and nothing else; goals-worker's HRIS queue receives what it sends."""
+    assert "access to exchange 'goals.events'" in refused(
+        users["hris"], lambda channel: publish(channel, "goals.events", "person_upserted"))
+    assert "access to exchange 'hris.events'" in refused(
+        users["hris"], lambda channel: channel.exchange_delete("hris.events"))
+    assert "access to exchange 'hris.events'" in refused(
+        users["checkins"], lambda channel: publish(channel, "hris.events", "employee.hired"))
+    queue = f"evt-hris-employee.hired--{broker.worker_name('goals')}.on_employee_hired"
+    with kombu.Connection(users["goals"]) as connection:
+        source = kombu.Exchange("hris.events", type="topic", durable=True, no_declare=True)
+        kombu.Queue(queue, exchange=source, routing_key="employee.hired", durable=True)(connection.channel()).declare()
+        with kombu.Connection(users["hris"]) as hris:
+            publish(hris.channel(), "hris.events", "employee.hired")
+        received = wait_for_message(connection, queue)
+    assert json.loads(received.body)["type"] == "employee.hired"
+
+
+def wait_for_message(connection, queue: str):
+    deadline = time.monotonic() + 10
+    while (message := connection.channel().basic_get(queue, no_ack=True)) is None:
+        assert time.monotonic() < deadline, f"nothing reached {queue}"
+        time.sleep(0.1)
+    return message
+
+
 @pytest.mark.parametrize("service", broker.SERVICES)
 def test_the_patterns_name_the_workers_as_the_code_does(service):
     source = (ROOT / "services" / service / "worker.py").read_text(encoding="utf-8")
@@ -139,7 +165,7 @@ def test_the_alternate_exchange_keeps_an_event_no_queue_takes(users):
 
 def test_the_notify_feeds_unrouted_queue_keeps_only_the_newest_events(users, monkeypatch):
     """notify.events has no consumer of ours: its unrouted queue is bounded, dropping the oldest, not growing forever."""
-    policy = next(p for p in broker.definitions(dict.fromkeys((broker.ADMIN, *broker.SERVICES), "x" * 32))["policies"]
+    policy = next(p for p in broker.definitions(dict.fromkeys(broker.USERS, "x" * 32))["policies"]
                   if p["pattern"] == r"^notify\.events\.unrouted$")
     assert policy["definition"] == {"max-length": broker.FEED_KEEP, "overflow": "drop-head"}
     vhost = users["notify"].rsplit("/", 1)[1]
@@ -159,8 +185,8 @@ def test_the_notify_feeds_unrouted_queue_keeps_only_the_newest_events(users, mon
 
 
 def test_guest_is_not_among_the_users():
-    document = broker.definitions({user: "x" * 16 for user in (broker.ADMIN, *broker.SERVICES)})
-    assert {user["name"] for user in document["users"]} == {"admin", "goals", "checkins", "metrics", "notify"}
+    document = broker.definitions({user: "x" * 16 for user in broker.USERS})
+    assert {user["name"] for user in document["users"]} == {"admin", "goals", "checkins", "metrics", "notify", "hris"}
 
 
 @pytest.mark.parametrize("service", broker.SERVICES)
@@ -177,7 +203,7 @@ def test_no_pattern_reaches_another_services_resources(service):
 
 
 def test_passwords_come_from_the_environment_and_are_refused_when_weak():
-    environ = {broker.password_variable(user): secrets.token_hex(16) for user in (broker.ADMIN, *broker.SERVICES)}
+    environ = {broker.password_variable(user): secrets.token_hex(16) for user in broker.USERS}
     assert broker.passwords_from_environment(environ)["goals"] == environ["RABBITMQ_GOALS_PASSWORD"]
     with pytest.raises(SystemExit, match="RABBITMQ_CHECKINS_PASSWORD must be set"):
         broker.passwords_from_environment({**environ, "RABBITMQ_CHECKINS_PASSWORD": "guest"})
