@@ -277,9 +277,9 @@ def person_to_proto(doc: dict) -> common_pb2.Person:
         locale=doc.get("locale") or "",
         employment_status=common_pb2.EmploymentStatus.Value(
             f"EMPLOYMENT_STATUS_{doc.get('employment_status') or 'UNSPECIFIED'}"),
-        start_date=to_date_proto(doc.get("start_date")),
-        end_date=to_date_proto(doc.get("end_date")),
         pending_manager_external_id=doc.get("pending_manager") or "",
+        # Set only when known: an unset date is left out of events rather than sent as an empty object.
+        **{name: to_date_proto(doc[name]) for name in ("start_date", "end_date") if doc.get(name)},
     )
 
 

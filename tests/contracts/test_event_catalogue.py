@@ -370,6 +370,13 @@ def full_person_data() -> events_pb2.PersonEventData:
             org_unit_id="fin.payments",
             roles=["admin", "hr"],
             active=True,
+            external_id="E2231",
+            time_zone="Africa/Lagos",
+            locale="en-NG",
+            employment_status=common_pb2.EMPLOYMENT_STATUS_ON_LEAVE,
+            start_date=date_pb2.Date(year=2019, month=9, day=2),
+            end_date=date_pb2.Date(year=2027, month=1, day=31),
+            pending_manager_external_id="E0001",
         ),
         previous_org_unit_id="fin.billing",
         previous_manager_id="dora.kim",
@@ -385,6 +392,8 @@ def full_org_unit_data() -> events_pb2.OrgUnitEventData:
             level=common_pb2.ORG_LEVEL_TEAM,
             parent_id="fin",
             leader_id="ana.lopez",
+            external_id="OU-PAY",
+            retired=True,
         ),
         previous_parent_id="eng",
         revision=3,
@@ -1062,6 +1071,8 @@ UNSPECIFIED_SENT = {
     "v2mom.v1.Measure.direction",
     # progress_changed caused by an approval, an archive or a child names no item (progress_store.Cause).
     "v2mom.v1.ProgressEventData.item_kind",
+    # People written before HRIS sync (the seed) have no employment status.
+    "v2mom.v1.Person.employment_status",
 }
 
 # Message fields have presence, so they are printed only when set. These the
