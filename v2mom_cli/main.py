@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, discussion, export, notify, planning, refs
+from . import checkins, commands, directory, discussion, export, notify, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -291,6 +291,20 @@ def add_checkin_commands(command) -> None:
     exporting.add_argument("--format", choices=sorted(export.WRITERS), default="xlsx", help="csv or xlsx (default)")
     exporting.add_argument("-o", "--output", help="the file to write (default: v2moms-<unit>-<cycle>.<format>)")
     exporting.add_argument("--include-archived", action="store_true", help="also archived V2MOMs")
+
+    org = command("directory", None, "HR and admins: bring people in from an HRIS export")
+    org_commands = org.add_subparsers(dest="directory_command", metavar="{import}", required=True)
+    importing = org_commands.add_parser(
+        "import", prog="v2mom directory import", help="import people from a CSV file",
+        description="Imports people from an HRIS export: a CSV with the header employee_id, name, org_unit "
+        "(an id or a path such as acme/eng/platform) and optionally email, manager_id (their employee id), "
+        "title, time_zone (IANA), status (active, on leave, terminated), username, locale, start_date, "
+        "end_date. The whole file is checked first; any bad row rejects it with its line number.")
+    importing.set_defaults(handler=directory.import_csv)
+    importing.add_argument("file", help="the CSV file")
+    importing.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    importing.add_argument("--allow-mass-deactivation", action="store_true",
+                           help="go ahead although more than 10%% of the active people would be deactivated")
 
     stale = command("stale", checkins.stale, "list measures and methods that are stale or overdue for a check-in")
     stale.add_argument("--owner", help="whose items: me (the default), @person or a person id")

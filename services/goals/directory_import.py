@@ -42,9 +42,11 @@ class DirectoryImport:
         batch = _Batch(units, people)
         self._check_references(batch, diff)
         self._describe(batch, diff)
-        if diff.refused or dry_run:
+        if diff.refused:
             return diff
-        self._guard_mass_deactivation(diff, allow_mass_deactivation)
+        self._guard_mass_deactivation(diff, allow_mass_deactivation)  # a dry run says so too
+        if dry_run:
+            return diff
         for change in batch.units_parents_first():
             self.sync.upsert_org_unit(change)
         for change in batch.people_managers_first():

@@ -1,0 +1,46 @@
+"""`v2mom directory import`, run as a subprocess against a real goals-api with the demo org seeded: a dry run
+writes nothing, an import is idempotent, and a bad file is rejected whole with its line numbers."""
+
+import uuid
+
+import pytest
+
+from tests.support.cli import Cli
+
+HEADER = "employee_id,name,email,manager_id,org_unit,title,time_zone,status\n"
+
+
+@pytest.fixture
+def cli(seeded_goals, tmp_path):
+    return Cli(seeded_goals.address, tmp_path)
+
+
+def test_an_hris_export_imports_once_and_a_bad_one_not_at_all(cli, seeded_goals, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    unit = seeded_goals.db.org_units.find_one({"level": "ORG_LEVEL_TEAM"})
+    path = unit["_id"] if unit["parent_id"] is None else f"acme/{unit['parent_id']}/{unit['_id']}"
+    good = tmp_path / "people.csv"
+    good.write_text(HEADER + f"{tag}-2,Report Two,{tag}2@example.com,{tag}-1,{path},Engineer,Europe/Oslo,active\n"
+                    f"{tag}-1,Lead One,{tag}1@example.com,{unit['leader_id']},{path},Lead,,active\n"
+                    f"{tag}-3,Leaver Three,{tag}3@example.com,{tag}-1,{path},,,terminated\n")
+    cli.ok("login", "kofi.mensah")
+    dry = cli.ok("directory", "import", str(good), "--dry-run")
+    assert "3 to create" in dry and "nothing was written" in dry
+    assert seeded_goals.db.people.count_documents({"external_id": {"$regex": f"^{tag}"}}) == 0
+    assert "Imported 3 rows" in cli.ok("directory", "import", str(good))
+    report = seeded_goals.db.people.find_one({"external_id": f"{tag}-2"})
+    assert report["manager_id"] == f"{tag}-1" and report["time_zone"] == "Europe/Oslo"
+    assert "0 to create, 0 to change, 0 to move, 0 to deactivate, 3 unchanged" in cli.ok("directory", "import", str(good))
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + f"{tag}-8,Eight,{tag}8@example.com,{tag}-9,{path},,,active\n"
+                   f"{tag}-9,Nine,{tag}9@example.com,{tag}-8,{path},,,active\n")
+    refused = cli("directory", "import", str(bad))
+    assert refused.returncode != 0 and "line 2" in refused.stderr and "manager cycle" in refused.stderr
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text(HEADER + f"{tag}-7,Seven,,,{path},,,retired\n")
+    refused = cli("directory", "import", str(malformed))
+    assert refused.returncode != 0 and "line 2" in refused.stderr and "status" in refused.stderr
+    cli.ok("login", "hannah.berg")
+    assert "hr or admin" in cli("directory", "import", str(good)).stderr
+    assert seeded_goals.db.people.count_documents({"external_id": {"$regex": f"^{tag}-[789]"}}) == 0

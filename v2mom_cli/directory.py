@@ -1,0 +1,146 @@
+"""`v2mom directory import people.csv [--dry-run]`: an HRIS export into the org directory (ImportDirectory).
+
+The file is checked whole first (a dry run of every row at once), so a manager cycle, an unknown manager or
+unit, duplicate ids or emails, or a malformed row rejects the whole file with its line numbers and nothing is
+written. Then it is sent in parts, managers before their reports (so each part only names people already
+there or in it), with a progress bar; goals keys people on the employee id, so running it again changes
+nothing.
+"""
+
+import csv
+import sys
+from datetime import date
+from pathlib import Path
+
+from google.type import date_pb2
+from tqdm import tqdm
+
+from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
+
+from .errors import CliError
+from .session import Api, Client
+
+DIRECTORY_API = Api("goals API", "--addr / V2MOM_GOALS_ADDR", directory_pb2_grpc.DirectoryServiceStub)
+REQUIRED = ("employee_id", "name", "org_unit")
+COLUMNS = REQUIRED + ("email", "manager_id", "title", "time_zone", "status", "username", "locale", "start_date",
+                      "end_date")
+STATUSES = {"": common_pb2.EMPLOYMENT_STATUS_ACTIVE, "active": common_pb2.EMPLOYMENT_STATUS_ACTIVE,
+            "on_leave": common_pb2.EMPLOYMENT_STATUS_ON_LEAVE, "leave": common_pb2.EMPLOYMENT_STATUS_ON_LEAVE,
+            "terminated": common_pb2.EMPLOYMENT_STATUS_TERMINATED, "inactive": common_pb2.EMPLOYMENT_STATUS_TERMINATED}
+PART_ROWS = 500
+CALL_TIMEOUT_SECONDS = 300.0  # a whole file's dry run
+
+
+def import_csv(ctx, args) -> int:
+    people, lines, malformed = read_people(Path(args.file))
+    if malformed:
+        raise CliError(_refusal_text(malformed, "malformed rows"))
+    client = Client(ctx.addr, ctx.client.token, DIRECTORY_API)
+    try:
+        diff = _call(client, people, dry_run=True, allow=args.allow_mass_deactivation)
+        if diff.refused:
+            raise CliError(_refusal_text([(lines[row.index], f"{row.external_id}: {row.reason}")
+                                          for row in diff.refused], "the file is rejected"))
+        print(describe(diff, lines))
+        if args.dry_run:
+            print("Dry run: nothing was written.")
+            return 0
+        _apply_in_parts(client, people)
+    finally:
+        client.close()
+    print(f"Imported {len(people)} rows.")
+    return 0
+
+
+def read_people(path: Path) -> tuple[list, list[int], list[tuple[int, str]]]:
+    """The rows as PersonChanges, the file line of each, and (line, reason) for each malformed row."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in REQUIRED if name not in (reader.fieldnames or [])]
+        if missing:
+            raise CliError(f"{path}: the header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
+        people, lines, malformed = [], [], []
+        for row in tqdm(reader, desc="Reading", unit=" rows", file=sys.stderr, disable=None):
+            try:
+                people.append(person_of(row))
+                lines.append(reader.line_num)
+            except ValueError as error:
+                malformed.append((reader.line_num, str(error)))
+    return people, lines, malformed
+
+
+def person_of(row: dict) -> directory_pb2.PersonChange:
+    """One CSV row; ValueError saying what is wrong with it. ``org_unit`` may be a path (acme/eng/platform):
+    its last part names the unit."""
+    value = {name: (row.get(name) or "").strip() for name in COLUMNS}
+    status = value["status"].lower().replace(" ", "_")
+    if status not in STATUSES:
+        raise ValueError(f"status {value['status']!r} is not active, on leave or terminated")
+    person = directory_pb2.PersonChange(
+        external_id=value["employee_id"], id=value["username"], display_name=value["name"], email=value["email"],
+        title=value["title"], manager_ref=value["manager_id"], org_unit_ref=value["org_unit"].rstrip("/").split("/")[-1],
+        time_zone=value["time_zone"], locale=value["locale"], employment_status=STATUSES[status])
+    for name in ("start_date", "end_date"):
+        if value[name]:
+            try:
+                day = date.fromisoformat(value[name])
+            except ValueError:
+                raise ValueError(f"{name} {value[name]!r} is not a date (YYYY-MM-DD)") from None
+            getattr(person, name).CopyFrom(date_pb2.Date(
+                year=day.year, month=day.month, day=day.day))
+    return person
+
+
+def _call(client: Client, people: list, dry_run: bool, allow: bool) -> directory_pb2.ImportDirectoryResponse:
+    request = directory_pb2.ImportDirectoryRequest(people=people, dry_run=dry_run, allow_mass_deactivation=allow)
+    return client.call("ImportDirectory", request, attempts=2)
+
+
+def _apply_in_parts(client: Client, people: list) -> None:
+    ordered = managers_first(people)
+    with tqdm(total=len(ordered), desc="Importing", unit=" people", file=sys.stderr, disable=None) as bar:
+        for start in range(0, len(ordered), PART_ROWS):
+            part = ordered[start:start + PART_ROWS]
+            # The whole file passed the mass-deactivation guard in its dry run; a part alone would misjudge it.
+            answer = _call(client, part, dry_run=False, allow=True)
+            if answer.refused:
+                raise CliError(_refusal_text([(0, f"{row.external_id}: {row.reason}") for row in answer.refused],
+                                             f"part {start // PART_ROWS + 1} was refused"))
+            bar.update(len(part))
+
+
+def managers_first(people: list) -> list:
+    """Each person after the manager the file names for them (if the file names them), so no part sent names a
+    manager a later part brings."""
+    by_id = {person.external_id: person for person in people}
+
+    def depth(person) -> int:
+        seen, ref = 0, person.manager_ref
+        while ref in by_id and seen <= len(by_id):  # the dry run refused cycles; the bound is a guard
+            seen, ref = seen + 1, by_id[ref].manager_ref
+        return seen
+
+    return sorted(people, key=depth)
+
+
+def describe(diff: directory_pb2.ImportDirectoryResponse, lines: list[int]) -> str:
+    parts = [f"{len(diff.created)} to create, {len(diff.changed)} to change, {len(diff.moved)} to move, "
+             f"{len(diff.deactivated)} to deactivate, {diff.unchanged} unchanged"]
+    for title, rows in (("create", diff.created), ("change", diff.changed), ("move", diff.moved),
+                        ("deactivate", diff.deactivated)):
+        for row in rows[:50]:
+            detail = f" ({row.detail})" if row.detail else ""
+            parts.append(f"  {title:<10} line {lines[row.index]}: {row.external_id} {row.id}{detail}")
+        if len(rows) > 50:
+            parts.append(f"  ... and {len(rows) - 50} more to {title}")
+    return "\n".join(parts)
+
+
+def _refusal_text(rows: list[tuple[int, str]], what: str) -> str:
+    shown = [f"  line {line}: {reason}" if line else f"  {reason}" for line, reason in rows[:100]]
+    more = [f"  ... and {len(rows) - 100} more"] if len(rows) > 100 else []
+    return "\n".join([f"{what} ({len(rows)}); nothing was written:", *shown, *more])
