@@ -30,7 +30,9 @@ from tests.support.catalogue import (
     _follow, catalogued_types, CatalogueMismatch, exchange_of_type, load_catalogue, message_for_type,
     resolve_pointer, schema_errors, validate_event,
 )
-from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2, notify_pb2
+from services.goals import directory_api, hris
+from services.platform.core.errors import Violations
+from v2mom.v1 import checkins_pb2, common_pb2, directory_pb2, events_pb2, goals_pb2, notify_pb2
 
 CATALOGUE = load_catalogue()
 SCHEMAS = CATALOGUE["components"]["schemas"]
@@ -81,9 +83,14 @@ def publish(event_type: str, data) -> dict:
     return PUBLISHERS[event_type](data)
 
 
+# What goals-worker receives from an HRIS (hris.events): documented here, published by no service of ours.
+RECEIVED = {hris.HIRED: directory_pb2.PersonChange, hris.UPDATED: directory_pb2.PersonChange,
+            hris.TERMINATED: directory_pb2.EmployeeTerminatedData, hris.UNIT_UPSERTED: directory_pb2.OrgUnitChange,
+            hris.UNIT_RETIRED: directory_pb2.OrgUnitRetiredData}
+
 EXAMPLES = [
     pytest.param(event_type, example, id=f"{event_type}:{example.get('name', index)}")
-    for event_type in sorted(catalogued_types())
+    for event_type in sorted(catalogued_types() - set(RECEIVED))
     for index, example in enumerate(message_for_type(event_type).get("examples", []))
 ]
 
@@ -97,8 +104,32 @@ def test_every_published_type_is_catalogued():
 
 
 def test_catalogue_documents_only_published_types():
-    extra = catalogued_types() - set(ALL_TYPES)
+    extra = catalogued_types() - set(ALL_TYPES) - set(RECEIVED)
     assert not extra, f"documented but never published by services/*/events.py: {sorted(extra)}"
+
+
+@pytest.mark.parametrize("event_type", sorted(RECEIVED))
+def test_received_hris_events_are_catalogued_as_goals_worker_takes_them(event_type):
+    """On hris.events, received (not sent), with examples valid for the schema that goals-worker's own checks
+    (directory_api's conversions, as hris.py runs them) accept."""
+    assert exchange_of_type(event_type) == "hris.events"
+    receives = [op for op in CATALOGUE["operations"].values()
+                if op["action"] == "receive" and _follow(op["channel"])[1]["address"] == event_type]
+    assert len(receives) == 1
+    message = message_for_type(event_type)
+    examples = message.get("examples")
+    assert examples, f"{event_type} has no example"
+    for example in examples:
+        payload = example["payload"]
+        assert payload["type"] == event_type and payload["source"] == "/v2mom/hris"
+        errors = schema_errors(payload, f"#/components/messages/{event_type}/payload")
+        assert not errors, errors
+        data = json_format.ParseDict(payload["data"], RECEIVED[event_type]())
+        if event_type in (hris.HIRED, hris.UPDATED, hris.UNIT_UPSERTED):
+            violations = Violations()
+            convert = directory_api.unit_change if event_type == hris.UNIT_UPSERTED else directory_api.person_change
+            convert(violations, "", data)
+            assert not violations.items, violations.items
 
 
 def test_event_types_are_unique_across_services():
