@@ -69,17 +69,20 @@ class DirectorySync:
         raise Aborted(f"person {change['external_id']!r} kept changing underneath; try again")
 
     def _person_for(self, change: dict) -> dict | None:
-        """The stored person a change is about: by external id; else the directory id, when free of another
-        external id (a person the seed wrote becomes the HRIS's)."""
+        return self._record_for(PEOPLE, change)
+
+    def _record_for(self, collection: str, change: dict) -> dict | None:
+        """The stored record a change is about: by external id; else by the directory id, when no other
+        external id holds it (a record the seed wrote becomes the HRIS's)."""
+        records, hidden = self.directory.db[collection], {"outbox": 0, "outbox_pending": 0}
         if change["external_id"]:
-            found = self.directory.db[PEOPLE].find_one({"external_id": change["external_id"]},
-                                                       {"outbox": 0, "outbox_pending": 0})
+            found = records.find_one({"external_id": change["external_id"]}, hidden)
             if found is not None:
                 return found
         record_id = change.get("id") or change["external_id"]
-        found = self.directory.db[PEOPLE].find_one({"_id": record_id}, {"outbox": 0, "outbox_pending": 0})
+        found = records.find_one({"_id": record_id}, hidden)
         if found is not None and found.get("external_id") not in (None, "", change["external_id"]):
-            raise AlreadyExists(f"directory id {record_id!r} belongs to employee {found['external_id']!r}")
+            raise AlreadyExists(f"{collection} id {record_id!r} belongs to HRIS record {found['external_id']!r}")
         return found
 
     def _person_document(self, change: dict, existing: dict | None, newer: dict, version: list) -> dict:
@@ -156,16 +159,7 @@ class DirectorySync:
         raise Aborted(f"org unit {change['external_id']!r} kept changing underneath; try again")
 
     def _unit_for(self, change: dict) -> dict | None:
-        if change["external_id"]:
-            found = self.directory.db[ORG_UNITS].find_one({"external_id": change["external_id"]},
-                                                          {"outbox": 0, "outbox_pending": 0})
-            if found is not None:
-                return found
-        record_id = change.get("id") or change["external_id"]
-        found = self.directory.db[ORG_UNITS].find_one({"_id": record_id}, {"outbox": 0, "outbox_pending": 0})
-        if found is not None and found.get("external_id") not in (None, "", change["external_id"]):
-            raise AlreadyExists(f"org unit id {record_id!r} belongs to HRIS unit {found['external_id']!r}")
-        return found
+        return self._record_for(ORG_UNITS, change)
 
     def _unit_document(self, change: dict, existing: dict | None, newer: dict, version: list) -> dict:
         if existing is None and "name" not in newer:

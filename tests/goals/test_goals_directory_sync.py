@@ -194,3 +194,27 @@ def test_a_termination_that_overtakes_the_hire_waits_for_the_person(goals):
                         "display_name": "Late Hire", "org_unit_ref": "platform", "employment_status": "ACTIVE"}}
     outcome, person = sync.upsert_person(hired)
     assert outcome == "CREATED" and not person["active"] and person["employment_status"] == "TERMINATED"
+
+
+def test_a_directory_id_held_by_another_employee_is_already_exists(hr):
+    first, second = f"a{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+    hr("UpsertPerson", D.UpsertPersonRequest(person=hire(first, id=f"taken-{first}")))
+    with pytest.raises(grpc.RpcError) as taken:
+        hr("UpsertPerson", D.UpsertPersonRequest(person=hire(second, id=f"taken-{first}")))
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_an_import_that_would_deactivate_many_stops_unless_allowed(isolated_goals):
+    stub = directory_pb2_grpc.DirectoryServiceStub(isolated_goals.channel)
+    metadata = bearer_metadata(mint_dev_token(isolated_goals.settings.auth, ADMIN))
+    rows = [hire(f"m{n}", manager="lee") for n in range(3)]
+    assert stub.ImportDirectory(D.ImportDirectoryRequest(people=rows), metadata=metadata).applied
+    for row in rows:
+        row.employment_status = TERMINATED
+    with pytest.raises(grpc.RpcError) as stopped:
+        stub.ImportDirectory(D.ImportDirectoryRequest(people=rows, dry_run=True), metadata=metadata)
+    assert stopped.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "3 of 12" in stopped.value.details()
+    allowed = stub.ImportDirectory(D.ImportDirectoryRequest(people=rows, allow_mass_deactivation=True),
+                                   metadata=metadata)
+    assert allowed.applied and len(allowed.deactivated) == 3
+    assert isolated_goals.db.people.count_documents({"external_id": {"$in": ["m0", "m1", "m2"]}, "active": False}) == 3
