@@ -16,7 +16,7 @@ ON_TRACK = checkins_pb2.CHECKIN_STATUS_ON_TRACK
 
 
 def linked_content() -> goals_pb2.V2MOMContent:
-    """care <- guide <- nps (75); speed <- calls <- nps (75), ttv (25); team <- hire, which no measure follows."""
+    """care <- guide <- nps (75); speed <- calls <- nps (75), ttv (25); team <- hire <- ttv (25)."""
     def method(method_id, value_id):
         return goals_pb2.Method(id=method_id, title=f"Do {method_id} by June", value_ids=[value_id], owner_id="cat",
                                 accountable_id="cat", due_date=day("2026-12-31"))
@@ -32,7 +32,7 @@ def linked_content() -> goals_pb2.V2MOMContent:
         values=[goals_pb2.Value(id=v, name=v.title(), description=f"We live {v} every week") for v in ("care", "speed", "team")],
         methods=[method("guide", "care"), method("calls", "speed"), method("hire", "team")],
         measures=[measure("nps", goals_pb2.MEASURE_KIND_LAGGING, 20, 60, 75, ["guide", "calls"]),
-                  measure("ttv", goals_pb2.MEASURE_KIND_LEADING, 30, 10, 25, ["calls"])],
+                  measure("ttv", goals_pb2.MEASURE_KIND_LEADING, 30, 10, 25, ["calls", "hire"])],
     )
 
 
@@ -60,7 +60,7 @@ def test_get_progress_reports_each_values_progress_weighted_as_the_roll_up(
     before = cat.GetProgress(checkins_pb2.GetProgressRequest(v2mom_id=cat_v2mom))
     assert values_of(before) == {  # nothing projected yet: the published structure, all at 0
         "care": (0.0, "ITEM_KIND_MEASURE", ["nps"]), "speed": (0.0, "ITEM_KIND_MEASURE", ["nps", "ttv"]),
-        "team": (0.0, "ITEM_KIND_METHOD", ["hire"])}
+        "team": (0.0, "ITEM_KIND_MEASURE", ["ttv"])}
 
     recorded = [
         cat.RecordMeasureCheckin(checkins_pb2.RecordMeasureCheckinRequest(
@@ -82,6 +82,6 @@ def test_get_progress_reports_each_values_progress_weighted_as_the_roll_up(
     assert values_of(progress) == {
         "care": (50.0, "ITEM_KIND_MEASURE", ["nps"]),
         "speed": (62.5, "ITEM_KIND_MEASURE", ["nps", "ttv"]),  # (75 x 50 + 25 x 100) / 100, as the V2MOM's own
-        "team": (30.0, "ITEM_KIND_METHOD", ["hire"])}
+        "team": (100.0, "ITEM_KIND_MEASURE", ["ttv"])}  # the method's own 30 % is not what measures it
     assert progress.progress_percent == pytest.approx(62.5)
     assert [v.name for v in progress.values] == ["Care", "Speed", "Team"]
