@@ -53,7 +53,16 @@ def _place_individual(caller: Caller, request, directory) -> Placement:
         raise InvalidArgument(
             [FieldViolation("org_unit_id", f"an individual V2MOM sits in its owner's org unit ({owner['org_unit_id']})")]
         )
+    if not owner.get("active", True):
+        raise FailedPrecondition(f"{owner_id!r} has left; nobody can create a V2MOM for them")
+    _refuse_retired(directory.org_unit(owner["org_unit_id"]))
     return Placement(owner_id, owner["org_unit_id"], level_name(request.level), owner_id)
+
+
+def _refuse_retired(unit: dict | None) -> None:
+    # A retired unit keeps its V2MOMs (ListOrphans shows them) but takes no new ones.
+    if unit is not None and unit.get("retired"):
+        raise FailedPrecondition(f"org unit {unit['_id']!r} is retired; no new V2MOM can be created in it")
 
 
 def _place_unit(caller: Caller, request, directory) -> Placement:
@@ -65,6 +74,7 @@ def _place_unit(caller: Caller, request, directory) -> Placement:
     level = level_name(request.level)
     if unit["level"] != level:
         raise InvalidArgument([FieldViolation("level", f"org unit {unit['_id']!r} is a {unit['level']}, not a {level}")])
+    _refuse_retired(unit)
     if not unit.get("leader_id"):
         raise FailedPrecondition(f"org unit {unit['_id']!r} has no leader to own its V2MOM")
     if request.owner_id and request.owner_id != unit["leader_id"]:

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.goals.directory import Directory
 from services.goals.directory_sync import DirectorySync
 from services.platform.api.auth import bearer_metadata, mint_dev_token
-from tests.support.goals import ADMIN, MANAGER, OWNER, build_org
+from tests.support.goals import ADMIN, FY2027, MANAGER, OWNER, TEAM, build_org
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 D = directory_pb2
@@ -218,3 +218,16 @@ def test_an_import_that_would_deactivate_many_stops_unless_allowed(isolated_goal
                                    metadata=metadata)
     assert allowed.applied and len(allowed.deactivated) == 3
     assert isolated_goals.db.people.count_documents({"external_id": {"$in": ["m0", "m1", "m2"]}, "active": False}) == 3
+
+
+def test_a_retired_unit_takes_no_new_v2mom_and_shows_its_live_ones_as_orphans(isolated_goals):
+    stub = directory_pb2_grpc.DirectoryServiceStub(isolated_goals.channel)
+    metadata = bearer_metadata(mint_dev_token(isolated_goals.settings.auth, ADMIN))
+    team = isolated_goals.create(owner="mia", level=TEAM, org_unit_id="mobile")
+    retired = stub.RetireOrgUnit(D.RetireOrgUnitRequest(ref="mobile"), metadata=metadata)
+    assert retired.outcome == D.CHANGE_OUTCOME_CHANGED and retired.org_unit.retired
+    with pytest.raises(grpc.RpcError) as refused:
+        isolated_goals.create(owner="pete", cycle_id=FY2027)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "retired" in refused.value.details()
+    orphans = stub.ListOrphans(D.ListOrphansRequest(), metadata=metadata).orphans
+    assert [(o.kind, o.v2mom_id) for o in orphans] == [(D.Orphan.KIND_UNIT_RETIRED, team.id)]
