@@ -405,3 +405,12 @@ def test_keda_counts_each_workers_own_handler_queues(rendered):
         assert not pattern.search(handler + ".dlq")
         other = "notify" if svc != "notify" else "goals"
         assert not pattern.search(handler.replace(definitions.worker_name(svc), definitions.worker_name(other)))
+
+
+def test_keda_counts_goals_workers_hris_queues_too(rendered):
+    """HRIS event types hold a dot (employee.hired): goals-worker's pattern must still count those queues."""
+    scaled = _kind(rendered["overlays/production-keda"], "ScaledObject")
+    pattern = re.compile(scaled["goals-worker"]["spec"]["triggers"][0]["metadata"]["queueName"])
+    queue = "evt-hris-employee.hired--goals_worker.on_employee_hired"
+    assert pattern.search(queue) and re.compile(definitions.permissions("goals")["read"]).match(queue)
+    assert not pattern.search(queue + ".dlq")
