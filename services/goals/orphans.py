@@ -9,6 +9,7 @@ from services.platform.api.auth import Caller
 from services.platform.core.errors import PermissionDenied, Violations
 from services.platform.store.mongo import find_in
 
+from .approver_changes import successor_of
 from .directory import Directory
 from .lifecycle import ARCHIVED, SUBMITTED
 from .repository import V2MOMS
@@ -55,12 +56,7 @@ class Orphans:
                 for row in rows]
 
     def _successor(self, person_id: str) -> str:
-        """The nearest manager above the gone person who is still active: who should take over."""
-        for manager_id in self.directory.manager_chain(person_id):
-            manager = self.directory.person(manager_id)
-            if manager and manager.get("active", True):
-                return manager_id
-        return ""
+        return successor_of(self.directory, person_id)
 
 
 def require_directory_writer(caller: Caller) -> None:

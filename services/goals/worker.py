@@ -31,6 +31,7 @@ from services.platform.worker.runner import run_services  # noqa: E402
 from .comments import COMMENTS  # noqa: E402
 from . import directory  # noqa: E402
 from .directory import CYCLES, ORG_UNITS, PEOPLE, Directory  # noqa: E402
+from .approver_changes import ApproverChanges  # noqa: E402
 from .directory_sync import DirectorySync  # noqa: E402
 from .hris import HIRED, SOURCE as HRIS, TERMINATED, UNIT_RETIRED, UNIT_UPSERTED, UPDATED, HrisEvents  # noqa: E402
 from . import repository  # noqa: E402
@@ -59,21 +60,24 @@ class RepositoryProvider(DependencyProvider):
         return self.repository
 
 
-class HrisProvider(DependencyProvider):
-    """Directory sync for the HRIS handlers and the timer of future-dated changes (uncached directory)."""
+class DirectoryProvider(DependencyProvider):
+    """Directory sync for the HRIS handlers and the timer of future-dated changes, and what follows a directory
+    change (``events``, ``approvers``; an uncached directory: a change must be seen at once)."""
 
     def setup(self):
         settings = config_module.load("goals")
         self.client = connect(settings.mongo_uri, "goals-worker")
         database = self.client[settings.database_name]
         ensure_indexes(database, directory.INDEXES)
-        self.events = HrisEvents(DirectorySync(Directory(database, cache_seconds=0)))
+        people = Directory(database, cache_seconds=0)
+        self.events = HrisEvents(DirectorySync(people))
+        self.approvers = ApproverChanges(V2MOMRepository(database), people)
 
     def stop(self):
         self.client.close()
 
     def get_dependency(self, worker_ctx):
-        return self.events
+        return self
 
 
 class GoalsWorker:
@@ -81,7 +85,7 @@ class GoalsWorker:
 
     relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES, COMMENTS])
     repository = RepositoryProvider()
-    hris = HrisProvider()
+    org = DirectoryProvider()
 
     # A correction may report milestones too; either way only not-done ones change, so order does not matter.
 
@@ -131,12 +135,20 @@ class GoalsWorker:
     def _directory_change(self, envelope):
         require(envelope["type"] in (HIRED, UPDATED, TERMINATED, UNIT_UPSERTED, UNIT_RETIRED), "not an HRIS event type",
                 envelope)
-        with_retries(self.hris.apply, envelope)
+        with_retries(self.org.events.apply, envelope)
         self.relay.kick([PEOPLE, ORG_UNITS])  # person_upserted / org_unit_upserted leave now
+
+    @cloud_event_handler("goals", "person_upserted")
+    def on_person_upserted(self, envelope):
+        # Its own event, as v2mom_parent_changed: approvals follow a leaver or a new manager once the directory
+        # write is committed, and a redelivery finds nothing left to move.
+        change = parse_data(envelope, events_pb2.PersonEventData)
+        if with_retries(lambda _: self.org.approvers.follow(change), envelope):
+            self.relay.kick([V2MOMS])
 
     @timer(interval=DUE_CHANGES_INTERVAL)
     def apply_due_directory_changes(self):
-        if self.hris.sync.apply_due():
+        if self.org.events.sync.apply_due():
             self.relay.kick([PEOPLE, ORG_UNITS])
 
     @timer(interval=RELAY_INTERVAL)

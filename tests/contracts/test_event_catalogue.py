@@ -339,6 +339,10 @@ V2MOM_STEPS = {
     # A method check-in's milestones done: the state stays (no re-approval).
     goals_events.MILESTONES_COMPLETED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED,
                                             previous_state=goals_pb2.V2MOM_STATE_PUBLISHED),
+    # A leaver's approvals move on: a system revision, the state stays.
+    goals_events.V2MOM_APPROVER_CHANGED: dict(state=goals_pb2.V2MOM_STATE_SUBMITTED,
+                                              previous_state=goals_pb2.V2MOM_STATE_SUBMITTED, actor_id="system",
+                                              changed_paths=["approver_id"]),
 }
 
 
