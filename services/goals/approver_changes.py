@@ -6,6 +6,10 @@ Two rules, each a recorded system revision (history action ``CHANGE_APPROVER``, 
 - a person leaves: the V2MOMs submitted to them go to their nearest active manager, else to any admin;
 - a person's manager changes: their own submitted V2MOMs go to the new manager.
 
+And a leaver's drafts (V2MOMs never published, not yet archived) are archived with the reason "left"
+(``ARCHIVE`` by the system, ``v2mom_archived``), which frees their slots; their published V2MOMs stay, and
+ListOrphans shows them to whoever takes over.
+
 Driven by the event rather than inside the directory write, so a crash between the two loses nothing: the
 event is redelivered until this has run, and a rerun finds nothing left to move.
 """
@@ -17,7 +21,8 @@ from services.platform.store.mongo import find_in
 
 from . import commits, convert, events
 from .directory import Directory
-from .lifecycle import SUBMITTED
+from . import lifecycle
+from .lifecycle import CHANGES_REQUESTED, DRAFT, SUBMITTED
 from .repository import V2MOMRepository
 from v2mom.v1 import events_pb2
 
@@ -38,6 +43,7 @@ class ApproverChanges:
             successor = self.successor(person.id)
             for doc in self._submitted("approver_id", person.id, "by_approver"):
                 moved += self._move(doc, successor, f"{person.id} left; their manager (or an admin) approves now")
+            moved += self._archive_drafts(person.id)
         if person.active and change.previous_manager_id != person.manager_id and person.manager_id:
             for doc in self._submitted("owner_id", person.id, "by_owner"):
                 if doc.get("approver_id") == change.previous_manager_id:
@@ -46,6 +52,16 @@ class ApproverChanges:
 
     def successor(self, person_id: str) -> str:
         return successor_of(self.directory, person_id)
+
+    def _archive_drafts(self, person_id: str) -> int:
+        drafts = find_in(self.repository.collection, "owner_id", [person_id],
+                         {"state": {"$in": [DRAFT, CHANGES_REQUESTED, SUBMITTED]}, "published": None},
+                         index="by_owner")
+        for doc in drafts:
+            stamp = utc_now()
+            commits.commit(self.repository, SYSTEM, doc, lifecycle.ARCHIVE, {"archived_at": stamp, "updated_at": stamp},
+                           stamp, "left", unset=("slot",))
+        return len(drafts)
 
     def _submitted(self, field: str, person_id: str, index: str) -> list[dict]:
         return find_in(self.repository.collection, field, [person_id], {"state": SUBMITTED}, index=index)

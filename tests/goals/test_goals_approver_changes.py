@@ -68,3 +68,15 @@ def test_goals_worker_moves_a_leavers_approvals(db, goals_api, connection, goals
     wait_for(lambda: db.v2moms.find_one({"_id": created.id})["approver_id"] == SKIP, 30,
              "the leaver's approval never moved")
     assert goals_worker.poll() is None, log_tail(goals_worker)
+
+
+def test_a_leavers_drafts_are_archived_as_left_and_the_published_ones_stay(isolated_goals):
+    published = isolated_goals.published(owner=OWNER)
+    draft = isolated_goals.create(owner=OWNER, cycle_id=isolated_goals.new_cycle("2028-02-01", "2029-01-31"))
+    olive = isolated_goals.directory.person(OWNER)
+    isolated_goals.directory.upsert_person({**olive, "active": False})
+    follow(isolated_goals, OWNER)
+    archived = isolated_goals.raw(draft.id)
+    assert archived["state"] == "V2MOM_STATE_ARCHIVED" and archived["latest_revision"]["reason"] == "left"
+    assert "slot" not in archived and "v2mom_archived" in outbox_types(isolated_goals, draft.id)
+    assert isolated_goals.raw(published.id)["state"] == "V2MOM_STATE_PUBLISHED"
