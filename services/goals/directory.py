@@ -155,6 +155,14 @@ class Directory:
         return list(self.db[PEOPLE].find({"active": False}, {"outbox": 0, "outbox_pending": 0})
                     .sort("_id", 1).limit(limit))
 
+    def unit_in_use(self, unit_id: str) -> bool:
+        """Whether active people work in the unit, or units that are not retired sit under it."""
+        person = self.db[PEOPLE].find_one({"org_unit_id": unit_id, "active": {"$ne": False}}, {"_id": 1},
+                                          hint="people_by_unit")
+        child = self.db[ORG_UNITS].find_one({"parent_id": unit_id, "retired": {"$ne": True}}, {"_id": 1},
+                                            hint="units_by_parent")
+        return person is not None or child is not None
+
     def retired_units(self, limit: int) -> list[dict]:
         return list(self.db[ORG_UNITS].find({"retired": True}, {"outbox": 0, "outbox_pending": 0})
                     .sort("_id", 1).limit(limit))

@@ -28,6 +28,8 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     def UpsertPerson(self, request, context):
         caller = _writer()
         change = _checked(person_change, request.person, "person.")
+        if self._terminates_caller(caller, change):
+            raise InvalidArgument([FieldViolation("person.employment_status", "you cannot terminate yourself")])
         return _result(*self.sync.upsert_person(change))
 
     def DeactivatePerson(self, request, context):
@@ -55,12 +57,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         return _result(*self.sync.retire_org_unit(request.ref, at))
 
     def ImportDirectory(self, request, context):
-        _writer()
+        caller = _writer()
         if len(request.org_units) + len(request.people) > MAX_IMPORT_ROWS:
             raise InvalidArgument([FieldViolation("people", f"at most {MAX_IMPORT_ROWS} rows per import")])
         refused: list[dict] = []
         units = _rows("org_unit", request.org_units, unit_change, refused)
         people = _rows("person", request.people, person_change, refused)
+        for index, change in enumerate(people):
+            if self._terminates_caller(caller, change):
+                refused.append({"kind": "person", "index": index, "external_id": change["external_id"],
+                                "reason": "you cannot terminate yourself"})
         diff = self.importer.run(units, people, request.dry_run, request.allow_mass_deactivation, refused)
         return directory_pb2.ImportDirectoryResponse(
             created=[directory_pb2.ImportRow(**row) for row in diff.created],
@@ -74,6 +80,15 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
 
     def ListOrphans(self, request, context):
         return self.orphans.list(current_caller(), request)
+
+
+    def _terminates_caller(self, caller: Caller, change: dict) -> bool:
+        """Whether a change would lock its own author out (HR or the only admin, by a slip of a file)."""
+        if change["fields"].get("employment_status") != rules.TERMINATED:
+            return False
+        person = self.sync.directory.person_by_ref(change["external_id"])
+        person = person or self.sync.directory.person_by_ref(change.get("id") or change["external_id"])
+        return person is not None and person["_id"] == caller.person_id
 
 
 def _writer() -> Caller:

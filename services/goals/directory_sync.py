@@ -141,6 +141,9 @@ class DirectorySync:
         unit = self.directory.unit_by_ref(ref)
         if unit is None:
             raise NotFound(f"org unit {ref!r} is not in the directory")
+        if not unit.get("retired") and self.directory.unit_in_use(unit["_id"]):
+            # Retiring a unit people still work in would orphan them as well as its V2MOMs: move them first.
+            raise FailedPrecondition(f"org unit {unit['_id']!r} still has active people or live units; move them first")
         change = {"kind": "unit", "external_id": unit.get("external_id") or "", "id": unit["_id"],
                   "fields": {"retired": True}, "effective_at": effective_at}
         return self._timed(change, self._apply_unit)

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.goals.directory import Directory
 from services.goals.directory_sync import DirectorySync
 from services.platform.api.auth import bearer_metadata, mint_dev_token
-from tests.support.goals import ADMIN, FY2027, MANAGER, OWNER, TEAM, build_org
+from tests.support.goals import ADMIN, MANAGER, OWNER, TEAM, build_org
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 D = directory_pb2
@@ -224,10 +224,27 @@ def test_a_retired_unit_takes_no_new_v2mom_and_shows_its_live_ones_as_orphans(is
     stub = directory_pb2_grpc.DirectoryServiceStub(isolated_goals.channel)
     metadata = bearer_metadata(mint_dev_token(isolated_goals.settings.auth, ADMIN))
     team = isolated_goals.create(owner="mia", level=TEAM, org_unit_id="mobile")
+    with pytest.raises(grpc.RpcError) as in_use:
+        stub.RetireOrgUnit(D.RetireOrgUnitRequest(ref="mobile"), metadata=metadata)
+    assert in_use.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "move them first" in in_use.value.details()
+    for person_id in ("mia", "pete"):
+        isolated_goals.directory.upsert_person({**isolated_goals.directory.person(person_id), "org_unit_id": "eng"})
     retired = stub.RetireOrgUnit(D.RetireOrgUnitRequest(ref="mobile"), metadata=metadata)
     assert retired.outcome == D.CHANGE_OUTCOME_CHANGED and retired.org_unit.retired
     with pytest.raises(grpc.RpcError) as refused:
-        isolated_goals.create(owner="pete", cycle_id=FY2027)
+        isolated_goals.create(owner="mia", level=TEAM, org_unit_id="mobile", as_person=ADMIN,
+                              cycle_id=isolated_goals.new_cycle("2028-02-01", "2029-01-31"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "retired" in refused.value.details()
     orphans = stub.ListOrphans(D.ListOrphansRequest(), metadata=metadata).orphans
     assert [(o.kind, o.v2mom_id) for o in orphans] == [(D.Orphan.KIND_UNIT_RETIRED, team.id)]
+
+
+def test_nobody_terminates_themselves_by_an_upsert_or_an_import(hr, goals):
+    admin = goals.directory.person(ADMIN)
+    me = hire(f"self-{uuid.uuid4().hex[:6]}", id=ADMIN, unit=admin["org_unit_id"], employment_status=TERMINATED)
+    with pytest.raises(grpc.RpcError) as refused:
+        hr("UpsertPerson", D.UpsertPersonRequest(person=me))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "yourself" in refused.value.details()
+    answer = hr("ImportDirectory", D.ImportDirectoryRequest(people=[me]))
+    assert not answer.applied and "yourself" in answer.refused[0].reason
+    assert goals.directory.person(ADMIN)["active"]
