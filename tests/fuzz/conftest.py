@@ -19,7 +19,8 @@ from tests.support.services import served, token
 # Who calls: people of the seeded directory (deploy/demo/goals/org.yaml), so the test needs nothing from a
 # token but who the caller is. A stranger is someone with no line to the Platform team's V2MOMs.
 PEOPLE = {"admin": "kofi.mensah", "manager": "priya.raman", "member": "hannah.berg", "stranger": "omar.haddad"}
-GHOST = "nobody.known"  # a well-signed token of someone who is not in the directory
+GHOST = "nobody.known"
+DIRECTORY = "v2mom.v1.DirectoryService"  # writes the directory the callers come from: fuzzed last  # a well-signed token of someone who is not in the directory
 
 
 @dataclass
@@ -117,7 +118,9 @@ def pool(system):
         for name in (field.name for field in rpc.request.fields if field.type == field.TYPE_STRING):
             for value in issued(rpc.request.name, name, system.pool)[:6]:
                 _harvest(system, rpc, "admin", rpc.request_class()(**{name: value}))
-    for rpc in rpcs():  # writes too: a check-in, a subscription, a V2MOM of the admin's, for later requests to name
+    # The directory's writes are left out: one could deactivate a role's person, or move them, for every test.
+    for rpc in (rpc for rpc in rpcs() if rpc.service != DIRECTORY):
+        # writes too: a check-in, a subscription, a V2MOM of the admin's, for later requests to name
         for request in base_requests(rpc.request, system.pool, most=10):
             if not isinstance(answer := system.call(rpc, "admin", request), grpc.RpcError):
                 harvest(answer, system.pool)
