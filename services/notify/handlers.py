@@ -164,7 +164,7 @@ class Notifier:
             if person is not None and person.active:
                 self.ensure_digest(person)
 
-    def v2mom_submitted(self, envelope: dict) -> None:
+    def v2mom_submitted(self, envelope: dict, sla_from_event: bool = False) -> None:
         data = self._v2mom_data(envelope)
         if not data.approver_id:
             # Company V2MOMs (and owners without a manager) wait for any admin: there is no one person to ask.
@@ -180,7 +180,8 @@ class Notifier:
             return
         self.notify(rules.approval_requested(envelope["id"], view, approver, owner, self.settings.portal_url_template),
                     approver)
-        submitted_at = from_timestamp(data.submit_time) if data.HasField("submit_time") else event_time(envelope)
+        submitted_at = (event_time(envelope) if sla_from_event or not data.HasField("submit_time")
+                        else from_timestamp(data.submit_time))
         reminder_at, escalation_at = schedules.approval_due(submitted_at, approver.time_zone, self.settings.approval_sla_days)
         payload = {"v2mom_id": data.v2mom_id, "owner_id": data.owner_id, "approver_id": data.approver_id,
                    "org_unit_id": data.org_unit_id, "title": rules.content_title(view["content"]),
@@ -291,6 +292,14 @@ class Notifier:
         guards treat as they treat no revision at all."""
         return {"revision": 0, "content_revision": 0, "decision_revision": 0, "submitted_revision": 0,
                 "progress_revision": 0, "off_track_measures": 0, "created_at": self.now()}
+
+    def v2mom_approver_changed(self, envelope: dict) -> None:
+        """The submission waits on someone else now (its approver left, or the owner's manager changed): the
+        old approver's reminders stop, and the new one is asked with a whole SLA from the hand-over, since
+        they could not act on it before."""
+        data = self._v2mom_data(envelope)
+        self._cancel_approval(data.v2mom_id, data.revision)
+        self.v2mom_submitted(envelope, sla_from_event=True)
 
     def v2mom_withdrawn(self, envelope: dict) -> None:
         """The owner took the submission back: nobody is waiting for the approver, so their reminders and

@@ -158,6 +158,11 @@ class NotifyWorker:
         with_retries(self.notify.notifier.v2mom_changes_requested, envelope)
         self.relay.kick([DELIVERIES])
 
+    @cloud_event_handler("goals", "v2mom_approver_changed")
+    def on_v2mom_approver_changed(self, envelope):
+        with_retries(self.notify.notifier.v2mom_approver_changed, envelope)
+        self.relay.kick([DELIVERIES])
+
     @cloud_event_handler("goals", "v2mom_withdrawn")
     def on_v2mom_withdrawn(self, envelope):
         with_retries(self.notify.notifier.v2mom_withdrawn, envelope)

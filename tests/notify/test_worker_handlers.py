@@ -173,6 +173,23 @@ def test_a_withdrawn_submission_stops_reminding_the_approver_even_when_it_arrive
     assert world.db[SCHEDULES].count_documents({"payload.v2mom_id": "v2m_2", "state": schedules.WAITING}) == 0
 
 
+def test_a_submission_handed_to_another_approver_asks_them_and_stops_reminding_the_first(world):
+    world.notifier.v2mom_submitted(submitted())
+    handed_over = T0 + timedelta(days=1)
+    world.clock.now = handed_over
+    moved = v2mom_event(goals_events.V2MOM_APPROVER_CHANGED, 3, goals_pb2.V2MOM_STATE_SUBMITTED, approver="dana",
+                        reason="lee left")
+    moved["time"] = handed_over.isoformat()
+    world.notifier.v2mom_approver_changed(moved)
+    world.notifier.v2mom_approver_changed(moved)  # a replay asks nobody twice
+    asked = notifications(world.db, kind=kinds.APPROVAL_REQUESTED)
+    assert sorted(n["recipient_id"] for n in asked) == ["dana", "lee"]
+    waiting = list(world.db[SCHEDULES].find({"state": schedules.WAITING}))
+    assert {s["payload"]["approver_id"] for s in waiting} == {"dana"} and len(waiting) == 2
+    # The new approver's SLA (2 working days here) runs from the hand-over, not from the first submission.
+    assert min(s["due_at"] for s in waiting) > T0 + timedelta(days=2)
+
+
 def test_approved_before_submitted_asks_nobody_and_schedules_nothing(world):
     world.notifier.v2mom_approved(approved(revision=3))
     world.notifier.v2mom_submitted(submitted(revision=2))
