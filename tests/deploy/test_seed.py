@@ -141,6 +141,39 @@ def test_the_company_v2mom_aligns_down_to_individuals(seeded_goals):
     assert sum(1 for _ in seeded_goals.db.v2moms.find({"level": "ORG_LEVEL_INDIVIDUAL"})) == 8
 
 
+def test_the_demo_cascades_methods_with_its_deliberate_gaps(seeded_goals):
+    """Departments and teams name the parent methods they carry out; what nobody carries is the demo's
+    deliberate gaps: the company's monthly safety review (no department took it up) and the departments' own
+    hiring methods (People's Talent team does that work, in another branch of the tree)."""
+    channel = grpc.insecure_channel(seeded_goals.address)
+    stub = goals_pb2_grpc.GoalServiceStub(channel)
+    ceo = bearer_metadata(mint_dev_token(seeded_goals.settings.auth, "helena.vasquez"))
+    company = seeded_goals.db.v2moms.find_one({"level": "ORG_LEVEL_COMPANY", "cycle_id": current_cycle()})
+    tree = stub.GetAlignmentTree(goals_pb2.GetAlignmentTreeRequest(id=company["_id"], max_depth=1), metadata=ceo,
+                                 timeout=10)
+
+    assert list(tree.unsupported_method_ids) == ["mth-review-every-field-safety-event-within-7-days-every-mont"]
+    assert len(tree.methods) == 6 and sum(1 for m in tree.methods if m.supported_by) == 5
+    r3 = next(m for m in tree.methods if m.method_id == "mth-launch-the-r3-picker-with-8-hour-runtime-and-auto-dockin")
+    assert {s.method_id for s in r3.supported_by} == {
+        "mth-deliver-r3-auto-docking-and-8-hour-runtime-to-ga-by-30-s",
+        "mth-qualify-a-second-battery-cell-supplier-by-june", "mth-run-90-of-release-checks-in-simulation-by-october"}
+    # One level down the tree was not read: no department's methods are judged.
+    assert all(not child.unsupported_method_ids for child in tree.children)
+
+    by_title = {}
+    for department in tree.children:
+        node = stub.GetAlignmentTree(goals_pb2.GetAlignmentTreeRequest(id=department.id, max_depth=1), metadata=ceo,
+                                     timeout=10)
+        by_title[node.title] = list(node.unsupported_method_ids)
+    channel.close()
+    assert by_title == {
+        demo_name("Engineering FY2027"): ["mth-hire-22-engineers-through-a-structured-interview-loop"],
+        demo_name("Sales FY2027"): ["mth-hire-8-account-executives-and-have-each-one-selling-with"],
+        demo_name("People FY2027"): [],
+    }
+
+
 def test_seed_serves_the_api_itself_when_given_only_a_database(db):
     report = seed(db, progress=False)
     assert report.v2moms_created == 22
