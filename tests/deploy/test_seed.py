@@ -166,7 +166,12 @@ def test_the_demo_cascades_methods_with_its_deliberate_gaps(seeded_goals):
         node = stub.GetAlignmentTree(goals_pb2.GetAlignmentTreeRequest(id=department.id, max_depth=1), metadata=ceo,
                                      timeout=10)
         by_title[node.title] = list(node.unsupported_method_ids)
+    # People's own methods carry out no company method: lint says so, as advice.
+    people = next(child for child in tree.children if child.org_unit_id == "people")
+    lint = stub.LintV2MOM(goals_pb2.LintV2MOMRequest(id=people.id), metadata=ceo, timeout=10)
     channel.close()
+    assert sorted(f.field_path for f in lint.findings if f.code == "method.supports_nothing") == [
+        "content.methods[2].supports", "content.methods[3].supports", "content.methods[4].supports"]
     assert by_title == {
         demo_name("Engineering FY2027"): ["mth-hire-22-engineers-through-a-structured-interview-loop"],
         demo_name("Sales FY2027"): ["mth-hire-8-account-executives-and-have-each-one-selling-with"],
