@@ -65,7 +65,7 @@ FAMILIES = {
     "v2mom_checked_in_v2moms", "v2mom_checkin_coverage_ratio", "v2mom_tracked_items", "v2mom_stale_items",
     "v2mom_overdue_items", "v2mom_progress_ratio", "v2mom_tree_progress_ratio", "v2mom_measures",
     "v2mom_off_track_measures", "v2mom_off_track_measures_ratio", "v2mom_open_obstacles",
-    "v2mom_oldest_open_obstacle_age_seconds",
+    "v2mom_oldest_open_obstacle_age_seconds", "v2mom_unsupported_parent_methods",
 }
 AGE = "v2mom_oldest_pending_approval_age_seconds"
 OBSTACLE_AGE = "v2mom_oldest_open_obstacle_age_seconds"
@@ -110,11 +110,12 @@ def read_sources(goals, checkins) -> dict:
     units = pages(goals.ListOrgUnits, goals_pb2.ListOrgUnitsRequest(page_size=200), "org_units")
     people = pages(goals.ListPeople, goals_pb2.ListPeopleRequest(page_size=200), "people")
     v2moms = pages(goals.ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200), "v2moms")
-    published_content, checkins_of, progress_of = {}, {}, {}
+    published_content, published_parent, checkins_of, progress_of = {}, {}, {}, {}
     for v2mom in v2moms:
         if v2mom.published_revision and v2mom.state != goals_pb2.V2MOM_STATE_ARCHIVED:
             view = goals.GetV2MOM(goals_pb2.GetV2MOMRequest(id=v2mom.id, view=goals_pb2.V2MOM_VIEW_PUBLISHED))
             published_content[v2mom.id] = view.content
+            published_parent[v2mom.id] = view.parent_id  # the approved parent, whatever a draft says
         checkins_of[v2mom.id] = pages(checkins.ListCheckins, checkins_pb2.ListCheckinsRequest(
             v2mom_id=v2mom.id, include_superseded=True, page_size=200), "checkins")
         try:
@@ -134,6 +135,7 @@ def read_sources(goals, checkins) -> dict:
             assert error.code() == grpc.StatusCode.NOT_FOUND, error
             cadence[cycle] = 0
     return {"units": units, "people": people, "v2moms": v2moms, "published_content": published_content,
+            "published_parent": published_parent,
             "checkins": checkins_of, "progress": progress_of, "stale": stale, "cadence": cadence}
 
 
@@ -290,7 +292,25 @@ def expected_samples(src: dict, now: datetime) -> dict:
                 if scope == "subtree":  # the unit's own V2MOM's tree progress
                     own = direct[(unit_id, cycle)]
                     put("v2mom_tree_progress_ratio", share(own["own_tree"] / 100, own["own_v2moms"]))
+    samples.update(unsupported_parent_methods(src))
     return samples
+
+
+def unsupported_parent_methods(src: dict) -> dict:
+    """Methods of published company, department and team V2MOMs that no published child supports, summed per
+    the V2MOM's org unit and cycle; no sample where there are none."""
+    content, parent_of = src["published_content"], src["published_parent"]
+    supported = defaultdict(set)
+    for child_id, parent_id in parent_of.items():
+        supported[parent_id].update(s for method in content[child_id].methods for s in method.supports)
+    totals = defaultdict(int)
+    for v2mom in src["v2moms"]:
+        if v2mom.id not in content or v2mom.level == common_pb2.ORG_LEVEL_INDIVIDUAL:
+            continue
+        gaps = sum(1 for method in content[v2mom.id].methods if method.id not in supported[v2mom.id])
+        totals[(v2mom.org_unit_id, v2mom.cycle_id)] += gaps
+    return {("v2mom_unsupported_parent_methods", frozenset({"org_unit": unit, "cycle": cycle}.items())): float(count)
+            for (unit, cycle), count in totals.items() if count}
 
 
 # --- the scrape -------------------------------------------------------------------------------------------
@@ -320,14 +340,15 @@ def outbox_pending(db) -> int:
 
 
 def queued(amqp_uri: str) -> int:
-    """Messages ready or unacknowledged in the vhost's queues (dead-letter queues aside)."""
+    """Messages ready or unacknowledged in the vhost's queues, aside from dead letters and unrouted events: both
+    are parked, not on their way (events only notify consumes end unrouted here, notify-worker not running)."""
     vhost = urllib.parse.unquote(urllib.parse.urlparse(amqp_uri).path.lstrip("/")) or "/"
     out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"], check=True,
                          capture_output=True, text=True, timeout=60).stdout
     total = 0
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith(".dlq"):
+        if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith((".dlq", ".unrouted")):
             total += int(parts[1])
     return total
 
