@@ -34,6 +34,12 @@ UPDATABLE_PATHS = {
 SEVERITY = {lint.ERROR: goals_pb2.SEVERITY_ERROR, lint.WARNING: goals_pb2.SEVERITY_WARNING, lint.INFO: goals_pb2.SEVERITY_INFO}
 
 
+def request_key(caller: Caller, request_id: str) -> str | None:
+    """What a retried create is known by: the caller's own request_id (None without one). One format for every
+    create, since CreateV2MOM and CopyV2MOM share the V2MOMs' create keys."""
+    return f"{caller.person_id}:{request_id}" if request_id else None
+
+
 class Authoring:
     def __init__(self, repository: V2MOMRepository, directory: Directory, access: Access, templates: "Templates"):
         self.repository = repository
@@ -45,7 +51,7 @@ class Authoring:
 
     def create(self, caller: Caller, request: goals_pb2.CreateV2MOMRequest) -> goals_pb2.V2MOM:
         self._check_create(request)
-        create_key = f"{caller.person_id}:{request.request_id}" if request.request_id else None
+        create_key = request_key(caller, request.request_id)
         if create_key and (existing := self.repository.find_by_create_key(create_key)):
             return render(existing, show_published=False)
         cycle = self.directory.cycle(request.cycle_id)

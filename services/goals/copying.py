@@ -17,7 +17,7 @@ from services.platform.core.validation import check_finite, check_id
 
 from . import copy_forward, cycles
 from .access import Access
-from .authoring import Authoring, new_v2mom
+from .authoring import Authoring, new_v2mom, request_key
 from .directory import Directory
 from .lifecycle import ARCHIVED
 from .ownership import Placement, place
@@ -39,7 +39,7 @@ class Copying:
 
     def copy(self, caller: Caller, request: goals_pb2.CopyV2MOMRequest) -> goals_pb2.V2MOM:
         _check(request)
-        create_key = f"{caller.person_id}:{request.request_id}" if request.request_id else None
+        create_key = request_key(caller, request.request_id)
         if create_key and (existing := self.repository.find_by_create_key(create_key)):
             return render(existing, show_published=False)
         source = self.access.require_visible(caller, self.repository.get(request.source_id), request.source_id)

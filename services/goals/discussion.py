@@ -19,6 +19,7 @@ from services.platform.core.validation import check_enum, check_id, check_text
 
 from . import convert, events, mentions, validation
 from .access import Access
+from .authoring import request_key
 from .comments import CommentStore
 from .directory import Directory
 from .lifecycle import ARCHIVED
@@ -37,7 +38,7 @@ class Discussion:
 
     def add(self, caller: Caller, request: goals_pb2.AddCommentRequest) -> goals_pb2.Comment:
         _check_add(request)
-        create_key = f"{caller.person_id}:{request.request_id}" if request.request_id else None
+        create_key = request_key(caller, request.request_id)
         if create_key and (existing := self.comments.find_by_create_key(create_key)):
             return comment_to_proto(existing)
         doc = self.access.require_visible(caller, self.repository.get(request.v2mom_id), request.v2mom_id)
