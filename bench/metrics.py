@@ -446,19 +446,22 @@ def bare(argv: list[str]) -> None:
         entry_id = memo(event["id"])
         observed = datetime.fromisoformat(checkin["observeTime"].replace("Z", "+00:00"))
         wk = week(observed)
-        doc = db.v2moms.find_one({"_id": checkin["v2momId"]})
-        if any(entry["id"] == entry_id for entry in doc.get("recent", [])):
-            return
-        state = doc["state"]
-        state["checkins"][wk] = state["checkins"].get(wk, 0) + 1
-        if state["last_checkin"] is None or observed > state["last_checkin"]:
-            state["last_checkin"] = observed
-        target = f"{doc['unit']}|{state['cycle_id']}"
-        deltas = [[f"agg:{target}", [[f"checkins.{wk}", 1]]]]
-        db.v2moms.update_one({"_id": doc["_id"], "v": doc["v"]}, {
-            "$set": {"state": state, "unit": doc["unit"], "owner_id": doc["owner_id"], "individual": doc["individual"],
-                     "v": doc["v"] + 1},
-            "$push": {"recent": {"$each": [{"id": entry_id, "d": deltas}], "$slice": -32}}})
+        while True:  # as the ledger does: a version conflict means another thread won, so read again
+            doc = db.v2moms.find_one({"_id": checkin["v2momId"]})
+            if any(entry["id"] == entry_id for entry in doc.get("recent", [])):
+                return
+            state = doc["state"]
+            state["checkins"][wk] = state["checkins"].get(wk, 0) + 1
+            if state["last_checkin"] is None or observed > state["last_checkin"]:
+                state["last_checkin"] = observed
+            target = f"{doc['unit']}|{state['cycle_id']}"
+            deltas = [[f"agg:{target}", [[f"checkins.{wk}", 1]]]]
+            written = db.v2moms.update_one({"_id": doc["_id"], "v": doc["v"]}, {
+                "$set": {"state": state, "unit": doc["unit"], "owner_id": doc["owner_id"],
+                         "individual": doc["individual"], "v": doc["v"] + 1},
+                "$push": {"recent": {"$each": [{"id": entry_id, "d": deltas}], "$slice": -32}}})
+            if written.matched_count:
+                break
         applied = memo(f"{event['id']}/v2mom:{doc['_id']}")
         unit, cycle = target.split("|")
         db.aggregates.update_one({"_id": target, "recent": {"$ne": applied}}, {
