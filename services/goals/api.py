@@ -29,6 +29,7 @@ from .obstacle_updates import ObstacleUpdates
 from . import templates as templates_module
 from .reads import Reads
 from .repository import V2MOMRepository
+from .scim import http as scim_http, users as scim_users
 from .template_admin import Templates
 from .templates import TemplateStore
 from .workflow import Workflow
@@ -172,14 +173,19 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         return self.discussion.delete(self._caller(), request)
 
 
-def create_server(addr: str, settings: Settings | None = None) -> tuple[grpc.Server, int]:
-    """Returns (server, port), not started; bind to port 0 in tests to get a free one."""
+def create_server(addr: str, settings: Settings | None = None,
+                  scim: scim_http.ScimSettings | None = None) -> tuple[grpc.Server, int]:
+    """Returns (server, port), not started; bind to port 0 in tests to get a free one. With ``scim``, the SCIM
+    endpoint listens at once (``server.scim``) and stops with the server."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
-                   + comments_module.INDEXES)
+                   + comments_module.INDEXES + scim_users.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
-    return create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
+    server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
+    if scim is not None:
+        scim_http.attach(server, Directory(db, settings.directory_cache_seconds), scim)
+    return server, port
 
 
 def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cache_seconds: float) -> tuple[grpc.Server, int]:
@@ -197,7 +203,9 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
 
 
 def main() -> None:
-    run_api("goals-api", SERVICE_NAME, DEFAULT_ADDR, create_server)
+    # SCIM's settings are read inside run_api's create, so a refused SCIM_TOKEN ends with a message.
+    run_api("goals-api", SERVICE_NAME, DEFAULT_ADDR,
+            lambda addr, settings: create_server(addr, settings, scim=scim_http.settings_from_env()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,262 @@
+"""The SCIM Users use cases, each a directory change through directory_sync.py (as DirectoryService's).
+
+A POST finds its person by externalId, else by userName: a live one is ``uniqueness`` (409); one that
+left or was deleted is restored (the same id, the same V2MOMs), as an HRIS rehire is. PUT and PATCH change
+the fields that differ; DELETE terminates the person and hides them from SCIM (the directory keeps them:
+their V2MOMs stay, and ListOrphans shows what waits on them). Every change is effective now, and after the
+record's newest version, so the client's latest word wins over an older feed's (directory_rules.py).
+"""
+
+from datetime import datetime, timedelta
+
+from services.platform.core.clock import utc_now
+from services.platform.core.errors import Violations
+from services.platform.core.ids import new_id
+from services.platform.core.validation import is_id
+from services.platform.store.mongo import Index
+
+from .. import directory_rules as rules
+from ..directory import ORG_UNITS, PEOPLE, Directory
+from ..directory_sync import STALE, DirectorySync
+from . import filter as scim_filter
+from . import mapping, patch
+from .errors import ScimError, invalid_value
+from .schemas import MAX_RESULTS
+
+INDEXES = [Index(PEOPLE, [("user_name_key", 1)], name="people_by_user_name",
+                 partial={"user_name_key": {"$exists": True}}),
+           Index(PEOPLE, [("scim_external_id", 1)], name="people_by_scim_external_id",
+                 partial={"scim_external_id": {"$exists": True}})]
+HIDDEN = {"outbox": 0, "outbox_pending": 0}
+LIVE = {"scim_deleted": {"$ne": True}}
+MAX_DEPARTMENTS = 500
+ATTEMPTS = 3
+
+
+class ScimUsers:
+    def __init__(self, directory: Directory, default_org_unit: str = "", clock=utc_now):
+        self.directory = directory
+        self.sync = DirectorySync(directory, clock)
+        self.people = directory.db[PEOPLE]
+        self.units = directory.db[ORG_UNITS]
+        self.default_org_unit = default_org_unit
+        self.clock = clock
+
+    # --- reads -----------------------------------------------------------------------------------------------
+
+    def get(self, person_id: str, base_url: str) -> dict:
+        return self.render(self._live(person_id), base_url)
+
+    def render(self, doc: dict, base_url: str) -> dict:
+        return mapping.to_resource(doc, base_url, self._unit_name)
+
+    def search(self, tree, start: int, count: int, base_url: str) -> tuple[int, list[dict]]:
+        """(totalResults, the page): ``start`` 1-based, in id order."""
+        query = _query(scim_filter.narrowing(tree) if tree is not None else [])
+        if tree is None:
+            total = self.people.count_documents(query)
+            rows = self.people.find(query, HIDDEN).sort("_id", 1).skip(start - 1).limit(count) if count else []
+            return total, [self.render(doc, base_url) for doc in rows]
+        found = [r for r in (self.render(doc, base_url) for doc in self.people.find(query, HIDDEN).sort("_id", 1))
+                 if scim_filter.matches(tree, r)]
+        return len(found), found[start - 1:start - 1 + count]
+
+    def departments(self) -> list[str]:
+        rows = self.units.find({"retired": {"$ne": True}}, {"name": 1}).sort("_id", 1).limit(MAX_DEPARTMENTS)
+        return sorted({row["name"] for row in rows if row.get("name")})
+
+    # --- writes ----------------------------------------------------------------------------------------------
+
+    def create(self, resource: dict) -> tuple[dict, bool]:
+        """(the person, whether new): a POST. It finds its person by externalId, else by employeeNumber (the
+        HRIS's key), else by userName: one SCIM provisioned who is still here is ``uniqueness``; one who left
+        or was deleted is restored; one the HRIS or the seed wrote is taken over."""
+        asked = mapping.wanted(resource)
+        existing = self._by_key("scim_external_id", asked["external_id"]) \
+            or self._by_key("external_id", asked["employee_number"])
+        holder = self._user_name_holder(asked["user_name"], other_than=(existing or {}).get("_id"))
+        if existing is None and holder is not None and not holder.get("scim_external_id"):
+            existing = holder  # nothing else names them: the userName says who comes back
+        elif holder is not None and not holder.get("scim_deleted"):
+            raise ScimError(409, f"userName {asked['user_name'][:80]!r} is taken", "uniqueness")
+        if existing is not None and _live(existing) and "user_name" in existing:
+            raise ScimError(409, f"User {existing['_id']!r} has this externalId, employeeNumber or userName: "
+                                 "PUT or PATCH it", "uniqueness")
+        if existing is not None:
+            return self._write(existing, {**asked, "active": True}, restore=True), False
+        person_id = asked["user_name"] if is_id(asked["user_name"]) and not self.people.find_one(
+            {"_id": asked["user_name"]}, {"_id": 1}) else new_id("usr")
+        return self._write(None, asked, new_id_=person_id), True
+
+    def _by_key(self, field: str, value: str) -> dict | None:
+        return self.people.find_one({field: value}, HIDDEN) if value else None
+
+    def replace(self, person_id: str, resource: dict) -> dict:
+        return self._write(self._live(person_id), mapping.wanted(resource))
+
+    def patch(self, person_id: str, body: dict, base_url: str) -> dict:
+        operations = patch.operations_of(body)
+        for _ in range(ATTEMPTS):
+            existing = self._live(person_id)
+            patched = patch.apply(self.render(existing, base_url), operations)
+            if patched.get("id") != person_id:
+                raise ScimError(400, "id is read-only", "mutability")
+            try:
+                return self._write(existing, mapping.wanted(mapping.normalized(patched)), retry=False)
+            except _Changed:
+                continue
+        raise ScimError(409, "the user kept changing underneath; try again")
+
+    def delete(self, person_id: str) -> None:
+        existing = self._live(person_id)
+        fields = {"employment_status": rules.TERMINATED, "scim_deleted": True,
+                  "end_date": existing.get("end_date") or self.clock().date().isoformat()}
+        self._sync(existing, _changed(existing, fields), existing.get("external_id") or "", person_id)
+
+    # --- the change ------------------------------------------------------------------------------------------
+
+    def _write(self, existing: dict | None, asked: dict, restore: bool = False, new_id_: str = "",
+               retry: bool = True) -> dict:
+        person_id = (existing or {}).get("_id") or new_id_
+        external_id = (existing or {}).get("external_id") or ""
+        if existing is None:  # the HRIS's key: the employee number when it is one, else the directory id
+            external_id = asked["employee_number"] if is_id(asked["employee_number"]) else person_id
+        holder = self._user_name_holder(asked["user_name"], other_than=person_id)
+        if holder is not None and not holder.get("scim_deleted"):
+            raise ScimError(409, f"userName {asked['user_name'][:80]!r} is taken", "uniqueness")
+        fields = self._fields(existing, asked, restore)
+        violations = Violations()
+        rules.check_person(violations, "", {"external_id": external_id or person_id, "id": person_id,
+                                            "fields": fields})
+        if violations:
+            raise invalid_value("; ".join(f"{mapping.SCIM_NAMES.get(v.field, v.field)}: {v.description}"
+                                          for v in violations.items[:5]))
+        for _ in range(ATTEMPTS if retry else 1):
+            changed = _changed(existing, fields)
+            if not changed:
+                return existing
+            try:
+                return self._sync(existing, changed, external_id, person_id)
+            except _Changed:
+                existing = self.people.find_one({"_id": person_id}, HIDDEN)
+        if retry:
+            raise ScimError(409, "the user kept changing underneath; try again")
+        raise _Changed()
+
+    def _fields(self, existing: dict | None, asked: dict, restore: bool) -> dict:
+        current = existing or {}
+        status = current.get("employment_status") or rules.ACTIVE
+        if not asked["active"]:
+            status, end_date = rules.TERMINATED, current.get("end_date") or self.clock().date().isoformat()
+        else:
+            status = rules.ACTIVE if status == rules.TERMINATED or restore else status
+            end_date = "" if status != rules.TERMINATED else current.get("end_date") or ""
+        return {
+            "display_name": asked["display_name"], "email": mapping.primary_email(asked["emails"]),
+            "title": asked["title"],
+            "manager_ref": self._manager_ref(current, asked["manager_ref"]),
+            "org_unit_ref": self._unit_ref(current, asked["department"]),
+            "time_zone": asked["time_zone"], "locale": asked["locale"], "employment_status": status,
+            "start_date": current.get("start_date") or "", "end_date": end_date,
+            "user_name": asked["user_name"], "user_name_key": asked["user_name"].lower(),
+            "scim_external_id": asked["external_id"], "scim_emails": asked["emails"], "scim_name": asked["scim_name"], "employee_number": asked["employee_number"],
+            "department": asked["department"], "scim_deleted": False,
+        }
+
+    def _sync(self, existing: dict | None, changed: dict, external_id: str, person_id: str) -> dict:
+        change = {"kind": "person", "external_id": external_id, "id": person_id, "fields": changed,
+                  "effective_at": self._effective(existing)}
+        outcome, record = self.sync.upsert_person(change)
+        if outcome == STALE:  # someone wrote a newer version meanwhile: read it and decide again
+            raise _Changed()
+        return record if record is not None and "_id" in record else self._live(person_id)
+
+    def _effective(self, existing: dict | None) -> datetime:
+        """Now, or just after the record's newest version when that is not older (the same millisecond)."""
+        now = self.clock()
+        newest = max((v[0] for v in ((existing or {}).get("versions") or {}).values() if v), default="")
+        if newest and datetime.fromisoformat(newest) >= now:
+            return datetime.fromisoformat(newest) + timedelta(milliseconds=1)
+        return now
+
+    def _manager_ref(self, current: dict, ref: str) -> str:
+        if ref and ref in (current.get("manager_ref"), current.get("pending_manager"), current.get("manager_id")):
+            return current.get("manager_ref") or ref
+        return ref
+
+    def _unit_ref(self, current: dict, department: str) -> str:
+        """The org unit a department names (external id, id or name); none named keeps the person's unit,
+        a new person goes to SCIM_DEFAULT_ORG_UNIT or the company's root unit."""
+        if not department:
+            unit_id = current.get("org_unit_id") or self._default_unit()
+            if not unit_id:
+                raise invalid_value("department is required: no default org unit is set (SCIM_DEFAULT_ORG_UNIT)")
+            return unit_id
+        unit = self.directory.unit_by_ref(department)
+        if unit is None:
+            named = list(self.units.find({"name": department, "retired": {"$ne": True}}, {"_id": 1}).limit(2))
+            if len(named) > 1:
+                raise invalid_value(f"department {department[:80]!r} names several org units: use its id")
+            unit = named[0] if named else None
+        if unit is None:
+            raise invalid_value(f"department {department[:80]!r} names no org unit; org units come from the "
+                                "HRIS (DirectoryService or hris.events)")
+        if unit.get("retired") and unit["_id"] != current.get("org_unit_id"):
+            raise invalid_value(f"org unit {unit['_id']!r} is retired")
+        return unit["_id"]
+
+    def _default_unit(self) -> str:
+        if self.default_org_unit:
+            return self.default_org_unit
+        roots = list(self.units.find({"level": "ORG_LEVEL_COMPANY", "retired": {"$ne": True}}, {"_id": 1}).limit(2))
+        return roots[0]["_id"] if len(roots) == 1 else ""
+
+    # --- look-ups --------------------------------------------------------------------------------------------
+
+    def _live(self, person_id: str) -> dict:
+        doc = self.people.find_one({"_id": person_id, **LIVE}, HIDDEN) if isinstance(person_id, str) else None
+        if doc is None:
+            raise ScimError(404, f"no User {person_id[:80]!r}")
+        return doc
+
+    def _user_name_holder(self, user_name: str, other_than: str | None) -> dict | None:
+        query = {"$or": [{"user_name_key": user_name.lower()},
+                         {"_id": user_name, "user_name_key": {"$exists": False}}]}
+        holders = [d for d in self.people.find(query, HIDDEN).limit(5) if d["_id"] != other_than]
+        return next((d for d in holders if not d.get("scim_deleted")), holders[0] if holders else None)
+
+    def _unit_name(self, unit_id: str) -> str:
+        unit = self.directory.org_unit(unit_id) if unit_id else None
+        return (unit or {}).get("name") or ""
+
+
+class _Changed(Exception):
+    """The record changed between our read and our write."""
+
+
+def _live(doc: dict) -> bool:
+    return doc.get("active", True) is not False and not doc.get("scim_deleted")
+
+
+def _changed(existing: dict, fields: dict) -> dict:
+    if existing is None:
+        return fields
+    current = {**existing, "manager_ref": existing.get("manager_ref") or existing.get("manager_id") or "",
+               "org_unit_ref": existing.get("org_unit_id") or ""}
+    return {name: value for name, value in fields.items() if current.get(name, type(value)()) != value}
+
+
+def _query(tests: list) -> dict:
+    parts = [dict(LIVE)]
+    for test in tests:
+        if test.path.attr == "userName":
+            parts.append({"$or": [{"user_name_key": test.value.lower()},
+                                  {"_id": test.value, "user_name_key": {"$exists": False}}]})
+        else:
+            parts.append({"scim_external_id" if test.path.attr == "externalId" else "_id": test.value})
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def page_bounds(start, count) -> tuple[int, int]:
+    """startIndex (1-based; below 1 is 1) and count (negative is 0; at most MAX_RESULTS), RFC 7644 3.4.2.4."""
+    return max(1, start), min(max(0, count), MAX_RESULTS)
