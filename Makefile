@@ -45,6 +45,7 @@ bench: install
 	$(PY) -m bench.checkins
 	$(PY) -m bench.metrics
 	$(PY) -m bench.notify
+	$(PY) -m bench.scim
 
 clean:
 	rm -rf $(VENV) var .pytest_cache protos/v2mom/v1/*_pb2*.py*

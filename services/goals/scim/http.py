@@ -35,6 +35,7 @@ DEFAULT_ADDR = "127.0.0.1:8090"
 DEV_TOKEN = "dev-only-scim-token-change-me-in-production"
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY = 1 << 20
+MAX_DRAIN = 8 << 20  # a bigger body is not read: the connection closes under the client
 HTTP_THREADS = 8
 PROVISIONER = Caller(person_id="scim", roles=frozenset({"hr"}))
 
@@ -246,6 +247,7 @@ def _body(environ) -> dict:
     except ValueError:
         raise ScimError(400, "Content-Length is not a number", "invalidSyntax") from None
     if length > MAX_BODY:
+        _drain(environ["wsgi.input"], length)
         raise ScimError(413, f"the body is larger than {MAX_BODY} bytes")
     try:
         body = json.loads(environ["wsgi.input"].read(length) if length > 0 else b"")
@@ -254,6 +256,16 @@ def _body(environ) -> dict:
     if not isinstance(body, dict):
         raise ScimError(400, "the body is a JSON object", "invalidSyntax")
     return body
+
+
+def _drain(stream, length: int) -> None:
+    """Reads a refused body away (up to MAX_DRAIN), so the client reads the 413 rather than a reset connection."""
+    left = min(length, MAX_DRAIN)
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def _respond(start_response, status: int, body, headers):

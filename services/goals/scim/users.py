@@ -52,14 +52,27 @@ class ScimUsers:
 
     def search(self, tree, start: int, count: int, base_url: str) -> tuple[int, list[dict]]:
         """(totalResults, the page): ``start`` 1-based, in id order."""
-        query = _query(scim_filter.narrowing(tree) if tree is not None else [])
         if tree is None:
-            total = self.people.count_documents(query)
-            rows = self.people.find(query, HIDDEN).sort("_id", 1).skip(start - 1).limit(count) if count else []
+            total = self.people.count_documents(LIVE)
+            rows = self.people.find(LIVE, HIDDEN).sort("_id", 1).skip(start - 1).limit(count) if count else []
             return total, [self.render(doc, base_url) for doc in rows]
-        found = [r for r in (self.render(doc, base_url) for doc in self.people.find(query, HIDDEN).sort("_id", 1))
+        found = [r for r in (self.render(doc, base_url) for doc in self._candidates(scim_filter.narrowing(tree)))
                  if scim_filter.matches(tree, r)]
         return len(found), found[start - 1:start - 1 + count]
+
+    def _candidates(self, tests: list) -> list[dict]:
+        """The records a filter can match: by index when it tests userName, externalId or id for equality
+        (the filter itself still decides), else every live one."""
+        by = {test.path.attr: test.value for test in tests}
+        if "userName" in by:
+            rows = self._user_name_records(by["userName"])
+        elif "externalId" in by:
+            rows = list(self.people.find({"scim_external_id": by["externalId"], **LIVE}, HIDDEN))
+        elif "id" in by:
+            rows = list(self.people.find({"_id": by["id"], **LIVE}, HIDDEN))
+        else:
+            return list(self.people.find(LIVE, HIDDEN).sort("_id", 1))
+        return sorted((row for row in rows if not row.get("scim_deleted")), key=lambda row: row["_id"])
 
     def departments(self) -> list[str]:
         rows = self.units.find({"retired": {"$ne": True}}, {"name": 1}).sort("_id", 1).limit(MAX_DEPARTMENTS)
@@ -86,7 +99,7 @@ class ScimUsers:
             return self._write(existing, {**asked, "active": True}, restore=True), False
         person_id = asked["user_name"] if is_id(asked["user_name"]) and not self.people.find_one(
             {"_id": asked["user_name"]}, {"_id": 1}) else new_id("usr")
-        return self._write(None, asked, new_id_=person_id), True
+        return self._write(None, asked, new_id_=person_id, user_name_checked=True), True
 
     def _by_key(self, field: str, value: str) -> dict | None:
         return self.people.find_one({field: value}, HIDDEN) if value else None
@@ -116,14 +129,15 @@ class ScimUsers:
     # --- the change ------------------------------------------------------------------------------------------
 
     def _write(self, existing: dict | None, asked: dict, restore: bool = False, new_id_: str = "",
-               retry: bool = True) -> dict:
+               retry: bool = True, user_name_checked: bool = False) -> dict:
         person_id = (existing or {}).get("_id") or new_id_
         external_id = (existing or {}).get("external_id") or ""
         if existing is None:  # the HRIS's key: the employee number when it is one, else the directory id
             external_id = asked["employee_number"] if is_id(asked["employee_number"]) else person_id
-        holder = self._user_name_holder(asked["user_name"], other_than=person_id)
-        if holder is not None and not holder.get("scim_deleted"):
-            raise ScimError(409, f"userName {asked['user_name'][:80]!r} is taken", "uniqueness")
+        if not user_name_checked and (existing or {}).get("user_name_key") != asked["user_name"].lower():
+            holder = self._user_name_holder(asked["user_name"], other_than=person_id)
+            if holder is not None and not holder.get("scim_deleted"):
+                raise ScimError(409, f"userName {asked['user_name'][:80]!r} is taken", "uniqueness")
         fields = self._fields(existing, asked, restore)
         violations = Violations()
         rules.check_person(violations, "", {"external_id": external_id or person_id, "id": person_id,
@@ -187,6 +201,8 @@ class ScimUsers:
     def _unit_ref(self, current: dict, department: str) -> str:
         """The org unit a department names (external id, id or name); none named keeps the person's unit,
         a new person goes to SCIM_DEFAULT_ORG_UNIT or the company's root unit."""
+        if department == current.get("department") and current.get("org_unit_id"):
+            return current["org_unit_id"]  # named as before: the unit it named then
         if not department:
             unit_id = current.get("org_unit_id") or self._default_unit()
             if not unit_id:
@@ -220,10 +236,16 @@ class ScimUsers:
         return doc
 
     def _user_name_holder(self, user_name: str, other_than: str | None) -> dict | None:
-        query = {"$or": [{"user_name_key": user_name.lower()},
-                         {"_id": user_name, "user_name_key": {"$exists": False}}]}
-        holders = [d for d in self.people.find(query, HIDDEN).limit(5) if d["_id"] != other_than]
+        """Who else holds a userName, preferring one SCIM still shows."""
+        holders = [d for d in self._user_name_records(user_name) if d["_id"] != other_than]
         return next((d for d in holders if not d.get("scim_deleted")), holders[0] if holders else None)
+
+    def _user_name_records(self, user_name: str) -> list[dict]:
+        """Records whose userName this is (case-insensitively); a record SCIM never named answers to its id.
+        Two look-ups by index rather than one ``$or``, which the store would answer by a scan."""
+        rows = list(self.people.find({"user_name_key": user_name.lower()}, HIDDEN).limit(5))
+        by_id = self.people.find_one({"_id": user_name}, HIDDEN)
+        return rows + ([by_id] if by_id is not None and "user_name_key" not in by_id else [])
 
     def _unit_name(self, unit_id: str) -> str:
         unit = self.directory.org_unit(unit_id) if unit_id else None
@@ -244,17 +266,6 @@ def _changed(existing: dict, fields: dict) -> dict:
     current = {**existing, "manager_ref": existing.get("manager_ref") or existing.get("manager_id") or "",
                "org_unit_ref": existing.get("org_unit_id") or ""}
     return {name: value for name, value in fields.items() if current.get(name, type(value)()) != value}
-
-
-def _query(tests: list) -> dict:
-    parts = [dict(LIVE)]
-    for test in tests:
-        if test.path.attr == "userName":
-            parts.append({"$or": [{"user_name_key": test.value.lower()},
-                                  {"_id": test.value, "user_name_key": {"$exists": False}}]})
-        else:
-            parts.append({"scim_external_id" if test.path.attr == "externalId" else "_id": test.value})
-    return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def page_bounds(start, count) -> tuple[int, int]:
