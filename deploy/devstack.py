@@ -59,6 +59,7 @@ from deploy.demo.checkins import StoryError
 from deploy.demo.goals import DemoDataError
 from deploy.demo.goals_seed import SeedError, seed
 from deploy.demo.goals import load_org
+from services.goals.scim.http import DEV_TOKEN as SCIM_DEV_TOKEN
 from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import ConfigError, is_production, load
 
@@ -179,7 +180,8 @@ class ProcessSpec:
 
 # The v2mom CLI reads V2MOM_GOALS_ADDR and V2MOM_CHECKINS_ADDR too, so one export
 # points both the stack and the CLI at another port.
-GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService")
+GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService",
+                        "SCIM_HTTP_ADDR", "127.0.0.1:8090")  # SCIM provisioning, under /scim/v2
 CHECKINS_API = GrpcServing("V2MOM_CHECKINS_ADDR", "127.0.0.1:50052", "v2mom.v1.CheckinService")
 METRICS_API = GrpcServing("V2MOM_METRICS_ADDR", "127.0.0.1:50053", "v2mom.v1.MetricsService",
                           "METRICS_HTTP_ADDR", "127.0.0.1:9100")
@@ -526,6 +528,8 @@ def run(stack: Stack) -> NoReturn:
     # GOALS_ADDR: where the check-ins processes and notify-worker reach goals-api.
     # CHECKINS_ADDR: where metrics-api reads check-ins for RebuildAggregates.
     stack.env.update(MONGO_URI=mongo_uri, AMQP_URI=amqp_uri, GOALS_ADDR=GOALS_API.address, CHECKINS_ADDR=CHECKINS_API.address)
+    # SCIM on goals-api with the development token (production refuses it; services/goals/README.md).
+    stack.env.update(SCIM_HTTP_ADDR=GOALS_API.http_address, SCIM_TOKEN=os.environ.get("SCIM_TOKEN") or SCIM_DEV_TOKEN)
     started = time.monotonic()
     for spec in SERVICES:
         stack.start(spec)

