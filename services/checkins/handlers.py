@@ -60,6 +60,20 @@ class Projection:
         self.progress.apply_structure(PublishedV2MOM.from_event(data))
         self.clocks_follow(data.v2mom_id)
 
+    def published_changed_in_place(self, envelope: dict) -> None:
+        """goals' ``v2mom_items_reassigned`` and ``v2mom_transferred``: the published version changed without a
+        new approval (a leaver's items passed to the V2MOM's owner, or the V2MOM to a new owner). The event
+        carries the published content once there is one; its revision orders it after the approval it changes,
+        so it is stored as an approval's would be, and a late one loses to anything newer."""
+        data = parse_data(envelope, events_pb2.V2MOMEventData)
+        require(bool(data.v2mom_id) and data.revision > 0, "needs v2momId and a positive revision", envelope)
+        if not data.HasField("publish_time") or data.state == goals_pb2.V2MOM_STATE_ARCHIVED:
+            return  # never published: check-ins know nothing of it yet; archived: nothing runs any more
+        data.state = goals_pb2.V2MOM_STATE_PUBLISHED  # the version it carries is the published one
+        structures.store_from_event(self.db, {**envelope["data"], "state": "V2MOM_STATE_PUBLISHED"})
+        self.progress.apply_structure(PublishedV2MOM.from_event(data))
+        self.clocks_follow(data.v2mom_id)
+
     def v2mom_archived(self, envelope: dict) -> None:
         data = parse_data(envelope, events_pb2.V2MOMEventData)
         require(bool(data.v2mom_id) and data.revision > 0, "needs v2momId and a positive revision", envelope)

@@ -100,6 +100,17 @@ class CheckinsWorker:
     @cloud_event_handler("goals", "cycle_changed")
     def on_cycle_changed(self, envelope):
         with_retries(self.projection.cycle_changed, envelope)
+    # The published version changed in place, with no new approval: item owners (a leaver's items) or the owner.
+    @cloud_event_handler("goals", "v2mom_items_reassigned")
+    def on_v2mom_items_reassigned(self, envelope):
+        with_retries(self.projection.published_changed_in_place, envelope)
+        self.relay.kick(WRITTEN_HERE)
+
+    @cloud_event_handler("goals", "v2mom_transferred")
+    def on_v2mom_transferred(self, envelope):
+        with_retries(self.projection.published_changed_in_place, envelope)
+        self.relay.kick(WRITTEN_HERE)
+
 
     @cloud_event_handler("goals", "cycle_closed")
     def on_cycle_closed(self, envelope):

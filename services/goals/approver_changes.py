@@ -8,7 +8,8 @@ Two rules, each a recorded system revision (history action ``CHANGE_APPROVER``, 
 
 And a leaver's drafts (V2MOMs never published, not yet archived) are archived with the reason "left"
 (``ARCHIVE`` by the system, ``v2mom_archived``), which frees their slots; their published V2MOMs stay, and
-ListOrphans shows them to whoever takes over.
+ListOrphans shows them to whoever takes over (TransferV2MOM). The items they hold in others' V2MOMs pass to
+those V2MOMs' owners (handover.py).
 
 Driven by the event rather than inside the directory write, so a crash between the two loses nothing: the
 event is redelivered until this has run, and a rerun finds nothing left to move.
@@ -21,6 +22,7 @@ from services.platform.store.mongo import find_in
 
 from . import commits, convert, events
 from .directory import Directory
+from .handover import ItemHandover
 from . import lifecycle
 from .lifecycle import CHANGES_REQUESTED, DRAFT, SUBMITTED
 from .repository import V2MOMRepository
@@ -44,11 +46,17 @@ class ApproverChanges:
             for doc in self._submitted("approver_id", person.id, "by_approver"):
                 moved += self._move(doc, successor, f"{person.id} left; their manager (or an admin) approves now")
             moved += self._archive_drafts(person.id)
+            moved += ItemHandover(self.repository).hand_over(person.id)
         if person.active and change.previous_manager_id != person.manager_id and person.manager_id:
             for doc in self._submitted("owner_id", person.id, "by_owner"):
                 if doc.get("approver_id") == change.previous_manager_id:
                     moved += self._move(doc, person.manager_id, f"{person.id}'s manager is now {person.manager_id}")
         return moved
+
+    def follow_unit(self, change: events_pb2.OrgUnitEventData) -> int:
+        """A unit's V2MOMs follow its leader (transfers.py, goals-worker's own ``org_unit_upserted``); how many moved."""
+        from .transfers import Transfers  # transfers builds on this module's successor rule
+        return Transfers(self.repository, self.directory).follow_leader(change.org_unit)
 
     def successor(self, person_id: str) -> str:
         return successor_of(self.directory, person_id)

@@ -31,6 +31,9 @@ INDEXES = [
     # People whose manager the HRIS named before the manager arrived.
     Index(PEOPLE, [("pending_manager", 1)], name="people_pending_manager",
           partial={"pending_manager": {"$exists": True}}),
+    # Units whose parent the HRIS named before the parent arrived.
+    Index(ORG_UNITS, [("pending_parent", 1)], name="units_pending_parent",
+          partial={"pending_parent": {"$exists": True}}),
     Index(PEOPLE, [("active", 1), ("_id", 1)], name="people_by_active"),
     Index(ORG_UNITS, [("retired", 1), ("_id", 1)], name="units_retired", partial={"retired": {"$exists": True}}),
     Index(SCHEDULED, [("due_at", 1), ("_id", 1)], name="scheduled_by_due"),
@@ -150,6 +153,11 @@ class Directory:
         """People whose pending manager reference is one of ``refs``."""
         return find_in(self.db[PEOPLE], "pending_manager", [ref for ref in refs if ref],
                        projection={"outbox": 0, "outbox_pending": 0})
+
+    def waiting_for_parent(self, refs: list[str]) -> list[dict]:
+        """Org units whose pending parent reference is one of ``refs``."""
+        return find_in(self.db[ORG_UNITS], "pending_parent", [ref for ref in refs if ref],
+                       projection={"outbox": 0, "outbox_pending": 0}, index="units_pending_parent")
 
     def inactive_people(self, limit: int) -> list[dict]:
         return list(self.db[PEOPLE].find({"active": False}, {"outbox": 0, "outbox_pending": 0})

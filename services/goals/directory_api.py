@@ -13,6 +13,8 @@ from .directory import Directory
 from .directory_import import DirectoryImport
 from .directory_sync import DirectorySync
 from .orphans import Orphans, require_directory_writer
+from .repository import V2MOMRepository
+from .transfers import Transfers
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 MAX_IMPORT_ROWS = 20_000  # ~4 MB of requests; a bigger HRIS export is sent in parts
@@ -24,6 +26,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self.sync = DirectorySync(directory)
         self.importer = DirectoryImport(self.sync)
         self.orphans = Orphans(directory)
+        self.transfers = Transfers(V2MOMRepository(directory.db), directory)
 
     def UpsertPerson(self, request, context):
         caller = _writer()
@@ -80,6 +83,10 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
 
     def ListOrphans(self, request, context):
         return self.orphans.list(current_caller(), request)
+
+    def TransferV2MOM(self, request, context):
+        # Not _writer(): a leaver's former manager may take over their V2MOMs too (transfers.py checks).
+        return self.transfers.transfer(current_caller(), request)
 
 
     def _terminates_caller(self, caller: Caller, change: dict) -> bool:

@@ -124,12 +124,17 @@ class DirectorySync:
 
     def _resolve_reports(self, manager: dict) -> None:
         """People who named this person as manager before they arrived now report to them."""
-        refs = [manager["_id"], manager.get("external_id") or ""]
-        for report in self.directory.waiting_for_manager(refs):
-            document = {**report, "manager_id": manager["_id"], "pending_manager": None,
-                        "revision": report["revision"] + 1, "updated_at": utc_now()}
+        waiting = self.directory.waiting_for_manager(_refs(manager))
+        self._resolve(PEOPLE, waiting, manager, "manager_id", "pending_manager", person_changed_event)
+
+    def _resolve(self, collection: str, waiting: list[dict], arrived: dict, field: str, pending: str,
+                 make_event) -> None:
+        """Records that named ``arrived`` before it existed now point at it: one write and event each."""
+        for record in waiting:
+            document = {**record, field: arrived["_id"], pending: None, "revision": record["revision"] + 1,
+                        "updated_at": utc_now()}
             # Lost to a concurrent write: that writer resolved it, or it stays pending until the next change.
-            self.directory.write_record(PEOPLE, report, document, person_changed_event(document, report))
+            self.directory.write_record(collection, record, document, make_event(document, record))
 
     # --- org units -----------------------------------------------------------
 
@@ -158,6 +163,7 @@ class DirectorySync:
                 return _unchanged_or_stale(existing, change["fields"]), existing
             document = self._unit_document(change, existing, newer, version)
             if self.directory.write_record(ORG_UNITS, existing, document, unit_changed_event(document, existing)):
+                self._resolve_children(document)
                 return (CREATED if existing is None else CHANGED), document
         raise Aborted(f"org unit {change['external_id']!r} kept changing underneath; try again")
 
@@ -174,26 +180,30 @@ class DirectorySync:
         if change["external_id"]:
             document["external_id"] = change["external_id"]
         if "parent_ref" in newer:
-            document["parent_id"] = self._parent_id(document, newer["parent_ref"])
+            self._set_parent(document, newer["parent_ref"])
         if "leader_ref" in newer:
             leader = self.directory.person_by_ref(newer["leader_ref"])
             document["leader_id"] = leader["_id"] if leader else ""
         return document
 
-    def _parent_id(self, unit: dict, ref: str) -> str:
-        if not ref:
-            return ""
+    def _set_parent(self, unit: dict, ref: str) -> None:
+        """The parent a reference names; one not known yet stays pending (``pending_parent``) until it arrives, as
+        a pending manager does. A parent that would close a loop, counting pending references, is refused."""
         keys = {unit["_id"], unit.get("external_id") or unit["_id"]}
-        if rules.manager_cycle(keys, ref, self._parent_ref_of):
+        if ref and rules.manager_cycle(keys, ref, self._parent_ref_of):
             raise FailedPrecondition(f"parent {ref!r} would put org unit {unit['_id']!r} inside itself")
         parent = self.directory.unit_by_ref(ref)
-        if parent is None:
-            raise FailedPrecondition(f"parent org unit {ref!r} is not in the directory")
-        return parent["_id"]
+        unit["parent_id"] = parent["_id"] if parent else ""
+        unit["pending_parent"] = ref if ref and parent is None else None
 
     def _parent_ref_of(self, ref: str) -> str:
         unit = self.directory.unit_by_ref(ref)
-        return (unit.get("parent_id") or "") if unit else ""
+        return (unit.get("pending_parent") or unit.get("parent_id") or "") if unit else ""
+
+    def _resolve_children(self, parent: dict) -> None:
+        """Units that named this one as parent before it arrived now sit under it."""
+        waiting = self.directory.waiting_for_parent(_refs(parent))
+        self._resolve(ORG_UNITS, waiting, parent, "parent_id", "pending_parent", unit_changed_event)
 
     # --- the timer -------------------------------------------------------------
 
@@ -218,6 +228,11 @@ class DirectorySync:
                 pass
             self.directory.unschedule(kept["_id"])
         return applied
+
+
+def _refs(record: dict) -> list[str]:
+    """What an HRIS may have named a record by: its directory id and its external id."""
+    return [record["_id"], record.get("external_id") or ""]
 
 
 def _unchanged_or_stale(existing: dict, fields: dict) -> str:

@@ -27,6 +27,10 @@ COMMENT_ADDED = "comment_added"
 V2MOM_PARENT_CHANGED = "v2mom_parent_changed"
 # A submitted V2MOM's approver changed because the directory did (approver_changes.py).
 V2MOM_APPROVER_CHANGED = "v2mom_approver_changed"
+# A leaver's items in someone else's V2MOM passed to its owner (handover.py), no re-approval.
+V2MOM_ITEMS_REASSIGNED = "v2mom_items_reassigned"
+# TransferV2MOM, or a unit's new leader (transfers.py): the V2MOM has a new owner.
+V2MOM_TRANSFERRED = "v2mom_transferred"
 
 V2MOM_EVENT_TYPES = (
     V2MOM_CREATED,
@@ -38,6 +42,8 @@ V2MOM_EVENT_TYPES = (
     V2MOM_WITHDRAWN,
     MILESTONES_COMPLETED,
     V2MOM_APPROVER_CHANGED,
+    V2MOM_ITEMS_REASSIGNED,
+    V2MOM_TRANSFERRED,
 )
 CYCLE_EVENT_TYPES = (CYCLE_CHANGED, CYCLE_CLOSED)
 EVENT_TYPES = V2MOM_EVENT_TYPES + (PERSON_UPSERTED, ORG_UNIT_UPSERTED) + CYCLE_EVENT_TYPES + (OBSTACLE_CHANGED, COMMENT_ADDED) + (V2MOM_PARENT_CHANGED,)

@@ -95,7 +95,6 @@ def _effective(data: Message, at: datetime) -> datetime:
     if not data.HasField("effective_time"):
         return at
     violations = Violations()
-    from .directory_api import _effective_at
     effective = effective_at(violations, "effective_time", data)
     violations.raise_if_any()
     return effective

@@ -29,6 +29,7 @@ V2MOMS = "v2moms"
 REVISIONS = "revisions"
 MIGRATIONS = "migrations"
 REVISIONS_INDEX = "revisions_by_v2mom"
+ITEM_PEOPLE = "item_people"
 
 INDEXES = [
     Index(V2MOMS, [("owner_id", 1), ("_id", 1)], name="by_owner"),
@@ -44,12 +45,15 @@ INDEXES = [
     # V2MOMs whose parent changed since their last edit (ListV2MOMs parent_changed): only those carry the field.
     Index(V2MOMS, [("parent_changed_at", 1), ("_id", 1)], name="by_parent_changed",
           partial={"parent_changed_at": {"$exists": True}}),
+    # Who holds an item (owns a method, measure or obstacle, or is a method's Accountable) in the working copy or
+    # the published version: what a leaver hands over (handover.py). Multikey; kept by insert and apply.
+    Index(V2MOMS, [(ITEM_PEOPLE, 1), ("_id", 1)], name="by_item_person"),
     outbox_index(V2MOMS),
     Index(REVISIONS, [("v2mom_id", 1), ("revision", 1)], name=REVISIONS_INDEX),
 ]
 
 # Lists and single reads never need the history or the pending events.
-SUMMARY = {"latest_revision": 0, "history": 0, "outbox": 0, "outbox_pending": 0}
+SUMMARY = {"latest_revision": 0, "history": 0, "outbox": 0, "outbox_pending": 0, ITEM_PEOPLE: 0}
 
 
 class SlotTaken(Exception):
@@ -66,6 +70,7 @@ class V2MOMRepository:
         self.revisions = db[REVISIONS]
 
     def insert(self, document: dict, events: list[dict]) -> None:
+        document = {**document, ITEM_PEOPLE: item_people(document.get("content"), document.get("published"))}
         try:
             self.collection.insert_one(new_document_with_events(document, events))
         except DuplicateKeyError:
@@ -105,11 +110,16 @@ class V2MOMRepository:
         unset: tuple[str, ...] = (),
     ) -> dict | None:
         """Commits a change made on top of expected_revision; None if someone got there first."""
-        current = self.collection.find_one({"_id": v2mom_id, "revision": expected_revision}, {"latest_revision": 1})
+        wanted = {"latest_revision": 1, **({} if "content" in changes else {"content": 1}),
+                  **({} if "published" in changes else {"published.content": 1})}
+        current = self.collection.find_one({"_id": v2mom_id, "revision": expected_revision}, wanted)
         if current is None:
             return None
         keep_revisions(self.revisions, v2mom_id, [current["latest_revision"]] if current.get("latest_revision") else [])
         update: dict = {"$set": {**changes, "revision": expected_revision + 1, "latest_revision": history_entry}}
+        if "content" in changes or "published" in changes:
+            update["$set"][ITEM_PEOPLE] = item_people(changes.get("content", current.get("content")),
+                                                      changes.get("published", current.get("published")))
         if unset:
             update["$unset"] = {field: "" for field in unset}
         try:
@@ -167,6 +177,11 @@ class V2MOMRepository:
         found = {doc["_id"]: doc for field, index in by
                  for doc in find_in(self.collection, field, parent_ids, projection=SUMMARY, index=index)}
         return [found[v2mom_id] for v2mom_id in sorted(found)]
+
+    def holding_items(self, person_id: str, after: str | None, limit: int) -> list[dict]:
+        """Live V2MOMs in which the person holds an item (working copy or published version), by id after ``after``."""
+        query = after_id({ITEM_PEOPLE: person_id, "state": {"$ne": ARCHIVED}}, after)
+        return list(self.collection.find(query, SUMMARY).hint("by_item_person").sort("_id", 1).limit(limit))
 
     def in_progress_page(self, cycle_id: str, after: str | None, limit: int) -> list[dict]:
         """A cycle's V2MOMs not archived yet, by id (by_cycle_state): what closing the cycle archives."""
@@ -233,7 +248,37 @@ OLD_SHAPE = {"$or": [{"history": {"$exists": True}},
                      {"published_revision": {"$gt": 0}, "published_parent_id": {"$exists": False}}]}
 
 
+def item_people(content: dict | None, published: dict | None) -> list[str]:
+    """Everyone who holds an item of the working copy or the published version (handover.HELD)."""
+    from .handover import holders  # the rule lives with the handover; the store keeps its index up to date
+    found = holders(content or {}) + holders((published or {}).get("content") or {})
+    return sorted(set(found))
+
+
+ITEM_PEOPLE_ADDED = "v2mom_item_people"
+
+
 def migrate(db: Database) -> None:
+    _migrate_revisions(db)
+    _add_item_people(db)
+
+
+def _add_item_people(db: Database) -> None:
+    """V2MOMs stored before ``item_people`` get it once (a marker says so), each conditional on its revision."""
+    if db[MIGRATIONS].find_one({"_id": ITEM_PEOPLE_ADDED}):
+        return
+    for _ in range(5):
+        old = list(db[V2MOMS].find({ITEM_PEOPLE: {"$exists": False}}, {"content": 1, "published.content": 1,
+                                                                         "revision": 1}))
+        if not old:
+            db[MIGRATIONS].update_one({"_id": ITEM_PEOPLE_ADDED}, {"$set": {"done": True}}, upsert=True)
+            return
+        for doc in old:
+            db[V2MOMS].update_one({"_id": doc["_id"], "revision": doc["revision"]},
+                                  {"$set": {ITEM_PEOPLE: item_people(doc.get("content"), doc.get("published"))}})
+
+
+def _migrate_revisions(db: Database) -> None:
     """Brings V2MOMs of the older shape to today's, once per database (a marker in ``migrations`` says so).
 
     Idempotent and safe to interrupt: each V2MOM's entries are copied before its array goes, in one write

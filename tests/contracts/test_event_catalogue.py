@@ -319,6 +319,7 @@ def full_v2mom_data(**overrides) -> events_pb2.V2MOMEventData:
         archive_time=_time("2028-01-15T10:59:59.123456789Z"),
         content=full_content(),
         copied_from_id="v2m_01jdw0m2p4r6t8v0x2z4b6d8a1",
+        previous_owner_id="kai.berger",
     )
     fields.update(overrides)
     return events_pb2.V2MOMEventData(**fields)
@@ -343,6 +344,14 @@ V2MOM_STEPS = {
     goals_events.V2MOM_APPROVER_CHANGED: dict(state=goals_pb2.V2MOM_STATE_SUBMITTED,
                                               previous_state=goals_pb2.V2MOM_STATE_SUBMITTED, actor_id="system",
                                               changed_paths=["approver_id"]),
+    # A leaver's items pass to the V2MOM's owner: a system revision of the published version, the state stays.
+    goals_events.V2MOM_ITEMS_REASSIGNED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED,
+                                              previous_state=goals_pb2.V2MOM_STATE_PUBLISHED, actor_id="system",
+                                              changed_paths=["content.methods[mth_1].accountable_id"]),
+    # TransferV2MOM: a new owner, the state stays.
+    goals_events.V2MOM_TRANSFERRED: dict(state=goals_pb2.V2MOM_STATE_PUBLISHED,
+                                         previous_state=goals_pb2.V2MOM_STATE_PUBLISHED, actor_id="dora.kim",
+                                         changed_paths=["owner_id"]),
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from services.goals.hris import REJECTED
 from tests.support.broker import queue_exists
+from tests.support.hris import publish
 from tests.support.goals import build_org
 from tests.support.processes import log_tail, wait_for
 
@@ -36,13 +37,6 @@ def event(kind: str, data: dict, hours: int = 0, source: str = "/v2mom/hris") ->
 def employee(external_id: str, **fields) -> dict:
     return {"externalId": external_id, "id": f"user-{external_id}", "displayName": f"Employee {external_id}", "email": f"{external_id}@acme.test",
             "orgUnitRef": "platform", "managerRef": "lee", "timeZone": "Europe/Paris", **fields}
-
-
-def publish(connection, envelope: dict) -> None:
-    exchange = kombu.Exchange("hris.events", type="topic", durable=True)
-    kombu.Producer(connection.default_channel, exchange=exchange).publish(
-        json.dumps(envelope), routing_key=envelope["type"], content_type="application/cloudevents+json",
-        content_encoding="utf-8", declare=[exchange])
 
 
 def test_hris_events_converge_and_bad_ones_are_dead_lettered_with_their_reason(db, connection, goals_worker):
@@ -75,3 +69,21 @@ def test_hris_events_converge_and_bad_ones_are_dead_lettered_with_their_reason(d
     assert "IANA" in kept["reason"] and db[REJECTED].count_documents({}) == 1  # the forged one never reached sync
     assert db.people.count_documents({"external_id": {"$in": ["E200", "E300"]}}) == 0
     assert goals_worker.poll() is None, log_tail(goals_worker)
+
+
+def test_a_termination_and_a_retirement_dated_in_their_data_apply_at_that_time(isolated_goals):
+    # effectiveTime in data (not the CloudEvents time) decides; this path once failed on a bad import.
+    from services.goals.directory import Directory
+    from services.goals.directory_sync import DirectorySync
+    from services.goals.hris import HrisEvents
+
+    events = HrisEvents(DirectorySync(Directory(isolated_goals.db, 0)))
+    assert events.apply(event("employee.hired", employee("E900"))) == "CREATED"
+    gone = event("employee.terminated", {"externalId": "E900", "effectiveTime": "2026-05-02T09:00:00Z"}, hours=5)
+    assert events.apply(gone) == "CHANGED"
+    person = isolated_goals.db.people.find_one({"external_id": "E900"})
+    assert (person["active"], person["end_date"]) == (False, "2026-05-02")
+    isolated_goals.directory.upsert_org_unit({"_id": "empty", "name": "Empty", "level": "ORG_LEVEL_TEAM",
+                                              "parent_id": "eng", "leader_id": ""})
+    retired = event("org_unit.retired", {"externalId": "empty", "effectiveTime": "2026-05-02T09:00:00Z"})
+    assert events.apply(retired) == "CHANGED" and isolated_goals.directory.org_unit("empty")["retired"]
