@@ -97,9 +97,6 @@ class CheckinsWorker:
         with_retries(self.projection.v2mom_archived, envelope)
         self.relay.kick(WRITTEN_HERE)
 
-    @cloud_event_handler("goals", "cycle_changed")
-    def on_cycle_changed(self, envelope):
-        with_retries(self.projection.cycle_changed, envelope)
     # The published version changed in place, with no new approval: item owners (a leaver's items) or the owner.
     @cloud_event_handler("goals", "v2mom_items_reassigned")
     def on_v2mom_items_reassigned(self, envelope):
@@ -111,6 +108,9 @@ class CheckinsWorker:
         with_retries(self.projection.published_changed_in_place, envelope)
         self.relay.kick(WRITTEN_HERE)
 
+    @cloud_event_handler("goals", "cycle_changed")
+    def on_cycle_changed(self, envelope):
+        with_retries(self.projection.cycle_changed, envelope)
 
     @cloud_event_handler("goals", "cycle_closed")
     def on_cycle_closed(self, envelope):

@@ -146,7 +146,6 @@ class GoalsWorker:
         if with_retries(lambda _: self.org.approvers.follow(change), envelope):
             self.relay.kick([V2MOMS])
 
-    @timer(interval=DUE_CHANGES_INTERVAL)
     @cloud_event_handler("goals", "org_unit_upserted")
     def on_own_org_unit_upserted(self, envelope):
         # Its own event, as person_upserted: a unit's V2MOMs move to its new leader (transfers.py).
@@ -154,6 +153,7 @@ class GoalsWorker:
         if with_retries(lambda _: self.org.approvers.follow_unit(change), envelope):
             self.relay.kick([V2MOMS])
 
+    @timer(interval=DUE_CHANGES_INTERVAL)
     def apply_due_directory_changes(self):
         if self.org.events.sync.apply_due():
             self.relay.kick([PEOPLE, ORG_UNITS])
