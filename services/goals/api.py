@@ -184,7 +184,7 @@ def create_server(addr: str, settings: Settings | None = None,
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
     if scim is not None:
-        scim_http.attach(server, Directory(db, settings.directory_cache_seconds), scim)
+        scim_http.attach(server, Directory(db, settings.directory_cache_seconds), scim, settings.directory_cache_seconds)
     return server, port
 
 

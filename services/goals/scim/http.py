@@ -298,9 +298,9 @@ class ScimServer:
         self.thread.join(timeout=5)
 
 
-def attach(server, directory: Directory, settings: ScimSettings) -> ScimServer:
+def attach(server, directory: Directory, settings: ScimSettings, cache_seconds: float = 5.0) -> ScimServer:
     """Serves SCIM beside a gRPC server (``server.scim``), stopped when the server is."""
-    users = ScimUsers(directory, settings.default_org_unit)
+    users = ScimUsers(directory, settings.default_org_unit, cache_seconds=cache_seconds)
     host, _, port = settings.addr.rpartition(":")
     running = ScimServer(*wsgi.serve(host, int(port), make_app(users, settings), HTTP_THREADS, "goals-scim"))
     stop = server.stop

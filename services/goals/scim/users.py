@@ -9,6 +9,7 @@ record's newest version, so the client's latest word wins over an older feed's (
 
 from datetime import datetime, timedelta
 
+from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
 from services.platform.core.errors import Violations
 from services.platform.core.ids import new_id
@@ -34,8 +35,11 @@ ATTEMPTS = 3
 
 
 class ScimUsers:
-    def __init__(self, directory: Directory, default_org_unit: str = "", clock=utc_now):
+    def __init__(self, directory: Directory, default_org_unit: str = "", clock=utc_now,
+                 cache_seconds: float = 5.0):
         self.directory = directory
+        # A department named again is the same unit for a few seconds, as the directory's own cache holds.
+        self.departments_seen = ExpiringCache(cache_seconds, remember_missing=False)
         self.sync = DirectorySync(directory, clock)
         self.people = directory.db[PEOPLE]
         self.units = directory.db[ORG_UNITS]
@@ -67,9 +71,9 @@ class ScimUsers:
         if "userName" in by:
             rows = self._user_name_records(by["userName"])
         elif "externalId" in by:
-            rows = list(self.people.find({"scim_external_id": by["externalId"], **LIVE}, HIDDEN))
+            rows = list(self.people.find({"scim_external_id": by["externalId"]}, HIDDEN))
         elif "id" in by:
-            rows = list(self.people.find({"_id": by["id"], **LIVE}, HIDDEN))
+            rows = list(self.people.find({"_id": by["id"]}, HIDDEN))
         else:
             return list(self.people.find(LIVE, HIDDEN).sort("_id", 1))
         return sorted((row for row in rows if not row.get("scim_deleted")), key=lambda row: row["_id"])
@@ -208,18 +212,22 @@ class ScimUsers:
             if not unit_id:
                 raise invalid_value("department is required: no default org unit is set (SCIM_DEFAULT_ORG_UNIT)")
             return unit_id
-        unit = self.directory.unit_by_ref(department)
-        if unit is None:
-            named = list(self.units.find({"name": department, "retired": {"$ne": True}}, {"_id": 1}).limit(2))
-            if len(named) > 1:
-                raise invalid_value(f"department {department[:80]!r} names several org units: use its id")
-            unit = named[0] if named else None
+        unit = self.departments_seen.get(department, lambda: self._unit_named(department))
         if unit is None:
             raise invalid_value(f"department {department[:80]!r} names no org unit; org units come from the "
                                 "HRIS (DirectoryService or hris.events)")
         if unit.get("retired") and unit["_id"] != current.get("org_unit_id"):
             raise invalid_value(f"org unit {unit['_id']!r} is retired")
         return unit["_id"]
+
+    def _unit_named(self, department: str) -> dict | None:
+        unit = self.directory.unit_by_ref(department)
+        if unit is None:
+            named = list(self.units.find({"name": department, "retired": {"$ne": True}}, {"_id": 1}).limit(2))
+            if len(named) > 1:
+                raise invalid_value(f"department {department[:80]!r} names several org units: use its id")
+            unit = named[0] if named else None
+        return {"_id": unit["_id"], "retired": bool(unit.get("retired"))} if unit else None
 
     def _default_unit(self) -> str:
         if self.default_org_unit:
@@ -230,8 +238,9 @@ class ScimUsers:
     # --- look-ups --------------------------------------------------------------------------------------------
 
     def _live(self, person_id: str) -> dict:
-        doc = self.people.find_one({"_id": person_id, **LIVE}, HIDDEN) if isinstance(person_id, str) else None
-        if doc is None:
+        # By _id alone: the store answers ``_id`` with another condition by a scan.
+        doc = self.people.find_one({"_id": person_id}, HIDDEN) if isinstance(person_id, str) else None
+        if doc is None or doc.get("scim_deleted"):
             raise ScimError(404, f"no User {person_id[:80]!r}")
         return doc
 
