@@ -26,8 +26,34 @@ Each service keeps its own database: goals in MONGO_DB (default "goals"),
 check-ins in CHECKINS_MONGO_DB (default "checkins"), metrics in METRICS_MONGO_DB
 (default "metrics"), notify in NOTIFY_MONGO_DB (default "notify").
 
-Ctrl-C or SIGTERM stops every process this started, last started first. If one
-of them dies, the rest are stopped and the stack exits with its status.
+A process that exits after it was ready is restarted, as docker compose's
+`restart: unless-stopped` and Kubernetes' `restartPolicy: Always` do, whatever
+its status: after a back-off of 1 s, doubling with each exit in a row up to
+30 s, and back to 1 s once it had stayed up 60 s (Backoff), with the spec and
+environment of its first start. A line says which process exited, how (status
+or signal), after how long, the restart's number and the delay; another when
+it is ready again (the readiness check of its first start; one not ready within
+READY_TIMEOUT is stopped and backs off again). This holds for every process
+started here, from its first readiness on, the seed included:
+
+- the mongoeco store too: its data is in var/mongo.sqlite, and the services'
+  drivers reconnect once it is back; so do the dev sinks, which keep nothing.
+  Not RabbitMQ, nor a MongoDB of MONGO_URI's or one already listening: those
+  are not ours to restart.
+- during the seed, a restarted worker catches up from its durable queues; an
+  API the seed calls fails the seed while it is down, and that stops the stack
+  as any seed error does (`make run` again: the seed is idempotent).
+  notify-worker, paused on purpose during the check-in history, is not.
+- a process that keeps exiting is never given up on (Kubernetes'
+  CrashLoopBackOff): it is restarted every 30 s, each exit logged with its
+  output and flagged as a crash loop, so fixing its code or what it depends on
+  brings it back without restarting the stack.
+- but a process that exits before it is ready at its first start stops the
+  whole stack at once, with the error it printed and its status: that is a
+  configuration error or a bug, which restarts would only repeat.
+
+Ctrl-C or SIGTERM stops every process this started, last started first, at
+once: a process waiting out its back-off is not restarted any more.
 
 A new service joins by appending a ProcessSpec to SERVICES.
 """
@@ -298,14 +324,28 @@ class Printer:
 
 
 class Child:
-    """A started process and the thread that copies its output, line by line, to the printer."""
+    """A started process and the thread that copies its output, line by line, to the printer.
+
+    ``respawn`` starts its spec again, in the environment of its first start; the fields below are what the
+    stack's supervision keeps about it.
+    """
 
     def __init__(self, spec: ProcessSpec, env: dict[str, str], printer: Printer):
         self.spec = spec
+        self.environment = spec.environment(env)  # kept: a restart gets the same environment
+        self.printer = printer
+        self.supervised = False  # restarted when it exits: set once it has been ready, cleared by set_aside
+        self.restarts = 0  # how often it was restarted (kubectl's RESTARTS)
+        self.failures_in_a_row = 0  # exits (or failed restarts) since it last stayed up Backoff.reset_after
+        self.ready_since: float | None = None  # None until this run of it is ready
+        self.restart_at: float | None = None  # set while it waits out its back-off
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", spec.module, *spec.args],
+            [sys.executable, "-m", self.spec.module, *self.spec.args],
             cwd=ROOT,
-            env=spec.environment(env),
+            env=self.environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -314,20 +354,27 @@ class Child:
             # the processes in order (workers before the store they write to).
             start_new_session=True,
         )
-        self._messages: set[str] = set()
-        self._pump = threading.Thread(target=self._copy_output, args=(printer,), daemon=True)
+        self.started_at = time.monotonic()
+        self.ready_since = None
+        self._messages: set[str] = set()  # this run's: a restarted worker is ready when it logs it again
+        self._pump = threading.Thread(target=self._copy_output, args=(self.process, self._messages), daemon=True)
         self._pump.start()
 
-    def _copy_output(self, printer: Printer) -> None:
-        for raw in self.process.stdout:
+    def respawn(self) -> None:
+        self.restarts += 1
+        self.restart_at = None
+        self._spawn()
+
+    def _copy_output(self, process: subprocess.Popen, messages: set[str]) -> None:
+        for raw in process.stdout:
             text = raw.rstrip("\n")
             if not text:
                 continue
             try:
-                self._messages.add(json.loads(text).get("msg", ""))
+                messages.add(json.loads(text).get("msg", ""))
             except (ValueError, AttributeError):
                 pass
-            printer.line(self.spec.name, text)
+            self.printer.line(self.spec.name, text)
 
     def has_logged(self, message: str) -> bool:
         return message in self._messages
@@ -335,6 +382,12 @@ class Child:
     @property
     def exit_status(self) -> int | None:
         return self.process.poll()
+
+    def reap(self) -> None:
+        """After it exited: ends what it left in its process group and prints the rest of its output (its traceback)."""
+        self._signal(signal.SIGKILL)
+        self.process.wait()
+        self._pump.join(timeout=5)
 
     def stop(self, hurry: Callable[[], bool]) -> None:
         """SIGTERM to its process group, then SIGKILL after STOP_TIMEOUT (or at a second Ctrl-C)."""
@@ -355,63 +408,180 @@ class Child:
             pass
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """The wait before a restart: `first`, doubling with each exit in a row up to `cap`.
+
+    An exit after the process had been ready for `reset_after` seconds starts again at `first`
+    (Kubernetes' CrashLoopBackOff does the same, from 10 s up to 5 minutes, reset after 10 minutes).
+    """
+
+    first: float = 1.0
+    cap: float = 30.0
+    reset_after: float = 60.0
+
+    def delay(self, failures_in_a_row: int) -> float:
+        return min(self.cap, self.first * 2 ** (failures_in_a_row - 1))
+
+
+def how_it_ended(status: int) -> str:
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        return f"was killed by {signal.Signals(-status).name}"
+    except ValueError:  # a signal without a name (SIGRTMIN+n)
+        return f"was killed by signal {-status}"
+
+
 class Stack:
-    def __init__(self, printer: Printer):
+    def __init__(self, printer: Printer, backoff: Backoff = Backoff(), ready_timeout: float = READY_TIMEOUT):
         self.printer = printer
         self.children: list[Child] = []
         self.env = dict(os.environ)
         self.external: list[tuple[str, str]] = []  # (name, where) of what runs without us
         self.hurry = False
         self.began = time.monotonic()
+        self.backoff = backoff
+        self.ready_timeout = ready_timeout
+        # The supervisor thread and this one (start, set_aside, stop) change the children under this lock.
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._supervisor_error: BaseException | None = None
 
     def start(self, spec: ProcessSpec) -> Child:
+        """Starts a process and waits until it is ready; from then on it is supervised (restarted when it exits).
+
+        Raises ChildExited when it exits before it is ready: at its first start that is a configuration
+        error or a bug, and restarting it would only print the same error again and again.
+        """
         if isinstance(spec.ready, GrpcServing | PortOpen) and spec.ready.taken():
             # Otherwise the readiness check would find the other server and call ours ready.
             setting = spec.ready.env_var
             move = f", or set {setting} to a free {'port' if setting.endswith('_PORT') else 'host:port'}" if setting else ""
             raise StackError(f"{spec.ready.address} is in use already (another `make run`?): stop it{move}")
-        child = Child(spec, self.env, self.printer)
-        self.children.append(child)
-        deadline = time.monotonic() + READY_TIMEOUT
+        with self._lock:
+            child = Child(spec, self.env, self.printer)
+            self.children.append(child)
+        deadline = time.monotonic() + self.ready_timeout
         while not spec.ready.check(child):
             if child.exit_status is not None:
                 raise ChildExited(child)
             if time.monotonic() > deadline:
-                raise StackError(f"{spec.name} was not ready after {READY_TIMEOUT:.0f} s; its log is above")
+                raise StackError(f"{spec.name} was not ready after {self.ready_timeout:.0f} s; its log is above")
             time.sleep(0.1)
+        with self._lock:
+            child.ready_since = time.monotonic()
+            child.supervised = True
         return child
 
     def set_aside(self, child: Child) -> None:
         """Stops one process on purpose: it is no longer watched, and ``start`` brings its spec back later."""
         self.printer.say(f"pausing {child.spec.name}")
+        with self._lock:
+            child.supervised = False
+            self.children.remove(child)
         child.stop(lambda: self.hurry)
-        self.children.remove(child)
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.exit_status is not None), None)
 
+    # --- supervision: restart what exits, as compose's `restart: unless-stopped` and Kubernetes do ---
+
+    def supervise(self) -> None:
+        """Starts the thread that restarts supervised processes when they exit (once; ``stop`` ends it)."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="devstack-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        try:
+            while not self._stopping.wait(0.1):
+                self.supervise_once()
+        except Exception as error:  # a bug here: watch, in the main thread, reports it and the stack stops
+            self._supervisor_error = error
+
+    def supervise_once(self) -> None:
+        """One look at every supervised process: notes an exit, restarts after the back-off, sees it ready again."""
+        for child in list(self.children):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                if child.supervised and child in self.children:
+                    self._tend(child)
+
+    def _tend(self, child: Child) -> None:
+        name, now = child.spec.name, time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                self._restart(child)
+            return
+        status = child.exit_status
+        if status is None:
+            if child.ready_since is not None:
+                return
+            if child.spec.ready.check(child):
+                child.ready_since = time.monotonic()
+                self.printer.say(f"{name} is ready again after restart {child.restarts} (pid {child.process.pid})")
+            elif now - child.started_at > self.ready_timeout:
+                self.printer.say(f"{name} was not ready {self.ready_timeout:g} s after restart {child.restarts}; stopping it")
+                child.stop(lambda: self.hurry or self._stopping.is_set())
+                self._back_off(child, f"{name} was not ready in time")
+            return
+        child.reap()
+        ran = f"after {now - child.started_at:.1f} s" if child.ready_since is not None else "before it was ready"
+        self._back_off(child, f"{name} {how_it_ended(status)} {ran}")
+
+    def _back_off(self, child: Child, what_happened: str) -> None:
+        now = time.monotonic()
+        if child.ready_since is not None and now - child.ready_since >= self.backoff.reset_after:
+            child.failures_in_a_row = 0  # it had been up long enough: this is a new problem, not the old one again
+        child.failures_in_a_row += 1
+        delay = self.backoff.delay(child.failures_in_a_row)
+        child.restart_at = now + delay
+        looping = (f" (crash loop: {child.failures_in_a_row} failures in a row, now retried every {self.backoff.cap:g} s;"
+                   " its log is above)") if delay >= self.backoff.cap and child.failures_in_a_row > 1 else ""
+        self.printer.say(f"{what_happened}; restart {child.restarts + 1} in {delay:g} s{looping}")
+
+    def _restart(self, child: Child) -> None:
+        ready = child.spec.ready
+        if isinstance(ready, GrpcServing | PortOpen) and ready.taken():
+            # Something else listens there now: its readiness would be taken for ours.
+            self._back_off(child, f"{child.spec.name} cannot restart: {ready.address} is in use by another process")
+            return
+        self.printer.say(f"restarting {child.spec.name} (restart {child.restarts + 1})")
+        child.respawn()
+
     def watch(self) -> NoReturn:
-        """Blocks while everything runs; raises ChildExited for the first process to stop."""
-        while (child := self.first_exited()) is None:
+        """Blocks while the supervisor keeps everything running; Ctrl-C or SIGTERM (Shutdown) ends it."""
+        self.supervise()
+        while self._supervisor.is_alive():
             time.sleep(0.2)
-        raise ChildExited(child)
+        raise StackError(f"supervising the processes failed: {self._supervisor_error!r}")
 
     def stop(self) -> None:
-        for child in reversed(self.children):
+        """Ends the supervision (a back-off wait included: nothing is restarted any more), then every process."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=STOP_TIMEOUT)
+        with self._lock:
+            children = list(self.children)
+        for child in reversed(children):
             if child.exit_status is None:
                 self.printer.say(f"stopping {child.spec.name}")
             child.stop(lambda: self.hurry)
 
 
 class ChildExited(Exception):
+    """A process exited before it was ready at its first start: the stack stops with its status."""
+
     def __init__(self, child: Child):
         super().__init__(child.spec.name)
         self.child = child
 
     @property
     def how(self) -> str:
-        status = self.child.exit_status or 0
-        return f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        return how_it_ended(self.child.exit_status or 0)
 
     @property
     def stack_status(self) -> int:
@@ -522,6 +692,7 @@ def run(stack: Stack) -> NoReturn:
     if is_production():
         raise StackError("`make run` is the development stack (development tokens, the demo's people): "
                          "unset V2MOM_ENV, or run production with docker compose")
+    stack.supervise()  # from here on, a process that was ready and exits is restarted (Stack.start, Backoff)
     mongo_uri = ensure_mongo(stack)
     amqp_uri = ensure_rabbitmq(stack.printer)
     stack.external.append(("rabbitmq", _redact(amqp_uri)))
