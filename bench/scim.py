@@ -5,8 +5,9 @@ One run, on the mongoeco wire server with its SQLite engine (what `make run` use
 
 - **ours**: the real goals-api (``python -m services.goals.api``, database ``bench_scim``, SCIM on, the org
   units seeded through ``Directory``), serving SCIM as shipped (8 HTTP threads);
-- **bare**: ``python -m bench.scim_bare`` (database ``bench_scim_bare``): a token compare, one ``insert_one``
-  per POST, one ``find_one_and_update`` per PATCH (what is left when the use case is taken away);
+- **bare**: ``python -m bench.scim_bare`` (database ``bench_scim_bare``, with the indexes of goals' ``people``):
+  a token compare, one ``insert_one`` per POST, one ``find_one_and_update`` per PATCH (what is left when the
+  use case is taken away);
 - **the client**: ``python -m bench.scim_client``, 4 threads, each creating a user (POST /Users with the
   enterprise extension) and then patching it (Entra's ``Replace`` of ``active`` as "False", plus a title),
   for a fixed time after a warm-up, a new connection per request.
@@ -41,11 +42,18 @@ QUICK = {"seconds": 3.0, "rounds": 1, "concurrency": 4, "warmup": 4}
 
 
 def seed_units(mongo_uri: str) -> None:
-    """The org units users are provisioned into, as the HRIS would have written them."""
+    """The org units users are provisioned into, as the HRIS would have written them; and bare's collection
+    gets the indexes goals-api's ``people`` has (mongoeco checks a unique index by a scan: a store cost both
+    stacks must pay, or the ratio measures the indexes rather than the code)."""
+    from services.goals import directory as directory_module
     from services.goals.directory import Directory
+    from services.goals.scim import users as scim_users
+    from services.platform.store.mongo import ensure_indexes
 
     client = harness.mongo_client(mongo_uri)
     try:
+        ensure_indexes(client[BARE_DB], [index for index in directory_module.INDEXES + scim_users.INDEXES
+                                         if index.collection == "people"])
         directory = Directory(client[DB], cache_seconds=0)
         directory.upsert_org_unit({"_id": "acme", "name": "Acme", "level": "ORG_LEVEL_COMPANY", "parent_id": "",
                                    "leader_id": ""})

@@ -1,7 +1,8 @@
 """The raw component the SCIM benchmark compares goals-api's SCIM endpoint with: a bare HTTP server doing the
 store's part of the same requests and nothing else.
 
-``python -m bench.scim_bare --mongo-uri URI --db NAME --token T --ready-file PATH``. Standard-library
+``python -m bench.scim_bare --mongo-uri URI --db NAME --token T --ready-file PATH``; bench/scim.py gives the
+collection the indexes of goals' ``people`` first. Standard-library
 http.server (HTTP/1.0, a thread per request: the client runs 4), a bearer-token compare, then:
 POST /scim/v2/Users = one ``insert_one`` of the body with an id; PATCH /scim/v2/Users/{id} = one
 ``find_one_and_update`` setting what the operations name. No validation, no directory, no events, no
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pymongo
 from pymongo import ReturnDocument
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 def handler_for(collection, token: str):
@@ -44,7 +47,12 @@ def handler_for(collection, token: str):
         def do_POST(self):  # noqa: N802
             if not self._authorized():
                 return self._reply(401, {"detail": "token"})
-            document = {**self._body(), "_id": f"usr_{uuid.uuid4().hex}"}
+            body = self._body()
+            user_id = f"usr_{uuid.uuid4().hex}"
+            # The keys goals-api's indexes hold: the HRIS key (unique) and the userName's.
+            external_id = (body.get(ENTERPRISE) or {}).get("employeeNumber") or user_id
+            document = {**body, "_id": user_id, "external_id": external_id,
+                        "user_name_key": str(body.get("userName", "")).lower()}
             collection.insert_one(document)
             self._reply(201, {**document, "id": document.pop("_id")})
 

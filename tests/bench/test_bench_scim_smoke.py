@@ -15,11 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def finite(value) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 @pytest.mark.timeout(300)
 def test_scim_benchmark_quick_run_creates_and_patches_without_errors(tmp_path):
     completed = subprocess.run(
@@ -36,9 +31,9 @@ def test_scim_benchmark_quick_run_creates_and_patches_without_errors(tmp_path):
             x = r[stack]
             assert x["errors"] == 0, x["error_samples"]
             assert x["requests"] > 0
-            assert finite(x["throughput"]) and x["throughput"] > 0
+            assert math.isfinite(x["throughput"]) and x["throughput"] > 0
             assert 0 < x["all_p50_ms"] <= x["all_p99_ms"]
-        assert finite(r["ratio"])
+        assert math.isfinite(r["ratio"])
     summary = result["summary"]
     assert summary["errors"] == 0 and summary["ratio_range"][0] <= summary["ratio"] <= summary["ratio_range"][1]
     assert isinstance(result["pass"], bool)

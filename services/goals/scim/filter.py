@@ -120,17 +120,14 @@ class _Parser:
     def expression(self, depth: int, prefix: str = ""):
         if depth > MAX_DEPTH:
             raise bad("the filter is nested too deeply")
-        left = self.conjunction(depth, prefix)
-        while self.peek()[0] == "word" and self.peek()[1].lower() == "or":
-            self.position += 1
-            left = Logical("or", left, self.conjunction(depth, prefix))
-        return left
+        return self._chain("or", lambda: self._chain("and", lambda: self.term(depth, prefix)))
 
-    def conjunction(self, depth: int, prefix: str):
-        left = self.term(depth, prefix)
-        while self.peek()[0] == "word" and self.peek()[1].lower() == "and":
+    def _chain(self, word: str, operand):
+        """``operand (word operand)*``, left to right: "and" binds tighter because it is the inner chain."""
+        left = operand()
+        while self.peek()[0] == "word" and self.peek()[1].lower() == word:
             self.position += 1
-            left = Logical("and", left, self.term(depth, prefix))
+            left = Logical(word, left, operand())
         return left
 
     def term(self, depth: int, prefix: str):
