@@ -12,7 +12,8 @@ One run, on the mongoeco wire server with its SQLite engine (what `make run` use
   enterprise extension) and then patching it (Entra's ``Replace`` of ``active`` as "False", plus a title),
   for a fixed time after a warm-up, a new connection per request.
 
-Rounds alternate which stack goes first; each stack's numbers are medians over rounds, the ratio ours ÷ bare
+Each phase starts from an empty ``people`` (the org units stay), so each measures the same directory size;
+rounds alternate which stack goes first; each stack's numbers are medians over rounds, the ratio ours ÷ bare
 per round then its median (1.0: as fast as the bare store calls). Target (the issue's): ours sustains
 ≥ 25 requests/s with 4 clients, with no errors; p99 is reported.
 
@@ -76,7 +77,10 @@ def start_bare(tmp: Path, mongo_uri: str) -> tuple[Process, int]:
     return process, int(port)
 
 
-def phase(opts, port: int, server: Process, store: Process, run: str) -> dict:
+def phase(opts, port: int, server: Process, store: Process, run: str, people) -> dict:
+    """One measured run of the client against one stack, from an empty ``people`` (as bench/notify.py empties
+    its collections between rounds: mongoeco's writes get dearer as a collection grows, README "Findings")."""
+    people.delete_many({})
     plan = {"base": f"http://127.0.0.1:{port}/scim/v2", "token": TOKEN, "concurrency": opts.concurrency,
             "warmup": opts.warmup, "seconds": opts.seconds, "run": run, "department": DEPARTMENT}
     before = {"server": harness.cpu_seconds(server.popen.pid), "store": harness.cpu_seconds(store.popen.pid)}
@@ -93,9 +97,12 @@ def bench(opts, bar) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-scim-") as tmp_name:
         tmp = Path(tmp_name)
         procs: dict[str, Process] = {}
+        client = None
         try:
             procs["store"], mongo_uri = harness.start_store("sqlite", tmp)
             seed_units(mongo_uri)
+            client = harness.mongo_client(mongo_uri)
+            people = {OURS: client[DB].people, BARE: client[BARE_DB].people}
             procs[OURS], ours_port = start_ours(tmp, mongo_uri)
             procs[BARE], bare_port = start_bare(tmp, mongo_uri)
             ports = {OURS: ours_port, BARE: bare_port}
@@ -105,12 +112,15 @@ def bench(opts, bar) -> list[dict]:
                 record = {"round": index + 1, "order": list(order)}
                 for name in order:
                     bar.set_description(f"round {index + 1}/{opts.rounds}: {name}")
-                    record[name] = phase(opts, ports[name], procs[name], procs["store"], f"{run}{index}{name[0]}")
+                    record[name] = phase(opts, ports[name], procs[name], procs["store"], f"{run}{index}{name[0]}",
+                                         people[name])
                     harness.require_alive(procs.values())
                     bar.update(1)
                 record["ratio"] = harness.ratio(record[OURS]["throughput"], record[BARE]["throughput"])
                 rounds.append(record)
         finally:
+            if client is not None:
+                client.close()
             for name in (OURS, BARE, "store"):
                 if name in procs:
                     procs[name].stop()
