@@ -21,7 +21,7 @@ from services.platform.core.errors import (Aborted, AlreadyExists, FailedPrecond
 from services.platform.core.validation import check_id
 from services.platform.store.mongo import find_in
 
-from . import commits, events, handover, validation
+from . import commits, convert, events, handover, validation
 from .access import Access
 from .approver_changes import successor_of
 from .directory import Directory
@@ -103,9 +103,12 @@ class Transfers:
         after = {**doc, **changes, "revision": doc["revision"] + 1, "updated_at": stamp}
         entry = commits.history_entry(after, ACTION, actor, stamp, reason, paths)
         data = handover.event_data(after, actor.person_id, doc["state"], reason, paths, previous_owner_id=previous)
+        emitted = [events.v2mom_event(events.V2MOM_TRANSFERRED, data)]
+        if "approver_id" in changes:
+            emitted.append(_approver_changed(after, previous))
         try:
             saved = self.repository.apply(doc["_id"], doc["revision"], {**changes, "updated_at": stamp}, entry,
-                                          [events.v2mom_event(events.V2MOM_TRANSFERRED, data)])
+                                          emitted)
         except SlotTaken:
             noun = doc["level"].removeprefix("ORG_LEVEL_").lower()
             raise AlreadyExists(f"{successor_id} already has an {noun} V2MOM in {doc['cycle_id']}; "
@@ -164,3 +167,12 @@ class Transfers:
             if current is not None and current["state"] != ARCHIVED:
                 moved += self.move(SYSTEM, current, leader["_id"], reason)[1]
         return moved
+
+
+def _approver_changed(after: dict, previous_owner: str) -> dict:
+    """A transferred submission waits on someone else: ``v2mom_approver_changed`` too (same write, same revision),
+    as when an approver leaves, so notify stops the old approver's reminders and asks the new one."""
+    approver = after.get("approver_id") or "an admin"
+    reason = f"{previous_owner}'s V2MOM is now {after['owner_id']}'s; {approver} approves now"
+    data = convert.event_data(after, SYSTEM.person_id, after["state"], reason=reason, changed_paths=["approver_id"])
+    return events.v2mom_event(events.V2MOM_APPROVER_CHANGED, data)

@@ -172,6 +172,9 @@ def test_a_transferred_submission_waits_on_the_successors_manager(isolated_goals
     assert answer.transferred and (stored["owner_id"], stored["org_unit_id"]) == ("pete", "mobile")
     assert (stored["state"], stored["approver_id"]) == ("V2MOM_STATE_SUBMITTED", OTHER_LEAD)
     assert "approver_id" in stored["latest_revision"]["changed_paths"]
+    # notify stops lee's reminders and asks mia, as when an approver leaves.
+    [changed] = outbox(env, submitted.id, "v2mom_approver_changed")
+    assert (changed["data"]["approverId"], changed["data"]["revision"]) == (OTHER_LEAD, str(stored["revision"]))
 
 
 def test_transfer_refuses_bad_requests_with_specific_errors(isolated_goals):
