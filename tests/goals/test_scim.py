@@ -401,7 +401,8 @@ def test_unknown_ids_are_not_found(scim, method):
         error_of(scim.call(method, f"/Users/{uid}", body), 404)
 
 
-@pytest.mark.parametrize("query", ["startIndex=abc", "count=1.5", "count=" + "9" * 400])
+@pytest.mark.parametrize("query", ["startIndex=abc", "count=1.5", "count=" + "9" * 400, "startIndex=" + "9" * 400,
+                                   "startIndex=-5&count=-5", f"filter={q('userName pr')}&startIndex=" + "9" * 30])
 def test_bad_paging_parameters(scim, query):
     reply = scim.call("GET", f"/Users?{query}")
     assert reply.status in (200, 400) and reply.status < 500, reply.body

@@ -31,6 +31,7 @@ INDEXES = [Index(PEOPLE, [("user_name_key", 1)], name="people_by_user_name",
 HIDDEN = {"outbox": 0, "outbox_pending": 0}
 LIVE = {"scim_deleted": {"$ne": True}}
 MAX_DEPARTMENTS = 500
+MAX_START = 2**31  # past any directory; a bigger skip would not fit the store's 64-bit integers anyway
 ATTEMPTS = 3
 
 
@@ -253,7 +254,7 @@ class ScimUsers:
         """Records whose userName this is (case-insensitively); a record SCIM never named answers to its id.
         Two look-ups by index rather than one ``$or``, which the store would answer by a scan."""
         rows = list(self.people.find({"user_name_key": user_name.lower()}, HIDDEN).limit(5))
-        by_id = self.people.find_one({"_id": user_name}, HIDDEN)
+        by_id = self.people.find_one({"_id": user_name}, HIDDEN) if is_id(user_name) else None
         return rows + ([by_id] if by_id is not None and "user_name_key" not in by_id else [])
 
     def _unit_name(self, unit_id: str) -> str:
@@ -278,5 +279,6 @@ def _changed(existing: dict, fields: dict) -> dict:
 
 
 def page_bounds(start, count) -> tuple[int, int]:
-    """startIndex (1-based; below 1 is 1) and count (negative is 0; at most MAX_RESULTS), RFC 7644 3.4.2.4."""
-    return max(1, start), min(max(0, count), MAX_RESULTS)
+    """startIndex (1-based; below 1 is 1, and no further than the store can skip) and count (negative is 0; at
+    most MAX_RESULTS), RFC 7644 3.4.2.4."""
+    return min(max(1, start), MAX_START), min(max(0, count), MAX_RESULTS)
