@@ -22,6 +22,9 @@ from v2mom.v1 import checkins_pb2, checkins_pb2_grpc
 
 SERVICE_NAME = "checkins"
 DEFAULT_ADDR = "127.0.0.1:50052"
+# How long a cycle's cadence is remembered for the events of new check-ins (CycleSettingsRepository): a change
+# made through another replica reaches this one's events within that long.
+CADENCE_SECONDS = 10.0
 
 # The services that call checkins-api, and all they may call (auth.Grant): metrics' rebuild reads every
 # check-in, superseded ones too, as an admin would.
@@ -78,7 +81,7 @@ def build_service(settings: Settings, progress_reader=None) -> CheckinsService:
     ensure_indexes(db, repository.INDEXES + structures.INDEXES + progress_store.INDEXES + clock_store.INDEXES)
     goals = GoalsClient(settings.goals_addr, settings.auth)
     return CheckinsService(
-        CheckinRepository(db), CycleSettingsRepository(db), StructureCache(db, goals), goals,
+        CheckinRepository(db), CycleSettingsRepository(db, CADENCE_SECONDS), StructureCache(db, goals), goals,
         progress_reader or ProgressReader(db), functools.partial(clock_store.reschedule_cycle, db),
     )
 

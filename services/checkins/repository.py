@@ -28,6 +28,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.bus.outbox import new_document_with_events, outbox_index
+from services.platform.core.cache import ExpiringCache
 from services.platform.core.ids import new_id
 from services.platform.core.paging import bad_token
 from services.platform.store.mongo import Index, matching
@@ -162,10 +163,21 @@ def checkin_query(
 
 
 class CycleSettingsRepository:
-    """Check-in cadence per cycle: ``{_id: cycle id, cadence: "CADENCE_WEEKLY", updated_by, updated_at}``."""
+    """Check-in cadence per cycle: ``{_id: cycle id, cadence: "CADENCE_WEEKLY", updated_by, updated_at}``.
 
-    def __init__(self, db: Database):
+    ``remember_seconds`` (checkins-api) keeps each cycle's cadence that long for ``recent_cadence``, the
+    cadence a new check-in's event carries: reading it from the store on every check-in was a third of
+    checkins-api's store commands. A change made through this process is seen at once; one made through
+    another replica reaches this one's events within ``remember_seconds``. Until then a check-in there
+    still carries the old cadence, which its item's clock takes for its next look (the timer then
+    judges it by the cadence it reads itself, ``clock_store.advance_due``) and metrics for the unit's
+    cadence until the next check-in. ``cadence`` (GetCycleSettings) and the worker (0: nothing
+    remembered) always read the store.
+    """
+
+    def __init__(self, db: Database, remember_seconds: float = 0.0):
         self.collection = db[CYCLE_SETTINGS]
+        self._remembered = ExpiringCache(remember_seconds) if remember_seconds > 0 else None
 
     def cadence(self, cycle_id: str) -> str | None:
         """The cadence an admin set for the cycle; None when none was."""
@@ -176,9 +188,17 @@ class CycleSettingsRepository:
         """The cadence the cycle's items are judged by."""
         return cadence_name(self.cadence(cycle_id))
 
+    def recent_cadence(self, cycle_id: str) -> str:
+        """cadence_or_default, as remembered for up to ``remember_seconds`` (see the class)."""
+        if self._remembered is None:
+            return self.cadence_or_default(cycle_id)
+        return self._remembered.get(cycle_id, lambda: self.cadence_or_default(cycle_id))
+
     def set_cadence(self, cycle_id: str, cadence: str, actor_id: str, at: datetime) -> None:
         update = {"$set": {"cadence": cadence, "updated_by": actor_id, "updated_at": at}}
         try:
             self.collection.update_one({"_id": cycle_id}, update, upsert=True)
         except DuplicateKeyError:  # a concurrent first setting inserted it: last writer wins
             self.collection.update_one({"_id": cycle_id}, update)
+        if self._remembered is not None:
+            self._remembered.clear()  # this process's next check-ins carry the new cadence at once

@@ -147,7 +147,7 @@ class CheckinsService:
 
     def _insert(self, checkin: dict, event_type: str, structure: dict, item: dict) -> dict:
         """Stores the check-in with its event; a concurrent replay of the same key gets the first one back."""
-        cadence = self.cycle_settings.cadence_or_default(structure["cycle_id"])
+        cadence = self.cycle_settings.recent_cadence(structure["cycle_id"])
         data = convert.checkin_event_data(checkin, item["title"], structure.get("parent_id"), cadence)
         try:
             self.checkins.insert(checkin, [events.checkin_event(event_type, data)])
