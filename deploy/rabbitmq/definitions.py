@@ -31,6 +31,18 @@ that already exists.
 hris.events is the other way round: the HRIS's user (``hris``) may only
 publish there, and goals reads it.
 
+Queue types: the definitions declare no handler queue and no queue type.
+Each worker declares its own handler queues and dead-letter queues, classic
+or, with ``AMQP_QUEUE_TYPE=quorum``, quorum with an ``x-delivery-limit``
+(services/platform/worker/consumer.py), because a queue's type can only be
+given as an argument when the queue is created: no policy can set or change
+it. The permissions above cover both types alike (a quorum queue's
+dead-lettering needs the same write permission on ``<service>_worker.dlx``).
+The unrouted queues stay classic: the outbox relay declares them too
+(services/platform/bus/outbox.py), they are a parking place that nothing
+consumes, and a broker run by compose is a single node with nothing to
+replicate to.
+
 notify.events is a feed for integrators (HRIS, chat bridges) that none of our
 services consumes: until someone binds a queue, everything it publishes is
 unroutable. Its unrouted queue keeps the newest FEED_KEEP events, dropping the

@@ -101,11 +101,38 @@ class Settings:
     relay_interval_seconds: float = 0.2
     relay_batch_size: int = 200
     directory_cache_seconds: float = 5.0
+    # The workers' queues and consumers (docs/architecture.md, "Queues, prefetch and concurrency").
+    queue_type: str = "classic"
+    delivery_limit: int = 20
+    worker_concurrency: int = 10
+    prefetch: int = 0  # 0: as many as worker_concurrency
     auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def prefetch_count(self) -> int:
+        """Unacknowledged deliveries the broker sends each handler queue's consumer ahead of the workers."""
+        return self.prefetch or self.worker_concurrency
 
     @property
     def database_name(self) -> str:
         return self.mongo_db or self.service
+
+
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_at_least(name: str, default: int, least: int) -> int:
+    value = env_int(name, default)
+    if value < least:
+        raise ConfigError(f"{name} must be at least {least}, got {value}")
+    return value
 
 
 def is_production() -> bool:
@@ -201,6 +228,10 @@ def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
         relay_interval_seconds=env_float("RELAY_INTERVAL_SECONDS", 0.2),
         relay_batch_size=env_int("RELAY_BATCH_SIZE", 200),
         directory_cache_seconds=env_float("DIRECTORY_CACHE_SECONDS", 5.0),
+        queue_type=env_choice("AMQP_QUEUE_TYPE", Settings.queue_type, QUEUE_TYPES),
+        delivery_limit=env_at_least("AMQP_DELIVERY_LIMIT", Settings.delivery_limit, 1),
+        worker_concurrency=env_at_least("WORKER_CONCURRENCY", Settings.worker_concurrency, 1),
+        prefetch=env_at_least("AMQP_PREFETCH", Settings.prefetch, 0),
         auth=load_auth(service),
     )
     if settings.auth.production:

@@ -1,8 +1,9 @@
 """A tiny nameko service for testing the platform's event consumption.
 
 It stores every event it handles in Mongo, fails on purpose for events whose
-data says so (once, always, or losing races for longer than one delivery's
-retries), and refuses events marked poison.
+data says so (once, always, losing races for longer than one delivery's
+retries, or finding a service it calls unavailable every time), refuses events
+marked poison, and for slow ones records when it ran (tests/platform/test_platform_consumer.py).
 """
 
 import warnings
@@ -13,7 +14,9 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-from services.platform.core.errors import Aborted  # noqa: E402
+import time  # noqa: E402
+
+from services.platform.core.errors import Aborted, Unavailable  # noqa: E402
 from services.platform.worker.consumer import PermanentError, ProcessedEvents, cloud_event_handler, with_retries  # noqa: E402
 from services.platform.worker.deps import MongoDatabase  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
@@ -40,6 +43,13 @@ class Recorder:
             raise Aborted("other writers kept winning")
         if behaviour == "broken":
             raise RuntimeError("always fails")
+        if behaviour == "unavailable":
+            self._attempt(envelope)
+            raise Unavailable("the service this handler calls is down")  # requeued, every time
+        if behaviour == "slow":
+            started = time.time()
+            time.sleep(envelope["data"].get("seconds", 0.5))
+            self.db.runs.insert_one({"_id": envelope["id"], "start": started, "end": time.time()})
         self.db.applied.insert_one({"_id": envelope["id"], "n": envelope["data"].get("n")})
         processed.mark(envelope["id"], envelope["type"])
 
