@@ -139,6 +139,22 @@ def test_the_hris_feed_and_scim_name_the_same_person(scim):
     assert scim.db.people.count_documents({"external_id": "E2002"}) == 1
 
 
+def test_scim_keeps_what_only_the_hris_says_leave_and_a_planned_end_date(scim):
+    sync = DirectorySync(Directory(scim.db, cache_seconds=0))
+    fields = {"display_name": "On Leave", "email": "", "title": "", "manager_ref": "", "org_unit_ref": "sales",
+              "time_zone": "", "locale": "", "employment_status": "ON_LEAVE", "start_date": "2020-01-01",
+              "end_date": "2030-06-30"}
+    sync.upsert_person({"external_id": "E3001", "id": "on.leave", "fields": fields,
+                        "effective_at": datetime.now(UTC) - timedelta(days=1)})
+    assert scim.call("GET", "/Users/on.leave").body["active"] is True  # on leave is active
+    assert scim.patch("on.leave", {"op": "replace", "path": "title", "value": "Back soon"}).status == 200
+    person = scim.person("on.leave")
+    assert (person["employment_status"], person["start_date"], person["end_date"], person["title"]) == \
+        ("ON_LEAVE", "2020-01-01", "2030-06-30", "Back soon")
+    scim.patch("on.leave", {"op": "replace", "path": "active", "value": False})
+    assert scim.person("on.leave")["end_date"] == datetime.now(UTC).date().isoformat()
+
+
 def test_put_replaces_the_user(scim):
     created = scim.create(displayName="Before", title="Old", **{ENTERPRISE: {"department": "mobile"}})
     replaced = scim.call("PUT", f"/Users/{created['id']}", user(created["userName"], displayName="After",

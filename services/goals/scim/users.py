@@ -101,7 +101,7 @@ class ScimUsers:
             raise ScimError(409, f"User {existing['_id']!r} has this externalId, employeeNumber or userName: "
                                  "PUT or PATCH it", "uniqueness")
         if existing is not None:
-            return self._write(existing, {**asked, "active": True}, restore=True), False
+            return self._write(existing, {**asked, "active": True}), False
         person_id = asked["user_name"] if is_id(asked["user_name"]) and not self.people.find_one(
             {"_id": asked["user_name"]}, {"_id": 1}) else new_id("usr")
         return self._write(None, asked, new_id_=person_id, user_name_checked=True), True
@@ -133,8 +133,8 @@ class ScimUsers:
 
     # --- the change ------------------------------------------------------------------------------------------
 
-    def _write(self, existing: dict | None, asked: dict, restore: bool = False, new_id_: str = "",
-               retry: bool = True, user_name_checked: bool = False) -> dict:
+    def _write(self, existing: dict | None, asked: dict, new_id_: str = "", retry: bool = True,
+               user_name_checked: bool = False) -> dict:
         person_id = (existing or {}).get("_id") or new_id_
         external_id = (existing or {}).get("external_id") or ""
         if existing is None:  # the HRIS's key: the employee number when it is one, else the directory id
@@ -143,7 +143,7 @@ class ScimUsers:
             holder = self._user_name_holder(asked["user_name"], other_than=person_id)
             if holder is not None and not holder.get("scim_deleted"):
                 raise ScimError(409, f"userName {asked['user_name'][:80]!r} is taken", "uniqueness")
-        fields = self._fields(existing, asked, restore)
+        fields = self._fields(existing, asked)
         violations = Violations()
         rules.check_person(violations, "", {"external_id": external_id or person_id, "id": person_id,
                                             "fields": fields})
@@ -162,14 +162,15 @@ class ScimUsers:
             raise ScimError(409, "the user kept changing underneath; try again")
         raise _Changed()
 
-    def _fields(self, existing: dict | None, asked: dict, restore: bool) -> dict:
+    def _fields(self, existing: dict | None, asked: dict) -> dict:
         current = existing or {}
-        status = current.get("employment_status") or rules.ACTIVE
-        if not asked["active"]:
-            status, end_date = rules.TERMINATED, current.get("end_date") or self.clock().date().isoformat()
-        else:
-            status = rules.ACTIVE if status == rules.TERMINATED or restore else status
-            end_date = "" if status != rules.TERMINATED else current.get("end_date") or ""
+        status, end_date = current.get("employment_status") or rules.ACTIVE, current.get("end_date") or ""
+        # active=false terminates today; true again reactivates (a rehire: no end date). Otherwise the status
+        # and a planned end date are the HRIS's, and stay (on leave is active).
+        if not asked["active"] and status != rules.TERMINATED:
+            status, end_date = rules.TERMINATED, self.clock().date().isoformat()
+        elif asked["active"] and status == rules.TERMINATED:
+            status, end_date = rules.ACTIVE, ""
         return {
             "display_name": asked["display_name"], "email": mapping.primary_email(asked["emails"]),
             "title": asked["title"],
