@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIServer
 
 from services.platform.api import wsgi
@@ -91,7 +91,7 @@ def make_app(users: ScimUsers, settings: ScimSettings):
 
 
 def _route(users: ScimUsers, environ, method: str, path: str, base_url: str):
-    parts = [unquote(p) for p in path.split("/")[1:]] if path else []
+    parts = path.split("/")[1:] if path else []  # PATH_INFO comes percent-decoded
     query = _query_params(environ)
     if parts == ["ServiceProviderConfig"]:
         _allow(method, "GET")
