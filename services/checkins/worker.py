@@ -28,7 +28,7 @@ from services.platform.worker.blocking import call_blocking  # noqa: E402
 from services.platform.core.config import env_float, env_int, load_or_exit as load_settings  # noqa: E402
 from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
 from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
-from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
+from services.platform.worker.deps import LeasesProvider, OutboxRelayProvider  # noqa: E402
 from services.platform.bus.outbox import outbox_index  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
@@ -70,6 +70,7 @@ class CheckinsWorker:
     name = "checkins_worker"
 
     projection = ProjectionProvider()
+    leases = LeasesProvider(SERVICE)
     # A check-in's only event is the one it is inserted with (a correction links it, silently).
     relay = OutboxRelayProvider(
         SERVICE, [CHECKINS, progress_store.PROGRESS, clock_store.ITEM_CLOCKS], append_once=frozenset({CHECKINS})
@@ -82,6 +83,8 @@ class CheckinsWorker:
 
     @timer(interval=STALENESS_INTERVAL)
     def advance_staleness(self):
+        if not self.leases["staleness"].held():
+            return  # another replica sweeps (each clock's move is guarded anyway; this saves the double reads)
         clock_store.advance_due(self.projection.db, utc_now(), STALENESS_BATCH)
         self.relay.kick(WRITTEN_HERE)
 

@@ -25,7 +25,7 @@ from services.platform.core.config import load_or_exit as load_settings  # noqa:
 from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
 from services.platform.core.clock import from_timestamp  # noqa: E402
 from services.platform.worker.consumer import cloud_event_handler, parse_data, require, with_retries  # noqa: E402
-from services.platform.worker.deps import OutboxRelayProvider  # noqa: E402
+from services.platform.worker.deps import LeasesProvider, OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
 from .comments import COMMENTS  # noqa: E402
@@ -86,6 +86,7 @@ class GoalsWorker:
     relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES, COMMENTS])
     repository = RepositoryProvider()
     org = DirectoryProvider()
+    leases = LeasesProvider("goals")
 
     # A correction may report milestones too; either way only not-done ones change, so order does not matter.
 
@@ -155,7 +156,7 @@ class GoalsWorker:
 
     @timer(interval=DUE_CHANGES_INTERVAL)
     def apply_due_directory_changes(self):
-        if self.org.events.sync.apply_due():
+        if self.leases["due_directory_changes"].held() and self.org.events.sync.apply_due():
             self.relay.kick([PEOPLE, ORG_UNITS])
 
     @timer(interval=RELAY_INTERVAL)

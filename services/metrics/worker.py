@@ -23,6 +23,7 @@ from pymongo.errors import ConnectionFailure  # noqa: E402
 
 from services.platform.core import config  # noqa: E402
 from services.platform.worker.consumer import with_retries  # noqa: E402
+from services.platform.worker.deps import LeasesProvider  # noqa: E402
 from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
@@ -76,6 +77,7 @@ class MetricsWorker:
     name = "metrics_worker"
 
     store = MetricsStore()
+    leases = LeasesProvider(SERVICE)
 
     @_handles(consume.GOALS, *consume.SUBSCRIPTIONS[consume.GOALS])
     def on_goals_event(self, envelope):
@@ -98,8 +100,8 @@ class MetricsWorker:
 
     @timer(interval=SNAPSHOT_INTERVAL)
     def refresh_history(self):
-        if self.store.pause.paused():
-            return
+        if self.store.pause.paused() or not self.leases["history"].held():
+            return  # one replica writes the week's snapshots; the others' would be the same writes again
         changed = history.refresh(self.store.db, written=self.store.snapshots_written)
         tidied = history.prune_zeros(self.store.db)
         log.info("history refreshed", extra={"snapshots": changed, "tidied": tidied})

@@ -230,3 +230,31 @@ def test_unroutable_events_stay_in_the_outbox_while_the_unrouted_queue_is_gone(d
     finally:
         relay.close()
         _delete_exchange_and_its_unrouted_queue(amqp_uri, f"{service}.events")
+
+
+def test_replicas_relay_only_while_they_hold_the_relay_lease(db, amqp_uri, probe):
+    """Two workers' relays over the same outboxes: only the lease holder publishes, so each event goes out once
+    and in its document's order; when the holder stops, the other takes over at once."""
+    from services.platform.store.lease import Leases
+
+    replicas = [SerialRelay(relay_for(db, amqp_uri), lease=Leases(db, 10.0, holder=name)["outbox_relay"])
+                for name in ("worker-a", "worker-b")]
+    first, second = replicas
+    try:
+        db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1), event(2)]))
+        assert first.drain() == 2
+        db.things.insert_one(new_document_with_events({"_id": "agg2"}, [event(3)]))
+        assert second.drain() == 0, "a replica without the lease relays nothing"
+        assert db.things.count_documents({"outbox_pending": True}) == 1
+        assert first.drain() == 1
+        first.lease.release()  # a clean stop
+        db.things.insert_one(new_document_with_events({"_id": "agg3"}, [event(4)]))
+        second.lease._retry_at = 0.0  # its next tick, sooner than the released hold would have run out
+        assert second.drain() == 1, "the other replica takes over once the holder let go"
+    finally:
+        for replica in replicas:
+            replica.relay.close()
+    received = probe.drain(until_count=4)
+    probe.settle(quiet_seconds=0.3)
+    assert [e["data"]["n"] for e in probe.received] == [1, 2, 3, 4]
+    assert len(received) == 4

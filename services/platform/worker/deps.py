@@ -7,6 +7,7 @@ import pymongo
 from nameko.extensions import DependencyProvider
 
 from ..core import config as config_module
+from ..store.lease import Lease, Leases
 from ..store.mongo import connect
 from ..bus.outbox import OutboxRelay
 
@@ -43,11 +44,17 @@ class SerialRelay:
     during a pass is folded into it (the pass goes round again) rather than
     starting a second relay over the same documents. Green threads switch
     only at I/O, so the busy flag needs no lock.
+
+    Across replicas, only the holder of the ``outbox_relay`` lease relays:
+    one publisher keeps each document's events in order and sends each
+    once. Another replica's handlers kick in vain; the holder's next tick
+    (RELAY_INTERVAL_SECONDS) takes their events.
     """
 
-    def __init__(self, relay: OutboxRelay, max_passes: int = 50):
+    def __init__(self, relay: OutboxRelay, max_passes: int = 50, lease: Lease | None = None):
         self.relay = relay
         self.max_passes = max_passes
+        self.lease = lease
         self._wanted: set[str] = set()
         self._busy = False
 
@@ -60,6 +67,9 @@ class SerialRelay:
         total = 0
         try:
             while self._wanted:
+                if self.lease is not None and not self.lease.held():
+                    self._wanted = set()
+                    break
                 wanted, self._wanted = self._wanted, set()
                 total += self.relay.relay_until_empty(self.max_passes, only=wanted)
         finally:
@@ -81,8 +91,15 @@ class SerialRelay:
         return self.relay.stats
 
 
+RELAY_JOB = "outbox_relay"
+
+
+def lease_seconds() -> float:
+    return config_module.env_float("LEASE_SECONDS", 10.0)
+
+
 class OutboxRelayProvider(DependencyProvider):
-    """One SerialRelay per container."""
+    """One SerialRelay per container, relaying while it holds the service's relay lease."""
 
     def __init__(self, service: str, collections: list[str], append_once: frozenset[str] = frozenset()):
         self.service = service
@@ -93,20 +110,49 @@ class OutboxRelayProvider(DependencyProvider):
     def setup(self):
         settings = config_module.load(self.service)
         self.client = connect(settings.mongo_uri, f"{self.service}-relay")
+        database = self.client[settings.database_name]
+        self.leases = Leases(database, lease_seconds())
         self.relay = SerialRelay(OutboxRelay.for_service(
-            self.client[settings.database_name],
+            database,
             self.service,
             self.collections,
             settings.amqp_uri,
             batch_size=settings.relay_batch_size,
             append_once=self.append_once,
-        ))
+        ), lease=self.leases[RELAY_JOB])
 
     def stop(self):
         if self.relay is not None:
             self.relay.relay.close()
+            self.leases.release_all()
         self.client.close()
 
     def get_dependency(self, worker_ctx):
         return self.relay
 
+
+
+class LeasesProvider(DependencyProvider):
+    """The container's leases on its singleton timers: ``if self.leases["staleness"].held(): ...``.
+
+    A timer whose job must run in one replica at a time asks first; the
+    others' ticks return at once, and take over within LEASE_SECONDS of the
+    holder's death (at once after a clean stop).
+    """
+
+    def __init__(self, service: str):
+        self.service = service
+        self.client: pymongo.MongoClient | None = None
+
+    def setup(self):
+        settings = config_module.load(self.service)
+        self.client = connect(settings.mongo_uri, f"{self.service}-leases")
+        self.leases = Leases(self.client[settings.database_name], lease_seconds())
+
+    def stop(self):
+        if self.client is not None:
+            self.leases.release_all()
+            self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.leases

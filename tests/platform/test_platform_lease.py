@@ -1,0 +1,97 @@
+"""Leases on the wire store: one holder at a time, renewal without round trips, takeover after a crash, hand-over
+on a clean stop."""
+
+import pytest
+
+from services.platform.store.lease import SKEW_SECONDS, Lease, Leases
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lease(db, holder: str, clock: Clock, ttl: float = 10.0, job: str = "relay") -> Lease:
+    return Lease(db["leases"], job, holder, ttl, clock)
+
+
+def test_one_holder_at_a_time_and_the_other_takes_over_when_the_hold_runs_out(db):
+    clock = Clock()
+    first, second = lease(db, "a", clock), lease(db, "b", clock)
+    assert first.held() and not second.held()
+    clock.now += 9.0  # within a's hold, which it has not renewed (it crashed, say)
+    assert not second.held()
+    clock.now += 1.5
+    assert second.held(), "a's hold ran out: b takes the job"
+    assert db["leases"].find_one({"_id": "relay"})["holder"] == "b"
+    assert not first.held(), "a's hold is over and b holds the lease now"
+
+
+def test_a_live_holder_renews_at_half_time_and_keeps_the_job(db):
+    clock = Clock()
+    first, second = lease(db, "a", clock), lease(db, "b", clock)
+    for _ in range(20):  # 20 s of ticks, every second
+        assert first.held() and not second.held()
+        clock.now += 1.0
+    assert db["leases"].find_one({"_id": "relay"})["until"] > clock.now
+
+
+def test_held_asks_the_store_only_to_renew(db, monkeypatch):
+    clock = Clock()
+    first = lease(db, "a", clock)
+    assert first.held()
+    calls = []
+    monkeypatch.setattr(first.collection, "update_one", lambda *a, **k: calls.append(a))
+    for _ in range(40):
+        clock.now += 0.1
+        assert first.held()
+    assert calls == [], "no store write while more than half the hold is left"
+
+
+def test_a_waiting_replica_does_not_poll_the_store_until_the_hold_can_have_ended(db, monkeypatch):
+    clock = Clock()
+    assert lease(db, "a", clock).held()
+    second = lease(db, "b", clock)
+    assert not second.held()
+    writes = []
+    monkeypatch.setattr(second.collection, "update_one", lambda *a, **k: writes.append(a))
+    clock.now += 5.0
+    assert not second.held() and writes == []
+
+
+def test_a_clean_stop_hands_the_job_over_at_once(db):
+    clock = Clock()
+    first, second = lease(db, "a", clock), lease(db, "b", clock)
+    assert first.held()
+    first.release()
+    second._retry_at = 0.0  # b would next look at its tick; the released lease is free already
+    assert second.held()
+
+
+def test_a_holder_cut_off_from_the_store_stops_before_its_hold_ends(db, monkeypatch):
+    clock = Clock()
+    first = lease(db, "a", clock)
+    assert first.held()
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    def away(*args, **kwargs):
+        raise ServerSelectionTimeoutError("store paused")
+    monkeypatch.setattr(first.collection, "update_one", away)
+    clock.now += 6.0
+    assert first.held(), "renewal failed, but the hold it wrote still has 4 s"
+    clock.now += 10.0 - 6.0 - SKEW_SECONDS
+    assert not first.held(), "within the skew allowance of its end, the holder stops"
+
+
+def test_jobs_are_leased_separately(db):
+    a, b = Leases(db, 10.0, holder="a"), Leases(db, 10.0, holder="b")
+    assert a["relay"].held() and b["staleness"].held()
+    assert not b["relay"].held() and not a["staleness"].held()
+
+
+def test_a_lease_shorter_than_the_skew_allows_is_refused(db):
+    with pytest.raises(ValueError, match="too short"):
+        lease(db, "a", Clock(), ttl=2.0)
