@@ -39,6 +39,7 @@ from datetime import UTC, date, datetime
 import grpc
 from tqdm import tqdm
 
+from services.platform.api.tls import PATIENT
 from services.platform.api.auth import bearer_metadata, mint_dev_token, person_caller
 from services.platform.core.config import AuthSettings, ConfigError, Settings, load
 from services.platform.core.errors import ServiceError
@@ -440,7 +441,7 @@ def _wait_for_structures(projection: Projection, v2mom_ids: list[str]) -> None:
 @contextmanager
 def connected(address: str, name: str) -> Iterator[grpc.Channel]:
     """An insecure channel to a service, once it accepts connections."""
-    channel = grpc.insecure_channel(address)
+    channel = grpc.insecure_channel(address, options=PATIENT)  # over every replica the address names
     try:
         try:
             grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)

@@ -34,6 +34,7 @@ from pymongo.database import Database
 from tqdm import tqdm
 
 from services.platform.api.auth import bearer_metadata, mint_dev_token
+from services.platform.api.tls import PATIENT
 from services.platform.core.config import AuthSettings, ConfigError, Settings, load, load_auth
 from services.platform.store.mongo import connect, ensure_indexes
 from v2mom_format import yaml_content
@@ -279,7 +280,8 @@ def seed(
         # No cache: the API calls below must see the directory written just now.
         report.directory_changes = seed_directory(Directory(db, cache_seconds=0), org)
         after_directory()
-        with _goals_api(db, auth, goals_api_address) as address, grpc.insecure_channel(address) as channel:
+        with (_goals_api(db, auth, goals_api_address) as address,
+              grpc.insecure_channel(address, options=PATIENT) as channel):  # over every replica it names
             _wait_for(channel, address)
             total = sum(len(plan.actions) for plan in plans)
             disable = None if progress is None else not progress  # tqdm: None means "unless not a terminal"

@@ -9,6 +9,7 @@ server cannot be plaintext (docs/architecture.md, "Security").
 """
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +79,26 @@ def uses_tls(addr: str, tls: TlsSettings) -> bool:
     return bool(tls.ca) or (tls.production and not is_loopback(addr))
 
 
+# Calls spread over every address the target resolves to (a Kubernetes headless Service's pods under
+# dns:///name:port, or "ipv4:host:port,host:port"), and leave one that stopped answering; gRPC's default,
+# pick_first, would put every call on one replica for the channel's whole life.
+BALANCED = (("grpc.lb_policy_name", "round_robin"),)
+
+# BALANCED, and while no replica is reachable (all restarting, say) a call waits for one, within its
+# deadline, instead of failing at once; it is sent only once connected, so nothing is sent twice. For batch
+# clients (the demo seeds); services fail fast instead and retry themselves (client.py), so that a caller
+# hears UNAVAILABLE in under a second rather than after every deadline.
+PATIENT = (("grpc.service_config", json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{"name": [{}], "waitForReady": True}],
+})),)
+
+
 def open_channel(addr: str, tls: TlsSettings | None = None, options=None) -> grpc.Channel:
-    """A channel to addr: TLS with GRPC_TLS_CA's roots (or the system's, see the module doc), else plaintext."""
+    """A channel to addr, balanced over its replicas: TLS with GRPC_TLS_CA's roots (or the system's, see the
+    module doc), else plaintext."""
     tls = load_tls() if tls is None else tls
+    options = [*BALANCED, *(options or ())]
     if uses_tls(addr, tls):
         return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=tls.ca or None), options)
     return grpc.insecure_channel(addr, options)
