@@ -10,8 +10,6 @@ one service's tests in that folder's conftest.py.
 import os
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from dataclasses import replace
 
@@ -19,7 +17,7 @@ import pymongo
 import pytest
 
 from services.platform.core.config import load
-from tests.support.processes import log_tail, spawn, start_module, stop
+from tests.support.processes import start_module, stop, wire_server
 from tests.support.services import served, served_in_process
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
@@ -39,25 +37,12 @@ def _broker_reachable(host="127.0.0.1", port=5672) -> bool:
 # --- Mongo ---------------------------------------------------------------------------------------------
 
 
-def _wire_server(folder, *options: str):
-    """Starts the mongoeco wire server; returns (process, its URI)."""
-    ready = folder / "uri"
-    process = spawn([sys.executable, "-m", "deploy.dev.mongo_server", "--port", "0", "--ready-file", str(ready), *options])
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process, timeout=10)
-            raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
-        time.sleep(0.05)
-    return process, ready.read_text()
-
-
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory):
     if os.environ.get("TEST_MONGO_URI"):
         yield os.environ["TEST_MONGO_URI"]
         return
-    process, uri = _wire_server(tmp_path_factory.mktemp("mongo"))
+    process, uri = wire_server(tmp_path_factory.mktemp("mongo"))
     yield uri
     stop(process, timeout=10)
 
@@ -67,7 +52,7 @@ def sqlite_mongo_uri(tmp_path_factory):
     """The wire server on its SQLite engine, as `make run` keeps var/: it turns queries into SQL, and refuses
     some that the memory engine takes (an empty `$in` on an indexed field, a very long one)."""
     folder = tmp_path_factory.mktemp("mongo_sqlite")
-    process, uri = _wire_server(folder, "--sqlite", str(folder / "store.sqlite"))
+    process, uri = wire_server(folder, "--sqlite", str(folder / "store.sqlite"))
     yield uri
     stop(process, timeout=10)
 

@@ -77,3 +77,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wire_server(folder: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """Starts the mongoeco wire server (deploy/dev/mongo_server.py) on a free port; returns (process, its URI)."""
+    ready = folder / "uri"
+    process = spawn([sys.executable, "-m", "deploy.dev.mongo_server", "--port", "0", "--ready-file", str(ready), *options])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process, timeout=10)
+            raise RuntimeError(f"mongo wire server did not start: {log_tail(process, 2000)}")
+        time.sleep(0.05)
+    return process, ready.read_text()
