@@ -135,7 +135,7 @@ def test_interpolation_defaults_apply_when_unset(compose_cli):
         assert environment["V2MOM_ENV"] == "production"
         assert (environment["OIDC_JWKS_URL"], environment["OIDC_AUDIENCE"]) == (REQUIRED["OIDC_JWKS_URL"], "v2mom")
         assert environment["SERVICE_SECRET"] == REQUIRED[f"{name.split('-')[0].upper()}_SERVICE_SECRET"]
-        assert environment["MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
+        assert environment["MONGO_URI"] == "mongodb://mongo:27017,mongo-2:27017,mongo-3:27017/?replicaSet=rs0"
         # Its own broker user, with its password from the environment.
         user = name.rsplit("-", 1)[0]
         assert environment["AMQP_URI"] == f"amqp://{user}:{REQUIRED[f'RABBITMQ_{user.upper()}_PASSWORD']}@rabbitmq:5672/"
@@ -224,16 +224,22 @@ def test_app_services_wait_for_healthy_infrastructure(services):
         assert depends_on["rabbitmq"]["condition"] == "service_healthy"
 
 
-def test_mongo_runs_as_a_replica_set_that_initiates_itself(services):
-    mongo = services["mongo"]
-    assert mongo["image"].startswith("mongo:7")
-    command = mongo["command"]
-    assert "--replSet" in command and command[command.index("--replSet") + 1] == "rs0"
-    check = " ".join(mongo["healthcheck"]["test"])
+def test_mongo_runs_as_a_three_member_replica_set_that_initiates_itself(services):
+    members = [services[name] for name in ("mongo", "mongo-2", "mongo-3")]
+    for member in members:
+        assert member["image"].startswith("mongo:7")
+        command = member["command"]
+        assert "--replSet" in command and command[command.index("--replSet") + 1] == "rs0"
+        assert any(volume.endswith(":/data/db") for volume in member["volumes"]), "each member keeps its own data"
+    assert len({next(v for v in m["volumes"] if v.endswith(":/data/db")) for m in members}) == 3
+    check = " ".join(services["mongo"]["healthcheck"]["test"])
     assert "rs.initiate" in check and "_id:'rs0'" in check
-    # The member's host must be the name other containers resolve, or the
+    # Each member's host must be the name other containers resolve, or the
     # driver (replicaSet=rs0) discovers an address it cannot reach.
-    assert "host:'mongo:27017'" in check
+    for host in ("mongo:27017", "mongo-2:27017", "mongo-3:27017"):
+        assert f"host:'{host}'" in check
+    assert "db.hello().primary" in check, "healthy once the set has a primary, wherever it is"
+    assert set(services["mongo"]["depends_on"]) == {"mongo-2", "mongo-3"}, "the initiator starts after its peers"
 
 
 def test_rabbitmq_healthcheck_uses_diagnostics(services):

@@ -29,6 +29,11 @@ class ExplodingServicer(goals_pb2_grpc.GoalServiceServicer):
     def GetOrgUnit(self, request, context):
         raise KeyError("secret internal detail /srv/app/x.py line 12")
 
+    def ListPeople(self, request, context):
+        from pymongo.errors import ServerSelectionTimeoutError
+
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
+
     def ListCycles(self, request, context):
         from services.platform.api.auth import current_caller
 
@@ -91,6 +96,14 @@ def test_crashes_are_internal_without_any_internal_text(channel):
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in raised.value.details() and "Traceback" not in raised.value.details()
     assert "incident inc_" in raised.value.details()
+
+
+def test_a_store_that_is_away_is_unavailable_not_an_incident(channel):
+    """Down, paused or electing a primary: the caller may try again (with its request id), nothing is broken."""
+    with pytest.raises(grpc.RpcError) as raised:
+        call(channel, "ListPeople", goals_pb2.ListPeopleRequest(), bearer_metadata(mint_dev_token(AUTH, "ann")))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "store is unavailable" in raised.value.details() and "27017" not in raised.value.details()
 
 
 def test_health_and_reflection_need_no_token(channel):

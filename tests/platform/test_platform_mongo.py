@@ -71,3 +71,27 @@ def test_update_in_changes_every_listed_document_and_sends_nothing_for_none(sqli
     assert commands.during(lambda: update_in(db.things, "owner", [], {}, {"$set": {"done": True}})) == []
     changed = update_in(db.things, "owner", [f"p{i:03}" for i in range(250)] * 2, {"done": False}, {"$set": {"done": True}})
     assert changed == 250 and db.things.count_documents({"done": True}) == 250
+
+
+def test_production_writes_wait_for_a_majority_and_retry_across_a_failover(monkeypatch, mongo_uri):
+    from services.platform.store.mongo import connect, durability
+
+    monkeypatch.setenv("V2MOM_ENV", "production")
+    assert durability("mongodb://a,b,c/?replicaSet=rs0") == {"w": "majority", "retryWrites": True, "retryReads": True}
+    assert durability("mongodb://a,b,c/?replicaSet=rs0&w=1") == {}, "the operator's own write concern wins"
+    client = connect(mongo_uri, "durability-test")
+    try:
+        assert client.write_concern.document == {"w": "majority"}
+        assert client.options.retry_writes and client.options.retry_reads
+        collection = client["durability_test"]["things"]
+        assert collection.insert_one({"_id": 1}).acknowledged, "the wire store takes majority writes too"
+    finally:
+        client.drop_database("durability_test")
+        client.close()
+
+
+def test_development_keeps_the_driver_defaults(monkeypatch):
+    from services.platform.store.mongo import durability
+
+    monkeypatch.delenv("V2MOM_ENV", raising=False)
+    assert durability("mongodb://127.0.0.1:27017/") == {}

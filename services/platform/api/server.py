@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pymongo.errors import ConnectionFailure
 
 from .auth import Authenticator, Grant, PeopleLookup, reset_current_caller, set_current_caller
 from .tls import TlsSettings, add_port, load_tls, require_secure_listen
 from ..core import logs
 from ..core.config import AuthSettings, ConfigError, load_or_exit
-from ..core.errors import FieldViolation, InvalidArgument, ServiceError, Unimplemented, internal_status
+from ..core.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable, Unimplemented, internal_status
 from ..core.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ def _served(behaviour, method: str, request, context):
 
 def _abort_cleanly(error: Exception, method: str, context, started: float) -> None:
     """A ServiceError as its status; anything else (but grpcio's own aborts) as INTERNAL with an incident id."""
+    if isinstance(error, ConnectionFailure):
+        # The store is away (down, paused, electing a primary): the call may be tried again, with its
+        # request id where it has one, so it says UNAVAILABLE rather than reporting an incident.
+        error = Unavailable(f"the store is unavailable ({type(error).__name__}); try again in a moment")
     if isinstance(error, ServiceError):
         log.info("rpc refused",
                  extra={"rpc": method, "code": error.code.name, "reason": error.message, "ms": _ms(started)})

@@ -10,10 +10,22 @@ import pymongo
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from ..core.config import is_production
+
 
 def connect(uri: str, app_name: str) -> pymongo.MongoClient:
     # A short server-selection timeout makes a missing store fail fast and clearly.
-    return pymongo.MongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, tz_aware=True)
+    return pymongo.MongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, tz_aware=True,
+                               **durability(uri))
+
+
+def durability(uri: str) -> dict:
+    """In production, a write is acknowledged only once a majority of the replica set has it, so a failover
+    never rolls back what a caller was told succeeded (or an outbox event that went with it); a write or read
+    cut off by a primary change is retried once on the new primary. A ``w=`` in MONGO_URI wins."""
+    if not is_production() or "w=" in uri.partition("?")[2]:
+        return {}
+    return {"w": "majority", "retryWrites": True, "retryReads": True}
 
 
 @dataclass(frozen=True)
