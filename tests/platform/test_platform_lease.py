@@ -95,3 +95,14 @@ def test_jobs_are_leased_separately(db):
 def test_a_lease_shorter_than_the_skew_allows_is_refused(db):
     with pytest.raises(ValueError, match="too short"):
         lease(db, "a", Clock(), ttl=2.0)
+
+
+def test_a_worker_refuses_a_lease_setting_that_cannot_outlast_clock_skew(monkeypatch):
+    from services.platform.core.config import ConfigError
+    from services.platform.worker.deps import lease_seconds
+
+    monkeypatch.setenv("LEASE_SECONDS", "3")
+    with pytest.raises(ConfigError, match="LEASE_SECONDS must be more than 4"):
+        lease_seconds()
+    monkeypatch.setenv("LEASE_SECONDS", "7.5")
+    assert lease_seconds() == 7.5

@@ -5,10 +5,12 @@ pinned clock."""
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from v2mom.v1 import checkins_pb2_grpc, goals_pb2_grpc
+
 import pymongo
 import pytest
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, balanced_clients
 from tests.support.metrics_service import start_metrics_api
 from tests.support.processes import stop, wire_server
 from tests.support.sinks import smtp_sink
@@ -83,3 +85,21 @@ def metrics_apis(settings, cluster):
     finally:
         for _, stop_api in started:
             stop_api()
+
+
+@pytest.fixture
+def stores(settings, cluster):
+    """The cluster's databases by service ("goals", "checkins", "metrics", "notify"), read directly."""
+    client = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
+    yield {service: client[name] for service, name in cluster.databases.items()}
+    client.close()
+
+
+@pytest.fixture
+def apis(settings, cluster):
+    """Factories of per-person clients of goals-api and checkins-api, each balanced over its replicas."""
+    goals = balanced_clients(settings, cluster.target("goals"), goals_pb2_grpc.GoalServiceStub)
+    checkins = balanced_clients(settings, cluster.target("checkins"), checkins_pb2_grpc.CheckinServiceStub)
+    yield goals, checkins
+    goals.close()
+    checkins.close()

@@ -21,20 +21,19 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import kombu
-import pymongo
 import pytest
 
 from deploy.demo.calendar import current_cycle
 from deploy.demo.goals_seed import seed as seed_goals
 from services.platform.bus.events import exchange_name
-from tests.support.cluster import balanced_clients, queue_depths
+from tests.support.cluster import queue_depths
 from tests.support.chaos import ApprovalLoad, ChaosLoop, CheckinLoad, dead_letter_ids, lag_buckets, lag_p99, measures_to_check_in
 from tests.support.exactness import (
     DEMO_ADMIN, engagement, expected_samples, mismatches, pages, read_sources, wait_quiet,
 )
 from tests.support.goals import valid_content
 from tests.support.metrics_service import scrape
-from v2mom.v1 import checkins_pb2, goals_pb2, checkins_pb2_grpc, goals_pb2_grpc
+from v2mom.v1 import checkins_pb2, goals_pb2
 
 # About three minutes in the suite; bench/chaos.py runs it longer and keeps the figures (V2MOM_SOAK_REPORT).
 CHAOS_SECONDS = float(os.environ.get("V2MOM_SOAK_SECONDS") or 75.0)
@@ -64,13 +63,11 @@ def journeys(goals_admin, cycle: str) -> list[tuple[str, str]]:
 
 @pytest.mark.timeout(600 + 3 * CHAOS_SECONDS)
 def test_the_chaos_soak_loses_nothing_and_doubles_nothing(settings, goals_settings, store_process, cluster,
-                                                           metrics_apis):
+                                                           metrics_apis, stores, apis):
     started = time.monotonic()
     metrics, clock = metrics_apis
-    mongo = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
-    goals_db, checkins_db, notify_db = (mongo[cluster.databases[name]] for name in ("goals", "checkins", "notify"))
-    goals = balanced_clients(settings, cluster.target("goals"), goals_pb2_grpc.GoalServiceStub)
-    checkins = balanced_clients(settings, cluster.target("checkins"), checkins_pb2_grpc.CheckinServiceStub)
+    goals_db, checkins_db, notify_db = stores["goals"], stores["checkins"], stores["notify"]
+    goals, checkins = apis
     chaos = None
     try:
         seed_goals(goals_settings, goals_api_address=cluster.target("goals"), progress=False)
@@ -115,9 +112,6 @@ def test_the_chaos_soak_loses_nothing_and_doubles_nothing(settings, goals_settin
     finally:
         if chaos is not None:
             chaos.stop.set()
-        goals.close()
-        checkins.close()
-        mongo.close()
 
     faults = chaos.faults
     checkin_calls = checkin_load.tally

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-import pymongo
 import pytest
 
 from deploy.demo.checkins_seed import seed as seed_checkins
@@ -29,8 +28,8 @@ from tests.support.exactness import (
     scripted_week, wait_quiet,
 )
 from tests.support.metrics_service import scrape
-from tests.support.cluster import balanced_clients, consumers_per_queue
-from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, goals_pb2, goals_pb2_grpc
+from tests.support.cluster import consumers_per_queue
+from v2mom.v1 import checkins_pb2, goals_pb2
 
 
 def notify_settled(notify_db) -> bool:
@@ -39,58 +38,50 @@ def notify_settled(notify_db) -> bool:
 
 @pytest.mark.timeout(600)
 def test_two_replicas_of_every_process_stay_exact_under_a_mixed_load(settings, goals_settings, cluster,
-                                                                      metrics_apis, sink):
+                                                                      metrics_apis, sink, stores, apis):
     started = time.monotonic()
     metrics, clock = metrics_apis
-    mongo = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
-    goals_db, checkins_db, notify_db = (mongo[cluster.databases[name]] for name in ("goals", "checkins", "notify"))
-    goals = balanced_clients(settings, cluster.target("goals"), goals_pb2_grpc.GoalServiceStub)
-    checkins = balanced_clients(settings, cluster.target("checkins"), checkins_pb2_grpc.CheckinServiceStub)
-    try:
-        queues = consumers_per_queue(settings.amqp_uri)
-        assert queues and all(n == 2 for n in queues.values()), f"every queue has both replicas consuming: {queues}"
+    goals_db, checkins_db, notify_db = stores["goals"], stores["checkins"], stores["notify"]
+    goals, checkins = apis
+    queues = consumers_per_queue(settings.amqp_uri)
+    assert queues and all(n == 2 for n in queues.values()), f"every queue has both replicas consuming: {queues}"
 
-        seed_goals(goals_settings, goals_api_address=cluster.target("goals"), progress=False)
-        print(f"goals seed {time.monotonic() - started:.1f}s")
-        recorded = {}
+    seed_goals(goals_settings, goals_api_address=cluster.target("goals"), progress=False)
+    print(f"goals seed {time.monotonic() - started:.1f}s")
+    recorded = {}
 
-        def record_history():
-            recorded["report"] = seed_checkins(settings.auth, cluster.target("goals"), cluster.target("checkins"),
-                                               progress=False, catch_up_wait=0)
-        history = threading.Thread(target=record_history)
-        history.start()
-        done = scripted_week(goals_db, goals, with_leaver=False)  # while the check-ins go in
-        history.join(timeout=600)
-        assert not history.is_alive() and "report" in recorded, "the check-in history never finished"
-        # Someone leaves once their history is in: the seed's check-ins in their name would be refused.
-        owners = {v.owner_id for v in pages(goals(DEMO_ADMIN).ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200),
-                                            "v2moms")}
-        done.update(a_leaver(goals_db, owners - {done["moved"][0]}))
-        report = recorded["report"]
-        assert report.recorded > 100, report.summary()
-        assert {"approved", "changes_requested", "submitted", "moved", "left"} <= done.keys(), done
-        print(f"check-ins and the week {time.monotonic() - started:.1f}s")
+    def record_history():
+        recorded["report"] = seed_checkins(settings.auth, cluster.target("goals"), cluster.target("checkins"),
+                                           progress=False, catch_up_wait=0)
+    history = threading.Thread(target=record_history)
+    history.start()
+    done = scripted_week(goals_db, goals, with_leaver=False)  # while the check-ins go in
+    history.join(timeout=600)
+    assert not history.is_alive() and "report" in recorded, "the check-in history never finished"
+    # Someone leaves once their history is in: the seed's check-ins in their name would be refused.
+    owners = {v.owner_id for v in pages(goals(DEMO_ADMIN).ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200),
+                                        "v2moms")}
+    done.update(a_leaver(goals_db, owners - {done["moved"][0]}))
+    report = recorded["report"]
+    assert report.recorded > 100, report.summary()
+    assert {"approved", "changes_requested", "submitted", "moved", "left"} <= done.keys(), done
+    print(f"check-ins and the week {time.monotonic() - started:.1f}s")
 
-        wait_quiet(metrics[0].http_port, [goals_db, checkins_db, notify_db], settings.amqp_uri, timeout=180)
-        deadline = time.monotonic() + 60
-        while not notify_settled(notify_db):
-            assert time.monotonic() < deadline, "notify never sent what it had"
-            time.sleep(0.5)
-        clock[0] = datetime.now(UTC).replace(microsecond=0)
-        print(f"quiet {time.monotonic() - started:.1f}s")
-        families, scraped = engagement(scrape(metrics[0].http_port))
-        expected = expected_samples(read_sources(goals(DEMO_ADMIN), checkins(DEMO_ADMIN)), clock[0])
-        second = engagement(scrape(metrics[1].http_port))[1]
-        stored_checkins = sum(
-            len(pages(checkins(DEMO_ADMIN).ListCheckins, checkins_pb2.ListCheckinsRequest(
-                v2mom_id=v2mom.id, include_superseded=True, page_size=200), "checkins"))
-            for v2mom in pages(goals(DEMO_ADMIN).ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200), "v2moms"))
-        leases = {name: {doc["_id"] for doc in mongo[cluster.databases[name]].leases.find()}
-                  for name in ("goals", "checkins", "metrics", "notify")}
-    finally:
-        goals.close()
-        checkins.close()
-        mongo.close()
+    wait_quiet(metrics[0].http_port, [goals_db, checkins_db, notify_db], settings.amqp_uri, timeout=180)
+    deadline = time.monotonic() + 60
+    while not notify_settled(notify_db):
+        assert time.monotonic() < deadline, "notify never sent what it had"
+        time.sleep(0.5)
+    clock[0] = datetime.now(UTC).replace(microsecond=0)
+    print(f"quiet {time.monotonic() - started:.1f}s")
+    families, scraped = engagement(scrape(metrics[0].http_port))
+    expected = expected_samples(read_sources(goals(DEMO_ADMIN), checkins(DEMO_ADMIN)), clock[0])
+    second = engagement(scrape(metrics[1].http_port))[1]
+    stored_checkins = sum(
+        len(pages(checkins(DEMO_ADMIN).ListCheckins, checkins_pb2.ListCheckinsRequest(
+            v2mom_id=v2mom.id, include_superseded=True, page_size=200), "checkins"))
+        for v2mom in pages(goals(DEMO_ADMIN).ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200), "v2moms"))
+    leases = {name: {doc["_id"] for doc in stores[name].leases.find()} for name in stores}
 
     assert families == FAMILIES
     wrong = mismatches(expected, scraped)

@@ -7,7 +7,7 @@ import pymongo
 from nameko.extensions import DependencyProvider
 
 from ..core import config as config_module
-from ..store.lease import Lease, Leases
+from ..store.lease import SKEW_SECONDS, Lease, Leases
 from ..store.mongo import connect
 from ..bus.outbox import OutboxRelay
 
@@ -95,7 +95,11 @@ RELAY_JOB = "outbox_relay"
 
 
 def lease_seconds() -> float:
-    return config_module.env_float("LEASE_SECONDS", 10.0)
+    seconds = config_module.env_float("LEASE_SECONDS", 10.0)
+    if seconds <= 4 * SKEW_SECONDS:
+        raise config_module.ConfigError(
+            f"LEASE_SECONDS must be more than {4 * SKEW_SECONDS:g} (it must outlast clock skew), got {seconds:g}")
+    return seconds
 
 
 class OutboxRelayProvider(DependencyProvider):
