@@ -25,6 +25,13 @@ V2MOM_EVENTS = (
     # Milestones a check-in completed: a new revision of the same published items, nothing to count anew, but
     # its revision keeps this projection in step (and the event has a consumer, so it is never unroutable).
     "milestones_completed",
+    # A V2MOM moved to a successor (TransferV2MOM, or a unit's new leader): a newer revision naming the new owner,
+    # and for an individual V2MOM the new owner's unit. The owner's live count and the unit it counts for follow
+    # through the ledger like any identity change; the state and published items stay as they were.
+    "v2mom_transferred",
+    # A leaver's items passed to the V2MOM's owner in place: item owners and Accountables, which metrics does not
+    # count (the published item ids stay), so only the revision moves; consumed to keep this projection in step.
+    "v2mom_items_reassigned",
 )
 PERSON_UPSERTED, ORG_UNIT_UPSERTED = "person_upserted", "org_unit_upserted"
 OBSTACLE_CHANGED = "obstacle_changed"
