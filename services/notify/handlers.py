@@ -27,7 +27,7 @@ from services.platform.core.clock import from_timestamp, to_millis, utc_now
 from services.platform.core.config import ConfigError, env_float, env_int, env_str
 from services.platform.store.mongo import find_in, update_in
 from services.platform.worker.consumer import PermanentError, parse_data, require
-from v2mom.v1 import checkins_pb2, common_pb2, events_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 from . import kinds, rules, schedules, unsubscribe
 from .deliveries import Deliveries, Stats, inc_stats
@@ -301,6 +301,45 @@ class Notifier:
         self._cancel_approval(data.v2mom_id, data.revision)
         self.v2mom_submitted(envelope, sla_from_event=True)
 
+    def v2mom_transferred(self, envelope: dict) -> None:
+        """The V2MOM has a new owner (TransferV2MOM, or they became its unit's leader). notify's copy takes the new
+        owner and unit (and the published content the event carries, whose items may have passed on with it), so
+        reminders, escalations and attention go to the new owner from now on; the new owner is told (ATTENTION:
+        inbox, and email as their preferences say). A submission's new approver is asked by the
+        ``v2mom_approver_changed`` goals publishes with it. A transfer that is old news (the V2MOM has moved on to
+        someone else since) or that the new owner made themselves tells nobody."""
+        data = self._v2mom_data(envelope)
+        owner = self._recipient(data.owner_id, "new owner", envelope)
+        copy = self._take_handover(data, envelope)
+        if copy.get("revision", 0) > data.revision and copy.get("owner_id") != data.owner_id:
+            log.info("transfer superseded by a later owner: nobody told",
+                     extra={"v2mom_id": data.v2mom_id, "revision": data.revision})
+            return
+        if data.actor_id and data.actor_id == data.owner_id:
+            return
+        previous = self._named(data.previous_owner_id) if data.previous_owner_id else None
+        content = envelope["data"].get("content") or {}
+        view = {**_v2mom_view(data, envelope),
+                "title": copy.get("title") or copy.get("submitted_title") or rules.content_title(content)}
+        self.notify(rules.v2mom_transferred(envelope["id"], view, owner, previous, data.reason,
+                                            self.settings.portal_url_template), owner)
+
+    def v2mom_items_reassigned(self, envelope: dict) -> None:
+        """A leaver's methods, measures and obstacles passed to the V2MOM's owner, in place (no re-approval): the
+        copy's content and ``items`` take the new owners and Accountables, so reminders, escalations and attention
+        go to them. Nobody is told: the owner holds what they already answer for."""
+        self._take_handover(self._v2mom_data(envelope), envelope)
+
+    def _take_handover(self, data: events_pb2.V2MOMEventData, envelope: dict) -> dict:
+        """A system revision that changes who holds a V2MOM or its items without an approval. Its ``content`` is
+        the published version's once there is one (``publishTime`` set): then it replaces the kept published content
+        (guarded by revision, as an approval's) and the items follow it; before that only owner and unit change."""
+        published = data.HasField("publish_time") and data.state != goals_pb2.V2MOM_STATE_ARCHIVED
+        copy = self._remember(data, envelope, published=published)
+        if published:
+            self._publish_items(data, envelope, copy)
+        return copy
+
     def v2mom_withdrawn(self, envelope: dict) -> None:
         """The owner took the submission back: nobody is waiting for the approver, so their reminders and
         escalations stop. Remembered as a decision, so the submission arriving late asks nobody either."""
@@ -527,7 +566,8 @@ class Notifier:
         if tier == 1:
             next_id = rules.accountable_for(copy.get("content"), item["kind"], item["item_id"])
         else:
-            v2mom_owner = self._named(item.get("v2mom_owner_id") or copy.get("owner_id", ""))
+            # The copy's owner first: a transfer since the item went stale hands the escalation to the new one's manager.
+            v2mom_owner = self._named(copy.get("owner_id") or item.get("v2mom_owner_id", ""))
             next_id = v2mom_owner.manager_id
         notified = list(payload.get("notified") or [])
         recipient = self.people.get(next_id) if next_id and next_id not in notified else None

@@ -248,6 +248,23 @@ def attention(event_id: str, progress: dict, recipient: Person, v2mom_title: str
     )
 
 
+def v2mom_transferred(event_id: str, v2mom: dict, recipient: Person, previous_owner: Person | None,
+                      reason: str, portal: str) -> Planned:
+    """A V2MOM is now the recipient's (TransferV2MOM, or they became the unit's leader): ATTENTION, so it reaches
+    them as their preferences say (inbox and email by default; the digest if they chose it)."""
+    title = v2mom.get("title") or "a V2MOM"
+    before = f" from {previous_owner.called}" if previous_owner and previous_owner.id else ""
+    return planned(
+        f"{event_id}/transferred", recipient.id, kinds.ATTENTION,
+        f"\u201c{title}\u201d is now yours",
+        f"\u201c{title}\u201d was transferred to you{before}"
+        + (f" ({reason})" if reason else "") + ". Its check-ins, reminders and approvals come to you from now on.",
+        link=link(portal, v2mom["v2mom_id"]), v2mom_id=v2mom["v2mom_id"], org_unit_id=v2mom.get("org_unit_id", ""),
+        facts={"v2mom_id": v2mom["v2mom_id"], "previous_owner_id": previous_owner.id if previous_owner else "",
+               "transferred": True},
+    )
+
+
 OPEN_OBSTACLE = "OBSTACLE_STATUS_OPEN"
 
 

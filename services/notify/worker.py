@@ -163,6 +163,15 @@ class NotifyWorker:
         with_retries(self.notify.notifier.v2mom_approver_changed, envelope)
         self.relay.kick([DELIVERIES])
 
+    @cloud_event_handler("goals", "v2mom_transferred")
+    def on_v2mom_transferred(self, envelope):
+        with_retries(self.notify.notifier.v2mom_transferred, envelope)
+        self.relay.kick([DELIVERIES])
+
+    @cloud_event_handler("goals", "v2mom_items_reassigned")
+    def on_v2mom_items_reassigned(self, envelope):
+        with_retries(self.notify.notifier.v2mom_items_reassigned, envelope)
+
     @cloud_event_handler("goals", "v2mom_withdrawn")
     def on_v2mom_withdrawn(self, envelope):
         with_retries(self.notify.notifier.v2mom_withdrawn, envelope)
