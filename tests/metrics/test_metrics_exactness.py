@@ -5,7 +5,8 @@ process) with goals-worker relaying its outbox, checkins-api (in process) with
 checkins-worker, the metrics-worker process consuming both, and metrics-api
 serving /metrics over HTTP. The organisation is the goals demo seed, the
 check-ins demo history (deploy/demo/checkins_seed.py), and a scripted week on top:
-a submission, an approval, a request for changes, a move and a leaver.
+a submission, an approval, a request for changes, a move, a V2MOM transferred (TransferV2MOM) to
+someone in another team, and a leaver.
 
 The expected values come from tests/support/exactness.py, which reads only the
 source services' APIs. metrics-api's clock is pinned to the moment of
@@ -73,8 +74,8 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
         report = seed_checkins(settings.auth, goals_addr, checkins_addr, progress=False, catch_up_wait=0)
         assert report.recorded > 100, report.summary()
         admin_goals, admin_checkins = goals_api(DEMO_ADMIN), checkins_api(DEMO_ADMIN)
-        done = scripted_week(db, goals_api)
-        assert {"approved", "changes_requested", "submitted", "moved", "left"} <= done.keys(), done
+        done = scripted_week(db, goals_api, with_transfer=True)
+        assert {"approved", "changes_requested", "submitted", "moved", "transferred", "left"} <= done.keys(), done
 
         print(f"check-ins seed and week {time.monotonic() - started:.1f}s")
         wait_quiet(metrics.http_port, [db, checkins_db], settings.amqp_uri)

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.goals.directory import Directory
 from tests.support.metrics_service import scrape
-from v2mom.v1 import checkins_pb2, common_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, common_pb2, directory_pb2, directory_pb2_grpc, goals_pb2
 
 # The demo organisation's admin (deploy/demo/goals/org.yaml): roles are the directory's, never a token's.
 DEMO_ADMIN = "kofi.mensah"
@@ -338,9 +338,10 @@ def wait_quiet(port: int, databases: list, amqp_uri: str, timeout: float = QUIET
 # --- a scripted week on top of the demo -----------------------------------------------------------------------
 
 
-def scripted_week(goals_db, goals_api, with_leaver: bool = True) -> dict:
-    """A submission, an approval, a request for changes, a move and (``with_leaver``) a leaver, through goals'
-    own paths."""
+def scripted_week(goals_db, goals_api, with_leaver: bool = True, with_transfer: bool = False) -> dict:
+    """A submission, an approval, a request for changes, a move, (``with_transfer``) a V2MOM transferred to
+    someone in another team and (``with_leaver``) a leaver, through goals' own paths. ``with_transfer`` needs
+    ``goals_api`` to be the in-process goals-api's client factory (it has ``port``)."""
     done = {}
     goals = goals_api(DEMO_ADMIN)
     v2moms = pages(goals.ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200), "v2moms")
@@ -379,9 +380,43 @@ def scripted_week(goals_db, goals_api, with_leaver: bool = True) -> dict:
         target = next(t for t in teams if t != mover["org_unit_id"])
         directory.upsert_person({**mover, "org_unit_id": target})
         done["moved"] = (mover["_id"], mover["org_unit_id"], target)
+    successor = None
+    if with_transfer:
+        transferred = a_transfer(goals_db, goals_api, v2moms, published[1:], {mover and mover["_id"]})
+        done.update(transferred)
+        successor = transferred.get("transferred", (None, None, None))[2]
     if with_leaver:
-        done.update(a_leaver(goals_db, {v.owner_id for v in v2moms} - {mover and mover["_id"]}))
+        done.update(a_leaver(goals_db, {v.owner_id for v in v2moms} - {mover and mover["_id"], successor}))
     return done
+
+
+def a_transfer(goals_db, goals_api, v2moms: list, candidates: list, busy: set) -> dict:
+    """An admin transfers a published individual V2MOM (TransferV2MOM) to an active person of another team who has
+    no individual V2MOM in its cycle: it must stop counting for its owner and unit and count for theirs."""
+    with grpc.insecure_channel(f"127.0.0.1:{goals_api.port}") as channel:
+        return _transfer_one(goals_db, directory_pb2_grpc.DirectoryServiceStub(channel),
+                             goals_api(DEMO_ADMIN).metadata, v2moms, candidates, busy)
+
+
+def _transfer_one(goals_db, directory, metadata, v2moms: list, candidates: list, busy: set) -> dict:
+    holders = {(v.owner_id, v.cycle_id) for v in v2moms if v.level == common_pb2.ORG_LEVEL_INDIVIDUAL}
+    people = list(goals_db.people.find({"active": True}, {"org_unit_id": 1}).sort("_id", 1))
+    for v2mom in candidates:
+        if v2mom.owner_id in busy:
+            continue
+        owner_unit = next((p["org_unit_id"] for p in people if p["_id"] == v2mom.owner_id), None)
+        for person in people:
+            if (person["_id"] in busy or person["org_unit_id"] == owner_unit
+                    or (person["_id"], v2mom.cycle_id) in holders):
+                continue
+            try:
+                directory.TransferV2MOM(directory_pb2.TransferV2MOMRequest(
+                    v2mom_id=v2mom.id, successor_id=person["_id"], reason="exactness: a transfer"),
+                    metadata=metadata, timeout=10)
+            except grpc.RpcError:
+                continue  # a successor goals refuses (a unit they cannot take): try the next
+            return {"transferred": (v2mom.id, v2mom.owner_id, person["_id"])}
+    return {}
 
 
 def a_leaver(goals_db, owners: set[str]) -> dict:
