@@ -46,6 +46,7 @@ bench: install
 	$(PY) -m bench.metrics
 	$(PY) -m bench.notify
 	$(PY) -m bench.scim
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf $(VENV) var .pytest_cache protos/v2mom/v1/*_pb2*.py*
