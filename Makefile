@@ -46,6 +46,7 @@ bench: install
 	$(PY) -m bench.metrics
 	$(PY) -m bench.notify
 	$(PY) -m bench.scim
+	$(PY) -m bench.directory_import --employees 2000
 	$(PY) -m bench.scale
 
 clean:
