@@ -21,6 +21,7 @@ from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
 from tests.support.metrics import (
     ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, Journey, NOW, org_unit, person, raw_event, scrape, SmallOrg,
+    value,
 )
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
@@ -29,13 +30,6 @@ from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 #
 #   acme (company: ceo)  ── eng (department: vp) ── platform (team: ann, bob, cat who left)
 #                        └─ sales (team: dan, eve)
-
-
-def value(samples, name, unit, scope="direct", **labels):
-    names = {"acme": "Acme", "eng": "Engineering", "platform": "Platform", "sales": "Sales"}
-    levels = {"acme": "company", "eng": "department", "platform": "team", "sales": "team"}
-    key = {"org_unit": unit, "org_unit_name": names[unit], "level": levels[unit], "cycle": CYCLE, "scope": scope, **labels}
-    return samples.get((name, frozenset(key.items())))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ transfer the gauges must be exactly those.
 """
 
 import copy
+import functools
 import random
 import uuid
 
@@ -15,13 +16,18 @@ import pytest
 
 from services.goals import events as goal_events
 from services.platform.bus.events import to_wire
-from tests.metrics.test_metrics_worker import (  # noqa: F401 (fixtures)
-    broker_uri, databases, dead_letters, wait_for, worker,
-)
-from tests.metrics.test_metrics_aggregation import value
-from tests.support.metrics import ago, apply_all, at, Journey, LEVELS, person, scrape, SmallOrg, STATES, _stamp
-from tests.support.metrics_service import handled, publish
+from tests.support import processes
+from tests.support.metrics import ago, apply_all, at, Journey, LEVELS, person, scrape, SmallOrg, STATES, _stamp, value
+from tests.support.metrics_service import dead_letters, handled, publish
 from v2mom.v1 import events_pb2
+
+wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.2)
+
+
+@pytest.fixture
+def broker_uri(isolated_broker_uri):
+    return isolated_broker_uri
+
 
 # v-ann (ann's published individual V2MOM in platform) goes to eve in sales, whose own V2MOM is archived;
 # v-vp (vp's department V2MOM in eng, changes requested) goes to the ceo and stays with eng.

@@ -11,41 +11,18 @@ import json
 import os
 import random
 import time
-import uuid
 
-import kombu
-import pymongo
 import pytest
 
 from services.metrics import store
-from services.platform.store.mongo import ensure_indexes
 from tests.support.metrics import ago, apply_all, CheckinLog, raw_event, scrape, SmallOrg
 from tests.support import processes
-from tests.support.metrics_service import handled, publish, QUEUES, Worker
+from tests.support.metrics_service import dead_letters, handled, publish, Worker
 from v2mom.v1 import checkins_pb2
 
 @pytest.fixture
 def broker_uri(isolated_broker_uri):
     return isolated_broker_uri
-
-
-@pytest.fixture
-def databases(mongo_uri, metrics_db_name):
-    """The worker's database (metrics_worker's), and the oracle's."""
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    names = [metrics_db_name, f"metrics_test_{uuid.uuid4().hex[:10]}"]
-    worker_db, oracle_db = client[names[0]], client[names[1]]
-    ensure_indexes(oracle_db, store.INDEXES)
-    yield worker_db, oracle_db
-    for name in names:
-        client.drop_database(name)
-    client.close()
-
-
-@pytest.fixture
-def worker(databases, metrics_worker):
-    """The root's metrics_worker, on the first of ``databases``."""
-    return metrics_worker
 
 
 wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.2)
@@ -54,17 +31,6 @@ wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.2)
 def expected_for(oracle_db, events) -> dict:
     apply_all(oracle_db, events)
     return scrape(oracle_db)
-
-
-def dead_letters(connection) -> list:
-    found = []
-    channel = connection.channel()
-    for name in QUEUES:
-        queue = kombu.Queue(name + ".dlq")(channel)
-        while (message := queue.get(no_ack=True)) is not None:
-            found.append(message)
-    channel.close()
-    return found
 
 
 # --- the tests ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from services.platform.core.config import load
 from tests.support.events_probe import EventProbe
 from tests.support.goals import build_org
 from tests.support.notify import NotifyWorker
+from tests.support.notify_world import build_world
 from tests.support.services import served_in_process
 from tests.support.sinks import smtp_sink
 from v2mom.v1 import notify_pb2_grpc
@@ -112,3 +113,9 @@ def notify_worker(settings, notify_db_name, goals_api, sink, tmp_path):
         yield worker
     finally:
         worker.stop_all()
+
+
+@pytest.fixture
+def world(notify_db):
+    """notify's handlers and dispatcher in process on this test's database (tests/support/notify_world.py)."""
+    return build_world(notify_db)

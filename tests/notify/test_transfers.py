@@ -12,9 +12,7 @@ from services.notify import kinds, schedules
 from services.notify.store import ITEMS, PREFERENCES, SCHEDULES, V2MOMS
 from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
-from tests.notify.test_worker_handlers import (  # noqa: F401 (the fixture)
-    approved, counts, deliveries, fire_due, notifications, stale, T0, world,
-)
+from tests.support.notify_world import T0, approved, counts, deliveries, fire_due, notifications, stale
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 

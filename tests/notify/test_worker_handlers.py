@@ -4,123 +4,22 @@ Envelopes are built by goals' and check-ins' own event code and rendered as they
 handlers see exactly what RabbitMQ would hand them. Senders are recorders, so a test can say what went out.
 """
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.checkins import events as checkin_events
 from services.goals import events as goals_events
 from services.notify import kinds, rules, schedules
 from services.notify.channels import PermanentFailure, TemporaryFailure
 from services.notify.deliveries import Deliveries
-from services.notify.directory import People
-from services.notify.dispatch import Dispatcher
-from services.notify.handlers import Notifier, WorkerSettings
-from services.notify.store import DELIVERIES, INDEXES, NOTIFICATIONS, SCHEDULES, STATS, SUBSCRIPTIONS, V2MOMS
+from services.notify.store import NOTIFICATIONS, SCHEDULES, STATS, SUBSCRIPTIONS, V2MOMS
 from services.platform.bus.events import to_wire
-from services.platform.store.mongo import ensure_indexes
 from services.platform.worker.consumer import PermanentError
-from tests.support.notify import Clock, Recorder
-from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
-
-T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # a Wednesday
-SETTINGS = WorkerSettings(portal_url_template="https://portal.test/v2moms/{v2mom_id}", approval_sla_days=2,
-                          escalation_email_after_hours=24, lease_seconds=30)
-PEOPLE = {  # id: (name, manager)
-    "olive": ("Olive Owner", "lee"), "lee": ("Lee Lead", "dana"), "dana": ("Dana Director", ""),
-    "acc": ("Ace Accountable", "lee"),
-}
-
-
-@pytest.fixture
-def world(notify_db):
-    ensure_indexes(notify_db, INDEXES)
-    people = People(notify_db, goals=None, cache_seconds=0)
-    for person_id, (name, manager) in PEOPLE.items():
-        people.upsert_from_event({"id": person_id, "displayName": name, "email": f"{person_id}@acme.test",
-                                  "managerId": manager, "orgUnitId": "platform", "active": True}, 1)
-    clock = Clock(T0)
-    email, webhook = Recorder(), Recorder()
-    notifier = Notifier(notify_db, people, SETTINGS, now=clock)
-    dispatcher = Dispatcher(notify_db, people, email, webhook, SETTINGS, now=clock)
-
-    class World:
-        pass
-
-    w = World()
-    w.db, w.people, w.clock, w.email, w.webhook, w.notifier, w.dispatcher = (
-        notify_db, people, clock, email, webhook, notifier, dispatcher)
-    return w
-
-
-def content():
-    return goals_pb2.V2MOMContent(
-        title="Olive FY27",
-        methods=[goals_pb2.Method(id="m1", title="Ship it", owner_id="olive", accountable_id="acc")],
-        measures=[goals_pb2.Measure(id="x1", title="NPS", owner_id="olive", method_ids=["m1"])],
-    )
-
-
-def v2mom_event(event_type, revision, state, reason="", approver="lee", actor="", v2mom_id="v2m_1", body=None):
-    data = events_pb2.V2MOMEventData(
-        v2mom_id=v2mom_id, revision=revision, owner_id="olive", org_unit_id="platform", cycle_id="FY2027",
-        level=common_pb2.ORG_LEVEL_INDIVIDUAL, state=state, approver_id=approver, actor_id=actor, reason=reason,
-        content=body or content())
-    data.submit_time.FromDatetime(T0)
-    return to_wire(goals_events.v2mom_event(event_type, data))
-
-
-def submitted(revision=2, **kw):
-    return v2mom_event(goals_events.V2MOM_SUBMITTED, revision, goals_pb2.V2MOM_STATE_SUBMITTED, **kw)
-
-
-def approved(revision=3, **kw):
-    return v2mom_event(goals_events.V2MOM_APPROVED, revision, goals_pb2.V2MOM_STATE_PUBLISHED, actor="lee", **kw)
-
-
-def changes_requested(revision=3, reason="Add a measure", **kw):
-    return v2mom_event(goals_events.V2MOM_CHANGES_REQUESTED, revision, goals_pb2.V2MOM_STATE_CHANGES_REQUESTED,
-                       reason=reason, actor="lee", **kw)
-
-
-def stale(item_id="m1", kind=checkins_pb2.ITEM_KIND_METHOD, owner="olive"):
-    data = events_pb2.ItemStalenessEventData(
-        item=checkins_pb2.StaleItem(v2mom_id="v2m_1", kind=kind, item_id=item_id, title="Ship it", owner_id=owner,
-                                    org_unit_id="platform", cycle_id="FY2027",
-                                    staleness=checkins_pb2.STALENESS_STALE),
-        cadence=checkins_pb2.CADENCE_WEEKLY, v2mom_owner_id="olive")
-    event = to_wire(checkin_events.staleness_event(checkin_events.ITEM_BECAME_STALE, data))
-    event["time"] = T0.isoformat().replace("+00:00", "Z")
-    return event
-
-
-def checkin(item_id="m1", recorded=T0 + timedelta(hours=30)):
-    c = checkins_pb2.Checkin(id=f"chk_{uuid.uuid4().hex[:8]}", v2mom_id="v2m_1", item_kind=checkins_pb2.ITEM_KIND_METHOD,
-                             item_id=item_id, author_id="olive", owner_id="olive")
-    c.observe_time.FromDatetime(recorded)
-    c.record_time.FromDatetime(recorded)
-    return to_wire(checkin_events.checkin_event(checkin_events.CHECKIN_RECORDED, events_pb2.CheckinEventData(checkin=c)))
-
-
-def progress(revision, off_track, item_id="x1"):
-    data = events_pb2.ProgressEventData(v2mom_id="v2m_1", owner_id="olive", org_unit_id="platform", revision=revision,
-                                        off_track_measures=off_track, measures=2, item_kind=checkins_pb2.ITEM_KIND_MEASURE,
-                                        item_id=item_id, cause="checkin")
-    return to_wire(checkin_events.progress_event(data))
-
-
-def notifications(db, **query):
-    return list(db[NOTIFICATIONS].find(query))
-
-
-def deliveries(db, **query):
-    return list(db[DELIVERIES].find(query))
-
-
-def counts(db):
-    return db[NOTIFICATIONS].count_documents({}), db[DELIVERIES].count_documents({}), db[SCHEDULES].count_documents({})
-
+from tests.support.notify_world import (
+    T0, approved, changes_requested, checkin, content, counts, deliveries, fire_due, notifications,
+    progress, stale, submitted, v2mom_event,
+)
+from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
 # --- approvals --------------------------------------------------------------------------------------------------
 
@@ -225,13 +124,6 @@ def test_approval_sla_reminds_the_approver_then_escalates_to_their_manager(world
     fire_due(world, T0 + timedelta(days=6))
     assert sorted(n["recipient_id"] for n in notifications(world.db, kind=kinds.APPROVAL_OVERDUE)) == ["dana", "lee"]
     assert world.db[SCHEDULES].count_documents({"state": schedules.DONE}) == 2
-
-
-def fire_due(world, at):
-    world.clock.now = at
-    while (schedule := world.notifier.schedules.claim_due(at, 30)) is not None:
-        world.notifier.fire(schedule)
-        assert world.notifier.schedules.done(schedule, at)
 
 
 def test_a_schedule_fired_twice_after_a_lost_lease_writes_nothing_new(world):

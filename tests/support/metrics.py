@@ -365,3 +365,11 @@ def bench_shaped_org(db, n_units: int = 120) -> None:
     units = org(n_units)
     db[store.UNITS].insert_many([unit_document(unit, False) for unit in units])
     db[store.AGGREGATES].insert_many([aggregate_document(unit[0], NOW, False) for unit in units])
+
+
+def value(samples, name, unit, scope="direct", **labels):
+    """A gauge's value for one unit of the SmallOrg (acme, eng, platform, sales) in CYCLE, or None."""
+    names = {"acme": "Acme", "eng": "Engineering", "platform": "Platform", "sales": "Sales"}
+    levels = {"acme": "company", "eng": "department", "platform": "team", "sales": "team"}
+    key = {"org_unit": unit, "org_unit_name": names[unit], "level": levels[unit], "cycle": CYCLE, "scope": scope, **labels}
+    return samples.get((name, frozenset(key.items())))

@@ -106,3 +106,14 @@ def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return response.read().decode()
+
+
+def dead_letters(connection) -> list:
+    found = []
+    channel = connection.channel()
+    for name in QUEUES:
+        queue = kombu.Queue(name + ".dlq")(channel)
+        while (message := queue.get(no_ack=True)) is not None:
+            found.append(message)
+    channel.close()
+    return found
