@@ -97,7 +97,7 @@ def person_of(row: dict) -> directory_pb2.PersonChange:
 
 def _call(client: Client, people: list, dry_run: bool, allow: bool) -> directory_pb2.ImportDirectoryResponse:
     request = directory_pb2.ImportDirectoryRequest(people=people, dry_run=dry_run, allow_mass_deactivation=allow)
-    return client.call("ImportDirectory", request, attempts=2)
+    return client.call("ImportDirectory", request, attempts=2, timeout=CALL_TIMEOUT_SECONDS)
 
 
 def _apply_in_parts(client: Client, people: list) -> None:

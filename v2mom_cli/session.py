@@ -120,15 +120,16 @@ class Client:
         self.stub = api.stub_class(self.channel)
         self._metadata = bearer_metadata(token)
 
-    def call(self, rpc: str, request, attempts: int = 1):
-        """attempts > 1 retries a call that never arrived or whose answer was lost.
+    def call(self, rpc: str, request, attempts: int = 1, timeout: float = CALL_TIMEOUT_SECONDS):
+        """attempts > 1 retries a call that never arrived or whose answer was lost; ``timeout`` is each
+        attempt's deadline in seconds.
 
         Only for calls that are safe to repeat: reads, and writes carrying an
         idempotency key, which the API answers with the first result.
         """
         for attempt in range(1, attempts + 1):
             try:
-                return getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=CALL_TIMEOUT_SECONDS)
+                return getattr(self.stub, rpc)(request, metadata=self._metadata, timeout=timeout)
             except grpc.RpcError as error:
                 if attempt == attempts or error.code() not in RETRIABLE:
                     raise ApiCallFailed(error, self.api.name, self.api.setting, self.addr) from None

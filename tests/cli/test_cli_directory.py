@@ -44,3 +44,18 @@ def test_an_hris_export_imports_once_and_a_bad_one_not_at_all(cli, seeded_goals,
     cli.ok("login", "hannah.berg")
     assert "hr or admin" in cli("directory", "import", str(good)).stderr
     assert seeded_goals.db.people.count_documents({"external_id": {"$regex": f"^{tag}-[789]"}}) == 0
+
+
+def test_an_import_waits_for_a_whole_batch_not_a_quick_calls_deadline():
+    """A batch of hundreds of rows takes longer than the CLI's 10 s for one-record calls."""
+    from v2mom_cli import directory as directory_cli
+
+    asked = {}
+
+    class Recording:
+        def call(self, rpc, request, attempts=1, timeout=None):
+            asked.update(rpc=rpc, attempts=attempts, timeout=timeout)
+
+    directory_cli._call(Recording(), [], dry_run=True, allow=False)
+    assert asked == {"rpc": "ImportDirectory", "attempts": 2, "timeout": directory_cli.CALL_TIMEOUT_SECONDS}
+    assert directory_cli.CALL_TIMEOUT_SECONDS >= 300
