@@ -49,15 +49,18 @@ def test_a_transfer_reaches_the_new_owner_once_by_email_and_inbox(org, notify_wo
     transfer = event("v2mom_transferred", 4, "otto", previous="olive")
     publish(connection, transfer)
     publish(connection, transfer)  # redelivered upstream
-    [mail] = wait_for(lambda: mails_to(sink, "otto@acme.test"), message="the new owner never heard of the transfer")
+    def told_of_the_transfer():  # otto may also be reminded to check in on the measure that became his
+        return [m for m in mails_to(sink, "otto@acme.test") if "now yours" in m["Subject"]]
+
+    [mail] = wait_for(told_of_the_transfer, message="the new owner never heard of the transfer")
     assert "Billing FY27" in mail["Subject"] and "now yours" in mail["Subject"]
     assert "https://portal.test/v2moms/v2m_tr" in mail.get_body(("plain",)).get_content()
     wait_for(lambda: connection.channel().queue_declare(QUEUE, passive=True).message_count == 0,
              message="transfers never consumed")
     time.sleep(1.0)  # the dispatcher runs a few more times: the replay sends nothing
-    assert len(mails_to(sink, "otto@acme.test")) == 1
-    [note] = list(ndb[NOTIFICATIONS].find({"recipient_id": "otto"}))
-    assert note["kind"] == kinds.ATTENTION
+    assert len(told_of_the_transfer()) == 1, "the replayed transfer was told twice"
+    [note] = list(ndb[NOTIFICATIONS].find({"recipient_id": "otto", "kind": kinds.ATTENTION}))
+    assert "now yours" in note["title"]
     assert ndb[V2MOMS].find_one({"_id": "v2m_tr"})["owner_id"] == "otto"
     owners = {doc["item_id"]: doc["owner_id"] for doc in ndb[ITEMS].find({"v2mom_id": "v2m_tr"})}
     assert owners == {"m1": "olive", "x1": "otto"}
