@@ -13,6 +13,7 @@ from services.goals.directory import Directory
 from services.platform.store.mongo import ensure_indexes
 from tests.support.checkins import FY2027_DATES, GoalsWorld, publish_v2mom, world_content
 from tests.support.checkins_requests import Store
+from tests.support.mongo import Commands
 from v2mom.v1 import common_pb2, goals_pb2
 
 
@@ -55,5 +56,17 @@ def cdb(mongo_uri):
     # The indexes checkins-worker makes at start: some reads name theirs.
     ensure_indexes(client[name], progress_store.INDEXES + clock_store.INDEXES)
     yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def recorded_store(mongo_uri):
+    """A check-ins database of the test's own, and the record of every command its client sends
+    (tests/support/mongo.Commands): for tests of what a path costs the store."""
+    commands = Commands()
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True, event_listeners=[commands])
+    name = f"checkins_cost_{uuid.uuid4().hex[:10]}"
+    yield client[name], commands
     client.drop_database(name)
     client.close()

@@ -11,35 +11,20 @@
 """
 
 import threading
-import uuid
 from datetime import timedelta
-
-import pymongo
-import pytest
 
 from services.checkins.handlers import Projection
 from services.checkins.progress_store import KeyedLocks
 from services.checkins.repository import CycleSettingsRepository
 from tests.support.checkin_events import FakeGoals, NOW, approved, checkin_data, content, recorded, v2mom_data
-from tests.support.mongo import Commands
 from v2mom.v1 import checkins_pb2
 
 WEEKLY = checkins_pb2.CADENCE_WEEKLY
 AT_ONCE = 8
 
 
-@pytest.fixture
-def store(mongo_uri):
-    commands = Commands()
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True, event_listeners=[commands])
-    name = f"checkins_hot_{uuid.uuid4().hex[:10]}"
-    yield client[name], commands
-    client.drop_database(name)
-    client.close()
-
-
-def test_check_ins_on_one_v2mom_handled_at_once_each_read_and_write_its_progress_once(store):
-    db, commands = store
+def test_check_ins_on_one_v2mom_handled_at_once_each_read_and_write_its_progress_once(recorded_store):
+    db, commands = recorded_store
     projection = Projection(db, FakeGoals(), now=lambda: NOW)
     measures = [f"msr-{n}" for n in range(AT_ONCE)]
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3, content([(m, 0, 100, 1) for m in measures]))))
@@ -111,8 +96,8 @@ def test_keyed_locks_keep_only_the_keys_in_use():
     assert locks._locks == {}
 
 
-def test_the_event_cadence_is_read_once_and_a_change_through_this_process_is_seen_at_once(store):
-    db, commands = store
+def test_the_event_cadence_is_read_once_and_a_change_through_this_process_is_seen_at_once(recorded_store):
+    db, commands = recorded_store
     api = CycleSettingsRepository(db, remember_seconds=10.0)
 
     reads = commands.during(lambda: [api.recent_cadence("FY2027") for _ in range(5)])
@@ -125,8 +110,8 @@ def test_the_event_cadence_is_read_once_and_a_change_through_this_process_is_see
     assert [c[1] for c in commands.during(lambda: api.cadence("FY2027"))] == ["cycle_settings"]
 
 
-def test_the_worker_remembers_no_cadence(store):
-    db, commands = store
+def test_the_worker_remembers_no_cadence(recorded_store):
+    db, commands = recorded_store
     worker = CycleSettingsRepository(db)
     CycleSettingsRepository(db, remember_seconds=10.0).set_cadence("FY2027", "CADENCE_MONTHLY", "ada", NOW)
 

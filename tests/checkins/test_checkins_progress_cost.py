@@ -6,29 +6,14 @@ commands must be the same few, each addressed by _id, and none may touch
 the ``checkins`` collection except the one correction link by _id.
 """
 
-import uuid
 from datetime import timedelta
-
-import pymongo
-import pytest
 
 from services.checkins.handlers import Projection
 from tests.support.checkin_events import approved, checkin_data, corrected, FakeGoals, NOW, recorded, v2mom_data
-from tests.support.mongo import Commands
 from v2mom.v1 import checkins_pb2
 
 HISTORY = 500
 WEEKLY = checkins_pb2.CADENCE_WEEKLY  # the event names the cadence, so no settings lookup either
-
-
-@pytest.fixture
-def store(mongo_uri):
-    commands = Commands()
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True, event_listeners=[commands])
-    name = f"checkins_cost_{uuid.uuid4().hex[:10]}"
-    yield client[name], commands
-    client.drop_database(name)
-    client.close()
 
 
 def shape(commands):
@@ -44,8 +29,8 @@ def add_history(db, count: int) -> None:
     ])
 
 
-def test_a_check_in_touches_one_progress_document_and_one_clock_however_long_the_history(store):
-    db, commands = store
+def test_a_check_in_touches_one_progress_document_and_one_clock_however_long_the_history(recorded_store):
+    db, commands = recorded_store
     projection = Projection(db, FakeGoals(), now=lambda: NOW)
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
 
@@ -67,8 +52,8 @@ def test_a_check_in_touches_one_progress_document_and_one_clock_however_long_the
     assert {query["_id"] for _, collection, query in with_history if collection == "progress"} == {"v2m_ann"}
 
 
-def test_a_correction_adds_only_the_link_to_the_check_in_it_replaces(store):
-    db, commands = store
+def test_a_correction_adds_only_the_link_to_the_check_in_it_replaces(recorded_store):
+    db, commands = recorded_store
     projection = Projection(db, FakeGoals(), now=lambda: NOW)
     projection.v2mom_approved(approved(v2mom_data("v2m_ann", 3)))
     add_history(db, HISTORY)
