@@ -39,13 +39,11 @@ class Replica:
     log: Path
     port: int | None = None  # an API's gRPC port
     process: object = None
-    starts: int = 0
 
     def start(self) -> None:
         # One log file across restarts: this life's lines are those after where the file ended.
         self._log_from = self.log.stat().st_size if self.log.exists() else 0
         self.process = start_module(self.module, self.env, log=self.log)
-        self.starts += 1
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
