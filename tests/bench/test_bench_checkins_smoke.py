@@ -52,7 +52,10 @@ def test_checkins_benchmark_quick_run_measures_every_phase(tmp_path):
     assert 0 < lag["lag"]["lag_p50_ms"] <= lag["lag"]["lag_p99_ms"] < 60_000
 
     points = result["history"]["points"]
-    assert [p["stored"]["ours"] for p in points] == [300, 600] and all(p["stored"]["ours"] == p["stored"]["bare"] for p in points)
+    # Each size is filled up to, or past when the earlier phases stored more (the lag phase's count varies).
+    stored = [p["stored"]["ours"] for p in points]
+    assert len(stored) == 2 and 300 <= stored[0] < stored[1] and stored[1] >= 600, stored
+    assert all(p["stored"]["ours"] == p["stored"]["bare"] for p in points)
     for point in points:
         assert point["ours"]["completed"] == point["bare"]["completed"] == 2
         assert finite(point["extra_ms"]) and point["bare"]["p50_ms"] > 0
