@@ -62,7 +62,7 @@ def retrying(call, tally: Tally, what: str, settled=None):
             tally.count("OK")
             return result
         except grpc.RpcError as error:
-            if retried and settled is not None and settled(error):
+            if retried and settled is not None and _settled(settled, error):
                 tally.count("OK")
                 return None
             if error.code() not in RETRIABLE:
@@ -73,6 +73,16 @@ def retrying(call, tally: Tally, what: str, settled=None):
                 raise GaveUp(f"{what} never succeeded in {CALL_BUDGET_SECONDS:.0f} s: {error.code().name}")
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+
+def _settled(settled, error: grpc.RpcError) -> bool:
+    """Whether a retry's error means "done already"; the check is a call too, and a fault may fail it."""
+    try:
+        return settled(error)
+    except grpc.RpcError as failed:
+        if failed.code() not in RETRIABLE:
+            raise AssertionError(f"checking whether it was done: {failed.code().name}: {failed.details()}") from None
+        return False
 
 
 @dataclass
