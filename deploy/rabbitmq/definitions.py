@@ -22,6 +22,11 @@ permissions are regular expressions over resource names):
 - read (consume, bind to an exchange): its own queues and exchanges and the
   events exchanges of the services it consumes.
 
+Its own exchanges include ``<service>.replay`` (direct), through which
+ReplayEvents publishes logged events to a queue an integrator bound there with
+its own name as routing key. No service may write to the default exchange
+(``amq.default``): that would let it publish into any queue by name.
+
 Every events exchange also gets a policy naming its alternate exchange,
 ``<exchange>.unrouted``, whose durable queue keeps events no consumer's queue
 took (services/platform/bus/outbox.py). A policy, as RabbitMQ recommends,
@@ -89,7 +94,9 @@ def _queues(service: str) -> str:
 
 def permissions(service: str) -> dict[str, str]:
     """The configure, write and read patterns of a service's user."""
-    events = rf"{re.escape(service)}\.events(\.unrouted)?"
+    # Its replay exchange too (services/platform/bus/replay.py): ReplayEvents publishes there, to the queues
+    # integrators bound to it, never to any queue by name (so no write on the default exchange, amq.default).
+    events = rf"{re.escape(service)}\.(events(\.unrouted)?|replay)"
     dlx = rf"{re.escape(worker_name(service))}\.dlx"
     sources = "|".join(rf"{re.escape(source)}\.events" for source in CONSUMES[service])
     return {
@@ -137,6 +144,10 @@ def _exchanges(vhost: str) -> tuple[list[dict], list[dict], list[dict], list[dic
                          "routing_key": "", "arguments": {}})
         policies.append({"vhost": vhost, "name": f"{service}-events-alternate", "pattern": f"^{re.escape(name)}$",
                          "apply-to": "exchanges", "priority": 0, "definition": {"alternate-exchange": unrouted}})
+        if service not in EXTERNAL_PUBLISHERS:
+            # ReplayEvents' exchange, declared here so an integrator can bind before the first replay.
+            exchanges.append({"name": f"{service}.replay", "vhost": vhost, "type": "direct", "durable": True,
+                              "auto_delete": False, "internal": False, "arguments": {}})
         if service in FEEDS:
             policies.append({"vhost": vhost, "name": f"{service}-events-unrouted-bounded",
                              "pattern": f"^{re.escape(unrouted)}$", "apply-to": "queues", "priority": 0,

@@ -96,6 +96,31 @@ def test_a_service_may_not_take_another_services_queue(users):
         users["checkins"], lambda channel: channel.basic_get(theirs))
 
 
+def test_a_service_replays_only_through_its_own_replay_exchange_to_a_queue_bound_there(users):
+    """ReplayEvents as goals-api does it (services/platform/bus/replay.py), with goals' user: the integrator's
+    queue (declared and bound by the broker's admin here) gets it; checkins' user may not use goals.replay."""
+    from services.platform.bus.outbox import wire_body
+    from services.platform.bus.replay import ReplayPublisher
+
+    queue = f"integrator-{uuid.uuid4().hex[:8]}"
+    with kombu.Connection(users["admin"]) as connection:
+        channel = connection.channel()
+        channel.queue_declare(queue, durable=True, auto_delete=False)
+        channel.queue_bind(queue, "goals.replay", routing_key=queue)  # the definitions declared the exchange
+    event = envelope("goals", "v2mom_created", subject="v1", data={})
+    publisher = ReplayPublisher(users["goals"], "goals", queue)
+    try:
+        publisher.send([(event["id"], event["type"], wire_body(event))])
+    finally:
+        publisher.close()
+    with kombu.Connection(users["admin"]) as connection:
+        replayed = connection.channel().basic_get(queue, no_ack=True)
+        assert replayed is not None and replayed.properties["message_id"] == event["id"]
+        connection.channel().queue_delete(queue)
+    assert "goals.replay" in refused(users["checkins"], lambda channel: channel.basic_publish(
+        amqp.Message("{}"), exchange="goals.replay", routing_key=queue))
+
+
 def test_a_consumer_declares_what_the_kernel_consumer_does_and_receives_what_it_consumes(users):
     """As checkins-worker: a passive look at goals.events, its queue bound there, its dead-letter queue and exchange."""
     worker = broker.worker_name("checkins")
@@ -194,7 +219,7 @@ def test_no_pattern_reaches_another_services_resources(service):
     granted = {kind: re.compile(pattern) for kind, pattern in broker.permissions(service).items()}
     for other in set(broker.SERVICES) - {service}:
         worker = broker.worker_name(other)
-        theirs = [f"{other}.events.unrouted", f"{worker}.dlx", f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved",
+        theirs = [f"{other}.events.unrouted", f"{other}.replay", f"{worker}.dlx", f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved",
                   f"evt-goals-v2mom_approved--{worker}.on_v2mom_approved.dlq"]
         for kind, pattern in granted.items():
             assert not any(pattern.match(name) for name in theirs), (kind, other)
