@@ -66,7 +66,7 @@ class Publisher:
     def __init__(self):
         self.events = []
 
-    def publish(self, events):
+    def publish(self, events, bodies=None):
         self.events.extend(events)
         return 0  # none unroutable
 

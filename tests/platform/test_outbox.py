@@ -90,8 +90,8 @@ class SlowPublisher(ConfirmingPublisher):
         super().__init__(*args, **kwargs)
         self.during_publish = during_publish
 
-    def publish(self, events):
-        unroutable = super().publish(events)
+    def publish(self, events, bodies=None):
+        unroutable = super().publish(events, bodies)
         self.during_publish()
         return unroutable
 

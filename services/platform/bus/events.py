@@ -37,6 +37,11 @@ def unrouted_name(exchange: str) -> str:
     return f"{exchange}.unrouted"
 
 
+def replay_exchange_name(service: str) -> str:
+    """The direct exchange through which ReplayEvents publishes to one queue, bound with its own name (replay.py)."""
+    return f"{service}.replay"
+
+
 def source_of(service: str) -> str:
     """The CloudEvents ``source`` of every event a service publishes."""
     return f"/v2mom/{service}"

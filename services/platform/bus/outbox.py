@@ -14,6 +14,10 @@ deploy/rabbitmq) sends it to the durable queue ``<exchange>.unrouted``; where
 that policy is missing the broker returns it, and the relay puts it in that
 same queue itself. Either way it is kept for an operator, counted by the
 broker and alerted on (deploy/prometheus/alerts.yml).
+
+Once confirmed, and before they leave the outbox, the events are logged
+(event_log.py) exactly as they were published, so that ReplayEvents can send
+them again, to one integrator's queue, for EVENT_LOG_RETENTION_DAYS.
 """
 
 import json
@@ -26,7 +30,8 @@ import kombu
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from .events import CONTENT_TYPE, exchange_name, to_wire, unrouted_name
+from .event_log import EventLog
+from .events import CONTENT_TYPE, exchange_name, replay_exchange_name, to_wire, unrouted_name
 from ..store.mongo import Index
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,15 @@ class PublishFailed(RuntimeError):
     pass
 
 
+# A message to publish: (CloudEvents id, type, the JSON body).
+Outgoing = tuple[str, str, str]
+
+
+def wire_body(event: dict) -> str:
+    """The JSON an event is published as (rendered once: the relay logs the same text)."""
+    return json.dumps(to_wire(event), separators=(",", ":"))
+
+
 class ConfirmingPublisher:
     """Publishes batches to a durable topic exchange and waits for every confirm.
 
@@ -62,9 +76,11 @@ class ConfirmingPublisher:
     lifts the relay above nameko's per-dispatch confirm rate.
     """
 
-    def __init__(self, amqp_uri: str, exchange: str, confirm_timeout: float = 10.0):
+    def __init__(self, amqp_uri: str, exchange: str, confirm_timeout: float = 10.0, replay_exchange: str = ""):
         self.amqp_uri = amqp_uri
         self.exchange = exchange
+        # Declared beside the exchange, so an integrator can bind a queue to it before asking for a replay.
+        self.replay_exchange = replay_exchange
         self.confirm_timeout = confirm_timeout
         self._connection: kombu.Connection | None = None
         self._channel = None
@@ -77,21 +93,31 @@ class ConfirmingPublisher:
         if self._channel is not None:
             return self._channel
         connection = kombu.Connection(self.amqp_uri, connect_timeout=3, heartbeat=0)
-        connection.ensure_connection(max_retries=1)
-        channel = connection.channel()
-        # Declared without arguments: the alternate exchange comes from a policy (deploy/rabbitmq), and an
-        # argument here would fail with PRECONDITION_FAILED on exchanges declared before it existed.
-        kombu.Exchange(self.exchange, type="topic", durable=True)(channel).declare()
-        unrouted = unrouted_name(self.exchange)
-        unrouted_exchange = kombu.Exchange(unrouted, type="fanout", durable=True)
-        kombu.Queue(unrouted, exchange=unrouted_exchange, routing_key="", durable=True)(channel).declare()
-        channel.confirm_select()
+        try:
+            connection.ensure_connection(max_retries=1)
+            channel = connection.channel()
+            self._declare(channel)
+            channel.confirm_select()
+        except BaseException:
+            connection.release()
+            raise
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
         self._connection, self._channel = connection, channel
         self._acked, self._nacked, self._next_tag = 0, set(), 1
         return channel
+
+    def _declare(self, channel) -> None:
+        """What must exist before publishing: the service's exchange, and the unrouted queue behind it."""
+        # Declared without arguments: the alternate exchange comes from a policy (deploy/rabbitmq), and an
+        # argument here would fail with PRECONDITION_FAILED on exchanges declared before it existed.
+        kombu.Exchange(self.exchange, type="topic", durable=True)(channel).declare()
+        unrouted = unrouted_name(self.exchange)
+        unrouted_exchange = kombu.Exchange(unrouted, type="fanout", durable=True)
+        kombu.Queue(unrouted, exchange=unrouted_exchange, routing_key="", durable=True)(channel).declare()
+        if self.replay_exchange:
+            kombu.Exchange(self.replay_exchange, type="direct", durable=True)(channel).declare()
 
     def _on_ack(self, delivery_tag, multiple):
         self._acked = max(self._acked, delivery_tag)
@@ -104,16 +130,20 @@ class ConfirmingPublisher:
         # The broker returns a mandatory message no queue took, before it confirms it.
         self._returned.append(message.properties.get("message_id"))
 
-    def publish(self, events: list[dict]) -> int:
+    def publish(self, events: list[dict], bodies: list[str] | None = None) -> int:
         """Returns only when the broker has confirmed every event; raises otherwise.
 
+        ``bodies``: the events as rendered by ``wire_body``, when the caller
+        has them already (the relay logs exactly what it published).
         Returns how many were unroutable and kept in ``<exchange>.unrouted``
         by the relay itself (an exchange without its alternate exchange).
         """
         if not events:
             return 0
+        messages = list(zip((e["id"] for e in events), (e["type"] for e in events),
+                            bodies if bodies is not None else map(wire_body, events), strict=True))
         try:
-            return self._publish_and_wait(events)
+            return self._publish_and_wait(messages)
         except PublishFailed:
             self.close()
             raise
@@ -121,30 +151,33 @@ class ConfirmingPublisher:
             self.close()
             raise PublishFailed(f"broker unavailable: {error}") from error
 
-    def _publish_and_wait(self, events: list[dict]) -> int:
+    def _publish_and_wait(self, messages: list[Outgoing]) -> int:
         channel = self._open()
         self._returned = []
         # mandatory: an event no queue takes comes back instead of being confirmed and dropped.
-        self._wait_for_confirms(self._send(channel, events, self.exchange, mandatory=True))
+        self._wait_for_confirms(self._send(channel, messages, self.exchange))
         returned = set(self._returned)
-        unroutable = [event for event in events if event["id"] in returned]
+        unroutable = [message for message in messages if message[0] in returned]
         if unroutable:
             self._keep_unroutable(channel, unroutable)
         return len(unroutable)
 
-    def _send(self, channel, events: list[dict], exchange: str, mandatory: bool) -> range:
+    def _send(self, channel, messages: list[Outgoing], exchange: str, routing_key: str | None = None,
+              headers: dict | None = None) -> range:
+        """Publishes persistent, mandatory messages (routing key: each one's type, unless given); their tags."""
         first_tag = self._next_tag
-        for event in events:
+        for event_id, event_type, body in messages:
             message = amqp.Message(
-                json.dumps(to_wire(event), separators=(",", ":")),
+                body,
                 content_type=CONTENT_TYPE,
                 content_encoding="utf-8",
                 delivery_mode=2,
-                message_id=event["id"],
-                type=event["type"],
+                message_id=event_id,
+                type=event_type,
                 timestamp=int(time.time()),
+                **({"application_headers": headers} if headers else {}),
             )
-            channel.basic_publish(message, exchange=exchange, routing_key=event["type"], mandatory=mandatory)
+            channel.basic_publish(message, exchange=exchange, routing_key=routing_key or event_type, mandatory=True)
             self._next_tag += 1
         return range(first_tag, self._next_tag)
 
@@ -159,16 +192,16 @@ class ConfirmingPublisher:
         if any(tag in tags for tag in self._nacked):
             raise PublishFailed("broker refused (nacked) part of the batch")
 
-    def _keep_unroutable(self, channel, events: list[dict]) -> None:
+    def _keep_unroutable(self, channel, messages: list[Outgoing]) -> None:
         """Does what the alternate exchange would have: keeps the events in the durable unrouted queue."""
         log.warning(
             "events unroutable: no queue is bound for them and the exchange has no alternate exchange "
             "(deploy/rabbitmq policy); kept in the unrouted queue",
-            extra={"exchange": self.exchange, "queue": unrouted_name(self.exchange), "events": len(events),
-                   "types": sorted({event["type"] for event in events})},
+            extra={"exchange": self.exchange, "queue": unrouted_name(self.exchange), "events": len(messages),
+                   "types": sorted({event_type for _, event_type, _ in messages})},
         )
         self._returned = []
-        self._wait_for_confirms(self._send(channel, events, unrouted_name(self.exchange), mandatory=True))
+        self._wait_for_confirms(self._send(channel, messages, unrouted_name(self.exchange)))
         if self._returned:  # its queue was deleted: keep the events in the outbox; reopening redeclares it
             raise PublishFailed(f"{unrouted_name(self.exchange)} has no queue to keep unroutable events")
 
@@ -193,8 +226,10 @@ class OutboxRelay:
     """Moves pending events from a service's collections to its exchange."""
 
     def __init__(self, db: Database, collections: list[str], publisher: ConfirmingPublisher, batch_size: int = 200,
-                 append_once: frozenset[str] = frozenset()):
+                 append_once: frozenset[str] = frozenset(), event_log: EventLog | None = None):
         self.db = db
+        # What the broker confirmed is logged here before it leaves the outbox (event_log.py), when it is enabled.
+        self.event_log = event_log
         self.collections = collections
         self.publisher = publisher
         self.batch_size = batch_size
@@ -205,9 +240,12 @@ class OutboxRelay:
 
     @classmethod
     def for_service(cls, db, service: str, collections, amqp_uri: str, batch_size: int = 200,
-                    append_once=frozenset()) -> "OutboxRelay":
-        publisher = ConfirmingPublisher(amqp_uri, exchange_name(service))
-        return cls(db, list(collections), publisher, batch_size, frozenset(append_once))
+                    append_once=frozenset(), retention_days: int = 0) -> "OutboxRelay":
+        """With ``retention_days``, what it publishes is logged for replay (EVENT_LOG_RETENTION_DAYS); with 0, it
+        is not (and ``prune`` empties the log)."""
+        publisher = ConfirmingPublisher(amqp_uri, exchange_name(service),
+                                        replay_exchange=replay_exchange_name(service) if retention_days > 0 else "")
+        return cls(db, list(collections), publisher, batch_size, frozenset(append_once), EventLog(db, retention_days))
 
     def relay_once(self, only: set[str] | None = None) -> int:
         """One pass over every collection (or those in `only`); returns how many events went out."""
@@ -250,12 +288,17 @@ class OutboxRelay:
             for doc in documents:
                 self._clear_flag_if_empty(collection, doc["_id"])
             return 0, full
+        bodies = [wire_body(event) for event in events]
         try:
-            unroutable = self.publisher.publish(events)
+            unroutable = self.publisher.publish(events, bodies)
         except PublishFailed as error:
             self.stats.failures += 1
             log.warning("outbox relay paused", extra={"collection": name, "pending": len(events), "reason": str(error)})
             return 0, full
+        if self.event_log is not None:
+            # Before the outbox lets go: nothing published is missing from the log (a crash in between publishes
+            # the batch again, and logs it once: the ids are the log's keys).
+            self.event_log.record(events, bodies)
         collection.bulk_write([op for doc in documents for op in self._removal(name, doc)], ordered=True)
         self.stats.published += len(events)
         self.stats.unroutable += unroutable

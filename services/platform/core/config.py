@@ -106,6 +106,8 @@ class Settings:
     delivery_limit: int = 20
     worker_concurrency: int = 10
     prefetch: int = 0  # 0: as many as worker_concurrency
+    # How long the event log keeps what the relay published, for ReplayEvents (bus/event_log.py); 0: no log.
+    event_log_retention_days: int = 30
     auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
@@ -133,6 +135,16 @@ def env_at_least(name: str, default: int, least: int) -> int:
     if value < least:
         raise ConfigError(f"{name} must be at least {least}, got {value}")
     return value
+
+
+def env_between(name: str, default: int, least: int, most: int) -> int:
+    value = env_int(name, default)
+    if not least <= value <= most:
+        raise ConfigError(f"{name} must be between {least} and {most}, got {value}")
+    return value
+
+
+MAX_RETENTION_DAYS = 3650
 
 
 def is_production() -> bool:
@@ -232,6 +244,8 @@ def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
         delivery_limit=env_at_least("AMQP_DELIVERY_LIMIT", Settings.delivery_limit, 1),
         worker_concurrency=env_at_least("WORKER_CONCURRENCY", Settings.worker_concurrency, 1),
         prefetch=env_at_least("AMQP_PREFETCH", Settings.prefetch, 0),
+        event_log_retention_days=env_between("EVENT_LOG_RETENTION_DAYS", Settings.event_log_retention_days, 0,
+                                             MAX_RETENTION_DAYS),
         auth=load_auth(service),
     )
     if settings.auth.production:

@@ -7,11 +7,12 @@ are only the shapes.
 
 import math
 import re
-from datetime import date
+from datetime import date, datetime
 
+from google.protobuf import timestamp_pb2
 from google.type import date_pb2
 
-from .clock import from_date_proto
+from .clock import from_date_proto, from_timestamp
 from .errors import Violations
 
 # \Z, not $: "$" also matches before a trailing newline, which let "olive\n" pass as an id.
@@ -64,3 +65,22 @@ def check_date(violations: Violations, field: str, value: date_pb2.Date) -> date
     except ValueError:
         violations.add(field, f"is not a valid date ({value.year:04d}-{value.month:02d}-{value.day:02d})")
         return None
+
+
+# What google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62135596800
+MAX_TIMESTAMP_SECONDS = 253402300799
+
+
+def check_timestamp(violations: Violations, field: str, value: timestamp_pb2.Timestamp,
+                    required: bool = False, present: bool = True) -> datetime | None:
+    """The time as an aware UTC datetime in whole milliseconds; None when unset (``present`` False: a message
+    field's HasField) or impossible, with a violation for an impossible one or a required one missing."""
+    if not present:
+        if required:
+            violations.add(field, "is required")
+        return None
+    if not (MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= value.nanos < 1_000_000_000):
+        violations.add(field, "is not a valid timestamp (0001-01-01 to 9999-12-31)")
+        return None
+    return from_timestamp(value)

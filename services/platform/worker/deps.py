@@ -1,6 +1,7 @@
 """nameko dependency providers shared by every service's worker."""
 
 import logging
+import time
 
 import eventlet
 import pymongo
@@ -8,7 +9,8 @@ from nameko.extensions import DependencyProvider
 
 from ..core import config as config_module
 from ..store.lease import SKEW_SECONDS, Lease, Leases
-from ..store.mongo import connect
+from ..store.mongo import connect, ensure_indexes
+from ..bus import event_log
 from ..bus.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,20 @@ class SerialRelay:
     one publisher keeps each document's events in order and sends each
     once. Another replica's handlers kick in vain; the holder's next tick
     (RELAY_INTERVAL_SECONDS) takes their events.
+
+    The holder also keeps the event log to its retention: every
+    ``prune_seconds`` (and at once again while a prune found more than it
+    deletes in one go), between passes, never beside one.
     """
 
-    def __init__(self, relay: OutboxRelay, max_passes: int = 50, lease: Lease | None = None):
+    def __init__(self, relay: OutboxRelay, max_passes: int = 50, lease: Lease | None = None,
+                 prune_seconds: float = 60.0, clock=time.monotonic):
         self.relay = relay
         self.max_passes = max_passes
         self.lease = lease
+        self.prune_seconds = prune_seconds
+        self.clock = clock
+        self._next_prune = 0.0
         self._wanted: set[str] = set()
         self._busy = False
 
@@ -72,9 +82,23 @@ class SerialRelay:
                     break
                 wanted, self._wanted = self._wanted, set()
                 total += self.relay.relay_until_empty(self.max_passes, only=wanted)
+            if self.lease is None or self.lease.held():
+                self._prune_if_due()
         finally:
             self._busy = False
         return total
+
+    def _prune_if_due(self) -> None:
+        if self.relay.event_log is None or self.clock() < self._next_prune:
+            return
+        try:
+            deleted, more = self.relay.event_log.prune()
+        except pymongo.errors.PyMongoError as error:  # the store is away: the next prune tries again
+            log.warning("event log not pruned", extra={"reason": str(error)[:200]})
+            more, deleted = False, 0
+        if deleted:
+            log.info("event log pruned", extra={"deleted": deleted, "more": more})
+        self._next_prune = self.clock() + (0.0 if more else self.prune_seconds)
 
     def kick(self, collections) -> None:
         """Drains `collections` in a green thread of its own: the handler does not wait for the broker."""
@@ -102,6 +126,13 @@ def lease_seconds() -> float:
     return seconds
 
 
+def event_log_prune_seconds() -> float:
+    seconds = config_module.env_float("EVENT_LOG_PRUNE_SECONDS", 60.0)
+    if seconds <= 0:
+        raise config_module.ConfigError(f"EVENT_LOG_PRUNE_SECONDS must be more than 0, got {seconds:g}")
+    return seconds
+
+
 class OutboxRelayProvider(DependencyProvider):
     """One SerialRelay per container, relaying while it holds the service's relay lease."""
 
@@ -115,6 +146,7 @@ class OutboxRelayProvider(DependencyProvider):
         settings = config_module.load(self.service)
         self.client = connect(settings.mongo_uri, f"{self.service}-relay")
         database = self.client[settings.database_name]
+        ensure_indexes(database, event_log.INDEXES)
         self.leases = Leases(database, lease_seconds())
         self.relay = SerialRelay(OutboxRelay.for_service(
             database,
@@ -123,7 +155,8 @@ class OutboxRelayProvider(DependencyProvider):
             settings.amqp_uri,
             batch_size=settings.relay_batch_size,
             append_once=self.append_once,
-        ), lease=self.leases[RELAY_JOB])
+            retention_days=settings.event_log_retention_days,
+        ), lease=self.leases[RELAY_JOB], prune_seconds=event_log_prune_seconds())
 
     def stop(self):
         if self.relay is not None:
