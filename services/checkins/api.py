@@ -8,11 +8,12 @@ the identity settings (OIDC_*, SERVICE_*) configure it (services/platform/core/c
 import functools
 
 from services.platform.api.auth import current_caller, grant
+from services.platform.api.event_log import event_log_binding
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.config import Settings, load
 from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
 
-from . import clock_store, progress_store, repository, structures
+from . import clock_store, events, progress_store, repository, structures
 from .goals_client import GoalsClient
 from .progress_reader import ProgressReader
 from .repository import CheckinRepository, CycleSettingsRepository
@@ -94,6 +95,7 @@ def create_server(addr: str, settings: Settings | None = None, progress_reader=N
         addr, settings.auth, CheckinServicer(service),
         checkins_pb2_grpc.add_CheckinServiceServicer_to_server, checkins_pb2.DESCRIPTOR.services_by_name["CheckinService"],
         people=service.goals.people, grants=CALLERS,
+        more=[event_log_binding(service.checkins.collection.database, SERVICE_NAME, events.EVENT_TYPES, settings.amqp_uri)],
     )
 
 

@@ -8,11 +8,13 @@ import grpc
 from pymongo.database import Database
 
 from services.platform.api.auth import current_caller, grant
+from services.platform.api.event_log import event_log_binding
 from services.platform.api.server import ServiceBinding, create_service_server, run_api
 from services.platform.core.config import AuthSettings, Settings, load
 from services.platform.store.mongo import connect, ensure_indexes
 
 from . import directory as directory_module
+from . import events as events_module
 from . import repository as repository_module
 from .access import Access
 from .authoring import Authoring
@@ -182,14 +184,16 @@ def create_server(addr: str, settings: Settings | None = None,
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
                    + comments_module.INDEXES + scim_users.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
-    server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds)
+    server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds, settings.amqp_uri)
     if scim is not None:
         scim_http.attach(server, Directory(db, settings.directory_cache_seconds), scim, settings.directory_cache_seconds)
     return server, port
 
 
-def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cache_seconds: float) -> tuple[grpc.Server, int]:
-    """The server over a database already open and indexed (the demo seed serves one in process)."""
+def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cache_seconds: float,
+                     amqp_uri: str | None = None) -> tuple[grpc.Server, int]:
+    """The server over a database already open and indexed (the demo seed serves one in process). With
+    ``amqp_uri``, it also serves EventLogService: goals' events replayed through that broker."""
     servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db),
                             CommentStore(db))
     directory_service = ServiceBinding(directory_pb2_grpc.add_DirectoryServiceServicer_to_server,
@@ -198,7 +202,8 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
     return create_service_server(
         addr, auth, servicer, goals_pb2_grpc.add_GoalServiceServicer_to_server,
         goals_pb2.DESCRIPTOR.services_by_name["GoalService"], people=servicer.access.person_record, grants=CALLERS,
-        more=[directory_service],
+        more=[directory_service, *([event_log_binding(db, SERVICE_NAME, events_module.EVENT_TYPES, amqp_uri)]
+                                   if amqp_uri else [])],
     )
 
 

@@ -17,13 +17,14 @@ from functools import partial
 from prometheus_client import CollectorRegistry
 
 from services.platform.api.auth import current_caller
+from services.platform.api.event_log import event_log_binding
 from services.platform.api.people import directory_people
 from services.platform.api.server import create_service_server, run_api
 from services.platform.core.clock import utc_now
 from services.platform.core.config import ConfigError, Settings, env_str, load
 from services.platform.store.mongo import connect, ensure_indexes
 
-from . import http, store, unsubscribe
+from . import events, http, store, unsubscribe
 from .collector import DeliveryCollector
 from .delivery_log import DeliveryLog
 from .inbox import Inbox
@@ -106,7 +107,9 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
                               settings.auth)
     server, port = create_service_server(addr, settings.auth, NotifyServicer(service),
                                          notify_pb2_grpc.add_NotifyServiceServicer_to_server,
-                                         notify_pb2.DESCRIPTOR.services_by_name["NotifyService"], people=people)
+                                         notify_pb2.DESCRIPTOR.services_by_name["NotifyService"], people=people,
+                                         more=[event_log_binding(db, SERVICE_NAME, events.EVENT_TYPES,
+                                                                 settings.amqp_uri)])
     server.http = None
     if http_addr is not None:
         app = http.make_app(registry_for(db, clock), unsubscribe.secret_from_env(), service.unsubscribe)

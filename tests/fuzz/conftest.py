@@ -88,7 +88,10 @@ def system(sqlite_mongo_uri):
         running.callback(notify_api.http.shutdown)
         for settings in (goals, checkins, metrics, notify):
             running.callback(client.drop_database, settings.database_name)
+        # EventLogService is served by goals-api, checkins-api and notify-api alike (each replays its own events):
+        # fuzzed at goals-api's.
         addresses = {"v2mom.v1.GoalService": goals_address, "v2mom.v1.DirectoryService": goals_address,
+                     "v2mom.v1.EventLogService": goals_address,
                      "v2mom.v1.CheckinService": f"127.0.0.1:{checkins_port}",
                      "v2mom.v1.MetricsService": f"127.0.0.1:{metrics_port}",
                      "v2mom.v1.NotifyService": f"127.0.0.1:{notify_port}"}
