@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, directory, discussion, export, notify, planning, refs
+from . import checkins, commands, directory, discussion, events, export, notify, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_notify_commands(command, common)
     add_planning_commands(command, common)
     add_discussion_commands(command, common)
+    events.add_commands(command)
     return parser
 
 
