@@ -3,6 +3,7 @@ logged by the kernel's relay, replayed to an integrator's queue with its origina
 by a live consumer. On a broker vhost of the test's own (goals.events there is the test's alone)."""
 
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -83,3 +84,24 @@ def test_an_integrator_replays_v2mom_created_from_goals_api(settings, db, goals_
         channel.queue_delete(queue)
     assert len(live.settle(quiet_seconds=0.5)) == 1, "the live consumer saw the event once, not again"
     live.close()
+
+
+def test_goals_worker_logs_what_it_relays(settings, db, goals_api, goals_worker):
+    """The real goals-worker process (the kernel's OutboxRelayProvider, EVENT_LOG_RETENTION_DAYS unset: 30 days):
+    what it publishes to goals.events is in goals' event log, as it was published."""
+    build_org(db)
+    live = EventProbe(settings.amqp_uri, "goals.events", routing_key="v2mom_created")
+    try:
+        created = goals_api(OWNER).CreateV2MOM(goals_pb2.CreateV2MOMRequest(
+            level=INDIVIDUAL, owner_id=OWNER, cycle_id="FY2027", content=valid_content(OWNER)))
+        (published,) = live.drain(until_count=1, timeout=30)
+        assert published["subject"] == created.id
+        deadline = time.monotonic() + 10
+        while (logged := db[event_log.EVENT_LOG].find_one({"_id": published["id"]})) is None:
+            assert time.monotonic() < deadline, "goals-worker published the event but did not log it"
+            time.sleep(0.1)
+        assert json.loads(logged["body"]) == published and logged["type"] == "v2mom_created"
+        assert {index["name"] for index in db[event_log.EVENT_LOG].list_indexes()} >= {
+            event_log.BY_TYPE_AND_TIME, event_log.BY_PUBLISHED}
+    finally:
+        live.close()
