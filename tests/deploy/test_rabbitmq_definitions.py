@@ -121,6 +121,16 @@ def test_a_service_replays_only_through_its_own_replay_exchange_to_a_queue_bound
         amqp.Message("{}"), exchange="goals.replay", routing_key=queue))
 
 
+def test_a_relay_whose_user_may_not_declare_its_replay_exchange_still_publishes(users, caplog):
+    """A broker whose definitions predate the replay exchanges: live events must not stop for it."""
+    publisher = ConfirmingPublisher(users["checkins"], "checkins.events", replay_exchange="goals.replay")
+    try:
+        assert publisher.publish([envelope("checkins", "checkin_recorded", subject="c1", data={})]) == 0
+    finally:
+        publisher.close()
+    assert "replay exchange not declared" in caplog.text
+
+
 def test_a_consumer_declares_what_the_kernel_consumer_does_and_receives_what_it_consumes(users):
     """As checkins-worker: a passive look at goals.events, its queue bound there, its dead-letter queue and exchange."""
     worker = broker.worker_name("checkins")

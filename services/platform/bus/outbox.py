@@ -117,7 +117,23 @@ class ConfirmingPublisher:
         unrouted_exchange = kombu.Exchange(unrouted, type="fanout", durable=True)
         kombu.Queue(unrouted, exchange=unrouted_exchange, routing_key="", durable=True)(channel).declare()
         if self.replay_exchange:
+            self._declare_replay_exchange(channel.connection)
+
+    def _declare_replay_exchange(self, connection) -> None:
+        """On a channel of its own, and never in the way of publishing: a broker user not yet granted the replay
+        exchange (definitions loaded before it existed) costs ReplayEvents, not the live events."""
+        channel = connection.channel()
+        try:
             kombu.Exchange(self.replay_exchange, type="direct", durable=True)(channel).declare()
+        except (amqp.exceptions.AccessRefused, amqp.exceptions.PreconditionFailed) as error:
+            log.warning("replay exchange not declared: the broker refused; ReplayEvents cannot reach queues until "
+                        "this service's user may configure it (deploy/rabbitmq/definitions.py)",
+                        extra={"exchange": self.replay_exchange, "reason": str(error.reply_text or error)[:200]})
+            return
+        try:
+            channel.close()
+        except Exception:  # closing a channel the broker already closed
+            pass
 
     def _on_ack(self, delivery_tag, multiple):
         self._acked = max(self._acked, delivery_tag)
