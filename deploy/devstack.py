@@ -18,7 +18,9 @@
    its eight weeks of check-in history (deploy/demo/checkins_seed.py), through the
    check-ins use cases called in this process on the check-ins database (the
    API's own code, minus a gRPC round trip and a token per check-in); the
-   check-ins worker rolls them up as it would API calls'.
+   check-ins worker rolls them up as it would API calls'. Last, the demo's
+   reorganisation (deploy/demo/reorg.py): one person moves team, another
+   leaves, through the directory API as an HRIS sync would.
 
 It says how long each phase took, so a slow start shows where the time went.
 
@@ -84,6 +86,7 @@ from deploy.demo import checkins_seed
 from deploy.demo.checkins import StoryError
 from deploy.demo.goals import DemoDataError
 from deploy.demo.goals_seed import SeedError, seed
+from deploy.demo.reorg import ReorgError, reorganise
 from deploy.demo.goals import load_org
 from services.goals.scim.http import DEV_TOKEN as SCIM_DEV_TOKEN
 from services.platform.api.auth import bearer_metadata, mint_dev_token
@@ -794,7 +797,14 @@ def seed_demo(mongo_uri: str, timings: dict[str, float], before_history: Callabl
     except (checkins_seed.SeedError, StoryError) as error:
         raise StackError(f"seeding the demo check-in history failed: {error}") from None
     timings.update(report.timings)
-    return f"{goals}.\n      {report.summary()}"
+    started = time.monotonic()
+    try:
+        # Last: the check-in history was recorded by the people as they were.
+        reorg = reorganise(GOALS_API.address, settings.auth).summary()
+    except ReorgError as error:
+        raise StackError(f"the demo's reorganisation failed: {error}") from None
+    timings["reorganise"] = time.monotonic() - started
+    return f"{goals}.\n      {report.summary()}\n      {reorg}"
 
 
 WALKTHROUGH = [

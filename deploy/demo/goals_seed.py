@@ -45,7 +45,7 @@ from services.goals import templates as templates_module
 from services.goals.api import create_server_on
 from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans, load_templates
 from services.goals.directory import Directory
-from v2mom.v1 import goals_pb2, goals_pb2_grpc
+from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0
 
@@ -79,7 +79,10 @@ def seed_directory(directory: Directory, org: Org) -> int:
             directory.upsert_cycle(cycle["id"], cycle["start"], cycle["end"])
             changes += 1
     changes += sum(directory.upsert_org_unit(unit) for unit in org.units)
-    changes += sum(directory.upsert_person(person) for person in org.people)
+    # People an HRIS took over or who left (the demo's reorganisation, deploy/demo/reorg.py) are not the seed's
+    # to change: it would move them back, or bring them back.
+    kept = directory.people_synced_or_gone()
+    changes += sum(directory.upsert_person(person) for person in org.people if person["_id"] not in kept)
     return changes
 
 
@@ -234,17 +237,14 @@ class JourneyRunner:
         while True:
             request = goals_pb2.ListV2MOMsRequest(page_size=200, page_token=token)
             response = self._call(admin, "ListV2MOMs", request, None, "list")
-            slots.update((v.cycle_id, v.level, v.org_unit_id, v.owner_id) for v in response.v2moms)
+            slots.update(_slot_of(v.cycle_id, v.level, v.org_unit_id, v.owner_id) for v in response.v2moms)
             token = response.next_page_token
             if not token:
                 return slots
 
-    def _slot(self, plan: Plan) -> tuple:
-        unit = self._unit_of(plan.owner) if plan.is_individual else plan.document["org_unit"]
-        return (plan.document["cycle"], plan.level, unit, plan.owner)
-
-    def _unit_of(self, person_id: str) -> str:
-        return next(p["org_unit_id"] for p in self.actors.org.people if p["_id"] == person_id)
+    @staticmethod
+    def _slot(plan: Plan) -> tuple:
+        return _slot_of(plan.document["cycle"], plan.level, plan.document.get("org_unit", ""), plan.owner)
 
     def _leave_alone(self, plan: Plan, why: str) -> None:
         self.report.left_alone.append(plan.key)
@@ -258,6 +258,13 @@ class JourneyRunner:
                 raise SlotTaken() from None
             subject = f"{plan.key} ({plan.path.name})" if plan else "the demo V2MOMs"
             raise SeedError(f"{what} {subject} as {person_id}: {error.code().name}: {error.details()}") from None
+
+
+def _slot_of(cycle_id: str, level, org_unit_id: str, owner_id: str) -> tuple:
+    """One V2MOM per slot: an individual's per owner and cycle, wherever they work now (people move teams)."""
+    if level == common_pb2.ORG_LEVEL_INDIVIDUAL:
+        return (cycle_id, level, owner_id)
+    return (cycle_id, level, org_unit_id)
 
 
 # --- wiring -----------------------------------------------------------------------

@@ -126,6 +126,12 @@ class Directory:
 
     # --- HRIS sync's store (directory_sync.py decides what to write) ------------
 
+    def people_synced_or_gone(self) -> set[str]:
+        """The ids of the people an HRIS keeps (they carry its external id) and of those who left."""
+        synced = self.db[PEOPLE].find({"external_id": {"$exists": True}}, {"_id": 1}).hint("people_by_external_id")
+        gone = self.db[PEOPLE].find({"active": False}, {"_id": 1}).hint("people_by_active")
+        return {row["_id"] for row in synced} | {row["_id"] for row in gone}
+
     def person_by_ref(self, ref: str) -> dict | None:
         """Uncached: the person an HRIS reference names, by external id first, then by directory id."""
         if not ref:

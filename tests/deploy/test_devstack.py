@@ -23,9 +23,10 @@ from pathlib import Path
 import grpc
 import pymongo
 import pytest
-from v2mom.v1 import notify_pb2, notify_pb2_grpc
+from v2mom.v1 import goals_pb2, goals_pb2_grpc, notify_pb2, notify_pb2_grpc
 
 from deploy import devstack, grpc_healthcheck
+from deploy.demo.calendar import current_cycle
 from deploy.devstack import Backoff, ChildExited, LogLine, PortOpen, ProcessSpec
 from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.core.config import load
@@ -175,6 +176,23 @@ def wait_for_approval_request(stack: DevStack, notify_addr: str) -> list:
         time.sleep(1)
 
 
+def wait_for_handover(goals_addr: str, unit: str = "eng-hardware") -> list[str]:
+    """The unit's V2MOM's history once goals-worker has passed the leaver's items on (the demo's reorganisation)."""
+    metadata = bearer_metadata(mint_dev_token(load("goals").auth, "kofi.mensah"))
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    with grpc.insecure_channel(goals_addr) as channel:
+        goals = goals_pb2_grpc.GoalServiceStub(channel)
+        v2mom = next(v for v in goals.ListV2MOMs(goals_pb2.ListV2MOMsRequest(org_unit_id=unit, page_size=50),
+                                                 metadata=metadata, timeout=10).v2moms
+                     if v.cycle_id == current_cycle())
+        while True:
+            actions = [r.action for r in goals.ListRevisions(goals_pb2.ListRevisionsRequest(v2mom_id=v2mom.id),
+                                                             metadata=metadata, timeout=10).revisions]
+            if "REASSIGN_ITEMS" in actions or time.monotonic() > deadline:
+                return actions
+            time.sleep(1)
+
+
 @pytest.mark.timeout(600)  # two stacks, the first seeding the whole demo
 def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, stack_env):
     address, checkins = stack_env["V2MOM_GOALS_ADDR"], stack_env["V2MOM_CHECKINS_ADDR"]
@@ -195,6 +213,9 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
     print(stack.output[stack.output.index(READY):])  # the banner, for -rP
     assert "Seed: demo organisation seeded: 60 people in 12 org units" in stack.output
     assert "check-in history seeded: " in stack.output and "over 8 weeks on 14 published V2MOMs" in stack.output
+    assert "reorganisation: diego.alvarez moved to eng-quality under david.cohen (changed), omar.haddad left (changed)" \
+        in stack.output
+    assert "REASSIGN_ITEMS" in wait_for_handover(address), "omar.haddad's items never passed to the V2MOM's owner"
     assert f"export V2MOM_GOALS_ADDR={address}" in stack.output
     assert f"export V2MOM_CHECKINS_ADDR={checkins}" in stack.output
     for command in ("progress unit:eng-platform --tree", "progress-history unit:eng-platform", "checkins me",
@@ -228,8 +249,10 @@ def test_ctrl_c_stops_everything_and_a_restart_seeds_nothing_new(start_stack, st
 
     again = start_stack()
     again.wait_for(READY)
-    assert "Seed: demo organisation already seeded, nothing changed" in again.output
+    seeded = again.output[again.output.index(READY):].split("\n\n")[2]  # the banner's Seed: lines
+    assert "Seed: demo organisation already seeded, nothing changed" in again.output, seeded
     assert "check-in history already seeded, nothing new" in again.output
+    assert "reorganisation already applied" in again.output
     assert "the webhook sink was subscribed to approval notifications already" in again.output
     again.process.send_signal(signal.SIGTERM)
     assert again.exit_status() == 0
