@@ -78,7 +78,8 @@ def v2mom_table(v2moms) -> str:
 
 def people_table(people) -> str:
     rows = [
-        [p.id, p.display_name, clip(p.title, 36), p.org_unit_id, p.manager_id or "-", ",".join(p.roles) or "-"]
+        [p.id, p.display_name + ("" if p.active else " (left)"), clip(p.title, 36), p.org_unit_id, p.manager_id or "-",
+         ",".join(p.roles) or "-"]
         for p in people
     ]
     return table(["ID", "NAME", "TITLE", "UNIT", "MANAGER", "ROLES"], rows)
