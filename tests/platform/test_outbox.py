@@ -176,6 +176,28 @@ def test_a_kick_relays_in_a_green_thread_of_its_own(db, amqp_uri, probe):
     assert [e["data"]["n"] for e in probe.drain(until_count=1)] == [1]
 
 
+def test_a_kick_cut_short_by_the_stop_is_no_error_and_nothing_is_lost(db, amqp_uri, probe, caplog):
+    """The container stops while a handler's kick relays: the connections close under it. That is a stop, not a
+    failure to log as one; the event stays pending for the next start."""
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
+
+    class ClosedUnderIt(ConfirmingPublisher):
+        def publish(self, events, bodies=None):
+            serial.stopping = True  # the container's stop closes the connection as the batch goes out
+            raise ConnectionResetError("connection closed by the stop")
+
+    publisher = ClosedUnderIt(amqp_uri, f"{EXCHANGE_SERVICE}.events")
+    serial = SerialRelay(OutboxRelay(db, ["things"], publisher))
+    try:
+        with caplog.at_level("INFO", logger="services.platform.worker.deps"):
+            serial._drain_logged(("things",))
+    finally:
+        publisher.close()
+    assert "outbox relay pass cut short by the stop" in caplog.text and "kick failed" not in caplog.text
+    assert serial.drain(["things"]) == 0, "a stopping relay starts no new pass"
+    assert db.things.count_documents({"outbox_pending": True}) == 1, "the event waits for the next start"
+
+
 def test_an_event_no_queue_takes_is_kept_in_the_unrouted_queue_and_counted(db, amqp_uri):
     """Finding 7: published without `mandatory`, such an event was confirmed and silently dropped."""
     service = f"unroutedtest{uuid.uuid4().hex[:8]}"  # an exchange of its own, with no queue bound to it

@@ -67,11 +67,12 @@ class SerialRelay:
         self._next_prune = 0.0
         self._wanted: set[str] = set()
         self._busy = False
+        self.stopping = False  # the container is stopping: its store and broker connections are closing
 
     def drain(self, collections=None) -> int:
         """Relays until nothing is pending in `collections` (default: all); 0 if a pass already runs."""
         self._wanted |= set(collections or self.relay.collections)
-        if self._busy:
+        if self._busy or self.stopping:
             return 0
         self._busy = True
         total = 0
@@ -108,6 +109,9 @@ class SerialRelay:
         try:
             self.drain(collections)
         except Exception:  # the timer's next tick retries; a kick must not die silently
+            if self.stopping:  # its connections closed under it: what is left goes at the next start
+                log.info("outbox relay pass cut short by the stop", extra={"collections": list(collections)})
+                return
             log.exception("outbox relay kick failed", extra={"collections": list(collections)})
 
     @property
@@ -160,6 +164,7 @@ class OutboxRelayProvider(DependencyProvider):
 
     def stop(self):
         if self.relay is not None:
+            self.relay.stopping = True
             self.relay.relay.close()
             self.leases.release_all()
         self.client.close()
