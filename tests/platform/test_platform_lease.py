@@ -44,7 +44,7 @@ def test_held_asks_the_store_only_to_renew(db, monkeypatch):
     first = lease(db, "a", clock)
     assert first.held()
     calls = []
-    monkeypatch.setattr(first.collection, "update_one", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(first.collection, "find_one_and_update", lambda *a, **k: calls.append(a))
     for _ in range(40):
         clock.now += 0.1
         assert first.held()
@@ -57,7 +57,7 @@ def test_a_waiting_replica_does_not_poll_the_store_until_the_hold_can_have_ended
     second = lease(db, "b", clock)
     assert not second.held()
     writes = []
-    monkeypatch.setattr(second.collection, "update_one", lambda *a, **k: writes.append(a))
+    monkeypatch.setattr(second.collection, "find_one_and_update", lambda *a, **k: writes.append(a))
     clock.now += 5.0
     assert not second.held() and writes == []
 
@@ -79,11 +79,37 @@ def test_a_holder_cut_off_from_the_store_stops_before_its_hold_ends(db, monkeypa
 
     def away(*args, **kwargs):
         raise ServerSelectionTimeoutError("store paused")
-    monkeypatch.setattr(first.collection, "update_one", away)
+    monkeypatch.setattr(first.collection, "find_one_and_update", away)
     clock.now += 6.0
     assert first.held(), "renewal failed, but the hold it wrote still has 4 s"
     clock.now += 10.0 - 6.0 - SKEW_SECONDS
     assert not first.held(), "within the skew allowance of its end, the holder stops"
+
+
+def test_taking_back_a_lapsed_hold_is_not_news_but_a_takeover_is(db, caplog):
+    """A timer that ticks less often than the lease lasts takes it back on every tick: logged at debug; the first
+    hold, and one taken from another replica, at info (one line per change of holder in the logs)."""
+    clock = Clock()
+    first, second = lease(db, "a", clock), lease(db, "b", clock)
+
+    def taken() -> list[tuple[str, int]]:
+        found = [(r.holder, r.levelno) for r in caplog.records if r.getMessage() == "lease taken"]
+        caplog.clear()
+        return found
+
+    with caplog.at_level("DEBUG", logger="services.platform.store.lease"):
+        assert first.held()
+        assert taken() == [("a", 20)]
+        for _ in range(3):  # a 15 s timer on a 10 s lease
+            clock.now += 15.0
+            assert first.held()
+        assert taken() == [("a", 10)] * 3
+        clock.now += 15.0
+        assert second.held(), "a's hold lapsed: b takes it"
+        assert taken() == [("b", 20)]
+        clock.now += 15.0
+        assert first.held(), "b's hold lapsed: a takes it back"
+        assert taken() == [("a", 20)], "a change of holder is news, even to a replica that held it before"
 
 
 def test_jobs_are_leased_separately(db):

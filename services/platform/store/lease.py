@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from functools import cache
 
+from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -66,7 +67,9 @@ class Lease:
         mine_or_free = {"_id": self.job, "$or": [{"holder": self.holder}, {"until": {"$lte": now}}]}
         try:
             # The upsert inserts only when no lease exists; one held by another fails on the unique _id.
-            self.collection.update_one(mine_or_free, {"$set": {"holder": self.holder, "until": until}}, upsert=True)
+            before = self.collection.find_one_and_update(
+                mine_or_free, {"$set": {"holder": self.holder, "until": until}}, projection={"holder": 1}, upsert=True,
+                return_document=ReturnDocument.BEFORE)
         except DuplicateKeyError:
             self._note_other_holder(now)
             return False
@@ -74,7 +77,9 @@ class Lease:
             log.warning("lease not renewed", extra={"job": self.job, "reason": str(error)[:200]})
             return False
         if self._until <= now:
-            log.info("lease taken", extra={"job": self.job, "holder": self.holder, "seconds": self.ttl})
+            # A timer ticking less often than the lease lasts takes it back each tick: only a new holder is news.
+            level = logging.DEBUG if before and before.get("holder") == self.holder else logging.INFO
+            log.log(level, "lease taken", extra={"job": self.job, "holder": self.holder, "seconds": self.ttl})
         self._until, self._retry_at = until, 0.0
         return True
 
