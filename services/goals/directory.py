@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from services.platform.bus.outbox import new_document_with_events, outbox_index, with_events
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
+from services.platform.core.ids import new_id
 from services.platform.store.mongo import Index, after_id, find_in, matching
 
 from . import convert
@@ -21,6 +22,9 @@ PEOPLE = "people"
 ORG_UNITS = "org_units"
 CYCLES = "cycles"
 SCHEDULED = "directory_scheduled"  # HRIS changes dated in the future, until goals-worker applies them
+# What imports found unchanged and did not rewrite: per part, each row's version (directory_rules.py, "Confirmations").
+CONFIRMATIONS = "directory_confirmations"
+CONFIRMATION_ROWS = 500  # entries per confirmation document, so one person's lookup reads little
 
 INDEXES = [
     # Identity from an HRIS: unique where present (people and units the seed wrote have none).
@@ -42,6 +46,10 @@ INDEXES = [
     Index(PEOPLE, [("org_unit_id", 1), ("_id", 1)], name="people_by_unit"),
     Index(PEOPLE, [("manager_id", 1), ("_id", 1)], name="people_by_manager"),
     Index(ORG_UNITS, [("parent_id", 1), ("_id", 1)], name="units_by_parent"),
+    # A person's confirmations (multikey), the newest one, and the old ones to prune.
+    Index(CONFIRMATIONS, [("entries.e", 1)], name="confirmations_by_person"),
+    Index(CONFIRMATIONS, [("at_max", 1)], name="confirmations_by_version"),
+    Index(CONFIRMATIONS, [("created_at", 1)], name="confirmations_by_age"),
     outbox_index(PEOPLE),
     outbox_index(ORG_UNITS),
     outbox_index(CYCLES),
@@ -165,6 +173,51 @@ class Directory:
         return find_in(self.db[ORG_UNITS], "pending_parent", [ref for ref in refs if ref],
                        projection={"outbox": 0, "outbox_pending": 0}, index="units_pending_parent")
 
+    def pending_people(self) -> list[dict]:
+        """Everyone whose manager reference is still pending (few: an import sends managers first). Read whole
+        through the partial index: a ``$in`` of references costs mongoeco a scan per value."""
+        return list(self.db[PEOPLE].find({"pending_manager": {"$exists": True, "$gt": ""}}, HIDDEN)
+                    .hint("people_pending_manager"))
+
+    def waiting_on_any(self, external_ids: list[str]) -> list[dict]:
+        """Kept changes waiting for any of these people to arrive."""
+        return find_in(self.db[SCHEDULED], "waits_for", [ref for ref in external_ids if ref],
+                       sort=("_id",), index="scheduled_by_person")
+
+    # --- import confirmations (directory_rules.py, "Confirmations") -----------------------------------------
+
+    def confirm(self, entries: list[dict], now) -> None:
+        """Keeps an import's unchanged rows: ``entries`` of e (external id), at and d (the row's version), r (the
+        revision it saw)."""
+        parts = [entries[start:start + CONFIRMATION_ROWS] for start in range(0, len(entries), CONFIRMATION_ROWS)]
+        if parts:
+            self.db[CONFIRMATIONS].insert_many([
+                {"_id": new_id("confirm"), "created_at": now, "at_max": max(entry["at"] for entry in part),
+                 "entries": part} for part in parts])
+
+    def confirmed_version(self, external_id: str, revision) -> list[str] | None:
+        """The newest version confirmed for a person at ``revision``, or None."""
+        match = {"e": external_id, "r": revision}
+        found = self.db[CONFIRMATIONS].find({"entries.e": external_id, "entries": {"$elemMatch": match}},
+                                            {"entries": {"$elemMatch": match}})
+        return _newest(entry for doc in found for entry in doc.get("entries") or ())
+
+    def confirmations_since(self, at: str, external_ids: list[str]) -> list[dict]:
+        """The confirmed entries of these people in confirmations reaching ``at`` or later: none, for one round
+        trip, when the newest confirmation is older (an import's rows are stamped now)."""
+        newest = self.db[CONFIRMATIONS].find_one({}, {"at_max": 1}, sort=[("at_max", -1)])
+        if newest is None or newest["at_max"] < at:
+            return []
+        wanted = set(external_ids)
+        found = find_in(self.db[CONFIRMATIONS], "entries.e", list(wanted), query={"at_max": {"$gte": at}})
+        return [entry for doc in found for entry in doc["entries"] if entry["e"] in wanted]
+
+    def prune_confirmations(self, before, limit: int = 100) -> int:
+        """Drops up to ``limit`` confirmations made before ``before``; how many."""
+        old = [doc["_id"] for doc in self.db[CONFIRMATIONS].find({"created_at": {"$lt": before}}, {"_id": 1})
+               .sort("created_at", 1).limit(limit)]
+        return self.db[CONFIRMATIONS].delete_many({"_id": {"$in": old}}).deleted_count if old else 0
+
     def inactive_people(self, limit: int) -> list[dict]:
         return list(self.db[PEOPLE].find({"active": False}, {"outbox": 0, "outbox_pending": 0})
                     .sort("_id", 1).limit(limit))
@@ -250,6 +303,14 @@ class Directory:
         )
         self.cache.clear()
         return result.modified_count == 1
+
+
+HIDDEN = {"outbox": 0, "outbox_pending": 0}
+
+
+def _newest(entries) -> list[str] | None:
+    versions = [[entry["at"], entry["d"]] for entry in entries]
+    return max(versions) if versions else None
 
 
 def person_changed_event(document: dict, existing: dict | None) -> dict:

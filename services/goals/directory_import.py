@@ -3,18 +3,30 @@
 Every row is checked against the batch and the directory together (a manager or a unit may be named by a row
 further down): unknown references, duplicate ids and emails, manager and unit cycles and malformed rows refuse
 the batch, each with its row and reason, and nothing is written. Otherwise the diff says what applying does;
-a dry run stops there. Applying goes through DirectorySync row by row (units parents first, people managers
-first), so an import is idempotent: running it again changes nothing. A crash half way leaves the rows
-written so far, each whole; running it again completes it.
+a dry run stops there. An import is idempotent: running it again changes nothing, and writes nothing.
+
+The check, the diff and the apply read the directory once, in bulk (directory_batch.py's BatchView), and
+resolve references, cycles and differences in memory, the batch's rows counting over the stored ones. Org
+units (few) are applied row by row through DirectorySync, parents first. People are decided managers first
+with DirectorySync's own rules against the view (a row sees the rows before it), then written together: the
+new ones in one ordered ``insert_many``, the changed ones in one ``bulk_write`` guarded by the revision read,
+each document with its ``person_upserted`` event. A row whose write lost (someone wrote the person meanwhile)
+or that the view cannot decide goes through DirectorySync alone. A row equal to the stored person is not
+written; the part's one confirmation document keeps its version instead (directory_rules.py,
+"Confirmations"). A crash half way leaves whole rows (managers before their reports); running it again
+completes it.
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from services.platform.core.errors import FailedPrecondition
+from services.platform.core.clock import utc_now
+from services.platform.core.errors import AlreadyExists, FailedPrecondition, NotFound
 
 from . import directory_rules as rules
 from .directory import PEOPLE
-from .directory_sync import CREATED, DirectorySync
+from .directory_batch import BatchView, PeopleWrites
+from .directory_sync import FUTURE_SKEW, DirectorySync, manager_ref_of, parent_ref_of
 
 MASS_DEACTIVATION_SHARE = 0.10
 
@@ -40,56 +52,74 @@ class DirectoryImport:
         """``refused``: rows the caller already found malformed (kind, index, external_id, reason)."""
         diff = Diff(refused=list(refused))
         batch = _Batch(units, people)
-        self._check_references(batch, diff)
-        self._describe(batch, diff)
+        view = self._view(batch)
+        self._check_references(batch, view, diff)
+        self._describe(batch, view, diff)
         if diff.refused:
             return diff
         self._guard_mass_deactivation(diff, allow_mass_deactivation)  # a dry run says so too
         if dry_run:
             return diff
-        for change in batch.units_parents_first():
-            self.sync.upsert_org_unit(change)
-        for change in batch.people_managers_first():
-            self.sync.upsert_person(change)
+        if batch.units:
+            for change in batch.units_parents_first():
+                self.sync.upsert_org_unit(change)
+            view.reload_units()
+        self._apply_people(batch, view)
+        self.directory.prune_confirmations(utc_now() - timedelta(days=rules.CONFIRMATION_DAYS))
         diff.applied = True
         return diff
 
-    def _check_references(self, batch: "_Batch", diff: Diff) -> None:
+    def _view(self, batch: "_Batch") -> BatchView:
+        """The stored records the batch names, its rows and the references they make, in a few reads."""
+        view = BatchView(self.directory)
+        unit_refs = {change["fields"]["parent_ref"] for change in batch.units}
+        unit_refs |= {change["fields"]["org_unit_ref"] for change in batch.people}
+        view.units.load(batch.unit_keys | unit_refs)
+        view.people.load(batch.person_keys | {change["fields"]["manager_ref"] for change in batch.people})
+        if batch.people:
+            oldest = min(rules.version_of(change["effective_at"], {})[0] for change in batch.people)
+            view.raise_confirmed(self.directory.confirmations_since(
+                oldest, [change["external_id"] for change in batch.people]))
+        return view
+
+    def _check_references(self, batch: "_Batch", view: BatchView, diff: Diff) -> None:
         for kind, index, external_id, reason in batch.duplicates():
             diff.refused.append(_refusal(kind, index, external_id, reason))
         for index, change in enumerate(batch.units):
             parent = change["fields"]["parent_ref"]
-            if parent and parent not in batch.unit_keys and self.directory.unit_by_ref(parent) is None:
+            if parent and parent not in batch.unit_keys and view.unit_by_ref(parent) is None:
                 diff.refused.append(_refusal("org_unit", index, change["external_id"], f"unknown parent {parent!r}"))
-            elif rules.manager_cycle(batch.keys_of(change), parent, lambda ref: self._parent_ref(batch, ref)):
+            elif rules.manager_cycle(batch.keys_of(change), parent, lambda ref: self._parent_ref(batch, view, ref)):
                 diff.refused.append(_refusal("org_unit", index, change["external_id"], "org unit cycle"))
         for index, change in enumerate(batch.people):
-            self._check_person(batch, index, change, diff)
+            self._check_person(batch, view, index, change, diff)
 
-    def _check_person(self, batch: "_Batch", index: int, change: dict, diff: Diff) -> None:
+    def _check_person(self, batch: "_Batch", view: BatchView, index: int, change: dict, diff: Diff) -> None:
         fields = change["fields"]
         unit, manager = fields["org_unit_ref"], fields["manager_ref"]
-        if unit not in batch.unit_keys and self.directory.unit_by_ref(unit) is None:
+        if unit not in batch.unit_keys and view.unit_by_ref(unit) is None:
             diff.refused.append(_refusal("person", index, change["external_id"], f"unknown org unit {unit!r}"))
-        if manager and manager not in batch.person_keys and self.directory.person_by_ref(manager) is None:
+        if manager and manager not in batch.person_keys and view.person_by_ref(manager) is None:
             diff.refused.append(_refusal("person", index, change["external_id"], f"unknown manager {manager!r}"))
-        elif rules.manager_cycle(batch.keys_of(change), manager, lambda ref: self._manager_ref(batch, ref)):
+        elif rules.manager_cycle(batch.keys_of(change), manager, lambda ref: self._manager_ref(batch, view, ref)):
             diff.refused.append(_refusal("person", index, change["external_id"], "manager cycle"))
 
-    def _manager_ref(self, batch: "_Batch", ref: str) -> str:
+    @staticmethod
+    def _manager_ref(batch: "_Batch", view: BatchView, ref: str) -> str:
         row = batch.person_rows.get(ref)
-        return row["fields"]["manager_ref"] if row else self.sync._manager_ref_of(ref)
+        return row["fields"]["manager_ref"] if row else manager_ref_of(view, ref)
 
-    def _parent_ref(self, batch: "_Batch", ref: str) -> str:
+    @staticmethod
+    def _parent_ref(batch: "_Batch", view: BatchView, ref: str) -> str:
         row = batch.unit_rows.get(ref)
-        return row["fields"]["parent_ref"] if row else self.sync._parent_ref_of(ref)
+        return row["fields"]["parent_ref"] if row else parent_ref_of(view, ref)
 
-    def _describe(self, batch: "_Batch", diff: Diff) -> None:
+    def _describe(self, batch: "_Batch", view: BatchView, diff: Diff) -> None:
         for index, change in enumerate(batch.units):
-            stored = self.directory.unit_by_ref(change["external_id"])
+            stored = view.unit_by_ref(change["external_id"])
             self._classify(diff, "org_unit", index, change, stored, ("parent_ref", "parent_id"))
         for index, change in enumerate(batch.people):
-            stored = self.directory.person_by_ref(change["external_id"])
+            stored = view.person_by_ref(change["external_id"])
             self._classify(diff, "person", index, change, stored, ("org_unit_ref", "org_unit_id"),
                            ("manager_ref", "manager_id"))
 
@@ -115,11 +145,93 @@ class DirectoryImport:
             diff.changed.append(row)
 
     def _guard_mass_deactivation(self, diff: Diff, allowed: bool) -> None:
+        if allowed or not diff.deactivated:  # nothing to count (a count is a scan on mongoeco)
+            return
         active = self.directory.db[PEOPLE].count_documents({"active": True})
-        if not allowed and len(diff.deactivated) > MASS_DEACTIVATION_SHARE * active:
+        if len(diff.deactivated) > MASS_DEACTIVATION_SHARE * active:
             raise FailedPrecondition(
                 f"this import would deactivate {len(diff.deactivated)} of {active} active people (more than "
                 f"{MASS_DEACTIVATION_SHARE:.0%}); check the file, or allow mass deactivation")
+
+
+    # --- applying people -----------------------------------------------------------------------------------
+
+    def _apply_people(self, batch: "_Batch", view: BatchView) -> None:
+        writes, confirmed = PeopleWrites(self.directory), []
+        due_by = self.sync.clock() + FUTURE_SKEW
+        for change in batch.people_managers_first():
+            if change["effective_at"] > due_by:
+                self.sync.upsert_person(change)  # kept for its date
+                continue
+            try:
+                self._stage_person(change, view, writes, confirmed)
+            except (AlreadyExists, FailedPrecondition, NotFound):
+                # What the view cannot decide (an id another employee holds; a unit or manager changed since the
+                # check) DirectorySync decides on the store as it is, after what was staged so far is written,
+                # and raises what it raises, as applying row by row would.
+                self._write(writes, confirmed, view)
+                confirmed = []
+                self.sync.upsert_person(change)
+                view.people.refresh([change["external_id"], change.get("id") or ""])
+        self._write(writes, confirmed, view)
+
+    def _stage_person(self, change: dict, view: BatchView, writes: PeopleWrites, confirmed: list[dict]) -> None:
+        """DirectorySync._apply_person's decision for one row, against the view."""
+        existing = view.people.record_for(change)
+        version = rules.version_of(change["effective_at"], {"person": change["external_id"] or change["id"],
+                                                            **change["fields"]})
+        newer = rules.newer_fields(existing, change["fields"], version)
+        if existing is not None and not newer:
+            return  # unchanged or stale: every field's stored version is newer
+        document = self.sync._person_document(change, existing, newer, version, store=view)
+        if existing is not None and _same(existing, document):
+            confirmed.append({"e": document["external_id"], "at": version[0], "d": version[1],
+                              "r": existing.get("revision")})
+            return
+        writes.stage(change, existing, document)
+        view.people.put(document)
+
+    def _write(self, writes: PeopleWrites, confirmed: list[dict], view: BatchView) -> None:
+        """Writes what was staged, then what follows from it: people who named the new ones as their manager
+        before they arrived, and changes that waited for them; rows whose write lost go through DirectorySync."""
+        created = {document["_id"] for document in
+                   (item["document"] for item in writes.staged.values() if item["existing"] is None)}
+        written, lost = writes.flush()
+        for change in lost:
+            self.sync.upsert_person(change)
+        self._resolve_reports(written, view)
+        arrived = [document for document in written if document["_id"] in created]
+        waiting = {kept["waits_for"] for kept in self.directory.waiting_on_any(
+            [document.get("external_id") or "" for document in arrived])}
+        for document in arrived:
+            if document.get("external_id") in waiting:
+                self.sync._apply_waiting(document)
+        if confirmed:
+            self.directory.confirm(confirmed, utc_now())
+
+    def _resolve_reports(self, written: list[dict], view: BatchView) -> None:
+        """DirectorySync._resolve_reports for every person written, in one read and one bulk write (a resolution
+        that loses to a concurrent write is left to that writer, as there)."""
+        if not written:
+            return
+        arrived = {ref: document for document in written for ref in (document["_id"], document.get("external_id"))
+                   if ref}
+        resolutions = PeopleWrites(self.directory)
+        for record in self.directory.pending_people():
+            manager = arrived.get(record.get("pending_manager") or "")
+            if manager is None or record["_id"] == manager["_id"]:
+                continue
+            document = {**record, "manager_id": manager["_id"], "pending_manager": None,
+                        "revision": record["revision"] + 1, "updated_at": utc_now()}
+            resolutions.stage(None, record, document)
+            view.people.put(document)
+        resolutions.flush()
+
+
+def _same(stored: dict, document: dict) -> bool:
+    """Whether writing ``document`` would change nothing a reader sees (only its revision and versions)."""
+    return all(stored.get(name) == value for name, value in document.items()
+               if name not in ("revision", "updated_at", "versions"))
 
 
 class _Batch:

@@ -4,6 +4,13 @@ Every field of a person or an org unit is a last-writer-wins register ordered by
 the change): a change sets the fields it names whose stored version is older. Any set of changes, applied in
 any order, any number of times, so ends in the same record - that is what lets late, duplicated and reordered
 HRIS feeds converge. The digest breaks ties between different changes dated alike, the same way everywhere.
+
+Confirmations. An import row whose values all equal the stored person's writes nothing (a nightly export of
+10,000 people must not rewrite 10,000 records), but skipping the version bump would let a late change dated
+between the stored versions and the import win afterwards. So the import records, in one document per part
+(``directory_confirmations``), each such row's version and the revision it saw; while the person is still at
+that revision their fields count as at least that version (``raised_versions``), and the next write of the
+person keeps the raised versions, so they outlive the confirmation (kept CONFIRMATION_DAYS).
 """
 
 import hashlib
@@ -23,6 +30,7 @@ PERSON_FIELDS = ("display_name", "email", "title", "manager_ref", "org_unit_ref"
 UNIT_FIELDS = ("name", "level", "parent_ref", "leader_ref")
 
 MAX_LOCALE = 35  # BCP 47's longest practical tags
+CONFIRMATION_DAYS = 30  # how long an import's confirmation of unchanged rows is kept (see above)
 
 
 def version_of(effective_at: datetime, fields: dict) -> list[str]:
@@ -39,6 +47,15 @@ def newer_fields(stored: dict | None, fields: dict, version: list[str]) -> dict:
 
 def merged_versions(stored: dict | None, names, version: list[str]) -> dict:
     return {**((stored or {}).get("versions") or {}), **{name: version for name in names}}
+
+
+def raised_versions(versions: dict | None, names, version: list[str]) -> dict:
+    """``versions`` with each of ``names`` at least ``version`` (a confirmation's)."""
+    raised = dict(versions or {})
+    for name in names:
+        if list(raised.get(name) or ["", ""]) < list(version):
+            raised[name] = list(version)
+    return raised
 
 
 def is_active(status: str) -> bool:

@@ -54,7 +54,7 @@ class DirectorySync:
         version = rules.version_of(change["effective_at"], {"person": change["external_id"] or change["id"],
                                                             **change["fields"]})
         for _ in range(ATTEMPTS):
-            existing = self._person_for(change)
+            existing = self._confirmed(self._person_for(change))
             if existing is None and "display_name" not in change["fields"]:
                 raise NotFound(f"person {change['external_id']!r} is not in the directory")
             newer = rules.newer_fields(existing, change["fields"], version)
@@ -71,6 +71,16 @@ class DirectorySync:
     def _person_for(self, change: dict) -> dict | None:
         return self._record_for(PEOPLE, change)
 
+    def _confirmed(self, person: dict | None) -> dict | None:
+        """The person with the field versions an import confirmed without writing (directory_rules.py,
+        "Confirmations"); a write keeps them, so they outlive the confirmation."""
+        if person is None or not person.get("external_id"):
+            return person
+        version = self.directory.confirmed_version(person["external_id"], person.get("revision"))
+        if version is None:
+            return person
+        return {**person, "versions": rules.raised_versions(person.get("versions"), rules.PERSON_FIELDS, version)}
+
     def _record_for(self, collection: str, change: dict) -> dict | None:
         """The stored record a change is about: by external id; else by the directory id, when no other
         external id holds it (a record the seed wrote becomes the HRIS's)."""
@@ -85,7 +95,11 @@ class DirectorySync:
             raise AlreadyExists(f"{collection} id {record_id!r} belongs to HRIS record {found['external_id']!r}")
         return found
 
-    def _person_document(self, change: dict, existing: dict | None, newer: dict, version: list) -> dict:
+    def _person_document(self, change: dict, existing: dict | None, newer: dict, version: list,
+                         store=None) -> dict:
+        """``store``: where references are looked up (``person_by_ref``, ``unit_by_ref``): the directory, or an
+        import's batch view (directory_batch.py)."""
+        store = store or self.directory
         base = existing or {"_id": change.get("id") or change["external_id"], "roles": [], "active": True,
                             "org_unit_id": "", "manager_id": "", **{name: "" for name in rules.PERSON_FIELDS}}
         document = {**base, **newer, "revision": base.get("revision", 0) + 1, "updated_at": utc_now(),
@@ -93,21 +107,21 @@ class DirectorySync:
         if change["external_id"]:
             document["external_id"] = change["external_id"]
         if "org_unit_ref" in newer:
-            unit = self.directory.unit_by_ref(newer["org_unit_ref"])
+            unit = store.unit_by_ref(newer["org_unit_ref"])
             if unit is None:
                 raise FailedPrecondition(f"org unit {newer['org_unit_ref']!r} is not in the directory")
             document["org_unit_id"] = unit["_id"]
         if "manager_ref" in newer:
-            self._set_manager(document, newer["manager_ref"])
+            self._set_manager(document, newer["manager_ref"], store)
         if "employment_status" in newer:
             document["active"] = rules.is_active(newer["employment_status"])
         return document
 
-    def _set_manager(self, document: dict, ref: str) -> None:
+    def _set_manager(self, document: dict, ref: str, store) -> None:
         keys = {document["_id"], document.get("external_id") or document["_id"]}
-        if rules.manager_cycle(keys, ref, self._manager_ref_of):
+        if rules.manager_cycle(keys, ref, lambda next_ref: manager_ref_of(store, next_ref)):
             raise FailedPrecondition(f"manager {ref!r} would make {document['_id']!r} manage themselves (a cycle)")
-        manager = self.directory.person_by_ref(ref)
+        manager = store.person_by_ref(ref)
         document["manager_id"] = manager["_id"] if manager else ""
         document["pending_manager"] = ref if ref and manager is None else None
 
@@ -117,10 +131,6 @@ class DirectorySync:
             self._apply_person({**kept["change"], "effective_at": to_millis(kept["change"]["effective_at"])})
             self.directory.unschedule(kept["_id"])
         return self._person_for({"external_id": person.get("external_id") or "", "id": person["_id"]}) or person
-
-    def _manager_ref_of(self, ref: str) -> str:
-        person = self.directory.person_by_ref(ref)
-        return (person.get("pending_manager") or person.get("manager_id") or "") if person else ""
 
     def _resolve_reports(self, manager: dict) -> None:
         """People who named this person as manager before they arrived now report to them."""
@@ -190,15 +200,11 @@ class DirectorySync:
         """The parent a reference names; one not known yet stays pending (``pending_parent``) until it arrives, as
         a pending manager does. A parent that would close a loop, counting pending references, is refused."""
         keys = {unit["_id"], unit.get("external_id") or unit["_id"]}
-        if ref and rules.manager_cycle(keys, ref, self._parent_ref_of):
+        if ref and rules.manager_cycle(keys, ref, lambda next_ref: parent_ref_of(self.directory, next_ref)):
             raise FailedPrecondition(f"parent {ref!r} would put org unit {unit['_id']!r} inside itself")
         parent = self.directory.unit_by_ref(ref)
         unit["parent_id"] = parent["_id"] if parent else ""
         unit["pending_parent"] = ref if ref and parent is None else None
-
-    def _parent_ref_of(self, ref: str) -> str:
-        unit = self.directory.unit_by_ref(ref)
-        return (unit.get("pending_parent") or unit.get("parent_id") or "") if unit else ""
 
     def _resolve_children(self, parent: dict) -> None:
         """Units that named this one as parent before it arrived now sit under it."""
@@ -228,6 +234,17 @@ class DirectorySync:
                 pass
             self.directory.unschedule(kept["_id"])
         return applied
+
+
+def manager_ref_of(store, ref: str) -> str:
+    """The manager reference of the person ``ref`` names in ``store`` (pending or resolved), or ""."""
+    person = store.person_by_ref(ref)
+    return (person.get("pending_manager") or person.get("manager_id") or "") if person else ""
+
+
+def parent_ref_of(store, ref: str) -> str:
+    unit = store.unit_by_ref(ref)
+    return (unit.get("pending_parent") or unit.get("parent_id") or "") if unit else ""
 
 
 def _refs(record: dict) -> list[str]:
