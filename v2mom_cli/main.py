@@ -14,7 +14,7 @@ import grpc
 
 from v2mom_format import yaml_content
 
-from . import checkins, commands, directory, discussion, events, export, notify, planning, refs
+from . import checkins, commands, directory, discussion, events, export, notify, orphans, planning, refs
 from .errors import CliError, describe_rpc_error
 from .session import check_environment
 from .session import DEFAULT_ADDR, DEFAULT_CHECKINS_ADDR, DEFAULT_NOTIFY_ADDR
@@ -293,8 +293,8 @@ def add_checkin_commands(command) -> None:
     exporting.add_argument("-o", "--output", help="the file to write (default: v2moms-<unit>-<cycle>.<format>)")
     exporting.add_argument("--include-archived", action="store_true", help="also archived V2MOMs")
 
-    org = command("directory", None, "HR and admins: bring people in from an HRIS export")
-    org_commands = org.add_subparsers(dest="directory_command", metavar="{import}", required=True)
+    org = command("directory", None, "HR and admins: bring people in from an HRIS export; hand on what leavers left")
+    org_commands = org.add_subparsers(dest="directory_command", metavar="{import,orphans,transfer}", required=True)
     importing = org_commands.add_parser(
         "import", prog="v2mom directory import", help="import people from a CSV file",
         description="Imports people from an HRIS export: a CSV with the header employee_id, name, org_unit "
@@ -306,6 +306,20 @@ def add_checkin_commands(command) -> None:
     importing.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     importing.add_argument("--allow-mass-deactivation", action="store_true",
                            help="go ahead although more than 10%% of the active people would be deactivated")
+    listing = org_commands.add_parser(
+        "orphans", prog="v2mom directory orphans", help="list what waits on someone who can no longer act",
+        description="V2MOMs whose owner left, submissions waiting on an approver who left, and V2MOMs of retired "
+        "units, each with the successor the directory suggests (the nearest active manager).")
+    listing.set_defaults(handler=orphans.orphans)
+    moving = org_commands.add_parser(
+        "transfer", prog="v2mom directory transfer", help="give a V2MOM to a successor",
+        description="Moves a live V2MOM to a new owner (an orphan's successor, a unit's new leader): recorded in "
+        "its history as TRANSFER; state, content and approvals stay, and a submission goes to the successor's "
+        "manager. HR, admins and the owner's managers may.")
+    moving.set_defaults(handler=orphans.transfer)
+    moving.add_argument("v2mom", help="id or reference")
+    moving.add_argument("--to", required=True, help="the successor's person id")
+    moving.add_argument("--reason", help="why, for the history (default: transferred to <successor>)")
 
     stale = command("stale", checkins.stale, "list measures and methods that are stale or overdue for a check-in")
     stale.add_argument("--owner", help="whose items: me (the default), @person or a person id")

@@ -59,3 +59,32 @@ def test_an_import_waits_for_a_whole_batch_not_a_quick_calls_deadline():
     directory_cli._call(Recording(), [], dry_run=True, allow=False)
     assert asked == {"rpc": "ImportDirectory", "attempts": 2, "timeout": directory_cli.CALL_TIMEOUT_SECONDS}
     assert directory_cli.CALL_TIMEOUT_SECONDS >= 300
+
+
+def test_what_a_leaver_left_is_listed_and_handed_to_a_successor(cli, seeded_goals, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    unit = seeded_goals.db.org_units.find_one({"level": "ORG_LEVEL_TEAM"})
+    people = tmp_path / "people.csv"
+    people.write_text(HEADER + f"{tag}-1,Lead One,{tag}1@example.com,{unit['leader_id']},{unit['_id']},Lead,,active\n"
+                      f"{tag}-2,Report Two,{tag}2@example.com,{tag}-1,{unit['_id']},Engineer,,active\n")
+    cli.ok("login", "kofi.mensah")
+    cli.ok("directory", "import", str(people))
+    cli.ok("login", f"{tag}-2")
+    cli.ok("create", "-f", "v2mom_cli/examples/individual.yaml")
+    v2mom_id = seeded_goals.db.v2moms.find_one({"owner_id": f"{tag}-2"})["_id"]
+    people.write_text(HEADER + f"{tag}-2,Report Two,{tag}2@example.com,{tag}-1,{unit['_id']},Engineer,,terminated\n")
+    cli.ok("login", "kofi.mensah")
+    cli.ok("directory", "import", str(people))
+
+    listed = cli.ok("directory", "orphans")
+    assert "SUGGESTED SUCCESSOR" in listed
+    line = next(line for line in listed.splitlines() if v2mom_id in line)
+    assert line.split()[:2] == ["owner", "left"] and f"{tag}-2" in line and line.rstrip().endswith(f"{tag}-1")
+
+    assert f"Transferred {v2mom_id} to {tag}-1" in cli.ok("directory", "transfer", v2mom_id, "--to", f"{tag}-1",
+                                                          "--reason", "Lead One takes it over")
+    assert v2mom_id not in cli.ok("directory", "orphans")
+    assert seeded_goals.db.v2moms.find_one({"_id": v2mom_id})["owner_id"] == f"{tag}-1"
+    assert "nothing changed" in cli.ok("directory", "transfer", v2mom_id, "--to", f"{tag}-1")
+    cli.ok("login", "hannah.berg")
+    assert "hr or admin" in cli("directory", "orphans").stderr
