@@ -17,13 +17,10 @@ cannot start unbounded threads.
 import html
 import logging
 import re
-import threading
 from collections.abc import Callable
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from services.platform.api import wsgi
 
@@ -46,42 +43,33 @@ def make_app(registry: CollectorRegistry, secret: str, unsubscribe_kind: Callabl
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         try:
             if path == "/metrics":
-                return _metrics(registry, environ, method, start_response)
+                return wsgi.metrics(registry, environ, start_response)
             if path == "/unsubscribe":
                 return _unsubscribe(environ, method, secret, unsubscribe_kind, start_response)
-            return _plain(start_response, "404 Not Found", "not found\n")
+            return wsgi.plain(start_response, "404 Not Found", "not found\n")
         except Exception:  # a bug or the store down: no traceback to the client
             log.exception("http request failed", extra={"path": path, "method": method})
-            return _plain(start_response, "500 Internal Server Error", "internal error; it has been logged\n")
+            return wsgi.plain(start_response, "500 Internal Server Error", "internal error; it has been logged\n")
 
     return app
 
 
-def _metrics(registry, environ, method, start_response):
-    if method not in ("GET", "HEAD"):
-        return _plain(start_response, "405 Method Not Allowed", "use GET\n", [("Allow", "GET, HEAD")])
-    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    body = encoder(registry)
-    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-    return [b"" if method == "HEAD" else body]
-
-
 def _unsubscribe(environ, method, secret, unsubscribe_kind, start_response):
     if method not in ("GET", "POST"):
-        return _plain(start_response, "405 Method Not Allowed", "use GET or POST\n", [("Allow", "GET, POST")])
+        return wsgi.plain(start_response, "405 Method Not Allowed", "use GET or POST\n", [("Allow", "GET, POST")])
     token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [""])[0]
     try:
         if not token or len(token) > MAX_TOKEN:
             raise unsubscribe.BadToken("missing or too long")
         person_id, kind = unsubscribe.read_token(secret, token)
     except unsubscribe.BadToken:
-        return _plain(start_response, "400 Bad Request", "This unsubscribe link is not valid. Change what you get in "
-                                                         "your notification preferences instead.\n")
+        return wsgi.plain(start_response, "400 Bad Request", "This unsubscribe link is not valid. Change what you get "
+                                                             "in your notification preferences instead.\n")
     what = _kind_text(kind)
     if method == "GET":
         return _html(start_response, "200 OK", _confirmation_page(token, what))
     if not _is_one_click(environ):
-        return _plain(start_response, "400 Bad Request", "expected the form field List-Unsubscribe=One-Click\n")
+        return wsgi.plain(start_response, "400 Bad Request", "expected the form field List-Unsubscribe=One-Click\n")
     unsubscribe_kind(person_id, kind)
     return _html(start_response, "200 OK", _page("Unsubscribed", f"<p>You will no longer get {what} by email.</p>"))
 
@@ -132,31 +120,11 @@ def _html(start_response, status: str, text: str):
     return [body]
 
 
-def _plain(start_response, status: str, text: str, headers=()):
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-                            *headers])
-    return [body]
-
 
 # --- the server --------------------------------------------------------------------------------------------
 
 
-class HttpServer:
-    """The running HTTP side: ``port``, and ``shutdown()`` (run_api's on_stop) to stop it."""
-
-    def __init__(self, httpd: WSGIServer, thread: threading.Thread):
-        self.httpd = httpd
-        self.thread = thread
-        self.port = httpd.server_address[1]
-
-    def shutdown(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-def start(addr: str, app) -> HttpServer:
-    """Serves ``app`` on ``addr`` ("host:port"; port 0 picks a free one) from a daemon thread."""
-    host, _, port = addr.rpartition(":")
-    return HttpServer(*wsgi.serve(host, int(port), app, HTTP_THREADS, "notify"))
+def start(addr: str, app) -> wsgi.HttpServer:
+    """Serves ``app`` on ``addr`` ("host:port"; port 0 picks a free one) from a daemon thread: ``port``, and
+    ``shutdown()`` (run_api's on_stop) to stop it."""
+    return wsgi.start(addr, app, HTTP_THREADS, "notify")
