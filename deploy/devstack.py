@@ -210,7 +210,7 @@ class ProcessSpec:
 # The v2mom CLI reads V2MOM_GOALS_ADDR and V2MOM_CHECKINS_ADDR too, so one export
 # points both the stack and the CLI at another port.
 GOALS_API = GrpcServing("V2MOM_GOALS_ADDR", "127.0.0.1:50051", "v2mom.v1.GoalService",
-                        "SCIM_HTTP_ADDR", "127.0.0.1:8090")  # SCIM provisioning, under /scim/v2
+                        "SCIM_HTTP_ADDR", "127.0.0.1:8090")  # /metrics, and SCIM provisioning under /scim/v2
 CHECKINS_API = GrpcServing("V2MOM_CHECKINS_ADDR", "127.0.0.1:50052", "v2mom.v1.CheckinService")
 METRICS_API = GrpcServing("V2MOM_METRICS_ADDR", "127.0.0.1:50053", "v2mom.v1.MetricsService",
                           "METRICS_HTTP_ADDR", "127.0.0.1:9100")

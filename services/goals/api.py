@@ -1,7 +1,9 @@
 """goals-api: the GoalService gRPC server (plain grpcio, no eventlet).
 
 Run it with ``python -m services.goals.api``; GRPC_ADDR, MONGO_URI and the
-JWT_* variables configure it (services/platform/core/config.py).
+JWT_* variables configure it (services/platform/core/config.py). Its HTTP side
+(SCIM_HTTP_ADDR, default 127.0.0.1:8090) serves ``/metrics`` and, with
+SCIM_TOKEN, SCIM provisioning (http.py).
 """
 
 import grpc
@@ -13,8 +15,11 @@ from services.platform.api.server import ServiceBinding, create_service_server, 
 from services.platform.core.config import AuthSettings, Settings, load
 from services.platform.store.mongo import connect, ensure_indexes
 
+from . import collector as collector_module
 from . import directory as directory_module
 from . import events as events_module
+from . import hris_rejected
+from . import http as goals_http
 from . import repository as repository_module
 from .access import Access
 from .authoring import Authoring
@@ -175,18 +180,23 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         return self.discussion.delete(self._caller(), request)
 
 
-def create_server(addr: str, settings: Settings | None = None,
-                  scim: scim_http.ScimSettings | None = None) -> tuple[grpc.Server, int]:
-    """Returns (server, port), not started; bind to port 0 in tests to get a free one. With ``scim``, the SCIM
-    endpoint listens at once (``server.scim``) and stops with the server."""
+def create_server(addr: str, settings: Settings | None = None, scim: scim_http.ScimSettings | None = None,
+                  http_addr: str | None = None) -> tuple[grpc.Server, int]:
+    """Returns (server, port), not started; bind to port 0 in tests to get a free one. With ``http_addr`` (or
+    ``scim``: at its ``addr``), the HTTP side listens at once (``server.http``: /metrics, and SCIM with
+    ``scim``, then also ``server.scim``) and stops with the server."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
-                   + comments_module.INDEXES + scim_users.INDEXES)
+                   + comments_module.INDEXES + scim_users.INDEXES + hris_rejected.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds, settings.amqp_uri)
-    if scim is not None:
-        scim_http.attach(server, Directory(db, settings.directory_cache_seconds), scim, settings.directory_cache_seconds)
+    server.http = server.scim = None
+    http_addr = http_addr or (scim.addr if scim is not None else None)
+    if http_addr is not None:
+        cache = settings.directory_cache_seconds
+        scim_app = scim_http.scim_app(Directory(db, cache), scim, cache) if scim is not None else None
+        goals_http.attach(server, http_addr, collector_module.registry_for(db), scim_app)
     return server, port
 
 
@@ -208,9 +218,11 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
 
 
 def main() -> None:
-    # SCIM's settings are read inside run_api's create, so a refused SCIM_TOKEN ends with a message.
+    # SCIM's settings are read inside run_api's create, so a refused SCIM_TOKEN ends with a message. The HTTP
+    # side always listens (/metrics); SCIM on it only with SCIM_TOKEN.
     run_api("goals-api", SERVICE_NAME, DEFAULT_ADDR,
-            lambda addr, settings: create_server(addr, settings, scim=scim_http.settings_from_env()))
+            lambda addr, settings: create_server(addr, settings, scim=scim_http.settings_from_env(),
+                                                 http_addr=goals_http.addr_from_env()))
 
 
 if __name__ == "__main__":

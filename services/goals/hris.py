@@ -3,7 +3,8 @@
 Each event is one directory change, so it applies whole or not at all (one conditional document write), and a
 repeated or late one changes nothing (directory_rules.py), so no processed-events record is needed. An event
 that can never apply (bad data, an unknown unit, a manager cycle) is dead-lettered with its reason, and the
-reason is kept in ``hris_rejected`` (one document per event id, so a redelivery counts once) for HR to see.
+reason is kept in ``hris_rejected`` (one document per event id, so a redelivery counts once) for HR to see;
+goals-api's ``/metrics`` counts them by type (hris_rejected.py, collector.py).
 """
 
 import logging
@@ -19,14 +20,12 @@ from services.platform.worker.consumer import PermanentError, parse_data
 from . import directory_rules as rules
 from .directory_api import effective_at, person_change, unit_change
 from .directory_sync import DirectorySync
+from .hris_rejected import HIRED, REJECTED, TERMINATED, UNIT_RETIRED, UNIT_UPSERTED, UPDATED
 from v2mom.v1 import directory_pb2
 
 log = logging.getLogger(__name__)
 
 SOURCE = "hris"  # the exchange hris.events; events carry source /v2mom/hris, as every exchange's own source
-HIRED, UPDATED, TERMINATED = "employee.hired", "employee.updated", "employee.terminated"
-UNIT_UPSERTED, UNIT_RETIRED = "org_unit.upserted", "org_unit.retired"
-REJECTED = "hris_rejected"
 
 
 class HrisEvents:

@@ -33,6 +33,7 @@ from . import directory  # noqa: E402
 from .directory import CYCLES, ORG_UNITS, PEOPLE, Directory  # noqa: E402
 from .approver_changes import ApproverChanges  # noqa: E402
 from .directory_sync import DirectorySync  # noqa: E402
+from . import hris_rejected  # noqa: E402
 from .hris import HIRED, SOURCE as HRIS, TERMINATED, UNIT_RETIRED, UNIT_UPSERTED, UPDATED, HrisEvents  # noqa: E402
 from . import repository  # noqa: E402
 from .milestone_completions import MilestoneCompletions  # noqa: E402
@@ -68,7 +69,7 @@ class DirectoryProvider(DependencyProvider):
         settings = config_module.load("goals")
         self.client = connect(settings.mongo_uri, "goals-worker")
         database = self.client[settings.database_name]
-        ensure_indexes(database, directory.INDEXES)
+        ensure_indexes(database, directory.INDEXES + hris_rejected.INDEXES)
         people = Directory(database, cache_seconds=0)
         self.events = HrisEvents(DirectorySync(people))
         self.approvers = ApproverChanges(V2MOMRepository(database), people)
@@ -134,8 +135,7 @@ class GoalsWorker:
         self._directory_change(envelope)
 
     def _directory_change(self, envelope):
-        require(envelope["type"] in (HIRED, UPDATED, TERMINATED, UNIT_UPSERTED, UNIT_RETIRED), "not an HRIS event type",
-                envelope)
+        require(envelope["type"] in hris_rejected.TYPES, "not an HRIS event type", envelope)
         with_retries(self.org.events.apply, envelope)
         self.relay.kick([PEOPLE, ORG_UNITS])  # person_upserted / org_unit_upserted leave now
 

@@ -3,6 +3,6 @@
 Every write goes through directory_sync.py, the use case DirectoryService and HRIS events use
 (services/goals/README.md, "SCIM provisioning"). Modules: ``schemas`` (the discovery documents and the
 attribute definitions), ``filter`` (the filter grammar), ``patch`` (PATCH operations on a resource),
-``mapping`` (a person record to a User and back), ``users`` (the use cases), ``http`` (the WSGI app, its
-token and its server).
+``mapping`` (a person record to a User and back), ``users`` (the use cases), ``http`` (the WSGI app and its
+token; goals-api's HTTP side, services/goals/http.py, serves it).
 """

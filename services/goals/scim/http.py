@@ -1,6 +1,5 @@
-"""goals-api's SCIM endpoint (SCIM_HTTP_ADDR, default 127.0.0.1:8090, under /scim/v2): WSGI on the
-kernel's bounded pool of threads (services/platform/api/wsgi.py), started with the gRPC server and stopped
-with it.
+"""goals-api's SCIM endpoint (under /scim/v2), served on goals-api's HTTP side (services/goals/http.py,
+SCIM_HTTP_ADDR, default 127.0.0.1:8090) beside /metrics.
 
 Off unless SCIM_TOKEN is set: then every request needs ``Authorization: Bearer <SCIM_TOKEN>`` (401
 otherwise), and the holder acts as a provisioning identity with the role ``hr``, the role DirectoryService
@@ -11,12 +10,9 @@ to start, as the other secrets do (services/platform/core/config.py).
 import hmac
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIServer
 
-from services.platform.api import wsgi
 from services.platform.api.auth import Caller
 from services.platform.core.config import ConfigError, _weak_secret, env_str, is_production
 from services.platform.core.errors import ServiceError
@@ -36,7 +32,6 @@ DEV_TOKEN = "dev-only-scim-token-change-me-in-production"
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY = 1 << 20
 MAX_DRAIN = 8 << 20  # a bigger body is not read: the connection closes under the client
-HTTP_THREADS = 8
 PROVISIONER = Caller(person_id="scim", roles=frozenset({"hr"}))
 
 
@@ -278,38 +273,6 @@ def _respond(start_response, status: int, body, headers):
     return [payload]
 
 
-# --- the server ---------------------------------------------------------------------------------------------
-
-
-class ScimServer:
-    """The running endpoint: ``port``, and ``shutdown()`` (idempotent)."""
-
-    def __init__(self, httpd: WSGIServer, thread: threading.Thread):
-        self.httpd, self.thread = httpd, thread
-        self.port = httpd.server_address[1]
-        self._stopped = threading.Event()
-
-    def shutdown(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-def attach(server, directory: Directory, settings: ScimSettings, cache_seconds: float = 5.0) -> ScimServer:
-    """Serves SCIM beside a gRPC server (``server.scim``), stopped when the server is."""
-    users = ScimUsers(directory, settings.default_org_unit, cache_seconds=cache_seconds)
-    host, _, port = settings.addr.rpartition(":")
-    running = ScimServer(*wsgi.serve(host, int(port), make_app(users, settings), HTTP_THREADS, "goals-scim"))
-    stop = server.stop
-
-    def stop_both(grace=None):
-        running.shutdown()
-        return stop(grace)
-
-    server.stop = stop_both
-    server.scim = running
-    log.info("scim listening", extra={"addr": settings.addr, "port": running.port})
-    return running
+def scim_app(directory: Directory, settings: ScimSettings, cache_seconds: float = 5.0):
+    """The SCIM app over the directory (goals-api's HTTP side routes /scim/v2 to it)."""
+    return make_app(ScimUsers(directory, settings.default_org_unit, cache_seconds=cache_seconds), settings)
