@@ -378,12 +378,12 @@ def test_servicemonitor_scrapes_what_compose_prometheus_scrapes(rendered):
     monitor = next(iter(_kind(docs, "ServiceMonitor").values()))
     scraped = {name: svc for name, svc in _kind(docs, "Service").items()
                if _selects(monitor["spec"]["selector"], svc["metadata"]["labels"])}
-    assert set(scraped) == {"metrics-api", "notify-api"}
+    assert set(scraped) == {"metrics-api", "notify-api", "goals-api"}
     # The alert rules select job="metrics-api": the operator takes the job from this Service label.
     assert scraped["metrics-api"]["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "metrics-api"
     ports = {(name, p["name"], p["port"]) for name, svc in scraped.items() for p in svc["spec"]["ports"]}
     endpoint_ports = {e["port"] for e in monitor["spec"]["endpoints"]}
-    assert {("metrics-api", "metrics", 9100), ("notify-api", "http", 9101)} <= ports
+    assert {("metrics-api", "metrics", 9100), ("notify-api", "http", 9101), ("goals-api", "http", 8090)} <= ports
     assert endpoint_ports == {"metrics", "http"}
 
 

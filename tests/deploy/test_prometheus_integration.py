@@ -8,14 +8,16 @@ goals-worker, checkins-worker, metrics-worker and metrics-api as processes
 notify-api (`python -m services.notify.api`, its HTTP side on a free port) over
 a notify database of the test's own, into which a few deliveries are written
 as notify-worker would (services/notify/store.py): one that failed for good
-with its `failed|KIND|CHANNEL` count, some pending, some sent. Debian's
+with its `failed|KIND|CHANNEL` count, some pending, some sent; and goals-api
+as a process too (`python -m services.goals.api`, its HTTP side on a free
+port, no SCIM_TOKEN) on the goals database, for goals' /metrics. Debian's
 `prometheus` binary, on another free loopback port, scrapes metrics-api,
-notify-api and itself every second with deploy/prometheus/alerts.yml loaded. The goals
+notify-api, goals-api and itself every second with deploy/prometheus/alerts.yml loaded. The goals
 demo seed plays the organisation (V2MOMs in every state); a few weeks of
 check-ins are recorded through checkins-api, on track and off, diligent and
 silent (the check-ins demo seed records some 550 and takes two minutes, too
 long here); one malformed event is published so that dead-lettering has
-something to show.
+something to show, and one HRIS hire goals-worker must reject.
 
 Then, through Prometheus's HTTP API:
 - every template variable of every dashboard resolves, in its chain, to real label values;
@@ -24,7 +26,7 @@ Then, through Prometheus's HTTP API:
   threshold and gates (tests/support/promql.py: alert_signal), returns at least one series;
 - every metric a query reads exists, every rule evaluates without error and every target is up.
 A query added to a dashboard or a rule added to alerts.yml is covered without touching this file.
-`promtool check metrics` also checks a live scrape of metrics-api and of notify-api.
+`promtool check metrics` also checks a live scrape of metrics-api, notify-api and goals-api.
 """
 
 import json
@@ -47,6 +49,7 @@ from v2mom.v1 import checkins_pb2, goals_pb2
 
 from deploy.demo.goals_seed import seed as seed_goals
 from services.notify import store as notify_store
+from tests.support.hris import publish as publish_hris
 from tests.support.metrics import raw_event
 from tests.support.metrics_service import QUEUES as METRICS_WORKER_QUEUES
 from tests.support.processes import free_port, log_tail, spawn, start_module, stop
@@ -74,6 +77,7 @@ CHECKINS_WORKER_QUEUES = (
     "evt-goals-v2mom_approved--checkins_worker.on_v2mom_approved",
     "evt-checkins-checkin_recorded--checkins_worker.on_checkin_recorded",
 )
+GOALS_WORKER_QUEUES = ("evt-hris-employee.hired--goals_worker.on_employee_hired",)
 # What Grafana would put in for its own variables, given a 1 s scrape interval.
 BUILTIN_VALUES = {"__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000", "__range": "1h",
                   "__range_s": "3600", "__range_ms": "3600000"}
@@ -129,7 +133,7 @@ class Service:
 class Prometheus:
     """Debian's prometheus on a free loopback port, its data in a temporary directory."""
 
-    def __init__(self, workdir: Path, metrics_target: str, notify_target: str):
+    def __init__(self, workdir: Path, metrics_target: str, notify_target: str, goals_target: str):
         binary = shutil.which("prometheus")
         if binary is None or shutil.which("promtool") is None:
             pytest.fail(PROMETHEUS_HINT)
@@ -143,6 +147,8 @@ class Prometheus:
                     {"targets": [metrics_target], "labels": {"service": "metrics", "process": "api"}}]},
                 {"job_name": "notify-api", "static_configs": [
                     {"targets": [notify_target], "labels": {"service": "notify", "process": "api"}}]},
+                {"job_name": "goals-api", "static_configs": [
+                    {"targets": [goals_target], "labels": {"service": "goals", "process": "api"}}]},
                 {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}]},
             ],
         }
@@ -248,15 +254,16 @@ def empty_queries(prometheus: Prometheus, queries) -> list[str]:
 
 @pytest.fixture
 def workers_listening(settings, goals_worker, checkins_worker, metrics_worker):
-    """Both consuming workers have their queues before goals publishes anything."""
+    """The consuming workers have their queues before goals (or the HRIS) publishes anything."""
     with kombu.Connection(settings.amqp_uri) as connection:
         _wait_for("metrics-worker's queues", lambda: _queues_exist(connection, METRICS_WORKER_QUEUES),
                   metrics_worker.process, metrics_worker.log)
         deadline = time.monotonic() + READY_TIMEOUT
-        while not _queues_exist(connection, CHECKINS_WORKER_QUEUES):
-            assert checkins_worker.poll() is None, log_tail(checkins_worker)
-            assert time.monotonic() < deadline, "checkins-worker never declared its queues"
-            time.sleep(0.1)
+        for worker, queues in ((checkins_worker, CHECKINS_WORKER_QUEUES), (goals_worker, GOALS_WORKER_QUEUES)):
+            while not _queues_exist(connection, queues):
+                assert worker.poll() is None, log_tail(worker)
+                assert time.monotonic() < deadline, f"{queues[0]}: its worker never declared it"
+                time.sleep(0.1)
 
 
 def start_metrics_api(settings, metrics_db_name, goals_addr, checkins_addr, tmp_path) -> tuple[Service, int]:
@@ -331,6 +338,28 @@ def start_notify_api(settings, notify_db_name, tmp_path) -> tuple[Service, int]:
     return api, port
 
 
+def start_goals_api(settings, tmp_path) -> tuple[Service, int]:
+    """goals-api as `make run` starts it (without SCIM_TOKEN), beside the in-process one on the same database;
+    returns it and its HTTP port (/metrics)."""
+    port = free_port()
+    api = Service("services.goals.api", {
+        "MONGO_URI": settings.mongo_uri, "MONGO_DB": settings.database_name, "AMQP_URI": settings.amqp_uri,
+        "GRPC_ADDR": "127.0.0.1:0", "SCIM_HTTP_ADDR": f"127.0.0.1:{port}", "LOG_LEVEL": "WARNING",
+    }, tmp_path / "goals-api.log")
+    _wait_for("goals-api", lambda: _http_ok(f"http://127.0.0.1:{port}/metrics"), api.process, api.log)
+    return api, port
+
+
+def publish_rejected_hire(amqp_uri: str) -> None:
+    """An HRIS hire in a unit nobody knows: goals-worker dead-letters it, and goals-api counts it."""
+    hire = {"specversion": "1.0", "id": f"hris-{uuid.uuid4().hex}", "source": "/v2mom/hris", "type": "employee.hired",
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "datacontenttype": "application/json",
+            "data": {"externalId": "E-PROM-1", "displayName": "Nobody Known", "email": "nobody@acme.test",
+                     "orgUnitRef": "no-such-unit"}}
+    with kombu.Connection(amqp_uri) as connection:
+        publish_hris(connection, hire)
+
+
 def record_checkins(goals_api, checkins_api, now: datetime | None = None) -> int:
     """A few weeks of measure check-ins on the published V2MOMs of the demo's open cycles, by their owners.
 
@@ -398,11 +427,14 @@ def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
     metrics_api, metrics_port = start_metrics_api(settings, metrics_db_name, goals_addr, checkins_addr, tmp_path)
     write_deliveries(settings.mongo_uri, notify_db_name)
     notify_api, notify_port = start_notify_api(settings, notify_db_name, tmp_path)
+    goals_http, goals_port = start_goals_api(settings, tmp_path)
     prometheus = None
     try:
-        prometheus = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}", f"127.0.0.1:{notify_port}")
+        prometheus = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}", f"127.0.0.1:{notify_port}",
+                                f"127.0.0.1:{goals_port}")
         recorded = record_checkins(goals_api, checkins_api)
         publish_malformed_event(settings.amqp_uri)
+        publish_rejected_hire(settings.amqp_uri)
         seeded = time.monotonic()
         deadline = seeded + SERIES_TIMEOUT
 
@@ -414,6 +446,8 @@ def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
         wait_for_value(prometheus, "sum(v2mom_metrics_events_dead_lettered_total)", lambda v: v >= 1, deadline)
         wait_for_value(prometheus, "sum(v2mom_notify_deliveries_failed_total)", lambda v: v == 1, deadline)
         wait_for_value(prometheus, 'v2mom_notify_deliveries_pending{channel="email"}', lambda v: v == 3, deadline)
+        wait_for_value(prometheus, 'v2mom_goals_hris_events_rejected_total{type="employee.hired"}', lambda v: v == 1,
+                       deadline)
 
         # Every query has series: poll, as some need a few scrapes (rates) or a rule evaluation.
         while True:
@@ -433,11 +467,14 @@ def test_every_dashboard_and_rule_query_returns_series_from_a_live_organisation(
                                                        "v2mom_metrics_events_dead_lettered_total{"))
         _promtool_accepts_a_live_scrape(notify_port, ("v2mom_notify_deliveries_failed_total{",
                                                       "v2mom_notify_deliveries_pending{"))
+        _promtool_accepts_a_live_scrape(goals_port, ('v2mom_goals_hris_events_rejected_total{type="employee.hired"} 1.0',
+                                                     "v2mom_goals_people_pending_manager "))
         print(f"\n{len(queries)} queries checked; headcount {root:.0f}; {recorded} check-ins; "
               f"{time.monotonic() - started:.0f} s in all, {seeded - started:.0f} s of it seeding")
     finally:
         if prometheus is not None:
             prometheus.stop()
+        goals_http.stop()
         notify_api.stop()
         metrics_api.stop()
 

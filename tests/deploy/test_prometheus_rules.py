@@ -75,6 +75,7 @@ def test_every_recording_rule_is_tested_or_read_by_an_alert():
 @pytest.mark.parametrize(("job", "address_variable"), [
     ("metrics-api", "METRICS_HTTP_ADDR"),
     ("notify-api", "NOTIFY_HTTP_ADDR"),
+    ("goals-api", "SCIM_HTTP_ADDR"),
 ])
 def test_each_exporting_api_is_scraped_where_docker_compose_serves_it(job, address_variable):
     config = yaml.safe_load(CONFIG_FILE.read_text(encoding="utf-8"))
