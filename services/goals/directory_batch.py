@@ -93,7 +93,8 @@ class RecordView:
             return self.by_external[change["external_id"]]
         found = self.by_id.get(record_id)
         if found is not None and found.get("external_id") not in (None, "", change["external_id"]):
-            raise AlreadyExists(f"{self.collection.name} id {record_id!r} belongs to HRIS record {found['external_id']!r}")
+            raise AlreadyExists(f"{self.collection.name} id {record_id!r} belongs to HRIS record "
+                                f"{found['external_id']!r}")
         return found
 
     def next_ref(self, record: dict) -> str:
