@@ -141,8 +141,11 @@ def logged_port(process: Process, message: str = GRPC_STARTED) -> int | None:
 
 
 def spawn_service(name: str, module: str, tmp: Path, env: dict) -> Process:
-    """`python -m MODULE` as deployed, on a free gRPC port, logging at INFO (its start line carries the port)."""
-    return spawn(name, ["-m", module], tmp, {"GRPC_ADDR": "127.0.0.1:0", "LOG_LEVEL": "INFO", **env})
+    """`python -m MODULE` as deployed, on a free gRPC port, logging at INFO (its start line carries the port).
+
+    goals-api's HTTP side (/metrics, SCIM) on a free port too: a `make run` may hold its default :8090."""
+    defaults = {"GRPC_ADDR": "127.0.0.1:0", "SCIM_HTTP_ADDR": "127.0.0.1:0", "LOG_LEVEL": "INFO"}
+    return spawn(name, ["-m", module], tmp, {**defaults, **env})
 
 
 def wait_for_port(process: Process, message: str = GRPC_STARTED) -> int:
