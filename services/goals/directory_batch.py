@@ -9,12 +9,16 @@
   Whatever a guard refuses (someone wrote the person meanwhile, or holds the id) is handed back, to go through
   directory_sync one change at a time: correctness never rests on the bulk path.
 
-How the view reads: by ``$in`` on external id and on ``_id`` in chunks (store/mongo.py's ``find_in``), walking up
-the manager (parent) references of what it found. A batch whose keys are a good share of the collection
-(SCAN_SHARE) reads the whole collection once instead: on MongoDB that is the cheaper plan at that share, and on
-the mongoeco wire server every ``$in`` chunk (and every miss of a ``find_one``) costs a scan of the collection
-anyway (bench/README.md, "directory_import").
+How the view reads, by external id and by ``_id``, then up the manager (parent) references of what it found:
+keys that run in order (E000100 ... E000599: an export sorted by employee id, sent in parts, is a couple of
+runs per part, its rows and their managers) as one index range each, whatever the size of the directory; keys
+that are a good share of the collection (WHOLE_SHARE, or SCAN_SHARE when they do not run) by reading the whole
+collection once; a few scattered keys by ``$in`` in chunks (store/mongo.py's ``find_in``). The shares are
+MongoDB's sensible plans too, and on the mongoeco wire server every ``$in`` chunk (and every ``find_one`` that
+finds nothing) costs a scan of the collection (bench/README.md, "directory_import").
 """
+
+import re
 
 from pymongo import UpdateOne
 from pymongo.collection import Collection
@@ -26,7 +30,10 @@ from services.platform.store.mongo import find_in
 
 from .directory import MAX_CHAIN, ORG_UNITS, PEOPLE, Directory, person_changed_event
 
-SCAN_SHARE = 0.05
+SCAN_SHARE = 0.05  # keys of at least this share of the collection: read it whole rather than by $in
+WHOLE_SHARE = 0.25  # ... and rather than by ranges (mongoeco sends a record of a range ~4x slower than of a scan)
+RANGE_READS = 12  # index ranges per lookup at most; keys spread wider are read by $in (or the whole collection)
+RANGE_GAP = 32
 HIDDEN = ("outbox", "outbox_pending")
 DUPLICATE_KEY = 11000
 
@@ -39,48 +46,65 @@ class RecordView:
         self.pending_field, self.resolved_field = pending_field, resolved_field
         self.by_external: dict[str, dict] = {}
         self.by_id: dict[str, dict] = {}
-        self.asked: set[str] = set()  # references looked up both ways (found or not)
+        self.asked = {"external_id": set(), "_id": set()}  # keys looked up by each field (found or not)
         self.complete = False  # the whole collection was read
         self.count: int | None = None
 
-    def load(self, refs) -> None:
-        """Reads the records these references name, and the records up their chains."""
-        wanted = {ref for ref in refs if ref} - self.asked
+    def load(self, refs=(), rows=()) -> None:
+        """Reads the records these references name (by external id, else by id, as ``by_ref`` answers) and
+        these rows are about (``record_for``), then the records up their chains."""
+        refs = {ref for ref in refs if ref}
         for _ in range(MAX_CHAIN):
-            if not wanted or self.complete:
+            if self.complete or not (refs or rows):
                 return
-            if self.count is None:
-                self.count = self.collection.estimated_document_count()
-            if len(wanted) >= SCAN_SHARE * max(1, self.count):
-                self._add(self.collection.find({}))  # no projection: mongoeco projects slower than it sends
-                self.complete = True
-                return
-            found = (find_in(self.collection, "external_id", wanted, projection=dict.fromkeys(HIDDEN, 0))
-                     + find_in(self.collection, "_id", wanted, projection=dict.fromkeys(HIDDEN, 0)))
-            self._add(found)
-            self.asked |= wanted
-            wanted = {self.next_ref(record) for record in found} - self.asked - {""}
+            found = self._read("external_id", refs | {row["external_id"] for row in rows})
+            ids = {ref for ref in refs if ref not in self.by_external}
+            ids |= {key for row in rows if row["external_id"] not in self.by_external
+                    for key in (row.get("id") or row["external_id"], row["external_id"])}
+            found += self._read("_id", ids)
+            refs, rows = {self.next_ref(record) for record in found} - {""}, ()
+
+    def _read(self, field: str, keys) -> list[dict]:
+        asked = self.asked[field]
+        keys = sorted({key for key in keys if key} - asked)
+        if not keys or self.complete:
+            return []
+        if self.count is None:
+            self.count = self.collection.estimated_document_count()
+        runs = key_runs(keys)
+        if len(keys) < WHOLE_SHARE * self.count and len(runs) <= RANGE_READS and span(runs) < WHOLE_SHARE * self.count:
+            found = read_ranges(self.collection, field, keys, runs)
+        elif len(keys) >= SCAN_SHARE * self.count:
+            everything = list(self.collection.find({}))  # no projection: mongoeco projects slower than it sends
+            self._add(everything)
+            self.complete = True
+            return everything
+        else:
+            found = find_in(self.collection, field, keys, projection=dict.fromkeys(HIDDEN, 0))
+        asked.update(keys)
+        self._add(found)
+        return found
 
     def refresh(self, refs) -> None:
         """Reads these references again (a change written around the view)."""
-        refs = [ref for ref in refs if ref]
+        refs = {ref for ref in refs if ref}
         for ref in refs:
             for index in (self.by_external, self.by_id):
                 record = index.pop(ref, None)
                 if record is not None:
                     self.by_id.pop(record["_id"], None)
                     self.by_external.pop(record.get("external_id") or "", None)
-        self.asked -= set(refs)
-        found = (find_in(self.collection, "external_id", refs, projection=dict.fromkeys(HIDDEN, 0))
-                 + find_in(self.collection, "_id", refs, projection=dict.fromkeys(HIDDEN, 0)))
-        self._add(found)
-        self.asked |= set(refs)
+        for asked in self.asked.values():
+            asked -= refs
+        self._add(find_in(self.collection, "external_id", refs, projection=dict.fromkeys(HIDDEN, 0))
+                  + find_in(self.collection, "_id", refs, projection=dict.fromkeys(HIDDEN, 0)))
 
     def by_ref(self, ref: str) -> dict | None:
         """The record a reference names: by external id first, then by directory id (Directory.person_by_ref)."""
         if not ref:
             return None
-        if not self.complete and ref not in self.asked:
+        if not self.complete and (ref not in self.asked["external_id"]
+                                  or (ref not in self.by_external and ref not in self.asked["_id"])):
             self.load([ref])
         return self.by_external.get(ref) or self.by_id.get(ref)
 
@@ -88,7 +112,7 @@ class RecordView:
         """The record a change is about, as DirectorySync._record_for finds it."""
         record_id = change.get("id") or change["external_id"]
         if not self.complete:
-            self.load([change["external_id"], record_id])
+            self.load(rows=[change])
         if change["external_id"] and change["external_id"] in self.by_external:
             return self.by_external[change["external_id"]]
         found = self.by_id.get(record_id)
@@ -115,6 +139,47 @@ class RecordView:
             self.put(record)
 
 
+def read_ranges(collection: Collection, field: str, keys: list[str], runs: list[tuple[str, str]]) -> list[dict]:
+    """The records whose ``field`` is one of ``keys``, read as one index range per run of them (``key_runs``)."""
+    wanted, found = set(keys), []
+    for low, high in runs:
+        for record in collection.find({field: {"$gte": low, "$lte": high}}):
+            if record.get(field) in wanted:
+                for name in HIDDEN:
+                    record.pop(name, None)
+                found.append(record)
+    return found
+
+
+NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def key_runs(keys) -> list[tuple[str, str]]:
+    """Sorted keys as (first, last) runs: the same prefix and as many digits, each within RANGE_GAP of the
+    one before (so a range reads at most RANGE_GAP records it does not want per key)."""
+    runs: list[list] = []
+    previous = None
+    for key in sorted(keys):
+        numbered = NUMBERED.match(key)
+        shape = (numbered.group(1), len(numbered.group(2)), int(numbered.group(2))) if numbered else None
+        if (runs and shape and previous and shape[:2] == previous[:2]
+                and shape[2] - previous[2] <= RANGE_GAP):
+            runs[-1][1] = key
+        else:
+            runs.append([key, key])
+        previous = shape
+    return [(low, high) for low, high in runs]
+
+
+def span(runs: list[tuple[str, str]]) -> int:
+    """How many numbered keys the runs cover at most: about the records reading them costs."""
+    total = 0
+    for low, high in runs:
+        first, last = NUMBERED.match(low), NUMBERED.match(high)
+        total += int(last.group(2)) - int(first.group(2)) + 1 if first and last and low != high else 1
+    return total
+
+
 class BatchView:
     """People and org units for one import; answers ``person_by_ref`` / ``unit_by_ref`` as Directory does, so
     DirectorySync's rules run against it."""
@@ -132,7 +197,7 @@ class BatchView:
 
     def reload_units(self) -> None:
         """After the batch's org units were written one by one."""
-        asked = set(self.units.asked) | set(self.units.by_external) | set(self.units.by_id)
+        asked = set().union(*self.units.asked.values(), self.units.by_external, self.units.by_id)
         self.units = RecordView(self.directory.db[ORG_UNITS], "pending_parent", "parent_id")
         self.units.load(asked)
 

