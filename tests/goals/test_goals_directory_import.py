@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from services.goals import directory_batch
+from services.goals.directory_batch import key_runs, span
 from services.goals.directory import CONFIRMATIONS, INDEXES, Directory
 from services.goals.directory_import import DirectoryImport
 from services.goals.directory_sync import DirectorySync
@@ -216,6 +217,13 @@ def _check_confirmations(uri: str) -> None:
     finally:
         client.drop_database(db.name)
         client.close()
+
+
+def test_keys_that_run_in_order_are_read_as_one_range_each():
+    runs = key_runs(["E000003", "E000001", "E000040", "E000100", "lee", "emp02", "emp003", "E000101"])
+    assert runs == [("E000001", "E000003"), ("E000040", "E000040"), ("E000100", "E000101"), ("emp003", "emp003"),
+                    ("emp02", "emp02"), ("lee", "lee")]
+    assert span(runs) == 3 + 1 + 2 + 1 + 1 + 1
 
 
 def _fields(key: str) -> dict:
