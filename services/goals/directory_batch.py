@@ -71,8 +71,8 @@ class RecordView:
             return []
         if self.count is None:
             self.count = self.collection.estimated_document_count()
-        runs = key_runs(keys)
-        if len(keys) < WHOLE_SHARE * self.count and len(runs) <= RANGE_READS and span(runs) < WHOLE_SHARE * self.count:
+        runs, whole = key_runs(keys), WHOLE_SHARE * self.count
+        if len(keys) < whole and len(runs) <= RANGE_READS and span(runs) < whole:
             found = read_ranges(self.collection, field, keys, runs)
         elif len(keys) >= SCAN_SHARE * self.count:
             everything = list(self.collection.find({}))  # no projection: mongoeco projects slower than it sends
@@ -129,14 +129,13 @@ class RecordView:
         if record.get("external_id"):
             self.by_external[record["external_id"]] = record
 
-    def records(self):
-        return self.by_id.values()
-
     def _add(self, records) -> None:
+        """Records read; one the view already holds keeps the view's (this batch may have changed it)."""
         for record in records:
             for name in HIDDEN:
                 record.pop(name, None)
-            self.put(record)
+            if record["_id"] not in self.by_id:
+                self.put(record)
 
 
 def read_ranges(collection: Collection, field: str, keys: list[str], runs: list[tuple[str, str]]) -> list[dict]:

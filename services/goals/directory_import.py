@@ -153,7 +153,6 @@ class DirectoryImport:
                 f"this import would deactivate {len(diff.deactivated)} of {active} active people (more than "
                 f"{MASS_DEACTIVATION_SHARE:.0%}); check the file, or allow mass deactivation")
 
-
     # --- applying people -----------------------------------------------------------------------------------
 
     def _apply_people(self, batch: "_Batch", view: BatchView) -> None:
