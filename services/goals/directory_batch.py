@@ -13,7 +13,7 @@ How the view reads, by external id and by ``_id``, then up the manager (parent) 
 keys that run in order (E000100 ... E000599: an export sorted by employee id, sent in parts, is a couple of
 runs per part, its rows and their managers) as one index range each, whatever the size of the directory; keys
 that are a good share of the collection (WHOLE_SHARE, or SCAN_SHARE when they do not run) by reading the whole
-collection once; a few scattered keys by ``$in`` in chunks (store/mongo.py's ``find_in``). The shares are
+collection once (and a SMALL one, such as the org units, always); a few scattered keys by ``$in`` in chunks (store/mongo.py's ``find_in``). The shares are
 MongoDB's sensible plans too, and on the mongoeco wire server every ``$in`` chunk (and every ``find_one`` that
 finds nothing) costs a scan of the collection (bench/README.md, "directory_import").
 """
@@ -34,6 +34,7 @@ SCAN_SHARE = 0.05  # keys of at least this share of the collection: read it whol
 WHOLE_SHARE = 0.25  # ... and rather than by ranges (mongoeco sends a record of a range ~4x slower than of a scan)
 RANGE_READS = 12  # index ranges per lookup at most; keys spread wider are read by $in (or the whole collection)
 RANGE_GAP = 32
+SMALL = 1000  # a collection of at most this many records (org units, mostly) is read whole: one command
 HIDDEN = ("outbox", "outbox_pending")
 DUPLICATE_KEY = 11000
 
@@ -72,9 +73,9 @@ class RecordView:
         if self.count is None:
             self.count = self.collection.estimated_document_count()
         runs, whole = key_runs(keys), WHOLE_SHARE * self.count
-        if len(keys) < whole and len(runs) <= RANGE_READS and span(runs) < whole:
+        if self.count > SMALL and len(keys) < whole and len(runs) <= RANGE_READS and span(runs) < whole:
             found = read_ranges(self.collection, field, keys, runs)
-        elif len(keys) >= SCAN_SHARE * self.count:
+        elif self.count <= SMALL or len(keys) >= SCAN_SHARE * self.count:
             everything = list(self.collection.find({}))  # no projection: mongoeco projects slower than it sends
             self._add(everything)
             self.complete = True
