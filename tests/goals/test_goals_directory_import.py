@@ -16,7 +16,7 @@ from services.goals.directory_import import DirectoryImport
 from services.goals.directory_sync import DirectorySync
 from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.store.mongo import ensure_indexes
-from tests.goals.test_goals_directory_sync import hire
+from tests.support.directory import hire
 from tests.support.goals import ADMIN
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc, events_pb2
 

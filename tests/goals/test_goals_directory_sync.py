@@ -7,33 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.goals.directory import Directory
 from services.goals.directory_sync import DirectorySync
 from services.platform.api.auth import bearer_metadata, mint_dev_token
+from tests.support.directory import hire
 from tests.support.goals import ADMIN, MANAGER, OWNER, TEAM, build_org
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 D = directory_pb2
 TERMINATED = common_pb2.EMPLOYMENT_STATUS_TERMINATED
-
-
-def stamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    result = timestamp_pb2.Timestamp()
-    result.FromDatetime(moment)
-    return result
-
-
-def hire(external_id: str, manager: str = "", unit: str = "platform", at: datetime | None = None, **fields):
-    person = D.PersonChange(external_id=external_id, id=fields.pop("id", f"p-{external_id}"),
-                            display_name=fields.pop("display_name", f"Person {external_id}"),
-                            email=fields.pop("email", f"{external_id}@acme.test"), manager_ref=manager,
-                            org_unit_ref=unit, time_zone=fields.pop("time_zone", "Europe/Berlin"), **fields)
-    if at is not None:
-        person.effective_time.CopyFrom(stamp(at))
-    return person
 
 
 @pytest.fixture

@@ -1,30 +1,9 @@
 """notify-api serves ReplayEvents for notify's own events, notification_sent and notification_failed
 (services/platform/api/event_log.py; the replay itself is tested in tests/platform/test_event_log.py)."""
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
-import grpc
-
-from services.platform.core.clock import to_timestamp
-from tests.support.grpc_errors import assert_clean, rpc_error, violated_fields
-from tests.support.services import Caller, metadata_for
-from v2mom.v1 import event_log_pb2, event_log_pb2_grpc
+from tests.support.replay import check_replay_is_the_services_own
 
 
 def test_notify_api_replays_notify_events_and_only_those(notify_api, notify_settings, enroll):
-    now = datetime.now(UTC)
-    request = event_log_pb2.ReplayEventsRequest(
-        types=["notification_sent", "notification_failed"], start_time=to_timestamp(now - timedelta(days=1)),
-        end_time=to_timestamp(now), queue=f"nobody-declared-{uuid.uuid4().hex[:8]}")
-    with grpc.insecure_channel(f"127.0.0.1:{notify_api.port}") as channel:
-        stub = event_log_pb2_grpc.EventLogServiceStub(channel)
-        admin = Caller(stub, metadata_for(notify_settings, "ada", ("admin",), enroll))
-        missing = rpc_error(admin.ReplayEvents, request)
-        assert missing.code() == grpc.StatusCode.NOT_FOUND and "notify.replay" in missing.details()
-        assert_clean(missing)
-        other = rpc_error(admin.ReplayEvents, event_log_pb2.ReplayEventsRequest(
-            types=["checkin_recorded"], start_time=request.start_time, end_time=request.end_time, queue=request.queue))
-        assert other.code() == grpc.StatusCode.INVALID_ARGUMENT and violated_fields(other) == {"types[0]"}
-        member = Caller(stub, metadata_for(notify_settings, "olive", (), enroll))
-        assert rpc_error(member.ReplayEvents, request).code() == grpc.StatusCode.PERMISSION_DENIED
+    check_replay_is_the_services_own(notify_api.port, notify_settings, enroll, "notify",
+                                     ["notification_sent", "notification_failed"], foreign_type="checkin_recorded")
