@@ -329,13 +329,31 @@ def _newer(db: Database, v2mom_id: str, revision: int, fields: dict) -> bool:
     return bool(result.modified_count or result.upserted_id)
 
 
+RECOUNT_TRIES = 5
+
+
 def _recount(db: Database, v2mom_id: str) -> None:
+    """Counts the V2MOM's gaps from what it and its children say now. Worker replicas recount the same parent
+    at once (its archive here, a child's approval there), and a count read before another's change can land
+    after that one's count: so read again after writing, and count again until nothing moved underneath."""
     support = db[METHOD_SUPPORT]
-    parent = support.find_one({"_id": v2mom_id})
+    for _ in range(RECOUNT_TRIES):
+        seen = _cascade_of(support, v2mom_id)
+        if seen is None:
+            return  # not published (yet): nothing to count
+        parent, children = seen
+        support.update_one({"_id": v2mom_id}, {"$set": {"unsupported": cascade.unsupported(parent, children)}})
+        if _cascade_of(support, v2mom_id) == seen:
+            return
+
+
+def _cascade_of(support, v2mom_id: str) -> tuple[dict, list[dict]] | None:
+    """A parent as its count depends on it (not the count itself), and its children, in a fixed order."""
+    parent = support.find_one({"_id": v2mom_id}, {"unsupported": 0})
     if parent is None:
-        return  # not published (yet): nothing to count
-    children = list(support.find({"parent_id": v2mom_id}, {"supports": 1, "archived": 1}))  # by_parent
-    support.update_one({"_id": v2mom_id}, {"$set": {"unsupported": cascade.unsupported(parent, children)}})
+        return None
+    children = support.find({"parent_id": v2mom_id}, {"supports": 1, "archived": 1, "revision": 1})  # by_parent
+    return parent, sorted(children, key=lambda child: child["_id"])
 
 
 def unsupported_parent_methods(db: Database) -> list[dict]:

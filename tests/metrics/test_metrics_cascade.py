@@ -135,3 +135,34 @@ def counted(db) -> dict:
     text = exposition_for(db, lambda: NOW).body().decode()
     return {(s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(text)
             if family.name.startswith("v2mom_") and not family.name.startswith("v2mom_metrics_") for s in family.samples}
+
+
+def test_a_recount_read_before_another_replicas_archive_does_not_overwrite_it(metrics_db, monkeypatch):
+    """Two metrics-worker replicas: one archives the company V2MOM while the other, handling its child's archive,
+    has read the company as published and is about to write its count. The stale count must not stick."""
+    from services.metrics import store
+
+    company = {"co-m1": [], "co-m2": []}
+    consume.apply(metrics_db, "goals", v2mom_event("v2mom_approved", "co", 3, common_pb2.ORG_LEVEL_COMPANY, "acme",
+                                                   company))
+    consume.apply(metrics_db, "goals", v2mom_event("v2mom_approved", "eng", 3, DEPT, "eng", {"e-m1": ["co-m1"]},
+                                                   parent_id="co"))
+    assert gauge(metrics_db) == {("acme", "FY2027"): 1.0, ("eng", "FY2027"): 1.0}
+
+    support = metrics_db[store.METHOD_SUPPORT]
+    write = type(support).update_one
+    archived_meanwhile = []
+
+    def other_replica_archives_first(self, query, update, *args, **kwargs):
+        recount = query == {"_id": "co"} and list(update.get("$set", {})) == ["unsupported"]
+        if self.name == store.METHOD_SUPPORT and recount and not archived_meanwhile:
+            archived_meanwhile.append(True)  # the other replica's archive lands between this one's read and write
+            write(self, {"_id": "co"}, {"$set": {"revision": 4, "archived": True, "unsupported": 0}})
+        return write(self, query, update, *args, **kwargs)
+
+    monkeypatch.setattr(type(support), "update_one", other_replica_archives_first)
+    consume.apply(metrics_db, "goals", v2mom_event("v2mom_archived", "eng", 4, DEPT, "eng", {"e-m1": ["co-m1"]},
+                                                   parent_id="co"))
+    assert archived_meanwhile
+    assert support.find_one({"_id": "co"})["unsupported"] == 0
+    assert gauge(metrics_db) == {}

@@ -430,8 +430,8 @@ def a_leaver(goals_db, owners: set[str]) -> dict:
 
 def mismatches(expected: dict, scraped: dict) -> list[str]:
     """What a scrape has missing, extra or wrong against the recomputation (ages within a second)."""
-    missing = sorted(describe(k) for k in expected.keys() - scraped.keys())
-    extra = sorted(describe(k) for k in scraped.keys() - expected.keys())
+    missing = sorted(f"{describe(k)}: missing, expected {expected[k]!r}" for k in expected.keys() - scraped.keys())
+    extra = sorted(f"{describe(k)}: extra, scraped {scraped[k]!r}" for k in scraped.keys() - expected.keys())
     wrong = sorted(
         f"{describe(k)}: scraped {scraped[k]!r}, expected {expected[k]!r}" for k in expected.keys() & scraped.keys()
         if scraped[k] != pytest.approx(expected[k], rel=1e-9, abs=1.0 if k[0] in (AGE, OBSTACLE_AGE) else 1e-9)
