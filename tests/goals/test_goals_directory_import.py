@@ -14,11 +14,10 @@ from services.goals.directory_batch import key_runs, span
 from services.goals.directory import CONFIRMATIONS, INDEXES, Directory
 from services.goals.directory_import import DirectoryImport
 from services.goals.directory_sync import DirectorySync
-from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.store.mongo import ensure_indexes
-from tests.support.directory import hire
+from tests.support.directory import directory_caller, hire
 from tests.support.goals import ADMIN
-from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc, events_pb2
+from v2mom.v1 import common_pb2, directory_pb2, events_pb2
 
 D = directory_pb2
 TERMINATED = common_pb2.EMPLOYMENT_STATUS_TERMINATED
@@ -26,9 +25,7 @@ TERMINATED = common_pb2.EMPLOYMENT_STATUS_TERMINATED
 
 @pytest.fixture
 def hr(isolated_goals):
-    stub = directory_pb2_grpc.DirectoryServiceStub(isolated_goals.channel)
-    metadata = bearer_metadata(mint_dev_token(isolated_goals.settings.auth, ADMIN))
-    return lambda rpc, request: getattr(stub, rpc)(request, metadata=metadata, timeout=30)
+    return directory_caller(isolated_goals, ADMIN, timeout=30)
 
 
 def team(prefix: str, size: int, **fields) -> list:

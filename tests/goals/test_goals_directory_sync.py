@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.goals.directory import Directory
 from services.goals.directory_sync import DirectorySync
 from services.platform.api.auth import bearer_metadata, mint_dev_token
-from tests.support.directory import hire
+from tests.support.directory import directory_caller, hire
 from tests.support.goals import ADMIN, MANAGER, OWNER, TEAM, build_org
 from v2mom.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
@@ -23,9 +23,7 @@ TERMINATED = common_pb2.EMPLOYMENT_STATUS_TERMINATED
 @pytest.fixture
 def hr(goals):
     """A DirectoryService client for an admin (admins and HR may write)."""
-    stub = directory_pb2_grpc.DirectoryServiceStub(goals.channel)
-    metadata = bearer_metadata(mint_dev_token(goals.settings.auth, ADMIN))
-    return lambda rpc, request: getattr(stub, rpc)(request, metadata=metadata, timeout=15)
+    return directory_caller(goals, ADMIN, timeout=15)
 
 
 def test_only_hr_or_admin_may_write_and_the_service_is_health_checked(goals):

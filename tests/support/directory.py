@@ -4,7 +4,8 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from v2mom.v1 import directory_pb2
+from services.platform.api.auth import bearer_metadata, mint_dev_token
+from v2mom.v1 import directory_pb2, directory_pb2_grpc
 
 
 def stamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -23,3 +24,11 @@ def hire(external_id: str, manager: str = "", unit: str = "platform", at: dateti
     if at is not None:
         person.effective_time.CopyFrom(stamp(at))
     return person
+
+
+def directory_caller(goals, person_id: str, timeout: float):
+    """``call(rpc, request)`` on the DirectoryService of a served goals-api (``goals``: its channel and settings),
+    as ``person_id``."""
+    stub = directory_pb2_grpc.DirectoryServiceStub(goals.channel)
+    metadata = bearer_metadata(mint_dev_token(goals.settings.auth, person_id))
+    return lambda rpc, request: getattr(stub, rpc)(request, metadata=metadata, timeout=timeout)
