@@ -31,11 +31,16 @@ PART_ROWS = 500
 CALL_TIMEOUT_SECONDS = 300.0  # a whole file's dry run
 
 
+def directory_client(ctx) -> Client:
+    """The logged-in person's client for goals-api's DirectoryService (close it when done)."""
+    return Client(ctx.addr, ctx.client.token, DIRECTORY_API)
+
+
 def import_csv(ctx, args) -> int:
     people, lines, malformed = read_people(Path(args.file))
     if malformed:
         raise CliError(_refusal_text(malformed, "malformed rows"))
-    client = Client(ctx.addr, ctx.client.token, DIRECTORY_API)
+    client = directory_client(ctx)
     try:
         diff = _call(client, people, dry_run=True, allow=args.allow_mass_deactivation)
         if diff.refused:

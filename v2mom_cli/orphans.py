@@ -4,8 +4,7 @@ handing it to a successor (ListOrphans, TransferV2MOM on goals-api's DirectorySe
 from v2mom.v1 import directory_pb2
 
 from . import refs, render
-from .directory import DIRECTORY_API
-from .session import Client
+from .directory import directory_client
 
 KINDS = {
     directory_pb2.Orphan.KIND_OWNER_GONE: "owner left",
@@ -15,7 +14,7 @@ KINDS = {
 
 
 def orphans(ctx, args) -> int:
-    client = Client(ctx.addr, ctx.client.token, DIRECTORY_API)
+    client = directory_client(ctx)
     try:
         found = refs.list_all(client, "ListOrphans", directory_pb2.ListOrphansRequest(), "orphans")
     finally:
@@ -29,7 +28,7 @@ def orphans(ctx, args) -> int:
 def transfer(ctx, args) -> int:
     request = directory_pb2.TransferV2MOMRequest(v2mom_id=ctx.resolve(args.v2mom), successor_id=args.to,
                                                  reason=args.reason or "")
-    client = Client(ctx.addr, ctx.client.token, DIRECTORY_API)
+    client = directory_client(ctx)
     try:
         response = client.call("TransferV2MOM", request)
     finally:
