@@ -218,6 +218,25 @@ def test_an_event_no_queue_takes_is_kept_in_the_unrouted_queue_and_counted(db, a
         _delete_exchange_and_its_unrouted_queue(amqp_uri, f"{service}.events")
 
 
+def test_unroutable_events_warn_once_per_type_and_are_still_counted(db, amqp_uri, caplog):
+    """Without the broker's policy (make run) every notification_sent warned; the count already tells how many."""
+    service = f"unroutedtest{uuid.uuid4().hex[:8]}"
+    relay = OutboxRelay.for_service(db, service, ["things"], amqp_uri)
+    try:
+        with caplog.at_level("DEBUG", logger="services.platform.bus.outbox"):
+            for n, event_type in enumerate(["thing_happened", "thing_happened", "other_happened"]):
+                db.things.insert_one(new_document_with_events(
+                    {"_id": f"agg{n}"}, [envelope(service, event_type, f"agg{n}", {})]))
+                assert relay.relay_until_empty() == 1
+        assert relay.stats.unroutable == 3
+        lines = [r for r in caplog.records if r.getMessage().startswith("events unroutable")]
+        assert [(r.levelname, r.types) for r in lines] == [
+            ("WARNING", ["thing_happened"]), ("DEBUG", ["thing_happened"]), ("WARNING", ["other_happened"])]
+    finally:
+        relay.close()
+        _delete_exchange_and_its_unrouted_queue(amqp_uri, f"{service}.events")
+
+
 def test_routable_events_are_not_counted_as_unroutable(db, amqp_uri, probe):
     db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1)]))
     relay = relay_for(db, amqp_uri)

@@ -88,6 +88,9 @@ class ConfirmingPublisher:
         self._nacked: set[int] = set()
         self._next_tag = 1
         self._returned: list[str] = []
+        # Warned about once each: without the broker policy (make run) every batch of such a type would warn
+        # again, and the count (RelayStats.unroutable) already says how many.
+        self._unroutable_types_warned: set[str] = set()
 
     def _open(self):
         if self._channel is not None:
@@ -210,11 +213,15 @@ class ConfirmingPublisher:
 
     def _keep_unroutable(self, channel, messages: list[Outgoing]) -> None:
         """Does what the alternate exchange would have: keeps the events in the durable unrouted queue."""
-        log.warning(
+        types = {event_type for _, event_type, _ in messages}
+        first_time = types - self._unroutable_types_warned
+        self._unroutable_types_warned |= types
+        log.log(
+            logging.WARNING if first_time else logging.DEBUG,
             "events unroutable: no queue is bound for them and the exchange has no alternate exchange "
-            "(deploy/rabbitmq policy); kept in the unrouted queue",
+            "(deploy/rabbitmq policy); kept in the unrouted queue (warned once per type)",
             extra={"exchange": self.exchange, "queue": unrouted_name(self.exchange), "events": len(messages),
-                   "types": sorted({event_type for _, event_type, _ in messages})},
+                   "types": sorted(types)},
         )
         self._returned = []
         self._wait_for_confirms(self._send(channel, messages, unrouted_name(self.exchange)))
