@@ -169,7 +169,7 @@ def history(ctx: Context, args) -> int:
 
 def tree(ctx: Context, args) -> int:
     root = ctx.call("GetAlignmentTree", goals_pb2.GetAlignmentTreeRequest(id=ctx.resolve(args.v2mom), max_depth=args.depth))
-    print(render.alignment_tree(root))
+    print(render.alignment_tree(root, methods=args.methods))
     return 0
 
 

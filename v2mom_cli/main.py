@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     tree = command("tree", commands.tree, "show what aligns to a V2MOM, as a tree")
     tree.add_argument("v2mom")
     tree.add_argument("--depth", type=int, default=0, help="levels below it to show (1-10, default all)")
+    tree.add_argument("--methods", action="store_true",
+                      help="also each method and the methods of the V2MOMs below that say they carry it out")
     withdraw = command("withdraw", planning.withdraw, "take your submission back before it is decided (back to draft)")
     withdraw.add_argument("v2mom")
     withdraw.add_argument("--reason", help="why, for the history and your approver")

@@ -99,12 +99,35 @@ def units_tree(units) -> str:
     return tree_text(children.get("", []), lambda u: children.get(u.id, []), label)
 
 
-def alignment_tree(root: goals_pb2.AlignmentNode) -> str:
+def alignment_tree(root: goals_pb2.AlignmentNode, methods: bool = False) -> str:
     def label(node) -> str:
         return f"{node.title} [{state_name(node.state)}] · {level_name(node.level)} · {node.owner_id} · {node.id}"
 
-    gaps = cascade_gaps(root)
-    return tree_text([root], lambda node: node.children, label) + (f"\n\n{gaps}" if gaps else "")
+    sections = [tree_text([root], lambda node: node.children, label)]
+    if methods:
+        sections.append(method_support(root))
+    sections.append(cascade_gaps(root))
+    return "\n\n".join(section for section in sections if section)
+
+
+def method_support(root: goals_pb2.AlignmentNode) -> str:
+    """Each method of a V2MOM with V2MOMs shown below it, and the child methods that carry it out
+    (GetAlignmentTree's methods[].supported_by)."""
+    lines: list[str] = []
+
+    def walk(node) -> None:
+        if node.children and node.methods:
+            lines.append(f"  {node.title}")
+            for method in node.methods:
+                lines.append(f"    {method.title}")
+                lines.extend(f"      <- {s.title} ({s.owner_id}, {s.v2mom_id})" for s in method.supported_by)
+                if not method.supported_by:
+                    lines.append("      <- nobody below")
+        for child in node.children:
+            walk(child)
+
+    walk(root)
+    return "Methods and the methods below that carry them out:\n" + "\n".join(lines) if lines else ""
 
 
 def cascade_gaps(root: goals_pb2.AlignmentNode) -> str:
@@ -197,6 +220,9 @@ def _heading_block(v2mom: goals_pb2.V2MOM, name_of: NameOf, unit_name: str, pare
         lines.append(f"Waiting for: {_person(v2mom.approver_id, name_of) if v2mom.approver_id else 'an admin'}")
     if v2mom.parent_id:
         lines.append(f"Aligned to: {parent_title or '(not visible to you)'} ({v2mom.parent_id})")
+    if v2mom.HasField("parent_change_time"):
+        lines.append(f"Parent changed: re-approved with changes {time_text(v2mom.parent_change_time)}, "
+                     "after this V2MOM was last edited")
     if v2mom.changes_requested_reason:
         lines.append(f"Changes requested: {v2mom.changes_requested_reason}")
     if v2mom.showing_published:
