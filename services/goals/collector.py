@@ -12,8 +12,9 @@ never reads the directory:
 - ``v2mom_goals_directory_changes_scheduled{kind}``: directory changes kept for later in
   ``directory_scheduled``: ``dated`` (dated in the future; goals-worker applies them on their date) or
   ``waiting_for_person`` (a termination that overtook the hire).
-- ``v2mom_goals_people_pending_manager``, ``v2mom_goals_org_units_pending_parent``: people whose manager,
-  units whose parent, the HRIS named before it arrived.
+- ``v2mom_goals_people_pending_manager``, ``v2mom_goals_org_units_pending_parent``,
+  ``v2mom_goals_org_units_pending_leader``: people whose manager, units whose parent or leader, the HRIS named
+  before it arrived.
 """
 
 from collections.abc import Iterator
@@ -42,13 +43,17 @@ class GoalsCollector(Collector):
             rejected.add_metric([kind], count)
         yield rejected
         yield self._scheduled()
-        # Both partial indexes hold exactly these records.
-        yield self._gauge("v2mom_goals_people_pending_manager",
-                          "People whose manager the HRIS named but the directory does not know yet.",
-                          self.db[PEOPLE].count_documents({"pending_manager": {"$exists": True}}))
-        yield self._gauge("v2mom_goals_org_units_pending_parent",
-                          "Org units whose parent the HRIS named but the directory does not know yet.",
-                          self.db[ORG_UNITS].count_documents({"pending_parent": {"$exists": True}}))
+        # Each through its partial index; a resolved reference is kept as null, which the index holds too
+        # ($exists matches null) and ``$gt: ""`` leaves out.
+        yield self._pending("v2mom_goals_people_pending_manager",
+                            "People whose manager the HRIS named but the directory does not know yet.",
+                            PEOPLE, "pending_manager", "people_pending_manager")
+        yield self._pending("v2mom_goals_org_units_pending_parent",
+                            "Org units whose parent the HRIS named but the directory does not know yet.",
+                            ORG_UNITS, "pending_parent", "units_pending_parent")
+        yield self._pending("v2mom_goals_org_units_pending_leader",
+                            "Org units whose leader the HRIS named but the directory does not know yet.",
+                            ORG_UNITS, "pending_leader", "units_pending_leader")
 
     def _scheduled(self) -> Metric:
         family = GaugeMetricFamily("v2mom_goals_directory_changes_scheduled",
@@ -59,6 +64,9 @@ class GoalsCollector(Collector):
         family.add_metric(["dated"], max(everything - waiting, 0))
         family.add_metric(["waiting_for_person"], waiting)
         return family
+
+    def _pending(self, name: str, text: str, collection: str, field: str, index: str) -> Metric:
+        return self._gauge(name, text, self.db[collection].count_documents({field: {"$gt": ""}}, hint=index))
 
     @staticmethod
     def _gauge(name: str, text: str, value: int) -> Metric:

@@ -292,6 +292,8 @@ def org_unit_to_proto(doc: dict) -> common_pb2.OrgUnit:
         leader_id=doc.get("leader_id") or "",
         external_id=doc.get("external_id") or "",
         retired=bool(doc.get("retired")),
+        pending_parent_external_id=doc.get("pending_parent") or "",
+        pending_leader_external_id=doc.get("pending_leader") or "",
     )
 
 

@@ -38,6 +38,9 @@ INDEXES = [
     # Units whose parent the HRIS named before the parent arrived.
     Index(ORG_UNITS, [("pending_parent", 1)], name="units_pending_parent",
           partial={"pending_parent": {"$exists": True}}),
+    # Units whose leader the HRIS named before the person was hired.
+    Index(ORG_UNITS, [("pending_leader", 1)], name="units_pending_leader",
+          partial={"pending_leader": {"$exists": True}}),
     Index(PEOPLE, [("active", 1), ("_id", 1)], name="people_by_active"),
     Index(ORG_UNITS, [("retired", 1), ("_id", 1)], name="units_retired", partial={"retired": {"$exists": True}}),
     Index(SCHEDULED, [("due_at", 1), ("_id", 1)], name="scheduled_by_due"),
@@ -172,6 +175,16 @@ class Directory:
         """Org units whose pending parent reference is one of ``refs``."""
         return find_in(self.db[ORG_UNITS], "pending_parent", [ref for ref in refs if ref],
                        projection={"outbox": 0, "outbox_pending": 0}, index="units_pending_parent")
+
+    def waiting_for_leader(self, refs: list[str]) -> list[dict]:
+        """Org units whose pending leader reference is one of ``refs``."""
+        return find_in(self.db[ORG_UNITS], "pending_leader", [ref for ref in refs if ref],
+                       projection={"outbox": 0, "outbox_pending": 0})
+
+    def units_pending_leader(self) -> list[dict]:
+        """Every unit whose leader is still pending (few), through the partial index; a resolved one holds
+        ``None``, which ``$gt: ""`` leaves out."""
+        return list(self.db[ORG_UNITS].find({"pending_leader": {"$gt": ""}}, HIDDEN).hint("units_pending_leader"))
 
     def pending_people(self) -> list[dict]:
         """Everyone whose manager reference is still pending (few: an import sends managers first). Read whole

@@ -85,11 +85,11 @@ class DirectoryImport:
     def _check_references(self, batch: "_Batch", view: BatchView, diff: Diff) -> None:
         for kind, index, external_id, reason in batch.duplicates():
             diff.refused.append(_refusal(kind, index, external_id, reason))
+        # A parent neither in the batch nor in the directory is kept pending, as UpsertOrgUnit keeps it (an HRIS
+        # often sends a team before its department); only a loop, pending references counted, is refused.
         for index, change in enumerate(batch.units):
             parent = change["fields"]["parent_ref"]
-            if parent and parent not in batch.unit_keys and view.unit_by_ref(parent) is None:
-                diff.refused.append(_refusal("org_unit", index, change["external_id"], f"unknown parent {parent!r}"))
-            elif rules.manager_cycle(batch.keys_of(change), parent, lambda ref: self._parent_ref(batch, view, ref)):
+            if rules.manager_cycle(batch.keys_of(change), parent, lambda ref: self._parent_ref(batch, view, ref)):
                 diff.refused.append(_refusal("org_unit", index, change["external_id"], "org unit cycle"))
         for index, change in enumerate(batch.people):
             self._check_person(batch, view, index, change, diff)
@@ -199,6 +199,7 @@ class DirectoryImport:
         for change in lost:
             self.sync.upsert_person(change)
         self._resolve_reports(written, view)
+        self._resolve_leaders(written, view)
         arrived = [document for document in written if document["_id"] in created]
         waiting = {kept["waits_for"] for kept in self.directory.waiting_on_any(
             [document.get("external_id") or "" for document in arrived])}
@@ -225,6 +226,19 @@ class DirectoryImport:
             resolutions.stage(None, record, document)
             view.people.put(document)
         resolutions.flush()
+
+    def _resolve_leaders(self, written: list[dict], view: BatchView) -> None:
+        """DirectorySync._resolve_leaders for every person written: one read of the units still waiting for
+        a leader (few), then one write each for those whose leader this batch brought."""
+        if not written:
+            return
+        arrived = {ref: document for document in written for ref in (document["_id"], document.get("external_id"))
+                   if ref}
+        for unit in self.directory.units_pending_leader():
+            leader = arrived.get(unit["pending_leader"])
+            if leader is not None:
+                for document in self.sync._resolve_leaders(leader, [unit]):
+                    view.units.put(document)
 
 
 def _same(stored: dict, document: dict) -> bool:

@@ -63,6 +63,7 @@ class DirectorySync:
             document = self._person_document(change, existing, newer, version)
             if self.directory.write_record(PEOPLE, existing, document, person_changed_event(document, existing)):
                 self._resolve_reports(document)
+                self._resolve_leaders(document)
                 if existing is None:
                     return CREATED, self._apply_waiting(document)
                 return CHANGED, document
@@ -137,14 +138,25 @@ class DirectorySync:
         waiting = self.directory.waiting_for_manager(_refs(manager))
         self._resolve(PEOPLE, waiting, manager, "manager_id", "pending_manager", person_changed_event)
 
+    def _resolve_leaders(self, person: dict, waiting: list[dict] | None = None) -> list[dict]:
+        """Units that named this person as their leader before they were hired now have them (goals-worker then
+        moves the units' V2MOMs to them, as for any new leader). ``waiting``: those units, when already read."""
+        if waiting is None:
+            waiting = self.directory.waiting_for_leader(_refs(person))
+        return self._resolve(ORG_UNITS, waiting, person, "leader_id", "pending_leader", unit_changed_event)
+
     def _resolve(self, collection: str, waiting: list[dict], arrived: dict, field: str, pending: str,
-                 make_event) -> None:
-        """Records that named ``arrived`` before it existed now point at it: one write and event each."""
+                 make_event) -> list[dict]:
+        """Records that named ``arrived`` before it existed now point at it: one write and event each; returns
+        the records written."""
+        written = []
         for record in waiting:
             document = {**record, field: arrived["_id"], pending: None, "revision": record["revision"] + 1,
                         "updated_at": utc_now()}
             # Lost to a concurrent write: that writer resolved it, or it stays pending until the next change.
-            self.directory.write_record(collection, record, document, make_event(document, record))
+            if self.directory.write_record(collection, record, document, make_event(document, record)):
+                written.append(document)
+        return written
 
     # --- org units -----------------------------------------------------------
 
@@ -192,8 +204,11 @@ class DirectorySync:
         if "parent_ref" in newer:
             self._set_parent(document, newer["parent_ref"])
         if "leader_ref" in newer:
-            leader = self.directory.person_by_ref(newer["leader_ref"])
+            # A leader not hired yet stays pending (``pending_leader``), as a pending manager does.
+            ref = newer["leader_ref"]
+            leader = self.directory.person_by_ref(ref)
             document["leader_id"] = leader["_id"] if leader else ""
+            document["pending_leader"] = ref if ref and leader is None else None
         return document
 
     def _set_parent(self, unit: dict, ref: str) -> None:

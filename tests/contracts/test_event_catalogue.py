@@ -438,6 +438,8 @@ def full_org_unit_data() -> events_pb2.OrgUnitEventData:
             leader_id="ana.lopez",
             external_id="OU-PAY",
             retired=True,
+            pending_parent_external_id="OU-FIN",
+            pending_leader_external_id="E0042",
         ),
         previous_parent_id="eng",
         revision=3,
