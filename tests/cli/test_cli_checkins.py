@@ -368,3 +368,31 @@ def test_export_writes_a_subtrees_v2moms_with_progress_as_csv_and_xlsx(cli, stac
     first = [t.text for t in sheet.find("s:sheetData/s:row", ns).iterfind(".//s:t", ns)]
     assert first[:4] == ["Cycle", "Org unit", "V2MOM", "V2MOM id"]
     assert len(sheet.findall("s:sheetData/s:row", ns)) == len(rows) + 1  # the same rows, and the header
+
+
+# --- copy forward: last cycle's final values become the copy's baselines --------------------------------------
+
+
+def test_copy_takes_baselines_from_the_last_check_ins_and_leaves_completed_methods_behind(cli, stack, tmp_path):
+    import yaml
+
+    running = stack.worker.goals_db.cycles.find_one({"_id": demo_name("FY2027")})
+    start = date.fromisoformat(running["end_date"]) + timedelta(days=1)
+    cli.ok("login", "kofi.mensah")  # an admin opens the next year
+    cli.ok("cycles", "create", "FYCOPY", "--start", start.isoformat(),
+           "--end", (start + timedelta(days=364)).isoformat())
+
+    cli.ok("login", "tyler.reed")
+    cli.ok("checkin", "me", "Customers signed", "--value", "9", "--status", "on-track", "--confidence", "8")
+    cli.ok("checkin", "me", "Publish two customer case studies", "--progress", "100", "--status", "on-track")
+    stack.worker.run()
+
+    copied = cli.ok("copy", "me", "--to", "FYCOPY")
+    assert "1 baseline(s) from last cycle's final values" in copied, copied
+    copy_id = re.search(r"as draft (v2m_[0-9a-z]+)", copied).group(1)
+    document = yaml.safe_load(cli.ok("show", copy_id, "--yaml"))
+    baselines = {m["title"]: m["baseline"] for m in document["measures"]}
+    assert baselines["Customers signed"] == 9  # the last check-in's value, not the 0 it started from
+    assert baselines["Forecast accuracy of my commit"] == 75  # never checked in: kept
+    titles = [m["title"] for m in document["methods"]]
+    assert len(titles) == 4 and not any(t.startswith("Publish two customer case studies") for t in titles)
