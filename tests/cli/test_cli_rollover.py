@@ -32,6 +32,13 @@ def test_an_admin_rolls_the_year_over_and_leaders_copy_their_v2moms_forward(cli,
     assert f"{running}" in cli.ok("cycles") and "(current)" in cli.ok("cycles")
     created = cli.ok("cycles", "create", following, "--start", start.isoformat(), "--end", end.isoformat(), "--quarters")
     assert "quarters: Q1, Q2, Q3, Q4" in created
+    assert cli.ok("cycles", "current").startswith(f"{running}: ")  # today is still in the running year
+    assert "quarters" not in cli.ok("cycles", "update", following, "--no-quarters")
+    again = cli.ok("cycles", "update", following, "--quarters")
+    assert again.startswith(f"Updated {following}") and "quarters: Q1, Q2, Q3, Q4" in again
+    stored = seeded_goals.db.cycles.find_one({"_id": following})
+    assert [q["id"] for q in stored["quarters"]] == ["Q1", "Q2", "Q3", "Q4"]
+    assert stored["quarters"][0]["start_date"] == start.isoformat() and stored["quarters"][-1]["end_date"] == end.isoformat()
 
     company = copied_id(cli.ok("copy", f"unit:acme/{running}", "--to", following, "--no-baselines"))
     engineering = cli.ok("copy", f"unit:eng/{running}", "--to", following, "--no-baselines")
