@@ -8,6 +8,7 @@ healthcheck scripts by running them against real sockets.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -181,6 +182,42 @@ def test_its_settings_pass_production_mode(compose_cli, monkeypatch):
             monkeypatch.setenv(key, str(value))
         settings = load(name.split("-")[0])  # refuses anything weak (tests/platform/test_platform_production.py)
         assert settings.auth.production and settings.auth.oidc, name
+
+
+def readme_production_commands() -> str:
+    """The README's "Production mode" shell block, without its last line (`docker compose up --build`)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Production mode", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL).group(1)
+    lines = block.strip().splitlines()
+    assert lines[-1].startswith("docker compose up"), lines[-1]
+    return "\n".join(lines[:-1])
+
+
+def test_the_readmes_production_commands_set_everything_compose_and_the_broker_need(compose_cli, compose, tmp_path):
+    """What an operator following the README exports is enough: compose resolves, the broker's definitions job
+    takes every password, and every process passes production mode. (RABBITMQ_HRIS_PASSWORD was missing from
+    the README, so compose stopped at the first step.)"""
+    from deploy.rabbitmq import definitions
+
+    # `openssl rand -hex N` stands in as Python's, so the test needs no openssl binary.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "openssl").write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[3])))' \"$@\"\n",
+        encoding="utf-8")
+    (bin_dir / "openssl").chmod(0o755)
+    done = subprocess.run(["/bin/bash", "-euo", "pipefail", "-c", readme_production_commands() + "\nenv -0"],
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    exported = dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
+    exported = {key: value for key, value in exported.items() if key not in ("PATH", "PWD", "SHLVL", "_", "OLDPWD")}
+    result = compose_cli("config", required=False, env=exported)
+    assert result.returncode == 0, f"compose stops with only what the README exports:\n{result.stderr}"
+    assert definitions.passwords_from_environment(exported).keys() == set(definitions.USERS)
+    # Every variable compose requires is one the README sets.
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", yaml.safe_dump(compose)))  # not what its comments say
+    assert required <= set(exported), sorted(required - set(exported))
 
 
 # --- conventions the stack relies on ----------------------------------------------------
