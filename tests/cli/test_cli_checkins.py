@@ -396,3 +396,45 @@ def test_copy_takes_baselines_from_the_last_check_ins_and_leaves_completed_metho
     assert baselines["Forecast accuracy of my commit"] == 75  # never checked in: kept
     titles = [m["title"] for m in document["methods"]]
     assert len(titles) == 4 and not any(t.startswith("Publish two customer case studies") for t in titles)
+
+
+def test_export_draws_a_progress_bar_on_a_terminal_and_none_into_a_pipe(cli, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.support.cli import V2MOM
+
+    cli.ok("login", "rafael.okafor")  # leads Engineering: a tree of departments' teams and people
+    args = ["export", "--unit", "eng", "--format", "csv", "-o", str(tmp_path / "eng.csv")]
+    piped = cli(*args)
+    assert piped.returncode == 0 and "Exporting" not in piped.stderr  # nothing drawn where nobody watches
+    count = int(re.search(r"Wrote (\d+) V2MOMs", piped.stdout).group(1))
+    assert count > 5
+
+    terminal, screen = pty.openpty()  # stderr on a terminal, as a leader at a shell has it: 24 rows of 100
+    fcntl.ioctl(screen, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        done = subprocess.run([str(V2MOM), *args], env=cli.env, stdout=subprocess.PIPE, stderr=screen, timeout=60,
+                              text=True)
+        os.close(screen)
+        screen = None
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(terminal)
+        if screen is not None:
+            os.close(screen)
+    assert done.returncode == 0, done.stdout
+    bar = drawn.decode("utf-8", "replace")
+    assert "Exporting" in bar and f"{count}/{count}" in bar, bar
