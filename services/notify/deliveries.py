@@ -7,15 +7,21 @@
 - ``held`` / ``gather``: emails held for the weekly digest (``create`` with
   ``hold_email``: SKIPPED, ``digest_state`` HELD) and their gathering into
   one digest (GATHERED, naming it), both idempotent.
-- ``due`` / ``claim``: the ids of due PENDING deliveries (one query per
-  dispatch pass), then each one leased by ``_id`` with an atomic
-  find_one_and_update that repeats the due conditions, so two worker
-  replicas never both send one (``claim_due`` does both for one delivery).
-- ``mark_sent`` / ``mark_retry`` / ``mark_failed`` / ``defer`` / ``skip``: each
-  one guarded write of the delivery (by its lease token and PENDING status)
-  carrying its ``notification_sent`` / ``notification_failed`` event in the
-  outbox; the ``stats`` counter follows only when that write won, so a
-  transition is counted at most once (store.py has the shapes).
+- ``due`` / ``claim_many``: the ids of due PENDING deliveries (one query per
+  dispatch pass), then all of them leased under one new token in one bulk
+  write of updates by ``_id`` that repeat the due conditions, and those the
+  token won read back in one query; so two worker replicas never both send
+  one. ``claim`` (one, atomically, find_one_and_update) and ``claim_due``
+  (the first due) do the same for a single delivery.
+- ``mark_sent`` / ``mark_retry`` / ``mark_failed`` / ``defer`` / ``skip`` /
+  ``release``: each one guarded write of the delivery (by its lease token and
+  PENDING status) carrying its ``notification_sent`` / ``notification_failed``
+  event in the outbox; the ``stats`` counter follows only when that write won,
+  so a transition is counted at most once (store.py has the shapes). Within
+  ``finishing_together`` (a dispatch pass's claimed batch) they are queued and
+  written in one unordered bulk write when it ends (``flush_finishes``); the
+  winners are then known from the matched count, or, when some lease was lost,
+  by reading back which deliveries still carry the claim's token.
 
 Store round trips: a notification's deliveries are inserted with one
 ``insert_many`` (unordered: a replay's duplicates are told apart by their
@@ -38,6 +44,7 @@ time for a delivery never claimed), so "lease expired" is one comparison.
 """
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -111,6 +118,8 @@ class Deliveries:
         self.stats = stats if stats is not None else Stats(db)
         self._always_fold = fold_stats
         self._folding = False
+        # (delivery, guarded update, what to do if it wins) while finishing_together; None: write at once.
+        self._finishes: list[tuple[dict, dict, Callable[[], None] | None]] | None = None
 
     @contextmanager
     def folding_stats(self):
@@ -121,6 +130,18 @@ class Deliveries:
         finally:
             self._folding = False
             self.stats.flush()
+
+    @contextmanager
+    def finishing_together(self):
+        """Within it, the guarded writes that finish a delivery wait and go in one bulk write when it ends."""
+        self._finishes = []
+        try:
+            yield
+        finally:
+            try:
+                self.flush_finishes()
+            finally:
+                self._finishes = None
 
     def _counted(self) -> None:
         if not (self._folding or self._always_fold):
@@ -234,6 +255,19 @@ class Deliveries:
             return_document=ReturnDocument.AFTER, projection={"outbox": 0},
         )
 
+    def claim_many(self, delivery_ids: list[str], now: datetime, lease_seconds: float) -> list[dict]:
+        """Those of ``delivery_ids`` still due and unleased, leased to the caller under one new token, in the
+        order given: one bulk write (each update by ``_id``, repeating the due conditions) and one read."""
+        if not delivery_ids:
+            return []
+        token = new_id("lease")
+        lease = {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "lease_token": token}}
+        self.collection.bulk_write([UpdateOne({"_id": delivery_id, **self._due(now)}, lease)
+                                    for delivery_id in delivery_ids], ordered=False)
+        won = {doc["_id"]: doc for doc in find_in(self.collection, "_id", delivery_ids,
+                                                  {"status": PENDING, "lease_token": token}, {"outbox": 0})}
+        return [won[delivery_id] for delivery_id in delivery_ids if delivery_id in won]
+
     def claim_due(self, now: datetime, lease_seconds: float) -> dict | None:
         """One due PENDING delivery whose lease (if any) expired, now leased to the caller; None when none is due."""
         for due in self.due(now, 1):
@@ -242,47 +276,89 @@ class Deliveries:
                 return claimed
         return None
 
-    def _finish(self, delivery: dict, update: dict, events: list[dict]) -> bool:
-        """One guarded write: only the holder of the current lease may move a PENDING delivery."""
-        guard = {"_id": delivery["_id"], "status": PENDING, "lease_token": delivery["lease_token"]}
-        result = self.collection.update_one(guard, with_events(update, events) if events else update)
+    def _finish(self, delivery: dict, update: dict, events: list[dict],
+                on_won: Callable[[], None] | None = None) -> bool | None:
+        """One guarded write: only the holder of the current lease may move a PENDING delivery. ``on_won`` runs
+        if it wins. None when it is queued (finishing_together): the flush decides."""
+        write = with_events(update, events) if events else update
+        if self._finishes is not None:
+            self._finishes.append((delivery, write, on_won))
+            return None
+        result = self.collection.update_one(self._guard(delivery), write)
         if result.matched_count == 0:
             log.warning("delivery lease lost before it was finished", extra={"delivery_id": delivery["_id"]})
-        return result.matched_count == 1
+            return False
+        if on_won is not None:
+            on_won()
+        return True
 
-    def mark_sent(self, delivery: dict, now: datetime) -> bool:
+    @staticmethod
+    def _guard(delivery: dict) -> dict:
+        return {"_id": delivery["_id"], "status": PENDING, "lease_token": delivery["lease_token"]}
+
+    def flush_finishes(self) -> int:
+        """Writes the queued finishes in one unordered bulk write; how many won (their ``on_won`` ran)."""
+        queued = self._finishes or []
+        if self._finishes is not None:
+            self._finishes = []
+        if not queued:
+            return 0
+        result = self.collection.bulk_write([UpdateOne(self._guard(d), write) for d, write, _ in queued],
+                                            ordered=False)
+        won = queued if result.matched_count == len(queued) else self._still_ours(queued)
+        for _, _, on_won in won:
+            if on_won is not None:
+                on_won()
+        return len(won)
+
+    def _still_ours(self, queued: list) -> list:
+        """After a bulk finish that matched fewer than it held: those whose write won. A won write leaves the
+        claim's token in place; one that lost found another claim's token there (only a claim changes it)."""
+        tokens = {d["_id"]: d["lease_token"] for d, _, _ in queued}
+        holding = {doc["_id"] for doc in find_in(self.collection, "_id", list(tokens), projection={"lease_token": 1})
+                   if doc.get("lease_token") == tokens[doc["_id"]]}
+        for delivery, _, _ in queued:
+            if delivery["_id"] not in holding:
+                log.warning("delivery lease lost before it was finished", extra={"delivery_id": delivery["_id"]})
+        return [entry for entry in queued if entry[0]["_id"] in holding]
+
+    def mark_sent(self, delivery: dict, now: datetime) -> bool | None:
         tries = delivery.get("tries", 0) + 1
-        won = self._finish(delivery, {
-            "$set": {"status": SENT, "sent_at": now, "tries": tries, "last_error": "", "lease_until": now},
-        }, [delivery_event(NOTIFICATION_SENT, delivery, tries)])
-        if won:
+
+        def count() -> None:
             self.stats.count_sent(delivery, now)
             self._counted()
-        return won
+        return self._finish(delivery, {
+            "$set": {"status": SENT, "sent_at": now, "tries": tries, "last_error": "", "lease_until": now},
+        }, [delivery_event(NOTIFICATION_SENT, delivery, tries)], count)
 
-    def mark_retry(self, delivery: dict, error: str, next_try_at: datetime, now: datetime) -> bool:
+    def mark_retry(self, delivery: dict, error: str, next_try_at: datetime, now: datetime) -> bool | None:
         return self._finish(delivery, {"$set": {
             "tries": delivery.get("tries", 0) + 1, "last_error": error[:ERROR_MAX], "next_try_at": next_try_at,
             "lease_until": now,
         }}, [])
 
-    def mark_failed(self, delivery: dict, error: str, now: datetime) -> bool:
+    def mark_failed(self, delivery: dict, error: str, now: datetime) -> bool | None:
         tries = delivery.get("tries", 0) + 1
-        won = self._finish(delivery, {
-            "$set": {"status": FAILED, "tries": tries, "last_error": error[:ERROR_MAX], "lease_until": now,
-                     "failed_at": now},
-        }, [delivery_event(NOTIFICATION_FAILED, delivery, tries, error)])
-        if won:
+
+        def count() -> None:
             self.stats.add(failed_id(delivery["kind"], delivery["channel"]), {"n": 1})
             self._counted()
-        return won
+        return self._finish(delivery, {
+            "$set": {"status": FAILED, "tries": tries, "last_error": error[:ERROR_MAX], "lease_until": now,
+                     "failed_at": now},
+        }, [delivery_event(NOTIFICATION_FAILED, delivery, tries, error)], count)
 
-    def defer(self, delivery: dict, until: datetime, why: str, now: datetime) -> bool:
+    def defer(self, delivery: dict, until: datetime, why: str, now: datetime) -> bool | None:
         """Not a try: quiet hours move the next try without counting one."""
         return self._finish(delivery, {"$set": {"next_try_at": until, "lease_until": now, "deferred_because": why}}, [])
 
-    def skip(self, delivery: dict, why: str, now: datetime) -> bool:
+    def skip(self, delivery: dict, why: str, now: datetime) -> bool | None:
         return self._finish(delivery, {"$set": {"status": SKIPPED, "last_error": why[:ERROR_MAX], "lease_until": now}}, [])
+
+    def release(self, delivery: dict, now: datetime) -> bool | None:
+        """Gives a claimed delivery back unsent (not a try): any replica may claim it again at once."""
+        return self._finish(delivery, {"$set": {"lease_until": now}}, [])
 
     def notification(self, notification_id: str) -> dict | None:
         return self.notifications.find_one({"_id": notification_id})

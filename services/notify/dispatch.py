@@ -1,27 +1,40 @@
 """Sending one claimed delivery over its channel, and deciding what happens next.
 
 The dispatcher timer (worker.py) runs passes (``Dispatcher.run_once``): the
-ids of the due PENDING deliveries in one query, then each claimed under a
-lease by its ``_id`` just before it is sent (deliveries.Deliveries.claim;
-a delivery another replica claimed meanwhile is passed over), and handed to
-``Dispatcher.dispatch``, which:
+ids of the due PENDING deliveries in one query, then all of them claimed
+under one lease (deliveries.Deliveries.claim_many: one bulk write by
+``_id``, one read back; a delivery another replica claimed meanwhile is
+passed over). What the claimed deliveries need is read once for the batch:
+their notifications, the email recipients' preferences, the webhook
+subscriptions. Each is then handed to ``Dispatcher.dispatch``, which:
 
 - skips it when its notification is gone, the person turned that mail off
   since it was created, or its webhook subscription was disabled;
 - defers it to the end of the recipient's quiet hours (email only; not a try);
 - sends it (channels/email.py, channels/webhooks.py; the senders are passed
   in, so tests can use their own);
-- then, in one guarded write each: SENT (``notification_sent`` in the
+- then decides, in one guarded write each: SENT (``notification_sent`` in the
   outbox), a retry at ``channels.retry.next_try_delay`` (honouring
   Retry-After), or FAILED after the last try or a permanent refusal
   (``notification_failed``). A 410 Gone also disables the subscription.
 
+The writes that finish the batch's deliveries (SENT with its outbox event,
+a retry, FAILED, deferred, skipped) are queued and go in one bulk write when
+the batch is done (``Deliveries.finishing_together``), each still guarded by
+its lease token, and the stats count only those that won.
+
 Exactly once, as far as a receiver can tell: the send comes before the
-write that marks it SENT, so a worker that dies between the two leaves the
-delivery PENDING with a lease that expires, and the next claim sends it
-again, with the same Message-ID (email) or webhook-id (webhooks), both
-derived from the delivery id. Receivers de-duplicate on those ids; the
-delivery is marked SENT, counted and announced once.
+write that marks it SENT, so a worker that dies between the two (anywhere in
+the batch) leaves those deliveries PENDING with a lease that expires, and
+the next claim sends them again, with the same Message-ID (email) or
+webhook-id (webhooks), both derived from the delivery id. Receivers
+de-duplicate on those ids; each delivery is marked SENT, counted and
+announced once.
+
+Two replicas never both send one: a delivery is sent only while at least
+half of the batch's lease is left (a slow receiver late in a batch must not
+outlast it, or another replica could claim and send it too); those left
+over are released unsent in the batch's write, for the next pass.
 
 Within a pass, emails share one SMTP connection when an ``email_session``
 factory is given (worker.py: channels.email.SmtpSession, one per pass,
@@ -37,6 +50,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from services.platform.core.clock import utc_now
+from services.platform.store.mongo import find_in
 
 from . import kinds, unsubscribe
 from .channels import Message, PermanentFailure, TemporaryFailure
@@ -47,7 +61,7 @@ from .store import PREFERENCES, SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
 
-# Tests only: seconds to stall right after a send and before it is marked, so a test can kill the worker there.
+# Tests only: seconds to stall after a batch's sends and before they are marked, so a test can kill the worker there.
 PAUSE_AFTER_SEND_ENV = "NOTIFY_TEST_PAUSE_AFTER_SEND_SECONDS"
 
 
@@ -68,38 +82,75 @@ class Dispatcher:
         self.settings = settings
         self.now = now
         self.deliveries = Deliveries(db, stats)
+        # A claimed batch's preferences and webhook subscriptions, by id (None outside a batch: read per delivery).
+        self._batch_preferences: dict[str, dict] | None = None
+        self._batch_subscriptions: dict[str, dict] | None = None
         self.pause_after_send = float(os.environ.get(PAUSE_AFTER_SEND_ENV) or 0)
+        self._sent_in_batch = 0
         self.sleep = sleep
 
     def run_once(self, limit: int) -> int:
-        """Claims and dispatches up to ``limit`` due deliveries, one after another; how many were handled."""
+        """Claims and dispatches up to ``limit`` due deliveries, a batch at a time; how many were claimed."""
         handled = 0
         session = self.email_session() if self.email_session is not None else None
         self._pass_send_email = session.send if session is not None else None
         try:
             with self.deliveries.folding_stats():
                 while handled < limit:
-                    due = self.deliveries.due(self.now(), limit - handled)
-                    # What a delivery says never changes once written: its notification is read with the others'.
-                    notifications = self.deliveries.notifications_by_id(d.get("notification_id") for d in due)
-                    claimed_any = False
-                    for found in due:
-                        delivery = self.deliveries.claim(found["_id"], self.now(), self.settings.lease_seconds)
-                        if delivery is None:
-                            continue  # another replica has it, or it is no longer due
-                        claimed_any = True
-                        handled += 1
-                        try:
-                            self.dispatch(delivery, notifications.get(delivery["notification_id"]))
-                        except Exception:  # one broken delivery must not stop the others; its lease expires, it is retried
-                            log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
-                    if not claimed_any:
-                        break
+                    asked = limit - handled
+                    due = self.deliveries.due(self.now(), asked)
+                    claimed = self.deliveries.claim_many([d["_id"] for d in due], self.now(),
+                                                         self.settings.lease_seconds)
+                    if not claimed:
+                        break  # nothing due, or other replicas have it all
+                    handled += len(claimed)
+                    self._dispatch_batch(claimed)
+                    if len(due) < asked:
+                        break  # fewer were due than asked for: asking again now would find none
         finally:
             self._pass_send_email = None
             if session is not None:
                 session.close()
         return handled
+
+    def _dispatch_batch(self, claimed: list[dict]) -> None:
+        """Deliveries claimed under one lease: what they need read at once, each sent in turn, finished in one write."""
+        # What a delivery says never changes once written: its notification is read with the others'.
+        notifications = self.deliveries.notifications_by_id(d["notification_id"] for d in claimed)
+        self._batch_preferences = self._read_by_id(PREFERENCES, claimed, kinds.EMAIL, "recipient_id")
+        self._batch_subscriptions = self._read_by_id(SUBSCRIPTIONS, claimed, kinds.WEBHOOK, "target")
+        try:
+            with self.deliveries.finishing_together():
+                for delivery in claimed:
+                    if not self._lease_left(delivery):
+                        self.deliveries.release(delivery, self.now())
+                        continue
+                    try:
+                        self.dispatch(delivery, notifications.get(delivery["notification_id"]))
+                    except Exception:  # one broken delivery must not stop the others; its lease expires, it is retried
+                        log.exception("delivery dispatch failed", extra={"delivery_id": delivery["_id"]})
+                self._pause_for_tests()
+        finally:
+            self._batch_preferences = self._batch_subscriptions = None
+
+    def _read_by_id(self, collection: str, claimed: list[dict], channel: str, field: str) -> dict[str, dict]:
+        """The documents of ``collection`` named by ``field`` of the claimed deliveries of ``channel``, by id."""
+        ids = sorted({d[field] for d in claimed if d["channel"] == channel})
+        return {doc["_id"]: doc for doc in find_in(self.db[collection], "_id", ids)}
+
+    def _lease_left(self, delivery: dict) -> bool:
+        """At least half the lease is left: a send started now ends well before another replica may claim it."""
+        return self.now() <= delivery["lease_until"] - timedelta(seconds=self.settings.lease_seconds / 2)
+
+    def _preferences(self, person_id: str) -> dict:
+        if self._batch_preferences is not None:
+            return self._batch_preferences.get(person_id) or {}
+        return self.db[PREFERENCES].find_one({"_id": person_id}) or {}
+
+    def _subscription(self, subscription_id: str) -> dict | None:
+        if self._batch_subscriptions is not None:
+            return self._batch_subscriptions.get(subscription_id)
+        return self.db[SUBSCRIPTIONS].find_one({"_id": subscription_id})
 
     def dispatch(self, delivery: dict, notification: dict | None = None) -> None:
         """``notification``: the delivery's, when the caller read it already (its title, body, link and facts are
@@ -120,7 +171,7 @@ class Dispatcher:
     # --- channels ------------------------------------------------------------------------------------------
 
     def _email(self, delivery: dict, notification: dict, now: datetime) -> None:
-        preferences = self.db[PREFERENCES].find_one({"_id": delivery["recipient_id"]}) or {}
+        preferences = self._preferences(delivery["recipient_id"])
         if delivery["kind"] in set(preferences.get("unsubscribed") or ()):
             self.deliveries.skip(delivery, "the recipient unsubscribed from this kind of mail", now)
             return
@@ -140,7 +191,7 @@ class Dispatcher:
         self._send(delivery, now, lambda: send_email(message))
 
     def _webhook(self, delivery: dict, notification: dict, now: datetime) -> None:
-        subscription = self.db[SUBSCRIPTIONS].find_one({"_id": delivery["target"]})
+        subscription = self._subscription(delivery["target"])
         if subscription is None or subscription.get("disabled_at"):
             self.deliveries.skip(delivery, "the subscription was deleted or disabled", now)
             return
@@ -187,16 +238,19 @@ class Dispatcher:
             if failure.gone and subscription is not None:
                 self._disable(subscription, str(failure))
             return
-        self._pause_for_tests(delivery)
+        self._sent_in_batch += 1
         self.deliveries.mark_sent(delivery, self.now())
 
     def _disable(self, subscription: dict, reason: str) -> None:
-        self.db[SUBSCRIPTIONS].update_one(
-            {"_id": subscription["_id"], "disabled_at": None},
-            {"$set": {"disabled_at": self.now(), "disabled_reason": f"the receiver answered 410 Gone: {reason}"[:500]}})
+        disabled = {"disabled_at": self.now(), "disabled_reason": f"the receiver answered 410 Gone: {reason}"[:500]}
+        self.db[SUBSCRIPTIONS].update_one({"_id": subscription["_id"], "disabled_at": None}, {"$set": disabled})
+        if self._batch_subscriptions is not None and subscription["_id"] in self._batch_subscriptions:
+            self._batch_subscriptions[subscription["_id"]] = {**subscription, **disabled}  # the batch's later ones skip it
         log.warning("webhook subscription disabled: 410 Gone", extra={"subscription_id": subscription["_id"]})
 
-    def _pause_for_tests(self, delivery: dict) -> None:
-        if self.pause_after_send > 0:
-            log.warning("pausing after a send before marking it (test hook)", extra={"delivery_id": delivery["_id"]})
+    def _pause_for_tests(self) -> None:
+        """Between a batch's sends and the write that marks them, when something was sent."""
+        sent, self._sent_in_batch = self._sent_in_batch, 0
+        if self.pause_after_send > 0 and sent:
+            log.warning("pausing after a send before marking it (test hook)", extra={"sent": sent})
             (self.sleep or time.sleep)(self.pause_after_send)  # green under eventlet

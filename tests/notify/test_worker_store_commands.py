@@ -125,18 +125,100 @@ def test_a_replayed_submission_costs_the_same_and_writes_nothing_new(counted):
     assert after == before
 
 
-def test_a_dispatch_pass_reads_what_is_due_once_and_costs_three_round_trips_per_email(counted):
-    for n in range(3):
+@pytest.mark.parametrize("emails", [3, 12])
+def test_a_dispatch_pass_costs_the_same_round_trips_however_many_emails_it_sends(counted, emails):
+    for n in range(emails):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
     trips = counted.commands.during(lambda: counted.dispatcher.run_once(50))
-    assert len(counted.email.sent) == 3
-    per_email = [("findAndModify", DELIVERIES), ("find", "preferences"), ("update", DELIVERIES)]
-    assert trips == [("find", DELIVERIES), ("find", "notifications"), *per_email * 3,
-                     ("find", DELIVERIES), ("update", STATS)]
+    assert len(counted.email.sent) == emails
+    assert trips == [
+        ("find", DELIVERIES),  # what is due (fewer than asked for: not asked again)
+        ("update", DELIVERIES), ("find", DELIVERIES),  # all claimed under one token in one bulk write; those won
+        ("find", "notifications"), ("find", "preferences"),  # what the batch needs, read once
+        ("update", DELIVERIES),  # every SENT with its notification_sent, one bulk write
+        ("update", STATS),
+    ]
     assert all("_id" in query for _, query in counted.commands.write_filters)
-    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == 3
+    assert len(counted.commands.write_filters) == 2 * emails + 2  # a claim and a finish each; two stats documents
+    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == emails
     latency = counted.db[STATS].find_one({"_id": "latency|CHANNEL_EMAIL"})
-    assert (latency["count"], latency["buckets"]["1_0"]) == (3, 3)
+    assert (latency["count"], latency["buckets"]["1_0"]) == (emails, emails)
+    emails_ = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"}))
+    assert {(d["status"], d["tries"], len(d["outbox"])) for d in emails_} == {("SENT", 1, 1)}
+
+
+def test_a_full_batch_asks_again_and_the_limit_holds(counted):
+    for n in range(5):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+    assert counted.dispatcher.run_once(2) == 2 and len(counted.email.sent) == 2
+    trips = counted.commands.during(lambda: counted.dispatcher.run_once(10))
+    assert len(counted.email.sent) == 5
+    assert trips.count(("find", DELIVERIES)) == 2  # the due query and the claim's read back, once each
+
+
+def test_a_pass_that_dies_before_its_write_sends_each_again_once_under_the_same_id(counted, monkeypatch):
+    """notify-worker killed after a batch's sends and before the write that marks them: every delivery of the batch
+    stays PENDING under its lease, and the next claim sends each of them once more, with the same delivery id (the
+    Message-ID's), marked and announced once."""
+    for n in range(4):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+
+    def died(self):
+        raise SystemExit("killed before the batch's write")
+    monkeypatch.setattr(Deliveries, "flush_finishes", died)
+    with pytest.raises(SystemExit):
+        counted.dispatcher.run_once(50)
+    monkeypatch.undo()
+    first = [m.delivery_id for m in counted.email.sent]
+    assert len(first) == len(set(first)) == 4
+    assert counted.db[DELIVERIES].count_documents({"channel": "CHANNEL_EMAIL", "status": "PENDING"}) == 4
+    assert counted.dispatcher.run_once(50) == 0  # still leased: nobody sends them meanwhile
+    counted.clock.now = T0 + timedelta(seconds=SETTINGS.lease_seconds + 1)
+    assert counted.dispatcher.run_once(50) == 4
+    again = [m.delivery_id for m in counted.email.sent[4:]]
+    assert sorted(again) == sorted(first)  # each once more, under the same id
+    assert counted.dispatcher.run_once(50) == 0
+    emails = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"}))
+    assert {(d["status"], d["tries"], len(d["outbox"])) for d in emails} == {("SENT", 1, 1)}
+    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == 4
+
+
+def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back(counted):
+    """Sends that take long (here each one moves the clock 10 s on, with a 30 s lease) stop a batch before its lease
+    could lapse mid-send; the rest are released unsent, not tried, and the next pass claims and sends them."""
+    for n in range(4):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+
+    def slow(message):
+        counted.email.sent.append(message)
+        counted.clock.now += timedelta(seconds=10)
+    counted.dispatcher.send_email = slow
+    assert counted.dispatcher.run_once(50) == 4
+    assert len(counted.email.sent) == 2  # at 0 s and 10 s; at 20 s less than half of the 30 s lease is left
+    released = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL", "status": "PENDING"}))
+    assert len(released) == 2
+    assert all(d["tries"] == 0 and d["lease_until"] == counted.clock.now for d in released)
+    assert counted.dispatcher.run_once(50) == 2  # due again at once: released, not left to expire
+    assert len({m.delivery_id for m in counted.email.sent}) == len(counted.email.sent) == 4
+
+
+def test_a_finish_whose_lease_another_replica_took_is_not_counted_and_the_others_are(counted):
+    for n in range(3):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+    deliveries = Deliveries(counted.db)
+    claimed = deliveries.claim_many([d["_id"] for d in deliveries.due(T0, 50)], T0, 30)
+    emails = [d for d in claimed if d["channel"] == "CHANNEL_EMAIL"]
+    assert len(emails) == 3
+    later = T0 + timedelta(seconds=31)
+    taken = deliveries.claim(emails[0]["_id"], later, 30)  # our lease lapsed: another replica claimed one
+    assert taken is not None
+    with deliveries.finishing_together():
+        for delivery in emails:
+            assert deliveries.mark_sent(delivery, later) is None  # queued
+    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == 2
+    assert counted.db[DELIVERIES].find_one({"_id": emails[0]["_id"]})["status"] == "PENDING"
+    assert deliveries.mark_sent(taken, later)  # the other replica's write wins
+    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == 3
 
 
 def test_the_relay_empties_each_delivery_outbox_in_one_write_by_id(counted):
