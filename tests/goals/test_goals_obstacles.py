@@ -6,11 +6,13 @@ from datetime import timedelta
 import grpc
 
 from services.goals import obstacles
+from services.platform.api.auth import bearer_metadata, mint_dev_token
 from services.platform.bus.events import to_wire
 from services.platform.core.clock import utc_now
 from tests.support.goals import ADMIN, MANAGER, OWNER, PEER, SKIP, TEAMMATE, mask
 from tests.support.grpc_errors import expect
-from v2mom.v1 import goals_pb2
+from tests.support.processes import free_port, log_tail, start_module, stop
+from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
 Code = grpc.StatusCode
 OPEN, MITIGATING, RESOLVED = (goals_pb2.OBSTACLE_STATUS_OPEN, goals_pb2.OBSTACLE_STATUS_MITIGATING,
@@ -109,3 +111,29 @@ def test_an_obstacle_open_too_long_is_flagged_stale(goals, cycle):
     assert not shown.stale and not shown.HasField("open_time")
     reopened = update(goals, OWNER, published.id, status=OPEN).content.obstacles[0]
     assert not reopened.stale and reopened.open_time.ToDatetime().date() == utc_now().date()
+
+
+def test_how_long_is_too_long_is_goals_apis_obstacle_stale_days(goals, cycle):
+    published = goals.published(cycle_id=cycle)
+    goals.db.v2moms.update_one({"_id": published.id},
+                               {"$set": {"published.content.obstacles.0.opened_at": utc_now() - timedelta(days=3)}})
+    request = goals_pb2.GetV2MOMRequest(id=published.id)
+    assert not goals.client(PEER).GetV2MOM(request).content.obstacles[0].stale  # 3 days: fine by the default 14
+
+    port = free_port()
+    api = start_module("services.goals.api", {  # a goals-api as deployed, told 2 days, on the same database
+        "MONGO_URI": goals.settings.mongo_uri, "MONGO_DB": goals.settings.database_name,
+        "GRPC_ADDR": f"127.0.0.1:{port}", "SCIM_HTTP_ADDR": f"127.0.0.1:{free_port()}", "OBSTACLE_STALE_DAYS": "2",
+        "LOG_LEVEL": "WARNING"})
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        except grpc.FutureTimeoutError:
+            raise AssertionError(f"goals-api never listened:\n{log_tail(api)}") from None
+        peer = bearer_metadata(mint_dev_token(goals.settings.auth, PEER))
+        shown = goals_pb2_grpc.GoalServiceStub(channel).GetV2MOM(request, metadata=peer, timeout=15)
+        assert shown.content.obstacles[0].stale
+    finally:
+        channel.close()
+        stop(api)
