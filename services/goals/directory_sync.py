@@ -30,7 +30,9 @@ class DirectorySync:
     # --- people ------------------------------------------------------------
 
     def upsert_person(self, change: dict) -> tuple[str, dict | None]:
-        """``change``: external_id, id (for a new person), fields (rules.PERSON_FIELDS), effective_at."""
+        """``change``: external_id, id (for a new person), fields (rules.PERSON_FIELDS), effective_at; with
+        ``create_only`` (SCIM's POST), a person that exists by then, or a key another record holds (its id,
+        external id, a unique userName), is ALREADY_EXISTS rather than changed."""
         return self._timed(change, self._apply_person)
 
     def deactivate_person(self, ref: str, end_date: str, effective_at: datetime,
@@ -55,6 +57,8 @@ class DirectorySync:
                                                             **change["fields"]})
         for _ in range(ATTEMPTS):
             existing = self._confirmed(self._person_for(change))
+            if existing is not None and change.get("create_only"):
+                raise AlreadyExists(f"person {change['id'] or change['external_id']!r} was created meanwhile")
             if existing is None and "display_name" not in change["fields"]:
                 raise NotFound(f"person {change['external_id']!r} is not in the directory")
             newer = rules.newer_fields(existing, change["fields"], version)
@@ -67,6 +71,9 @@ class DirectorySync:
                 if existing is None:
                     return CREATED, self._apply_waiting(document)
                 return CHANGED, document
+            if existing is None and change.get("create_only"):
+                raise AlreadyExists(f"person {document['_id']!r}: another record holds its id, external id or "
+                                    "a unique key of it")
         raise Aborted(f"person {change['external_id']!r} kept changing underneath; try again")
 
     def _person_for(self, change: dict) -> dict | None:

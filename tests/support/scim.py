@@ -69,15 +69,16 @@ def user(user_name: str | None = None, **attributes) -> dict:
 
 
 @contextmanager
-def scim_goals(mongo_uri: str, token: str = TOKEN):
-    """A goals-api serving SCIM on a free port, on a database of its own with the test org; all stopped after."""
+def scim_goals(mongo_uri: str, token: str = TOKEN, **options):
+    """A goals-api serving SCIM on a free port, on a database of its own with the test org; all stopped after.
+    ``options``: more ScimSettings (filter_scan_limit)."""
     settings = replace(load("goals"), mongo_uri=mongo_uri, mongo_db=f"goals_scim_{uuid.uuid4().hex[:10]}",
                        directory_cache_seconds=0.0)
     mongo = pymongo.MongoClient(mongo_uri, tz_aware=True)
     db = mongo[settings.database_name]
     try:
         build_org(db)
-        with served(create_server, settings, ScimSettings(addr="127.0.0.1:0", token=token)) as (server, _):
+        with served(create_server, settings, ScimSettings(addr="127.0.0.1:0", token=token, **options)) as (server, _):
             yield ScimEnv(f"http://127.0.0.1:{server.scim.port}/scim/v2", db, server)
     finally:
         mongo.drop_database(settings.database_name)

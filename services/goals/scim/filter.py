@@ -276,12 +276,16 @@ def _case_exact(path: Path) -> bool:
     return (attr.sub_attr(path.sub) or attr).case_exact if path.sub else attr.case_exact
 
 
+# What an index answers (users.py): equality on these three, and a prefix of the two compared case-exactly
+# (a userName prefix is not: people SCIM never named answer to their id, in any case).
+INDEXED = {"eq": ("userName", "externalId", "id"), "sw": ("externalId", "id")}
+
+
 def narrowing(tree) -> list[Compare]:
-    """The equality tests every match must pass (the top-level ``and`` of the filter): the store answers
-    those of userName, externalId and id by index."""
+    """The indexed tests (``INDEXED``) every match must pass (the top-level ``and`` of the filter)."""
     if isinstance(tree, Logical) and tree.op == "and":
         return narrowing(tree.left) + narrowing(tree.right)
-    if isinstance(tree, Compare) and tree.op == "eq" and isinstance(tree.value, str) and not tree.path.sub \
-            and tree.path.schema == schemas.USER and tree.path.attr in ("userName", "externalId", "id"):
+    if isinstance(tree, Compare) and tree.path.attr in INDEXED.get(tree.op, ()) and isinstance(tree.value, str) \
+            and not tree.path.sub and tree.path.schema == schemas.USER:
         return [tree]
     return []

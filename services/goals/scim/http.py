@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from services.platform.api.auth import Caller
-from services.platform.core.config import ConfigError, _weak_secret, env_str, is_production
+from services.platform.core.config import ConfigError, _weak_secret, env_int, env_str, is_production
 from services.platform.core.errors import ServiceError
 
 from ..directory import Directory
@@ -22,7 +22,7 @@ from ..orphans import require_directory_writer
 from . import filter as scim_filter
 from . import mapping, schemas
 from .errors import ScimError, from_service_error
-from .users import ScimUsers, page_bounds
+from .users import FILTER_SCAN_LIMIT, ScimUsers, page_bounds
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class ScimSettings:
     token: str = ""
     default_org_unit: str = ""
     base_url: str = ""  # behind a proxy: the public https://.../scim/v2; else from the request's Host
+    # A filter no index serves reads at most this many live people, else answers 400 tooMany (users.py).
+    filter_scan_limit: int = FILTER_SCAN_LIMIT
 
 
 def settings_from_env() -> ScimSettings | None:
@@ -52,9 +54,13 @@ def settings_from_env() -> ScimSettings | None:
         problems = _weak_secret("SCIM_TOKEN", token, DEV_TOKEN)
         if problems:
             raise ConfigError("V2MOM_ENV=production refuses to start: " + "; ".join(problems))
+    scan_limit = env_int("SCIM_FILTER_SCAN_LIMIT", FILTER_SCAN_LIMIT)
+    if scan_limit < 1:
+        raise ConfigError(f"SCIM_FILTER_SCAN_LIMIT must be at least 1, got {scan_limit}")
     return ScimSettings(addr=env_str("SCIM_HTTP_ADDR", DEFAULT_ADDR), token=token,
                         default_org_unit=env_str("SCIM_DEFAULT_ORG_UNIT", ""),
-                        base_url=env_str("SCIM_BASE_URL", "").rstrip("/"))
+                        base_url=env_str("SCIM_BASE_URL", "").rstrip("/"),
+                        filter_scan_limit=scan_limit)
 
 
 # --- the app --------------------------------------------------------------------------------------------------
@@ -275,4 +281,5 @@ def _respond(start_response, status: int, body, headers):
 
 def scim_app(directory: Directory, settings: ScimSettings, cache_seconds: float = 5.0):
     """The SCIM app over the directory (goals-api's HTTP side routes /scim/v2 to it)."""
-    return make_app(ScimUsers(directory, settings.default_org_unit, cache_seconds=cache_seconds), settings)
+    return make_app(ScimUsers(directory, settings.default_org_unit, cache_seconds=cache_seconds,
+                              filter_scan_limit=settings.filter_scan_limit), settings)

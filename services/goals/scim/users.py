@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
-from services.platform.core.errors import Violations
+from services.platform.core.errors import Aborted, Violations
 from services.platform.core.ids import new_id
 from services.platform.core.validation import is_id
 from services.platform.store.mongo import Index
@@ -26,19 +26,30 @@ from .schemas import MAX_RESULTS
 
 INDEXES = [Index(PEOPLE, [("user_name_key", 1)], name="people_by_user_name",
                  partial={"user_name_key": {"$exists": True}}),
+           # The guard: two requests that both found a userName free cannot both take it (the loser's write is a
+           # duplicate key: 409 uniqueness). Only people SCIM still shows hold theirs; a deleted one's may be
+           # taken (RFC 7644 3.6), so the filter is ``scim_deleted: false``, which every SCIM write sets.
+           Index(PEOPLE, [("user_name_key", 1), ("scim_deleted", 1)], name="people_by_live_user_name", unique=True,
+                 partial={"user_name_key": {"$exists": True}, "scim_deleted": False}),
            Index(PEOPLE, [("scim_external_id", 1)], name="people_by_scim_external_id",
                  partial={"scim_external_id": {"$exists": True}})]
 HIDDEN = {"outbox": 0, "outbox_pending": 0}
 LIVE = {"scim_deleted": {"$ne": True}}
 MAX_DEPARTMENTS = 500
+# A filter no index serves (``co``, ``ew``, ``pr``, ``ne``, ``gt``..., or ``or``/``not`` around an indexed test)
+# is decided by reading the live people; past this many it answers 400 ``tooMany`` (RFC 7644 3.12), so no
+# request reads the whole of a big directory. Identity providers send ``userName eq`` or ``externalId eq``.
+FILTER_SCAN_LIMIT = 10_000
+PREFIX_INDEXES = {"externalId": ("scim_external_id", "people_by_scim_external_id"), "id": ("_id", "_id_")}
 MAX_START = 2**31  # past any directory; a bigger skip would not fit the store's 64-bit integers anyway
 ATTEMPTS = 3
 
 
 class ScimUsers:
     def __init__(self, directory: Directory, default_org_unit: str = "", clock=utc_now,
-                 cache_seconds: float = 5.0):
+                 cache_seconds: float = 5.0, filter_scan_limit: int = FILTER_SCAN_LIMIT):
         self.directory = directory
+        self.filter_scan_limit = filter_scan_limit
         # A department named again is the same unit for a few seconds, as the directory's own cache holds.
         self.departments_seen = ExpiringCache(cache_seconds, remember_missing=False)
         self.sync = DirectorySync(directory, clock)
@@ -66,18 +77,30 @@ class ScimUsers:
         return len(found), found[start - 1:start - 1 + count]
 
     def _candidates(self, tests: list) -> list[dict]:
-        """The records a filter can match: by index when it tests userName, externalId or id for equality
-        (the filter itself still decides), else every live one."""
-        by = {test.path.attr: test.value for test in tests}
-        if "userName" in by:
-            rows = self._user_name_records(by["userName"])
-        elif "externalId" in by:
-            rows = list(self.people.find({"scim_external_id": by["externalId"]}, HIDDEN))
-        elif "id" in by:
-            rows = list(self.people.find({"_id": by["id"]}, HIDDEN))
+        """The records a filter can match (the filter itself still decides): by index when it tests userName,
+        externalId or id for equality, or externalId or id for a prefix; else the live people, at most
+        ``filter_scan_limit`` of them."""
+        by = {(test.op, test.path.attr): test.value for test in tests}
+        if ("eq", "userName") in by:
+            rows = self._user_name_records(by["eq", "userName"])
+        elif ("eq", "externalId") in by:
+            rows = list(self.people.find({"scim_external_id": by["eq", "externalId"]}, HIDDEN))
+        elif ("eq", "id") in by:
+            rows = list(self.people.find({"_id": by["eq", "id"]}, HIDDEN))
+        elif by:  # a prefix: one index range (people_by_scim_external_id, _id)
+            (_, attr), prefix = next(iter(by.items()))
+            field, index = PREFIX_INDEXES[attr]
+            rows = self._bounded(self.people.find({field: _prefix_range(prefix)}, HIDDEN).sort(field, 1).hint(index))
         else:
-            return list(self.people.find(LIVE, HIDDEN).sort("_id", 1))
+            rows = self._bounded(self.people.find(LIVE, HIDDEN).sort("_id", 1))
         return sorted((row for row in rows if not row.get("scim_deleted")), key=lambda row: row["_id"])
+
+    def _bounded(self, cursor) -> list[dict]:
+        rows = list(cursor.limit(self.filter_scan_limit + 1))
+        if len(rows) > self.filter_scan_limit:
+            raise ScimError(400, f"this filter would read more than {self.filter_scan_limit} users; filter by "
+                                 "userName eq, externalId eq or sw, or id eq or sw", "tooMany")
+        return rows
 
     def departments(self) -> list[str]:
         rows = self.units.find({"retired": {"$ne": True}}, {"name": 1}).sort("_id", 1).limit(MAX_DEPARTMENTS)
@@ -184,12 +207,22 @@ class ScimUsers:
         }
 
     def _sync(self, existing: dict | None, changed: dict, external_id: str, person_id: str) -> dict:
+        # A new person is created or refused, never merged into one a concurrent request just created.
         change = {"kind": "person", "external_id": external_id, "id": person_id, "fields": changed,
-                  "effective_at": self._effective(existing)}
-        outcome, record = self.sync.upsert_person(change)
+                  "effective_at": self._effective(existing), "create_only": existing is None}
+        try:
+            outcome, record = self.sync.upsert_person(change)
+        except Aborted:  # every write was a duplicate key: most likely a userName taken meanwhile
+            self._refuse_taken(changed.get("user_name") or "", person_id)
+            raise
         if outcome == STALE:  # someone wrote a newer version meanwhile: read it and decide again
             raise _Changed()
         return record if record is not None and "_id" in record else self._live(person_id)
+
+    def _refuse_taken(self, user_name: str, person_id: str) -> None:
+        holder = self._user_name_holder(user_name, other_than=person_id) if user_name else None
+        if holder is not None and not holder.get("scim_deleted"):
+            raise ScimError(409, f"userName {user_name[:80]!r} is taken", "uniqueness")
 
     def _effective(self, existing: dict | None) -> datetime:
         """Now, or just after the record's newest version when that is not older (the same millisecond)."""
@@ -275,8 +308,15 @@ def _changed(existing: dict, fields: dict) -> dict:
     if existing is None:
         return fields
     current = {**existing, "manager_ref": existing.get("manager_ref") or existing.get("manager_id") or "",
-               "org_unit_ref": existing.get("org_unit_id") or ""}
+               "org_unit_ref": existing.get("org_unit_id") or "",
+               # Written the first time SCIM takes a record over: the userName guard's index needs it.
+               "scim_deleted": existing.get("scim_deleted")}
     return {name: value for name, value in fields.items() if current.get(name, type(value)()) != value}
+
+
+def _prefix_range(prefix: str) -> dict:
+    """The strings starting with ``prefix``, as an index range (U+10FFFF sorts after every character)."""
+    return {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
 
 
 def page_bounds(start, count) -> tuple[int, int]:
