@@ -98,6 +98,8 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
     Bind to port 0 (gRPC and HTTP) in tests to get free ones.
     """
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
+    # Before anything opens: production refuses a missing or public signing key, saying what to set.
+    unsubscribe_secret = unsubscribe.secret_from_env() if http_addr is not None else ""
     db = connect(settings.mongo_uri, "notify-api")[settings.database_name]
     ensure_indexes(db, store.INDEXES)
     service = NotifyService(Inbox(db), PreferenceStore(db), SubscriptionStore(db), DeliveryLog(db),
@@ -112,7 +114,7 @@ def create_server(addr: str, settings: Settings | None = None, http_addr: str | 
                                                                  settings.amqp_uri)])
     server.http = None
     if http_addr is not None:
-        app = http.make_app(registry_for(db, clock), unsubscribe.secret_from_env(), service.unsubscribe)
+        app = http.make_app(registry_for(db, clock), unsubscribe_secret, service.unsubscribe)
         server.http = http.start(http_addr, app)
         log.info("notify http listening", extra={"addr": http_addr, "port": server.http.port})
     return server, port

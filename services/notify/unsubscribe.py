@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import time
 
-from services.platform.core.config import env_str
+from services.platform.core.config import secret_setting
 
 from .kinds import KINDS
 
@@ -19,8 +19,9 @@ DEFAULT_SECRET = "dev-only-unsubscribe-secret-change-me"
 
 
 def secret_from_env() -> str:
-    """NOTIFY_UNSUBSCRIBE_SECRET, or the development default: the one secret both notify processes sign with."""
-    return env_str("NOTIFY_UNSUBSCRIBE_SECRET", DEFAULT_SECRET)
+    """NOTIFY_UNSUBSCRIBE_SECRET, the one secret both notify processes sign with; the development default only
+    outside production (ConfigError there: with a public key anyone could unsubscribe anyone)."""
+    return secret_setting("NOTIFY_UNSUBSCRIBE_SECRET", DEFAULT_SECRET)
 
 
 class BadToken(ValueError):

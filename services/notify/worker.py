@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "notify"
 RELAY_INTERVAL = config_module.load_or_exit(SERVICE).relay_interval_seconds
-SETTINGS = WorkerSettings.from_env()
+SETTINGS = config_module.or_exit(SERVICE, WorkerSettings.from_env)
 SCHEDULE_BATCH = 50
 
 

@@ -6,6 +6,7 @@ but malformed stops the process with a message naming the variable.
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -202,6 +203,17 @@ def require_production_auth(auth: AuthSettings) -> None:
         raise ConfigError("V2MOM_ENV=production refuses to start: " + "; ".join(p.strip() for p in problems))
 
 
+def secret_setting(name: str, dev_value: str) -> str:
+    """A secret from the environment variable ``name``; ``dev_value`` when unset, except in production, which
+    refuses it unset, public (``dev_value`` is in this repository) or too short to be an HMAC key."""
+    secret = env_str(name, "")
+    if is_production():
+        problems = _weak_secret(name, secret, dev_value)
+        if problems:
+            raise ConfigError("V2MOM_ENV=production refuses to start: " + "; ".join(problems))
+    return secret or dev_value
+
+
 def _weak_secret(name: str, secret: str, dev_value: str) -> list[str]:
     if not secret:
         return [f"{name} is missing: set it to at least {MIN_SECRET_BYTES} random bytes (openssl rand -hex 32)"]
@@ -255,8 +267,13 @@ def load(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
 
 def load_or_exit(service: str, default_grpc_addr: str = "127.0.0.1:50051") -> Settings:
     """``load`` for a process's main: a ConfigError ends it with the message, not a traceback."""
+    return or_exit(service, lambda: load(service, default_grpc_addr))
+
+
+def or_exit[T](process: str, read: Callable[[], T]) -> T:
+    """``read()`` for a process's start: a ConfigError ends the process (status 2) with its message."""
     try:
-        return load(service, default_grpc_addr)
+        return read()
     except ConfigError as error:
-        print(f"{service}: {error}", file=sys.stderr, flush=True)
+        print(f"{process}: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
