@@ -2,6 +2,7 @@
 and production mode's refusal to serve plaintext off loopback."""
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +17,7 @@ from services.platform.api.client import ServiceClient
 from services.platform.api.server import ServiceBinding, create_server
 from services.platform.api.tls import TlsSettings, is_loopback, load_tls
 from services.platform.core.config import AuthSettings, ConfigError
+from services.platform.core.errors import Unavailable
 from v2mom_cli.session import Client
 from v2mom.v1 import goals_pb2, goals_pb2_grpc
 
@@ -131,6 +133,37 @@ def test_production_serves_tls_off_loopback(tls_env, monkeypatch):
     server.start()
     try:
         assert grpc_healthcheck.check(f"127.0.0.1:{port}", timeout=3, ca_file=str(tls_env["ca"]))[0]
+    finally:
+        server.stop(None)
+
+
+def test_in_production_a_client_speaks_tls_to_anything_off_loopback_even_without_a_ca(monkeypatch):
+    """The client half of "TLS in production for anything not on loopback": a ServiceClient never sends a
+    token in plaintext to a host name. Against a plaintext server reached by this machine's name the handshake
+    fails; the same name answers in development, and loopback answers in production."""
+    for name in ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA"):
+        monkeypatch.delenv(name, raising=False)
+    binding = ServiceBinding(goals_pb2_grpc.add_GoalServiceServicer_to_server, Cycles(), "v2mom.v1.GoalService")
+    server, port, _ = create_server("0.0.0.0:0", [binding], AUTH, tls=TlsSettings())  # plaintext, every interface
+    server.start()
+    by_name, on_loopback = f"{socket.gethostname()}:{port}", f"127.0.0.1:{port}"
+
+    def check(addr: str):
+        client = ServiceClient(addr, health_pb2_grpc.HealthStub, replace(AUTH, service="checkins"), "goals",
+                               deadline_seconds=3, attempts=1)
+        try:
+            return client.call("Check", health_pb2.HealthCheckRequest(service="v2mom.v1.GoalService")).status
+        finally:
+            client.close()
+
+    try:
+        monkeypatch.delenv("V2MOM_ENV", raising=False)
+        assert check(by_name) == health_pb2.HealthCheckResponse.SERVING, "the name reaches the server"
+        monkeypatch.setenv("V2MOM_ENV", "production")
+        assert not is_loopback(by_name)
+        with pytest.raises(Unavailable):
+            check(by_name)  # TLS to a plaintext server: no handshake, nothing sent in the clear
+        assert check(on_loopback) == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(None)
 
