@@ -193,8 +193,8 @@ class Notifier:
                                schedules.APPROVAL_REMINDER, key, reminder_at, payload, now),
             Schedules.document(schedules.schedule_id(schedules.APPROVAL_ESCALATION, envelope["id"]),
                                schedules.APPROVAL_ESCALATION, key, escalation_at, payload, now)])
-        if self.v2moms.find_one({"_id": data.v2mom_id}, {"decision_revision": 1}).get("decision_revision", 0) > data.revision:
-            self._cancel_approval(data.v2mom_id, data.revision + 1)  # a decision landed while we wrote
+        # A decision that lands while these are written may leave them WAITING (its cancel ran first): firing reads
+        # the copy's decision before anything else (_approval_overdue), so they tell nobody. Not read again here.
 
     def v2mom_approved(self, envelope: dict) -> None:
         self._decided(envelope, approved=True)

@@ -126,6 +126,25 @@ def test_approval_sla_reminds_the_approver_then_escalates_to_their_manager(world
     assert world.db[SCHEDULES].count_documents({"state": schedules.DONE}) == 2
 
 
+def test_a_decision_landing_while_the_submission_writes_its_schedules_leaves_them_telling_nobody(world, monkeypatch):
+    """The approval handler runs between the submission's copy write and its schedules' insert (two handlers in
+    flight): its cancel finds nothing yet, so the schedules are written WAITING; when they fire, the copy's decision
+    stops them before anyone is reminded."""
+    add_many = world.notifier.schedules.add_many
+
+    def decided_meanwhile(documents):
+        world.notifier.v2mom_approved(approved())
+        return add_many(documents)
+    monkeypatch.setattr(world.notifier.schedules, "add_many", decided_meanwhile)
+    world.notifier.v2mom_submitted(submitted())
+    monkeypatch.undo()
+    assert world.db[SCHEDULES].count_documents({"kind": {"$in": [schedules.APPROVAL_REMINDER,
+                                                                  schedules.APPROVAL_ESCALATION]}}) == 2
+    fire_due(world, T0 + timedelta(days=6))
+    assert notifications(world.db, kind=kinds.APPROVAL_OVERDUE) == []
+    assert len(notifications(world.db, kind=kinds.APPROVAL_DECIDED)) == 1
+
+
 def test_a_schedule_fired_twice_after_a_lost_lease_writes_nothing_new(world):
     world.notifier.v2mom_submitted(submitted())
     at = T0 + timedelta(days=2, minutes=1)

@@ -98,7 +98,7 @@ def counted(notify_settings, notify_db):
     client.close()
 
 
-def test_a_submission_is_eight_round_trips_each_write_by_id(counted):
+def test_a_submission_is_seven_round_trips_each_write_by_id(counted):
     trips = counted.commands.during(lambda: counted.notifier.v2mom_submitted(submitted()))
     assert trips == [
         ("findAndModify", V2MOMS),  # the copy: created, or updated under its revision guards, in one write
@@ -107,7 +107,6 @@ def test_a_submission_is_eight_round_trips_each_write_by_id(counted):
         ("insert", DELIVERIES),  # INBOX (SENT, with its notification_sent) and EMAIL in one insert_many
         ("update", STATS),  # sent|…|INBOX and latency|INBOX in one bulk write
         ("insert", "schedules"),  # the SLA reminder and the skip-level escalation in one insert_many
-        ("find", V2MOMS),  # did a decision land while we wrote?
     ]
     assert all("_id" in query for _, query in counted.commands.write_filters)
     assert len(counted.commands.write_filters) == 3  # the copy and the two stats documents
@@ -119,7 +118,7 @@ def test_a_replayed_submission_costs_the_same_and_writes_nothing_new(counted):
     before = {name: list(counted.db[name].find({}, {"lease_until": 0}))
               for name in ("notifications", DELIVERIES, "schedules", STATS)}
     trips = counted.commands.during(lambda: counted.notifier.v2mom_submitted(event))
-    assert len(trips) == 7  # nothing new: no stats write
+    assert len(trips) == 6  # nothing new: no stats write
     after = {name: list(counted.db[name].find({}, {"lease_until": 0}))
              for name in ("notifications", DELIVERIES, "schedules", STATS)}
     assert after == before
@@ -251,7 +250,7 @@ def test_as_notify_worker_wires_it_the_handler_leaves_its_counts_to_the_next_dis
     dispatcher = Dispatcher(counted.db, counted.notifier.people, counted.email, Recorder(), SETTINGS, now=counted.clock,
                             stats=stats)
     trips = counted.commands.during(lambda: notifier.v2mom_submitted(submitted()))
-    assert len(trips) == 7 and ("update", STATS) not in trips
+    assert len(trips) == 6 and ("update", STATS) not in trips
     assert counted.db[STATS].count_documents({}) == 0
     trips = counted.commands.during(lambda: dispatcher.run_once(50))
     assert trips[-1] == ("update", STATS) and trips.count(("update", STATS)) == 1
