@@ -74,8 +74,10 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
         report = seed_checkins(settings.auth, goals_addr, checkins_addr, progress=False, catch_up_wait=0)
         assert report.recorded > 100, report.summary()
         admin_goals, admin_checkins = goals_api(DEMO_ADMIN), checkins_api(DEMO_ADMIN)
-        done = scripted_week(db, goals_api, with_transfer=True)
-        assert {"approved", "changes_requested", "submitted", "moved", "transferred", "left"} <= done.keys(), done
+        done = scripted_week(db, goals_api, with_transfer=True, with_planning=True)
+        assert {"approved", "changes_requested", "submitted", "moved", "transferred", "left", "withdrawn",
+                "obstacles_changed", "copied"} <= done.keys(), done
+        assert len(done["obstacles_changed"]) == 2, done  # one resolved, one reopened
 
         print(f"check-ins seed and week {time.monotonic() - started:.1f}s")
         wait_quiet(metrics.http_port, [db, checkins_db], settings.amqp_uri)
@@ -97,6 +99,10 @@ def test_every_gauge_equals_a_recomputation_from_the_sources(
                  "v2mom_pending_approvals", "v2mom_off_track_measures", "v2mom_checked_in_v2moms",
                  "v2mom_time_to_approval_seconds_count", "v2mom_open_obstacles"):
         assert expected[(name, company)] > 0, f"{name}: the scenario does not exercise it"
+    copied_cycle = done["copied"][2]  # the copy forward counts as a creation in its new cycle
+    assert sum(value for (name, labels), value in scraped.items()
+               if name == "v2mom_people_with_v2mom" and ("cycle", copied_cycle) in labels
+               and ("scope", "direct") in labels) == 1, "the copy forward is not counted in its new cycle"
     wrong = mismatches(expected, scraped)
     assert not wrong, f"{len(wrong)} of {len(expected)} samples missing, extra or wrong:\n" + "\n".join(wrong[:60])
     assert time.monotonic() - started < 180  # ~2 min, most of it recording the check-ins demo history

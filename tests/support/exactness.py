@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from google.type import date_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.goals.directory import Directory
@@ -338,10 +339,13 @@ def wait_quiet(port: int, databases: list, amqp_uri: str, timeout: float = QUIET
 # --- a scripted week on top of the demo -----------------------------------------------------------------------
 
 
-def scripted_week(goals_db, goals_api, with_leaver: bool = True, with_transfer: bool = False) -> dict:
+def scripted_week(goals_db, goals_api, with_leaver: bool = True, with_transfer: bool = False,
+                  with_planning: bool = False) -> dict:
     """A submission, an approval, a request for changes, a move, (``with_transfer``) a V2MOM transferred to
-    someone in another team and (``with_leaver``) a leaver, through goals' own paths. ``with_transfer`` needs
-    ``goals_api`` to be the in-process goals-api's client factory (it has ``port``)."""
+    someone in another team, (``with_planning``) a submission withdrawn and sent again, obstacles changed on
+    published V2MOMs and a V2MOM copied forward into a new cycle, and (``with_leaver``) a leaver, through goals'
+    own paths. ``with_transfer`` needs ``goals_api`` to be the in-process goals-api's client factory (it has
+    ``port``)."""
     done = {}
     goals = goals_api(DEMO_ADMIN)
     v2moms = pages(goals.ListV2MOMs, goals_pb2.ListV2MOMsRequest(page_size=200), "v2moms")
@@ -370,6 +374,8 @@ def scripted_week(goals_db, goals_api, with_leaver: bool = True, with_transfer: 
             continue  # lint errors block some drafts: try the next
         done["submitted"] = v2mom.id
         break
+    if with_planning:
+        done.update(planning_steps(goals_api, done.get("submitted"), by_state[goals_pb2.V2MOM_STATE_PUBLISHED]))
 
     # HR moves the owner of a checked-in individual V2MOM to another team, and someone else leaves.
     directory = Directory(goals_db, cache_seconds=0)
@@ -388,6 +394,41 @@ def scripted_week(goals_db, goals_api, with_leaver: bool = True, with_transfer: 
     if with_leaver:
         done.update(a_leaver(goals_db, {v.owner_id for v in v2moms} - {mover and mover["_id"], successor}))
     return done
+
+
+def planning_steps(goals_api, submitted_id: str | None, published: list) -> dict:
+    """The submission withdrawn by its owner and sent again; the first unresolved obstacle of a published V2MOM
+    resolved and the first resolved one reopened (UpdateObstacle, no re-approval); an admin opens the year after
+    the last one and copies a published individual V2MOM into it (CopyV2MOM: a creation in the new cycle)."""
+    done = {}
+    admin = goals_api(DEMO_ADMIN)
+    if submitted_id:
+        owner = goals_api(admin.GetV2MOM(goals_pb2.GetV2MOMRequest(id=submitted_id)).owner_id)
+        owner.WithdrawSubmission(goals_pb2.WithdrawSubmissionRequest(id=submitted_id, reason="One more measure"))
+        owner.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=submitted_id))
+        done["withdrawn"] = submitted_id
+    for wanted, new_status in ((UNRESOLVED, goals_pb2.OBSTACLE_STATUS_RESOLVED),
+                               ((goals_pb2.OBSTACLE_STATUS_RESOLVED,), goals_pb2.OBSTACLE_STATUS_OPEN)):
+        found = next(((v, o) for v in published for o in v.content.obstacles if o.status in wanted), None)
+        if found:
+            v2mom, obstacle = found
+            admin.UpdateObstacle(goals_pb2.UpdateObstacleRequest(
+                v2mom_id=v2mom.id, obstacle_id=obstacle.id, obstacle=goals_pb2.Obstacle(status=new_status),
+                update_mask={"paths": ["status"]}, reason="the week's review"))
+            done.setdefault("obstacles_changed", []).append((v2mom.id, obstacle.id))
+    last = max(admin.ListCycles(goals_pb2.ListCyclesRequest()).cycles, key=lambda c: (c.end_date.year,
+                                                                                      c.end_date.month, c.end_date.day))
+    start = datetime(last.end_date.year, last.end_date.month, last.end_date.day) + timedelta(days=1)
+    new_cycle = common_pb2.Cycle(id="FYEXACT", start_date=_date(start), end_date=_date(start + timedelta(days=364)))
+    admin.CreateCycle(goals_pb2.CreateCycleRequest(cycle=new_cycle))
+    source = next(v for v in published if v.level == common_pb2.ORG_LEVEL_INDIVIDUAL)
+    copied = admin.CopyV2MOM(goals_pb2.CopyV2MOMRequest(source_id=source.id, cycle_id=new_cycle.id))
+    done["copied"] = (source.id, copied.id, new_cycle.id)
+    return done
+
+
+def _date(day: datetime) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def a_transfer(goals_db, goals_api, v2moms: list, candidates: list, busy: set) -> dict:
