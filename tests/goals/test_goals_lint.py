@@ -310,3 +310,25 @@ def test_a_submission_with_many_lint_errors_lists_the_first_and_counts_the_rest(
     assert len(violations) == 20
     assert [(kind, subject) for kind, subject, _ in violations[:19]] == [(f.code, f.field_path) for f in lint_errors[:19]]
     assert violations[19][0] == "MORE" and f"and {len(lint_errors) - 19} more problems" in violations[19][2]
+
+
+def test_over_grpc_a_value_no_measure_follows_blocks_submission_and_one_kind_of_measures_is_advice(goals, cycle):
+    content = valid_content()
+    content.measures[1].method_ids[:] = ["mth-3"]  # mth-2, val-openness's only method, loses its measure
+    content.measures[1].kind = goals_pb2.MEASURE_KIND_LAGGING  # and every measure is lagging now
+    v2mom = goals.create(cycle_id=cycle, content=content)
+    response = goals.client(OWNER).LintV2MOM(goals_pb2.LintV2MOMRequest(id=v2mom.id))
+    assert {(f.severity, f.field_path, f.code) for f in response.findings} == {
+        (goals_pb2.SEVERITY_ERROR, "content.values[2]", "value.unmeasured"),
+        (goals_pb2.SEVERITY_WARNING, "content.measures", "measures.all_lagging")}
+    assert not response.submittable
+    error = expect(goals.client(OWNER).SubmitV2MOM, goals_pb2.SubmitV2MOMRequest(id=v2mom.id),
+                   grpc.StatusCode.FAILED_PRECONDITION)
+    assert {(kind, subject) for kind, subject, _ in precondition_violations(error)} == {
+        ("value.unmeasured", "content.values[2]")}
+
+    content.measures[0].kind = content.measures[1].kind = goals_pb2.MEASURE_KIND_LEADING
+    content.measures[1].method_ids[:] = ["mth-3", "mth-2"]
+    leading = goals.client(OWNER).LintV2MOM(goals_pb2.LintV2MOMRequest(content=content))
+    assert {(f.severity, f.code) for f in leading.findings} == {(goals_pb2.SEVERITY_WARNING, "measures.all_leading")}
+    assert leading.submittable
