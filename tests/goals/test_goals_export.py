@@ -58,3 +58,20 @@ def test_refusals_are_clean_statuses(goals, cycle):
     expect(streamed(goals, PEER), request(cycle_id=cycle), Code.INVALID_ARGUMENT, "org_unit_id")
     expect(streamed(goals, PEER), request(org_unit_id="eng", cycle_id="a/b"), Code.INVALID_ARGUMENT, "cycle_id")
     expect(streamed(goals, ANON), request(org_unit_id="eng", cycle_id=cycle), Code.UNAUTHENTICATED)
+
+
+def test_a_draft_behind_a_published_version_is_exported_only_to_its_readers(goals, cycle, platform):
+    team, _, _ = platform
+    goals.edit(team, as_person=MANAGER, reason="Sharper", vision="Every invoice right the first time by June 2027")
+
+    def team_as(person):
+        return next(e.v2mom for e in export(goals, person, org_unit_id="platform", cycle_id=cycle)
+                    if e.v2mom.id == team.id)
+
+    public = team_as(PEER)
+    assert (public.content.vision, public.state) == (team.content.vision, goals_pb2.V2MOM_STATE_PUBLISHED)
+    assert public == goals.client(PEER).GetV2MOM(goals_pb2.GetV2MOMRequest(id=team.id))  # as GetV2MOM shows it
+    working = team_as(MANAGER)
+    assert (working.content.vision, working.state) == (
+        "Every invoice right the first time by June 2027", goals_pb2.V2MOM_STATE_DRAFT)
+    assert team_as(SKIP).content.vision == working.content.vision  # the chain above reads the draft too
