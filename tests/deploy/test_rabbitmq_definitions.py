@@ -11,13 +11,16 @@ import secrets
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import amqp
+import grpc
 import kombu
 import pytest
 
 from deploy.rabbitmq import definitions as broker
+from services.platform.api.tls import BALANCED
 from services.platform.bus.events import envelope
 from services.platform.bus.outbox import ConfirmingPublisher
 from services.platform.worker.consumer import dead_letter_exchange, dead_letter_queue_name, ensure_exchange
@@ -38,9 +41,9 @@ def wait_for_import(vhost: str, document: dict) -> None:
         time.sleep(0.3)
 
 
-@pytest.fixture(scope="module")
-def users(amqp_uri):
-    """{user: amqp uri} in a vhost of the test's own, as compose's definitions set the broker up."""
+@contextmanager
+def imported_definitions():
+    """{user: amqp uri} in a vhost of its own, as compose's definitions set the broker up."""
     tag = uuid.uuid4().hex[:10]
     vhost, prefix = f"definitions_test_{tag}", f"definitions-test-{tag}-"
     passwords = {user: secrets.token_hex(16) for user in broker.USERS}
@@ -54,6 +57,12 @@ def users(amqp_uri):
         for user in passwords:
             rabbitmqctl("delete_user", prefix + user, check=False)
         rabbitmqctl("delete_vhost", vhost, check=False)
+
+
+@pytest.fixture(scope="module")
+def users(amqp_uri):
+    with imported_definitions() as uris:
+        yield uris
 
 
 def refused(uri: str, action) -> str:
@@ -242,3 +251,96 @@ def test_passwords_come_from_the_environment_and_are_refused_when_weak():
     assert broker.passwords_from_environment(environ)["goals"] == environ["RABBITMQ_GOALS_PASSWORD"]
     with pytest.raises(SystemExit, match="RABBITMQ_CHECKINS_PASSWORD must be set"):
         broker.passwords_from_environment({**environ, "RABBITMQ_CHECKINS_PASSWORD": "guest"})
+
+
+# --- the real processes, each as its own user --------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_users(amqp_uri):
+    """Users in a vhost no other test declared anything in: the workers declare their queues their own way."""
+    with imported_definitions() as uris:
+        yield uris
+
+
+@pytest.mark.timeout(300)
+def test_every_real_process_runs_as_its_own_broker_user_and_events_flow(fresh_users, mongo_uri, tmp_path):
+    """What compose runs: every worker and api as a real process, each connecting as its own user of the
+    definitions. The patterns above could forbid something the code does (nameko's own declarations, the
+    relay's unrouted queue, a DLX, a replay exchange): a worker would not start, or an event would never
+    be relayed or consumed. goals' directory and an approval go out on goals.events, a check-in on
+    checkins.events, notify's deliveries on notify.events; every consumer takes what it consumes."""
+    import pymongo
+
+    from services.platform.api.auth import bearer_metadata, mint_dev_token
+    from services.platform.core.config import load
+    from tests.support.checkins_requests import measure_request
+    from tests.support.cluster import Cluster, consumers_per_queue, queue_depths
+    from tests.support.exactness import outbox_pending
+    from tests.support.goals import MANAGER, OWNER, PEOPLE, build_org, valid_content
+    from v2mom.v1 import checkins_pb2_grpc, common_pb2, goals_pb2, goals_pb2_grpc
+
+    admin = fresh_users["admin"]
+    cluster = Cluster(mongo_uri, admin, tmp_path, replicas_each=1,
+                      amqp_uris={service: fresh_users[service] for service in broker.SERVICES},
+                      extra_env={"NOTIFY_SMTP_HOST": "127.0.0.1", "NOTIFY_SMTP_PORT": "1"})  # no mail goes out
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    try:
+        cluster.start()  # every worker declared its queues and bindings as its own user, or it exited
+        dbs = {service: client[name] for service, name in cluster.databases.items()}
+        build_org(dbs["goals"])  # person_upserted and org_unit_upserted, relayed by goals-worker
+        auth = load("goals").auth
+
+        def caller(stub_class, service, person):
+            channel = grpc.insecure_channel(cluster.target(service), options=BALANCED)
+            channels.append(channel)
+            return stub_class(channel), bearer_metadata(mint_dev_token(auth, person))
+
+        channels = []
+        goals, as_owner = caller(goals_pb2_grpc.GoalServiceStub, "goals", OWNER)
+        _, as_manager = caller(goals_pb2_grpc.GoalServiceStub, "goals", MANAGER)
+        checkins, as_owner_at_checkins = caller(checkins_pb2_grpc.CheckinServiceStub, "checkins", OWNER)
+        created = goals.CreateV2MOM(goals_pb2.CreateV2MOMRequest(
+            level=common_pb2.ORG_LEVEL_INDIVIDUAL, owner_id=OWNER, cycle_id="FY2027", content=valid_content(OWNER)),
+            metadata=as_owner, timeout=30)
+        goals.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=created.id), metadata=as_owner, timeout=30)
+        goals.ApproveV2MOM(goals_pb2.ApproveV2MOMRequest(id=created.id), metadata=as_manager, timeout=30)
+        wait_until(lambda: dbs["checkins"].list_collection_names() and _checked_in(
+            checkins, as_owner_at_checkins, measure_request(created.id, "msr-1", value=3)), "the check-in")
+
+        def settled():
+            return (not any(outbox_pending(db) for db in dbs.values())
+                    and not any(n for name, n in queue_depths(admin).items() if not name.endswith(".unrouted"))
+                    and dbs["notify"].notifications.count_documents({"recipient_id": OWNER}) >= 1
+                    and dbs["metrics"].people.count_documents({}) == len(PEOPLE))
+        wait_until(settled, "every event relayed, consumed and applied", cluster)
+        queues = consumers_per_queue(admin)
+        assert queues and all(n == 1 for n in queues.values()), queues
+        assert {name.rsplit("--", 1)[1].split(".")[0] for name in queues} == {
+            broker.worker_name(service) for service in broker.SERVICES}
+        assert not [name for name, n in queue_depths(admin).items() if name.endswith(".dlq") and n]
+    finally:
+        for channel in locals().get("channels", []):
+            channel.close()
+        cluster.stop()
+        for name in cluster.databases.values():
+            client.drop_database(name)
+        client.close()
+
+
+def _checked_in(stub, metadata, request) -> bool:
+    """A check-in recorded; False while checkins cannot yet see the approval (it asks goals)."""
+    try:
+        stub.RecordMeasureCheckin(request, metadata=metadata, timeout=30)
+        return True
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+            return False
+        raise
+
+
+def wait_until(condition, what: str, cluster=None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}" + (f"\n{cluster.logs()}" if cluster else "")
+        time.sleep(0.5)

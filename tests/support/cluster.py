@@ -89,6 +89,8 @@ class Cluster:
     folder: Path
     replicas_each: int = 2
     extra_env: dict = field(default_factory=dict)
+    # A broker user per service (deploy/rabbitmq's definitions), by service; amqp_uri for the others.
+    amqp_uris: dict = field(default_factory=dict)
     databases: dict = field(init=False)
     replicas: list = field(init=False, default_factory=list)
 
@@ -103,7 +105,8 @@ class Cluster:
 
     def env_of(self, service: str) -> dict:
         return {
-            "MONGO_URI": self.mongo_uri, "MONGO_DB": self.databases[service], "AMQP_URI": self.amqp_uri,
+            "MONGO_URI": self.mongo_uri, "MONGO_DB": self.databases[service],
+            "AMQP_URI": self.amqp_uris.get(service, self.amqp_uri),
             "GOALS_ADDR": self.target("goals"), "RELAY_INTERVAL_SECONDS": "0.05", "LOG_LEVEL": "INFO",
             "DIRECTORY_CACHE_SECONDS": "0", "STALENESS_INTERVAL_SECONDS": "0.5", "LEASE_SECONDS": "5",
             # A second goals-api on this machine must not fight the first for SCIM's fixed port.
