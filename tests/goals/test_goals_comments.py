@@ -61,6 +61,10 @@ def test_a_drafts_comments_are_seen_only_by_those_who_see_the_draft(goals, cycle
     assert "cannot see" in error.details()
     hidden_mention = add(goals, MANAGER, published.id, "@pete will not hear of this draft")
     assert list(hidden_mention.mention_ids) == []
+    draft_version = goals.client(OWNER).GetV2MOM(goals_pb2.GetV2MOMRequest(id=published.id))
+    goals.approve(goals.submit(draft_version), MANAGER)  # the draft is everyone's now; what was said on it is not
+    assert [c.id for c in listed(goals, PEER, published.id)] == [on_published.id]
+    assert {c.id for c in listed(goals, OWNER, published.id)} == {on_draft.id, on_published.id, hidden_mention.id}
     draft = goals.create(cycle_id=goals.new_cycle())
     expect(goals.client(PEER).ListComments, goals_pb2.ListCommentsRequest(v2mom_id=draft.id), Code.NOT_FOUND)
 
