@@ -25,15 +25,19 @@ DIRECTORY = "v2mom.v1.DirectoryService"  # writes the directory the callers come
 
 @dataclass
 class System:
-    """Channels to the four APIs by service name, tokens by role, and the values responses issued (``pool``)."""
+    """Channels to the four APIs by service name (``name@api`` for a service more than one serves), tokens by
+    role, and the values responses issued (``pool``)."""
 
-    channels: dict[str, grpc.Channel]
+    channels: dict[str, grpc.Channel]  # by Rpc.served_at
     metadata: dict[str, tuple]
+    apis: dict[str, str]  # every api's address by its name ("checkins-api")
+    addresses: dict[str, str]  # the address behind each channel
     pool: Pool = field(default_factory=Pool)
 
     def call(self, rpc: Rpc, role: str, request, timeout: float = 30):
         """The response, or the grpc.RpcError the API answered with."""
-        kind = self.channels[rpc.service].unary_stream if rpc.streams else self.channels[rpc.service].unary_unary
+        channel = self.channels[rpc.served_at]
+        kind = channel.unary_stream if rpc.streams else channel.unary_unary
         method = kind(rpc.path, request_serializer=type(request).SerializeToString,
                       response_deserializer=rpc.response_class().FromString)
         try:
@@ -88,15 +92,19 @@ def system(sqlite_mongo_uri):
         running.callback(notify_api.http.shutdown)
         for settings in (goals, checkins, metrics, notify):
             running.callback(client.drop_database, settings.database_name)
-        # EventLogService is served by goals-api, checkins-api and notify-api alike (each replays its own events):
-        # fuzzed at goals-api's.
+        # EventLogService is served by goals-api, checkins-api and notify-api alike, each over its own event log
+        # and event types: fuzzed at each (goals-api's under the plain name).
+        apis = {"goals-api": goals_address, "checkins-api": f"127.0.0.1:{checkins_port}",
+                "metrics-api": f"127.0.0.1:{metrics_port}", "notify-api": f"127.0.0.1:{notify_port}"}
         addresses = {"v2mom.v1.GoalService": goals_address, "v2mom.v1.DirectoryService": goals_address,
                      "v2mom.v1.EventLogService": goals_address,
-                     "v2mom.v1.CheckinService": f"127.0.0.1:{checkins_port}",
-                     "v2mom.v1.MetricsService": f"127.0.0.1:{metrics_port}",
-                     "v2mom.v1.NotifyService": f"127.0.0.1:{notify_port}"}
+                     "v2mom.v1.EventLogService@checkins-api": apis["checkins-api"],
+                     "v2mom.v1.EventLogService@notify-api": apis["notify-api"],
+                     "v2mom.v1.CheckinService": apis["checkins-api"],
+                     "v2mom.v1.MetricsService": apis["metrics-api"],
+                     "v2mom.v1.NotifyService": apis["notify-api"]}
         channels = {name: running.enter_context(grpc.insecure_channel(address)) for name, address in addresses.items()}
-        yield System(channels, _roles(client[goals.database_name]))
+        yield System(channels, _roles(client[goals.database_name]), apis, addresses)
     client.close()
 
 

@@ -9,9 +9,11 @@ code behind it. Examples are derandomized: a run is reproducible, and a failure 
 
 import os
 import time
+from dataclasses import replace
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -21,9 +23,13 @@ from tests.support.fuzz import base_requests, declared_rpcs, one_bad_field, requ
 # admin excepted: nobody terminates themselves), so every other RPC is fuzzed against the seeded directory.
 DIRECTORY = "v2mom.v1.DirectoryService"
 RPCS = sorted(rpcs(), key=lambda rpc: rpc.service == DIRECTORY)
+# A service served by more than one api is fuzzed at each: each replays its own event log and types.
+ALSO_SERVED_AT = {"v2mom.v1.EventLogService": ("checkins-api", "notify-api")}
+TARGETS = sorted(RPCS + [replace(rpc, server=api) for rpc in RPCS for api in ALSO_SERVED_AT.get(rpc.service, ())],
+                 key=lambda rpc: rpc.service == DIRECTORY)
 # FUZZ_SCALE=10 searches ten times as long (a run before a release, or after a change to request handling).
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
-EXAMPLES = int(150 * SCALE)  # per RPC, at most; with the sweep below, ~55 RPCs take about two minutes
+EXAMPLES = int(150 * SCALE)  # per RPC, at most; with the sweep below, ~67 targets take a few minutes
 SECONDS_PER_RPC = 1.0 * SCALE  # fewer examples for an RPC whose accepted request takes long (RebuildAggregates)
 BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # Half the calls as the admin, whom no access rule stops: that is how a spoilt request reaches the deepest code.
@@ -33,7 +39,19 @@ CALLERS = st.one_of(st.just("admin"), st.sampled_from(["manager", "member", "str
 def test_every_declared_rpc_is_fuzzed_and_every_service_is_running(system):
     assert RPCS, "the services' RPCs, read from the descriptors"
     assert {str(rpc) for rpc in RPCS} == declared_rpcs(), "every rpc of every .proto, no more and no fewer"
-    assert {rpc.service for rpc in RPCS} == set(system.channels), "a service without a server in tests/fuzz"
+    assert {rpc.served_at for rpc in TARGETS} == set(system.channels), "a service without a server in tests/fuzz"
+    # Every service every api serves (its health service names them) is fuzzed there.
+    for api, address in system.apis.items():
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in {rpc.service for rpc in RPCS}:
+                try:
+                    health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.NOT_FOUND, (api, service, error.code())
+                    continue
+                fuzzed_at = {system.addresses[key] for key in system.addresses if key.split("@")[0] == service}
+                assert address in fuzzed_at, f"{api} serves {service} and is not fuzzed there"
     assert set(system.metadata) == {"admin", "manager", "member", "stranger", "anonymous", "ghost"}
 
 
@@ -50,7 +68,7 @@ def examples_for(system, rpc, pool) -> int:
     return max(10, min(EXAMPLES, int(SECONDS_PER_RPC / max(cost, 1e-3))))
 
 
-@pytest.mark.parametrize("rpc", RPCS, ids=str)
+@pytest.mark.parametrize("rpc", TARGETS, ids=str)
 def test_no_rpc_answers_internal_or_unknown(rpc, system, pool):
     @settings(max_examples=examples_for(system, rpc, pool), deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -74,7 +92,7 @@ def accepted_base(system, rpc, pool):
     return candidates[0]
 
 
-@pytest.mark.parametrize("rpc", RPCS, ids=str)
+@pytest.mark.parametrize("rpc", TARGETS, ids=str)
 def test_no_rpc_answers_internal_or_unknown_to_one_bad_field(rpc, system, pool):
     """A request the system accepts, as the admin, with one field missing or bad at a time: each bad value
     reaches the code that reads that field, whatever the random search above happens to draw."""

@@ -34,6 +34,7 @@ class Rpc:
     request: Descriptor
     response: Descriptor
     streams: bool = False  # a server stream (ExportV2MOMs)
+    server: str = ""  # the api that serves it, where more than one does (EventLogService: "checkins-api")
 
     def request_class(self):
         return message_factory.GetMessageClass(self.request)
@@ -45,8 +46,13 @@ class Rpc:
     def path(self) -> str:
         return f"/{self.service}/{self.name}"
 
+    @property
+    def served_at(self) -> str:
+        """The service's full name, with ``@server`` when one of several apis serving it is meant."""
+        return f"{self.service}@{self.server}" if self.server else self.service
+
     def __str__(self) -> str:
-        return f"{self.service.rsplit('.', 1)[-1]}.{self.name}"
+        return f"{self.service.rsplit('.', 1)[-1]}.{self.name}" + (f"@{self.server}" if self.server else "")
 
 
 def pb2_modules() -> list:
