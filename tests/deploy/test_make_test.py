@@ -41,14 +41,22 @@ def test_make_test_provides_the_tools_before_running_the_suite():
     assert setup < suite, steps
 
 
-def stand_ins(tmp_path: Path, uid: int, have: tuple[str, ...] = (), sudo: bool = True, apt: bool = True) -> Path:
+# Debian's rabbitmqctl, run by anyone but root or rabbitmq.
+RABBITMQCTL_REFUSES = 'echo; echo "Only root or rabbitmq should run rabbitmqctl"; echo; exit 1'
+
+
+def stand_ins(tmp_path: Path, uid: int, have: tuple[str, ...] = (), sudo: bool = True, apt: bool = True,
+              rabbitmqctl: str | None = "exit 0") -> Path:
     """A bin folder with only the given tools, an `id` that reports ``uid`` and, when asked, a sudo that runs
-    its command and an apt-get that "installs" the tools; both log their arguments to calls.log."""
+    its command and an apt-get that "installs" the tools; both log their arguments to calls.log. rabbitmqctl
+    runs ``rabbitmqctl`` as its body (None: there is none)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
     executables = {name: "exit 0" for name in have}
     executables["id"] = f"echo {uid}"
+    if rabbitmqctl is not None:
+        executables["rabbitmqctl"] = rabbitmqctl
     if sudo:
         executables["sudo"] = f'echo "sudo $*" >> {log}; exec "$@"'
     if apt:
@@ -110,3 +118,24 @@ def test_setup_fails_clearly_without_apt(tmp_path):
     assert "apt-get is not available" in done.stderr
     assert "prometheus docker-compose" in done.stderr
     assert os.access(SCRIPT, os.X_OK), "make runs the script directly"
+
+
+def test_setup_fails_at_once_when_the_suite_could_not_run_rabbitmqctl(tmp_path):
+    """A newcomer who is not root: Debian's rabbitmqctl refuses them, and every test that makes a throwaway vhost
+    (each worker test) failed one by one. The setup step says why, and what to do, before the suite runs."""
+    done = run_setup(stand_ins(tmp_path, uid=1000, have=TOOLS, rabbitmqctl=RABBITMQCTL_REFUSES))
+    assert done.returncode == 1
+    assert "Only root or rabbitmq should run rabbitmqctl" in done.stderr
+    assert "sudo make test" in done.stderr and "rabbitmq-server -detached" in done.stderr
+
+
+def test_setup_fails_at_once_without_rabbitmq(tmp_path):
+    done = run_setup(stand_ins(tmp_path, uid=0, have=TOOLS, rabbitmqctl=None))
+    assert done.returncode == 1
+    assert "apt-get install rabbitmq-server" in done.stderr
+
+
+def test_setup_checks_rabbitmqctl_after_installing_the_tools(tmp_path):
+    done = run_setup(stand_ins(tmp_path, uid=0, rabbitmqctl=RABBITMQCTL_REFUSES))
+    assert done.returncode == 1 and "Only root or rabbitmq should run rabbitmqctl" in done.stderr
+    assert calls(tmp_path)[-1] == "apt-get install -y -qq --no-install-recommends prometheus docker-compose"
