@@ -399,15 +399,6 @@ def test_copy_takes_baselines_from_the_last_check_ins_and_leaves_completed_metho
 
 
 def test_export_draws_a_progress_bar_on_a_terminal_and_none_into_a_pipe(cli, tmp_path):
-    import fcntl
-    import os
-    import pty
-    import struct
-    import subprocess
-    import termios
-
-    from tests.support.cli import V2MOM
-
     cli.ok("login", "rafael.okafor")  # leads Engineering: a tree of departments' teams and people
     args = ["export", "--unit", "eng", "--format", "csv", "-o", str(tmp_path / "eng.csv")]
     piped = cli(*args)
@@ -415,26 +406,6 @@ def test_export_draws_a_progress_bar_on_a_terminal_and_none_into_a_pipe(cli, tmp
     count = int(re.search(r"Wrote (\d+) V2MOMs", piped.stdout).group(1))
     assert count > 5
 
-    terminal, screen = pty.openpty()  # stderr on a terminal, as a leader at a shell has it: 24 rows of 100
-    fcntl.ioctl(screen, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    try:
-        done = subprocess.run([str(V2MOM), *args], env=cli.env, stdout=subprocess.PIPE, stderr=screen, timeout=60,
-                              text=True)
-        os.close(screen)
-        screen = None
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(terminal, 4096)
-            except OSError:  # EIO: the other side is closed and everything was read
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(terminal)
-        if screen is not None:
-            os.close(screen)
-    assert done.returncode == 0, done.stdout
-    bar = drawn.decode("utf-8", "replace")
-    assert "Exporting" in bar and f"{count}/{count}" in bar, bar
+    watched = cli.on_terminal(*args)
+    assert watched.returncode == 0, watched.stdout
+    assert "Exporting" in watched.stderr and f"{count}/{count}" in watched.stderr, watched.stderr

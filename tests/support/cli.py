@@ -9,9 +9,15 @@ demo files into the one the seeded demo shows (the demo's dates move on week
 by week, and its fiscal-year names with them once FY2027 ends in a later year).
 """
 
+import fcntl
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +78,34 @@ class Cli:
         assert result.returncode == 0, f"v2mom {' '.join(args)} failed:\n{result.stderr}{result.stdout}"
         assert "Traceback" not in result.stderr
         return result.stdout
+
+    def on_terminal(self, *args: str, columns: int = 100, timeout: float = 60) -> Result:
+        """Runs a command with its stderr on a terminal (a pty of 24 rows of ``columns``), as a person at a shell
+        has it, so what it draws only for a person watching (a progress bar) is drawn; stderr is all it wrote
+        there, read while it runs so a full terminal never blocks it."""
+        terminal, screen = pty.openpty()
+        fcntl.ioctl(screen, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        drawn = b""
+        try:
+            process = subprocess.Popen([str(V2MOM), *args], env=self.env, stdout=subprocess.PIPE, stderr=screen,
+                                       stdin=subprocess.DEVNULL)
+            os.close(screen)
+            screen = None
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if select.select([terminal], [], [], 0.1)[0]:
+                    try:
+                        chunk = os.read(terminal, 4096)
+                    except OSError:  # EIO: the command closed its side and all of it was read
+                        chunk = b""
+                    if not chunk:
+                        break
+                    drawn += chunk
+            else:
+                process.kill()
+            stdout = process.communicate(timeout=10)[0]
+        finally:
+            os.close(terminal)
+            if screen is not None:
+                os.close(screen)
+        return Result(process.returncode, stdout.decode("utf-8", "replace"), drawn.decode("utf-8", "replace"))
