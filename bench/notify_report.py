@@ -116,13 +116,14 @@ def _method(result: dict) -> list[str]:
         "- **notify**: `python -m services.notify.worker` as deployed: nameko consuming `goals.events`, the envelope "
         "check, the payload parsed, approver and owner from notify's `people` copy (written beforehand in "
         "directory.py's shape, so no goals-api runs), the V2MOM copy, the notification with its INBOX and EMAIL "
-        "deliveries, the SLA reminder and escalation schedules; then the dispatcher timer claiming each delivery "
-        "under a lease, the preference checks, the mail rendered (text and HTML) and sent over the pass's SMTP connection, "
-        "the delivery marked SENT with its `notification_sent` in the outbox, the stats counted, the relay to "
-        "`notify.events`.",
+        "deliveries, the SLA reminder and escalation schedules; then the dispatcher timer claiming the pass's due "
+        "deliveries under one lease (one bulk write), the preference checks (read once a pass), the mail rendered (text and HTML) and sent over the pass's SMTP connection, "
+        "the pass's deliveries marked SENT with their `notification_sent` in the outbox (one bulk write), the stats "
+        "counted, the relay to `notify.events` (with the event log kept for replay).",
         "- **bare**: a plain smtplib client sending the very bytes notify sent, nothing else: no broker, no store.",
-        "- So the ratio is the whole notify pipeline (some 25 store operations per email, handler and dispatch together, on "
-        "mongoeco, which is far slower than MongoDB) against the SMTP conversation alone; see bench/README.md.",
+        "- So the ratio is the whole notify pipeline (about 12 document writes and 6 round trips per email, handler, "
+        "dispatch and relay together, on mongoeco, which is far slower than MongoDB) against the SMTP conversation "
+        "alone; see bench/README.md.",
         "",
         "Regenerate with `make bench` or `.venv/bin/python -m bench.notify` (`--help` lists the knobs).",
         "",
