@@ -21,11 +21,14 @@ from datetime import date, timedelta
 import grpc
 import pymongo
 import pytest
+from google.protobuf import json_format
 
 from services.checkins.api import create_server as create_checkins_server
 from services.checkins.goals_client import GoalsClient
 from services.checkins.handlers import Projection
 from services.checkins.clock_store import advance_due
+from services.goals.milestone_completions import MilestoneCompletions
+from services.goals.repository import V2MOMRepository
 from services.platform.core.clock import utc_now
 from deploy.demo.goals import load_org
 from services.platform.core.config import load
@@ -34,7 +37,7 @@ from services.platform.bus.events import to_wire
 from tests.support.cli import Cli, demo_name
 from tests.support.processes import free_port
 from tests.support.services import served
-from v2mom.v1 import checkins_pb2, goals_pb2
+from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 from v2mom_cli import items
 from v2mom_cli.errors import CliError
 
@@ -79,6 +82,14 @@ class InProcessWorker:
                 self.handlers[event["type"]](event)
                 delivered += 1
         return delivered
+
+
+def goals_worker_takes_milestones(stack, checkin_id: str) -> None:
+    """goals-worker's part: the check-in's checkin_recorded, from checkins' outbox, marks its milestones done."""
+    doc = stack.db.checkins.find_one({"_id": checkin_id}, {"outbox": 1})
+    [event] = [to_wire(e) for e in doc["outbox"] if to_wire(e)["type"] == "checkin_recorded"]
+    data = json_format.ParseDict(event["data"], events_pb2.CheckinEventData(), ignore_unknown_fields=True)
+    assert MilestoneCompletions(V2MOMRepository(stack.worker.goals_db)).take(data.checkin)
 
 
 @dataclass
@@ -370,6 +381,23 @@ def test_export_writes_a_subtrees_v2moms_with_progress_as_csv_and_xlsx(cli, stac
     assert len(sheet.findall("s:sheetData/s:row", ns)) == len(rows) + 1  # the same rows, and the header
 
 
+# --- milestones a method check-in completes are done in the V2MOM ------------------------------------------
+
+
+def test_a_milestone_a_check_in_completes_is_done_in_the_v2mom_without_a_new_approval(cli, stack):
+    cli.ok("login", "tyler.reed")
+    assert "[ ] 14 customers signed" in cli.ok("show", "me")
+    method = cli.ok("checkin", "me", "Sign 14 third-party", "--progress", "90", "--status", "on-track",
+                    "--milestone", "14 customers")
+    assert "milestones done: " in method
+
+    goals_worker_takes_milestones(stack, checkin_id(method))
+    shown = cli.ok("show", "me")  # the V2MOM itself says so now
+    assert "[x] 14 customers signed" in shown and "State: PUBLISHED" in shown
+    last = cli.ok("history", "me").splitlines()[-1]
+    assert last.split()[3] == "COMPLETE_MILESTONES" and "tyler.reed" in last  # a revision of its own, no approval
+
+
 # --- copy forward: last cycle's final values become the copy's baselines --------------------------------------
 
 
@@ -395,7 +423,8 @@ def test_copy_takes_baselines_from_the_last_check_ins_and_leaves_completed_metho
     assert baselines["Customers signed"] == 9  # the last check-in's value, not the 0 it started from
     assert baselines["Forecast accuracy of my commit"] == 75  # never checked in: kept
     titles = [m["title"] for m in document["methods"]]
-    assert len(titles) == 4 and not any(t.startswith("Publish two customer case studies") for t in titles)
+    assert not any(t.startswith("Publish two customer case studies") for t in titles)  # done at 100 %
+    assert any(t.startswith("Run 20 paid pilots") for t in titles)
 
 
 def test_export_draws_a_progress_bar_on_a_terminal_and_none_into_a_pipe(cli, tmp_path):
