@@ -1,6 +1,7 @@
 """`v2mom obstacle`, `v2mom comment` and `v2mom comments`, run as subprocesses against a real goals-api with the
 demo org seeded."""
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,16 @@ def published_by(cli, owner: str, manager: str) -> None:
     cli.ok("approve", f"@{owner}")
 
 
-def test_an_owner_mitigates_and_hands_over_an_obstacle_without_a_new_approval(cli):
+def test_an_owner_mitigates_and_hands_over_an_obstacle_without_a_new_approval(cli, seeded_goals):
     published_by(cli, "tomasz.nowak", "priya.raman")
     cli.ok("login", "tomasz.nowak")
     shown = cli.ok("obstacle", "me", "Alert owners")
     assert "status: open, open since" in shown and "blocks: Write a runbook" in shown
+    assert "STALE" not in shown
+    long_ago = datetime.now(UTC) - timedelta(days=30)  # past goals-api's OBSTACLE_STALE_DAYS (14)
+    seeded_goals.db.v2moms.update_one({"owner_id": "tomasz.nowak", "state": "V2MOM_STATE_PUBLISHED"},
+                                      {"$set": {"published.content.obstacles.0.opened_at": long_ago}})
+    assert "STALE" in cli.ok("obstacle", "me", "Alert owners")
     changed = cli.ok("obstacle", "me", "Alert owners", "--status", "mitigating", "--owner", "@li.wei",
                      "--reason", "Li owns the alert audit")
     assert "no approval needed" in changed and "status: mitigating" in changed and "owner: Li Wei" in changed
