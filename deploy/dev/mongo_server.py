@@ -63,8 +63,9 @@ def _by_id(plan: QueryNode) -> EqualsCondition | None:
 
 
 class BatchedDispatchSQLiteEngine(SQLiteEngine):
-    """mongoeco's SQLite engine with two local-run shortcuts: a write naming ``_id`` reads one
-    document, and committed changes reach change streams at most once a second.
+    """mongoeco's SQLite engine with local-run shortcuts: a write naming ``_id`` reads one
+    document, committed changes reach change streams at most once a second, and a query neither
+    scans its collection for Decimal128 values first nor opens a connection of its own.
 
     A single-document update or delete whose filter is ``_id`` *and* something
     more (a revision guard ``{_id, revision: 3}``, an idempotency guard
@@ -88,6 +89,21 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
     every write 2.5x slower. Nothing here reads change streams (no ``watch()``),
     so changes are dispatched in batches instead; the changes of the last
     second wait in the engine's own outbox until the next write.
+
+    Before translating a query to SQL, the stock engine looked for a
+    Decimal128 in each field the query names, one scan of the collection per
+    field and decimal flavour (three), to fall back to Python's comparison if
+    one is there. Its answer is cached only until the next write, so on a
+    busy store nearly every query paid the three scans: a relay's empty poll
+    of ``{outbox_pending: true}`` right after a write took 2x as long. No
+    service stores a Decimal128 (numbers are doubles), so only a Decimal128
+    in the query itself sends it to Python here.
+
+    A query that may return more than one document opened a SQLite
+    connection of its own (and read the catalogue again) so that a long scan
+    need not hold the engine's lock: about 1 ms per query, a third of an empty
+    relay poll. The dev store's queries are short; they share the engine's
+    connection, as mongoeco's in-memory SQLite does.
     """
 
     _last_dispatch = 0.0
@@ -109,6 +125,13 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
             db_name, coll_name, document, exclude_storage_key=exclude_storage_key, skip_id_check=skip_id_check,
             scan_payload_id=scan_payload_id,
         )
+
+    def _plan_requires_python_for_decimal_numeric(self, db_name, coll_name, plan) -> bool:
+        return self._plan_contains_decimal_operand(plan)
+
+    def _can_use_dedicated_reader(self, context) -> bool:
+        self._ensure_session_can_use_engine(context)
+        return False
 
     def dispatch_committed_changes(self, consumer_id, consumer) -> None:
         now = time.monotonic()

@@ -119,3 +119,41 @@ def test_inserts_refuse_the_same_ids_as_the_stock_engine(tmp_path):
         client.close()
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == [True, False, False, True, False, True]
+
+
+# Reads as the services send them: relay polls, $in lists, ranges, $exists, sorted pages, and a result
+# larger than one batch (the cursor is read on with getMore).
+READS = [
+    ({"outbox_pending": True}, None, None, 200),
+    ({"kind": {"$in": ["m", "x"]}}, None, [("_id", 1)], 0),
+    ({"score": {"$gte": 2.5, "$lt": 40}}, {"score": 1}, [("score", -1), ("_id", 1)], 0),
+    ({"superseded_by_id": {"$exists": False}, "kind": "m"}, None, [("_id", -1)], 7),
+    ({"score": 3}, None, None, 0),  # an int among doubles
+    ({}, {"outbox": 0}, [("_id", 1)], 0),
+]
+
+
+def _read_all(engine, tmp_path) -> list:
+    client = MongoClient(engine(str(tmp_path / f"reads-{engine.__name__}.sqlite")))
+    collection = client.db.items
+    collection.create_index([("outbox_pending", 1)], name="outbox_pending")
+    collection.insert_many([
+        {"_id": f"d{n:03d}", "kind": "m" if n % 3 else "x", "score": n / 2 if n % 2 else n // 2,
+         "outbox_pending": n % 50 == 0, "outbox": [{"id": n}], **({"superseded_by_id": "z"} if n % 7 == 0 else {})}
+        for n in range(300)
+    ])
+    found = []
+    for query, projection, sort, limit in READS:
+        collection.update_one({"_id": "d001"}, {"$inc": {"touched": 1}})  # a write before each, as on a busy store
+        cursor = collection.find(query, projection, batch_size=50)
+        if sort:
+            cursor = cursor.sort(sort)
+        found.append(list(cursor.limit(limit) if limit else cursor))
+    client.close()
+    return found
+
+
+def test_reads_find_what_the_stock_engine_finds(tmp_path):
+    ours, stock = _read_all(BatchedDispatchSQLiteEngine, tmp_path), _read_all(SQLiteEngine, tmp_path)
+    assert [len(rows) for rows in ours] == [6, 300, 75, 7, 1, 300]
+    assert ours == stock
