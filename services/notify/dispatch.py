@@ -34,7 +34,8 @@ announced once.
 Two replicas never both send one: a delivery is sent only while at least
 half of the batch's lease is left (a slow receiver late in a batch must not
 outlast it, or another replica could claim and send it too); those left
-over are released unsent in the batch's write, for the next pass.
+over are released unsent in the batch's write, and claimed again (by this
+pass or any replica) under a lease of their own.
 
 Within a pass, emails share one SMTP connection when an ``email_session``
 factory is given (worker.py: channels.email.SmtpSession, one per pass,
@@ -96,17 +97,15 @@ class Dispatcher:
         self._pass_send_email = session.send if session is not None else None
         try:
             with self.deliveries.folding_stats():
+                # Until nothing more is due: deliveries written while a batch was sent go in this pass, not a tick later.
                 while handled < limit:
-                    asked = limit - handled
-                    due = self.deliveries.due(self.now(), asked)
+                    due = self.deliveries.due(self.now(), limit - handled)
                     claimed = self.deliveries.claim_many([d["_id"] for d in due], self.now(),
                                                          self.settings.lease_seconds)
                     if not claimed:
                         break  # nothing due, or other replicas have it all
                     handled += len(claimed)
                     self._dispatch_batch(claimed)
-                    if len(due) < asked:
-                        break  # fewer were due than asked for: asking again now would find none
         finally:
             self._pass_send_email = None
             if session is not None:

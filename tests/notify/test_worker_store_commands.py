@@ -131,10 +131,11 @@ def test_a_dispatch_pass_costs_the_same_round_trips_however_many_emails_it_sends
     trips = counted.commands.during(lambda: counted.dispatcher.run_once(50))
     assert len(counted.email.sent) == emails
     assert trips == [
-        ("find", DELIVERIES),  # what is due (fewer than asked for: not asked again)
+        ("find", DELIVERIES),  # what is due
         ("update", DELIVERIES), ("find", DELIVERIES),  # all claimed under one token in one bulk write; those won
         ("find", "notifications"), ("find", "preferences"),  # what the batch needs, read once
         ("update", DELIVERIES),  # every SENT with its notification_sent, one bulk write
+        ("find", DELIVERIES),  # anything written meanwhile? (nothing: the pass ends)
         ("update", STATS),
     ]
     assert all("_id" in query for _, query in counted.commands.write_filters)
@@ -146,13 +147,20 @@ def test_a_dispatch_pass_costs_the_same_round_trips_however_many_emails_it_sends
     assert {(d["status"], d["tries"], len(d["outbox"])) for d in emails_} == {("SENT", 1, 1)}
 
 
-def test_a_full_batch_asks_again_and_the_limit_holds(counted):
+def test_the_limit_holds_and_what_is_written_while_a_batch_is_sent_goes_in_the_same_pass(counted):
     for n in range(5):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
     assert counted.dispatcher.run_once(2) == 2 and len(counted.email.sent) == 2
-    trips = counted.commands.during(lambda: counted.dispatcher.run_once(10))
-    assert len(counted.email.sent) == 5
-    assert trips.count(("find", DELIVERIES)) == 2  # the due query and the claim's read back, once each
+    send = counted.dispatcher.send_email
+
+    def send_while_another_arrives(message):
+        send(message)
+        if len(counted.email.sent) == 3:  # a handler writes a new submission's email meanwhile
+            counted.notifier.v2mom_submitted(submitted(v2mom_id="v2m_late"))
+    counted.dispatcher.send_email = send_while_another_arrives
+    assert counted.dispatcher.run_once(10) == 4
+    assert len(counted.email.sent) == 6 and counted.email.sent[-1].recipient_email == "lee@acme.test"
+    assert counted.db[DELIVERIES].count_documents({"channel": "CHANNEL_EMAIL", "status": "SENT"}) == 6
 
 
 def test_a_pass_that_dies_before_its_write_sends_each_again_once_under_the_same_id(counted, monkeypatch):
@@ -184,7 +192,7 @@ def test_a_pass_that_dies_before_its_write_sends_each_again_once_under_the_same_
 
 def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back(counted):
     """Sends that take long (here each one moves the clock 10 s on, with a 30 s lease) stop a batch before its lease
-    could lapse mid-send; the rest are released unsent, not tried, and the next pass claims and sends them."""
+    could lapse mid-send; the rest are released unsent, not tried, and claimed again under a lease of their own."""
     for n in range(4):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
 
@@ -192,13 +200,21 @@ def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back
         counted.email.sent.append(message)
         counted.clock.now += timedelta(seconds=10)
     counted.dispatcher.send_email = slow
-    assert counted.dispatcher.run_once(50) == 4
-    assert len(counted.email.sent) == 2  # at 0 s and 10 s; at 20 s less than half of the 30 s lease is left
-    released = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL", "status": "PENDING"}))
-    assert len(released) == 2
-    assert all(d["tries"] == 0 and d["lease_until"] == counted.clock.now for d in released)
-    assert counted.dispatcher.run_once(50) == 2  # due again at once: released, not left to expire
-    assert len({m.delivery_id for m in counted.email.sent}) == len(counted.email.sent) == 4
+    releases = []
+    release = counted.dispatcher.deliveries.release
+    counted.dispatcher.deliveries.release = lambda delivery, now: releases.append((delivery["_id"], now)) or release(
+        delivery, now)
+    assert counted.dispatcher.run_once(50) == 6  # four claimed, two of them twice
+    # at 0 s and 10 s; at 20 s less than half of the first 30 s lease was left: the other two went back ...
+    assert [at for _, at in releases] == [T0 + timedelta(seconds=20)] * 2
+    emails = {d["_id"]: d for d in counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"})}
+    first, second = [m.delivery_id for m in counted.email.sent[:2]], [m.delivery_id for m in counted.email.sent[2:]]
+    assert sorted(second) == sorted(delivery_id for delivery_id, _ in releases)
+    # ... and were claimed again (due at once) and sent under a lease of their own, each once, one try each
+    assert len({emails[i]["lease_token"] for i in first}) == len({emails[i]["lease_token"] for i in second}) == 1
+    assert emails[first[0]]["lease_token"] != emails[second[0]]["lease_token"]
+    assert {(d["status"], d["tries"]) for d in emails.values()} == {("SENT", 1)}
+    assert len(set(first + second)) == len(counted.email.sent) == 4
 
 
 def test_a_finish_whose_lease_another_replica_took_is_not_counted_and_the_others_are(counted):
