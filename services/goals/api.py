@@ -22,6 +22,8 @@ from . import hris_rejected
 from . import http as goals_http
 from . import repository as repository_module
 from .access import Access
+from . import checkin_projection
+from .checkin_projection import CheckinProjection
 from .authoring import Authoring
 from .copying import Copying
 from .cycle_admin import CycleAdmin
@@ -60,7 +62,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
     request to its use case."""
 
     def __init__(self, repository: V2MOMRepository, directory: Directory, templates: TemplateStore,
-                 comments: CommentStore):
+                 comments: CommentStore, checkins: CheckinProjection):
         self.directory = directory
         self.access = Access(directory)
         self.templates = Templates(templates, directory)
@@ -72,7 +74,7 @@ class GoalServicer(goals_pb2_grpc.GoalServiceServicer):
         self.cycles = CycleAdmin(repository, directory)
         self.obstacles = ObstacleUpdates(repository, directory, self.access)
         self.discussion = Discussion(comments, repository, directory, self.access)
-        self.exports = Export(repository, directory, self.access)
+        self.exports = Export(repository, directory, self.access, checkins)
 
     def _caller(self):
         return current_caller()
@@ -188,7 +190,8 @@ def create_server(addr: str, settings: Settings | None = None, scim: scim_http.S
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
-                   + comments_module.INDEXES + scim_users.INDEXES + hris_rejected.INDEXES)
+                   + comments_module.INDEXES + scim_users.INDEXES + hris_rejected.INDEXES
+                   + checkin_projection.INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds, settings.amqp_uri)
     server.http = server.scim = None
@@ -205,7 +208,7 @@ def create_server_on(db: Database, addr: str, auth: AuthSettings, directory_cach
     """The server over a database already open and indexed (the demo seed serves one in process). With
     ``amqp_uri``, it also serves EventLogService: goals' events replayed through that broker."""
     servicer = GoalServicer(V2MOMRepository(db), Directory(db, directory_cache_seconds), TemplateStore(db),
-                            CommentStore(db))
+                            CommentStore(db), CheckinProjection(db))
     directory_service = ServiceBinding(directory_pb2_grpc.add_DirectoryServiceServicer_to_server,
                                        DirectoryServicer(servicer.directory),
                                        directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name)

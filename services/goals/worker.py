@@ -2,9 +2,10 @@
 
 It relays the outboxes (V2MOMs, the directory, cycles, comments) to the ``goals.events`` exchange, and marks
 milestones done that method check-ins report (checkins' ``checkin_recorded`` / ``checkin_corrected``,
-milestone_completions.py), and marks the children a ``v2mom_parent_changed`` (its own event) names. It applies
-HRIS events from ``hris.events`` to the directory (hris.py), and directory changes dated in the future when
-their date comes.
+milestone_completions.py); from those and ``progress_changed`` it keeps goals' own copy of each V2MOM's progress
+and each item's latest check-in, which ExportV2MOMs reads (checkin_projection.py). It marks the children a
+``v2mom_parent_changed`` (its own event) names. It applies HRIS events from ``hris.events`` to the directory
+(hris.py), and directory changes dated in the future when their date comes.
 Run it with ``python -m services.goals.worker``.
 """
 
@@ -28,6 +29,8 @@ from services.platform.worker.consumer import cloud_event_handler, parse_data, r
 from services.platform.worker.deps import LeasesProvider, OutboxRelayProvider  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
+from . import checkin_projection  # noqa: E402
+from .checkin_projection import CheckinProjection  # noqa: E402
 from .comments import COMMENTS  # noqa: E402
 from . import directory  # noqa: E402
 from .directory import CYCLES, ORG_UNITS, PEOPLE, Directory  # noqa: E402
@@ -51,14 +54,22 @@ class RepositoryProvider(DependencyProvider):
         settings = config_module.load("goals")
         self.client = connect(settings.mongo_uri, "goals-worker")
         database = self.client[settings.database_name]
-        ensure_indexes(database, repository.INDEXES)
+        ensure_indexes(database, repository.INDEXES + checkin_projection.INDEXES)
         self.repository = V2MOMRepository(database)
+        self.checkins = CheckinProjection(database)
 
     def stop(self):
         self.client.close()
 
     def get_dependency(self, worker_ctx):
         return self.repository
+
+
+class CheckinProjectionProvider(RepositoryProvider):
+    """goals' copy of checkins' progress and latest check-ins, for ExportV2MOMs (checkin_projection.py)."""
+
+    def get_dependency(self, worker_ctx):
+        return self.checkins
 
 
 class DirectoryProvider(DependencyProvider):
@@ -86,18 +97,27 @@ class GoalsWorker:
 
     relay = OutboxRelayProvider("goals", [V2MOMS, PEOPLE, ORG_UNITS, CYCLES, COMMENTS])
     repository = RepositoryProvider()
+    checkins = CheckinProjectionProvider()
     org = DirectoryProvider()
     leases = LeasesProvider("goals")
 
     # A correction may report milestones too; either way only not-done ones change, so order does not matter.
+    # Each check-in is also the item's latest until a later one (or its correction) comes, in any order.
 
     @cloud_event_handler("checkins", "checkin_recorded")
     def on_checkin_recorded(self, envelope):
-        self._complete_milestones(envelope)
+        self._take_checkin(envelope)
 
     @cloud_event_handler("checkins", "checkin_corrected")
     def on_checkin_corrected(self, envelope):
-        self._complete_milestones(envelope)
+        self._take_checkin(envelope)
+
+    @cloud_event_handler("checkins", "progress_changed")
+    def on_progress_changed(self, envelope):
+        # Each carries the V2MOM's revision: an older or replayed one writes nothing.
+        data = parse_data(envelope, events_pb2.ProgressEventData)
+        require(bool(data.v2mom_id) and data.revision > 0, "needs v2momId and a positive revision", envelope)
+        with_retries(lambda _: self.checkins.take_progress(data), envelope)
 
     @cloud_event_handler("goals", "v2mom_parent_changed")
     def on_v2mom_parent_changed(self, envelope):
@@ -109,8 +129,11 @@ class GoalsWorker:
         with_retries(lambda _: self.repository.mark_parent_changed(list(data.child_ids), changed_at),
                      envelope)
 
-    def _complete_milestones(self, envelope):
+    def _take_checkin(self, envelope):
         checkin = parse_data(envelope, events_pb2.CheckinEventData).checkin
+        require(bool(checkin.id and checkin.v2mom_id and checkin.item_id) and checkin.HasField("observe_time")
+                and checkin.HasField("record_time"), "needs a check-in with ids and times", envelope)
+        with_retries(lambda _: self.checkins.take_checkin(checkin), envelope)
         if with_retries(lambda _: MilestoneCompletions(self.repository).take(checkin), envelope):
             self.relay.kick([V2MOMS])  # the milestones_completed event leaves now, not at the next tick
 

@@ -16,6 +16,7 @@ from services.checkins import events as checkin_events
 from services.goals.milestone_completions import MilestoneCompletions
 from services.goals.repository import V2MOMRepository
 from services.platform.bus.events import to_wire
+from services.platform.core.clock import to_timestamp, utc_now
 from tests.support.broker import queue_exists
 from tests.support.catalogue import validate_event
 from tests.support.events_probe import EventProbe
@@ -27,9 +28,10 @@ QUEUE = "evt-checkins-checkin_recorded--goals_worker.on_checkin_recorded"
 
 
 def method_checkin(v2mom_id: str, milestone_ids, method_id="mth-0", kind=checkins_pb2.ITEM_KIND_METHOD):
+    now = to_timestamp(utc_now())
     return checkins_pb2.Checkin(id=f"chk_{uuid.uuid4().hex[:10]}", v2mom_id=v2mom_id, item_kind=kind,
                                 item_id=method_id, author_id=OWNER, progress_percent=50,
-                                completed_milestone_ids=list(milestone_ids))
+                                completed_milestone_ids=list(milestone_ids), observe_time=now, record_time=now)
 
 
 def milestones_of(v2mom: goals_pb2.V2MOM, method_id="mth-0") -> dict[str, bool]:
