@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.core.clock import from_timestamp, to_millis, utc_now
+from services.platform.core.clock import from_date_proto, from_timestamp, to_millis, utc_now
 from services.platform.core.config import ConfigError, env_float, env_int, env_str
 from services.platform.store.mongo import find_in, update_in
 from services.platform.worker.consumer import PermanentError, parse_data, require
@@ -598,12 +598,53 @@ class Notifier:
             self.db[CYCLES].update_one({"_id": cycle_id}, {"$set": {
                 "cadence": checkins_pb2.Cadence.Name(cadence), "updated_at": self.now()}}, upsert=True)
 
-    def _cadence(self, cycle_id: str) -> tuple[str, bool]:
-        """(cadence, known): CADENCE_BIWEEKLY, check-ins' default, until an event of the cycle says otherwise."""
-        found = self.db[CYCLES].find_one({"_id": cycle_id}) if cycle_id else None
-        if found and found.get("cadence") in schedules.CADENCE_DAYS:
-            return found["cadence"], True
-        return schedules.DEFAULT_CADENCE, False
+    def _cadence(self, cycle_id: str) -> tuple[str, bool, tuple[datetime, ...]]:
+        """(cadence, known, quarter ends): CADENCE_BIWEEKLY, check-ins' default, until an event of the cycle says
+        otherwise; no quarters until goals' cycle events name some."""
+        found = (self.db[CYCLES].find_one({"_id": cycle_id}) if cycle_id else None) or {}
+        ends = tuple(found.get("quarter_ends") or ())
+        if found.get("cadence") in schedules.CADENCE_DAYS:
+            return found["cadence"], True, ends
+        return schedules.DEFAULT_CADENCE, False, ends
+
+    def cycle_changed(self, envelope: dict) -> None:
+        """goals' cycle_changed and cycle_closed: the cycle's quarters, so a check-in counts for its own quarter only
+        (as in checkins); the waiting first reminders of its items are planned again under them. Each event
+        carries the whole cycle; an older revision than the one kept changes nothing."""
+        data = parse_data(envelope, events_pb2.CycleEventData)
+        cycle = data.cycle
+        require(bool(cycle.id) and cycle.HasField("start_date") and cycle.HasField("end_date"),
+                "needs cycle.id and its dates", envelope)
+        try:
+            quarters = [(from_date_proto(q.start_date), from_date_proto(q.end_date)) for q in cycle.quarters]
+        except ValueError as error:
+            raise PermanentError(f"cycle_changed {envelope.get('id')}: a quarter's date is not a day: {error}") from None
+        require(all(first and last for first, last in quarters), "needs every quarter's dates", envelope)
+        # At most as new as this event: a replay writes the same again and finishes the re-planning.
+        guard = {"_id": cycle.id, "$or": [{"cycle_revision": {"$lte": data.revision}},
+                                          {"cycle_revision": {"$exists": False}}]}
+        try:
+            self.db[CYCLES].update_one(guard, {"$set": {"quarter_ends": schedules.quarter_ends(quarters),
+                                                        "cycle_revision": data.revision, "updated_at": self.now()}},
+                                       upsert=True)
+        except DuplicateKeyError:
+            return  # a newer revision is kept already
+        self._replan_reminders(cycle.id)
+
+    def _replan_reminders(self, cycle_id: str) -> None:
+        """Each active item's waiting reminder that was planned from its basis moves to what the cycle's quarters
+        now say; the weekly repeats after a sent reminder stay (the item is past due either way)."""
+        cadence, _, ends = self._cadence(cycle_id)
+        spec = self.settings.reminder_local_time
+        for item in self.items.find({"cycle_id": cycle_id, "active": True}):
+            if not item.get("reminder_id") or not item.get("owner_id"):
+                continue
+            owner = self.people.get(item["owner_id"])
+            due = schedules.reminder_due(self._basis(item), cadence, spec,
+                                         kinds.zone(owner.time_zone if owner else None), ends)
+            self.schedules.collection.update_one(
+                {"_id": item["reminder_id"], "state": schedules.WAITING, "payload.repeat": {"$ne": True}},
+                {"$set": {"due_at": due}})
 
     def _basis(self, item: dict) -> datetime:
         """Where the item's cadence window starts: its last check-in, else its publication."""
@@ -654,18 +695,19 @@ class Notifier:
         if self.schedules.get(item["reminder_id"]) is not None:
             return
         owner = self.people.get(item["owner_id"])
-        cadence, _ = self._cadence(item.get("cycle_id", ""))
+        cadence, _, ends = self._cadence(item.get("cycle_id", ""))
         basis = self._basis(item)
         due = schedules.reminder_due(basis, cadence, self.settings.reminder_local_time,
-                                     kinds.zone(owner.time_zone if owner else None))
+                                     kinds.zone(owner.time_zone if owner else None), ends)
         self._add_reminder(item, item["reminder_id"], due, basis)
 
-    def _add_reminder(self, item: dict, reminder_id: str, due: datetime, basis: datetime) -> None:
+    def _add_reminder(self, item: dict, reminder_id: str, due: datetime, basis: datetime, repeat: bool = False) -> None:
+        """``repeat``: a week after a reminder the item did not answer (not planned from its basis)."""
         self.schedules.add(
             reminder_id, schedules.CHECKIN_REMINDER,
             schedules.reminder_key(item["v2mom_id"], item["item_kind"], item["item_id"]), due,
             {"item_key": item["_id"], "v2mom_id": item["v2mom_id"], "item_kind": item["item_kind"],
-             "item_id": item["item_id"], "basis_at": basis}, self.now())
+             "item_id": item["item_id"], "basis_at": basis, "repeat": repeat}, self.now())
 
     def _checked_in(self, envelope: dict, data: events_pb2.CheckinEventData, item_kind: str, recorded: datetime) -> None:
         """Keeps the check-in for the digest; the newest check-in of an item moves its reminder to the next window."""
@@ -707,26 +749,28 @@ class Notifier:
         owner = self.people.get(item.get("owner_id", ""))
         tz = kinds.zone(owner.time_zone if owner else None)
         spec = self.settings.reminder_local_time
-        cadence, known = self._cadence(item.get("cycle_id", ""))
+        cadence, known, ends = self._cadence(item.get("cycle_id", ""))
         basis = self._basis(item)
-        if schedules.reminder_not_due_yet(basis, cadence, spec, tz, now):
+        if schedules.reminder_not_due_yet(basis, cadence, spec, tz, now, ends):
             log.info("checked in within the window: reminder moved", extra={"schedule_id": schedule["_id"]})
-            self._move_reminder(item, schedule["_id"], following, schedules.reminder_due(basis, cadence, spec, tz), basis)
+            self._move_reminder(item, schedule["_id"], following,
+                                schedules.reminder_due(basis, cadence, spec, tz, ends), basis)
             return
         if owner is None:
             log.warning("check-in reminder for someone unknown: skipped", extra={"person_id": item.get("owner_id")})
         else:
-            due = schedules.checkin_due(basis, cadence)
+            due = schedules.checkin_due(basis, cadence, ends)
             self.notify(rules.checkin_reminder(schedule["_id"], item, owner, due, cadence, known,
                                                self.settings.portal_url_template), owner, reminder=True, due_at=due)
         # Still not checked in: the next reminder time after this one, a week on, until a check-in moves it.
         after = max(now, schedule["due_at"]) + timedelta(minutes=1)
-        self._move_reminder(item, schedule["_id"], following, schedules.next_weekly(after, spec, tz), basis)
+        self._move_reminder(item, schedule["_id"], following, schedules.next_weekly(after, spec, tz), basis, repeat=True)
 
-    def _move_reminder(self, item: dict, current: str, following: str, due: datetime, basis: datetime) -> None:
+    def _move_reminder(self, item: dict, current: str, following: str, due: datetime, basis: datetime,
+                       repeat: bool = False) -> None:
         self.items.update_one({"_id": item["_id"], "reminder_id": current}, {"$set": {"reminder_id": following}})
         if (self.items.find_one({"_id": item["_id"]}, {"reminder_id": 1}) or {}).get("reminder_id") == following:
-            self._add_reminder(item, following, due, basis)
+            self._add_reminder(item, following, due, basis, repeat)
 
     # --- the weekly digest ---------------------------------------------------------------------------------------
 

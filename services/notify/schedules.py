@@ -28,7 +28,9 @@ Kinds:
   one per published item with an owner, at ``reminder_due``: the first
   NOTIFY_REMINDER_LOCAL_TIME (``"MON 09:00"``) in the owner's time zone in
   the last ``REMINDER_LEAD`` (7 days) before the item is due for a check-in
-  (its last check-in, or its publication, + the cadence window). The item's
+  (its last check-in, or its publication, + the cadence window); when that
+  moment's quarter ends first, at the first reminder time of the new quarter
+  (a check-in counts for its own quarter only, as in checkins). The item's
   copy (``items``) names the one reminder that counts (``reminder_id``); a
   check-in, an archive or a removal moves or cancels it;
 - ``digest`` (key ``digest:<person id>``): one per recipient and local ISO
@@ -122,23 +124,44 @@ def cadence_window(cadence: str) -> timedelta:
     return timedelta(days=CADENCE_DAYS.get(cadence or "", CADENCE_DAYS[DEFAULT_CADENCE]))
 
 
-def checkin_due(basis: datetime, cadence: str) -> datetime:
-    """When an item is due for a check-in: its last check-in (or its publication) + the cadence window."""
-    return basis + cadence_window(cadence)
+def checkin_due(basis: datetime, cadence: str, quarter_ends: tuple[datetime, ...] = ()) -> datetime:
+    """When an item is due for a check-in: its last check-in (or its publication) + the cadence window, or the end
+    of that moment's quarter if sooner.
+
+    ``quarter_ends`` (the cycle's, learned from goals' cycle events) are review periods: as in checkins'
+    staleness, a check-in counts for its own quarter only, so a new quarter asks each item for one of its own.
+    """
+    due = basis + cadence_window(cadence)
+    quarter_end = next((end for end in sorted(quarter_ends) if end > basis), None)
+    return min(due, quarter_end) if quarter_end is not None else due
 
 
-def reminder_due(basis: datetime, cadence: str, spec: str, tz: ZoneInfo) -> datetime:
+def reminder_due(basis: datetime, cadence: str, spec: str, tz: ZoneInfo,
+                 quarter_ends: tuple[datetime, ...] = ()) -> datetime:
     """The first ``spec`` local time in the last REMINDER_LEAD before the item is due (never before ``basis``).
 
     A weekly cadence therefore reminds at the first reminder time after the check-in; a biweekly one in
-    its second week; a monthly one in its last seven days.
+    its second week; a monthly one in its last seven days. When the basis's quarter ends first, at the
+    first reminder time of the new quarter: a check-in before the quarter's end would count for the old
+    quarter only, so reminding earlier asks for one that cannot satisfy the new quarter.
     """
-    return next_weekly(max(checkin_due(basis, cadence) - REMINDER_LEAD, basis), spec, tz)
+    due = checkin_due(basis, cadence, quarter_ends)
+    if due < checkin_due(basis, cadence):
+        return next_weekly(due, spec, tz)
+    return next_weekly(max(due - REMINDER_LEAD, basis), spec, tz)
 
 
-def reminder_not_due_yet(basis: datetime, cadence: str, spec: str, tz: ZoneInfo, now: datetime) -> bool:
-    """Checked in within the cadence window: the reminder the latest check-in calls for is still ahead."""
-    return reminder_due(basis, cadence, spec, tz) > now
+def reminder_not_due_yet(basis: datetime, cadence: str, spec: str, tz: ZoneInfo, now: datetime,
+                         quarter_ends: tuple[datetime, ...] = ()) -> bool:
+    """Checked in within the cadence window (and in the current quarter): the reminder the latest check-in
+    calls for is still ahead."""
+    return reminder_due(basis, cadence, spec, tz, quarter_ends) > now
+
+
+def quarter_ends(quarters) -> list[datetime]:
+    """The moments a cycle's quarters end (00:00 UTC after each one's last day), in order; quarters as
+    (first, last) days, both inclusive, as goals names them."""
+    return sorted(datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC) for _, last in quarters)
 
 
 def reminder_key(v2mom_id: str, item_kind: str, item_id: str) -> str:

@@ -34,9 +34,11 @@ the document it wrote before instead of writing a second one.
 - ``checkins``: the check-ins the digest lists: ``{_id: check-in id, v2mom_id,
   item_key, item_kind, item_id, item_title, owner_id (the item's owner, else the
   author), author_id, status, progress_percent, recorded_at}``.
-- ``cycles``: each cycle's check-in cadence as check-ins' events carry it:
-  ``{_id: cycle id, cadence: "CADENCE_WEEKLY", updated_at}``; a cycle not seen yet
-  counts as CADENCE_BIWEEKLY (check-ins' default).
+- ``cycles``: each cycle's check-in cadence as check-ins' events carry it, and
+  when its quarters end as goals' ``cycle_changed`` / ``cycle_closed`` carry them:
+  ``{_id: cycle id, cadence: "CADENCE_WEEKLY", quarter_ends: [datetime] (00:00 UTC
+  after each quarter's last day), cycle_revision, updated_at}``; a cycle not seen
+  yet counts as CADENCE_BIWEEKLY (check-ins' default) with no quarters.
 - ``stats``: counters the collectors export (collector.py), ``$inc``-ed with
   upsert by notify-worker as it makes the change they count. Enums by their
   proto names (kinds.py), times in UTC. Exactly these shapes:
@@ -94,6 +96,7 @@ INDEXES = [
     Index(V2MOMS, [("approver_id", 1)], name="v2moms_by_approver"),
     Index(ITEMS, [("v2mom_id", 1)], name="items_by_v2mom"),
     Index(ITEMS, [("informed_ids", 1)], name="items_by_informed"),
+    Index(ITEMS, [("cycle_id", 1), ("active", 1)], name="items_by_cycle"),
     Index(CHECKINS, [("owner_id", 1), ("recorded_at", 1)], name="checkins_by_owner"),
     Index(CHECKINS, [("item_key", 1), ("recorded_at", 1)], name="checkins_by_item"),
     outbox_index(DELIVERIES),

@@ -2,7 +2,7 @@
 
 - consumes goals' ``v2mom_submitted``, ``v2mom_approved``,
   ``v2mom_changes_requested``, ``v2mom_withdrawn``, ``v2mom_archived``, ``obstacle_changed``,
-  ``comment_added`` and ``person_upserted``, and
+  ``comment_added``, ``person_upserted``, ``cycle_changed`` and ``cycle_closed``, and
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
 - fires due schedules (approval reminders and escalations, item
@@ -179,6 +179,14 @@ class NotifyWorker:
     @cloud_event_handler("goals", "v2mom_archived")
     def on_v2mom_archived(self, envelope):
         with_retries(self.notify.notifier.v2mom_archived, envelope)
+
+    @cloud_event_handler("goals", "cycle_changed")
+    def on_cycle_changed(self, envelope):
+        with_retries(self.notify.notifier.cycle_changed, envelope)
+
+    @cloud_event_handler("goals", "cycle_closed")
+    def on_cycle_closed(self, envelope):
+        with_retries(self.notify.notifier.cycle_changed, envelope)  # the whole cycle, as cycle_changed carries it
 
     # --- checkins -------------------------------------------------------------------------------------------
 

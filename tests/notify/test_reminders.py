@@ -22,6 +22,7 @@ from services.notify.dispatch import Dispatcher
 from services.notify.handlers import Notifier, WorkerSettings
 from services.notify.store import CYCLES, DELIVERIES, INDEXES, ITEMS, NOTIFICATIONS, SCHEDULES, STATS
 from services.platform.bus.events import to_wire
+from services.platform.core.clock import to_date_proto
 from services.platform.store.mongo import ensure_indexes
 from tests.support.notify import Clock, Recorder, mails_to, publish
 from tests.support.processes import wait_for
@@ -316,3 +317,137 @@ def test_the_worker_reminds_at_the_configured_time_once_and_a_checkin_cancels_th
     time.sleep(1.0)  # the replay is consumed and the timers tick: nothing more may go
     assert len(reminder_mails()) == 1
     assert ndb[NOTIFICATIONS].count_documents({"kind": kinds.CHECKIN_REMINDER}) == 1
+
+
+# --- quarters: a check-in counts for its own quarter only (as in checkins) ------------------------------------------
+
+QUARTERS = (("2026-04-01", "2026-06-30"), ("2026-07-01", "2026-09-30"), ("2026-10-01", "2026-12-31"),
+            ("2027-01-01", "2027-03-31"))
+Q2_START = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+def cycle_event(quarters=QUARTERS, revision=1, cycle_id="FY2027", event_type=goals_events.CYCLE_CHANGED,
+                first="2026-04-01", last="2027-03-31"):
+    cycle = common_pb2.Cycle(id=cycle_id, start_date=to_date_proto(first), end_date=to_date_proto(last),
+                             quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(start),
+                                                          end_date=to_date_proto(end))
+                                       for n, (start, end) in enumerate(quarters, start=1)])
+    return to_wire(goals_events.cycle_event(event_type, events_pb2.CycleEventData(
+        cycle=cycle, actor_id="admin", revision=revision)))
+
+
+def test_a_quarters_end_makes_the_item_due_and_the_reminder_goes_in_the_new_quarter():
+    ends = schedules.quarter_ends([(datetime(2026, 4, 1).date(), datetime(2026, 6, 30).date()),
+                                   (datetime(2026, 7, 1).date(), datetime(2026, 9, 30).date())])
+    assert ends == [Q2_START, datetime(2026, 10, 1, tzinfo=UTC)]
+    checked_in = datetime(2026, 6, 26, 10, 0, tzinfo=UTC)  # Friday, four days before Q1 ends
+    assert schedules.checkin_due(checked_in, "CADENCE_MONTHLY") == datetime(2026, 7, 26, 10, 0, tzinfo=UTC)
+    assert schedules.checkin_due(checked_in, "CADENCE_MONTHLY", ends) == Q2_START
+    # the first Monday 09:00 of Q2 (6 July), not one in Q1 that a check-in for Q2 could not answer,
+    # nor the one in the month's last week (20 July) that counts the Q1 check-in as current
+    monday = datetime(2026, 7, 6, 9, 0, tzinfo=UTC)
+    assert schedules.reminder_due(checked_in, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE, ends) == monday
+    assert schedules.reminder_due(checked_in, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE) == monday + timedelta(days=14)
+    assert schedules.reminder_not_due_yet(checked_in, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE, monday)
+    assert not schedules.reminder_not_due_yet(checked_in, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE, monday, ends)
+    # a check-in early in a quarter is due a cadence on, as without quarters; so is one in the last quarter
+    early = datetime(2026, 7, 8, tzinfo=UTC)
+    assert schedules.reminder_due(early, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE, ends) == schedules.reminder_due(
+        early, "CADENCE_MONTHLY", "MON 09:00", UTC_ZONE)
+    late = datetime(2026, 11, 1, tzinfo=UTC)
+    assert schedules.checkin_due(late, "CADENCE_WEEKLY", ends) == late + timedelta(days=7)
+
+
+def monthly_checkin(recorded=datetime(2026, 6, 26, 10, 0, tzinfo=UTC)):
+    return checkin(recorded, cadence=checkins_pb2.CADENCE_MONTHLY)
+
+
+def test_a_checkin_in_the_last_quarter_does_not_spare_the_reminder_at_the_new_quarters_start(world):
+    world.notifier.cycle_changed(cycle_event())
+    world.notifier.v2mom_approved(approved(measures=()))
+    world.notifier.checkin_recorded(monthly_checkin())  # Fri 26 June: a month on is 26 July, but Q1 ends first
+    [planned] = reminders(world.db, schedules.WAITING)
+    # the first Monday 09:00 in Auckland of Q2: Mon 6 July 09:00 NZST = Sun 5 July 21:00 UTC
+    assert planned["due_at"] == datetime(2026, 7, 5, 21, 0, tzinfo=UTC)
+    assert fire_due(world, datetime(2026, 7, 5, 21, 0, tzinfo=UTC)) == 1
+    [note] = list(world.db[NOTIFICATIONS].find({"kind": kinds.CHECKIN_REMINDER}))
+    assert note["recipient_id"] == "olive" and note["facts"]["due_date"] == "2026-07-01T00:00:00Z"
+    # not checked in: the next Monday again, a week on
+    [following] = reminders(world.db, schedules.WAITING)
+    assert following["due_at"] == datetime(2026, 7, 12, 21, 0, tzinfo=UTC) and following["payload"]["repeat"]
+
+
+def test_quarters_learned_after_the_checkin_move_its_waiting_reminder_and_older_revisions_change_nothing(world):
+    world.notifier.v2mom_approved(approved(measures=()))
+    world.notifier.checkin_recorded(monthly_checkin())
+    [planned] = reminders(world.db, schedules.WAITING)
+    assert planned["due_at"] == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)  # no quarters: the month's last week
+
+    def due():
+        [waiting] = reminders(world.db, schedules.WAITING)
+        assert waiting["_id"] == planned["_id"]  # the same reminder, planned again
+        return waiting["due_at"]
+
+    # an admin cuts the cycle into quarters after the check-in: Q1 ends on 30 June
+    world.notifier.cycle_changed(cycle_event(revision=2, quarters=(("2026-04-01", "2026-06-30"),
+                                                                   ("2026-07-01", "2027-03-31"))))
+    assert due() == datetime(2026, 7, 5, 21, 0, tzinfo=UTC)
+    # and then moves Q2's start before the check-in: early in its quarter, it is due a month on again
+    world.notifier.cycle_changed(cycle_event(revision=3, quarters=(("2026-04-01", "2026-06-24"),
+                                                                   ("2026-06-25", "2027-03-31"))))
+    assert due() == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)
+    world.notifier.cycle_changed(cycle_event(revision=2, quarters=(("2026-04-01", "2026-06-30"),
+                                                                   ("2026-07-01", "2027-03-31"))))  # older, late
+    stored = world.db[CYCLES].find_one({"_id": "FY2027"})
+    assert stored["cycle_revision"] == 3 and stored["quarter_ends"] == [datetime(2026, 6, 25, tzinfo=UTC),
+                                                                        datetime(2027, 4, 1, tzinfo=UTC)]
+    assert due() == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)
+    # cycle_closed carries the whole cycle too: Q1 ending Sat 27 June means Monday 29 June 09:00 NZST
+    world.notifier.cycle_changed(cycle_event(revision=4, quarters=(("2026-04-01", "2026-06-27"),
+                                                                   ("2026-06-28", "2027-03-31")),
+                                             event_type=goals_events.CYCLE_CLOSED))
+    assert due() == datetime(2026, 6, 28, 21, 0, tzinfo=UTC)
+
+
+def test_a_cycle_event_without_its_dates_or_with_an_impossible_quarter_is_refused(world):
+    from services.platform.worker.consumer import PermanentError
+
+    event = cycle_event()
+    del event["data"]["cycle"]["startDate"]
+    with pytest.raises(PermanentError, match="dates"):
+        world.notifier.cycle_changed(event)
+    event = cycle_event()
+    event["data"]["cycle"]["quarters"][0]["endDate"] = {"year": 2026, "month": 2, "day": 30}
+    with pytest.raises(PermanentError, match="not a day"):
+        world.notifier.cycle_changed(event)
+    assert world.db[CYCLES].count_documents({}) == 0
+
+
+def test_the_worker_learns_quarters_from_goals_and_reminds_at_a_new_quarters_start_despite_a_recent_checkin(
+        org, notify_worker, connection, ndb, sink):  # noqa: F811 (the process fixtures of test_worker_process)
+    # Q1 ended at the last UTC midnight at least an hour ago; the reminder time is that midnight's weekday 00:00
+    quarter_end = datetime.combine((datetime.now(UTC) - timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
+    notify_worker.start(connection, NOTIFY_REMINDER_LOCAL_TIME=f"{schedules.WEEKDAYS[quarter_end.weekday()]} 00:00")
+    first, q2_start = (quarter_end - timedelta(days=90)).date(), quarter_end.date()
+    last = (quarter_end + timedelta(days=200)).date()
+    publish(connection, cycle_event(quarters=((first.isoformat(), (q2_start - timedelta(days=1)).isoformat()),
+                                              (q2_start.isoformat(), last.isoformat())),
+                                    first=first.isoformat(), last=last.isoformat()))
+    wait_for(lambda: (ndb[CYCLES].find_one({"_id": "FY2027"}) or {}).get("quarter_ends"),
+             message="notify-worker never learned the cycle's quarters")
+    # checked in an hour before Q1 ended, monthly: without quarters the next reminder would be three weeks away
+    publish(connection, checkin(quarter_end - timedelta(hours=1), v2mom_id="v2m_quarter",
+                                cadence=checkins_pb2.CADENCE_MONTHLY), exchange="checkins.events")
+    wait_for(lambda: (ndb[ITEMS].find_one({"_id": "v2m_quarter/ITEM_KIND_METHOD/m1"}) or {}).get("last_checkin_at"),
+             message="the check-in never reached the item's copy")
+    publish(connection, approved(v2mom_id="v2m_quarter", published=quarter_end - timedelta(days=2), measures=()))
+
+    def reminder_mails():
+        return [m for m in mails_to(sink, "olive@acme.test") if "Time to check in" in m["Subject"]]
+
+    [mail] = wait_for(reminder_mails, message="the owner was not reminded at the new quarter's start")
+    assert "Method m1" in mail["Subject"]
+    [fired] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "DONE"}))
+    assert fired["due_at"] == quarter_end  # the new quarter's first reminder time
+    time.sleep(1.0)  # the timers tick on: the next reminder is a week away
+    assert len(reminder_mails()) == 1

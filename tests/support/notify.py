@@ -12,7 +12,8 @@ from tests.support.processes import log_tail, start_module, stop
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
 HANDLERS = {
-    "goals": ("person_upserted", "v2mom_submitted", "v2mom_approved", "v2mom_changes_requested", "v2mom_archived"),
+    "goals": ("person_upserted", "v2mom_submitted", "v2mom_approved", "v2mom_changes_requested", "v2mom_archived",
+              "cycle_changed", "cycle_closed"),
     "checkins": ("item_became_stale", "item_overdue", "checkin_recorded", "progress_changed"),
 }
 QUEUES = [f"evt-{source}-{event_type}--notify_worker.on_{event_type}"
