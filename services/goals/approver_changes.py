@@ -15,7 +15,6 @@ Driven by the event rather than inside the directory write, so a crash between t
 event is redelivered until this has run, and a rerun finds nothing left to move.
 """
 
-from services.platform.api.auth import Caller
 from services.platform.core.clock import utc_now
 from services.platform.core.errors import Aborted
 from services.platform.store.mongo import find_in
@@ -29,7 +28,7 @@ from .repository import V2MOMRepository
 from v2mom.v1 import events_pb2
 
 ACTION = "CHANGE_APPROVER"
-SYSTEM = Caller(person_id="system", roles=frozenset())
+SYSTEM = commits.SYSTEM
 
 
 class ApproverChanges:

@@ -11,6 +11,10 @@ from services.platform.core.errors import Aborted
 from . import convert, events, lifecycle
 from .repository import V2MOMRepository
 
+# The actor of a recorded system revision: a rule applied by goals itself, not anyone's edit (the rule and who
+# set it off are in the reason).
+SYSTEM = Caller(person_id="system", roles=frozenset())
+
 EVENT_OF = {
     lifecycle.UPDATE.name: events.V2MOM_UPDATED,
     lifecycle.SUBMIT.name: events.V2MOM_SUBMITTED,

@@ -13,7 +13,6 @@ The V2MOMs are found through ``item_people`` (index ``by_item_person``), which t
 write. A redelivery finds nothing left to hand over.
 """
 
-from services.platform.api.auth import Caller
 from services.platform.core.clock import utc_now
 from services.platform.core.errors import Aborted
 
@@ -22,7 +21,7 @@ from .repository import V2MOMRepository
 
 ACTION = "REASSIGN_ITEMS"
 PAGE = 200  # V2MOMs read at a time; a leaver holding items in more is handed over page after page
-SYSTEM = Caller(person_id="system", roles=frozenset())
+SYSTEM = commits.SYSTEM
 # (content part, field): what a person may hold in a V2MOM.
 HELD = (("methods", "owner_id"), ("methods", "accountable_id"), ("measures", "owner_id"), ("obstacles", "owner_id"))
 

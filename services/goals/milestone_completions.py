@@ -2,8 +2,9 @@
 ``checkin_recorded`` and ``checkin_corrected``).
 
 A system revision, not an edit: the published version and the working copy's same milestones change in one
-conditional write (repository.apply) with a history entry ``COMPLETE_MILESTONES`` (the check-in's author as
-actor, the check-in named in the reason) and a ``milestones_completed`` event in the outbox. The state and the
+conditional write (repository.apply) with a history entry ``COMPLETE_MILESTONES`` (actor ``system``, as every
+system revision; the check-in and its author named in the reason) and a ``milestones_completed`` event in the
+outbox. The state and the
 published revision stay: nothing needs approving again, and a draft under way is not disturbed beyond its
 revision moving on (its next save reads it again, as after any other writer).
 
@@ -12,7 +13,6 @@ Only not-done to done (milestones.py): a replay or a late event finds nothing le
 
 import logging
 
-from services.platform.api.auth import Caller
 from services.platform.core.clock import utc_now
 from services.platform.core.errors import Aborted
 
@@ -52,11 +52,10 @@ class MilestoneCompletions:
                      "content": milestones.marked_done(doc["published"]["content"], method_id, done)}
         working = milestones.marked_done(doc["content"], method_id, done)
         after = {**doc, "content": working, "published": published, "revision": doc["revision"] + 1}
-        author = Caller(person_id=checkin.author_id, roles=frozenset())
-        reason = f"completed by check-in {checkin.id}"
+        reason = f"completed by check-in {checkin.id} of {checkin.author_id}"
         paths = milestones.changed_paths(method_id, done)
-        entry = commits.history_entry(after, ACTION, author, stamp, reason, paths)
-        data = convert.event_data(after, checkin.author_id, doc["state"], reason=reason, changed_paths=paths,
+        entry = commits.history_entry(after, ACTION, commits.SYSTEM, stamp, reason, paths)
+        data = convert.event_data(after, commits.SYSTEM.person_id, doc["state"], reason=reason, changed_paths=paths,
                                   content_message=convert.content_from_doc(published["content"]))
         saved = self.repository.apply(doc["_id"], doc["revision"],
                                       {"content": working, "published": published, "updated_at": stamp},

@@ -33,7 +33,7 @@ from v2mom.v1 import common_pb2, directory_pb2, goals_pb2
 log = logging.getLogger(__name__)
 
 ACTION = "TRANSFER"
-SYSTEM = Caller(person_id="system", roles=frozenset())
+SYSTEM = commits.SYSTEM
 INDIVIDUAL, COMPANY = "ORG_LEVEL_INDIVIDUAL", "ORG_LEVEL_COMPANY"
 
 

@@ -395,7 +395,9 @@ def test_a_milestone_a_check_in_completes_is_done_in_the_v2mom_without_a_new_app
     shown = cli.ok("show", "me")  # the V2MOM itself says so now
     assert "[x] 14 customers signed" in shown and "State: PUBLISHED" in shown
     last = cli.ok("history", "me").splitlines()[-1]
-    assert last.split()[3] == "COMPLETE_MILESTONES" and "tyler.reed" in last  # a revision of its own, no approval
+    # A system revision of its own, no approval; who checked in, and the check-in, are in its note.
+    assert last.split()[3:5] == ["COMPLETE_MILESTONES", "system"]
+    assert checkin_id(method) in last and last.rstrip().endswith("of tyler.reed")
 
 
 # --- copy forward: last cycle's final values become the copy's baselines --------------------------------------

@@ -58,14 +58,16 @@ def test_a_method_checkin_marks_its_milestone_done_without_a_new_approval(goals,
         goals_pb2.V2MOM_STATE_PUBLISHED, published.revision + 1, published.published_revision)
     raw = goals.raw(published.id)
     entry = raw["latest_revision"]
+    # A system revision: the system acts, the check-in and who recorded it are the reason.
     assert (entry["action"], entry["actor_id"], entry["changed_paths"]) == (
-        "COMPLETE_MILESTONES", OWNER, ["content.methods[mth-0].milestones[mil-0].done"])
-    assert checkin.id in entry["reason"]
+        "COMPLETE_MILESTONES", "system", ["content.methods[mth-0].milestones[mil-0].done"])
+    assert entry["reason"] == f"completed by check-in {checkin.id} of {OWNER}"
     event = to_wire(raw["outbox"][-1])
     assert event["type"] == "milestones_completed" and event["data"]["state"] == "V2MOM_STATE_PUBLISHED"
+    assert (event["data"]["actorId"], event["data"]["reason"]) == ("system", entry["reason"])
     validate_event(event)  # matches docs/events.asyncapi.yaml
     history = goals.client(OWNER).ListRevisions(goals_pb2.ListRevisionsRequest(v2mom_id=published.id))
-    assert history.revisions[-1].action == "COMPLETE_MILESTONES"
+    assert (history.revisions[-1].action, history.revisions[-1].actor_id) == ("COMPLETE_MILESTONES", "system")
 
 
 def test_replays_late_and_foreign_checkins_change_nothing(goals, cycle, completions):
