@@ -19,6 +19,7 @@ finds nothing) costs a scan of the collection (bench/README.md, "directory_impor
 """
 
 import re
+import time
 
 from pymongo import UpdateOne
 from pymongo.collection import Collection
@@ -34,6 +35,7 @@ SCAN_SHARE = 0.05  # keys of at least this share of the collection: read it whol
 WHOLE_SHARE = 0.25  # ... and rather than by ranges (mongoeco sends a record of a range ~4x slower than of a scan)
 RANGE_READS = 12  # index ranges per lookup at most; keys spread wider are read by $in (or the whole collection)
 RANGE_GAP = 32
+SIZE_SECONDS = 60.0
 SMALL = 1000  # a collection of at most this many records (org units, mostly) is read whole: one command
 HIDDEN = ("outbox", "outbox_pending")
 DUPLICATE_KEY = 11000
@@ -42,8 +44,9 @@ DUPLICATE_KEY = 11000
 class RecordView:
     """The records of one collection an import reads, by external id and by ``_id``."""
 
-    def __init__(self, collection: Collection, pending_field: str, resolved_field: str):
+    def __init__(self, collection: Collection, pending_field: str, resolved_field: str, sizes: "Sizes"):
         self.collection = collection
+        self.sizes = sizes
         self.pending_field, self.resolved_field = pending_field, resolved_field
         self.by_external: dict[str, dict] = {}
         self.by_id: dict[str, dict] = {}
@@ -71,7 +74,7 @@ class RecordView:
         if not keys or self.complete:
             return []
         if self.count is None:
-            self.count = self.collection.estimated_document_count()
+            self.count = self.sizes.of(self.collection)
         runs, whole = key_runs(keys), WHOLE_SHARE * self.count
         if self.count > SMALL and len(keys) < whole and len(runs) <= RANGE_READS and span(runs) < whole:
             found = read_ranges(self.collection, field, keys, runs)
@@ -180,14 +183,38 @@ def span(runs: list[tuple[str, str]]) -> int:
     return total
 
 
+class Sizes:
+    """How many records each collection holds, for choosing how to read (ranges, ``$in`` or the whole): kept
+    for SIZE_SECONDS and grown by what the imports write, so the parts of one file do not each count again.
+    Only the plan depends on it, never an answer: a stale size reads more or less than it could, no less than
+    it must."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.known: dict[str, tuple[int, float]] = {}
+
+    def of(self, collection: Collection) -> int:
+        size, until = self.known.get(collection.name, (0, 0.0))
+        if until <= self.clock():
+            size = collection.estimated_document_count()
+            self.known[collection.name] = (size, self.clock() + SIZE_SECONDS)
+        return size
+
+    def grew(self, name: str, added: int) -> None:
+        if name in self.known and added:
+            size, until = self.known[name]
+            self.known[name] = (size + added, until)
+
+
 class BatchView:
     """People and org units for one import; answers ``person_by_ref`` / ``unit_by_ref`` as Directory does, so
     DirectorySync's rules run against it."""
 
-    def __init__(self, directory: Directory):
+    def __init__(self, directory: Directory, sizes: Sizes | None = None):
         self.directory = directory
-        self.people = RecordView(directory.db[PEOPLE], "pending_manager", "manager_id")
-        self.units = RecordView(directory.db[ORG_UNITS], "pending_parent", "parent_id")
+        self.sizes = sizes or Sizes()
+        self.people = RecordView(directory.db[PEOPLE], "pending_manager", "manager_id", self.sizes)
+        self.units = RecordView(directory.db[ORG_UNITS], "pending_parent", "parent_id", self.sizes)
 
     def person_by_ref(self, ref: str) -> dict | None:
         return self.people.by_ref(ref)
@@ -198,7 +225,7 @@ class BatchView:
     def reload_units(self) -> None:
         """After the batch's org units were written one by one."""
         asked = set().union(*self.units.asked.values(), self.units.by_external, self.units.by_id)
-        self.units = RecordView(self.directory.db[ORG_UNITS], "pending_parent", "parent_id")
+        self.units = RecordView(self.directory.db[ORG_UNITS], "pending_parent", "parent_id", self.sizes)
         self.units.load(asked)
 
     def raise_confirmed(self, entries: list[dict]) -> None:

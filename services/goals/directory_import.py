@@ -25,10 +25,13 @@ from services.platform.core.errors import AlreadyExists, FailedPrecondition, Not
 
 from . import directory_rules as rules
 from .directory import PEOPLE
-from .directory_batch import BatchView, PeopleWrites
+from .directory_batch import BatchView, PeopleWrites, Sizes
 from .directory_sync import FUTURE_SKEW, DirectorySync, manager_ref_of, parent_ref_of
 
 MASS_DEACTIVATION_SHARE = 0.10
+# Old confirmations are pruned by an import at most this often per process: a file sent in parts is many
+# imports a minute, and each prune is a read (an import makes about one confirmation per 500 unchanged rows).
+PRUNE_EVERY = timedelta(minutes=10)
 
 
 @dataclass
@@ -46,13 +49,17 @@ class DirectoryImport:
     def __init__(self, sync: DirectorySync):
         self.sync = sync
         self.directory = sync.directory
+        self.pruned_at = None
+        self.sizes = Sizes()  # shared by this process's imports: a file's parts count the directory once
 
     def run(self, units: list[dict], people: list[dict], dry_run: bool, allow_mass_deactivation: bool,
-            refused: list[dict]) -> Diff:
-        """``refused``: rows the caller already found malformed (kind, index, external_id, reason)."""
+            refused: list[dict], caller_id: str = "") -> Diff:
+        """``refused``: rows the caller already found malformed (kind, index, external_id, reason); a row that
+        would terminate ``caller_id`` is refused too (a slip of a file must not lock HR out)."""
         diff = Diff(refused=list(refused))
         batch = _Batch(units, people)
         view = self._view(batch)
+        self._check_caller(batch, view, caller_id, diff)
         self._check_references(batch, view, diff)
         self._describe(batch, view, diff)
         if diff.refused:
@@ -65,13 +72,19 @@ class DirectoryImport:
                 self.sync.upsert_org_unit(change)
             view.reload_units()
         self._apply_people(batch, view)
-        self.directory.prune_confirmations(utc_now() - timedelta(days=rules.CONFIRMATION_DAYS))
+        self._prune()
         diff.applied = True
         return diff
 
+    def _prune(self) -> None:
+        now = utc_now()
+        if self.pruned_at is None or now - self.pruned_at >= PRUNE_EVERY:
+            self.pruned_at = now
+            self.directory.prune_confirmations(now - timedelta(days=rules.CONFIRMATION_DAYS))
+
     def _view(self, batch: "_Batch") -> BatchView:
         """The stored records the batch names, its rows and the references they make, in a few reads."""
-        view = BatchView(self.directory)
+        view = BatchView(self.directory, self.sizes)
         unit_refs = {change["fields"]["parent_ref"] for change in batch.units}
         unit_refs |= {change["fields"]["org_unit_ref"] for change in batch.people}
         view.units.load(unit_refs, batch.units)
@@ -81,6 +94,16 @@ class DirectoryImport:
             view.raise_confirmed(self.directory.confirmations_since(
                 oldest, [change["external_id"] for change in batch.people]))
         return view
+
+    @staticmethod
+    def _check_caller(batch: "_Batch", view: BatchView, caller_id: str, diff: Diff) -> None:
+        for index, change in enumerate(batch.people):
+            if caller_id and change["fields"].get("employment_status") == rules.TERMINATED:
+                person = view.person_by_ref(change["external_id"]) \
+                    or view.person_by_ref(change.get("id") or change["external_id"])
+                if person is not None and person["_id"] == caller_id:
+                    diff.refused.append(_refusal("person", index, change["external_id"],
+                                                 "you cannot terminate yourself"))
 
     def _check_references(self, batch: "_Batch", view: BatchView, diff: Diff) -> None:
         for kind, index, external_id, reason in batch.duplicates():
@@ -191,15 +214,21 @@ class DirectoryImport:
         view.people.put(document)
 
     def _write(self, writes: PeopleWrites, confirmed: list[dict], view: BatchView) -> None:
-        """Writes what was staged, then what follows from it: people who named the new ones as their manager
-        before they arrived, and changes that waited for them; rows whose write lost go through DirectorySync."""
-        created = {document["_id"] for document in
-                   (item["document"] for item in writes.staged.values() if item["existing"] is None)}
+        """Writes what was staged, then what follows from it: people and units that named the new ones as their
+        manager or leader before they arrived, and changes that waited for them; rows whose write lost go
+        through DirectorySync."""
+        created = {item["document"]["_id"] for item in writes.staged.values() if item["existing"] is None}
+        # Only a new person, or one who gains the HRIS's id (a record the seed wrote), can be what a pending
+        # reference names: anyone else was found when the reference was made. So a re-import that changes
+        # people reads no pending references.
+        named = created | {item["document"]["_id"] for item in writes.staged.values() if item["existing"] is not None
+                           and item["existing"].get("external_id") != item["document"].get("external_id")}
         written, lost = writes.flush()
+        self.sizes.grew(PEOPLE, len(created))
         for change in lost:
             self.sync.upsert_person(change)
-        self._resolve_reports(written, view)
-        self._resolve_leaders(written, view)
+        self._resolve_reports([document for document in written if document["_id"] in named], view)
+        self._resolve_leaders([document for document in written if document["_id"] in named], view)
         arrived = [document for document in written if document["_id"] in created]
         waiting = {kept["waits_for"] for kept in self.directory.waiting_on_any(
             [document.get("external_id") or "" for document in arrived])}
@@ -210,7 +239,7 @@ class DirectoryImport:
             self.directory.confirm(confirmed, utc_now())
 
     def _resolve_reports(self, written: list[dict], view: BatchView) -> None:
-        """DirectorySync._resolve_reports for every person written, in one read and one bulk write (a resolution
+        """DirectorySync._resolve_reports for every person who arrived, in one read and one bulk write (a resolution
         that loses to a concurrent write is left to that writer, as there)."""
         if not written:
             return
@@ -228,7 +257,7 @@ class DirectoryImport:
         resolutions.flush()
 
     def _resolve_leaders(self, written: list[dict], view: BatchView) -> None:
-        """DirectorySync._resolve_leaders for every person written: one read of the units still waiting for
+        """DirectorySync._resolve_leaders for every person who arrived: one read of the units still waiting for
         a leader (few), then one write each for those whose leader this batch brought."""
         if not written:
             return
