@@ -68,10 +68,10 @@ class Workflow:
         paths = parent_changes.changed_paths(before, approved["published"]["content"])
         if not paths:
             return ()
-        child_ids = parent_changes.aligned_beneath(approved["_id"], self.repository.children_of([approved["_id"]]))
-        if not child_ids:
+        children = parent_changes.aligned_beneath(approved["_id"], self.repository.children_of([approved["_id"]]))
+        if not children:
             return ()
-        return (parent_changes.event(approved, previous, caller.person_id, paths, child_ids, stamp),)
+        return (parent_changes.event(approved, previous, caller.person_id, paths, children, stamp),)
 
     def request_changes(self, caller: Caller, request: goals_pb2.RequestChangesRequest) -> goals_pb2.V2MOM:
         validation.require_id("id", request.id)

@@ -282,6 +282,19 @@ class Notifier:
             self.notify(rules.mentioned(envelope["id"], comment, view, person, author,
                                         self.settings.portal_url_template), person)
 
+    def v2mom_parent_changed(self, envelope: dict) -> None:
+        """The owners of the V2MOMs aligned beneath a parent approved again with other content hear of it
+        (NOTIFICATION_KIND_PARENT_CHANGED), once each: the notification's id is the event's and theirs."""
+        data = parse_data(envelope, events_pb2.ParentChangedEventData)
+        require(bool(data.v2mom_id), "needs v2momId", envelope)
+        for person_id in rules.parent_changed_recipients(envelope["data"]):
+            person = self.people.get(person_id)
+            if person is None:
+                log.info("parent change for someone unknown: skipped", extra={"person_id": person_id})
+                continue
+            self.notify(rules.parent_changed(envelope["id"], envelope["data"], person,
+                                             self.settings.portal_url_template), person)
+
     def _ensure_copy(self, v2mom_id: str, owner_id: str, org_unit_id: str) -> None:
         """notify's copy of a V2MOM exists, with the counters every guarded update compares against."""
         self.v2moms.update_one({"_id": v2mom_id}, {"$setOnInsert": {

@@ -21,8 +21,9 @@ ITEM_ESCALATION = "NOTIFICATION_KIND_ITEM_ESCALATION"
 ATTENTION = "NOTIFICATION_KIND_ATTENTION"
 DIGEST = "NOTIFICATION_KIND_DIGEST"
 MENTION = "NOTIFICATION_KIND_MENTION"
+PARENT_CHANGED = "NOTIFICATION_KIND_PARENT_CHANGED"
 KINDS = (APPROVAL_REQUESTED, APPROVAL_DECIDED, APPROVAL_OVERDUE, CHECKIN_REMINDER, ITEM_ESCALATION, ATTENTION, DIGEST,
-         MENTION)
+         MENTION, PARENT_CHANGED)
 
 INBOX = "CHANNEL_INBOX"
 EMAIL = "CHANNEL_EMAIL"
@@ -40,9 +41,11 @@ DEFAULT_CHANNELS = {
     DIGEST: (EMAIL,),
     # Someone asked the recipient something in a discussion: worth an email, and it may be turned off.
     MENTION: (INBOX, EMAIL),
+    # The V2MOM one's own aligns to changed: worth a look, not an email, unless the person asks for one.
+    PARENT_CHANGED: (INBOX,),
 }
 # Kinds whose email carries a one-click unsubscribe (RFC 8058): the recurring ones.
-UNSUBSCRIBABLE = frozenset({CHECKIN_REMINDER, DIGEST, ITEM_ESCALATION, ATTENTION, MENTION})
+UNSUBSCRIBABLE = frozenset({CHECKIN_REMINDER, DIGEST, ITEM_ESCALATION, ATTENTION, MENTION, PARENT_CHANGED})
 # An approval request always reaches at least the inbox: a V2MOM must never wait unseen.
 ALWAYS_IN_INBOX = frozenset({APPROVAL_REQUESTED})
 # Kinds that may be gathered into the weekly digest instead of going at once.

@@ -320,6 +320,31 @@ def mentioned(event_id: str, comment: dict, v2mom: dict, recipient: Person, auth
     )
 
 
+PARENT_PARTS = {"content.title": "title", "content.vision": "vision", "content.values": "values",
+                "content.methods": "methods", "content.obstacles": "obstacles", "content.measures": "measures"}
+
+
+def parent_changed_recipients(data: dict) -> list[str]:
+    """v2mom_parent_changed (proto3 JSON): the owners of the V2MOMs aligned beneath, each once; not whoever made
+    the change (the parent's owner, its approver), who know."""
+    made_it = {data.get("ownerId"), data.get("actorId")}
+    return [owner for owner in dict.fromkeys(data.get("childOwnerIds") or []) if owner and owner not in made_it]
+
+
+def parent_changed(event_id: str, data: dict, recipient: Person, portal: str) -> Planned:
+    """The V2MOM the recipient's own aligns to was approved again with other content: what changed, and a link."""
+    title = data.get("title") or "a V2MOM"
+    parts = ", ".join(PARENT_PARTS.get(path, path) for path in data.get("changedPaths") or []) or "its content"
+    return planned(
+        f"{event_id}/parent", recipient.id, kinds.PARENT_CHANGED, f"“{title}”, which yours aligns to, changed",
+        f"“{title}” was approved again with new {parts} (revision {data.get('revision', '')}). "
+        "Your V2MOM aligned beneath it may need to follow.",
+        link=link(portal, data["v2momId"]), v2mom_id=data["v2momId"], org_unit_id=data.get("orgUnitId", ""),
+        facts={"v2mom_id": data["v2momId"], "revision": str(data.get("revision", "")),
+               "changed_paths": list(data.get("changedPaths") or []), "child_ids": list(data.get("childIds") or [])},
+    )
+
+
 def attention_recipients(owner_id: str, accountable_id: str) -> list[str]:
     return [person for person in dict.fromkeys([owner_id, accountable_id]) if person]
 
@@ -335,8 +360,8 @@ def subscription_wants(subscription: dict, kind: str, org_unit_id: str) -> bool:
     if unit and unit != org_unit_id:
         return False
     wanted = subscription.get("kinds") or []
-    # Digests and mentions are one person's: a channel gets them only when it names their kind.
-    return kind in wanted if wanted else kind not in (kinds.DIGEST, kinds.MENTION)
+    # Digests, mentions and parent changes are one person's: a channel gets them only when it names their kind.
+    return kind in wanted if wanted else kind not in (kinds.DIGEST, kinds.MENTION, kinds.PARENT_CHANGED)
 
 
 # --- check-in reminders and the weekly digest ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 - consumes goals' ``v2mom_submitted``, ``v2mom_approved``,
   ``v2mom_changes_requested``, ``v2mom_withdrawn``, ``v2mom_archived``, ``obstacle_changed``,
-  ``comment_added``, ``person_upserted``, ``cycle_changed`` and ``cycle_closed``, and
+  ``comment_added``, ``v2mom_parent_changed``, ``person_upserted``, ``cycle_changed`` and ``cycle_closed``, and
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
 - fires due schedules (approval reminders and escalations, item
@@ -197,6 +197,10 @@ class NotifyWorker:
     @cloud_event_handler("goals", "comment_added")
     def on_comment_added(self, envelope):
         with_retries(self.notify.notifier.comment_added, envelope)
+
+    @cloud_event_handler("goals", "v2mom_parent_changed")
+    def on_v2mom_parent_changed(self, envelope):
+        with_retries(self.notify.notifier.v2mom_parent_changed, envelope)
 
     @cloud_event_handler("checkins", "item_became_stale")
     def on_item_became_stale(self, envelope):

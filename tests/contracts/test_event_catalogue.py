@@ -400,6 +400,7 @@ def full_parent_changed_data() -> events_pb2.ParentChangedEventData:
         org_unit_id="eng", level=common_pb2.ORG_LEVEL_DEPARTMENT, cycle_id="FY2027", actor_id="cto.office",
         changed_paths=["content.vision", "content.methods"], child_ids=["v2m_01jdxjzq4k7m9p1s3v5x7z9b1d"],
         change_time=_time("2027-06-01T09:00:00.125Z"), title="Engineering FY2027",
+        child_owner_ids=["amira.haddad"],
     )
 
 

@@ -48,6 +48,7 @@ def test_reapproving_a_changed_parent_lists_its_children_in_the_same_write(goals
     data = event["data"]
     assert (data["childIds"], data["changedPaths"], data["revision"], data["previousRevision"]) == (
         [olive.id], ["content.vision"], str(reapproved.published_revision), str(team.published_revision))
+    assert data["childOwnerIds"] == [olive.owner_id]  # whom notify tells
 
 
 def test_a_reapproval_that_changed_nothing_published_tells_nobody(goals, cycle, family):

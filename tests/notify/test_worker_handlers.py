@@ -12,7 +12,7 @@ from services.goals import events as goals_events
 from services.notify import kinds, rules, schedules
 from services.notify.channels import PermanentFailure, TemporaryFailure
 from services.notify.deliveries import Deliveries
-from services.notify.store import NOTIFICATIONS, SCHEDULES, STATS, SUBSCRIPTIONS, V2MOMS
+from services.notify.store import NOTIFICATIONS, PREFERENCES, SCHEDULES, STATS, SUBSCRIPTIONS, V2MOMS
 from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
 from tests.support.notify_world import (
@@ -290,6 +290,57 @@ def test_the_people_a_comment_mentions_are_told_once_the_author_and_strangers_ne
 def test_mentions_reach_a_webhook_only_when_it_asks_for_them():
     assert not rules.subscription_wants({"kinds": []}, kinds.MENTION, "platform")
     assert rules.subscription_wants({"kinds": [kinds.MENTION]}, kinds.MENTION, "platform")
+
+
+# --- a parent V2MOM changed --------------------------------------------------------------------------------------------
+
+
+def parent_changed(owners, actor="dana", owner="lee", event_revision=9):
+    data = events_pb2.ParentChangedEventData(
+        v2mom_id="v2m_team", revision=event_revision, previous_revision=4, owner_id=owner, org_unit_id="platform",
+        level=common_pb2.ORG_LEVEL_TEAM, cycle_id="FY2027", actor_id=actor,
+        changed_paths=["content.vision", "content.methods"], child_ids=[f"v2m_{o}" for o in owners],
+        child_owner_ids=owners, title="Platform FY27")
+    data.change_time.FromDatetime(T0)
+    return to_wire(goals_events.parent_changed_event(data))
+
+
+def test_the_owners_beneath_a_changed_parent_are_told_once_in_the_inbox(world):
+    event = parent_changed(["olive", "acc", "lee", "dana", "ghost"])
+    world.notifier.v2mom_parent_changed(event)
+    world.notifier.v2mom_parent_changed(event)  # replayed
+    told = notifications(world.db, kind=kinds.PARENT_CHANGED)
+    # Not the parent's owner (lee) nor its approver (dana): they made the change; ghost is unknown, skipped.
+    assert sorted(n["recipient_id"] for n in told) == ["acc", "olive"]
+    note = next(n for n in told if n["recipient_id"] == "olive")
+    assert note["_id"] == rules.notification_id(f"{event['id']}/parent", "olive", kinds.PARENT_CHANGED)
+    assert "“Platform FY27”, which yours aligns to, changed" == note["title"]
+    assert "new vision, methods (revision 9)" in note["body"] and note["link"] == "https://portal.test/v2moms/v2m_team"
+    assert note["facts"]["child_ids"] == ["v2m_olive", "v2m_acc", "v2m_lee", "v2m_dana", "v2m_ghost"]
+    assert [d["channel"] for d in deliveries(world.db, notification_id=note["_id"])] == [kinds.INBOX]  # by default
+
+    world.notifier.v2mom_parent_changed(parent_changed(["olive"], event_revision=10))  # a later change: told again
+    assert len(notifications(world.db, kind=kinds.PARENT_CHANGED, recipient_id="olive")) == 2
+
+
+def test_a_parent_change_follows_the_recipients_preferences_and_reaches_webhooks_only_when_asked(world):
+    world.db[PREFERENCES].insert_one({"_id": "olive", "kinds": {kinds.PARENT_CHANGED: {"channels": [kinds.EMAIL]}}})
+    world.db[PREFERENCES].insert_one({"_id": "acc", "kinds": {kinds.PARENT_CHANGED: {"channels": []}}})
+    world.notifier.v2mom_parent_changed(parent_changed(["olive", "acc"]))
+    [olive] = notifications(world.db, kind=kinds.PARENT_CHANGED, recipient_id="olive")
+    assert [d["channel"] for d in deliveries(world.db, notification_id=olive["_id"])] == [kinds.EMAIL]
+    [acc] = notifications(world.db, kind=kinds.PARENT_CHANGED, recipient_id="acc")  # kept, delivered nowhere
+    assert deliveries(world.db, notification_id=acc["_id"]) == []
+    assert not rules.subscription_wants({"kinds": []}, kinds.PARENT_CHANGED, "platform")
+    assert rules.subscription_wants({"kinds": [kinds.PARENT_CHANGED]}, kinds.PARENT_CHANGED, "platform")
+
+
+def test_a_parent_change_without_its_parent_is_dead_lettered(world):
+    event = parent_changed(["olive"])
+    event["data"]["v2momId"] = ""
+    with pytest.raises(PermanentError):
+        world.notifier.v2mom_parent_changed(event)
+    assert notifications(world.db, kind=kinds.PARENT_CHANGED) == []
 
 
 # --- dispatching ------------------------------------------------------------------------------------------------------
