@@ -13,7 +13,9 @@ import signal
 import time
 from pathlib import Path
 
+import mongoeco.engines.sqlite as mongoeco_sqlite
 from mongoeco.core.filtering import QueryEngine
+from mongoeco.core.operation_context import ChangePublicationPolicy
 from mongoeco.core.query_plan import (
     AndCondition,
     EqualsCondition,
@@ -62,6 +64,27 @@ def _by_id(plan: QueryNode) -> EqualsCondition | None:
                  if isinstance(clause, EqualsCondition) and clause.field == "_id"), None)
 
 
+_stock_append_change = mongoeco_sqlite._sqlite_append_change
+
+
+def _append_change(conn, *, context, full_document, **change):
+    """mongoeco's change-outbox append, minus serialising the document into a gap entry.
+
+    With no change stream open (nothing here calls ``watch()``), every write
+    records a gap: an entry without payload, whose effect (the whole
+    document, encoded) only feeds a fingerprint for retried operations. That
+    encoding was a third of a progress document's update. The fingerprint is
+    now taken without the document, the same way on every attempt.
+    """
+    if context is not None and context.publication is ChangePublicationPolicy.RECORD_GAP:
+        full_document = None
+    return _stock_append_change(conn, context=context, full_document=full_document, **change)
+
+
+# The engine calls this module-level name for every insert, update and delete; replacing it is the only hook.
+mongoeco_sqlite._sqlite_append_change = _append_change
+
+
 class BatchedDispatchSQLiteEngine(SQLiteEngine):
     """mongoeco's SQLite engine with local-run shortcuts: a write naming ``_id`` reads one
     document, committed changes reach change streams at most once a second, and a query neither
@@ -104,6 +127,11 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
     need not hold the engine's lock: about 1 ms per query, a third of an empty
     relay poll. The dev store's queries are short; they share the engine's
     connection, as mongoeco's in-memory SQLite does.
+
+    Every write also encoded the whole document into the change outbox's gap
+    entry only to fingerprint it (see ``_append_change`` above): without
+    that, a guarded update of a 25-item document takes 1.8 ms of CPU instead
+    of 2.9 ms.
     """
 
     _last_dispatch = 0.0
