@@ -2,7 +2,8 @@
 goals-worker where goals' own events are the input), and the dev SMTP sink receiving the mail.
 
 - approvals end to end: a submission through goals-api reaches the approver by email and inbox, the decision
-  reaches the owner with the approver's comment, and notify.events carries notification_sent;
+  reaches the owner with the approver's comment, and notify.events carries notification_sent; a parent approved
+  again with a new vision reaches the owner aligned beneath (PARENT_CHANGED, inbox only);
 - a replayed event makes one notification and one email; bad input and unknown people are dead-lettered with
   nothing written; an approval that arrives before its submission asks nobody;
 - a worker SIGKILLed between an SMTP send and marking it sent is restarted, and the receiver sees that delivery
@@ -14,6 +15,7 @@ import signal
 import time
 
 import pytest
+from google.protobuf import field_mask_pb2
 
 from services.notify import kinds, schedules
 from services.notify.store import DELIVERIES, NOTIFICATIONS, SCHEDULES
@@ -72,6 +74,35 @@ def test_approvals_end_to_end_through_goals(org, goals_api, goals_worker, notify
     assert channels == [kinds.EMAIL, kinds.EMAIL, kinds.INBOX, kinds.INBOX]
     assert {e["data"]["recipientId"] for e in sent} == {"lee", "olive"}
     assert all(e["source"] == "/v2mom/notify" for e in sent)
+
+
+def test_a_changed_parent_reaches_the_owner_aligned_beneath_in_the_inbox(org, goals_api, goals_worker, notify_worker,
+                                                                          connection, ndb, sink):
+    notify_worker.start(connection)
+    olive, lee, dana = goals_api("olive"), goals_api("lee"), goals_api("dana")
+
+    def published(client, approver, **create):
+        created = client.CreateV2MOM(goals_pb2.CreateV2MOMRequest(cycle_id="FY2027", **create))
+        client.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=created.id))
+        return approver.ApproveV2MOM(goals_pb2.ApproveV2MOMRequest(id=created.id))
+
+    team = published(lee, dana, level=common_pb2.ORG_LEVEL_TEAM, org_unit_id="platform",
+                     content=valid_content("lee", title="Platform FY27"))
+    mine = published(olive, lee, level=common_pb2.ORG_LEVEL_INDIVIDUAL, parent_id=team.id,
+                     content=valid_content(title="Olive ships billing"))
+    edited = lee.UpdateV2MOM(goals_pb2.UpdateV2MOMRequest(
+        v2mom=goals_pb2.V2MOM(id=team.id, content=goals_pb2.V2MOMContent(vision="Zero invoice errors by 2027")),
+        update_mask=field_mask_pb2.FieldMask(paths=["content.vision"]), change_reason="The year moved on"))
+    lee.SubmitV2MOM(goals_pb2.SubmitV2MOMRequest(id=edited.id))
+    dana.ApproveV2MOM(goals_pb2.ApproveV2MOMRequest(id=edited.id))
+
+    [note] = wait_for(lambda: list(ndb[NOTIFICATIONS].find({"kind": kinds.PARENT_CHANGED})), 30,
+                      "the owner aligned beneath never heard of the change")
+    assert (note["recipient_id"], note["v2mom_id"], note["facts"]["child_ids"]) == ("olive", team.id, [mine.id])
+    assert "Platform FY27" in note["title"] and "new vision" in note["body"]
+    assert [d["channel"] for d in ndb[DELIVERIES].find({"notification_id": note["_id"]})] == [kinds.INBOX]
+    time.sleep(1.0)  # lee (the parent's owner) and dana (its approver) are never told
+    assert ndb[NOTIFICATIONS].count_documents({"kind": kinds.PARENT_CHANGED}) == 1
 
 
 # --- replays, bad input, unknown people, order ----------------------------------------------------------------------
