@@ -1,8 +1,10 @@
 """`v2mom export`: a subtree's V2MOMs in a cycle, as a file a leader opens in a spreadsheet.
 
 goals-api streams the V2MOMs the caller may see (ExportV2MOMs); check-ins-api gives each one's progress and
-latest check-in. Goals never calls check-ins, so the merge is here: one row per value, method, measure and
-obstacle, each carrying its V2MOM's columns, so a spreadsheet can filter and pivot on them.
+latest check-in. ExportV2MOMs carries progress and latest check-ins too, as goals-worker last heard them from
+checkins' events, but not the values' progress, which only GetProgress gives; so the file is read from
+check-ins-api, live, and the merge is here: one row per value, method, measure and obstacle, each carrying its
+V2MOM's columns, so a spreadsheet can filter and pivot on them.
 """
 
 import sys
