@@ -82,7 +82,7 @@ class EngagementCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
         tree = store.org_tree(self.db)
-        snapshot = engagement.snapshot(now, tree, store.aggregates(self.db))
+        snapshot = engagement.snapshot(now, tree, store.aggregates(self.db), quarters=store.cycle_quarters(self.db))
         gauges = [GaugeMetricFamily(name, text, labels=LABELS) for name, text, _ in GAUGES]
         tree = GaugeMetricFamily(*TREE_PROGRESS, labels=LABELS)
         states = GaugeMetricFamily(*STATES, labels=LABELS + ["state"])

@@ -35,11 +35,13 @@ V2MOM_EVENTS = (
 )
 PERSON_UPSERTED, ORG_UNIT_UPSERTED = "person_upserted", "org_unit_upserted"
 OBSTACLE_CHANGED = "obstacle_changed"
+# Each carries the whole cycle: its quarters bound what coverage counts (a check-in counts for its own quarter).
+CYCLE_EVENTS = ("cycle_changed", "cycle_closed")
 CHECKIN_RECORDED, CHECKIN_CORRECTED = "checkin_recorded", "checkin_corrected"
 PROGRESS_CHANGED, ITEM_BECAME_STALE, ITEM_OVERDUE = "progress_changed", "item_became_stale", "item_overdue"
 
 SUBSCRIPTIONS = {
-    GOALS: V2MOM_EVENTS + (PERSON_UPSERTED, ORG_UNIT_UPSERTED, OBSTACLE_CHANGED),
+    GOALS: V2MOM_EVENTS + (PERSON_UPSERTED, ORG_UNIT_UPSERTED, OBSTACLE_CHANGED) + CYCLE_EVENTS,
     CHECKINS: (CHECKIN_RECORDED, CHECKIN_CORRECTED, PROGRESS_CHANGED, ITEM_BECAME_STALE, ITEM_OVERDUE),
 }
 
@@ -87,6 +89,8 @@ def _apply(db: Database, source: str, envelope: dict) -> None:
         ledger.person(fact["person_id"], event_id, lambda state: model.apply_person(state, fact))
     elif event_type == ORG_UNIT_UPSERTED:
         store.upsert_unit(db, facts.unit_from_event(facts.parse_payload(data, events_pb2.OrgUnitEventData)))
+    elif event_type in CYCLE_EVENTS:
+        store.upsert_cycle(db, facts.cycle_from_event(facts.parse_payload(data, events_pb2.CycleEventData)))
     elif event_type in (CHECKIN_RECORDED, CHECKIN_CORRECTED):
         fact = facts.checkin_from_event(facts.parse_payload(data, events_pb2.CheckinEventData))
         if fact["original"] != (event_type == CHECKIN_RECORDED):

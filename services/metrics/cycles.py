@@ -1,8 +1,9 @@
 """Cycle dates for the exposition, from goals' ListCycles, cached.
 
-No event announces cycles, and alerts need them ("three weeks into a cycle").
-Goals owns them and they change perhaps once a year, so metrics-api asks
-ListCycles at most every ``ttl`` seconds. When goals cannot be reached the
+Alerts need cycle dates ("three weeks into a cycle"). Goals owns them and
+they change perhaps once a year, so metrics-api asks ListCycles at most
+every ``ttl`` seconds (the quarters, which coverage needs on every read, come
+from goals' cycle events instead: store.CYCLES). When goals cannot be reached the
 last known dates stay, and the next attempt waits ``retry`` seconds, so a
 scrape never waits on goals for more than one short deadline.
 """

@@ -108,22 +108,31 @@ def _sum(values: dict | None) -> float:
 
 
 class Window:
-    """The keys a moment's windows select, worked out once per read instead of once per aggregate."""
+    """The keys a moment's windows select, worked out once per read instead of once per aggregate.
 
-    __slots__ = ("now", "current", "trailing", "_first_day")
+    ``quarters`` (store.cycle_quarters: cycle -> (first day, last day) pairs) bound coverage as checkins
+    bounds staleness: a check-in counts for its own quarter only, so on a quarter's first day nothing
+    checked in before it covers a V2MOM, however recent.
+    """
 
-    def __init__(self, now: datetime):
+    __slots__ = ("now", "current", "trailing", "_first_day", "_quarter_start")
+
+    def __init__(self, now: datetime, quarters: dict[str, list[tuple[str, str]]] | None = None):
         self.now = now
         self.current = model.week_key(now)
         self.trailing = tuple(model.week_key(now - timedelta(weeks=k)) for k in range(1, model.TRAILING_WEEKS + 1))
         self._first_day: dict = {}
+        today = model.day_key(now)
+        self._quarter_start = {cycle: first for cycle, pairs in (quarters or {}).items()
+                               for first, last in pairs if first <= today <= last}
 
-    def first_day(self, cadence) -> str:
-        """The first UTC day within the last ``cadence`` days (a stored key, so a string of days)."""
+    def first_day(self, cadence, cycle: str = "") -> str:
+        """The first UTC day within the last ``cadence`` days and the cycle's current quarter, if it has quarters
+        (a stored key, so a string of days)."""
         day = self._first_day.get(cadence)
         if day is None:
             day = self._first_day[cadence] = model.day_key(self.now - timedelta(days=int(cadence) - 1))
-        return day
+        return max(day, self._quarter_start.get(cycle, day))
 
 
 def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Window | None = None) -> Counts:
@@ -150,7 +159,7 @@ def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Win
         trailing_checkins=int(sum(checkins.get(week, 0) for week in window.trailing)) if checkins else 0,
         week_checkins=int(checkins.get(window.current, 0)),
         published=int(get("published", 0)),
-        covered=_covered(get("covered") or {}, now, window),
+        covered=_covered(get("covered") or {}, now, window, get("cycle", "")),
         items=int(get("items", 0)),
         stale=int(get("stale", 0)),
         overdue=int(get("overdue", 0)),
@@ -164,12 +173,13 @@ def counts_at(aggregate: dict | None, headcount: int, now: datetime, window: Win
     )
 
 
-def _covered(by_cadence: dict, now: datetime, window: Window | None = None) -> int:
-    """Published V2MOMs whose latest check-in falls within the last cadence (to the UTC day)."""
+def _covered(by_cadence: dict, now: datetime, window: Window | None = None, cycle: str = "") -> int:
+    """Published V2MOMs whose latest check-in falls within the last cadence (to the UTC day), and within the
+    current quarter when the cycle has quarters."""
     window = window or Window(now)
     total = 0
     for cadence, by_day in by_cadence.items():
-        first_day = window.first_day(cadence)
+        first_day = window.first_day(cadence, cycle)
         total += sum(n for day, n in by_day.items() if day >= first_day)
     return int(total)
 
@@ -255,14 +265,14 @@ class Snapshot:
 
 
 def snapshot(now: datetime, tree: OrgTree, aggregates: Iterable[dict], units: list[str] | None = None,
-             cycle_id: str | None = None) -> Snapshot:
+             cycle_id: str | None = None, quarters: dict[str, list[tuple[str, str]]] | None = None) -> Snapshot:
     """Counts of ``units`` (tree order, parents first; default every unit) for every cycle in ``aggregates``
-    (and ``cycle_id`` even without any), direct and subtree."""
+    (and ``cycle_id`` even without any), direct and subtree; ``quarters`` as Window takes them."""
     units = tree.everything() if units is None else units
     by_key = {(row["unit"], row["cycle"]): row for row in aggregates}
     cycles = sorted({cycle for _, cycle in by_key} | ({cycle_id} if cycle_id else set()))
     direct, subtree = {}, {}
-    window = Window(now)
+    window = Window(now, quarters)
     for cycle in cycles:
         for unit_id in units:
             direct[(unit_id, cycle)] = counts_at(by_key.get((unit_id, cycle)), tree.units[unit_id].members, now, window)

@@ -7,7 +7,7 @@ A payload that does not fit its schema raises ``InvalidFact``; the worker turns
 that into a dead letter instead of retrying something that can never work.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -144,6 +144,22 @@ def unit_from_listing(unit: common_pb2.OrgUnit, revision: int) -> dict:
     require(unit.id != unit.parent_id, "an org unit cannot be its own parent")
     return {"unit_id": unit.id, "revision": revision, "name": unit.name,
             "level": common_pb2.OrgLevel.Name(unit.level), "parent_id": unit.parent_id}
+
+
+def cycle_from_event(data: events_pb2.CycleEventData) -> dict:
+    """A cycle's quarters as (first, last) UTC day keys, both inclusive, in order."""
+    cycle = data.cycle
+    require(bool(cycle.id), "cycle.id is required")
+    require(data.revision > 0, "revision must be positive")
+    quarters = []
+    for quarter in cycle.quarters:
+        try:
+            first, last = (date(d.year, d.month, d.day) for d in (quarter.start_date, quarter.end_date))
+        except ValueError:
+            raise InvalidFact(f"quarter {quarter.id!r} needs real start and end dates") from None
+        require(first <= last, f"quarter {quarter.id!r} ends before it starts")
+        quarters.append([first.isoformat(), last.isoformat()])
+    return {"cycle_id": cycle.id, "revision": data.revision, "quarters": sorted(quarters)}
 
 
 # --- checkins ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def refresh(db: Database, now: datetime | None = None, written: dict | None = No
     now = now or utc_now()
     written = {} if written is None else written
     week = model.week_key(now)
-    snapshot = engagement.snapshot(now, store.org_tree(db), store.aggregates(db))
+    snapshot = engagement.snapshot(now, store.org_tree(db), store.aggregates(db), quarters=store.cycle_quarters(db))
     existing = store.history_ids(db)
     empty = Counts().to_doc()
     changed = []

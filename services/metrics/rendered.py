@@ -13,8 +13,9 @@ family's text, and its compressed form, is kept until one of its units changes.
 So a scrape still shows every write committed before it began, and replicas
 reading one store serve the same text. What depends on the moment is worked out
 at the scrape: the ages of the oldest pending approval and open obstacle on every scrape, and the
-windows (trailing weeks, last cadence) whenever the UTC day turns, which
-recounts every unit from the copy without reading the store. A rebuild rewrites
+windows (trailing weeks, last cadence, the current quarter) whenever the UTC
+day turns, or a cycle's quarters change, which recounts every unit from the
+copy without reading the store. A rebuild rewrites
 the aggregates wholesale, so when one starts or ends the copy is read afresh.
 ``follow`` runs a thread that catches up every few seconds, so scrapes find
 little left to do, and re-reads everything now and then in case a write ever
@@ -87,11 +88,12 @@ class Copy:
         self.rebuild_marker = rebuild_marker
         self.units: dict[str, dict] = {}
         self.aggregates: dict[str, dict] = {}
-        self.newest: dict[str, datetime | None] = {store.UNITS: None, store.AGGREGATES: None}
+        self.cycles: dict[str, dict] = {}  # their quarters bound coverage (engagement.Window)
+        self.newest: dict[str, datetime | None] = {store.UNITS: None, store.AGGREGATES: None, store.CYCLES: None}
 
     def take(self, collection: str, rows) -> list[tuple[dict | None, dict]]:
         """(kept before, row) for every row that is news: neither as kept nor older than it."""
-        kept = self.units if collection == store.UNITS else self.aggregates
+        kept = {store.UNITS: self.units, store.AGGREGATES: self.aggregates, store.CYCLES: self.cycles}[collection]
         news = []
         for row in rows:
             before = kept.get(row["_id"])
@@ -116,6 +118,7 @@ class RenderedEngagement:
         self._day: date | None = None
         self._tree = OrgTree({})
         self._cycles: list[str] = []
+        self._quarters: dict[str, list[tuple[str, str]]] = {}  # store.quarters_of the copy's cycles
         self._keys: list[Key] = []
         self._position: dict[str, int] = {}  # a unit's place in tree order: parents before children
         self._direct: dict[Key, Counts] = {}
@@ -186,12 +189,12 @@ class RenderedEngagement:
     def reconcile(self, now: datetime) -> None:
         """Reads every unit and aggregate again and takes what the copy missed; the reading holds no lock."""
         started = time.thread_time()
-        units, aggregates = self._read_all()
+        units, aggregates, cycles = self._read_all()
         with self._lock:
             if self._copy is None or control.rebuild_marker(self.db) != self._copy.rebuild_marker:
                 self._catch_up(now)  # a first read, or a rebuild since: read afresh anyway
                 return
-            self._apply(units, aggregates, now)
+            self._apply(units, aggregates, now, cycles)
             self.reads[RECONCILE].add(len(units) + len(aggregates), time.thread_time() - started)
 
     def _catch_up(self, now: datetime) -> None:
@@ -199,16 +202,17 @@ class RenderedEngagement:
         if self._copy is None or marker != self._copy.rebuild_marker:
             self._copy = Copy(marker)
             self._day = None
-            kind, (units, aggregates) = EVERYTHING, self._read_all()
+            kind, (units, aggregates, cycles) = EVERYTHING, self._read_all()
         else:
             kind = CHANGES
             units = store.units_changed_since(self.db, self._since(store.UNITS))
             aggregates = store.aggregates_changed_since(self.db, self._since(store.AGGREGATES))
-        self._apply(units, aggregates, now)
+            cycles = store.cycles_changed_since(self.db, self._since(store.CYCLES))
+        self._apply(units, aggregates, now, cycles)
         self.reads[kind].add(len(units) + len(aggregates), time.thread_time() - started)
 
-    def _read_all(self) -> tuple[list[dict], list[dict]]:
-        return store.units(self.db), store.aggregates(self.db)
+    def _read_all(self) -> tuple[list[dict], list[dict], list[dict]]:
+        return store.units(self.db), store.aggregates(self.db), store.cycles(self.db)
 
     def _since(self, collection: str) -> datetime:
         """The newest change seen in ``collection``, less the overlap for writes committed out of order."""
@@ -217,9 +221,9 @@ class RenderedEngagement:
 
     # --- recounting ----------------------------------------------------------------------------------
 
-    def _apply(self, unit_rows: list[dict], aggregate_rows: list[dict], now: datetime) -> None:
-        """Takes the rows that are news and recounts what they touch; everything when the tree, the cycles or
-        the day changed."""
+    def _apply(self, unit_rows: list[dict], aggregate_rows: list[dict], now: datetime, cycle_rows: list[dict]) -> None:
+        """Takes the rows that are news and recounts what they touch; everything when the tree, the cycles, their
+        quarters or the day changed."""
         reshaped, touched_units, relabelled = False, set(), set()
         for before, row in self._copy.take(store.UNITS, unit_rows):
             placed_before, placed_now = _placed(before or {}), _placed(row)
@@ -233,6 +237,8 @@ class RenderedEngagement:
         for _before, row in self._copy.take(store.AGGREGATES, aggregate_rows):
             reshaped |= row["cycle"] not in self._cycles
             touched.add((row["unit"], row["cycle"]))
+        if self._copy.take(store.CYCLES, cycle_rows):
+            reshaped, self._quarters = True, store.quarters_of(self._copy.cycles.values())
         if reshaped or now.date() != self._day:
             self._recount_everything(now)
             return
@@ -268,7 +274,7 @@ class RenderedEngagement:
         of all of those."""
         if not keys:
             return
-        window = Window(now)
+        window = Window(now, self._quarters)
         for unit_id, cycle in keys:
             aggregate = self._copy.aggregates.get(store.aggregate_id(unit_id, cycle))
             self._direct[(unit_id, cycle)] = counts_at(aggregate, self._tree.units[unit_id].members, now, window)

@@ -129,7 +129,8 @@ class MetricsService:
         tree = store.org_tree(self.db)
         self._unit(tree, unit_id)
         units = tree.subtree(unit_id)
-        return engagement.snapshot(self.clock(), tree, store.aggregates(self.db, cycle_id, units), units, cycle_id)
+        return engagement.snapshot(self.clock(), tree, store.aggregates(self.db, cycle_id, units), units, cycle_id,
+                                   store.cycle_quarters(self.db))
 
     @staticmethod
     def _unit(tree: OrgTree, unit_id: str):

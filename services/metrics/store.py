@@ -43,6 +43,8 @@ PIPELINE = "pipeline"
 CONTROL = "control"
 # Published V2MOMs' methods and supports, for the cascading gauge (cascade.py).
 METHOD_SUPPORT = "method_support"
+# Each cycle's quarters as goals' cycle events name them: coverage counts a check-in for its own quarter only.
+CYCLES = "cycles"
 
 # How many applied deltas a target remembers. A delta is re-sent only when a
 # worker died between applying it and acking its event, and the redelivery
@@ -69,6 +71,7 @@ INDEXES = [
     # metrics-api follows what changed since its last read.
     Index(AGGREGATES, [(CHANGED, 1)], name="by_changed"),
     Index(UNITS, [(CHANGED, 1)], name="by_changed"),
+    Index(CYCLES, [(CHANGED, 1)], name="by_changed"),
     # A parent's children (its count follows theirs); a scrape reads only parents with a gap.
     Index(METHOD_SUPPORT, [("parent_id", 1)], name="by_parent"),
     Index(METHOD_SUPPORT, [("unsupported", 1)], name="by_unsupported"),
@@ -185,6 +188,42 @@ def units(db: Database) -> list[dict]:
 
 def units_changed_since(db: Database, since: datetime) -> list[dict]:
     return list(db[UNITS].find({CHANGED: {"$gte": since}}, UNIT_FIELDS))
+
+
+# --- cycles ---------------------------------------------------------------------------------------------
+
+
+def upsert_cycle(db: Database, fact: dict) -> bool:
+    """A cycle's quarters at its newest revision (``{_id, quarters: [[first day, last day]], revision}``, days
+    as ``model.day_key``); an older one changes nothing."""
+    guard = {"_id": fact["cycle_id"], "revision": {"$lt": fact["revision"]}}
+    update = {"$set": {"quarters": fact["quarters"], "revision": fact["revision"]}, "$currentDate": CHANGED_NOW}
+    try:
+        result = db[CYCLES].update_one(guard, update, upsert=True)
+    except DuplicateKeyError:
+        return False  # as new or newer is kept already
+    return result.modified_count == 1 or result.upserted_id is not None
+
+
+CYCLE_FIELDS = {"quarters": 1, CHANGED: 1}
+
+
+def cycles(db: Database) -> list[dict]:
+    """Every cycle document (a handful: one a year)."""
+    return list(db[CYCLES].find({}, CYCLE_FIELDS))
+
+
+def cycles_changed_since(db: Database, since: datetime) -> list[dict]:
+    return list(db[CYCLES].find({CHANGED: {"$gte": since}}, CYCLE_FIELDS))
+
+
+def quarters_of(rows) -> dict[str, list[tuple[str, str]]]:
+    """Each cycle with quarters: its (first day, last day) pairs, in order."""
+    return {row["_id"]: [tuple(q) for q in row["quarters"]] for row in rows if row.get("quarters")}
+
+
+def cycle_quarters(db: Database) -> dict[str, list[tuple[str, str]]]:
+    return quarters_of(cycles(db))
 
 
 # --- aggregates ----------------------------------------------------------------------------------------

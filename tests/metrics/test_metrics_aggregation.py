@@ -16,12 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.metrics import consume, engagement, history, model, rebuild, store
 from services.metrics.collector import PipelineCollector
 from services.metrics.pipeline import PipelineStats
+from services.metrics.rendered import RenderedEngagement
 from services.goals import events as goal_events
 from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
 from tests.support.metrics import (
-    ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, Journey, NOW, org_unit, person, raw_event, scrape, SmallOrg,
-    value,
+    ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, coverage, cycle_event, Journey, NOW, org_unit, person,
+    QUARTERS, quarter_team, raw_event, scrape, SmallOrg, value,
 )
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
@@ -435,3 +436,67 @@ def test_cycle_calendar_keeps_the_last_dates_while_goals_is_away():
     assert calendar.cycles() == known
     assert calendar.cycles() == known  # the refresh failed: the last dates stand
     assert calendar.cycles() == known and len(calls) == 2, "a scrape waited on goals again within the retry pause"
+
+
+# --- quarters: a check-in counts for its own quarter only (as in checkins) ----------------------------------------
+
+def test_with_quarters_a_checkin_of_the_last_quarter_no_longer_covers_a_v2mom(metrics_db):
+    events, log, ann = quarter_team()
+    apply_all(metrics_db, events)
+    assert coverage(metrics_db) == (1, 1.0)  # no quarters known: three days ago is within the 14-day cadence
+    apply_all(metrics_db, [cycle_event()])
+    assert coverage(metrics_db) == (0, 0.0)  # Q4 began on Tuesday: Monday's check-in counted for Q3 only
+    assert coverage(metrics_db, now=ago(days=3)) == (1, 1.0)  # while Q3 lasted, it counted
+    # every reader applies the same rule: the gRPC snapshot and metrics-api's kept text
+    snapshot = engagement.snapshot(NOW, store.org_tree(metrics_db), store.aggregates(metrics_db),
+                                   quarters=store.cycle_quarters(metrics_db))
+    assert snapshot.direct[("platform", CYCLE)].covered == 0
+    rendered = RenderedEngagement(metrics_db)
+    assert _sample(kept_text(rendered), "v2mom_checked_in_v2moms", "platform") == 0
+    # a check-in in Q4 covers it again
+    log.record(ann, "m1", ago(hours=2))
+    apply_all(metrics_db, log.events[-1:])
+    assert coverage(metrics_db) == (1, 1.0)
+    assert _sample(kept_text(rendered), "v2mom_checked_in_v2moms", "platform") == 1
+
+
+def test_quarters_follow_the_newest_cycle_event_and_metrics_api_recounts_when_they_change(metrics_db):
+    events, _, _ = quarter_team()
+    apply_all(metrics_db, events + [cycle_event(revision=2)])
+    rendered = RenderedEngagement(metrics_db)
+    assert _sample(kept_text(rendered), "v2mom_checked_in_v2moms", "platform") == 0
+    apply_all(metrics_db, [cycle_event(quarters=(), revision=1)])  # older, late: changes nothing
+    assert coverage(metrics_db) == (0, 0.0)
+    # the rollover's cycle_closed carries the whole cycle: Q3 now runs to the end of November
+    apply_all(metrics_db, [cycle_event(quarters=QUARTERS[:2] + (("2026-08-01", "2026-11-30"),), revision=3,
+                                       event_type=goal_events.CYCLE_CLOSED)])
+    assert store.cycle_quarters(metrics_db)[CYCLE][-1] == ("2026-08-01", "2026-11-30")
+    assert coverage(metrics_db) == (1, 1.0)
+    assert _sample(kept_text(rendered), "v2mom_checked_in_v2moms", "platform") == 1  # no unit changed: recounted
+    # a cycle without quarters: the cadence alone, as before
+    apply_all(metrics_db, [cycle_event(quarters=(), revision=4)])
+    assert store.cycle_quarters(metrics_db) == {} and coverage(metrics_db) == (1, 1.0)
+
+
+def test_a_cycle_event_with_an_impossible_quarter_is_dead_lettered_with_why(metrics_db):
+    event = cycle_event()
+    event["data"]["cycle"]["quarters"][1]["endDate"] = {"year": 2026, "month": 2, "day": 30}
+    with pytest.raises(PermanentError, match="quarter 'Q2' needs real start and end dates"):
+        consume.apply(metrics_db, "goals", event)
+    event = cycle_event(quarters=(("2026-05-01", "2026-04-30"),))
+    with pytest.raises(PermanentError, match="ends before it starts"):
+        consume.apply(metrics_db, "goals", event)
+    assert metrics_db[store.CYCLES].count_documents({}) == 0
+
+
+def kept_text(rendered, now=NOW) -> str:
+    return b"".join(rendered.chunks(now)).decode()
+
+
+def _sample(text: str, name: str, unit: str, scope: str = "direct") -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name, labels.get("org_unit"), labels.get("scope"), labels.get("cycle")) == (name, unit, scope, CYCLE):
+                return sample.value
+    return None

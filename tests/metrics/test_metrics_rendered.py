@@ -99,7 +99,7 @@ def test_each_scrape_reads_only_what_changed(db, mongo_uri):
     store.bump(db, store.AGGREGATES, "u7|FY2027", "applied-1", {"published": 1}, {"unit": "u7", "cycle": "FY2027"})
     later = commands.during(lambda: rendered.chunks(NOW))
     assert {(name, collection) for name, collection, _ in later} == {
-        ("find", store.CONTROL), ("find", store.UNITS), ("find", store.AGGREGATES)}
+        ("find", store.CONTROL), ("find", store.UNITS), ("find", store.AGGREGATES), ("find", store.CYCLES)}
     for _, collection, query in later:
         if collection != store.CONTROL:
             assert list(query) == [store.CHANGED], f"{collection} read by {query}, not by what changed"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from services.metrics import store
-from tests.support.metrics import ago, apply_all, CheckinLog, raw_event, scrape, SmallOrg
+from tests.support.metrics import ago, apply_all, CheckinLog, coverage, cycle_event, quarter_team, raw_event, scrape, SmallOrg
 from tests.support import processes
 from tests.support.metrics_service import dead_letters, handled, publish, Worker
 from v2mom.v1 import checkins_pb2
@@ -155,3 +155,13 @@ def test_a_weekly_snapshot_is_written_by_the_timer(settings, databases, connecti
         worker.stop()
     assert worker.process.returncode == 0
 
+
+
+def test_the_worker_learns_quarters_from_goals_cycle_events_and_coverage_follows_them(databases, connection, worker):
+    worker_db, _ = databases
+    events, _, _ = quarter_team()
+    stream = events + [cycle_event(revision=2), cycle_event(quarters=(), revision=1)]  # the older one, late
+    publish(connection, stream)
+    wait_for(lambda: handled(worker_db) >= len(stream), message="the worker did not handle every event")
+    assert store.cycle_quarters(worker_db)["FY2027"][-1] == ("2026-11-24", "2027-01-31")
+    assert coverage(worker_db) == (0, 0.0)  # last checked in during Q3: not covered in Q4

@@ -21,6 +21,7 @@ from services.goals import events as goal_events
 from services.metrics import consume, store
 from services.metrics.collector import EngagementCollector
 from services.platform.bus.events import envelope, to_wire
+from services.platform.core.clock import to_date_proto
 from v2mom.v1 import checkins_pb2, checkins_pb2_grpc, common_pb2, events_pb2, goals_pb2
 
 # A Thursday, in ISO week 2026-W48: the trailing window is W44-W47.
@@ -373,3 +374,35 @@ def value(samples, name, unit, scope="direct", **labels):
     levels = {"acme": "company", "eng": "department", "platform": "team", "sales": "team"}
     key = {"org_unit": unit, "org_unit_name": names[unit], "level": levels[unit], "cycle": CYCLE, "scope": scope, **labels}
     return samples.get((name, frozenset(key.items())))
+
+
+# --- quarters (issue 14): FY2027 cut into quarters, and a team whose last check-in falls in Q3 ---------------
+
+# FY2027 as four quarters; Q4 starts two days before NOW (Thursday 26 November 2026).
+QUARTERS = (("2026-02-01", "2026-04-30"), ("2026-05-01", "2026-07-31"), ("2026-08-01", "2026-11-23"),
+            ("2026-11-24", "2027-01-31"))
+
+
+def cycle_event(quarters=QUARTERS, revision=1, event_type=goal_events.CYCLE_CHANGED) -> dict:
+    cycle = common_pb2.Cycle(id=CYCLE, start_date=to_date_proto("2026-02-01"), end_date=to_date_proto("2027-01-31"),
+                             quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(first),
+                                                          end_date=to_date_proto(last))
+                                       for n, (first, last) in enumerate(quarters, start=1)])
+    return to_wire(goal_events.cycle_event(event_type, events_pb2.CycleEventData(
+        cycle=cycle, actor_id="admin", revision=revision)))
+
+
+def quarter_team() -> tuple[list[dict], CheckinLog, Journey]:
+    """Ann's V2MOM on the platform team, published long ago, last checked in three days ago: in Q3."""
+    ann = (Journey("v-ann", "ann", "platform", "individual").step("draft", ago(days=40))
+           .step("submitted", ago(days=39)).step("published", ago(days=38)))
+    log = CheckinLog()
+    log.record(ann, "m1", ago(days=3))
+    events = [org_unit("acme", "Acme", "company"), org_unit("platform", "Platform", "team", parent="acme"),
+              person("ann", "platform"), *ann.events, *log.events]
+    return events, log, ann
+
+
+def coverage(db, now=NOW) -> tuple:
+    s = scrape(db, now)
+    return value(s, "v2mom_checked_in_v2moms", "platform"), value(s, "v2mom_checkin_coverage_ratio", "platform")
