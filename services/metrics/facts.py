@@ -147,10 +147,14 @@ def unit_from_listing(unit: common_pb2.OrgUnit, revision: int) -> dict:
 
 
 def cycle_from_event(data: events_pb2.CycleEventData) -> dict:
-    """A cycle's quarters as (first, last) UTC day keys, both inclusive, in order."""
-    cycle = data.cycle
-    require(bool(cycle.id), "cycle.id is required")
     require(data.revision > 0, "revision must be positive")
+    return cycle_from_listing(data.cycle, data.revision)
+
+
+def cycle_from_listing(cycle: common_pb2.Cycle, revision: int) -> dict:
+    """A cycle's quarters as (first, last) UTC day keys, both inclusive, in order; ``revision`` 0 for a listed
+    cycle (lists carry none), which only fills a cycle no event has named."""
+    require(bool(cycle.id), "cycle.id is required")
     quarters = []
     for quarter in cycle.quarters:
         try:
@@ -159,7 +163,7 @@ def cycle_from_event(data: events_pb2.CycleEventData) -> dict:
             raise InvalidFact(f"quarter {quarter.id!r} needs real start and end dates") from None
         require(first <= last, f"quarter {quarter.id!r} ends before it starts")
         quarters.append([first.isoformat(), last.isoformat()])
-    return {"cycle_id": cycle.id, "revision": data.revision, "quarters": sorted(quarters)}
+    return {"cycle_id": cycle.id, "revision": revision, "quarters": sorted(quarters)}
 
 
 # --- checkins ----------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def rebuild(db: Database, goals: GoalsSource, checkins: CheckinsSource, holder: 
         world = gather(db, goals, checkins, summary)
         control.extend_rebuild_lease(db, holder)
         summary.aggregates = write(db, world)
+        _cycles(db, goals)
     finally:
         control.release_rebuild_lease(db, holder)
     summary.seconds = time.monotonic() - started
@@ -95,6 +96,13 @@ def gather(db: Database, goals: GoalsSource, checkins: CheckinsSource, summary: 
         # Counted here: their events, still queued, must not count them again.
         state["checkins_as_of"] = summary.as_of
     return world
+
+
+def _cycles(db, goals) -> None:
+    """Quarters of cycles whose events this store never saw (it started after them); those it kept stay, since
+    the list carries no revision and a newer event may be queued."""
+    for cycle in goals.cycles():
+        store.upsert_cycle(db, facts.cycle_from_listing(cycle, revision=0))
 
 
 def _units(db, goals, world, summary):

@@ -39,6 +39,10 @@ class GoalsSource:
     def v2moms(self) -> Iterator:
         return _pages(self.client, "ListV2MOMs", goals_pb2.ListV2MOMsRequest(page_size=PAGE), "v2moms")
 
+    def cycles(self) -> Iterator:
+        """Every cycle with its quarters (a handful: goals lists them unpaged)."""
+        return iter(self.client.call("ListCycles", goals_pb2.ListCyclesRequest()).cycles)
+
     def published_content(self, v2mom: goals_pb2.V2MOM) -> goals_pb2.V2MOMContent | None:
         """What people check in against: the published version, which a newer draft may hide."""
         if not v2mom.published_revision:

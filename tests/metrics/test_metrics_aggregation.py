@@ -21,8 +21,8 @@ from services.goals import events as goal_events
 from services.platform.bus.events import to_wire
 from services.platform.worker.consumer import PermanentError
 from tests.support.metrics import (
-    ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, coverage, cycle_event, Journey, NOW, org_unit, person,
-    QUARTERS, quarter_team, raw_event, scrape, SmallOrg, value,
+    ago, apply_all, at, CheckinLog, CheckinStore, CYCLE, coverage, cycle_event, FakeGoals, Journey, listed_cycle,
+    listed_person, listed_unit, NOW, org_unit, person, QUARTERS, quarter_team, raw_event, scrape, SmallOrg, value,
 )
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
@@ -476,6 +476,19 @@ def test_quarters_follow_the_newest_cycle_event_and_metrics_api_recounts_when_th
     # a cycle without quarters: the cadence alone, as before
     apply_all(metrics_db, [cycle_event(quarters=(), revision=4)])
     assert store.cycle_quarters(metrics_db) == {} and coverage(metrics_db) == (1, 1.0)
+
+
+def test_a_rebuild_fills_the_quarters_of_cycles_no_event_named_and_keeps_those_events_did(metrics_db):
+    events, log, ann = quarter_team()
+    listed_units = [listed_unit(e) for e in events if e["type"] == "org_unit_upserted"]
+    listed_people = [listed_person(e) for e in events if e["type"] == "person_upserted"]
+    goals = FakeGoals(listed_units, listed_people, [ann], cycles=[listed_cycle()])
+    rebuild.rebuild(metrics_db, goals, CheckinStore(log), grace_seconds=0, clock=lambda: NOW)
+    assert coverage(metrics_db) == (0, 0.0)  # a new deployment learns the quarters from ListCycles
+    apply_all(metrics_db, [cycle_event(quarters=QUARTERS[:2] + (("2026-08-01", "2026-11-30"),), revision=1)])
+    assert coverage(metrics_db) == (1, 1.0)  # any event beats the list, which carries no revision
+    rebuild.rebuild(metrics_db, goals, CheckinStore(log), grace_seconds=0, clock=lambda: NOW)
+    assert coverage(metrics_db) == (1, 1.0)  # and a later rebuild keeps what the event said
 
 
 def test_a_cycle_event_with_an_impossible_quarter_is_dead_lettered_with_why(metrics_db):

@@ -86,6 +86,9 @@ class ListedGoals:
     def people(self):
         return iter([])
 
+    def cycles(self):
+        return iter([])
+
     def v2moms(self):
         return (v2mom for v2mom, _ in self.listed)
 

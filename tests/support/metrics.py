@@ -220,8 +220,11 @@ def raw_event(source: str, event_type: str, data: dict) -> dict:
 class FakeGoals:
     """GoalsSource's interface over listed records (unit tests; the API test uses a real goals-api)."""
 
-    def __init__(self, units, people, journeys):
-        self._units, self._people, self._journeys = units, people, journeys
+    def __init__(self, units, people, journeys, cycles=()):
+        self._units, self._people, self._journeys, self._cycles = units, people, journeys, cycles
+
+    def cycles(self):
+        return iter(self._cycles)
 
     def org_units(self):
         return iter(self._units)
@@ -383,13 +386,16 @@ QUARTERS = (("2026-02-01", "2026-04-30"), ("2026-05-01", "2026-07-31"), ("2026-0
             ("2026-11-24", "2027-01-31"))
 
 
+def listed_cycle(quarters=QUARTERS) -> common_pb2.Cycle:
+    return common_pb2.Cycle(id=CYCLE, start_date=to_date_proto("2026-02-01"), end_date=to_date_proto("2027-01-31"),
+                            quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(first),
+                                                         end_date=to_date_proto(last))
+                                      for n, (first, last) in enumerate(quarters, start=1)])
+
+
 def cycle_event(quarters=QUARTERS, revision=1, event_type=goal_events.CYCLE_CHANGED) -> dict:
-    cycle = common_pb2.Cycle(id=CYCLE, start_date=to_date_proto("2026-02-01"), end_date=to_date_proto("2027-01-31"),
-                             quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(first),
-                                                          end_date=to_date_proto(last))
-                                       for n, (first, last) in enumerate(quarters, start=1)])
     return to_wire(goal_events.cycle_event(event_type, events_pb2.CycleEventData(
-        cycle=cycle, actor_id="admin", revision=revision)))
+        cycle=listed_cycle(quarters), actor_id="admin", revision=revision)))
 
 
 def quarter_team() -> tuple[list[dict], CheckinLog, Journey]:
