@@ -48,12 +48,13 @@ SERVICE_NAME = "goals"
 DEFAULT_ADDR = "127.0.0.1:50051"
 
 # The services that call goals-api, and all they may call (auth.Grant): reading published V2MOMs and the
-# directory. metrics' rebuild counts drafts too, which goals lists only to admins, hence its role.
+# directory. metrics' rebuild counts drafts too, which goals lists only to admins, hence its role. notify-worker
+# lists cycles to learn the quarters of those created before it consumed cycle events.
 CALLERS = {
     "checkins": grant("GetV2MOM", "GetPerson", "ListCycles", "ListOrgUnits"),
     "metrics": grant("GetPerson", "ListCycles", "ListOrgUnits", "ListPeople", "ListV2MOMs", "GetV2MOM",
                      roles=("admin",)),
-    "notify": grant("GetPerson"),
+    "notify": grant("GetPerson", "ListCycles"),
 }
 
 
