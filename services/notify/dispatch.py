@@ -31,11 +31,13 @@ webhook-id (webhooks), both derived from the delivery id. Receivers
 de-duplicate on those ids; each delivery is marked SENT, counted and
 announced once.
 
-Two replicas never both send one: a delivery is sent only while at least
-half of the batch's lease is left (a slow receiver late in a batch must not
-outlast it, or another replica could claim and send it too); those left
-over are released unsent in the batch's write, and claimed again (by this
-pass or any replica) under a lease of their own.
+Two replicas never both send one: after the batch's first delivery, one is
+sent only while at least half of the batch's lease is left (a slow receiver
+late in a batch must not outlast it, or another replica could claim and
+send it too); those left over are released unsent in the batch's write,
+and claimed again (by this pass or any replica) under a lease of their own.
+The first always goes, as a delivery claimed alone always did, so a pass
+makes progress however slow the store's answers before it were.
 
 Within a pass, emails share one SMTP connection when an ``email_session``
 factory is given (worker.py: channels.email.SmtpSession, one per pass,
@@ -120,8 +122,9 @@ class Dispatcher:
         self._batch_subscriptions = self._read_by_id(SUBSCRIPTIONS, claimed, kinds.WEBHOOK, "target")
         try:
             with self.deliveries.finishing_together():
-                for delivery in claimed:
-                    if not self._lease_left(delivery):
+                for index, delivery in enumerate(claimed):
+                    # The first always goes, as one claimed alone would: a slow store before it cannot stall a pass.
+                    if index and not self._lease_left(delivery):
                         self.deliveries.release(delivery, self.now())
                         continue
                     try:

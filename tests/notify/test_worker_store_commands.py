@@ -217,6 +217,25 @@ def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back
     assert len(set(first + second)) == len(counted.email.sent) == 4
 
 
+def test_the_first_of_a_batch_goes_even_when_the_reads_before_it_took_half_the_lease(counted):
+    """A store slow to answer (here the batch's reads move the clock 20 s on, with a 30 s lease) does not stall the
+    pass: the first delivery is sent, as one claimed alone would be; the second, with less than half the lease
+    left, goes back and is sent under a lease of its own."""
+    for n in range(2):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+    notifications_by_id = counted.dispatcher.deliveries.notifications_by_id
+
+    def slow_read(ids):
+        counted.clock.now += timedelta(seconds=20)
+        return notifications_by_id(ids)
+    counted.dispatcher.deliveries.notifications_by_id = slow_read
+    assert counted.dispatcher.run_once(50) == 3  # two claimed, the second twice
+    assert len(counted.email.sent) == 2
+    emails = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"}))
+    assert {(d["status"], d["tries"]) for d in emails} == {("SENT", 1)}
+    assert len({d["lease_token"] for d in emails}) == 2
+
+
 def test_a_finish_whose_lease_another_replica_took_is_not_counted_and_the_others_are(counted):
     for n in range(3):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
