@@ -36,7 +36,7 @@ _MISSING = object()
 
 
 class GoalsPeople:
-    """goals-api's GetPerson, as notify asks it: None when goals does not know the person."""
+    """goals-api's GetPerson (None when goals does not know the person) and ListCycles, as notify asks them."""
 
     def __init__(self, addr: str, auth: AuthSettings):
         self.client = ServiceClient(addr, goals_pb2_grpc.GoalServiceStub, auth, "goals")
@@ -50,6 +50,14 @@ class GoalsPeople:
             raise Unavailable(f"goals-api refused GetPerson: {error.code().name}") from None
         return {"display_name": person.display_name, "email": person.email, "manager_id": person.manager_id,
                 "org_unit_id": person.org_unit_id, "active": person.active}
+
+    def list_cycles(self) -> list:
+        """Every cycle with its quarters (goals lists them unpaged: a handful); Unavailable when goals-api cannot
+        answer or refuses (a goals-api that does not grant notify ListCycles yet)."""
+        try:
+            return list(self.client.call("ListCycles", goals_pb2.ListCyclesRequest()).cycles)
+        except grpc.RpcError as error:
+            raise Unavailable(f"goals-api refused ListCycles: {error.code().name}") from None
 
     def close(self) -> None:
         self.client.close()

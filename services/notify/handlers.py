@@ -48,6 +48,7 @@ class WorkerSettings:
     escalation_email_after_hours: float = 24.0
     dispatch_interval_seconds: float = 0.5
     schedule_interval_seconds: float = 1.0
+    cycle_fill_retry_seconds: float = 30.0  # while goals-api has not answered ListCycles since the start
     lease_seconds: float = 60.0
     dispatch_batch: int = 50
     send_timeout_seconds: float = 10.0
@@ -74,6 +75,7 @@ class WorkerSettings:
             escalation_email_after_hours=env_float("NOTIFY_ESCALATION_EMAIL_AFTER_HOURS", cls.escalation_email_after_hours),
             dispatch_interval_seconds=env_float("NOTIFY_DISPATCH_INTERVAL_SECONDS", cls.dispatch_interval_seconds),
             schedule_interval_seconds=env_float("NOTIFY_SCHEDULE_INTERVAL_SECONDS", cls.schedule_interval_seconds),
+            cycle_fill_retry_seconds=env_float("NOTIFY_CYCLE_FILL_RETRY_SECONDS", cls.cycle_fill_retry_seconds),
             lease_seconds=env_float("NOTIFY_LEASE_SECONDS", cls.lease_seconds),
             dispatch_batch=env_int("NOTIFY_DISPATCH_BATCH", cls.dispatch_batch),
             send_timeout_seconds=env_float("NOTIFY_SEND_TIMEOUT_SECONDS", cls.send_timeout_seconds),
@@ -96,6 +98,20 @@ def _v2mom_view(data: events_pb2.V2MOMEventData, envelope: dict) -> dict:
     """What the rules read of a goals V2MOM event: ids, and the content as proto3 JSON."""
     return {"v2mom_id": data.v2mom_id, "owner_id": data.owner_id, "org_unit_id": data.org_unit_id,
             "content": (envelope["data"].get("content") or {})}
+
+
+def _quarter_fields(cycle: common_pb2.Cycle) -> dict:
+    """What notify keeps of a cycle's quarters: when each ends (00:00 UTC after its last day) and its id, both
+    in order of the ends; ValueError naming what is wrong with a quarter's dates."""
+    try:
+        quarters = [(from_date_proto(q.start_date), from_date_proto(q.end_date), q.id) for q in cycle.quarters]
+    except ValueError as error:
+        raise ValueError(f"a quarter's date is not a day: {error}") from None
+    if not all(first and last for first, last, _ in quarters):
+        raise ValueError("needs every quarter's dates")
+    ordered = sorted(quarters, key=lambda quarter: quarter[1])
+    return {"quarter_ends": schedules.quarter_ends([(first, last) for first, last, _ in ordered]),
+            "quarter_ids": [quarter_id for _, _, quarter_id in ordered]}
 
 
 class Notifier:
@@ -629,20 +645,45 @@ class Notifier:
         require(bool(cycle.id) and cycle.HasField("start_date") and cycle.HasField("end_date"),
                 "needs cycle.id and its dates", envelope)
         try:
-            quarters = [(from_date_proto(q.start_date), from_date_proto(q.end_date)) for q in cycle.quarters]
+            quarters = _quarter_fields(cycle)
         except ValueError as error:
-            raise PermanentError(f"cycle_changed {envelope.get('id')}: a quarter's date is not a day: {error}") from None
-        require(all(first and last for first, last in quarters), "needs every quarter's dates", envelope)
+            raise PermanentError(f"cycle_changed {envelope.get('id')}: {error}") from None
         # At most as new as this event: a replay writes the same again and finishes the re-planning.
-        guard = {"_id": cycle.id, "$or": [{"cycle_revision": {"$lte": data.revision}},
+        if self._keep_quarters(cycle.id, quarters, data.revision) is not None:
+            self._replan_reminders(cycle.id)
+
+    def fill_cycles(self, listed) -> int:
+        """goals' ListCycles (common_pb2.Cycle messages): the quarters of the cycles no event named yet (created
+        before notify-worker consumed cycle events). A list carries no revision, so it is kept as revision 0:
+        it never replaces what an event said, and any event replaces it. Reminders are planned again only for
+        the cycles whose quarters this changed; how many those were."""
+        changed = 0
+        for cycle in listed:
+            try:
+                quarters = _quarter_fields(cycle)
+            except ValueError as error:
+                log.warning("a listed cycle's quarters cannot be read: skipped",
+                            extra={"cycle_id": cycle.id, "reason": str(error)})
+                continue
+            kept = (self.db[CYCLES].find_one({"_id": cycle.id}, {"quarter_ends": 1, "quarter_ids": 1,
+                                                                 "cycle_revision": 1}) if cycle.id else None) or {}
+            if not cycle.id or kept.get("cycle_revision", 0) > 0 or (
+                    "cycle_revision" in kept and all(kept.get(name) == value for name, value in quarters.items())):
+                continue  # an event named it (the guard below would refuse too), or it was listed the same before
+            if self._keep_quarters(cycle.id, quarters, 0) is not None:
+                self._replan_reminders(cycle.id)
+                changed += 1
+        return changed
+
+    def _keep_quarters(self, cycle_id: str, quarters: dict, revision: int):
+        """Writes the quarters unless a newer revision is kept (then None); the write's result."""
+        guard = {"_id": cycle_id, "$or": [{"cycle_revision": {"$lte": revision}},
                                           {"cycle_revision": {"$exists": False}}]}
         try:
-            self.db[CYCLES].update_one(guard, {"$set": {"quarter_ends": schedules.quarter_ends(quarters),
-                                                        "cycle_revision": data.revision, "updated_at": self.now()}},
-                                       upsert=True)
+            return self.db[CYCLES].update_one(guard, {"$set": {**quarters, "cycle_revision": revision,
+                                                               "updated_at": self.now()}}, upsert=True)
         except DuplicateKeyError:
-            return  # a newer revision is kept already
-        self._replan_reminders(cycle.id)
+            return None  # a newer revision is kept already
 
     def _replan_reminders(self, cycle_id: str) -> None:
         """Each active item's waiting reminder that was planned from its basis moves to what the cycle's quarters
@@ -773,11 +814,25 @@ class Notifier:
             log.warning("check-in reminder for someone unknown: skipped", extra={"person_id": item.get("owner_id")})
         else:
             due = schedules.checkin_due(basis, cadence, ends)
+            turn = self._quarter_turn(item, due) if due in ends else None
             self.notify(rules.checkin_reminder(schedule["_id"], item, owner, due, cadence, known,
-                                               self.settings.portal_url_template), owner, reminder=True, due_at=due)
+                                               self.settings.portal_url_template, turn),
+                        owner, reminder=True, due_at=due)
         # Still not checked in: the next reminder time after this one, a week on, until a check-in moves it.
         after = max(now, schedule["due_at"]) + timedelta(minutes=1)
         self._move_reminder(item, schedule["_id"], following, schedules.next_weekly(after, spec, tz), basis, repeat=True)
+
+    def _quarter_turn(self, item: dict, due: datetime) -> rules.QuarterTurn:
+        """The item is due because a quarter ended at ``due``: which one began then, and which the last check-in
+        counted for (names as goals gives them; empty when not known)."""
+        found = self.db[CYCLES].find_one({"_id": item.get("cycle_id", "")}, {"quarter_ends": 1, "quarter_ids": 1}) or {}
+        ends, ids = list(found.get("quarter_ends") or ()), list(found.get("quarter_ids") or ())
+
+        def quarter_at(moment: datetime | None) -> str:
+            index = next((i for i, end in enumerate(ends) if end > moment), None) if moment else None
+            return ids[index] if index is not None and index < len(ids) else ""
+
+        return rules.QuarterTurn(began=quarter_at(due), last_checkin_in=quarter_at(item.get("last_checkin_at")))
 
     def _move_reminder(self, item: dict, current: str, following: str, due: datetime, basis: datetime,
                        repeat: bool = False) -> None:

@@ -35,10 +35,12 @@ the document it wrote before instead of writing a second one.
   item_key, item_kind, item_id, item_title, owner_id (the item's owner, else the
   author), author_id, status, progress_percent, recorded_at}``.
 - ``cycles``: each cycle's check-in cadence as check-ins' events carry it, and
-  when its quarters end as goals' ``cycle_changed`` / ``cycle_closed`` carry them:
+  when its quarters end as goals' ``cycle_changed`` / ``cycle_closed`` carry them
+  (or goals-api's ``ListCycles``, at revision 0, for a cycle no event named):
   ``{_id: cycle id, cadence: "CADENCE_WEEKLY", quarter_ends: [datetime] (00:00 UTC
-  after each quarter's last day), cycle_revision, updated_at}``; a cycle not seen
-  yet counts as CADENCE_BIWEEKLY (check-ins' default) with no quarters.
+  after each quarter's last day), quarter_ids: [the quarters' ids, in the same
+  order], cycle_revision, updated_at}``; a cycle not seen yet counts as
+  CADENCE_BIWEEKLY (check-ins' default) with no quarters.
 - ``stats``: counters the collectors export (collector.py), ``$inc``-ed with
   upsert by notify-worker as it makes the change they count. Enums by their
   proto names (kinds.py), times in UTC. Exactly these shapes:

@@ -5,6 +5,8 @@
   ``comment_added``, ``v2mom_parent_changed``, ``person_upserted``, ``cycle_changed`` and ``cycle_closed``, and
   check-ins' ``item_became_stale``, ``item_overdue``, ``checkin_recorded`` and
   ``progress_changed``: what each does lives in handlers.py;
+- at start, fills the quarters of cycles no event named from goals-api's
+  ``ListCycles`` (asking again on a timer while goals-api does not answer);
 - fires due schedules (approval reminders and escalations, item
   escalations, check-in reminders, weekly digests) on a timer, each under
   a lease;
@@ -31,6 +33,7 @@ from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 
 from services.platform.core import config as config_module  # noqa: E402
+from services.platform.core.errors import Unavailable  # noqa: E402
 from services.platform.store.mongo import connect, ensure_indexes  # noqa: E402
 from services.platform.worker.blocking import call_blocking  # noqa: E402
 from services.platform.worker.consumer import cloud_event_handler, with_retries  # noqa: E402
@@ -66,12 +69,29 @@ class Notify:
         self.notifier = Notifier(db, self.people, settings, stats=self.stats, fold_stats=True)
         self.schedules = Schedules(db)
         self.settings = settings
+        self.cycles_filled = False
         self.dispatcher = Dispatcher(
             db, self.people, lambda message: send_email(message, smtp),
             lambda subscription, message: send_webhook(subscription, message, settings.send_timeout_seconds,
                                                        settings.allow_private_webhooks),
             settings, email_session=lambda: SmtpSession(smtp), stats=self.stats,
         )
+
+    def fill_cycles(self) -> bool:
+        """Once per process, as soon as goals-api answers: the quarters of cycles created before notify-worker
+        consumed cycle events (handlers.Notifier.fill_cycles). goals-api down is no reason not to start: the
+        timer asks again later. True once done."""
+        if self.cycles_filled:
+            return True
+        try:
+            listed = call_blocking(self.goals.list_cycles)
+        except Unavailable as error:
+            log.warning("cycles not filled from goals-api yet; will ask again", extra={"reason": str(error)})
+            return False
+        changed = self.notifier.fill_cycles(listed)
+        log.info("cycles filled from goals-api", extra={"listed": len(listed), "changed": changed})
+        self.cycles_filled = True
+        return True
 
     def fire_due_schedules(self, limit: int) -> int:
         """The ids of the due schedules in one query, then each claimed by ``_id`` and fired; how many fired."""
@@ -131,6 +151,10 @@ class NotifyWorker:
     def dispatch_deliveries(self):
         if self.notify.dispatcher.run_once(SETTINGS.dispatch_batch):
             self.relay.kick([DELIVERIES])
+
+    @timer(interval=SETTINGS.cycle_fill_retry_seconds, eager=True)
+    def fill_cycles(self):
+        self.notify.fill_cycles()  # at start, then until goals-api has answered once
 
     @timer(interval=SETTINGS.schedule_interval_seconds)
     def fire_schedules(self):

@@ -8,6 +8,7 @@ notify-worker as a process sending one to the SMTP sink.
   checkin_recorded, cancelled by an archive or by an approval that removes the item, and never sent twice.
 """
 
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from services.platform.bus.events import to_wire
 from services.platform.core.clock import to_date_proto
 from services.platform.store.mongo import ensure_indexes
 from tests.support.notify import Clock, Recorder, mails_to, publish
-from tests.support.processes import wait_for
+from tests.support.processes import log_tail, wait_for
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
 
 UTC_ZONE = kinds.zone("UTC")
@@ -326,14 +327,18 @@ QUARTERS = (("2026-04-01", "2026-06-30"), ("2026-07-01", "2026-09-30"), ("2026-1
 Q2_START = datetime(2026, 7, 1, tzinfo=UTC)
 
 
+def listed_cycle(quarters=QUARTERS, cycle_id="FY2027", first="2026-04-01", last="2027-03-31") -> common_pb2.Cycle:
+    """A cycle as goals' ListCycles gives it (what a cycle event carries, without a revision)."""
+    return common_pb2.Cycle(
+        id=cycle_id, start_date=to_date_proto(first), end_date=to_date_proto(last),
+        quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(start), end_date=to_date_proto(end))
+                  for n, (start, end) in enumerate(quarters, start=1)])
+
+
 def cycle_event(quarters=QUARTERS, revision=1, cycle_id="FY2027", event_type=goals_events.CYCLE_CHANGED,
                 first="2026-04-01", last="2027-03-31"):
-    cycle = common_pb2.Cycle(id=cycle_id, start_date=to_date_proto(first), end_date=to_date_proto(last),
-                             quarters=[common_pb2.Quarter(id=f"Q{n}", start_date=to_date_proto(start),
-                                                          end_date=to_date_proto(end))
-                                       for n, (start, end) in enumerate(quarters, start=1)])
     return to_wire(goals_events.cycle_event(event_type, events_pb2.CycleEventData(
-        cycle=cycle, actor_id="admin", revision=revision)))
+        cycle=listed_cycle(quarters, cycle_id, first, last), actor_id="admin", revision=revision)))
 
 
 def test_a_quarters_end_makes_the_item_due_and_the_reminder_goes_in_the_new_quarter():
@@ -409,6 +414,79 @@ def test_quarters_learned_after_the_checkin_move_its_waiting_reminder_and_older_
     assert due() == datetime(2026, 6, 28, 21, 0, tzinfo=UTC)
 
 
+def test_listed_cycles_fill_the_quarters_no_event_named_and_never_replace_what_an_event_said(world):
+    world.notifier.v2mom_approved(approved(measures=()))
+    world.notifier.checkin_recorded(monthly_checkin())  # Fri 26 June; the cycle is known by its cadence alone
+
+    def due():
+        [waiting] = reminders(world.db, schedules.WAITING)
+        return waiting["due_at"]
+
+    assert due() == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)  # no quarters: the month's last week
+    bad = listed_cycle(cycle_id="FY2026", first="2025-04-01", last="2026-03-31")
+    bad.quarters[0].end_date.day = 31  # 31 June 2025: not a day
+    bad.quarters[0].end_date.month = 6
+    assert world.notifier.fill_cycles([bad, listed_cycle()]) == 1  # the unreadable one is skipped, not fatal
+    stored = world.db[CYCLES].find_one({"_id": "FY2027"})
+    assert stored["cycle_revision"] == 0 and stored["cadence"] == "CADENCE_MONTHLY"
+    assert stored["quarter_ids"] == ["Q1", "Q2", "Q3", "Q4"] and stored["quarter_ends"][0] == Q2_START
+    assert world.db[CYCLES].find_one({"_id": "FY2026"}) is None
+    assert due() == datetime(2026, 7, 5, 21, 0, tzinfo=UTC)  # planned again: the first Monday of Q2 in Auckland
+    assert world.notifier.fill_cycles([listed_cycle()]) == 0  # the same list again changes nothing
+    # an event says Q2 starts on 25 June: it replaces the listed quarters ...
+    world.notifier.cycle_changed(cycle_event(revision=1, quarters=(("2026-04-01", "2026-06-24"),
+                                                                   ("2026-06-25", "2027-03-31"))))
+    assert due() == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)
+    # ... and a later list (a restart) never replaces what the event said
+    assert world.notifier.fill_cycles([listed_cycle()]) == 0
+    stored = world.db[CYCLES].find_one({"_id": "FY2027"})
+    assert stored["cycle_revision"] == 1 and stored["quarter_ends"] == [datetime(2026, 6, 25, tzinfo=UTC),
+                                                                        datetime(2027, 4, 1, tzinfo=UTC)]
+    assert due() == datetime(2026, 7, 19, 21, 0, tzinfo=UTC)
+
+
+def test_a_reminder_at_a_quarters_start_says_the_quarter_began_in_the_inbox_and_the_email(world):
+    from services.notify.channels.email import SmtpSettings, build_email
+
+    world.notifier.fill_cycles([listed_cycle()])
+    world.notifier.v2mom_approved(approved(measures=()))
+    world.notifier.checkin_recorded(monthly_checkin())  # Fri 26 June, in Q1
+    assert fire_due(world, datetime(2026, 7, 5, 21, 0, tzinfo=UTC)) == 1
+    [note] = list(world.db[NOTIFICATIONS].find({"kind": kinds.CHECKIN_REMINDER}))
+    said = ("Q2 has begun (Wed 01 Jul): your last check-in on \u201cMethod m1\u201d (Fri 26 Jun) counted for Q1; "
+            "check in for Q2. A check-in takes a minute.")
+    assert note["body"] == said  # not "due for a check-in by Wed 01 Jul", read on 6 July
+    world.dispatcher.run_once(10)
+    [mail] = [m for m in world.email.sent if m.kind == kinds.CHECKIN_REMINDER]
+    text = build_email(mail, SmtpSettings()).get_body(("plain",)).get_content()
+    assert said in " ".join(text.split()) and "due for a check-in by" not in text
+
+
+def test_the_reminder_text_names_the_quarters_only_when_a_quarter_ended():
+    from services.notify.rules import Person, QuarterTurn, checkin_reminder
+
+    olive = Person(id="olive", name="Olive", email="olive@acme.test")
+    item = {"v2mom_id": "v2m_1", "item_id": "m1", "item_kind": "ITEM_KIND_METHOD", "title": "Method m1",
+            "last_checkin_at": datetime(2026, 6, 26, 10, 0, tzinfo=UTC)}
+    due = datetime(2026, 7, 26, 10, 0, tzinfo=UTC)
+
+    def body(item, due, turn=None):
+        return checkin_reminder("s1", item, olive, due, "CADENCE_MONTHLY", True, "https://p/{v2mom_id}", turn).body
+
+    assert body(item, due) == ("\u201cMethod m1\u201d is due for a check-in by Sun 26 Jul 10:00 UTC (check-ins are "
+                               "monthly; it was last checked in on Fri 26 Jun). A check-in takes a minute.")
+    assert body(item, Q2_START, QuarterTurn("Q2", "Q1")).startswith(
+        "Q2 has begun (Wed 01 Jul): your last check-in on \u201cMethod m1\u201d (Fri 26 Jun) counted for Q1;")
+    never = {**item, "last_checkin_at": None}
+    assert body(never, Q2_START, QuarterTurn("Q2")) == (
+        "Q2 has begun (Wed 01 Jul): \u201cMethod m1\u201d has no check-in yet; check in for Q2. "
+        "A check-in takes a minute.")
+    # the cycle's last quarter ended (no quarter began) or the quarters' names are not known
+    assert body(item, Q2_START, QuarterTurn()).startswith(
+        "A new quarter has begun (Wed 01 Jul): your last check-in on \u201cMethod m1\u201d (Fri 26 Jun) counted for "
+        "an earlier quarter; check in for a new quarter.")
+
+
 def test_a_cycle_event_without_its_dates_or_with_an_impossible_quarter_is_refused(world):
     from services.platform.worker.consumer import PermanentError
 
@@ -451,3 +529,60 @@ def test_the_worker_learns_quarters_from_goals_and_reminds_at_a_new_quarters_sta
     assert fired["due_at"] == quarter_end  # the new quarter's first reminder time
     time.sleep(1.0)  # the timers tick on: the next reminder is a week away
     assert len(reminder_mails()) == 1
+
+
+def _quarter_cut_now() -> tuple[datetime, list[dict]]:
+    """Q1 ended at the last UTC midnight at least an hour ago; Q1 and Q2 as goals stores them."""
+    quarter_end = datetime.combine((datetime.now(UTC) - timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
+    first, q2_start = (quarter_end - timedelta(days=90)).date(), quarter_end.date()
+    return quarter_end, [
+        {"id": "Q1", "start_date": first.isoformat(), "end_date": (q2_start - timedelta(days=1)).isoformat()},
+        {"id": "Q2", "start_date": q2_start.isoformat(), "end_date": (q2_start + timedelta(days=200)).isoformat()}]
+
+
+def test_the_worker_fills_the_quarters_of_a_cycle_goals_had_before_it_started_and_reminds_at_the_quarters_start(
+        org, notify_worker, connection, ndb, sink):  # noqa: F811 (the process fixtures of test_worker_process)
+    quarter_end, quarters = _quarter_cut_now()
+    # the cycle was cut into quarters before notify-worker ever ran: no event of it will reach notify
+    org.upsert_cycle("FY2027", quarters[0]["start_date"], quarters[-1]["end_date"], quarters)
+    notify_worker.start(connection, NOTIFY_REMINDER_LOCAL_TIME=f"{schedules.WEEKDAYS[quarter_end.weekday()]} 00:00")
+    cycle = wait_for(lambda: (ndb[CYCLES].find_one({"_id": "FY2027", "quarter_ends": {"$exists": True}})),
+                     message="notify-worker never filled the cycle's quarters from goals-api")
+    assert cycle["cycle_revision"] == 0 and cycle["quarter_ids"] == ["Q1", "Q2"]
+    assert cycle["quarter_ends"][0] == quarter_end
+    # checked in an hour before Q1 ended, monthly: without quarters the next reminder would be three weeks away
+    publish(connection, checkin(quarter_end - timedelta(hours=1), v2mom_id="v2m_listed",
+                                cadence=checkins_pb2.CADENCE_MONTHLY), exchange="checkins.events")
+    wait_for(lambda: (ndb[ITEMS].find_one({"_id": "v2m_listed/ITEM_KIND_METHOD/m1"}) or {}).get("last_checkin_at"),
+             message="the check-in never reached the item's copy")
+    publish(connection, approved(v2mom_id="v2m_listed", published=quarter_end - timedelta(days=2), measures=()))
+    [mail] = wait_for(lambda: [m for m in mails_to(sink, "olive@acme.test") if "Time to check in" in m["Subject"]],
+                      message="the owner was not reminded at the new quarter's start")
+    [fired] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "DONE"}))
+    assert fired["due_at"] == quarter_end  # the new quarter's first reminder time
+    text = " ".join(mail.get_body(("plain",)).get_content().split())
+    assert f"Q2 has begun ({quarter_end:%a %d %b}): your last check-in on \u201cMethod m1\u201d" in text
+    assert "counted for Q1; check in for Q2." in text
+
+
+def test_the_worker_starts_while_goals_api_is_down_and_fills_the_cycles_once_it_answers(
+        org, settings, notify_worker, connection, ndb):  # noqa: F811
+    from services.goals.api import create_server
+
+    _, quarters = _quarter_cut_now()
+    org.upsert_cycle("FY2027", quarters[0]["start_date"], quarters[-1]["end_date"], quarters)
+    with socket.socket() as probe:  # a port nobody listens on, yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = notify_worker.start(connection, GOALS_ADDR=f"127.0.0.1:{port}", NOTIFY_CYCLE_FILL_RETRY_SECONDS="0.5")
+    wait_for(lambda: "cycles not filled from goals-api yet" in log_tail(process, 20000),
+             message="notify-worker never said goals-api did not answer")
+    assert process.poll() is None and ndb[CYCLES].count_documents({}) == 0  # started, and consuming
+    server, _ = create_server(f"127.0.0.1:{port}", settings)
+    server.start()
+    try:
+        cycle = wait_for(lambda: ndb[CYCLES].find_one({"_id": "FY2027", "quarter_ends": {"$exists": True}}),
+                         message="notify-worker never asked goals-api again")
+        assert cycle["quarter_ids"] == ["Q1", "Q2"] and cycle["cycle_revision"] == 0
+    finally:
+        server.stop(grace=None)

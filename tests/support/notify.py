@@ -7,7 +7,6 @@ import kombu
 
 from services.goals import events as goals_events
 from services.platform.bus.events import to_wire
-from tests.support.broker import queue_exists
 from tests.support.processes import log_tail, start_module, stop
 from v2mom.v1 import common_pb2, events_pb2, goals_pb2
 
@@ -39,15 +38,24 @@ class NotifyWorker:
         process = start_module("services.notify.worker", {**self.env, **extra_env}, log=self.log_path)
         self.processes.append(process)
         deadline = time.monotonic() + 40
-        while not all(queue_exists(connection, name) for name in QUEUES):
+        # Consumed, not only declared: a queue is bound before its consumer starts, and an event published to a
+        # queue declared but not bound yet is lost.
+        while not all(_consumed(connection, name) for name in QUEUES):
             assert process.poll() is None, log_tail(process)
-            assert time.monotonic() < deadline, f"notify-worker never declared its queues: {log_tail(process)}"
+            assert time.monotonic() < deadline, f"notify-worker never consumed its queues: {log_tail(process)}"
             time.sleep(0.1)
         return process
 
     def stop_all(self):
         for process in self.processes:
             stop(process)
+
+
+def _consumed(connection, name: str) -> bool:
+    try:
+        return connection.channel().queue_declare(name, passive=True).consumer_count > 0
+    except Exception:  # not declared yet (a passive declare fails, and closes its channel)
+        return False
 
 
 def publish(connection, envelope, exchange="goals.events"):
