@@ -370,22 +370,47 @@ CADENCE_WORDS = {"CADENCE_WEEKLY": "weekly", "CADENCE_BIWEEKLY": "every two week
 DIGEST_LINES_MAX = 20  # per section; the rest is counted
 
 
+@dataclass(frozen=True)
+class QuarterTurn:
+    """An item due because its quarter ended: the quarter that began then, and the one its last check-in counted
+    for (goals' quarter ids; empty when not known, e.g. the cycle's last quarter ended)."""
+    began: str = ""
+    last_checkin_in: str = ""
+
+
 def checkin_reminder(cause_id: str, item: dict, recipient: Person, due_at, cadence: str, cadence_known: bool,
-                     portal: str) -> Planned:
-    """An item of the recipient is due for a check-in under its cycle's cadence."""
+                     portal: str, turn: QuarterTurn | None = None) -> Planned:
+    """An item of the recipient is due for a check-in under its cycle's cadence, or because its quarter ended
+    (``turn``): a check-in counts for its own quarter only, so a date "due by" would read as already missed."""
     title = item.get("title") or "an item"
     last = item.get("last_checkin_at")
-    since = f"last checked in on {last:%a %d %b}" if last else "not checked in since it was published"
+    if turn is None:
+        since = f"last checked in on {last:%a %d %b}" if last else "not checked in since it was published"
+        body = (f"\u201c{title}\u201d is due for a check-in by {due_at:%a %d %b %H:%M} UTC (check-ins are "
+                f"{CADENCE_WORDS.get(cadence, cadence)}; it was {since}).")
+    else:
+        body = _quarter_turn_words(title, last, due_at, turn)
     return planned(
         cause_id, recipient.id, kinds.CHECKIN_REMINDER, f"Time to check in on \u201c{title}\u201d",
-        f"\u201c{title}\u201d is due for a check-in by {due_at:%a %d %b %H:%M} UTC (check-ins are "
-        f"{CADENCE_WORDS.get(cadence, cadence)}; it was {since}). A check-in takes a minute.",
+        f"{body} A check-in takes a minute.",
         link=link(portal, item["v2mom_id"], item["item_id"]), v2mom_id=item["v2mom_id"], item_id=item["item_id"],
         org_unit_id=item.get("org_unit_id", ""),
         facts={"v2mom_id": item["v2mom_id"], "item_id": item["item_id"], "item_kind": item.get("item_kind", ""),
                "item_title": title, "due_date": due_at.isoformat().replace("+00:00", "Z"), "cadence": cadence,
                "cadence_assumed": not cadence_known},
     )
+
+
+def _quarter_turn_words(title: str, last, began_at, turn: QuarterTurn) -> str:
+    """E.g. "Q2 has begun (Wed 01 Jul): your last check-in on “Ship it” (Fri 26 Jun) counted for Q1; check in for
+    Q2." """
+    began = turn.began or "a new quarter"
+    opening = f"{turn.began or 'A new quarter'} has begun ({began_at:%a %d %b})"
+    if last:
+        counted = f"counted for {turn.last_checkin_in}" if turn.last_checkin_in else "counted for an earlier quarter"
+        return (f"{opening}: your last check-in on \u201c{title}\u201d ({last:%a %d %b}) {counted}; "
+                f"check in for {began}.")
+    return f"{opening}: \u201c{title}\u201d has no check-in yet; check in for {began}."
 
 
 def _section(heading: str, lines: list[str]) -> str:
