@@ -313,7 +313,9 @@ def test_the_worker_reminds_at_the_configured_time_once_and_a_checkin_cancels_th
     publish(connection, checkin(datetime.now(UTC), v2mom_id="v2m_remind"), exchange="checkins.events")
     wait_for(lambda: ndb[SCHEDULES].find_one({"_id": following["_id"], "state": "CANCELLED"}),
              message="the check-in never cancelled the waiting reminder")
-    [planned] = list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "WAITING"}))
+    # The next reminder is planned by a write of its own, after the cancel: wait for it too.
+    [planned] = wait_for(lambda: list(ndb[SCHEDULES].find({"kind": schedules.CHECKIN_REMINDER, "state": "WAITING"})),
+                         message="the check-in planned no next reminder")
     assert planned["due_at"] > datetime.now(UTC) + timedelta(days=6)
     time.sleep(1.0)  # the replay is consumed and the timers tick: nothing more may go
     assert len(reminder_mails()) == 1
