@@ -30,14 +30,13 @@ document is decided in progress_doc.py; this module reads and writes it.
 """
 
 import copy
-import threading
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
 from services.platform.core.clock import utc_now
+from services.platform.core.locks import KeyedLocks
 from services.platform.store.mongo import find_in
 
 from . import events
@@ -71,34 +70,6 @@ class Applied:
 
     doc: "ProgressDoc"
     changed: bool
-
-
-class KeyedLocks:
-    """One lock per key, kept only while someone holds or waits for it.
-
-    In checkins-worker ``threading.Lock`` is eventlet's green lock (the
-    process is monkey-patched first) and only green threads take these, as
-    the handlers run in them; tpool's OS threads never do (they only call
-    goals), so the hub is safe (see services/platform/core/cache.py).
-    """
-
-    def __init__(self):
-        self._guard = threading.Lock()
-        self._locks: dict[Hashable, list] = {}  # key -> [lock, holders and waiters]
-
-    @contextmanager
-    def holding(self, key: Hashable) -> Iterator[None]:
-        with self._guard:
-            entry = self._locks.setdefault(key, [threading.Lock(), 0])
-            entry[1] += 1
-        try:
-            with entry[0]:
-                yield
-        finally:
-            with self._guard:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._locks[key]
 
 
 class ProgressStore:

@@ -28,11 +28,18 @@ from dataclasses import dataclass
 
 from pymongo.database import Database
 
+from services.platform.core.locks import KeyedLocks
+
 from . import model, store
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 50
+# Changes to one entity take turns within this process (a Ledger is made per event). metrics-worker
+# handles several events at once, and a check-in's events (the check-in, then its V2MOM's and each
+# parent's progress) all change the same few V2MOMs: during `make run`'s check-in history the losers
+# of the version guard doubled the worker's reads and writes of metrics.v2moms.
+_TURNS = KeyedLocks()
 
 Change = Callable[[dict], dict]
 
@@ -84,22 +91,35 @@ class Ledger:
     def _apply(self, kind: "_Kind", entity_id: str, message_id: str, change: Change, refresh: bool = False) -> Outcome:
         memo = store.short_id(message_id)
         for attempt in range(ATTEMPTS):
-            doc = store.entity(self.db, kind.collection, entity_id)
-            remembered = next((entry for entry in (doc or {}).get("recent", []) if entry["id"] == memo), None)
-            if remembered is not None:
-                # Applied before, perhaps never acked: its targets refuse what they already have.
-                log.info("change replayed", extra={"entity": kind.source(entity_id), "message_id": message_id})
-                self._flush(kind.source(entity_id), message_id, remembered["d"])
-                unit = doc.get("unit", "")
-                return Outcome(doc["state"], unit, unit, replayed=True)
-            step = self._step(kind, doc, change, refresh)
-            if doc is not None and step.state == doc["state"] and not step.deltas and step.unit == step.previous_unit:
-                return Outcome(step.state, step.unit, step.previous_unit)  # old or repeated news: nothing to record
-            if self._write(kind, entity_id, doc, step, memo):
-                self._flush(kind.source(entity_id), message_id, step.deltas)
-                return Outcome(step.state, step.unit, step.previous_unit, inserted=doc is None)
-            time.sleep(0.001 * min(attempt + 1, 20))  # someone else changed it first; under eventlet this yields
+            # The deltas are flushed after the turn: a flush changes other entities, and holding two turns
+            # at once could deadlock with a handler taking them the other way round.
+            with _TURNS.holding((kind.collection, entity_id)):
+                done = self._attempt(kind, entity_id, memo, change, refresh)
+            if done is not None:
+                outcome, deltas = done
+                if outcome.replayed:
+                    # Applied before, perhaps never acked: its targets refuse what they already have.
+                    log.info("change replayed", extra={"entity": kind.source(entity_id), "message_id": message_id})
+                self._flush(kind.source(entity_id), message_id, deltas)
+                return outcome
+            time.sleep(0.001 * min(attempt + 1, 20))  # another replica changed it first; under eventlet this yields
         raise Contention(f"{kind.collection} {entity_id!r} kept changing; gave up after {ATTEMPTS} attempts")
+
+    def _attempt(self, kind: "_Kind", entity_id: str, memo: str, change: Change,
+                 refresh: bool) -> tuple[Outcome, list] | None:
+        """One read and, if the change is news, one guarded write: the outcome and the deltas to flush,
+        or None when the write lost to another writer."""
+        doc = store.entity(self.db, kind.collection, entity_id)
+        remembered = next((entry for entry in (doc or {}).get("recent", []) if entry["id"] == memo), None)
+        if remembered is not None:
+            unit = doc.get("unit", "")
+            return Outcome(doc["state"], unit, unit, replayed=True), remembered["d"]
+        step = self._step(kind, doc, change, refresh)
+        if doc is not None and step.state == doc["state"] and not step.deltas and step.unit == step.previous_unit:
+            return Outcome(step.state, step.unit, step.previous_unit), []  # old or repeated news: nothing to record
+        if self._write(kind, entity_id, doc, step, memo):
+            return Outcome(step.state, step.unit, step.previous_unit, inserted=doc is None), step.deltas
+        return None
 
     def _step(self, kind: "_Kind", doc: dict | None, change: Change, refresh: bool) -> _Step:
         state = doc["state"] if doc else kind.new()

@@ -1,7 +1,7 @@
 """What a check-in costs the store on its hot path, beyond the writes it must make.
 
 - checkins-worker: check-ins on one V2MOM handled at the same time take
-  turns at its progress document (progress_store.KeyedLocks), so none of
+  turns at its progress document (services/platform/core/locks.py), so none of
   them loses the revision guard to another and pays a read, a refused write
   and a back-off again. The benchmark's lag phase sends a V2MOM's measures
   one after another; they arrive in one relay batch and were handled at once.
@@ -14,7 +14,7 @@ import threading
 from datetime import timedelta
 
 from services.checkins.handlers import Projection
-from services.checkins.progress_store import KeyedLocks
+from services.platform.core.locks import KeyedLocks
 from services.checkins.repository import CycleSettingsRepository
 from tests.support.checkin_events import FakeGoals, NOW, approved, checkin_data, content, recorded, v2mom_data
 from v2mom.v1 import checkins_pb2
