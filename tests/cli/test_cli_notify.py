@@ -208,7 +208,7 @@ def test_prefs_refuses_unknown_names_and_what_the_api_refuses(cli, notify):
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr.strip() == (
         "error: unknown notification kind 'approvals'; use one of approval-requested, approval-decided, "
-        "approval-overdue, checkin-reminder, item-escalation, attention, digest, mention"
+        "approval-overdue, checkin-reminder, item-escalation, attention, digest, mention, parent-changed"
     )
     webhook = cli("prefs", "set", "digest", "--channels", "inbox,webhook")
     assert webhook.returncode == 2
@@ -297,7 +297,8 @@ def test_kinds_and_channels_are_named_as_people_say_them():
     assert notify_commands.kind_value(" Item_Escalation ") == notify_pb2.NOTIFICATION_KIND_ITEM_ESCALATION
     assert notify_commands.kind_value("NOTIFICATION_KIND_DIGEST") == notify_pb2.NOTIFICATION_KIND_DIGEST
     assert list(notify_commands.KINDS) == ["approval-requested", "approval-decided", "approval-overdue",
-                                           "checkin-reminder", "item-escalation", "attention", "digest", "mention"]
+                                           "checkin-reminder", "item-escalation", "attention", "digest", "mention",
+                                           "parent-changed"]
     with pytest.raises(CliError, match="unknown notification kind 'unspecified'"):
         notify_commands.kind_value("unspecified")
     assert notify_commands.channel_values("email, inbox,email") == [notify_pb2.CHANNEL_EMAIL, notify_pb2.CHANNEL_INBOX]
