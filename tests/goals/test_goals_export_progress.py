@@ -12,8 +12,8 @@ import pytest
 
 from services.goals.checkin_projection import ITEM_CHECKINS, PROGRESS, CheckinProjection
 from services.platform.core.clock import to_timestamp
-from tests.checkins.conftest import goals_world  # noqa: F401  (the fixture, for the last test)
 from tests.support.broker import queue_exists
+from tests.support.checkins import build_goals_world
 from tests.support.goals import OWNER, PEER
 from tests.support.processes import log_tail, wait_for
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
@@ -129,8 +129,8 @@ def running(connection, checkins_worker, goals_worker):
 
 
 @pytest.fixture
-def world(running, goals_world):  # noqa: F811  (the workers first: they must hear the approvals)
-    return goals_world
+def world(running, db, goals_api):  # the workers first: they must hear the approvals
+    return build_goals_world(db, goals_api)
 
 
 def test_checkins_recorded_through_checkins_api_show_in_the_export(world, goals_api, checkins_api, running, db):
