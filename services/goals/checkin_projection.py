@@ -19,12 +19,10 @@ the one before it was never kept.
 
 from datetime import datetime
 
-from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.clock import from_timestamp
-from services.platform.store.mongo import Index, find_in
+from services.platform.store.mongo import Index, find_in, upsert_if
 from v2mom.v1 import checkins_pb2, events_pb2
 
 PROGRESS = "checkin_progress"
@@ -53,7 +51,7 @@ class CheckinProjection:
         fields = {"revision": data.revision, "progress_percent": data.progress_percent,
                   "tree_progress_percent": data.tree_progress_percent,
                   "off_track_measures": data.off_track_measures, "measures": data.measures}
-        return _upsert_if(self.progress, {"_id": data.v2mom_id, "revision": {"$lt": data.revision}}, {"$set": fields})
+        return upsert_if(self.progress, {"_id": data.v2mom_id, "revision": {"$lt": data.revision}}, {"$set": fields})
 
     def take_checkin(self, checkin: checkins_pb2.Checkin) -> bool:
         """Stores the item's check-in if it is the latest seen, or corrects the one stored; True when it wrote."""
@@ -65,7 +63,7 @@ class CheckinProjection:
         if checkin.supersedes_id:
             update["$addToSet"] = {"superseded": checkin.supersedes_id}
         key = item_key(checkin)
-        if _upsert_if(self.items, {"_id": key, "superseded": {"$ne": checkin.id}, **newer}, update):
+        if upsert_if(self.items, {"_id": key, "superseded": {"$ne": checkin.id}, **newer}, update):
             return True
         if checkin.supersedes_id:  # not the latest, but its original must never come back
             self.items.update_one({"_id": key}, {"$addToSet": {"superseded": checkin.supersedes_id}})
@@ -80,14 +78,6 @@ class CheckinProjection:
                            sort=("v2mom_id", "_id"), index=BY_V2MOM):
             found[doc["v2mom_id"]]["items"].append(doc)
         return found
-
-
-def _upsert_if(collection: Collection, guard: dict, update: dict) -> bool:
-    try:
-        result = collection.update_one(guard, update, upsert=True)
-    except DuplicateKeyError:
-        return False  # the document exists and holds something newer (or the same, replayed)
-    return result.modified_count == 1 or result.upserted_id is not None
 
 
 def _stored(checkin: checkins_pb2.Checkin, observed: datetime, recorded: datetime) -> dict:

@@ -29,7 +29,7 @@ from pymongo import DeleteMany, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.platform.store.mongo import Index, find_in, matching
+from services.platform.store.mongo import Index, find_in, matching, upsert_if
 
 from . import cascade
 from .org import OrgTree
@@ -198,11 +198,7 @@ def upsert_cycle(db: Database, fact: dict) -> bool:
     as ``model.day_key``); an older one changes nothing."""
     guard = {"_id": fact["cycle_id"], "revision": {"$lt": fact["revision"]}}
     update = {"$set": {"quarters": fact["quarters"], "revision": fact["revision"]}, "$currentDate": CHANGED_NOW}
-    try:
-        result = db[CYCLES].update_one(guard, update, upsert=True)
-    except DuplicateKeyError:
-        return False  # as new or newer is kept already
-    return result.modified_count == 1 or result.upserted_id is not None
+    return upsert_if(db[CYCLES], guard, update)  # False: as new or newer is kept already
 
 
 CYCLE_FIELDS = {"quarters": 1, CHANGED: 1}
@@ -289,13 +285,8 @@ def pipeline(db: Database) -> list[dict]:
 def claim_lease(db: Database, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
     """True if ``holder`` now holds the lease: nobody held it, or their hold expired."""
     claim = {"$set": {"holder": holder, "expires_at": expires_at, "started_at": now}}
-    try:
-        result = db[CONTROL].update_one(
-            {"_id": name, "$or": [{"expires_at": {"$lte": now}}, {"holder": None}]}, claim, upsert=True
-        )
-    except DuplicateKeyError:
-        return False  # held by someone else
-    return result.modified_count == 1 or result.upserted_id is not None
+    # False: held by someone else
+    return upsert_if(db[CONTROL], {"_id": name, "$or": [{"expires_at": {"$lte": now}}, {"holder": None}]}, claim)
 
 
 def extend_lease(db: Database, name: str, holder: str, expires_at: datetime) -> None:
@@ -360,12 +351,8 @@ def archive_published_methods(db: Database, v2mom_id: str, revision: int, parent
 
 
 def _newer(db: Database, v2mom_id: str, revision: int, fields: dict) -> bool:
-    try:
-        result = db[METHOD_SUPPORT].update_one({"_id": v2mom_id, "revision": {"$lt": revision}},
-                                               {"$set": fields}, upsert=True)
-    except DuplicateKeyError:
-        return False  # the stored revision is this one or newer
-    return bool(result.modified_count or result.upserted_id)
+    # False: the stored revision is this one or newer
+    return upsert_if(db[METHOD_SUPPORT], {"_id": v2mom_id, "revision": {"$lt": revision}}, {"$set": fields})
 
 
 RECOUNT_TRIES = 5

@@ -7,7 +7,7 @@ import pytest
 from pymongo.errors import OperationFailure
 
 from services.checkins import repository
-from services.platform.store.mongo import Index, drop_retired_indexes, ensure_indexes, find_in, update_in
+from services.platform.store.mongo import Index, drop_retired_indexes, ensure_indexes, find_in, update_in, upsert_if
 from tests.support.mongo import Commands
 
 
@@ -71,6 +71,16 @@ def test_update_in_changes_every_listed_document_and_sends_nothing_for_none(sqli
     assert commands.during(lambda: update_in(db.things, "owner", [], {}, {"$set": {"done": True}})) == []
     changed = update_in(db.things, "owner", [f"p{i:03}" for i in range(250)] * 2, {"done": False}, {"$set": {"done": True}})
     assert changed == 250 and db.things.count_documents({"done": True}) == 250
+
+
+def test_upsert_if_writes_a_new_or_guarded_document_and_says_no_to_a_newer_one(db):
+    def newer(revision):
+        return upsert_if(db.things, {"_id": "t", "revision": {"$lt": revision}}, {"$set": {"revision": revision}})
+
+    assert newer(2) is True, "inserted"
+    assert newer(3) is True, "updated where the guard holds"
+    assert newer(3) is False and newer(1) is False, "the same or an older revision: the duplicate key means no"
+    assert db.things.find_one({"_id": "t"})["revision"] == 3
 
 
 def test_production_writes_wait_for_a_majority_and_retry_across_a_failover(monkeypatch, mongo_uri):

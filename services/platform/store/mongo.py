@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pymongo
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from ..core.config import is_production
 
@@ -107,3 +108,16 @@ def update_in(collection: Collection, field: str, values, query: dict, update: d
     """``update_many`` on the documents whose ``field`` is one of ``values``; how many it changed."""
     return sum(collection.update_many({**query, field: {"$in": chunk}}, update).modified_count
                for chunk in _chunks(values))
+
+
+def upsert_if(collection: Collection, guard: dict, update: dict) -> bool:
+    """Upserts the document ``guard`` finds by its ``_id`` where the guard holds; True when it wrote.
+
+    An existing document the guard refuses (it holds something newer, or the same replayed) makes the upsert
+    try to insert its ``_id`` again: that duplicate key is the answer "no", not an error.
+    """
+    try:
+        result = collection.update_one(guard, update, upsert=True)
+    except DuplicateKeyError:
+        return False
+    return result.modified_count == 1 or result.upserted_id is not None
