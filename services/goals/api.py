@@ -190,6 +190,7 @@ def create_server(addr: str, settings: Settings | None = None, scim: scim_http.S
     ``scim``, then also ``server.scim``) and stops with the server."""
     settings = settings or load(SERVICE_NAME, DEFAULT_ADDR)
     db = connect(settings.mongo_uri, "goals-api")[settings.database_name]
+    scim_users.release_duplicate_user_names(db)  # before its unique index is built
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
                    + comments_module.INDEXES + scim_users.INDEXES + hris_rejected.INDEXES
                    + checkin_projection.INDEXES)

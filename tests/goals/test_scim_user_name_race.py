@@ -4,14 +4,20 @@ users.py). Concurrent real HTTP requests against a served goals-api on the wire 
 interleavings every request has found the userName free before any of them writes."""
 
 import threading
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pymongo
 import pytest
 
-from services.goals.scim.users import ScimUsers
+from services.goals.api import create_server
+from services.goals.scim.users import INDEXES, ScimUsers
+from services.platform.core.config import load
+from services.platform.store.mongo import ensure_indexes
 from tests.support.scim import ENTERPRISE, scim_goals, user
+from tests.support.services import served
 
 CLIENTS = 6
 
@@ -120,3 +126,26 @@ def test_taking_over_an_hris_record_marks_it_live_for_the_guard(scim):
     taken = scim.call("POST", "/Users", user("otto", displayName="Otto Teammate", **{ENTERPRISE: {}}))
     assert taken.status in (200, 201), taken.body
     assert scim.db.people.find_one({"_id": "otto"})["scim_deleted"] is False
+
+
+def test_a_database_written_before_the_guard_still_starts_with_one_holder_per_user_name(scim, mongo_uri):
+    """Two live people with one userName (a race before ``people_by_live_user_name`` existed) would make building
+    the index fail at every start; goals-api starts, the one written last keeps the name, and giving it back to
+    the other is a 409 ``uniqueness``."""
+    name = f"twice.{uuid.uuid4().hex[:6]}@acme.test"
+    first = scim.create(user_name=name, externalId=f"ext-{uuid.uuid4().hex[:8]}")
+    second = scim.create(user_name=f"other.{uuid.uuid4().hex[:6]}@acme.test", externalId=f"ext-{uuid.uuid4().hex[:8]}")
+    scim.db.people.drop_index("people_by_live_user_name")
+    try:
+        scim.db.people.update_one({"_id": second["id"]}, {"$set": {"user_name": name, "user_name_key": name}})
+        settings = replace(load("goals"), mongo_uri=mongo_uri, mongo_db=scim.db.name, directory_cache_seconds=0.0)
+        with served(create_server, settings):
+            assert "people_by_live_user_name" in scim.db.people.index_information()
+    finally:
+        ensure_indexes(scim.db, INDEXES)  # the module's other tests need the guard, whatever happened here
+    assert [person["_id"] for person in holders(scim, name)] == [second["id"]]
+    found = scim.call("GET", "/Users?filter=" + urllib.parse.quote(f'userName eq "{name}"')).body
+    assert [resource["id"] for resource in found["Resources"]] == [second["id"]]
+    assert scim.call("GET", f"/Users/{first['id']}").body["userName"] == name  # still shown
+    reply = scim.call("PUT", f"/Users/{first['id']}", user(name, externalId=first["externalId"]))
+    assert (reply.status, reply.body.get("scimType")) == (409, "uniqueness"), reply.body

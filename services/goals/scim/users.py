@@ -7,7 +7,10 @@ their V2MOMs stay, and ListOrphans shows what waits on them). Every change is ef
 record's newest version, so the client's latest word wins over an older feed's (directory_rules.py).
 """
 
-from datetime import datetime, timedelta
+import logging
+from datetime import datetime, timedelta, timezone
+
+from pymongo.database import Database
 
 from services.platform.core.cache import ExpiringCache
 from services.platform.core.clock import utc_now
@@ -24,12 +27,13 @@ from . import mapping, patch
 from .errors import ScimError, invalid_value
 from .schemas import MAX_RESULTS
 
+LIVE_USER_NAME_INDEX = "people_by_live_user_name"
 INDEXES = [Index(PEOPLE, [("user_name_key", 1)], name="people_by_user_name",
                  partial={"user_name_key": {"$exists": True}}),
            # The guard: two requests that both found a userName free cannot both take it (the loser's write is a
            # duplicate key: 409 uniqueness). Only people SCIM still shows hold theirs; a deleted one's may be
            # taken (RFC 7644 3.6), so the filter is ``scim_deleted: false``, which every SCIM write sets.
-           Index(PEOPLE, [("user_name_key", 1), ("scim_deleted", 1)], name="people_by_live_user_name", unique=True,
+           Index(PEOPLE, [("user_name_key", 1), ("scim_deleted", 1)], name=LIVE_USER_NAME_INDEX, unique=True,
                  partial={"user_name_key": {"$exists": True}, "scim_deleted": False}),
            Index(PEOPLE, [("scim_external_id", 1)], name="people_by_scim_external_id",
                  partial={"scim_external_id": {"$exists": True}})]
@@ -43,6 +47,36 @@ FILTER_SCAN_LIMIT = 10_000
 PREFIX_INDEXES = {"externalId": ("scim_external_id", "people_by_scim_external_id"), "id": ("_id", "_id_")}
 MAX_START = 2**31  # past any directory; a bigger skip would not fit the store's 64-bit integers anyway
 ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+NEVER = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def release_duplicate_user_names(db: Database) -> list[str]:
+    """Lets the unique index be built on a database written before it existed, where a race may have given two
+    live people one userName (creating the index would then fail at every start). Per userName, the person
+    written last keeps it (an identity provider's later writes go to the id it kept); the others give up the
+    claim: ``user_name_key`` goes, their userName is still shown, a ``userName eq`` finds the holder only, and
+    the next write that gives one of them the name back answers 409 ``uniqueness``, for an administrator to
+    settle in the identity provider. Reads nothing once the index exists. Returns the ids released."""
+    people = db[PEOPLE]
+    if LIVE_USER_NAME_INDEX in people.index_information():
+        return []
+    holders: dict[str, list[dict]] = {}
+    for person in people.find({"user_name_key": {"$exists": True}, "scim_deleted": False},
+                              {"user_name_key": 1, "updated_at": 1}):
+        holders.setdefault(person["user_name_key"], []).append(person)
+    released = []
+    for key, people_holding in holders.items():
+        people_holding.sort(key=lambda person: (person.get("updated_at") or NEVER, person["_id"]))
+        for person in people_holding[:-1]:
+            people.update_one({"_id": person["_id"], "user_name_key": key}, {"$unset": {"user_name_key": ""}})
+            released.append(person["_id"])
+        if len(people_holding) > 1:
+            log.warning("scim userName held by several live people; the last written keeps it",
+                        extra={"user_name": key, "kept": people_holding[-1]["_id"],
+                               "released": [person["_id"] for person in people_holding[:-1]]})
+    return released
 
 
 class ScimUsers:
