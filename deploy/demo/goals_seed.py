@@ -45,6 +45,7 @@ from services.goals import templates as templates_module
 from services.goals.api import create_server_on
 from .goals import DemoDataError, Org, Plan, Step, load_org, load_plans, load_templates
 from services.goals.directory import Directory
+from services.goals.directory_sync import DirectorySync
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
 
 CALL_TIMEOUT = 30.0
@@ -82,8 +83,10 @@ def seed_directory(directory: Directory, org: Org) -> int:
     # People an HRIS took over or who left (the demo's reorganisation, deploy/demo/reorg.py) are not the seed's
     # to change: it would move them back, or bring them back.
     kept = directory.people_synced_or_gone()
-    changes += sum(directory.upsert_person(person) for person in org.people if person["_id"] not in kept)
-    return changes
+    written = [person for person in org.people if person["_id"] not in kept and directory.upsert_person(person)]
+    # An HRIS path may have named one of them as a manager or unit leader before the seed wrote them.
+    DirectorySync(directory).resolve_arrivals(written)
+    return changes + len(written)
 
 
 # --- the V2MOMs and their journeys --------------------------------------------------

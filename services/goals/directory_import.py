@@ -227,8 +227,9 @@ class DirectoryImport:
         self.sizes.grew(PEOPLE, len(created))
         for change in lost:
             self.sync.upsert_person(change)
-        self._resolve_reports([document for document in written if document["_id"] in named], view)
-        self._resolve_leaders([document for document in written if document["_id"] in named], view)
+        named_written = [document for document in written if document["_id"] in named]
+        self._resolve_reports(named_written, view)
+        self._resolve_leaders(named_written, view)
         arrived = [document for document in written if document["_id"] in created]
         waiting = {kept["waits_for"] for kept in self.directory.waiting_on_any(
             [document.get("external_id") or "" for document in arrived])}
@@ -257,17 +258,13 @@ class DirectoryImport:
         resolutions.flush()
 
     def _resolve_leaders(self, written: list[dict], view: BatchView) -> None:
-        """DirectorySync._resolve_leaders for every person who arrived: one read of the units still waiting for
-        a leader (few), then one write each for those whose leader this batch brought."""
+        """DirectorySync's leader resolution for every person who arrived, the units it writes kept in the view."""
         if not written:
             return
         arrived = {ref: document for document in written for ref in (document["_id"], document.get("external_id"))
                    if ref}
-        for unit in self.directory.units_pending_leader():
-            leader = arrived.get(unit["pending_leader"])
-            if leader is not None:
-                for document in self.sync._resolve_leaders(leader, [unit]):
-                    view.units.put(document)
+        for unit in self.sync.resolve_leaders(arrived):
+            view.units.put(unit)
 
 
 def _same(stored: dict, document: dict) -> bool:

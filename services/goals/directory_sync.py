@@ -140,6 +140,30 @@ class DirectorySync:
             self.directory.unschedule(kept["_id"])
         return self._person_for({"external_id": person.get("external_id") or "", "id": person["_id"]}) or person
 
+    def resolve_arrivals(self, people: list[dict]) -> list[dict]:
+        """People and units that named any of ``people`` (by id or external id) before they arrived now point
+        at them: for a path that writes people without this use case (the demo seed). Returns what it wrote."""
+        if not people:
+            return []
+        arrived = {ref: person for person in people for ref in _refs(person) if ref}
+        written = []
+        for record in self.directory.pending_people():
+            manager = arrived.get(record.get("pending_manager") or "")
+            if manager is not None and manager["_id"] != record["_id"]:
+                written += self._resolve(PEOPLE, [record], manager, "manager_id", "pending_manager",
+                                         person_changed_event)
+        return written + self.resolve_leaders(arrived)
+
+    def resolve_leaders(self, arrived: dict[str, dict]) -> list[dict]:
+        """Units waiting for a leader among ``arrived`` (each person by id and by external id) now have them:
+        one read of the units still pending (few), then one write each. Returns the units written."""
+        written = []
+        for unit in self.directory.units_pending_leader():
+            leader = arrived.get(unit["pending_leader"])
+            if leader is not None:
+                written += self._resolve_leaders(leader, [unit])
+        return written
+
     def _resolve_reports(self, manager: dict) -> None:
         """People who named this person as manager before they arrived now report to them."""
         waiting = self.directory.waiting_for_manager(_refs(manager))

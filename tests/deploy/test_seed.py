@@ -1,13 +1,17 @@
 """The demo organisation: its shape, its V2MOMs in every state, and that seeding twice changes nothing."""
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import grpc
 
-from deploy.demo.goals import load_org
-from deploy.demo.goals_seed import seed
+from deploy.demo.goals import Org, load_org
+from deploy.demo.goals_seed import seed, seed_directory
+from services.goals.directory import INDEXES as DIRECTORY_INDEXES, Directory
+from services.goals.directory_sync import DirectorySync
 from services.goals.repository import V2MOMRepository
 from services.platform.api.auth import bearer_metadata, mint_dev_token
+from services.platform.store.mongo import ensure_indexes
 from deploy.demo.calendar import current_cycle, utc_today
 from tests.support.cli import demo_name
 from v2mom.v1 import common_pb2, goals_pb2, goals_pb2_grpc
@@ -183,3 +187,24 @@ def test_seed_serves_the_api_itself_when_given_only_a_database(db):
     report = seed(db, progress=False)
     assert report.v2moms_created == 22
     assert db.v2moms.count_documents({}) == 22
+
+
+def test_the_seed_resolves_a_manager_and_a_leader_an_hris_named_before_it_wrote_them(db):
+    """A path that writes people without the directory use case still settles what waited on them."""
+    ensure_indexes(db, DIRECTORY_INDEXES)  # goals-api's, which the seed writes beside
+    sync, now = DirectorySync(Directory(db, 0)), datetime.now(UTC)
+    sync.upsert_org_unit({"kind": "unit", "external_id": "lab", "id": "lab", "effective_at": now,
+                          "fields": {"name": "Lab", "level": "ORG_LEVEL_TEAM", "parent_ref": "",
+                                     "leader_ref": "dana"}})
+    sync.upsert_person({"kind": "person", "external_id": "E-9", "id": "erin", "effective_at": now,
+                        "fields": {"display_name": "Erin", "email": "erin@acme.test", "org_unit_ref": "lab",
+                                   "manager_ref": "dana"}})
+    org = Org(cycles=[], units=[], people=[{"_id": "dana", "display_name": "Dana", "email": "dana@acme.test",
+                                            "title": "Lead", "manager_id": "", "org_unit_id": "lab", "roles": []}])
+
+    assert seed_directory(Directory(db, 0), org) == 1
+
+    unit, erin = db.org_units.find_one({"_id": "lab"}), db.people.find_one({"_id": "erin"})
+    assert (unit["leader_id"], unit["pending_leader"]) == ("dana", None)
+    assert (erin["manager_id"], erin["pending_manager"]) == ("dana", None)
+    assert seed_directory(Directory(db, 0), org) == 0
