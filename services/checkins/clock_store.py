@@ -50,7 +50,7 @@ from .staleness import (
     staleness_event,
     stopped,
 )
-from .versioned import Change, update_versioned
+from .versioned import Change, Remembered, update_versioned
 
 ITEM_CLOCKS = "item_clocks"
 
@@ -75,10 +75,13 @@ class Clocks:
     def __init__(self, db):
         self.db = db
         self.collection = db[ITEM_CLOCKS]
+        # What this writer last wrote of each clock: a check-in's step decides on it without reading first.
+        self._memory = Remembered()
 
-    def record_checkin(self, v2mom_id: str, kind: str, item_id: str, observe_time: datetime, cadence: str) -> None:
+    def record_checkin(self, v2mom_id: str, kind: str, item_id: str, observe_time: datetime, cadence: str) -> Move | None:
+        """The clock's move (None when it did not change); its ``event_type`` says whether the write carries an event."""
         placeholder = {"v2mom_id": v2mom_id, "kind": kind, "item_id": item_id, "active": False, "staleness": FRESH}
-        self._write(clock_id(v2mom_id, kind, item_id), lambda clock: moved(checked_in(clock, observe_time, cadence, placeholder)))
+        return self._write(clock_id(v2mom_id, kind, item_id), lambda clock: moved(checked_in(clock, observe_time, cadence, placeholder)))
 
     def apply_structure(self, v2mom: PublishedV2MOM, archived: bool, cadence: str,
                         cycle: tuple | None, now: datetime) -> None:
@@ -137,7 +140,7 @@ class Clocks:
             announced = [staleness_event(move.event_type, move.clock)] if move.event_type else []
             return Change(_stored(move.clock), announced)
 
-        return decided[0] if update_versioned(self.collection, doc_id, as_change) else None
+        return decided[0] if update_versioned(self.collection, doc_id, as_change, memory=self._memory) else None
 
 
 def advance_due(db, now: datetime, limit: int = 500) -> int:

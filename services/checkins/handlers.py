@@ -19,12 +19,12 @@ from services.platform.worker.consumer import parse_data, require
 from v2mom.v1 import checkins_pb2, events_pb2, goals_pb2
 
 from . import structures
-from .clock_store import Clocks
+from .clock_store import ITEM_CLOCKS, Clocks
 from .clock_store import follow_cycle
 from .cycles import cadence_name, cycle_window, quarter_ends
 from .goals_client import GoalsClient
 from .progress_doc import CheckinFacts, child_report
-from .progress_store import ProgressStore
+from .progress_store import PROGRESS, ProgressStore
 from .published import PublishedV2MOM
 from .repository import CheckinRepository, CycleSettingsRepository
 from .versioned import WriteConflict
@@ -32,6 +32,8 @@ from .versioned import WriteConflict
 log = logging.getLogger(__name__)
 
 CLOCK_SYNC_ATTEMPTS = 5
+# The collections this worker's own writes put events in (the check-ins' outbox is filled by checkins-api).
+WRITTEN_HERE = frozenset({PROGRESS, ITEM_CLOCKS})
 
 
 
@@ -106,26 +108,34 @@ class Projection:
 
     # --- check-in events --------------------------------------------------------------------
 
-    def checkin_recorded(self, envelope: dict) -> None:
-        self._checkin(envelope, self._checkin_data(envelope))
+    # The check-in and progress handlers return the collections they wrote events into (WRITTEN_HERE when it
+    # may be any): the worker kicks its relay for those only, so no handler sets off a poll that finds nothing.
 
-    def checkin_corrected(self, envelope: dict) -> None:
+    def checkin_recorded(self, envelope: dict) -> frozenset[str]:
+        return self._checkin(envelope, self._checkin_data(envelope))
+
+    def checkin_corrected(self, envelope: dict) -> frozenset[str]:
         data = self._checkin_data(envelope)
         correction = data.checkin
         require(bool(correction.supersedes_id), "a correction must name the check-in it supersedes", envelope)
         # The API links the two after inserting the correction; if it died in between, finish its work.
         CheckinRepository(self.db).mark_superseded(correction.supersedes_id, correction.id)
-        self._checkin(envelope, data)
+        return self._checkin(envelope, data)
 
-    def _checkin(self, envelope: dict, data: events_pb2.CheckinEventData) -> None:
+    def _checkin(self, envelope: dict, data: events_pb2.CheckinEventData) -> frozenset[str]:
         facts = CheckinFacts.from_message(data.checkin)
         applied = self.progress.apply_checkin(facts)
+        written = {PROGRESS} if applied.announced else set()
         if not applied.doc.structure_known:
             # This worker never saw the approval (it may have started after it): learn the structure now.
             # The check-in is already kept, and counts once the structure is there.
             self._learn_structure(facts.v2mom_id)
+            written |= WRITTEN_HERE
         cadence = cadence_name(data.cadence) if data.cadence else self.cycle_settings.cadence_or_default(data.checkin.cycle_id)
-        self.clocks.record_checkin(facts.v2mom_id, facts.kind, facts.item_id, facts.observe_time, cadence)
+        move = self.clocks.record_checkin(facts.v2mom_id, facts.kind, facts.item_id, facts.observe_time, cadence)
+        if move is not None and move.event_type:
+            written.add(ITEM_CLOCKS)
+        return frozenset(written)
 
     def _checkin_data(self, envelope: dict) -> events_pb2.CheckinEventData:
         data = parse_data(envelope, events_pb2.CheckinEventData)
@@ -198,11 +208,13 @@ class Projection:
 
     # --- this service's own progress events ------------------------------------------------------
 
-    def progress_changed(self, envelope: dict) -> None:
+    def progress_changed(self, envelope: dict) -> frozenset[str]:
         """Carries a V2MOM's tree progress one level up, to the V2MOM it aligns to."""
         data = parse_data(envelope, events_pb2.ProgressEventData)
         require(bool(data.v2mom_id) and data.revision > 0, "needs v2momId and a positive revision", envelope)
         require(math.isfinite(data.tree_progress_percent), "carries a tree progress that is not finite", envelope)
-        if data.parent_v2mom_id:
-            self.progress.apply_child(data.parent_v2mom_id, child_report(data))
+        if not data.parent_v2mom_id:
+            return frozenset()
+        applied = self.progress.apply_child(data.parent_v2mom_id, child_report(data))
+        return frozenset({PROGRESS}) if applied.announced else frozenset()
 

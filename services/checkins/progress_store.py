@@ -27,11 +27,20 @@ write.
 check-in on a measure added by an approval this worker has not seen yet is
 kept, and counts once that approval arrives. What each fact does to the
 document is decided in progress_doc.py; this module reads and writes it.
+
+Check-ins and children's reports on one V2MOM take turns within the process,
+and the one whose turn it is writes every fact that queued for the document
+meanwhile, in one write: each fact still moves the revision by one and
+carries its own ``progress_changed`` (the events and revisions are those of
+one write per fact, in the order they queued), and each handler returns, and
+acks, only once the write holding its fact has committed. The store also
+remembers each document as it last wrote it (versioned.Remembered), so a
+change decides on that instead of reading it again.
 """
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.platform.bus.outbox import outbox_index
@@ -56,7 +65,7 @@ from .progress_doc import (
     take_structure,
 )
 from .published import PublishedV2MOM
-from .versioned import Change, next_revision, update_versioned
+from .versioned import Change, Remembered, next_revision, update_versioned
 
 PROGRESS = "progress"
 INDEXES = [outbox_index(PROGRESS)]
@@ -70,6 +79,18 @@ class Applied:
 
     doc: "ProgressDoc"
     changed: bool
+    # Whether the write carried a progress_changed (for this fact or another written with it).
+    announced: bool = False
+
+
+@dataclass
+class _Step:
+    """One fact to apply to a document: what it does, why, and the week it speaks for."""
+
+    take: Callable[[ProgressDoc], bool]
+    cause: Cause
+    as_of: datetime | None = None
+    result: Applied | None = field(default=None, compare=False)
 
 
 class ProgressStore:
@@ -83,6 +104,9 @@ class ProgressStore:
         # replicas and with approvals. Neither change calls another while it holds its turn (a check-in
         # or a report never moves the V2MOM to another parent), so one turn is held at a time.
         self._turns = KeyedLocks()
+        # Facts waiting for their V2MOM's turn: the holder writes them all (see the module's docstring).
+        self._queued: dict[str, list[_Step]] = {}
+        self._memory = Remembered()
 
     def load(self, v2mom_id: str) -> ProgressDoc | None:
         stored = self.collection.find_one({"_id": v2mom_id}, WITHOUT_OUTBOX)
@@ -100,41 +124,67 @@ class ProgressStore:
     def apply_checkin(self, checkin: CheckinFacts) -> Applied:
         cause = Cause(CORRECTION if checkin.supersedes_id else CHECKIN, checkin.person_id, checkin.kind, checkin.item_id)
         # The week a check-in speaks for is the week it observed, so backfilled history draws a trend line.
-        with self._turns.holding(checkin.v2mom_id):
-            return self._change(checkin.v2mom_id, lambda doc: take_checkin(doc, checkin), cause,
-                                as_of=checkin.observe_time)
+        return self._in_turn(checkin.v2mom_id, _Step(lambda doc: take_checkin(doc, checkin), cause, checkin.observe_time))
 
     def archive(self, v2mom_id: str) -> Applied:
         return self._change(v2mom_id, take_archive, Cause(STRUCTURE))
 
     def apply_child(self, parent_id: str, report: ChildReport) -> Applied:
-        with self._turns.holding(parent_id):
-            return self._change(parent_id, lambda doc: take_child(doc, report), Cause(CHILD))
+        return self._in_turn(parent_id, _Step(lambda doc: take_child(doc, report), Cause(CHILD)))
+
+    def _in_turn(self, v2mom_id: str, step: _Step) -> Applied:
+        """Waits for the V2MOM's turn; the holder writes every fact queued by then, this one among them.
+
+        A write that fails leaves the others' facts unapplied: each then takes
+        its own turn (and retries as its handler does), so one fact's failure
+        is never another's.
+        """
+        self._queued.setdefault(v2mom_id, []).append(step)
+        with self._turns.holding(v2mom_id):
+            if step.result is None:
+                batch = list(self._queued.pop(v2mom_id, []))  # a copy: a late arrival queues for the next turn
+                if not any(queued is step for queued in batch):
+                    batch.append(step)  # its batch failed in another's turn: queued no longer
+                results = self._change_all(v2mom_id, batch)
+                for queued, result in zip(batch, results, strict=True):
+                    queued.result = result
+        return step.result
 
     def _change(self, v2mom_id: str, take: Callable[[ProgressDoc], bool], cause: Cause,
                 as_of: datetime | None = None) -> Applied:
         """Applies one change, with its event and snapshot when it moves the V2MOM's progress."""
-        seen: list[ProgressDoc] = []
+        return self._change_all(v2mom_id, [_Step(take, cause, as_of)])[0]
+
+    def _change_all(self, v2mom_id: str, steps: list[_Step]) -> list[Applied]:
+        """Applies changes in order in one write: each as its own write would, with its own revision, event and
+        snapshot when it moves the V2MOM's progress."""
+        seen: list[Applied] = []
 
         def decide(stored: dict | None) -> Change | None:
             before = ProgressDoc.from_stored(stored, v2mom_id)
-            after = copy.deepcopy(before)
-            seen[:] = [before]
-            if not take(after):
-                return None
+            doc = copy.deepcopy(before)
             now = self.now()
-            after.revision, after.update_time = next_revision(stored), now
-            after.recompute()
-            announced = []
-            if after.announces_change_from(before):
-                announced.append(events.progress_event(after.event_data(before, cause)))
-                after.keep_snapshot(min(as_of or now, now))
-            self._leave_old_parent(before, after)
-            seen[:] = [after]
-            return Change(after.to_stored(), announced)
+            announced, changed = [], []
+            for step in steps:
+                prior = copy.deepcopy(doc)
+                if not step.take(doc):
+                    doc = prior  # as the fact found it, whatever the refusal touched
+                    changed.append(False)
+                    continue
+                changed.append(True)
+                doc.revision, doc.update_time = next_revision(stored) + sum(changed) - 1, now
+                doc.recompute()
+                if doc.announces_change_from(prior):
+                    announced.append(events.progress_event(doc.event_data(prior, step.cause)))
+                    doc.keep_snapshot(min(step.as_of or now, now))
+                self._leave_old_parent(prior, doc)
+            seen[:] = [Applied(doc, flag, bool(announced)) for flag in changed]
+            if not any(changed):
+                return None
+            return Change(doc.to_stored(), announced, revisions=sum(changed))
 
-        changed = update_versioned(self.collection, v2mom_id, decide) is not None
-        return Applied(seen[0], changed)
+        update_versioned(self.collection, v2mom_id, decide, memory=self._memory)
+        return seen
 
     def _leave_old_parent(self, before: ProgressDoc, after: ProgressDoc) -> None:
         """A re-approval moved this V2MOM: the old parent must stop counting it.

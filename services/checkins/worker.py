@@ -32,14 +32,14 @@ from services.platform.worker.deps import LeasesProvider, OutboxRelayProvider  #
 from services.platform.bus.outbox import outbox_index  # noqa: E402
 from services.platform.worker.runner import run_services  # noqa: E402
 
-from . import clock_store, events, progress_store  # noqa: E402
+from . import clock_store, events, handlers, progress_store  # noqa: E402
 from .goals_client import GoalsClient  # noqa: E402
 from .handlers import Projection  # noqa: E402
 from .repository import CHECKINS  # noqa: E402
 
 SERVICE = events.SERVICE
 # What this worker's own writes put events in (the check-ins' outbox is filled by checkins-api).
-WRITTEN_HERE = (progress_store.PROGRESS, clock_store.ITEM_CLOCKS)
+WRITTEN_HERE = tuple(sorted(handlers.WRITTEN_HERE))
 RELAY_INTERVAL = load_settings(SERVICE).relay_interval_seconds
 STALENESS_INTERVAL = env_float("STALENESS_INTERVAL_SECONDS", 60.0)
 STALENESS_BATCH = env_int("STALENESS_BATCH", 500)
@@ -119,20 +119,24 @@ class CheckinsWorker:
     def on_cycle_closed(self, envelope):
         with_retries(self.projection.cycle_changed, envelope)  # its cycle, whole, as cycle_changed carries it
 
+    # These three kick only what the handler wrote events into: a check-in's clock write rarely carries one,
+    # and a progress_changed writes only to a parent. Each kick that found nothing was a poll of the store.
+
     @cloud_event_handler(events.SERVICE, events.CHECKIN_RECORDED)
     def on_checkin_recorded(self, envelope):
-        with_retries(self.projection.checkin_recorded, envelope)
-        self.relay.kick(WRITTEN_HERE)
+        self._kick(with_retries(self.projection.checkin_recorded, envelope))
 
     @cloud_event_handler(events.SERVICE, events.CHECKIN_CORRECTED)
     def on_checkin_corrected(self, envelope):
-        with_retries(self.projection.checkin_corrected, envelope)
-        self.relay.kick(WRITTEN_HERE)
+        self._kick(with_retries(self.projection.checkin_corrected, envelope))
 
     @cloud_event_handler(events.SERVICE, events.PROGRESS_CHANGED)
     def on_progress_changed(self, envelope):
-        with_retries(self.projection.progress_changed, envelope)
-        self.relay.kick(WRITTEN_HERE)
+        self._kick(with_retries(self.projection.progress_changed, envelope))
+
+    def _kick(self, written) -> None:
+        if written:  # an empty kick would drain every collection
+            self.relay.kick(sorted(written))
 
 
 def main() -> None:

@@ -5,6 +5,9 @@
   them loses the revision guard to another and pays a read, a refused write
   and a back-off again. The benchmark's lag phase sends a V2MOM's measures
   one after another; they arrive in one relay batch and were handled at once.
+  The turn's holder writes every check-in queued meanwhile with its own, and
+  the document as last written is remembered, so none of them reads it
+  (tests/checkins/test_checkins_worker_fewer_commands.py).
 - checkins-api: the cadence a check-in's event carries is remembered for a
   few seconds (CycleSettingsRepository's ``remember_seconds``) instead of
   read on every call; a change made through the same process is seen at once.
@@ -23,7 +26,7 @@ WEEKLY = checkins_pb2.CADENCE_WEEKLY
 AT_ONCE = 8
 
 
-def test_check_ins_on_one_v2mom_handled_at_once_each_read_and_write_its_progress_once(recorded_store):
+def test_check_ins_on_one_v2mom_handled_at_once_never_read_it_and_write_it_at_most_once_each(recorded_store):
     db, commands = recorded_store
     projection = Projection(db, FakeGoals(), now=lambda: NOW)
     measures = [f"msr-{n}" for n in range(AT_ONCE)]
@@ -56,9 +59,9 @@ def test_check_ins_on_one_v2mom_handled_at_once_each_read_and_write_its_progress
 
     assert not failures
     progress = [(command, query) for command, collection, query in seen if collection == "progress"]
-    assert [query for command, query in progress if command == "find"] == [{"_id": "v2m_ann"}] * AT_ONCE
+    assert [query for command, query in progress if command == "find"] == []  # as the approval left it
     writes = [query for command, query in progress if command == "update"]
-    assert len(writes) == AT_ONCE and all(set(query) == {"_id", "revision"} for query in writes)  # still guarded
+    assert 1 <= len(writes) <= AT_ONCE and all(set(query) == {"_id", "revision"} for query in writes)  # guarded
     stored = db.progress.find_one({"_id": "v2m_ann"})
     latest = {entry["item_id"]: entry["value"] for entry in stored["latest"]}
     assert latest == {measure: 10.0 + n for n, measure in enumerate(measures)}
