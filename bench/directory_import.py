@@ -5,8 +5,9 @@ One run, on the mongoeco wire server with its SQLite engine (what `make run` use
 
 - **ours**: the real goals-api (``python -m services.goals.api``, database ``bench_directory``), called over
   gRPC as an ``hr`` person with the CLI's own code (v2mom_cli/directory.py): the CSV read by ``read_people``,
-  the whole file's dry run in one ImportDirectory call, then the file sent in parts of ``PART_ROWS`` (500),
-  managers first. The org units (a company, departments, teams) are imported first, once, not timed.
+  the whole file's dry run in one ImportDirectory call, then the file sent managers first in parts of at most
+  ``PART_WRITES`` (500) rows the dry run says are written and ``PART_ROWS`` (2,000) rows in all. The org
+  units (a company, departments, teams) are imported first, once, not timed.
 - **bare**: one ``insert_many`` of the very documents ours stored (read back after ours' first import, outbox
   included), from this process, into database ``bench_directory_bare`` whose ``people`` has the indexes of
   goals' ``people`` (mongoeco checks a unique index by a scan: a store cost both must pay).
@@ -181,7 +182,7 @@ def cli_import(port: int, token: str, path: Path) -> dict:
             raise RuntimeError(f"refused: {[(r.external_id, r.reason) for r in diff.refused[:3]]}")
         checked = time.perf_counter()
         with contextlib.redirect_stderr(io.StringIO()):
-            cli._apply_in_parts(client, people)
+            cli._apply_in_parts(client, people, cli.written_rows(diff))
     finally:
         client.close()
     done = time.perf_counter()

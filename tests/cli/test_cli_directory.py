@@ -88,3 +88,35 @@ def test_what_a_leaver_left_is_listed_and_handed_to_a_successor(cli, seeded_goal
     assert "nothing changed" in cli.ok("directory", "transfer", v2mom_id, "--to", f"{tag}-1")
     cli.ok("login", "hannah.berg")
     assert "hr or admin" in cli("directory", "orphans").stderr
+
+
+def test_parts_are_sized_by_the_rows_they_write_and_send_managers_first():
+    """A first import (every row written) goes 500 rows a call; a re-import that changes 5% goes in calls of
+    up to 2,000 rows, none writing more than 500; every row once, each after the manager the file names."""
+    from v2mom_cli import directory as directory_cli
+    from v2mom.v1 import directory_pb2
+
+    # E0 leads E1..E99; each of them leads a hundred more (listed before their managers, as files come).
+    people = [directory_pb2.PersonChange(external_id=f"E{n}", manager_ref=f"E{n // 100}" if n >= 100 else "E0")
+              for n in range(10_000, 100, -1)]
+    people += [directory_pb2.PersonChange(external_id=f"E{n}", manager_ref="E0" if n else "") for n in range(101)]
+
+    def check(parts, written: set[int], most_rows: int):
+        sent = [person.external_id for part in parts for person in part]
+        assert sorted(sent) == sorted(person.external_id for person in people)
+        position = {external_id: place for place, external_id in enumerate(sent)}
+        assert all(position[p.manager_ref] < position[p.external_id] for p in people if p.manager_ref)
+        writes = {people[index].external_id for index in written}
+        assert all(len(part) <= most_rows for part in parts)
+        assert all(sum(person.external_id in writes for person in part) <= directory_cli.PART_WRITES
+                   for part in parts)
+
+    everything = set(range(len(people)))
+    first = directory_cli.parts(people, everything)
+    check(first, everything, directory_cli.PART_WRITES)
+    assert len(first) == 21
+
+    changed = set(range(0, len(people), 20))  # 5%
+    again = directory_cli.parts(people, changed)
+    check(again, changed, directory_cli.PART_ROWS)
+    assert len(again) == 6 and directory_cli.PART_ROWS == 2000
