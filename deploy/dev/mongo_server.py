@@ -8,11 +8,13 @@ Real pymongo talks to it over a real socket, as it would to MongoDB. With
 
 import argparse
 import asyncio
+import copy
 import logging
 import signal
 import time
 from pathlib import Path
 
+import mongoeco.engines.results as mongoeco_results
 import mongoeco.engines.sqlite as mongoeco_sqlite
 from mongoeco.core.filtering import QueryEngine
 from mongoeco.core.operation_context import ChangePublicationPolicy
@@ -83,6 +85,26 @@ def _append_change(conn, *, context, full_document, **change):
 
 # The engine calls this module-level name for every insert, update and delete; replacing it is the only hook.
 mongoeco_sqlite._sqlite_append_change = _append_change
+
+
+def _already_a_copy(value):
+    return value
+
+
+def share_outcome_images(share: bool = True) -> None:
+    """mongoeco's write outcomes keep the images they are given, instead of copying them again.
+
+    Every outcome (mongoeco/engines/results.py) deep-copies the documents it
+    is built with, and the SQLite engine builds it with documents it has just
+    copied itself or decoded from storage for this one write. An update
+    copied its document nine times, four of them in its outcome: the before
+    and after images when it was built, and again when the engine rebuilt it
+    to add its commit number. On metrics' V2MOM documents, a read and a
+    guarded update took 8.1 ms of the store's CPU, 6.8 ms without those four.
+    Only with the SQLite engine: the in-memory engine's images may be its
+    stored documents. ``share=False`` puts the copies back.
+    """
+    mongoeco_results.deepcopy = _already_a_copy if share else copy.deepcopy
 
 
 class BatchedDispatchSQLiteEngine(SQLiteEngine):
@@ -172,6 +194,7 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
 async def serve(host: str, port: int, sqlite_path: str | None, ready_file: str | None) -> None:
     if sqlite_path:
         Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        share_outcome_images()
         engine = BatchedDispatchSQLiteEngine(sqlite_path)
     else:
         engine = MemoryEngine()

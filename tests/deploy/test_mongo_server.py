@@ -5,13 +5,16 @@ for every filter shape the services send (revision and version guards, idempoten
 leases, outbox clears), and leave anything else to the stock engine.
 """
 
+import copy
 from datetime import UTC, datetime
 
 import pytest
 from mongoeco import MongoClient
 from mongoeco.engines import SQLiteEngine
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from deploy.dev import mongo_server
 from deploy.dev.mongo_server import BatchedDispatchSQLiteEngine
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -157,3 +160,41 @@ def test_reads_find_what_the_stock_engine_finds(tmp_path):
     ours, stock = _read_all(BatchedDispatchSQLiteEngine, tmp_path), _read_all(SQLiteEngine, tmp_path)
     assert [len(rows) for rows in ours] == [6, 300, 75, 7, 1, 300]
     assert ours == stock
+
+
+
+def _writes_with_images(engine, tmp_path) -> list:
+    """What a client sees of each write's before and after images, and what is stored after them."""
+    client = MongoClient(engine(str(tmp_path / f"images-{engine.__name__}.sqlite")))
+    collection = client.db.items
+    collection.insert_many([dict(doc) for doc in DOCS])
+    seen = []
+    before = collection.find_one_and_update({"_id": "b", "v": 2}, {"$push": {"recent": "z"}, "$inc": {"v": 1}},
+                                            return_document=ReturnDocument.BEFORE)
+    seen.append(copy.deepcopy(before))
+    before["recent"].append("changed by the client")  # the client's copy is its own: the stored one stays
+    seen.append(collection.find_one_and_update({"_id": "c"}, {"$set": {"nested.k": 2}},
+                                               return_document=ReturnDocument.AFTER))
+    seen.append(collection.find_one_and_update({"_id": "new"}, {"$set": {"n": 1}}, upsert=True,
+                                               return_document=ReturnDocument.AFTER))
+    seen.append(collection.find_one_and_replace({"_id": "a"}, {"replaced": True},
+                                                return_document=ReturnDocument.BEFORE))
+    seen.append(collection.find_one_and_delete({"_id": "c"}))
+    seen.append(collection.update_one({"_id": "b"}, {"$set": {"holder": None}}).modified_count)
+    seen.append(list(collection.find({}).sort("_id", 1)))
+    client.close()
+    return seen
+
+
+def test_outcomes_without_their_own_copies_show_what_the_stock_engine_shows(tmp_path):
+    stock = _writes_with_images(SQLiteEngine, tmp_path)
+    mongo_server.share_outcome_images()
+    try:
+        ours = _writes_with_images(BatchedDispatchSQLiteEngine, tmp_path)
+    finally:
+        mongo_server.share_outcome_images(False)
+    assert ours == stock
+    # The before image is the document as it was; the stored one has the write, not the client's change.
+    assert ours[0]["recent"] == [] and ours[0]["v"] == 2
+    stored_b = next(doc for doc in ours[-1] if doc["_id"] == "b")
+    assert stored_b["recent"] == ["z"] and stored_b["v"] == 3 and stored_b["holder"] is None
