@@ -44,17 +44,31 @@ def rebuild_marker(db: Database) -> tuple:
 
 
 class PauseSwitch:
-    """``rebuild_running``, asked at most every ``ttl`` seconds: not one read per event."""
+    """``rebuild_running``, asked at most every ``ttl`` seconds: not one read per event.
+
+    Once it has an answer, one handler asks at a time: the others, arriving
+    while its read is under way, take the answer still held (at most ``ttl``
+    and that one read old, well inside the rebuild's grace). Before, every
+    green thread handling an event when the answer expired sent its own read.
+    """
 
     def __init__(self, db: Database, ttl: float = 0.5):
         self.db = db
         self.ttl = ttl
         self._checked_at = 0.0
         self._paused = False
+        self._answered = False
+        self._asking = False
 
     def paused(self) -> bool:
         clock = time.monotonic()
-        if clock - self._checked_at >= self.ttl:
+        if self._answered and (self._asking or clock - self._checked_at < self.ttl):
+            return self._paused
+        self._asking = True
+        try:
             self._paused = rebuild_running(self.db)
             self._checked_at = clock
+            self._answered = True
+        finally:
+            self._asking = False
         return self._paused
