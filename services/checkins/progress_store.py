@@ -39,6 +39,7 @@ change decides on that instead of reading it again.
 """
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +72,9 @@ PROGRESS = "progress"
 INDEXES = [outbox_index(PROGRESS)]
 # Reads never need the pending events.
 WITHOUT_OUTBOX = {"outbox": 0}
+# How long the turn's holder waits before taking what queued: long enough for the rest of a relay batch's
+# deliveries to queue, short beside the event's lag budget.
+BATCH_WAIT_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,9 @@ class ProgressStore:
         self._queued.setdefault(v2mom_id, []).append(step)
         with self._turns.holding(v2mom_id):
             if step.result is None:
+                # A moment first: facts delivered with this one (a relay batch: a person's check-ins on the
+                # V2MOM's measures, sent one after another) reach the queue and go in this write.
+                time.sleep(BATCH_WAIT_SECONDS)
                 batch = list(self._queued.pop(v2mom_id, []))  # a copy: a late arrival queues for the next turn
                 if not any(queued is step for queued in batch):
                     batch.append(step)  # its batch failed in another's turn: queued no longer
