@@ -528,6 +528,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="checkins-worker's RELAY_INTERVAL_SECONDS (default: what it ships with, %(default)s)")
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
     parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR, help="where checkins.md and checkins.json go")
+    parser.add_argument("--note", default="", help="what else ran on the machine, for the report's load line")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile store, checkins-api and worker during B")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/bench-checkins-profile"),
                         help="where --py-spy writes one raw profile per process (default %(default)s)")
@@ -554,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
                     "flat": {"slack_ms": FLAT_SLACK_MS, "slack_share_of_store_growth": FLAT_SLACK_SHARE}},
         **parts,
     }
+    if args.note:
+        result["note"] = args.note
     result["pass"] = all(part["pass"] for part in (parts["throughput"]["summary"], parts["lag"]["lag"], parts["history"]))
     return harness.finish(result, args, checkins_report.render(result), checkins_report.console_summary(result))
 

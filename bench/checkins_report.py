@@ -33,7 +33,7 @@ def _header(result: dict) -> list[str]:
     return [
         "# checkins-api benchmark: RecordMeasureCheckin against a bare grpcio server, event lag, history growth",
         "",
-        *machine_lines(result),
+        *(machine_lines(result, result["note"]) if result.get("note") else machine_lines(result)),
         "- **Store:** the mongoeco wire server, SQLite engine (as `make run`), its own process.",
         f"- **Targets:** A: ours ≥ {t['ratio']} × bare in throughput and p50 latency; "
         f"B: p99 event lag < {t['lag_p99_ms']:.0f} ms at half the maximum throughput; "
