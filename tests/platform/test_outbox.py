@@ -116,6 +116,49 @@ def test_event_added_while_publishing_is_not_lost(db, amqp_uri, probe):
     assert [e["data"]["n"] for e in probe.drain(until_count=2)] == [1, 2]
 
 
+def test_an_outbox_holding_just_what_was_read_is_emptied_in_one_write(mongo_uri, db, amqp_uri, probe):
+    for n in range(5):
+        db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n), event(n)]))
+    commands = Commands()
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[commands])
+    relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri)
+    try:
+        relayed = []
+        sent = commands.during(lambda: relayed.append(relay.relay_until_empty()))
+        updates = [filter_ for command, _, filter_ in sent if command == "update"]
+    finally:
+        relay.close()
+        client.close()
+    assert relayed == [10] and len(probe.drain(until_count=10)) == 10
+    assert len(updates) == 5 and all("_id" in filter_ for filter_ in updates)
+    assert db.things.count_documents({"outbox_pending": True}) == 0
+    assert db.things.count_documents({"outbox": {"$size": 0}}) == 5
+
+
+def test_events_another_relay_let_go_and_new_ones_of_the_same_count_are_told_apart(db, amqp_uri, probe):
+    """While this relay publishes, another one lets the two events go and two new ones arrive: the outbox is as
+    long as the one read, so only the last event's id shows it is not the same; the new ones stay pending."""
+    db.things.insert_one(new_document_with_events({"_id": "agg1"}, [event(1), event(1)]))
+    newer = [event(2), event(3)]
+
+    def another_relay_and_a_writer_meanwhile():
+        db.things.update_one({"_id": "agg1"}, {"$set": {"outbox": [], "outbox_pending": False}})
+        db.things.update_one({"_id": "agg1"}, with_events({"$set": {"x": 1}}, newer))
+
+    relay = OutboxRelay(db, ["things"], SlowPublisher(amqp_uri, "outboxtest.events",
+                                                      during_publish=another_relay_and_a_writer_meanwhile))
+    try:
+        assert relay.relay_once() == 2
+        stored = db.things.find_one({"_id": "agg1"})
+        assert [e["id"] for e in stored["outbox"]] == [e["id"] for e in newer]
+        assert stored["outbox_pending"] is True
+        relay.publisher.during_publish = lambda: None
+        assert relay.relay_once() == 2
+    finally:
+        relay.close()
+    assert sorted(e["data"]["n"] for e in probe.drain(until_count=4)) == [1, 1, 2, 3]
+
+
 def test_nacked_or_unconfirmed_batch_raises(amqp_uri):
     publisher = ConfirmingPublisher(amqp_uri, "outboxtest.events", confirm_timeout=0.0)
     with pytest.raises(PublishFailed):

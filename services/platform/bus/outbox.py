@@ -322,21 +322,41 @@ class OutboxRelay:
             # Before the outbox lets go: nothing published is missing from the log (a crash in between publishes
             # the batch again, and logs it once: the ids are the log's keys).
             self.event_log.record(events, bodies)
-        collection.bulk_write([op for doc in documents for op in self._removal(name, doc)], ordered=True)
+        self._let_go(collection, documents)
         self.stats.published += len(events)
         self.stats.unroutable += unroutable
         log.debug("outbox relayed", extra={"collection": name, "events": len(events)})
         return len(events), full
 
-    def _removal(self, collection: str, doc: dict) -> list[UpdateOne]:
-        """Removes exactly the published events; clears the flag only if no new event arrived in between.
+    def _let_go(self, collection, documents: list[dict]) -> None:
+        """Takes the published events out of their documents' outboxes, in one write per document when the
+        outbox still holds just them (the usual case), else in two that remove exactly them."""
+        emptied = collection.bulk_write([self._emptying(collection.name, doc) for doc in documents], ordered=False)
+        if emptied.matched_count < len(documents):
+            # An event arrived since the read, or another relay let some go: the exact removal is safe to
+            # repeat on every document (what is gone stays gone, and the flag is cleared only when empty).
+            collection.bulk_write([op for doc in documents for op in self._removal(doc)], ordered=True)
 
-        Every filter names the document by ``_id`` alone where it can: on
-        mongoeco anything more is a scan of the collection.
+    def _emptying(self, collection: str, doc: dict) -> UpdateOne:
+        """Empties the outbox and clears the flag if it still holds exactly the events read: events are only
+        ever appended, and their ids are unique, so an outbox of the same length whose last event is the one
+        read is the one read. In a collection whose documents get events only when created, nothing can have
+        arrived.
+
+        Every filter names the document by ``_id``: on mongoeco a filter without it is a scan of the collection.
         """
+        cleared = {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}}
         if collection in self.append_once:
-            # Nothing can have arrived: one write empties the outbox and clears the flag.
-            return [UpdateOne({"_id": doc["_id"]}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}})]
+            return UpdateOne({"_id": doc["_id"]}, cleared)
+        outbox = doc.get(OUTBOX_FIELD, [])
+        still = {"_id": doc["_id"], OUTBOX_FIELD: {"$size": len(outbox)}}
+        if outbox:
+            still[f"{OUTBOX_FIELD}.{len(outbox) - 1}.id"] = outbox[-1]["id"]
+        return UpdateOne(still, cleared)
+
+    @staticmethod
+    def _removal(doc: dict) -> list[UpdateOne]:
+        """Removes exactly the published events; clears the flag only if no new event arrived in between."""
         ids = [event["id"] for event in doc.get(OUTBOX_FIELD, [])]
         return [
             UpdateOne({"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": {"$in": ids}}}}),
