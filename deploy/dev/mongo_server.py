@@ -36,6 +36,7 @@ from mongoeco.core.query_plan import (
 from mongoeco.engines import MemoryEngine, SQLiteEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
+from services.platform.bus.outbox import PENDING_FIELD
 from services.platform.core import logs
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,14 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
     relay poll. The dev store's queries are short; they share the engine's
     connection, as mongoeco's in-memory SQLite does.
 
+    A relay's poll, ``{outbox_pending: true}``, was a SQL scan of the whole
+    collection: the engine plans an equality on a field with an index of its
+    own through that index only for ``explain``. Here the poll takes that
+    plan, and skips the scan that asks whether the flag is ever an array (it
+    never is, and its answer lasts only until the next write): an empty poll
+    costs the same at 100 and 4,000 documents (about 1 ms), where it cost
+    about 5 ms at 4,000 and grew with the collection.
+
     Every write also encoded the whole document into the change outbox's gap
     entry only to fingerprint it (see ``_append_change`` above): without
     that, a guarded update of a 25-item document takes 1.8 ms of CPU instead
@@ -178,6 +187,18 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
 
     def _plan_requires_python_for_decimal_numeric(self, db_name, coll_name, plan) -> bool:
         return self._plan_contains_decimal_operand(plan)
+
+    def _compile_read_execution_plan(self, db_name, coll_name, semantics, *, select_clause="document", hint=None):
+        if (select_clause == "document" and hint is None and isinstance(semantics.query_plan, EqualsCondition)
+                and semantics.query_plan.field == PENDING_FIELD):
+            return self._plan_find_semantics_sync(db_name, coll_name, semantics)
+        return super()._compile_read_execution_plan(db_name, coll_name, semantics, select_clause=select_clause,
+                                                    hint=hint)
+
+    def _field_is_top_level_array_in_collection(self, db_name, coll_name, field) -> bool:
+        if field == PENDING_FIELD:
+            return False
+        return super()._field_is_top_level_array_in_collection(db_name, coll_name, field)
 
     def _can_use_dedicated_reader(self, context) -> bool:
         self._ensure_session_can_use_engine(context)

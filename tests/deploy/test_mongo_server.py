@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from deploy.dev import mongo_server
 from deploy.dev.mongo_server import BatchedDispatchSQLiteEngine
+from services.platform.bus.outbox import with_events
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 T1 = datetime(2026, 3, 9, tzinfo=UTC)
@@ -128,6 +129,7 @@ def test_inserts_refuse_the_same_ids_as_the_stock_engine(tmp_path):
 # larger than one batch (the cursor is read on with getMore).
 READS = [
     ({"outbox_pending": True}, None, None, 200),
+    ({"outbox_pending": True}, {"outbox": 1}, None, 200),  # the relay's own projection
     ({"kind": {"$in": ["m", "x"]}}, None, [("_id", 1)], 0),
     ({"score": {"$gte": 2.5, "$lt": 40}}, {"score": 1}, [("score", -1), ("_id", 1)], 0),
     ({"superseded_by_id": {"$exists": False}, "kind": "m"}, None, [("_id", -1)], 7),
@@ -158,8 +160,34 @@ def _read_all(engine, tmp_path) -> list:
 
 def test_reads_find_what_the_stock_engine_finds(tmp_path):
     ours, stock = _read_all(BatchedDispatchSQLiteEngine, tmp_path), _read_all(SQLiteEngine, tmp_path)
-    assert [len(rows) for rows in ours] == [6, 300, 75, 7, 1, 300]
+    assert [len(rows) for rows in ours] == [6, 6, 300, 75, 7, 1, 300]
     assert ours == stock
+
+
+def test_a_relay_poll_reads_the_outbox_flag_through_its_index(tmp_path):
+    """The stock engine answers ``{outbox_pending: true}`` with a SQL scan of the whole collection (its index
+    serves only explain), so every relay poll cost more as the collection grew; here it reads the index."""
+    engine = BatchedDispatchSQLiteEngine(str(tmp_path / "poll.sqlite"))
+    plans = []
+    compile_plan = engine._compile_read_execution_plan
+
+    def recording(*args, **kwargs):
+        plans.append(compile_plan(*args, **kwargs))
+        return plans[-1]
+
+    engine._compile_read_execution_plan = recording
+    client = MongoClient(engine)
+    collection = client.db.items
+    collection.create_index([("outbox_pending", 1)], name="outbox_pending")
+    collection.insert_many([{"_id": f"d{n:03d}", "outbox": [], "outbox_pending": False} for n in range(200)])
+    collection.update_many({"_id": {"$in": ["d007", "d150"]}}, with_events({}, [{"id": "e"}]))
+    found = [doc["_id"] for doc in collection.find({"outbox_pending": True}, {"outbox": 1}).limit(200)]
+    collection.update_one({"_id": "d007"}, {"$set": {"outbox": [], "outbox_pending": False}})
+    after = [doc["_id"] for doc in collection.find({"outbox_pending": True}, {"outbox": 1}).limit(200)]
+    client.close()
+    assert sorted(found) == ["d007", "d150"] and after == ["d150"]
+    polls = [plan for plan in plans if plan.semantics.filter_spec == {"outbox_pending": True}]
+    assert len(polls) == 2 and all("scalar_index_entries" in plan.sql for plan in polls), [p.sql for p in polls]
 
 
 
