@@ -279,9 +279,9 @@ class OutboxRelay:
 
         A collection goes round again only when its batch was full: one that
         returned fewer documents than a batch had nothing more pending when it
-        was read, so looking again at once would be a wasted query (on mongoeco
-        a scan of the collection; the relay's polls were a fifth of the store's
-        commands during `make run`'s seed). Events written after that read are
+        was read, so looking again at once would be a wasted query (the relay's
+        polls were a fifth of the store's commands during `make run`'s seed).
+        Events written after that read are
         the next pass's: the writer's kick or the next tick.
         """
         total = 0
