@@ -26,7 +26,7 @@ from services.platform.core.errors import AlreadyExists, FailedPrecondition, Not
 from . import directory_rules as rules
 from .directory import PEOPLE
 from .directory_batch import BatchView, PeopleWrites, Sizes
-from .directory_sync import FUTURE_SKEW, DirectorySync, manager_ref_of, parent_ref_of
+from .directory_sync import FUTURE_SKEW, DirectorySync, by_refs, manager_ref_of, parent_ref_of
 
 MASS_DEACTIVATION_SHARE = 0.10
 # Old confirmations are pruned by an import at most this often per process: a file sent in parts is many
@@ -227,9 +227,9 @@ class DirectoryImport:
         self.sizes.grew(PEOPLE, len(created))
         for change in lost:
             self.sync.upsert_person(change)
-        named_written = [document for document in written if document["_id"] in named]
-        self._resolve_reports(named_written, view)
-        self._resolve_leaders(named_written, view)
+        arrived_by_ref = by_refs([document for document in written if document["_id"] in named])
+        self._resolve_reports(arrived_by_ref, view)
+        self._resolve_leaders(arrived_by_ref, view)
         arrived = [document for document in written if document["_id"] in created]
         waiting = {kept["waits_for"] for kept in self.directory.waiting_on_any(
             [document.get("external_id") or "" for document in arrived])}
@@ -239,30 +239,23 @@ class DirectoryImport:
         if confirmed:
             self.directory.confirm(confirmed, utc_now())
 
-    def _resolve_reports(self, written: list[dict], view: BatchView) -> None:
-        """DirectorySync._resolve_reports for every person who arrived, in one read and one bulk write (a resolution
-        that loses to a concurrent write is left to that writer, as there)."""
-        if not written:
+    def _resolve_reports(self, arrived: dict[str, dict], view: BatchView) -> None:
+        """DirectorySync's resolution of reports for every person who arrived (``by_refs``), in one read and one
+        bulk write (a resolution that loses to a concurrent write is left to that writer, as there)."""
+        if not arrived:
             return
-        arrived = {ref: document for document in written for ref in (document["_id"], document.get("external_id"))
-                   if ref}
         resolutions = PeopleWrites(self.directory)
-        for record in self.directory.pending_people():
-            manager = arrived.get(record.get("pending_manager") or "")
-            if manager is None or record["_id"] == manager["_id"]:
-                continue
+        for record, manager in self.sync.waiting_reports(arrived):
             document = {**record, "manager_id": manager["_id"], "pending_manager": None,
                         "revision": record["revision"] + 1, "updated_at": utc_now()}
             resolutions.stage(None, record, document)
             view.people.put(document)
         resolutions.flush()
 
-    def _resolve_leaders(self, written: list[dict], view: BatchView) -> None:
+    def _resolve_leaders(self, arrived: dict[str, dict], view: BatchView) -> None:
         """DirectorySync's leader resolution for every person who arrived, the units it writes kept in the view."""
-        if not written:
+        if not arrived:
             return
-        arrived = {ref: document for document in written for ref in (document["_id"], document.get("external_id"))
-                   if ref}
         for unit in self.sync.resolve_leaders(arrived):
             view.units.put(unit)
 

@@ -7,6 +7,7 @@ known yet stays pending and is resolved when they arrive), and writes the record
 its date (``apply_due``, goals-worker's timer).
 """
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from services.platform.core.clock import to_millis, utc_now
@@ -145,17 +146,22 @@ class DirectorySync:
         at them: for a path that writes people without this use case (the demo seed). Returns what it wrote."""
         if not people:
             return []
-        arrived = {ref: person for person in people for ref in _refs(person) if ref}
+        arrived = by_refs(people)
         written = []
+        for record, manager in self.waiting_reports(arrived):
+            written += self._resolve(PEOPLE, [record], manager, "manager_id", "pending_manager", person_changed_event)
+        return written + self.resolve_leaders(arrived)
+
+    def waiting_reports(self, arrived: dict[str, dict]) -> Iterator[tuple[dict, dict]]:
+        """(person, manager) for everyone whose pending manager is among ``arrived`` (``by_refs``): one read of
+        the people still pending (few)."""
         for record in self.directory.pending_people():
             manager = arrived.get(record.get("pending_manager") or "")
             if manager is not None and manager["_id"] != record["_id"]:
-                written += self._resolve(PEOPLE, [record], manager, "manager_id", "pending_manager",
-                                         person_changed_event)
-        return written + self.resolve_leaders(arrived)
+                yield record, manager
 
     def resolve_leaders(self, arrived: dict[str, dict]) -> list[dict]:
-        """Units waiting for a leader among ``arrived`` (each person by id and by external id) now have them:
+        """Units waiting for a leader among ``arrived`` (``by_refs``) now have them:
         one read of the units still pending (few), then one write each. Returns the units written."""
         written = []
         for unit in self.directory.units_pending_leader():
@@ -291,6 +297,11 @@ def manager_ref_of(store, ref: str) -> str:
 def parent_ref_of(store, ref: str) -> str:
     unit = store.unit_by_ref(ref)
     return (unit.get("pending_parent") or unit.get("parent_id") or "") if unit else ""
+
+
+def by_refs(records: list[dict]) -> dict[str, dict]:
+    """Each record under every reference an HRIS may name it by (``_refs``)."""
+    return {ref: record for record in records for ref in _refs(record) if ref}
 
 
 def _refs(record: dict) -> list[str]:
