@@ -132,9 +132,8 @@ def parts(people: list, written: set[int]) -> list[list]:
     """The rows managers first, cut into parts of at most PART_WRITES rows to write and PART_ROWS rows in all
     (``written``: the indexes of the rows to write). A row the dry run did not list as written (the directory
     changed since) still goes: the server decides every row again."""
-    order = managers_first(list(range(len(people))), people)
     cut, part, writes = [], [], 0
-    for index in order:
+    for index in managers_first(people):
         writes_here = index in written
         if part and (len(part) == PART_ROWS or writes + writes_here > PART_WRITES):
             cut.append(part)
@@ -144,7 +143,7 @@ def parts(people: list, written: set[int]) -> list[list]:
     return cut + ([part] if part else [])
 
 
-def managers_first(indexes: list[int], people: list) -> list[int]:
+def managers_first(people: list) -> list[int]:
     """The indexes of ``people``, each person after the manager the file names for them (if the file names
     them), so no part sent names a manager a later part brings."""
     by_id = {person.external_id: person for person in people}
@@ -155,7 +154,7 @@ def managers_first(indexes: list[int], people: list) -> list[int]:
             seen, ref = seen + 1, by_id[ref].manager_ref
         return seen
 
-    return sorted(indexes, key=depth)
+    return sorted(range(len(people)), key=depth)
 
 
 def describe(diff: directory_pb2.ImportDirectoryResponse, lines: list[int]) -> str:

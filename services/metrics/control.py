@@ -55,20 +55,18 @@ class PauseSwitch:
     def __init__(self, db: Database, ttl: float = 0.5):
         self.db = db
         self.ttl = ttl
-        self._checked_at = 0.0
+        self._checked_at: float | None = None  # None until the first answer
         self._paused = False
-        self._answered = False
         self._asking = False
 
     def paused(self) -> bool:
         clock = time.monotonic()
-        if self._answered and (self._asking or clock - self._checked_at < self.ttl):
+        if self._checked_at is not None and (self._asking or clock - self._checked_at < self.ttl):
             return self._paused
         self._asking = True
         try:
             self._paused = rebuild_running(self.db)
             self._checked_at = clock
-            self._answered = True
         finally:
             self._asking = False
         return self._paused
