@@ -32,6 +32,21 @@ def relay_for(db, amqp_uri, batch_size=200) -> OutboxRelay:
     return OutboxRelay.for_service(db, EXCHANGE_SERVICE, ["things"], amqp_uri, batch_size=batch_size)
 
 
+def relay_recording_updates(mongo_uri, db, amqp_uri, append_once=frozenset()) -> tuple[int, list[dict]]:
+    """Relays ``things`` until empty through a client of its own: how many events went, and the filter of each
+    update it sent."""
+    commands = Commands()
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[commands])
+    relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri, append_once=append_once)
+    try:
+        relayed = []
+        sent = commands.during(lambda: relayed.append(relay.relay_until_empty()))
+    finally:
+        relay.close()
+        client.close()
+    return relayed[0], [filter_ for command, _, filter_ in sent if command == "update"]
+
+
 def test_relay_publishes_every_pending_event_once_and_clears_the_flag(db, amqp_uri, probe):
     for n in range(25):
         db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n), event(n)]))
@@ -50,17 +65,8 @@ def test_relay_publishes_every_pending_event_once_and_clears_the_flag(db, amqp_u
 def test_append_once_documents_are_cleared_in_one_write_each(mongo_uri, db, amqp_uri, probe):
     for n in range(5):
         db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n)]))
-    commands = Commands()
-    client = pymongo.MongoClient(mongo_uri, event_listeners=[commands])
-    relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri, append_once={"things"})
-    try:
-        relayed = []
-        sent = commands.during(lambda: relayed.append(relay.relay_until_empty()))
-        updates = [filter_ for command, _, filter_ in sent if command == "update"]
-    finally:
-        relay.close()
-        client.close()
-    assert relayed == [5]
+    relayed, updates = relay_recording_updates(mongo_uri, db, amqp_uri, append_once={"things"})
+    assert relayed == 5
     assert len(probe.drain(until_count=5)) == 5
     assert len(updates) == 5
     assert all(set(filter_) == {"_id"} for filter_ in updates), "filters by _id alone"
@@ -119,17 +125,8 @@ def test_event_added_while_publishing_is_not_lost(db, amqp_uri, probe):
 def test_an_outbox_holding_just_what_was_read_is_emptied_in_one_write(mongo_uri, db, amqp_uri, probe):
     for n in range(5):
         db.things.insert_one(new_document_with_events({"_id": f"agg{n}"}, [event(n), event(n)]))
-    commands = Commands()
-    client = pymongo.MongoClient(mongo_uri, event_listeners=[commands])
-    relay = OutboxRelay.for_service(client[db.name], EXCHANGE_SERVICE, ["things"], amqp_uri)
-    try:
-        relayed = []
-        sent = commands.during(lambda: relayed.append(relay.relay_until_empty()))
-        updates = [filter_ for command, _, filter_ in sent if command == "update"]
-    finally:
-        relay.close()
-        client.close()
-    assert relayed == [10] and len(probe.drain(until_count=10)) == 10
+    relayed, updates = relay_recording_updates(mongo_uri, db, amqp_uri)
+    assert relayed == 10 and len(probe.drain(until_count=10)) == 10
     assert len(updates) == 5 and all("_id" in filter_ for filter_ in updates)
     assert db.things.count_documents({"outbox_pending": True}) == 0
     assert db.things.count_documents({"outbox": {"$size": 0}}) == 5

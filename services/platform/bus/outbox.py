@@ -281,8 +281,8 @@ class OutboxRelay:
         returned fewer documents than a batch had nothing more pending when it
         was read, so looking again at once would be a wasted query (the relay's
         polls were a fifth of the store's commands during `make run`'s seed).
-        Events written after that read are
-        the next pass's: the writer's kick or the next tick.
+        Events written after that read are the next pass's: the writer's kick
+        or the next tick.
         """
         total = 0
         names = [name for name in self.collections if only is None or name in only]
