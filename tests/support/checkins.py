@@ -80,8 +80,6 @@ def publish_v2mom(goals_api, owner, approver, content, level=common_pb2.ORG_LEVE
     return created.id
 
 
-
-
 def build_goals_world(db, goals_api) -> GoalsWorld:
     """Team 'onboarding' led by lee; ann and rob in it, cat a peer elsewhere, ada an admin.
 
