@@ -11,6 +11,7 @@ import asyncio
 import copy
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -167,6 +168,10 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
 
     _last_dispatch = 0.0
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._planning = threading.local()  # per thread: the engine plans reads on its executor's threads
+
     def _select_first_document_for_plan(self, db_name, coll_name, plan, *, hint=None, context=None):
         by_id = _by_id(plan) if hint is None else None
         if by_id is None:
@@ -190,8 +195,14 @@ class BatchedDispatchSQLiteEngine(SQLiteEngine):
 
     def _compile_read_execution_plan(self, db_name, coll_name, semantics, *, select_clause="document", hint=None):
         if (select_clause == "document" and hint is None and isinstance(semantics.query_plan, EqualsCondition)
-                and semantics.query_plan.field == PENDING_FIELD):
-            return self._plan_find_semantics_sync(db_name, coll_name, semantics)
+                and semantics.query_plan.field == PENDING_FIELD and not getattr(self._planning, "poll", False)):
+            # The planner comes back here when the index cannot answer (no index, or an empty collection):
+            # that second call takes the stock plan, instead of recursing until Python gives up.
+            self._planning.poll = True
+            try:
+                return self._plan_find_semantics_sync(db_name, coll_name, semantics)
+            finally:
+                self._planning.poll = False
         return super()._compile_read_execution_plan(db_name, coll_name, semantics, select_clause=select_clause,
                                                     hint=hint)
 

@@ -191,6 +191,26 @@ def test_a_relay_poll_reads_the_outbox_flag_through_its_index(tmp_path):
 
 
 
+def _polls_the_index_cannot_answer(engine, tmp_path) -> list:
+    client = MongoClient(engine(str(tmp_path / f"unanswered-{engine.__name__}.sqlite")))
+    db = client.db
+    db.empty.create_index([("outbox_pending", 1)], name="outbox_pending")
+    db.unindexed.insert_many([{"_id": "u1", "outbox": [{"id": "e"}], "outbox_pending": True},
+                              {"_id": "u2", "outbox": [], "outbox_pending": False}])
+    found = [list(db[name].find({"outbox_pending": True}, {"outbox": 1}).limit(50))
+             for name in ("missing", "empty", "unindexed")]
+    client.close()
+    return found
+
+
+def test_a_poll_the_index_cannot_answer_takes_the_stock_plan(tmp_path):
+    """A relay polls collections that do not exist yet or are empty; there the planner falls back to the
+    stock plan, which must not come back to the shortcut (it recursed until Python gave up, on every poll)."""
+    ours = _polls_the_index_cannot_answer(BatchedDispatchSQLiteEngine, tmp_path)
+    assert ours == [[], [], [{"_id": "u1", "outbox": [{"id": "e"}]}]]
+    assert ours == _polls_the_index_cannot_answer(SQLiteEngine, tmp_path)
+
+
 def _writes_with_images(engine, tmp_path) -> list:
     """What a client sees of each write's before and after images, and what is stored after them."""
     client = MongoClient(engine(str(tmp_path / f"images-{engine.__name__}.sqlite")))
