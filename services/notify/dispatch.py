@@ -1,8 +1,9 @@
 """Sending one claimed delivery over its channel, and deciding what happens next.
 
-The dispatcher timer (worker.py) runs passes (``Dispatcher.run_once``): the
-ids of the due PENDING deliveries in one query, then all of them claimed
-under one lease (deliveries.Deliveries.claim_many: one bulk write by
+The dispatcher timer (worker.py) runs passes (``Dispatcher.run_once``), and
+a pass runs batches until nothing is due (or its limit is reached): the
+ids of up to ``NOTIFY_DISPATCH_BATCH`` due PENDING deliveries in one query,
+then all of them claimed under one lease (deliveries.Deliveries.claim_many: one bulk write by
 ``_id``, one read back; a delivery another replica claimed meanwhile is
 passed over). What the claimed deliveries need is read once for the batch:
 their notifications, the email recipients' preferences, the webhook
@@ -39,11 +40,11 @@ and claimed again (by this pass or any replica) under a lease of their own.
 The first always goes, as a delivery claimed alone always did, so a pass
 makes progress however slow the store's answers before it were.
 
-Within a pass, emails share one SMTP connection when an ``email_session``
-factory is given (worker.py: channels.email.SmtpSession, one per pass,
+Within a batch, emails share one SMTP connection when an ``email_session``
+factory is given (worker.py: channels.email.SmtpSession, one per batch,
 closed at its end; each send keeps its own deadline, and an error closes the
 connection so the next send opens a fresh one). The stats increments of a
-pass are folded and written once at its end.
+batch are folded and written once at its end.
 """
 
 import logging
@@ -74,13 +75,13 @@ class Dispatcher:
                  sleep: Callable[[float], None] | None = None, email_session: Callable[[], object] | None = None,
                  stats: Stats | None = None):
         """``email_session``: makes an object with ``send(message)`` and ``close()`` that ``run_once`` uses for the
-        emails of one pass (one connection); ``send_email`` sends them otherwise. ``stats``: written at the end of
-        every pass, with whatever others (the handlers) folded into it meanwhile."""
+        emails of one batch (one connection); ``send_email`` sends them otherwise. ``stats``: written after every
+        batch and at the end of every pass, with whatever others (the handlers) folded into it meanwhile."""
         self.db = db
         self.people = people
         self.send_email = send_email
         self.email_session = email_session
-        self._pass_send_email: Callable[[Message], None] | None = None
+        self._batch_send_email: Callable[[Message], None] | None = None
         self.send_webhook = send_webhook
         self.settings = settings
         self.now = now
@@ -93,26 +94,37 @@ class Dispatcher:
         self.sleep = sleep
 
     def run_once(self, limit: int) -> int:
-        """Claims and dispatches up to ``limit`` due deliveries, a batch at a time; how many were claimed."""
+        """Claims and dispatches up to ``limit`` due deliveries, a batch of at most ``settings.dispatch_batch`` at a
+        time, until nothing more is due; how many were claimed.
+
+        A backlog (a Monday's reminders, a restart after an outage) drains in one pass at the senders' pace
+        instead of one batch per tick. Each batch has its own lease, its own SMTP connection (a relay sees at most
+        a batch per connection) and its own stats write, so a long pass holds no count back."""
         handled = 0
+        with self.deliveries.folding_stats():  # written after each batch, and at the end of every pass (the handlers')
+            while handled < limit:
+                claimed = self._run_batch(min(self.settings.dispatch_batch, limit - handled))
+                if not claimed:
+                    break  # nothing due, or other replicas have it all
+                handled += claimed
+        return handled
+
+    def _run_batch(self, limit: int) -> int:
+        """One batch: claimed under one lease, sent over one SMTP connection, finished in one write; how many."""
+        due = self.deliveries.due(self.now(), limit)
+        claimed = self.deliveries.claim_many([d["_id"] for d in due], self.now(), self.settings.lease_seconds)
+        if not claimed:
+            return 0
         session = self.email_session() if self.email_session is not None else None
-        self._pass_send_email = session.send if session is not None else None
+        self._batch_send_email = session.send if session is not None else None
         try:
-            with self.deliveries.folding_stats():
-                # Until nothing more is due: deliveries written while a batch was sent go in this pass, not a tick later.
-                while handled < limit:
-                    due = self.deliveries.due(self.now(), limit - handled)
-                    claimed = self.deliveries.claim_many([d["_id"] for d in due], self.now(),
-                                                         self.settings.lease_seconds)
-                    if not claimed:
-                        break  # nothing due, or other replicas have it all
-                    handled += len(claimed)
-                    self._dispatch_batch(claimed)
+            self._dispatch_batch(claimed)
         finally:
-            self._pass_send_email = None
+            self._batch_send_email = None
             if session is not None:
                 session.close()
-        return handled
+            self.deliveries.stats.flush()
+        return len(claimed)
 
     def _dispatch_batch(self, claimed: list[dict]) -> None:
         """Deliveries claimed under one lease: what they need read at once, each sent in turn, finished in one write."""
@@ -189,7 +201,7 @@ class Dispatcher:
                 self.deliveries.defer(delivery, allowed, "quiet hours", now)
                 return
         message = self._message(delivery, notification, person)
-        send_email = self._pass_send_email or self.send_email
+        send_email = self._batch_send_email or self.send_email
         self._send(delivery, now, lambda: send_email(message))
 
     def _webhook(self, delivery: dict, notification: dict, now: datetime) -> None:

@@ -51,6 +51,7 @@ class WorkerSettings:
     cycle_fill_retry_seconds: float = 30.0  # while goals-api has not answered ListCycles since the start
     lease_seconds: float = 60.0
     dispatch_batch: int = 50
+    dispatch_pass_max: int = 1000  # a pass drains a backlog batch by batch, up to this many, then yields its tick
     send_timeout_seconds: float = 10.0
     allow_private_webhooks: bool = False
     public_url: str = "http://127.0.0.1:9101"
@@ -68,7 +69,7 @@ class WorkerSettings:
                 schedules.parse_weekly_time(weekly[field_name])
             except ValueError as error:
                 raise ConfigError(f"{name}: {error}") from None
-        return cls(
+        settings = cls(
             **weekly,
             portal_url_template=env_str("NOTIFY_PORTAL_URL_TEMPLATE", cls.portal_url_template),
             approval_sla_days=env_int("NOTIFY_APPROVAL_SLA_DAYS", cls.approval_sla_days),
@@ -78,11 +79,17 @@ class WorkerSettings:
             cycle_fill_retry_seconds=env_float("NOTIFY_CYCLE_FILL_RETRY_SECONDS", cls.cycle_fill_retry_seconds),
             lease_seconds=env_float("NOTIFY_LEASE_SECONDS", cls.lease_seconds),
             dispatch_batch=env_int("NOTIFY_DISPATCH_BATCH", cls.dispatch_batch),
+            dispatch_pass_max=env_int("NOTIFY_DISPATCH_PASS_MAX", cls.dispatch_pass_max),
             send_timeout_seconds=env_float("NOTIFY_SEND_TIMEOUT_SECONDS", cls.send_timeout_seconds),
             allow_private_webhooks=env_str("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", "false").lower() in ("1", "true", "yes"),
             public_url=env_str("NOTIFY_PUBLIC_URL", cls.public_url),
             unsubscribe_secret=unsubscribe.secret_from_env(),
         )
+        for name, value in (("NOTIFY_DISPATCH_BATCH", settings.dispatch_batch),
+                            ("NOTIFY_DISPATCH_PASS_MAX", settings.dispatch_pass_max)):
+            if value < 1:  # a limit of 0 reads as "no limit" to the store
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        return settings
 
 
 

@@ -149,7 +149,7 @@ class NotifyWorker:
 
     @timer(interval=SETTINGS.dispatch_interval_seconds)
     def dispatch_deliveries(self):
-        if self.notify.dispatcher.run_once(SETTINGS.dispatch_batch):
+        if self.notify.dispatcher.run_once(SETTINGS.dispatch_pass_max):
             self.relay.kick([DELIVERIES])
 
     @timer(interval=SETTINGS.cycle_fill_retry_seconds, eager=True)

@@ -2,6 +2,7 @@
 ``v2mom_submitted`` handler, the dispatch pass that sends it, and the outbox relay. A budget, so a change that
 adds a round trip to this path says so; and every write names its document by ``_id``."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pymongo
@@ -135,8 +136,8 @@ def test_a_dispatch_pass_costs_the_same_round_trips_however_many_emails_it_sends
         ("update", DELIVERIES), ("find", DELIVERIES),  # all claimed under one token in one bulk write; those won
         ("find", "notifications"), ("find", "preferences"),  # what the batch needs, read once
         ("update", DELIVERIES),  # every SENT with its notification_sent, one bulk write
+        ("update", STATS),  # the batch's counts
         ("find", DELIVERIES),  # anything written meanwhile? (nothing: the pass ends)
-        ("update", STATS),
     ]
     assert all("_id" in query for _, query in counted.commands.write_filters)
     assert len(counted.commands.write_filters) == 2 * emails + 2  # a claim and a finish each; two stats documents
@@ -161,6 +162,60 @@ def test_the_limit_holds_and_what_is_written_while_a_batch_is_sent_goes_in_the_s
     assert counted.dispatcher.run_once(10) == 4
     assert len(counted.email.sent) == 6 and counted.email.sent[-1].recipient_email == "lee@acme.test"
     assert counted.db[DELIVERIES].count_documents({"channel": "CHANNEL_EMAIL", "status": "SENT"}) == 6
+
+
+def test_a_backlog_drains_in_one_pass_a_batch_at_a_time_each_over_its_own_connection(counted):
+    """More due than a batch holds: the pass goes on batch by batch (each claimed under its own lease token and
+    sent over one SMTP session of its own, so a relay sees at most a batch per connection) until nothing is due."""
+    for n in range(7):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+    sessions = []
+
+    class Session:
+        def __init__(self):
+            self.sent, self.closed = [], False
+            sessions.append(self)
+
+        def send(self, message):
+            assert not self.closed
+            self.sent.append(message)
+            counted.email.sent.append(message)
+
+        def close(self):
+            self.closed = True
+    dispatcher = Dispatcher(counted.db, counted.notifier.people, counted.email, Recorder(),
+                            replace(SETTINGS, dispatch_batch=3), now=counted.clock, email_session=Session)
+    assert dispatcher.run_once(1000) == 7
+    assert [len(s.sent) for s in sessions] == [3, 3, 1] and all(s.closed for s in sessions)
+    assert len({m.delivery_id for m in counted.email.sent}) == 7
+    emails = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"}))
+    assert {(d["status"], d["tries"]) for d in emails} == {("SENT", 1)}
+    assert len({d["lease_token"] for d in emails}) == 3  # one claim per batch
+    assert counted.db[STATS].find_one({"_id": "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL"})["n"] == 7
+    assert dispatcher.run_once(1000) == 0 and len(sessions) == 3  # nothing due: no connection opened
+
+
+def test_a_pass_stops_at_its_limit_and_the_next_tick_goes_on(counted):
+    for n in range(5):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+    dispatcher = Dispatcher(counted.db, counted.notifier.people, counted.email, Recorder(),
+                            replace(SETTINGS, dispatch_batch=2), now=counted.clock)
+    assert dispatcher.run_once(3) == 3  # a batch of 2, then one of the 1 left under the limit
+    assert dispatcher.run_once(3) == 2 and len(counted.email.sent) == 5
+
+
+def test_the_dispatch_limits_come_from_the_environment_and_zero_stops_the_worker(monkeypatch):
+    from services.platform.core.config import ConfigError
+
+    monkeypatch.setenv("NOTIFY_DISPATCH_BATCH", "20")
+    monkeypatch.setenv("NOTIFY_DISPATCH_PASS_MAX", "400")
+    settings = WorkerSettings.from_env()
+    assert (settings.dispatch_batch, settings.dispatch_pass_max) == (20, 400)
+    for name in ("NOTIFY_DISPATCH_BATCH", "NOTIFY_DISPATCH_PASS_MAX"):
+        monkeypatch.setenv(name, "0")  # a store limit of 0 would mean no limit at all
+        with pytest.raises(ConfigError, match=name):
+            WorkerSettings.from_env()
+        monkeypatch.setenv(name, "5")
 
 
 def test_a_pass_that_dies_before_its_write_sends_each_again_once_under_the_same_id(counted, monkeypatch):
@@ -288,8 +343,19 @@ def test_as_notify_worker_wires_it_the_handler_leaves_its_counts_to_the_next_dis
     assert len(trips) == 6 and ("update", STATS) not in trips
     assert counted.db[STATS].count_documents({}) == 0
     trips = counted.commands.during(lambda: dispatcher.run_once(50))
-    assert trips[-1] == ("update", STATS) and trips.count(("update", STATS)) == 1
+    assert trips.count(("update", STATS)) == 1  # the handler's counts go with the batch's, in its one stats write
+    assert trips[trips.index(("update", STATS)) - 1] == ("update", DELIVERIES)
     assert {doc["_id"]: doc.get("n", doc.get("count")) for doc in counted.db[STATS].find()} == {
         "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_INBOX": 1, "latency|CHANNEL_INBOX": 1,
         "sent|NOTIFICATION_KIND_APPROVAL_REQUESTED|CHANNEL_EMAIL": 1, "latency|CHANNEL_EMAIL": 1}
     assert "sum" not in counted.db[STATS].find_one({"_id": "latency|CHANNEL_INBOX"})  # += 0 is left out
+
+
+def test_a_pass_with_nothing_due_still_writes_what_the_handlers_counted(counted):
+    stats = Stats(counted.db)
+    dispatcher = Dispatcher(counted.db, counted.notifier.people, counted.email, Recorder(), SETTINGS, now=counted.clock,
+                            stats=stats)
+    stats.add("reminders|2026-06-10", {"reminded": 1})  # as a handler folds it
+    trips = counted.commands.during(lambda: dispatcher.run_once(50))
+    assert trips == [("find", DELIVERIES), ("update", STATS)]
+    assert counted.db[STATS].find_one({"_id": "reminders|2026-06-10"})["reminded"] == 1
