@@ -94,6 +94,27 @@ def test_line_breaks_in_a_title_or_a_name_cannot_add_headers_or_recipients(tmp_p
     assert len(mail["To"].addresses) == 1
 
 
+def test_the_memoised_policy_writes_the_same_bytes_as_policy_default(monkeypatch):
+    """MAIL_POLICY only makes each header class once: a mail, hostile title and name included, is byte for byte
+    what policy.default makes of it (the multipart boundary fixed, as it is random)."""
+    from datetime import UTC, datetime
+    from email.policy import default
+
+    from services.notify.channels import email as email_channel
+
+    def built(policy) -> bytes:
+        monkeypatch.setattr(email_channel, "MAIL_POLICY", policy)
+        mail = email_channel.build_email(
+            message(title="Hello\r\nBcc: evil@attacker.example", recipient_name="Ève \"Q\" Exàmple, Jr.\nCc: x@y.z",
+                    unsubscribe_url="https://notify.example.com/unsubscribe?t=abc"),
+            SmtpSettings(), now=datetime(2026, 6, 1, 9, 0, tzinfo=UTC))
+        mail.set_boundary("fixed-boundary")
+        return mail.as_bytes()
+    memoised = built(email_channel.MAIL_POLICY)
+    assert memoised == built(default) and memoised == built(email_channel.MAIL_POLICY)
+    assert b"\nBcc:" not in memoised and b"\nCc:" not in memoised
+
+
 @pytest.mark.parametrize("address", [f"{RECIPIENT}\r\nBcc: evil@attacker.example",
                                      f"{RECIPIENT}, evil@attacker.example", "not-an-address"])
 def test_a_recipient_address_that_is_not_one_address_is_refused_before_any_mail_goes(tmp_path, address):

@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
@@ -68,6 +68,29 @@ FACT_LABELS = {
     "progress": "Progress",
     "status": "Status",
 }
+
+class _MemoHeaderRegistry(HeaderRegistry):
+    """policy.default's header registry, with its header classes made once per name.
+
+    The stock registry builds a new class with ``type()`` for every header of every message (a third of the time
+    it takes to build one of ours). The classes it builds hold no state, so one per header name parses, checks
+    and folds exactly as the stock ones do: only the repeated class creation goes.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            made = self._classes[key] = super().__getitem__(name)
+        return made
+
+
+# policy.default, its header classes memoised (above): the same parsing, and so the same defence against injection.
+MAIL_POLICY = default_policy.clone(header_factory=_MemoHeaderRegistry())
 
 _templates = Environment(
     loader=DictLoader({"mail.txt": email_templates.TEXT, "mail.html": email_templates.HTML}),
@@ -127,7 +150,7 @@ class SmtpSettings:
 
 def build_email(message: Message, settings: SmtpSettings, now: datetime | None = None) -> EmailMessage:
     """The message as it goes out; ValueError when the recipient's address is not one address."""
-    mail = EmailMessage(policy=default_policy)
+    mail = EmailMessage(policy=MAIL_POLICY)
     mail["From"] = settings.mail_from
     mail["To"] = Address(display_name=one_line(message.recipient_name), addr_spec=message.recipient_email)
     mail["Subject"] = one_line(message.title)
