@@ -19,8 +19,12 @@ A. **Throughput.** The real notify-worker (``python -m services.notify.worker``,
 B. **Lag.** At half of A's median notify rate, submissions are published at a steady rate for a while; each
    message's lag runs from its publish to the sink receiving the approver's email (matched by the V2MOM id in
    the subject). p50/p95/p99.
+C. **The dispatcher alone** (no target: it tells how much of A's gap is the handler's). Per round, a
+   notify-worker whose dispatcher does not tick writes QUEUED submissions' deliveries and is stopped; the
+   shipped worker then starts and sends them. Against the bare client sending the same mails; both timed from
+   the first mail received to the last.
 
-    .venv/bin/python -m bench.notify            # about 3 minutes; bench/results/notify.{md,json}
+    .venv/bin/python -m bench.notify            # about 4 minutes; bench/results/notify.{md,json}
     .venv/bin/python -m bench.notify --quick    # a smoke run, well under a minute
 """
 
@@ -63,12 +67,14 @@ BARE_MARK = "bare"
 
 DEFAULTS = {
     "messages": 150,
+    "queued": 300,
     "rounds": 3,
     "approvers": 20,
     "lag_seconds": 30.0,
 }
 QUICK = {
     "messages": 15,
+    "queued": 30,
     "rounds": 1,
     "approvers": 4,
     "lag_seconds": 4.0,
@@ -199,13 +205,16 @@ def start_sink(tmp: Path) -> tuple[Process, int, Path]:
     return process, int(port), jsonl
 
 
-def start_worker(tmp: Path, mongo_uri: str, amqp_uri: str, smtp_port: int) -> Process:
-    """notify-worker as deployed; dispatch and relay settings left at what it ships with. GOALS_ADDR points
-    nowhere: every person is in notify's copy, so goals-api is never asked (a miss would stall the run)."""
+def start_worker(tmp: Path, mongo_uri: str, amqp_uri: str, smtp_port: int, name: str = "notify-worker",
+                 overrides: dict | None = None) -> Process:
+    """notify-worker as deployed; dispatch and relay settings left at what it ships with (unless ``overrides``
+    says otherwise). GOALS_ADDR points nowhere: every person is in notify's copy, so goals-api is never asked
+    (a miss would stall the run)."""
     env = {"MONGO_URI": mongo_uri, "MONGO_DB": DB, "AMQP_URI": amqp_uri, "GOALS_ADDR": "127.0.0.1:9",
            "NOTIFY_SMTP_HOST": "127.0.0.1", "NOTIFY_SMTP_PORT": str(smtp_port), "NOTIFY_MAIL_FROM": MAIL_FROM,
-           "NOTIFY_PORTAL_URL_TEMPLATE": "https://portal.bench.test/v2moms/{v2mom_id}", "LOG_LEVEL": "WARNING"}
-    process = harness.spawn("notify-worker", ["-m", "services.notify.worker"], tmp, env)
+           "NOTIFY_PORTAL_URL_TEMPLATE": "https://portal.bench.test/v2moms/{v2mom_id}", "LOG_LEVEL": "WARNING",
+           **(overrides or {})}
+    process = harness.spawn(name, ["-m", "services.notify.worker"], tmp, env)
 
     def declared() -> bool:
         with kombu.Connection(amqp_uri) as connection:
@@ -225,6 +234,7 @@ def shipped_settings() -> dict:
 
     settings = WorkerSettings.from_env()
     return {"dispatch_interval_s": settings.dispatch_interval_seconds, "dispatch_batch": settings.dispatch_batch,
+            "dispatch_pass_max": settings.dispatch_pass_max,
             "relay_interval_s": load("notify").relay_interval_seconds, "max_workers": 10}
 
 
@@ -321,9 +331,17 @@ def run_bare(ctx: dict, corpus: list[list[str]], tag: str, timeout: float) -> di
         "sent": n, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()), "missing": n - len(counts),
         "errors": done["errors"], "seconds": round(seconds, 3), "client_cpu_ms_per_msg": done["client_cpu_ms_per_msg"],
         "throughput": round(len(counts) / seconds, 2) if seconds > 0 else float("nan"),
+        "spread_throughput": spread_rate([m["received_at"] for m in mine]),
         "cpu_ms_per_msg": {name: round(s * 1000 / n, 2) if s is not None else None for name, s in cpu.items()},
         "bytes": sum(len(raw.encode()) for _, _, raw in corpus),
     }
+
+
+def spread_rate(received: list[float]) -> float:
+    """Messages per second between the first and the last to arrive: (n − 1) ÷ (last − first)."""
+    if len(received) < 2 or max(received) <= min(received):
+        return float("nan")
+    return round((len(received) - 1) / (max(received) - min(received)), 2)
 
 
 def _run_bare_process(path: Path, timeout: float) -> dict:
@@ -512,6 +530,94 @@ def _split(db, published: dict, received: dict) -> dict:
             "dispatch_p99_ms": round(harness.percentile(dispatch, 0.99), 1)}
 
 
+# --- C: the dispatcher alone ---------------------------------------------------------------------------------------
+
+# A worker whose dispatcher never ticks in a run (nameko's timer waits one interval before its first tick): it only
+# writes the deliveries, for the shipped worker started after it to find queued.
+NO_DISPATCH = {"NOTIFY_DISPATCH_INTERVAL_SECONDS": "3600"}
+
+
+def queue_deliveries(ctx: dict, events: list[dict], name: str) -> None:
+    """The events' EMAIL deliveries written and left PENDING, by a worker that does not dispatch, then stopped."""
+    db, procs = ctx["db"], ctx["procs"]
+    procs["worker"].stop()
+    writer = start_worker(ctx["tmp"], ctx["mongo"], ctx["amqp"], ctx["smtp_port"], name, NO_DISPATCH)
+    procs["worker"] = writer
+    publisher = Publisher(ctx["amqp"])
+    try:
+        for event in events:
+            publisher.publish(event)
+    finally:
+        publisher.close()
+    ids = [e["data"]["v2momId"] for e in events]
+    deadline = time.monotonic() + 300
+    while (db.deliveries.count_documents({"v2mom_id": {"$in": ids}, "status": "PENDING", "channel": {"$regex": "EMAIL"}})
+           < len(ids) or db.deliveries.count_documents({"outbox_pending": True})):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the writer did not queue {len(ids)} deliveries:\n{writer.log_tail(3000)}")
+        harness.require_alive([writer])
+        time.sleep(0.2)
+    writer.stop()
+
+
+def run_dispatch(ctx: dict, events: list[dict], round_no: int) -> dict:
+    """The shipped worker started on the queued deliveries: how fast its dispatcher sends them, first mail to last."""
+    wanted = {e["data"]["v2momId"] for e in events}
+    ctx["sink"].read_new()
+    store_before = harness.cpu_seconds(ctx["procs"]["store"].popen.pid)
+    worker = start_worker(ctx["tmp"], ctx["mongo"], ctx["amqp"], ctx["smtp_port"], f"notify-worker-c{round_no}")
+    ctx["procs"]["worker"] = worker
+    seen: list[dict] = []
+    collect(ctx["sink"], lambda got: len({m["v2mom_id"] for m in got if m["v2mom_id"] in wanted}) >= len(wanted),
+            300, ctx["procs"].values(), seen)
+    store_cpu = harness.cpu_spent(store_before, harness.cpu_seconds(ctx["procs"]["store"].popen.pid))
+    wait_until_settled(ctx["db"], ctx["amqp"], worker)
+    mine = [m for m in seen if m["v2mom_id"] in wanted]
+    counts = Counter(m["v2mom_id"] for m in mine)
+    written = check_deliveries(ctx["db"], events)
+    n = len(events)
+    return {"sent": n, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()),
+            "missing": n - len(counts), "spread_throughput": spread_rate([m["received_at"] for m in mine]),
+            "email_sent": written["email_sent"], "email_tries": written["email_tries"],
+            "store_cpu_ms_per_msg": round(store_cpu * 1000 / n, 2) if store_cpu is not None else None,
+            "mails": sorted(mine, key=lambda m: m["received_at"])}
+
+
+def part_dispatch(ctx: dict, opts, bar: tqdm) -> dict:
+    """Rounds of: deliveries queued by a non-dispatching worker, then the shipped worker sending them; against the
+    bare client sending the same mails. Both timed from the first mail received to the last."""
+    rounds, corpus_source = [], None
+    for index in range(opts.rounds):
+        events = submitted_events(ctx["run"], 50 + index, opts.queued, opts.approvers)
+        bar.set_description(f"C: round {index + 1}/{opts.rounds} queueing {opts.queued}")
+        queue_deliveries(ctx, events, f"notify-writer-c{index + 1}")
+        record = {"round": index + 1}
+        order = (OURS, BARE) if index % 2 == 0 or corpus_source is None else (BARE, OURS)
+        record["order"] = list(order)
+        for name in order:
+            bar.set_description(f"C: round {index + 1}/{opts.rounds} {name}")
+            if name == OURS:
+                got = run_dispatch(ctx, events, index + 1)
+                corpus_source = got.pop("mails")
+                clear_round(ctx["db"])
+            else:
+                got = run_bare(ctx, bare_corpus(corpus_source, f"c{index + 1}"), f"c{index + 1}", timeout=300)
+            record[name] = got
+        record["ratio"] = harness.ratio(record[OURS]["spread_throughput"], record[BARE]["spread_throughput"])
+        rounds.append(record)
+        bar.update(1)
+    ratios = [r["ratio"] for r in rounds]
+    return {
+        "rounds": rounds,
+        "ours_throughput": round(harness.median(r[OURS]["spread_throughput"] for r in rounds), 2),
+        "bare_throughput": round(harness.median(r[BARE]["spread_throughput"] for r in rounds), 2),
+        "ratio": round(harness.median(ratios), 3), "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+        "store_cpu_ms_per_msg": round(harness.median(r[OURS]["store_cpu_ms_per_msg"] or float("nan") for r in rounds), 2),
+        "exactly_once": all(r[s]["missing"] == 0 and r[s]["duplicates"] == 0 for r in rounds for s in (OURS, BARE)),
+        "sent_once": all(r[OURS]["email_sent"] == r[OURS]["sent"] == r[OURS]["email_tries"] for r in rounds),
+    }
+
+
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
@@ -529,17 +635,18 @@ def bench(opts, bar: tqdm) -> dict:
                 seed_people(db, opts.approvers)
                 procs["worker"] = start_worker(tmp, mongo_uri, vhost.uri, smtp_port)
                 ctx = {"db": db, "amqp": vhost.uri, "sink": SinkLog(jsonl), "procs": procs, "tmp": tmp,
-                       "smtp_port": smtp_port, "run": uuid.uuid4().hex[:6]}
+                       "smtp_port": smtp_port, "run": uuid.uuid4().hex[:6], "mongo": mongo_uri}
                 throughput = part_throughput(ctx, opts, bar)
                 rate = throughput["ours_throughput"] / 2
                 lag = part_lag(ctx, opts, rate, bar)
+                dispatch = part_dispatch(ctx, opts, bar)
         finally:
             if client is not None:
                 client.close()
             for name in ("worker", "sink", "store"):
                 if name in procs:
                     procs[name].stop()
-    return {"throughput": throughput, "lag": lag}
+    return {"throughput": throughput, "lag": lag, "dispatch": dispatch}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -548,13 +655,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, help=f"submissions per stack per round (default {DEFAULTS['messages']})")
     parser.add_argument("--rounds", type=int, help=f"A/B rounds (default {DEFAULTS['rounds']})")
     parser.add_argument("--approvers", type=int, help=f"approvers the submissions go to (default {DEFAULTS['approvers']})")
+    parser.add_argument("--queued", type=int, help=f"deliveries queued per round of C (default {DEFAULTS['queued']})")
     parser.add_argument("--lag-seconds", type=float, help=f"how long B publishes (default {DEFAULTS['lag_seconds']})")
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
     parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR, help="where notify.md and notify.json go")
     harness.add_strict_and_progress(parser)
     args = parser.parse_args(argv)
     harness.apply_defaults(args, DEFAULTS, QUICK)
-    harness.require_positive(parser, args, ("messages", "rounds", "approvers"))
+    harness.require_positive(parser, args, ("messages", "rounds", "approvers", "queued"))
     if args.lag_seconds <= 0:
         parser.error("--lag-seconds must be positive")
     return args
@@ -567,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parse_args(argv)
     clock = harness.RunClock.start()
-    with harness.progress_bar(1 + 2 * args.rounds + 1, args.progress) as bar:
+    with harness.progress_bar(1 + 2 * args.rounds + 1 + args.rounds, args.progress) as bar:
         parts = bench(args, bar)
     options = {key: getattr(args, key) for key in (*DEFAULTS, "quick")}
     result = {

@@ -1,7 +1,8 @@
 """The notify benchmark runs end to end and writes sane results.
 
-A smoke test only: tiny counts, results in a temp dir. It checks that both phases measured what they say
-(every approver's email arrived exactly once, for notify-worker and for the bare client; every lag matched)
+A smoke test only: tiny counts, results in a temp dir. It checks that every phase measured what they say
+(every approver's email arrived exactly once, for notify-worker and for the bare client; every lag matched; the
+dispatcher alone sent every queued delivery once)
 and the report's shape, not the targets: those live in bench/ and its results, not in a timed test on a
 shared machine.
 """
@@ -25,7 +26,7 @@ def finite(value) -> bool:
 def test_notify_benchmark_quick_run_delivers_every_message_once(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "bench.notify", "--quick", "--no-progress", "--messages", "8", "--rounds", "2",
-         "--approvers", "3", "--lag-seconds", "3", "--out-dir", str(tmp_path)],
+         "--approvers", "3", "--lag-seconds", "3", "--queued", "12", "--out-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=280,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -51,7 +52,15 @@ def test_notify_benchmark_quick_run_delivers_every_message_once(tmp_path):
     assert b["rate"] == pytest.approx(a["ours_throughput"] / 2, rel=0.01)
     assert isinstance(result["pass"], bool)
 
+    c = result["dispatch"]
+    assert len(c["rounds"]) == 2
+    for r in c["rounds"]:
+        assert r["notify"]["sent"] == r["notify"]["arrived"] == r["notify"]["email_sent"] == r["notify"]["email_tries"] == 12
+        assert r["bare"]["sent"] == r["bare"]["arrived"] == 12 and r["bare"]["errors"] == 0
+        assert finite(r["notify"]["spread_throughput"]) and finite(r["bare"]["spread_throughput"]) and finite(r["ratio"])
+    assert c["exactly_once"] and c["sent_once"]
+
     report = (tmp_path / "notify.md").read_text()
-    for heading in ("## Verdict", "## A.", "## B."):
+    for heading in ("## Verdict", "## A.", "## B.", "## C."):
         assert heading in report
     assert not list(tmp_path.glob("*.tmp"))
