@@ -13,7 +13,7 @@ from services.platform.api.auth import current_caller, grant
 from services.platform.api.event_log import event_log_binding
 from services.platform.api.server import ServiceBinding, create_service_server, run_api
 from services.platform.core.config import AuthSettings, Settings, load
-from services.platform.store.mongo import connect, ensure_indexes
+from services.platform.store.mongo import connect, drop_retired_indexes, ensure_indexes
 
 from . import collector as collector_module
 from . import directory as directory_module
@@ -194,6 +194,7 @@ def create_server(addr: str, settings: Settings | None = None, scim: scim_http.S
     ensure_indexes(db, repository_module.INDEXES + directory_module.INDEXES + templates_module.INDEXES
                    + comments_module.INDEXES + scim_users.INDEXES + hris_rejected.INDEXES
                    + checkin_projection.INDEXES)
+    drop_retired_indexes(db, scim_users.RETIRED_INDEXES)
     repository_module.migrate(db)  # V2MOMs stored by older versions (make run keeps var/)
     server, port = create_server_on(db, addr, settings.auth, settings.directory_cache_seconds, settings.amqp_uri)
     server.http = server.scim = None

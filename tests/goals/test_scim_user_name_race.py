@@ -1,5 +1,5 @@
 """Two SCIM POSTs (or a POST and a rename) racing for one userName create one person: the unique index
-``people_by_live_user_name`` refuses the loser's write, which answers 409 ``uniqueness`` (services/goals/scim/
+``people_by_live_user_name_key`` refuses the loser's write, which answers 409 ``uniqueness`` (services/goals/scim/
 users.py). Concurrent real HTTP requests against a served goals-api on the wire Mongo server; in the forced
 interleavings every request has found the userName free before any of them writes."""
 
@@ -13,7 +13,7 @@ import pymongo
 import pytest
 
 from services.goals.api import create_server
-from services.goals.scim.users import INDEXES, ScimUsers
+from services.goals.scim.users import INDEXES, LIVE_USER_NAME_INDEX, ScimUsers
 from services.platform.core.config import load
 from services.platform.store.mongo import ensure_indexes
 from tests.support.scim import ENTERPRISE, scim_goals, user
@@ -117,7 +117,7 @@ def test_a_deleted_users_name_may_be_taken_again_and_the_index_guards_live_ones(
     assert (reply.status, reply.body.get("scimType")) == (409, "uniqueness")
     with pytest.raises(pymongo.errors.DuplicateKeyError):
         scim.db.people.insert_one({"_id": f"x-{uuid.uuid4().hex[:6]}", "user_name_key": name, "scim_deleted": False})
-    assert "people_by_live_user_name" in scim.db.people.index_information()
+    assert LIVE_USER_NAME_INDEX in scim.db.people.index_information()
 
 
 def test_taking_over_an_hris_record_marks_it_live_for_the_guard(scim):
@@ -129,18 +129,18 @@ def test_taking_over_an_hris_record_marks_it_live_for_the_guard(scim):
 
 
 def test_a_database_written_before_the_guard_still_starts_with_one_holder_per_user_name(scim, mongo_uri):
-    """Two live people with one userName (a race before ``people_by_live_user_name`` existed) would make building
+    """Two live people with one userName (a race before the guard existed) would make building
     the index fail at every start; goals-api starts, the one written last keeps the name, and giving it back to
     the other is a 409 ``uniqueness``."""
     name = f"twice.{uuid.uuid4().hex[:6]}@acme.test"
     first = scim.create(user_name=name, externalId=f"ext-{uuid.uuid4().hex[:8]}")
     second = scim.create(user_name=f"other.{uuid.uuid4().hex[:6]}@acme.test", externalId=f"ext-{uuid.uuid4().hex[:8]}")
-    scim.db.people.drop_index("people_by_live_user_name")
+    scim.db.people.drop_index(LIVE_USER_NAME_INDEX)
     try:
         scim.db.people.update_one({"_id": second["id"]}, {"$set": {"user_name": name, "user_name_key": name}})
         settings = replace(load("goals"), mongo_uri=mongo_uri, mongo_db=scim.db.name, directory_cache_seconds=0.0)
         with served(create_server, settings):
-            assert "people_by_live_user_name" in scim.db.people.index_information()
+            assert LIVE_USER_NAME_INDEX in scim.db.people.index_information()
     finally:
         ensure_indexes(scim.db, INDEXES)  # the module's other tests need the guard, whatever happened here
     assert [person["_id"] for person in holders(scim, name)] == [second["id"]]
@@ -149,3 +149,25 @@ def test_a_database_written_before_the_guard_still_starts_with_one_holder_per_us
     assert scim.call("GET", f"/Users/{first['id']}").body["userName"] == name  # still shown
     reply = scim.call("PUT", f"/Users/{first['id']}", user(name, externalId=first["externalId"]))
     assert (reply.status, reply.body.get("scimType")) == (409, "uniqueness"), reply.body
+
+
+def test_the_compound_guard_of_earlier_versions_gives_way_to_the_one_field_guard_at_start(scim, mongo_uri):
+    """A database from before: the guard was (user_name_key, scim_deleted), which the dev store checked by reading
+    every person at every write. goals-api builds the one-field guard and drops the old one; the guard still holds."""
+    people = scim.db.people
+    people.drop_index(LIVE_USER_NAME_INDEX)
+    people.create_index([("user_name_key", 1), ("scim_deleted", 1)], name="people_by_live_user_name", unique=True,
+                        partialFilterExpression={"user_name_key": {"$exists": True}, "scim_deleted": False})
+    try:
+        settings = replace(load("goals"), mongo_uri=mongo_uri, mongo_db=scim.db.name, directory_cache_seconds=0.0)
+        with served(create_server, settings):
+            indexes = people.index_information()
+            assert LIVE_USER_NAME_INDEX in indexes and "people_by_live_user_name" not in indexes
+            assert indexes[LIVE_USER_NAME_INDEX]["unique"] and indexes[LIVE_USER_NAME_INDEX]["key"] == [("user_name_key", -1)]
+    finally:
+        ensure_indexes(scim.db, INDEXES)
+    name = f"guarded.{uuid.uuid4().hex[:6]}@acme.test"
+    scim.create(user_name=name, externalId=f"ext-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        people.insert_one({"_id": f"x-{uuid.uuid4().hex[:6]}", "user_name_key": name, "scim_deleted": False})
+    people.insert_one({"_id": f"y-{uuid.uuid4().hex[:6]}", "user_name_key": name, "scim_deleted": True})  # not live

@@ -27,16 +27,21 @@ from . import mapping, patch
 from .errors import ScimError, invalid_value
 from .schemas import MAX_RESULTS
 
-LIVE_USER_NAME_INDEX = "people_by_live_user_name"
+LIVE_USER_NAME_INDEX = "people_by_live_user_name_key"
 INDEXES = [Index(PEOPLE, [("user_name_key", 1)], name="people_by_user_name",
                  partial={"user_name_key": {"$exists": True}}),
            # The guard: two requests that both found a userName free cannot both take it (the loser's write is a
            # duplicate key: 409 uniqueness). Only people SCIM still shows hold theirs; a deleted one's may be
            # taken (RFC 7644 3.6), so the filter is ``scim_deleted: false``, which every SCIM write sets.
-           Index(PEOPLE, [("user_name_key", 1), ("scim_deleted", 1)], name=LIVE_USER_NAME_INDEX, unique=True,
+           # One field: the dev store checks a one-field unique index through the index, and a compound one by
+           # reading the whole collection at every write. Descending, so its key pattern differs from
+           # people_by_user_name's (MongoDB keeps one index per key pattern and options).
+           Index(PEOPLE, [("user_name_key", -1)], name=LIVE_USER_NAME_INDEX, unique=True,
                  partial={"user_name_key": {"$exists": True}, "scim_deleted": False}),
            Index(PEOPLE, [("scim_external_id", 1)], name="people_by_scim_external_id",
                  partial={"scim_external_id": {"$exists": True}})]
+# Declared by earlier versions: dropped at start-up (drop_retired_indexes), after the new guard is built.
+RETIRED_INDEXES = {PEOPLE: ["people_by_live_user_name"]}  # (user_name_key, scim_deleted): the same guard, compound
 HIDDEN = {"outbox": 0, "outbox_pending": 0}
 LIVE = {"scim_deleted": {"$ne": True}}
 MAX_DEPARTMENTS = 500
