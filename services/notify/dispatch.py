@@ -1,7 +1,8 @@
 """Sending one claimed delivery over its channel, and deciding what happens next.
 
 The dispatcher timer (worker.py) runs passes (``Dispatcher.run_once``), and
-a pass runs batches until nothing is due (or its limit is reached): the
+a pass runs batches until nothing is due (or its limit is reached, or it
+has run for half a lease): the
 ids of up to ``NOTIFY_DISPATCH_BATCH`` due PENDING deliveries in one query,
 then all of them claimed under one lease (deliveries.Deliveries.claim_many: one bulk write by
 ``_id``, one read back; a delivery another replica claimed meanwhile is
@@ -36,7 +37,7 @@ Two replicas never both send one: after the batch's first delivery, one is
 sent only while at least half of the batch's lease is left (a slow receiver
 late in a batch must not outlast it, or another replica could claim and
 send it too); those left over are released unsent in the batch's write,
-and claimed again (by this pass or any replica) under a lease of their own.
+and claimed again (by the next pass or any replica) under a lease of their own.
 The first always goes, as a delivery claimed alone always did, so a pass
 makes progress however slow the store's answers before it were.
 
@@ -99,10 +100,12 @@ class Dispatcher:
 
         A backlog (a Monday's reminders, a restart after an outage) drains in one pass at the senders' pace
         instead of one batch per tick. Each batch has its own lease, its own SMTP connection (a relay sees at most
-        a batch per connection) and its own stats write, so a long pass holds no count back."""
+        a batch per connection) and its own stats write, so a long pass holds no count back. No new batch starts
+        once the pass has run for half a lease: a slow relay cannot make one pass outlast a stop's grace period."""
         handled = 0
+        ends = self.now() + timedelta(seconds=self.settings.lease_seconds / 2)
         with self.deliveries.folding_stats():  # written after each batch, and at the end of every pass (the handlers')
-            while handled < limit:
+            while handled < limit and (handled == 0 or self.now() < ends):
                 claimed = self._run_batch(min(self.settings.dispatch_batch, limit - handled))
                 if not claimed:
                     break  # nothing due, or other replicas have it all

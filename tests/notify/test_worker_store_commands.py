@@ -204,6 +204,21 @@ def test_a_pass_stops_at_its_limit_and_the_next_tick_goes_on(counted):
     assert dispatcher.run_once(3) == 2 and len(counted.email.sent) == 5
 
 
+def test_a_pass_starts_no_batch_after_half_a_lease_and_the_next_tick_goes_on(counted):
+    """A slow relay (each send here moves the clock 6 s on; the lease is 30 s) ends a pass after the batch that
+    crossed half a lease, so a stop's grace period never waits on a long backlog; the next pass goes on."""
+    for n in range(6):
+        counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
+
+    def slow(message):
+        counted.email.sent.append(message)
+        counted.clock.now += timedelta(seconds=6)
+    dispatcher = Dispatcher(counted.db, counted.notifier.people, slow, Recorder(),
+                            replace(SETTINGS, dispatch_batch=2), now=counted.clock)
+    assert dispatcher.run_once(1000) == 4  # two batches: 24 s in, past the 15 s mark, no third one starts
+    assert dispatcher.run_once(1000) == 2 and len(counted.email.sent) == 6
+
+
 def test_the_dispatch_limits_come_from_the_environment_and_zero_stops_the_worker(monkeypatch):
     from services.platform.core.config import ConfigError
 
@@ -247,7 +262,8 @@ def test_a_pass_that_dies_before_its_write_sends_each_again_once_under_the_same_
 
 def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back(counted):
     """Sends that take long (here each one moves the clock 10 s on, with a 30 s lease) stop a batch before its lease
-    could lapse mid-send; the rest are released unsent, not tried, and claimed again under a lease of their own."""
+    could lapse mid-send; the rest are released unsent, not tried, and claimed again by the next pass under a lease
+    of their own."""
     for n in range(4):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
 
@@ -259,9 +275,10 @@ def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back
     release = counted.dispatcher.deliveries.release
     counted.dispatcher.deliveries.release = lambda delivery, now: releases.append((delivery["_id"], now)) or release(
         delivery, now)
-    assert counted.dispatcher.run_once(50) == 6  # four claimed, two of them twice
+    assert counted.dispatcher.run_once(50) == 4  # the batch crossed half a lease: the pass ends with it
     # at 0 s and 10 s; at 20 s less than half of the first 30 s lease was left: the other two went back ...
     assert [at for _, at in releases] == [T0 + timedelta(seconds=20)] * 2
+    assert counted.dispatcher.run_once(50) == 2  # the next tick's pass
     emails = {d["_id"]: d for d in counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"})}
     first, second = [m.delivery_id for m in counted.email.sent[:2]], [m.delivery_id for m in counted.email.sent[2:]]
     assert sorted(second) == sorted(delivery_id for delivery_id, _ in releases)
@@ -275,7 +292,7 @@ def test_a_batch_sends_only_while_half_its_lease_is_left_and_gives_the_rest_back
 def test_the_first_of_a_batch_goes_even_when_the_reads_before_it_took_half_the_lease(counted):
     """A store slow to answer (here the batch's reads move the clock 20 s on, with a 30 s lease) does not stall the
     pass: the first delivery is sent, as one claimed alone would be; the second, with less than half the lease
-    left, goes back and is sent under a lease of its own."""
+    left, goes back and is sent by the next pass under a lease of its own."""
     for n in range(2):
         counted.notifier.v2mom_submitted(submitted(v2mom_id=f"v2m_{n}"))
     notifications_by_id = counted.dispatcher.deliveries.notifications_by_id
@@ -284,8 +301,8 @@ def test_the_first_of_a_batch_goes_even_when_the_reads_before_it_took_half_the_l
         counted.clock.now += timedelta(seconds=20)
         return notifications_by_id(ids)
     counted.dispatcher.deliveries.notifications_by_id = slow_read
-    assert counted.dispatcher.run_once(50) == 3  # two claimed, the second twice
-    assert len(counted.email.sent) == 2
+    assert counted.dispatcher.run_once(50) == 2  # both claimed, the first sent, the second released
+    assert counted.dispatcher.run_once(50) == 1 and len(counted.email.sent) == 2  # the next tick sends it
     emails = list(counted.db[DELIVERIES].find({"channel": "CHANNEL_EMAIL"}))
     assert {(d["status"], d["tries"]) for d in emails} == {("SENT", 1)}
     assert len({d["lease_token"] for d in emails}) == 2
