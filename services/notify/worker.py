@@ -11,7 +11,7 @@
   escalations, check-in reminders, weekly digests) on a timer, each under
   a lease;
 - sends due deliveries on a timer (dispatch.py), each under a lease, the
-  emails of one pass over one SMTP connection;
+  emails of one batch over one SMTP connection;
 - relays the outbox of ``deliveries`` (``notification_sent`` /
   ``notification_failed``) to ``notify.events``.
 

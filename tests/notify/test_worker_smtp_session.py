@@ -1,4 +1,4 @@
-"""channels.email.SmtpSession, the dispatcher's one SMTP connection per pass, against the dev sink: reuse, a fresh
+"""channels.email.SmtpSession, the dispatcher's one SMTP connection per batch, against the dev sink: reuse, a fresh
 connection after an error or a connection the relay dropped, the whole-send deadline, the same Message-ID."""
 
 import socket

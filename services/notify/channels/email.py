@@ -207,7 +207,7 @@ def send_email(message: Message, settings: SmtpSettings) -> None:
 
 
 class SmtpSession:
-    """One SMTP connection for several messages (worker.py: one per dispatch pass): the first ``send`` opens
+    """One SMTP connection for several messages (worker.py: one per dispatch batch): the first ``send`` opens
     it, the next ones reuse it (MAIL, RCPT, DATA only), ``close`` says QUIT.
 
     Each ``send`` is what ``send_email`` is for one message: the same mail (so the same Message-ID), the same
