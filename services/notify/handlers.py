@@ -24,7 +24,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.platform.core.clock import from_date_proto, from_timestamp, to_millis, utc_now
-from services.platform.core.config import ConfigError, env_float, env_int, env_str
+from services.platform.core.config import ConfigError, env_at_least, env_float, env_int, env_str
 from services.platform.store.mongo import find_in, update_in
 from services.platform.worker.consumer import PermanentError, parse_data, require
 from v2mom.v1 import checkins_pb2, common_pb2, events_pb2, goals_pb2
@@ -69,7 +69,7 @@ class WorkerSettings:
                 schedules.parse_weekly_time(weekly[field_name])
             except ValueError as error:
                 raise ConfigError(f"{name}: {error}") from None
-        settings = cls(
+        return cls(
             **weekly,
             portal_url_template=env_str("NOTIFY_PORTAL_URL_TEMPLATE", cls.portal_url_template),
             approval_sla_days=env_int("NOTIFY_APPROVAL_SLA_DAYS", cls.approval_sla_days),
@@ -78,18 +78,14 @@ class WorkerSettings:
             schedule_interval_seconds=env_float("NOTIFY_SCHEDULE_INTERVAL_SECONDS", cls.schedule_interval_seconds),
             cycle_fill_retry_seconds=env_float("NOTIFY_CYCLE_FILL_RETRY_SECONDS", cls.cycle_fill_retry_seconds),
             lease_seconds=env_float("NOTIFY_LEASE_SECONDS", cls.lease_seconds),
-            dispatch_batch=env_int("NOTIFY_DISPATCH_BATCH", cls.dispatch_batch),
-            dispatch_pass_max=env_int("NOTIFY_DISPATCH_PASS_MAX", cls.dispatch_pass_max),
+            # A limit of 0 reads as "no limit" to the store: both must be at least 1.
+            dispatch_batch=env_at_least("NOTIFY_DISPATCH_BATCH", cls.dispatch_batch, 1),
+            dispatch_pass_max=env_at_least("NOTIFY_DISPATCH_PASS_MAX", cls.dispatch_pass_max, 1),
             send_timeout_seconds=env_float("NOTIFY_SEND_TIMEOUT_SECONDS", cls.send_timeout_seconds),
             allow_private_webhooks=env_str("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", "false").lower() in ("1", "true", "yes"),
             public_url=env_str("NOTIFY_PUBLIC_URL", cls.public_url),
             unsubscribe_secret=unsubscribe.secret_from_env(),
         )
-        for name, value in (("NOTIFY_DISPATCH_BATCH", settings.dispatch_batch),
-                            ("NOTIFY_DISPATCH_PASS_MAX", settings.dispatch_pass_max)):
-            if value < 1:  # a limit of 0 reads as "no limit" to the store
-                raise ConfigError(f"{name} must be at least 1, got {value}")
-        return settings
 
 
 

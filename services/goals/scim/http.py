@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from services.platform.api.auth import Caller
-from services.platform.core.config import ConfigError, _weak_secret, env_int, env_str, is_production
+from services.platform.core.config import ConfigError, _weak_secret, env_at_least, env_str, is_production
 from services.platform.core.errors import ServiceError
 
 from ..directory import Directory
@@ -54,9 +54,7 @@ def settings_from_env() -> ScimSettings | None:
         problems = _weak_secret("SCIM_TOKEN", token, DEV_TOKEN)
         if problems:
             raise ConfigError("V2MOM_ENV=production refuses to start: " + "; ".join(problems))
-    scan_limit = env_int("SCIM_FILTER_SCAN_LIMIT", FILTER_SCAN_LIMIT)
-    if scan_limit < 1:
-        raise ConfigError(f"SCIM_FILTER_SCAN_LIMIT must be at least 1, got {scan_limit}")
+    scan_limit = env_at_least("SCIM_FILTER_SCAN_LIMIT", FILTER_SCAN_LIMIT, 1)
     return ScimSettings(addr=env_str("SCIM_HTTP_ADDR", DEFAULT_ADDR), token=token,
                         default_org_unit=env_str("SCIM_DEFAULT_ORG_UNIT", ""),
                         base_url=env_str("SCIM_BASE_URL", "").rstrip("/"),
