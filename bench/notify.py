@@ -283,15 +283,14 @@ def run_notify(ctx: dict, events: list[dict], timeout: float) -> dict:
     mine = [m for m in seen if m["v2mom_id"] in wanted and not m["message_id"].startswith(BARE_MARK)]
     time.sleep(0.3)  # a duplicate, if any, lands before the count
     mine += [m for m in ctx["sink"].read_new() if m["v2mom_id"] in wanted and not m["message_id"].startswith(BARE_MARK)]
-    counts = Counter(m["v2mom_id"] for m in mine)
+    counted = tally((m["v2mom_id"] for m in mine), len(events))
     last = max((m["received_at"] for m in mine), default=started)
     seconds = last - started
     n = len(events)
     return {
-        "sent": n, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()),
-        "missing": n - len(counts), "seconds": round(seconds, 3),
+        **counted, "seconds": round(seconds, 3),
         "publish_seconds": round(published - started, 3),
-        "throughput": round(len(counts) / seconds, 2) if seconds > 0 else float("nan"),
+        "throughput": round(counted["arrived"] / seconds, 2) if seconds > 0 else float("nan"),
         "cpu_ms_per_msg": {name: round(s * 1000 / n, 2) if s is not None else None for name, s in cpu.items()},
         "mails": sorted(mine, key=lambda m: m["received_at"]),
     }
@@ -324,17 +323,24 @@ def run_bare(ctx: dict, corpus: list[list[str]], tag: str, timeout: float) -> di
             procs.values(), seen)
     cpu = {name: harness.cpu_spent(before[name], harness.cpu_seconds(p.popen.pid)) for name, p in procs.items()}
     mine = [m for m in seen if m["message_id"].startswith(prefix)]
-    counts = Counter(m["message_id"] for m in mine)
+    counted = tally((m["message_id"] for m in mine), len(corpus))
     n = len(corpus)
     seconds = max((m["received_at"] for m in mine), default=done["started"]) - done["started"]
     return {
-        "sent": n, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()), "missing": n - len(counts),
+        **counted,
         "errors": done["errors"], "seconds": round(seconds, 3), "client_cpu_ms_per_msg": done["client_cpu_ms_per_msg"],
-        "throughput": round(len(counts) / seconds, 2) if seconds > 0 else float("nan"),
+        "throughput": round(counted["arrived"] / seconds, 2) if seconds > 0 else float("nan"),
         "spread_throughput": spread_rate([m["received_at"] for m in mine]),
         "cpu_ms_per_msg": {name: round(s * 1000 / n, 2) if s is not None else None for name, s in cpu.items()},
         "bytes": sum(len(raw.encode()) for _, _, raw in corpus),
     }
+
+
+def tally(keys, sent: int) -> dict:
+    """What arrived of ``sent`` messages, each named by its key (V2MOM id or Message-ID): once, twice, or not at all."""
+    counts = Counter(keys)
+    return {"sent": sent, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()),
+            "missing": sent - len(counts)}
 
 
 def spread_rate(received: list[float]) -> float:
@@ -573,11 +579,10 @@ def run_dispatch(ctx: dict, events: list[dict], round_no: int) -> dict:
     store_cpu = harness.cpu_spent(store_before, harness.cpu_seconds(ctx["procs"]["store"].popen.pid))
     wait_until_settled(ctx["db"], ctx["amqp"], worker)
     mine = [m for m in seen if m["v2mom_id"] in wanted]
-    counts = Counter(m["v2mom_id"] for m in mine)
     written = check_deliveries(ctx["db"], events)
     n = len(events)
-    return {"sent": n, "arrived": len(counts), "duplicates": sum(c - 1 for c in counts.values()),
-            "missing": n - len(counts), "spread_throughput": spread_rate([m["received_at"] for m in mine]),
+    return {**tally((m["v2mom_id"] for m in mine), n),
+            "spread_throughput": spread_rate([m["received_at"] for m in mine]),
             "email_sent": written["email_sent"], "email_tries": written["email_tries"],
             "store_cpu_ms_per_msg": round(store_cpu * 1000 / n, 2) if store_cpu is not None else None,
             "mails": sorted(mine, key=lambda m: m["received_at"])}
